@@ -1,0 +1,48 @@
+//! The booking domain every replica runs: a pure, deterministic state machine.
+//!
+//! Owns: events and their seats, holds (leases in *log time*), bookings,
+//! tickets, the waiting room, exactly-once request dedupe, webhook dedupe,
+//! the notification outbox, replicated settings, queries, snapshots and the
+//! replica state hash. `BookingState::apply(index, &Batch)` is a pure function
+//! of (state, entry).
+//!
+//! Must not: read a clock, draw randomness, do I/O, depend on an async
+//! runtime, or let hash-map iteration order reach results, snapshots or
+//! hashes. Time arrives only as `Batch::stamp_ms` (the leader's stamp);
+//! randomness only as seeds derived from log entries.
+//!
+//! Layout:
+//! - [`command`]: `Request`, `Batch`, `Command`, `Selection`, `Reply`, `ApplyOutput`, `SeatChange`.
+//! - [`query`]: `Query`, `QueryResult`; [`view`]: the read-only shapes they return.
+//! - [`spec`]: event definitions (the `POST /v1/events` JSON) and validation; [`limits`]: the bounds.
+//! - [`settings`]: replicated tunables changed by `Configure`.
+//! - [`error`]: `BookingError` (with `code()`), `SnapshotError`.
+//! - `state`: `BookingState` and every command's rules; `event`: one event's
+//!   seats and best-available; `waiting_room`; `dedupe`; `snapshot`; `invariants`.
+//!
+//! Caveats: see `state` for the time model and the expiry boundary rule
+//! (a hold with `expires_at_ms = t` is expired once `clock_ms >= t`), `dedupe`
+//! for what happens when the dedupe table is full, `snapshot` for the format.
+
+pub mod command;
+mod dedupe;
+pub mod error;
+mod event;
+mod invariants;
+pub mod limits;
+pub mod query;
+pub mod settings;
+mod snapshot;
+pub mod spec;
+mod state;
+pub mod view;
+mod waiting_room;
+
+pub use command::{ApplyOutput, Batch, Command, GaPlaces, Outcome, Reply, Request, SeatChange, SeatStatus, Selection};
+pub use error::{BookingError, SnapshotError};
+pub use query::{Query, QueryResult};
+pub use settings::Settings;
+pub use snapshot::{SNAPSHOT_MAGIC, SNAPSHOT_VERSION};
+pub use spec::{EventSpec, RowSpec, SectionSpec, WaitingRoomSpec};
+pub use state::BookingState;
+pub use view::*;

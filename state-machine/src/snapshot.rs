@@ -1,0 +1,97 @@
+//! Snapshots and the replica state hash.
+//!
+//! Owns: the byte format of a snapshot and its verification. Must not: write
+//! files (raft-node stores the bytes) or include derived indexes.
+//!
+//! Format (all integers little-endian):
+//! ```text
+//! magic    8 bytes  b"BKSMSNAP"
+//! version  u32      SNAPSHOT_VERSION
+//! length   u64      payload length
+//! payload  postcard encoding of BookingState (BTreeMaps, Vecs, VecDeques
+//!          only: canonical, no hash-map order; derived indexes skipped)
+//! checksum 32 bytes blake3 of everything before it
+//! ```
+//! `state_hash()` is blake3 of the payload alone, so two replicas that applied
+//! the same log have equal hashes. Restore verifies magic, version, length and
+//! checksum, decodes, rebuilds the derived indexes and then checks every
+//! invariant, refusing a snapshot that decodes into an inconsistent state.
+
+use crate::error::SnapshotError;
+use crate::state::BookingState;
+
+pub const SNAPSHOT_MAGIC: &[u8; 8] = b"BKSMSNAP";
+pub const SNAPSHOT_VERSION: u32 = 1;
+const HEADER_LEN: usize = 8 + 4 + 8;
+const CHECKSUM_LEN: usize = 32;
+
+impl BookingState {
+    /// The canonical encoding of the replicated state.
+    fn payload(&self) -> Vec<u8> {
+        postcard::to_stdvec(self).expect("encoding in-memory state to postcard cannot fail")
+    }
+
+    /// Deterministic bytes (no hash-map order) with a checksum.
+    pub fn snapshot(&self) -> Vec<u8> {
+        let payload = self.payload();
+        let mut out = Vec::with_capacity(HEADER_LEN + payload.len() + CHECKSUM_LEN);
+        out.extend_from_slice(SNAPSHOT_MAGIC);
+        out.extend_from_slice(&SNAPSHOT_VERSION.to_le_bytes());
+        out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+        out.extend_from_slice(&payload);
+        let checksum = blake3::hash(&out);
+        out.extend_from_slice(checksum.as_bytes());
+        out
+    }
+
+    /// Verifies and decodes a snapshot made by [`BookingState::snapshot`].
+    pub fn restore(bytes: &[u8]) -> Result<BookingState, SnapshotError> {
+        if bytes.len() < HEADER_LEN + CHECKSUM_LEN {
+            return Err(SnapshotError::TooShort { len: bytes.len() });
+        }
+        if &bytes[..8] != SNAPSHOT_MAGIC {
+            return Err(SnapshotError::BadMagic);
+        }
+        let version = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
+        if version != SNAPSHOT_VERSION {
+            return Err(SnapshotError::UnsupportedVersion { found: version, supported: SNAPSHOT_VERSION });
+        }
+        let declared = u64::from_le_bytes(bytes[12..20].try_into().expect("8 bytes"));
+        let actual = (bytes.len() - HEADER_LEN - CHECKSUM_LEN) as u64;
+        if declared != actual {
+            return Err(SnapshotError::LengthMismatch { declared, actual });
+        }
+        let (body, checksum) = bytes.split_at(bytes.len() - CHECKSUM_LEN);
+        if blake3::hash(body).as_bytes() != checksum {
+            return Err(SnapshotError::ChecksumMismatch);
+        }
+        let mut state: BookingState =
+            postcard::from_bytes(&body[HEADER_LEN..]).map_err(|e| SnapshotError::Decode(e.to_string()))?;
+        state.rebuild_indexes_checked()?;
+        Ok(state)
+    }
+
+    /// blake3 of the canonical state bytes, for comparing replicas.
+    pub fn state_hash(&self) -> [u8; 32] {
+        *blake3::hash(&self.payload()).as_bytes()
+    }
+
+    fn rebuild_indexes_checked(&mut self) -> Result<(), SnapshotError> {
+        // Layout rebuilding asserts the seat array matches the spec; check
+        // that first so a bad snapshot is an error, not a panic.
+        for ev in &self.events {
+            let seats: u64 = ev
+                .spec
+                .sections
+                .iter()
+                .filter(|s| matches!(s, crate::spec::SectionSpec::Reserved { .. }))
+                .map(|s| s.capacity())
+                .sum();
+            if seats != ev.seats.len() as u64 || ev.counters.len() != ev.spec.sections.len() {
+                return Err(SnapshotError::Invariant(format!("event {}: seat array does not match its spec", ev.id)));
+            }
+        }
+        self.rebuild_indexes();
+        self.check_invariants().map_err(SnapshotError::Invariant)
+    }
+}

@@ -1,0 +1,25 @@
+//! Finding the shared checker corpus from a test.
+
+use std::path::PathBuf;
+
+/// `<repo>/../shared/checker-corpus/<name>`, or `None` (with a loud SKIP on
+/// stderr) when it is missing outside CI. Under `CI=true` a missing corpus
+/// fails the test: CI must never pass by skipping the proof.
+pub fn corpus_dir(name: &str) -> Option<PathBuf> {
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let dir = repo.join("../shared/checker-corpus").join(name);
+    if dir.is_dir() {
+        return Some(dir);
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!(
+            "checker corpus missing at {} (CI must provide ../shared next to the repo)",
+            dir.display()
+        );
+    }
+    eprintln!("\n!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!");
+    eprintln!("!!! SKIP: checker corpus not found at {}", dir.display());
+    eprintln!("!!! this test proved nothing; under CI=true it would fail");
+    eprintln!("!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n");
+    None
+}

@@ -351,6 +351,8 @@ impl BookingState {
                 if let Some(until) = lapse {
                     self.lapses.remove(&(until, event, user.clone()));
                 }
+                // A freed place goes to the next fan at once.
+                self.admit(event);
                 Ok(Reply::QueueLeft { event_id: event_id.clone() })
             }
             Command::RecordWebhook { webhook_id } => {

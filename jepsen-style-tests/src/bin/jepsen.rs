@@ -42,6 +42,9 @@ enum Command {
     },
 }
 
+/// How many of the last linearized operations the evidence shows.
+const PREFIX_TAIL_SHOWN: usize = 5;
+
 const EXIT_LINEARIZABLE: u8 = 0;
 const EXIT_NOT_LINEARIZABLE: u8 = 1;
 const EXIT_UNKNOWN_OR_BAD_INPUT: u8 = 2;
@@ -87,11 +90,22 @@ fn check_register(file: &Path, time_limit_s: u64) -> ExitCode {
                     .expect("evidence names checked ops")
             };
             eprintln!(
-                "the longest linearizable prefix found has {} operations and leaves the register at {}",
-                e.linearized.len(),
+                "the longest linearizable prefix found has {} operations:",
+                e.linearized.len()
+            );
+            // The tail of the prefix is the context a reader needs; the
+            // whole prefix can be hundreds of lines.
+            let tail = e.linearized.len().saturating_sub(PREFIX_TAIL_SHOWN);
+            if tail > 0 {
+                eprintln!("  ... {tail} earlier operations");
+            }
+            for &id in &e.linearized[tail..] {
+                eprintln!("  {}", describe(by_id(id)));
+            }
+            eprintln!(
+                "it leaves the register at {}; after it, none of these could take effect next:",
                 e.state
             );
-            eprintln!("after it, none of these could take effect next:");
             for &id in &e.candidates {
                 let mark = if id == e.blocked {
                     " <- its return came first"

@@ -52,7 +52,6 @@ impl H {
         )
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn confirm(
         &mut self,
         seat: &str,

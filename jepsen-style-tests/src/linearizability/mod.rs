@@ -85,6 +85,9 @@ pub struct Op<I, O> {
     pub call_ns: u64,
 }
 
+/// The operations of a history checked against model `M`.
+pub type ModelOp<M> = Op<<M as Model>::Input, <M as Model>::Output>;
+
 /// Bounds on one check. Running out of any of them yields `Verdict::Unknown`.
 #[derive(Clone, Debug)]
 pub struct Budget {
@@ -160,7 +163,7 @@ impl Verdict {
 }
 
 /// Checks one history (one object) against `model`.
-pub fn check<M: Model>(model: &M, ops: &[Op<M::Input, M::Output>], budget: &Budget) -> Verdict {
+pub fn check<M: Model>(model: &M, ops: &[ModelOp<M>], budget: &Budget) -> Verdict {
     let mut meter = Meter::new(budget);
     search(model, ops, &mut meter)
 }
@@ -201,7 +204,7 @@ impl<K> PartitionedVerdict<K> {
 /// the budget ran out are reported `Unknown`.
 pub fn check_partitioned<M: Model, K: Ord>(
     model: &M,
-    partitions: BTreeMap<K, Vec<Op<M::Input, M::Output>>>,
+    partitions: BTreeMap<K, Vec<ModelOp<M>>>,
     budget: &Budget,
 ) -> PartitionedVerdict<K> {
     let mut meter = Meter::new(budget);
@@ -247,7 +250,8 @@ impl Meter {
                 limit: self.max_steps,
             });
         }
-        if self.steps % Self::STEPS_PER_CLOCK_READ == 0 && self.started.elapsed() > self.time_limit
+        if self.steps.is_multiple_of(Self::STEPS_PER_CLOCK_READ)
+            && self.started.elapsed() > self.time_limit
         {
             return Err(Exhausted::Time {
                 limit: self.time_limit,
@@ -357,7 +361,7 @@ impl Bits {
     }
 }
 
-fn search<M: Model>(model: &M, ops: &[Op<M::Input, M::Output>], meter: &mut Meter) -> Verdict {
+fn search<M: Model>(model: &M, ops: &[ModelOp<M>], meter: &mut Meter) -> Verdict {
     let mut entries = Entries::new(ops);
     let mut linearized = Bits::new(ops.len());
     let mut cache: HashSet<(Bits, M::State)> = HashSet::new();

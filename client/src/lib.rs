@@ -1,7 +1,42 @@
 //! The async Rust client of the booking cluster: leader discovery, redirects,
 //! and retries that reuse the same `(client_id, request_id)` so a retried write
-//! applies once. The `bookctl` CLI is built on it.
+//! applies once. The `bookctl` CLI (src/bin/bookctl.rs) is built on it, and so
+//! is the HTTP gateway.
 //!
-//! Owns: the client side of the gRPC API. Must not: know openraft or sled.
+//! Layout:
+//! - [`client`]: [`Client`], its channel pool, leader cache and the one bounded
+//!   retry loop (its docs state the retry semantics exactly).
+//! - [`error`]: [`ClientError`] with [`ClientError::is_definite`] (is the
+//!   outcome known?) and [`ClientError::is_retryable`].
+//! - [`options`]: [`ClientOptions`], every timeout and retry bound.
+//! - [`types`]: status, membership and watch views.
 //!
-//! Not written yet: arrives with the node issue.
+//! Owns: the client side of the gRPC API and the conversion between protobuf
+//! messages and `state_machine` types. Must not: know openraft or sled, or let
+//! a protobuf type into its public API.
+//!
+//! Caveats:
+//! - Exactly-once holds only while the state machine still remembers the
+//!   request (`dedupe_ttl_ms` of log time, bounded in count). A caller that
+//!   resolves an unknown outcome much later may see the command applied twice.
+//! - `client_id` is random per [`Client`]: two processes never share one, but
+//!   a restarted process starts a new one, so it cannot dedupe against writes
+//!   of its previous life.
+//! - A transport error other than a refused connection is treated as "may
+//!   have been applied" (the request may have reached the node).
+
+pub mod client;
+pub mod error;
+pub mod options;
+pub mod types;
+
+pub use client::{Client, ENDPOINTS_MAX};
+pub use error::ClientError;
+pub use options::ClientOptions;
+pub use types::{
+    ClusterStatus, Consistency, EndpointStatus, Member, MembershipChange, NodeStatus, ResyncReason, Submitted,
+    WatchItem,
+};
+
+/// The domain types callers build commands and queries from.
+pub use state_machine;

@@ -1,6 +1,10 @@
 pub mod error;
 pub mod metrics;
+pub mod network;
+pub mod node;
+pub mod server;
 pub mod store;
 pub mod types;
 pub mod watch;
 pub use error::NodeError;
+pub use node::run_node;

@@ -281,6 +281,11 @@ impl LogStore {
         self.inner.db.flush_async().await.map(|_| ()).map_err(|e| format!("sled flush of {}: {e}", self.inner.path.display()))
     }
 
+    /// Flushes every tree of the node's sled `Db` (shutdown).
+    pub async fn flush_all(&self) -> Result<(), String> {
+        self.flush().await
+    }
+
     /// The last committed index this node saved (0 if none).
     pub fn committed_index(&self) -> u64 {
         self.inner.committed_index.load(Ordering::Relaxed)

@@ -1,0 +1,232 @@
+//! The Raft network over tonic: the client side openraft calls to reach peers
+//! (`RaftNetworkFactory`/`RaftNetwork`) and the codec both sides share.
+//!
+//! Owns: one pooled, lazily connected `Channel` per peer address (reused across
+//! openraft's replication streams), per-RPC timeouts from config, and the
+//! mapping of transport failures to `Unreachable` (connection-level: openraft
+//! backs off) or `NetworkError` (timeouts, undecodable replies).
+//!
+//! Snapshots: sent by openraft's chunked transport (0.9), chunk size
+//! `SNAPSHOT_CHUNK_BYTES`, each chunk with `install_snapshot_timeout_ms`; the
+//! gRPC message limit (`proto::MAX_MESSAGE_BYTES`) is far above a chunk.
+//!
+//! Must not: retry on its own (openraft owns retries and backoff).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
+    VoteResponse,
+};
+use openraft::AnyError;
+use proto::raft::raft_client::RaftClient;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tonic::transport::{Channel, Endpoint};
+use tracing::Instrument;
+
+use crate::types::{Node, NodeId, SnapshotMeta, TypeConfig, Vote};
+
+/// Bytes of snapshot data per InstallSnapshot chunk.
+pub const SNAPSHOT_CHUNK_BYTES: usize = 4 * 1024 * 1024;
+/// TCP connect timeout to a peer.
+pub const CONNECT_TIMEOUT_MS: u64 = 1_000;
+
+/// Encodes a request body (postcard).
+pub fn encode_body<T: Serialize>(v: &T) -> Result<Vec<u8>, String> {
+    postcard::to_stdvec(v).map_err(|e| format!("encode: {e}"))
+}
+
+/// Decodes a request body; a peer's bad bytes become an error, never a panic.
+pub fn decode_body<T: DeserializeOwned>(b: &[u8]) -> Result<T, String> {
+    postcard::from_bytes(b).map_err(|e| format!("decode: {e}"))
+}
+
+/// A reply body: postcard of `Result<T, Vec<u8>>`, the error side being the
+/// JSON of openraft's `RaftError` (errors are rare and JSON carries every
+/// serde shape openraft's error types use).
+pub fn encode_reply<T: Serialize, E: Serialize>(r: Result<T, E>) -> Result<Vec<u8>, String> {
+    let r: Result<T, Vec<u8>> = match r {
+        Ok(v) => Ok(v),
+        Err(e) => Err(serde_json::to_vec(&e).map_err(|e| format!("encode error: {e}"))?),
+    };
+    encode_body(&r)
+}
+
+fn decode_reply<T: DeserializeOwned, E: DeserializeOwned>(b: &[u8]) -> Result<Result<T, E>, String> {
+    let r: Result<T, Vec<u8>> = decode_body(b)?;
+    match r {
+        Ok(v) => Ok(Ok(v)),
+        Err(e) => Ok(Err(serde_json::from_slice(&e).map_err(|e| format!("decode error: {e}"))?)),
+    }
+}
+
+/// The header of one snapshot chunk: (vote, meta, offset, done).
+pub type ChunkHeader = (Vote, SnapshotMeta, u64, bool);
+
+/// Channels shared by every client the factory makes, keyed by address.
+#[derive(Clone, Default)]
+pub struct ChannelPool {
+    channels: Arc<Mutex<HashMap<String, Channel>>>,
+}
+
+impl ChannelPool {
+    /// The pooled channel to `addr` ("host:port"), created lazily: nothing
+    /// connects until the first RPC, and a dead peer costs nothing until then.
+    pub fn get(&self, addr: &str) -> Result<Channel, String> {
+        let mut g = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = g.get(addr) {
+            return Ok(c.clone());
+        }
+        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+            .map_err(|e| format!("bad peer address {addr:?}: {e}"))?
+            .connect_timeout(Duration::from_millis(CONNECT_TIMEOUT_MS))
+            .tcp_nodelay(true);
+        let channel = endpoint.connect_lazy();
+        g.insert(addr.to_string(), channel.clone());
+        Ok(channel)
+    }
+}
+
+/// Makes one `PeerClient` per target for openraft.
+#[derive(Clone)]
+pub struct NetworkFactory {
+    pub cluster_name: String,
+    pub self_id: NodeId,
+    pub pool: ChannelPool,
+    pub rpc_timeout: Duration,
+    pub snapshot_timeout: Duration,
+}
+
+impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
+    type Network = PeerClient;
+
+    async fn new_client(&mut self, target: NodeId, node: &Node) -> PeerClient {
+        let client = self.pool.get(&node.addr).map(|ch| {
+            RaftClient::new(ch)
+                .max_decoding_message_size(proto::MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(proto::MAX_MESSAGE_BYTES)
+        });
+        PeerClient {
+            target,
+            addr: node.addr.clone(),
+            client,
+            cluster_name: self.cluster_name.clone(),
+            self_id: self.self_id,
+            rpc_timeout: self.rpc_timeout,
+            snapshot_timeout: self.snapshot_timeout,
+        }
+    }
+}
+
+/// openraft's handle on one peer.
+pub struct PeerClient {
+    target: NodeId,
+    addr: String,
+    client: Result<RaftClient<Channel>, String>,
+    cluster_name: String,
+    self_id: NodeId,
+    rpc_timeout: Duration,
+    snapshot_timeout: Duration,
+}
+
+type RpcErr<E> = RPCError<NodeId, Node, E>;
+
+fn unreachable<E: std::error::Error>(msg: String) -> RpcErr<E> {
+    RPCError::Unreachable(Unreachable::new(&AnyError::error(msg)))
+}
+
+fn network<E: std::error::Error>(msg: String) -> RpcErr<E> {
+    RPCError::Network(NetworkError::new(&AnyError::error(msg)))
+}
+
+impl PeerClient {
+    fn client<E: std::error::Error>(&self) -> Result<RaftClient<Channel>, RpcErr<E>> {
+        self.client.clone().map_err(unreachable)
+    }
+
+    fn status_to_err<E: std::error::Error>(&self, rpc: &str, s: tonic::Status) -> RpcErr<E> {
+        let msg = format!("{rpc} to node {} at {}: {}: {}", self.target, self.addr, s.code(), s.message());
+        match s.code() {
+            // Connection refused/reset, DNS, TLS: the peer is not there.
+            tonic::Code::Unavailable | tonic::Code::Unknown => unreachable(msg),
+            _ => network(msg),
+        }
+    }
+
+    fn request(&self, body: Vec<u8>) -> proto::raft::RaftRequest {
+        proto::raft::RaftRequest {
+            cluster_name: self.cluster_name.clone(),
+            from_node_id: self.self_id,
+            to_node_id: self.target,
+            body: body.into(),
+        }
+    }
+
+    fn remote<T: DeserializeOwned, E: DeserializeOwned + std::error::Error>(
+        &self,
+        body: &[u8],
+    ) -> Result<T, RpcErr<RaftError<NodeId, E>>>
+    where
+        RaftError<NodeId, E>: DeserializeOwned,
+    {
+        match decode_reply::<T, RaftError<NodeId, E>>(body) {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(RPCError::RemoteError(RemoteError::new(self.target, e))),
+            Err(e) => Err(network(format!("reply from node {}: {e}", self.target))),
+        }
+    }
+}
+
+impl RaftNetwork<TypeConfig> for PeerClient {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RpcErr<RaftError<NodeId>>> {
+        let span = tracing::debug_span!("rpc_append_entries", target = self.target, entries = rpc.entries.len());
+        let body = encode_body(&rpc).map_err(network)?;
+        let mut req = tonic::Request::new(self.request(body));
+        req.set_timeout(self.rpc_timeout.min(option.hard_ttl()));
+        let reply = self.client()?.append_entries(req).instrument(span).await.map_err(|s| self.status_to_err("append_entries", s))?;
+        self.remote::<_, openraft::error::Infallible>(&reply.into_inner().body)
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        _option: RPCOption,
+    ) -> Result<InstallSnapshotResponse<NodeId>, RpcErr<RaftError<NodeId, InstallSnapshotError>>> {
+        let span = tracing::info_span!("rpc_install_snapshot", target = self.target, offset = rpc.offset, done = rpc.done);
+        let header: ChunkHeader = (rpc.vote, rpc.meta, rpc.offset, rpc.done);
+        let chunk = proto::raft::SnapshotChunk {
+            cluster_name: self.cluster_name.clone(),
+            from_node_id: self.self_id,
+            to_node_id: self.target,
+            header: encode_body(&header).map_err(network)?.into(),
+            data: rpc.data.into(),
+        };
+        let mut req = tonic::Request::new(chunk);
+        req.set_timeout(self.snapshot_timeout);
+        let reply =
+            self.client()?.install_snapshot(req).instrument(span).await.map_err(|s| self.status_to_err("install_snapshot", s))?;
+        self.remote::<_, InstallSnapshotError>(&reply.into_inner().body)
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RpcErr<RaftError<NodeId>>> {
+        let span = tracing::debug_span!("rpc_vote", target = self.target);
+        let body = encode_body(&rpc).map_err(network)?;
+        let mut req = tonic::Request::new(self.request(body));
+        req.set_timeout(self.rpc_timeout.min(option.hard_ttl()));
+        let reply = self.client()?.vote(req).instrument(span).await.map_err(|s| self.status_to_err("vote", s))?;
+        self.remote::<_, openraft::error::Infallible>(&reply.into_inner().body)
+    }
+}

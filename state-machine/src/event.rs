@@ -95,13 +95,21 @@ pub(crate) struct RowLayout {
 }
 
 /// Free-seat index of one row: a bitset (bit i = seat i+1 free), the free
-/// count, and the longest free run (valid when not dirty).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// count, and the longest free run (valid when not dirty). Equality ignores
+/// the lazily computed `max_run`/`dirty` cache, which depends on when
+/// best-available last looked, not on the state.
+#[derive(Clone, Debug, Default, Eq)]
 pub(crate) struct RowFree {
     pub free: u32,
     pub max_run: u32,
     pub dirty: bool,
     pub bits: Vec<u64>,
+}
+
+impl PartialEq for RowFree {
+    fn eq(&self, other: &Self) -> bool {
+        self.free == other.free && self.bits == other.bits
+    }
 }
 
 /// A placement found by best-available.

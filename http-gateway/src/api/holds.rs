@@ -1,0 +1,424 @@
+//! Holds, checkout and the payment webhook.
+//!
+//! The checkout flow of one hold (every step's ids are derived from the hold,
+//! so a retry through any gateway gets the remembered outcomes):
+//! 1. `BeginPayment` pins the hold for the payment window.
+//! 2. Charge the provider with idempotency key `hold-<id>`, retrying
+//!    transient failures up to `payment_attempts_max` with doubling backoff.
+//! 3. Success → `Confirm` (201 with tickets). If the hold lapsed meanwhile,
+//!    `Confirm` answers `hold_expired` and the charge is refunded (410).
+//!    Decline or exhausted retries → `FailPayment` (402; seats released).
+//!    Pending → 202; the webhook finishes it.
+//!
+//! Webhooks: the signature is checked, the effect is applied (idempotent by
+//! derived ids), and only then the event id is recorded with `RecordWebhook`,
+//! so a redelivery after a failure is not mistaken for a duplicate.
+
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::header::LOCATION;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use state_machine::{BookingError, BookingView, Command, HoldView, Query, QueryResult, Reply, Selection};
+
+use super::{check_event_id, read, submit, submit_fresh, unexpected};
+use crate::auth::{Caller, User};
+use crate::cluster::Consistency;
+use crate::ids::{self, step};
+use crate::payments::{verify_webhook, ChargeRequest, ChargeResult, PaymentError, WebhookEvent};
+use crate::problem::{ApiJson, ApiPath, Problem};
+use crate::tickets::sign_code;
+use crate::{rfc3339_ms, unix_now_s, AppState};
+
+/// Longest `Idempotency-Key`, in bytes.
+pub const IDEMPOTENCY_KEY_LEN_MAX: usize = 255;
+/// Most seats one request may name (the state machine's per-hold cap is lower or equal).
+const SEATS_PER_REQUEST_MAX: usize = state_machine::limits::MAX_SEATS_PER_HOLD_LIMIT as usize;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HoldBody {
+    #[serde(default)]
+    seats: Option<Vec<String>>,
+    #[serde(default)]
+    best_available: Option<BestAvailableBody>,
+    #[serde(default)]
+    general_admission: Option<GeneralAdmissionBody>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BestAvailableBody {
+    count: u32,
+    #[serde(default)]
+    section: Option<String>,
+    #[serde(default)]
+    allow_non_adjacent: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GeneralAdmissionBody {
+    section: String,
+    count: u32,
+}
+
+fn selection_of(body: HoldBody) -> Result<Selection, Problem> {
+    let chosen = [body.seats.is_some(), body.best_available.is_some(), body.general_admission.is_some()];
+    if chosen.iter().filter(|c| **c).count() != 1 {
+        return Err(Problem::unprocessable(
+            "invalid_selection",
+            "give exactly one of seats, best_available or general_admission",
+        ));
+    }
+    if let Some(seats) = body.seats {
+        if seats.is_empty() || seats.len() > SEATS_PER_REQUEST_MAX {
+            return Err(Problem::unprocessable(
+                "invalid_selection",
+                format!("seats: between 1 and {SEATS_PER_REQUEST_MAX} seat ids"),
+            ));
+        }
+        return Ok(Selection::Seats(seats));
+    }
+    if let Some(b) = body.best_available {
+        return Ok(Selection::BestAvailable { count: b.count, section: b.section, allow_non_adjacent: b.allow_non_adjacent });
+    }
+    let ga = body.general_admission.expect("exactly one selection is present");
+    Ok(Selection::GeneralAdmission { section: ga.section, count: ga.count })
+}
+
+/// The `Idempotency-Key` header, if present and well-formed.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Problem> {
+    let Some(value) = headers.get("idempotency-key") else { return Ok(None) };
+    let key = value
+        .to_str()
+        .ok()
+        .filter(|k| !k.is_empty() && k.len() <= IDEMPOTENCY_KEY_LEN_MAX && k.bytes().all(|b| b.is_ascii_graphic()))
+        .ok_or_else(|| {
+            Problem::bad_request(
+                "invalid_idempotency_key",
+                format!("Idempotency-Key must be 1..={IDEMPOTENCY_KEY_LEN_MAX} visible ASCII characters"),
+            )
+        })?;
+    Ok(Some(key.to_string()))
+}
+
+fn hold_json(view: &HoldView) -> Value {
+    json!({
+        "hold_id": view.hold_id,
+        "event_id": view.event_id,
+        "seats": view.seats,
+        "general_admission": view.general_admission,
+        "status": view.status.as_str(),
+        "created_at": rfc3339_ms(view.created_at_ms),
+        "expires_at": rfc3339_ms(view.expires_at_ms),
+        "expires_at_ms": view.expires_at_ms,
+        "total_cents": view.total_cents,
+        "booking_id": view.booking_id,
+    })
+}
+
+#[tracing::instrument(skip_all, fields(event = %event_id, user = %user.0, hold = tracing::field::Empty))]
+pub async fn create_hold(
+    State(state): State<AppState>,
+    user: User,
+    ApiPath(event_id): ApiPath<String>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<HoldBody>,
+) -> Result<Response, Problem> {
+    check_event_id(&event_id)?;
+    let key = idempotency_key(&headers)?;
+    let selection = selection_of(body)?;
+    let ids = match &key {
+        Some(k) => ids::idempotent(&user.0, "hold", k),
+        None => state.fresh_ids.next(),
+    };
+    let command = Command::Hold { event_id, holder: user.0.clone(), selection };
+    match submit(&state, ids, command).await? {
+        Reply::Held { hold_id, event_id, seats, general_admission, expires_at_ms, total_cents } => {
+            tracing::Span::current().record("hold", hold_id);
+            let body = json!({
+                "hold_id": hold_id,
+                "event_id": event_id,
+                "seats": seats,
+                "general_admission": general_admission,
+                "expires_at": rfc3339_ms(expires_at_ms),
+                "expires_at_ms": expires_at_ms,
+                "total_cents": total_cents,
+            });
+            let mut response = (StatusCode::CREATED, axum::Json(body)).into_response();
+            if let Ok(v) = HeaderValue::from_str(&format!("/v1/holds/{hold_id}")) {
+                response.headers_mut().insert(LOCATION, v);
+            }
+            Ok(response)
+        }
+        _ => Err(unexpected("hold")),
+    }
+}
+
+/// Reads a hold the caller may see; anybody else's is "not found".
+async fn owned_hold(state: &AppState, caller: &Caller, hold_id: u64) -> Result<HoldView, Problem> {
+    let answer = read(state, Query::Hold { hold_id }, Consistency::Linearizable).await?;
+    let view = match answer.result {
+        QueryResult::Hold(r) => r?,
+        _ => return Err(unexpected("hold query")),
+    };
+    if !caller.may_see(&view.holder) {
+        return Err(BookingError::NotOwner.into());
+    }
+    Ok(view)
+}
+
+#[tracing::instrument(skip_all, fields(hold = hold_id))]
+pub async fn get_hold(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(hold_id): ApiPath<u64>,
+) -> Result<Response, Problem> {
+    let view = owned_hold(&state, &caller, hold_id).await?;
+    Ok(axum::Json(hold_json(&view)).into_response())
+}
+
+#[tracing::instrument(skip_all, fields(hold = hold_id, user = %user.0))]
+pub async fn release_hold(
+    State(state): State<AppState>,
+    user: User,
+    ApiPath(hold_id): ApiPath<u64>,
+) -> Result<Response, Problem> {
+    // Derived ids: a retried DELETE gets the first answer, not "already released".
+    let ids = (ids::for_hold(hold_id), step::RELEASE);
+    match submit(&state, ids, Command::Release { hold_id, holder: user.0 }).await? {
+        Reply::Released { hold_id } => Ok(axum::Json(json!({ "hold_id": hold_id, "status": "released" })).into_response()),
+        _ => Err(unexpected("release")),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckoutBody {
+    payment_method: String,
+}
+
+/// The checkout answer: the booking with a signed code per ticket.
+pub(crate) fn booking_json(state: &AppState, booking: &BookingView) -> Value {
+    let tickets: Vec<Value> = booking
+        .tickets
+        .iter()
+        .map(|t| {
+            json!({
+                "ticket_id": t.ticket_id,
+                "seat": t.seat,
+                "code": sign_code(state.keys.ticket_key(), t),
+                "checked_in": t.checked_in_at_ms.is_some(),
+                "revoked": t.revoked,
+            })
+        })
+        .collect();
+    json!({
+        "booking_id": booking.booking_id,
+        "hold_id": booking.hold_id,
+        "event_id": booking.event_id,
+        "seats": booking.seats,
+        "general_admission": booking.general_admission,
+        "total_cents": booking.total_cents,
+        "status": booking.status,
+        "created_at": rfc3339_ms(booking.created_at_ms),
+        "cancelled_at": booking.cancelled_at_ms.map(rfc3339_ms),
+        "tickets": tickets,
+    })
+}
+
+/// The payment idempotency key of a hold.
+pub(crate) fn payment_key(hold_id: u64) -> String {
+    format!("hold-{hold_id}")
+}
+
+#[tracing::instrument(skip_all, fields(hold = hold_id, user = %user.0))]
+pub async fn checkout(
+    State(state): State<AppState>,
+    user: User,
+    ApiPath(hold_id): ApiPath<u64>,
+    ApiJson(body): ApiJson<CheckoutBody>,
+) -> Result<Response, Problem> {
+    if body.payment_method.is_empty() || body.payment_method.len() > crate::payments::PAYMENT_METHOD_LEN_MAX {
+        return Err(Problem::unprocessable("invalid_payment_method", "payment_method: 1..=64 characters"));
+    }
+    state
+        .payments
+        .validate_method(&body.payment_method)
+        .map_err(|e| Problem::unprocessable("invalid_payment_method", e.to_string()))?;
+    let caller = Caller::User(user.0.clone());
+    let hold = owned_hold(&state, &caller, hold_id).await?;
+    let client = ids::for_hold(hold_id);
+    let holder = user.0.clone();
+
+    match submit(&state, (client, step::BEGIN_PAYMENT), Command::BeginPayment { hold_id, holder: holder.clone() }).await {
+        Ok(Reply::PaymentBegun { .. }) => {}
+        Ok(_) => return Err(unexpected("begin_payment")),
+        // Already paid (a retried checkout): answer with the booking.
+        Err(p) if p.code == "already_confirmed" => return confirmed_answer(&state, &caller, hold_id).await,
+        Err(p) => return Err(p),
+    }
+
+    let request = ChargeRequest {
+        idempotency_key: payment_key(hold_id),
+        amount_cents: hold.total_cents,
+        payment_method: body.payment_method.clone(),
+        hold_id,
+    };
+    let charged = charge_with_retries(&state, request).await;
+    match charged {
+        Ok(ChargeResult::Succeeded { charge_id }) => confirm(&state, hold_id, holder, charge_id).await,
+        Ok(ChargeResult::Pending { charge_id }) => {
+            state.metrics.payments.with_label_values(&["pending"]).inc();
+            let body = json!({
+                "hold_id": hold_id,
+                "status": "payment_pending",
+                "charge_id": charge_id,
+                "detail": "the payment provider will confirm by webhook; poll GET /v1/holds/{id}",
+            });
+            Ok((StatusCode::ACCEPTED, axum::Json(body)).into_response())
+        }
+        Ok(ChargeResult::Declined { reason }) => {
+            state.metrics.payments.with_label_values(&["declined"]).inc();
+            fail_payment(&state, hold_id, holder).await?;
+            Err(Problem::new(
+                StatusCode::PAYMENT_REQUIRED,
+                "payment_declined",
+                format!("the payment was declined ({reason}); the seats were released"),
+            )
+            .with("hold_id", hold_id))
+        }
+        Err(e) => {
+            state.metrics.payments.with_label_values(&["failed"]).inc();
+            fail_payment(&state, hold_id, holder).await?;
+            Err(Problem::new(
+                StatusCode::PAYMENT_REQUIRED,
+                "payment_failed",
+                format!("the payment did not go through ({e}); the seats were released"),
+            )
+            .with("hold_id", hold_id))
+        }
+    }
+}
+
+async fn charge_with_retries(state: &AppState, request: ChargeRequest) -> Result<ChargeResult, PaymentError> {
+    let attempts = state.settings.payment_attempts_max.max(1);
+    let timeout = Duration::from_millis(state.settings.payment_timeout_ms);
+    let mut backoff = Duration::from_millis(state.settings.payment_backoff_ms);
+    let mut last = PaymentError::Transient("no attempt made".into());
+    for attempt in 1..=attempts {
+        let result = tokio::time::timeout(timeout, state.payments.charge(request.clone()))
+            .await
+            .unwrap_or_else(|_| Err(PaymentError::Transient("provider timed out".into())));
+        match result {
+            Err(PaymentError::Transient(reason)) => {
+                tracing::warn!(attempt, %reason, "transient payment failure");
+                last = PaymentError::Transient(reason);
+                if attempt < attempts {
+                    tokio::time::sleep(backoff).await;
+                    backoff *= 2;
+                }
+            }
+            other => return other,
+        }
+    }
+    Err(last)
+}
+
+async fn fail_payment(state: &AppState, hold_id: u64, holder: String) -> Result<(), Problem> {
+    match submit(state, (ids::for_hold(hold_id), step::FAIL_PAYMENT), Command::FailPayment { hold_id, holder }).await {
+        Ok(_) => Ok(()),
+        // The hold lapsed on its own: the seats are free either way.
+        Err(p) if p.code == "hold_expired" => Ok(()),
+        Err(p) => Err(p),
+    }
+}
+
+/// Confirms a paid hold; refunds if the hold lapsed meanwhile.
+async fn confirm(state: &AppState, hold_id: u64, holder: String, charge_id: String) -> Result<Response, Problem> {
+    let command = Command::Confirm { hold_id, holder, payment_ref: charge_id.clone() };
+    match submit(state, (ids::for_hold(hold_id), step::CONFIRM), command).await {
+        Ok(Reply::Confirmed(booking)) => {
+            state.metrics.payments.with_label_values(&["confirmed"]).inc();
+            let mut response = (StatusCode::CREATED, axum::Json(booking_json(state, &booking))).into_response();
+            if let Ok(v) = HeaderValue::from_str(&format!("/v1/bookings/{}", booking.booking_id)) {
+                response.headers_mut().insert(LOCATION, v);
+            }
+            Ok(response)
+        }
+        Ok(_) => Err(unexpected("confirm")),
+        Err(p) if p.code == "hold_expired" => {
+            state.metrics.payments.with_label_values(&["refunded"]).inc();
+            let refunded = state.payments.refund(charge_id.clone()).await.is_ok();
+            Err(Problem::new(
+                StatusCode::GONE,
+                "hold_expired",
+                if refunded {
+                    "the hold expired before the payment completed; the charge was refunded".to_string()
+                } else {
+                    "the hold expired before the payment completed; the refund is pending".to_string()
+                },
+            )
+            .with("hold_id", hold_id)
+            .with("refunded", refunded)
+            .with("charge_id", charge_id))
+        }
+        Err(p) => Err(p),
+    }
+}
+
+/// The booking a confirmed hold became.
+async fn confirmed_answer(state: &AppState, caller: &Caller, hold_id: u64) -> Result<Response, Problem> {
+    let hold = owned_hold(state, caller, hold_id).await?;
+    let booking_id = hold.booking_id.ok_or_else(|| unexpected("confirmed hold without booking"))?;
+    let answer = read(state, Query::Booking { booking_id }, Consistency::Linearizable).await?;
+    match answer.result {
+        QueryResult::Booking(r) => {
+            let booking = r?;
+            Ok((StatusCode::CREATED, axum::Json(booking_json(state, &booking))).into_response())
+        }
+        _ => Err(unexpected("booking query")),
+    }
+}
+
+#[tracing::instrument(skip_all, fields(webhook = tracing::field::Empty))]
+pub async fn webhook(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, Problem> {
+    let signature = headers
+        .get("booking-signature")
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| Problem::bad_request("invalid_signature", "missing Booking-Signature header"))?;
+    verify_webhook(state.keys.webhook_secret(), signature, &body, unix_now_s(), state.settings.webhook_tolerance_s)
+        .map_err(|e| Problem::bad_request("invalid_signature", e.to_string()))?;
+    let event: WebhookEvent =
+        serde_json::from_slice(&body).map_err(|e| Problem::unprocessable("invalid_body", e.to_string()))?;
+    if event.id.is_empty() || event.id.len() > state_machine::limits::MAX_WEBHOOK_ID_LEN {
+        return Err(Problem::unprocessable("invalid_body", "id: 1..=256 characters"));
+    }
+    tracing::Span::current().record("webhook", event.id.as_str());
+    let hold_id = event.data.hold_id;
+    // The holder comes from replicated state, not from the webhook.
+    let hold = owned_hold(&state, &Caller::Admin, hold_id).await?;
+    let outcome = match event.kind.as_str() {
+        "payment.succeeded" => match confirm(&state, hold_id, hold.holder.clone(), event.data.charge_id.clone()).await {
+            Ok(_) => "confirmed",
+            Err(p) if p.code == "hold_expired" => "refunded",
+            Err(p) if p.code == "already_confirmed" => "confirmed",
+            Err(p) => return Err(p),
+        },
+        "payment.failed" => {
+            fail_payment(&state, hold_id, hold.holder.clone()).await?;
+            "released"
+        }
+        other => return Err(Problem::unprocessable("invalid_body", format!("unknown webhook type {other:?}"))),
+    };
+    let new = match submit_fresh(&state, Command::RecordWebhook { webhook_id: event.id.clone() }).await? {
+        Reply::WebhookRecorded { new } => new,
+        _ => return Err(unexpected("record_webhook")),
+    };
+    Ok(axum::Json(json!({ "received": true, "duplicate": !new, "hold_id": hold_id, "outcome": outcome })).into_response())
+}

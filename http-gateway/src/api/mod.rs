@@ -1,0 +1,122 @@
+//! The route table and the helpers every handler shares.
+//!
+//! Owns: which handler serves which method and path, the middleware stack
+//! (outermost first: problem-body guard, metrics, rate limits, panic catcher),
+//! per-route body limits, and the fallbacks that turn unknown routes and
+//! methods into problems. Must not: hold domain rules; handlers translate
+//! HTTP to commands and outcomes back.
+//!
+//! Submodules: `events` (events, availability, sale), `holds` (holds,
+//! checkout, webhook), `bookings` (bookings, tickets), `queue` (waiting room),
+//! `ops` (sessions, health, metrics, cluster, page, OpenAPI).
+
+mod bookings;
+mod events;
+mod holds;
+mod ops;
+mod queue;
+
+use std::time::Duration;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{middleware, Router};
+use state_machine::{Command, Query, Reply, Request};
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+
+use crate::cluster::{Consistency, ReadAnswer};
+use crate::problem::{self, Problem};
+use crate::AppState;
+
+pub(crate) use ops::openapi_routes;
+
+pub fn router(state: AppState) -> Router {
+    let event_body_limit = state.settings.event_body_limit_bytes;
+    let body_limit = state.settings.body_limit_bytes;
+    let api = Router::new()
+        .route("/v1/sessions", post(ops::create_session))
+        .route(
+            "/v1/events",
+            get(events::list_events).post(events::create_event).layer(DefaultBodyLimit::max(event_body_limit)),
+        )
+        .route("/v1/events/{event_id}", get(events::get_event))
+        .route("/v1/events/{event_id}/availability", get(events::availability))
+        .route("/v1/events/{event_id}/sale/open", post(events::open_sale))
+        .route("/v1/events/{event_id}/sale/close", post(events::close_sale))
+        .route("/v1/events/{event_id}/live", get(crate::live::live))
+        .route("/v1/events/{event_id}/holds", post(holds::create_hold))
+        .route("/v1/events/{event_id}/queue", post(queue::join))
+        .route("/v1/events/{event_id}/queue/{token}", get(queue::position))
+        .route("/v1/holds/{hold_id}", get(holds::get_hold).delete(holds::release_hold))
+        .route("/v1/holds/{hold_id}/checkout", post(holds::checkout))
+        .route("/v1/payments/webhook", post(holds::webhook))
+        .route("/v1/bookings/{booking_id}", get(bookings::get_booking))
+        .route("/v1/bookings/{booking_id}/cancel", post(bookings::cancel_booking))
+        .route("/v1/tickets/public-key", get(bookings::public_key))
+        .route("/v1/tickets/verify", post(bookings::verify_ticket))
+        .route("/v1/tickets/{ticket_id}", get(bookings::get_ticket))
+        .route("/v1/tickets/{ticket_id}/qr.svg", get(bookings::ticket_qr))
+        .route("/v1/tickets/{ticket_id}/check-in", post(bookings::check_in))
+        .route("/v1/cluster", get(ops::cluster_status))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .route("/openapi.json", get(ops::openapi))
+        .route("/", get(ops::index_page))
+        .fallback(problem::not_found_fallback)
+        .method_not_allowed_fallback(problem::method_not_allowed_fallback)
+        .layer(DefaultBodyLimit::max(body_limit));
+    api.layer(
+        ServiceBuilder::new()
+            .layer(middleware::from_fn(problem::ensure_problem_body))
+            .layer(middleware::from_fn_with_state(state.clone(), crate::metrics::record))
+            .layer(middleware::from_fn_with_state(state.clone(), crate::ratelimit::limit))
+            .layer(CatchPanicLayer::custom(problem::panic_response)),
+    )
+    .with_state(state)
+}
+
+/// Submits one command with the given ids, bounded by `cluster_timeout_ms`.
+/// Domain refusals come back as problems.
+pub(crate) async fn submit(state: &AppState, ids: (u64, u64), command: Command) -> Result<Reply, Problem> {
+    let request = Request { client_id: ids.0, request_id: ids.1, command };
+    let timeout = Duration::from_millis(state.settings.cluster_timeout_ms);
+    match tokio::time::timeout(timeout, state.cluster.submit(request)).await {
+        Err(_) => Err(crate::cluster::ClusterError::OutcomeUnknown { reason: "timed out".into() }.into()),
+        Ok(Err(e)) => Err(e.into()),
+        Ok(Ok(Ok(reply))) => Ok(reply),
+        Ok(Ok(Err(refusal))) => Err(refusal.into()),
+    }
+}
+
+/// Submits with fresh ids (a repeat is judged anew).
+pub(crate) async fn submit_fresh(state: &AppState, command: Command) -> Result<Reply, Problem> {
+    submit(state, state.fresh_ids.next(), command).await
+}
+
+/// Reads one query, bounded by `cluster_timeout_ms`.
+pub(crate) async fn read(state: &AppState, query: Query, consistency: Consistency) -> Result<ReadAnswer, Problem> {
+    let timeout = Duration::from_millis(state.settings.cluster_timeout_ms);
+    match tokio::time::timeout(timeout, state.cluster.read(query, consistency)).await {
+        Err(_) => Err(Problem::new(StatusCode::SERVICE_UNAVAILABLE, "timeout", "the cluster did not answer in time")
+            .retry_after_ms(1_000)),
+        Ok(Err(e)) => Err(e.into()),
+        Ok(Ok(answer)) => Ok(answer),
+    }
+}
+
+/// A reply of an unexpected kind: the state machine and the gateway disagree.
+pub(crate) fn unexpected(what: &str) -> Problem {
+    tracing::error!(what, "unexpected reply from the cluster");
+    Problem::internal(format!("unexpected reply from the cluster to {what}"))
+}
+
+/// Event ids are slugs of at most 64 characters; anything else cannot exist.
+pub(crate) fn check_event_id(event_id: &str) -> Result<(), Problem> {
+    if state_machine::spec::check_slug(event_id).is_err() {
+        return Err(Problem::not_found("unknown_event", format!("no event {event_id:?}")));
+    }
+    Ok(())
+}

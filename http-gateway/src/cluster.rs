@@ -1,0 +1,139 @@
+//! The narrow interface through which the gateway reaches the replicated
+//! store: submit a command, read a query, watch seat changes, ask for status.
+//!
+//! Owns: the [`Cluster`] trait, its error enum [`ClusterError`] (with the
+//! retry classification handlers need), and the shapes of read answers and
+//! watch streams. Must not: know gRPC, openraft or HTTP. The real
+//! implementation wraps the `client` crate; the in-memory
+//! [`crate::fake::FakeCluster`] backs the fast tests.
+//!
+//! Caveats:
+//! - Methods return boxed futures so the trait is object-safe and the app can
+//!   hold an `Arc<dyn Cluster>`; one allocation per call is noise next to a
+//!   network round trip.
+//! - `submit` must carry the caller's `(client_id, request_id)` unchanged
+//!   through every retry: the state machine's exactly-once table is what
+//!   makes a retried write safe, and idempotency keys rely on it.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use futures::Stream;
+use serde::Serialize;
+use state_machine::{Outcome, Query, QueryResult, Request, SeatChange};
+
+/// A boxed, sendable future: what every [`Cluster`] method returns.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A stream of [`WatchItem`]s for one event. It ends after a
+/// [`WatchItem::Resync`] or when the cluster side closes it.
+pub type WatchStream = Pin<Box<dyn Stream<Item = WatchItem> + Send>>;
+
+/// How fresh a read must be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Consistency {
+    /// Reflects every write acknowledged before the read began (ReadIndex).
+    Linearizable,
+    /// Whatever one node has applied; may trail the leader. Says its index.
+    Stale,
+}
+
+/// A query's answer and the log index of the state it was computed from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReadAnswer {
+    pub result: QueryResult,
+    /// The applied index of the state that answered.
+    pub applied_index: u64,
+}
+
+/// One message of a watch stream.
+#[derive(Clone, Debug, PartialEq)]
+pub enum WatchItem {
+    /// The changes to the watched event made by the entry at `index`.
+    /// Entries that did not touch the event are skipped.
+    Changes { index: u64, changes: Vec<SeatChange> },
+    /// The stream cannot continue without a gap (the start index is older
+    /// than the retained changes, or the subscriber fell behind). The caller
+    /// reads availability again and watches from its index + 1. Always last.
+    Resync { reason: String },
+}
+
+/// One member of the cluster as the status call reports it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct MemberStatus {
+    pub node_id: u64,
+    pub addr: String,
+    pub voter: bool,
+}
+
+/// What `GET /v1/cluster` shows; fields the backend cannot know stay `None`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ClusterStatus {
+    /// The node that answered.
+    pub node_id: u64,
+    pub role: String,
+    pub term: u64,
+    pub leader_id: Option<u64>,
+    pub applied_index: u64,
+    pub commit_index: u64,
+    pub members: Vec<MemberStatus>,
+}
+
+/// Why the cluster could not answer. Domain refusals (seat taken, hold
+/// expired) are not errors here: they are the `Err` side of an [`Outcome`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ClusterError {
+    /// No leader, or no node reachable; the command was definitely not
+    /// applied. Retry after the hint.
+    #[error("cluster unavailable: {reason}")]
+    Unavailable { retry_after_ms: u64, reason: String },
+    /// The cluster shed load (proposer queue full); definitely not applied.
+    #[error("cluster overloaded")]
+    Overloaded { retry_after_ms: u64 },
+    /// The write may or may not have been applied (timeout or leader change
+    /// after proposing). Retrying with the same `(client_id, request_id)` is
+    /// safe and gives the remembered result.
+    #[error("outcome unknown: {reason}")]
+    OutcomeUnknown { reason: String },
+    /// The cluster refused the request as malformed (a gateway bug).
+    #[error("request refused by the cluster: {reason}")]
+    Invalid { reason: String },
+    /// Anything else on the cluster side.
+    #[error("cluster error: {reason}")]
+    Internal { reason: String },
+}
+
+impl ClusterError {
+    /// True when the same call may simply be tried again (after a pause).
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            ClusterError::Unavailable { .. } | ClusterError::Overloaded { .. } | ClusterError::OutcomeUnknown { .. }
+        )
+    }
+
+    /// True when the command definitely did not change state.
+    pub fn is_definitely_not_applied(&self) -> bool {
+        matches!(self, ClusterError::Unavailable { .. } | ClusterError::Overloaded { .. } | ClusterError::Invalid { .. })
+    }
+}
+
+/// The gateway's only way into the replicated store.
+///
+/// Implementations must be cheap to call concurrently: handlers share one
+/// instance behind an `Arc`.
+pub trait Cluster: Send + Sync + 'static {
+    /// Proposes one command and waits for its outcome.
+    fn submit(&self, request: Request) -> BoxFuture<'_, Result<Outcome, ClusterError>>;
+
+    /// Answers a query at the asked consistency.
+    fn read(&self, query: Query, consistency: Consistency) -> BoxFuture<'_, Result<ReadAnswer, ClusterError>>;
+
+    /// Streams the seat changes of `event_id` committed at log indexes
+    /// `>= from_index`; `0` means "only changes applied from now on".
+    fn watch(&self, event_id: String, from_index: u64) -> BoxFuture<'_, Result<WatchStream, ClusterError>>;
+
+    /// Leader, term, members and indexes as one node sees them.
+    fn status(&self) -> BoxFuture<'_, Result<ClusterStatus, ClusterError>>;
+}

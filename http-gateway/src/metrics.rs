@@ -1,0 +1,124 @@
+//! Prometheus metrics of the gateway and the middleware that records them.
+//!
+//! Owns: the registry; requests by route, method and status; latency
+//! histograms by route; live WebSocket clients; waiting-room length as last
+//! seen; payment outcomes. Must not: label by anything a client controls
+//! freely (raw paths, ids): routes are axum's matched patterns, so label
+//! cardinality is bounded by the route table.
+
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+
+use crate::AppState;
+
+/// Event ids kept as waiting-room gauge labels; beyond this the gauge is not
+/// updated for new events (bounded cardinality).
+const QUEUE_GAUGE_EVENTS_MAX: usize = 1_000;
+
+pub struct Metrics {
+    registry: Registry,
+    pub requests: IntCounterVec,
+    pub latency: HistogramVec,
+    pub ws_clients: IntGauge,
+    pub queue_waiting: IntGaugeVec,
+    pub payments: IntCounterVec,
+    pub notifications_sent: IntGauge,
+    /// Event ids that have a waiting-room gauge, to bound its cardinality.
+    queue_events: std::sync::Mutex<std::collections::HashSet<String>>,
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new("gateway_http_requests_total", "HTTP requests by route, method and status"),
+            &["route", "method", "status"],
+        )
+        .expect("metric definition");
+        let latency = HistogramVec::new(
+            HistogramOpts::new("gateway_http_request_duration_seconds", "HTTP request latency by route").buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
+            &["route", "method"],
+        )
+        .expect("metric definition");
+        let ws_clients = IntGauge::new("gateway_websocket_clients", "Live seat-map WebSocket clients connected")
+            .expect("metric definition");
+        let queue_waiting = IntGaugeVec::new(
+            Opts::new("gateway_waiting_room_fans", "Fans waiting in a waiting room, as last read by this gateway"),
+            &["event"],
+        )
+        .expect("metric definition");
+        let payments = IntCounterVec::new(
+            Opts::new("gateway_payments_total", "Checkout outcomes by result"),
+            &["result"],
+        )
+        .expect("metric definition");
+        let notifications_sent =
+            IntGauge::new("gateway_notifications_sent", "Outbox messages written to the sink by this gateway")
+                .expect("metric definition");
+        for c in [
+            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(latency.clone()),
+            Box::new(ws_clients.clone()),
+            Box::new(queue_waiting.clone()),
+            Box::new(payments.clone()),
+            Box::new(notifications_sent.clone()),
+        ] {
+            registry.register(c).expect("unique metric names");
+        }
+        Metrics {
+            registry,
+            requests,
+            latency,
+            ws_clients,
+            queue_waiting,
+            payments,
+            notifications_sent,
+            queue_events: Default::default(),
+        }
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        let encoder = prometheus::TextEncoder::new();
+        // Encoding our own well-formed metrics into a Vec cannot fail.
+        let _ = encoder.encode(&self.registry.gather(), &mut buf);
+        String::from_utf8(buf).unwrap_or_default()
+    }
+
+    /// Records the waiting-room length of an event.
+    pub fn set_queue_waiting(&self, event_id: &str, waiting: u64) {
+        let mut known = self.queue_events.lock().expect("metrics lock");
+        if !known.contains(event_id) {
+            if known.len() >= QUEUE_GAUGE_EVENTS_MAX {
+                return;
+            }
+            known.insert(event_id.to_string());
+        }
+        self.queue_waiting.with_label_values(&[event_id]).set(waiting as i64);
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+/// Counts and times every request under its matched route.
+pub async fn record(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = req.extensions().get::<MatchedPath>().map_or("unmatched", |m| m.as_str()).to_string();
+    let method = req.method().as_str().to_string();
+    let response = next.run(req).await;
+    let status = response.status().as_u16().to_string();
+    state.metrics.requests.with_label_values(&[&route, &method, &status]).inc();
+    state.metrics.latency.with_label_values(&[&route, &method]).observe(started.elapsed().as_secs_f64());
+    response
+}

@@ -1,0 +1,103 @@
+//! The live seat map over WebSocket: snapshot first, then changes as they
+//! commit; a resumed client misses nothing; a too-old resume point resyncs.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use futures::StreamExt;
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn connect(gw: &Gw, query: &str) -> Ws {
+    let url = format!("{}/v1/events/gig/live{query}", gw.base.replace("http://", "ws://"));
+    let (ws, _) = tokio_tungstenite::connect_async(url).await.expect("websocket connects");
+    ws
+}
+
+/// The next JSON message, waiting at most 5 s (a hang fails the test, not CI).
+async fn next(ws: &mut Ws) -> Value {
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("a message within 5 s")
+            .expect("stream open")
+            .expect("no error");
+        if let Message::Text(t) = msg {
+            return serde_json::from_str(&t).unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn live_feed_delivers_changes_and_resumes_without_gaps() {
+    // Goal: a watcher gets a snapshot then each change; reconnecting with ?from= replays what it missed.
+    let gw = start().await;
+    gw.open_event("gig").await;
+    let alice = gw.session("alice").await;
+
+    let mut ws = connect(&gw, "").await;
+    let snap = next(&mut ws).await;
+    assert_eq!(snap["type"], "snapshot");
+    let snap_index = snap["index"].as_u64().unwrap();
+    assert_eq!(snap["availability"]["sections"][0]["rows"][0]["states"], "..........");
+
+    let r = gw.hold(&alice, "gig", json!({ "seats": ["A-1-4"] })).await;
+    assert_eq!(r.status, 201);
+    let change = next(&mut ws).await;
+    assert_eq!(change["type"], "changes");
+    let last_seen = change["index"].as_u64().unwrap();
+    assert!(last_seen > snap_index);
+    assert_eq!(change["changes"][0], json!({ "seat": "A-1-4", "state": "held" }));
+    drop(ws);
+
+    // While disconnected: two more changes.
+    let hold_id = r.body["hold_id"].as_u64().unwrap();
+    assert_eq!(gw.delete(&format!("/v1/holds/{hold_id}"), Some(&alice)).await.status, 200);
+    assert_eq!(gw.hold(&alice, "gig", json!({ "seats": ["A-2-2"] })).await.status, 201);
+
+    let mut ws = connect(&gw, &format!("?from={}", last_seen + 1)).await;
+    let first = next(&mut ws).await;
+    assert_eq!(first["type"], "changes", "{first}");
+    assert_eq!(first["changes"][0], json!({ "seat": "A-1-4", "state": "available" }));
+    let second = next(&mut ws).await;
+    assert_eq!(second["changes"][0], json!({ "seat": "A-2-2", "state": "held" }));
+    assert!(second["index"].as_u64() > first["index"].as_u64());
+    // And live changes keep coming on the resumed connection.
+    assert_eq!(gw.hold(&alice, "gig", json!({ "seats": ["A-3-3"] })).await.status, 201);
+    assert_eq!(next(&mut ws).await["changes"][0]["seat"], "A-3-3");
+
+    let metrics = gw.get("/metrics", None).await;
+    assert!(metrics.text.contains("gateway_websocket_clients 1"), "{}", metrics.text);
+}
+
+#[tokio::test]
+async fn resume_from_forgotten_history_asks_for_resync() {
+    // Goal: resuming from an index the cluster no longer keeps gives `resync` and then a fresh snapshot.
+    let gw = start().await;
+    gw.open_event("gig").await;
+    let alice = gw.session("alice").await;
+    assert_eq!(gw.hold(&alice, "gig", json!({ "seats": ["A-1-1"] })).await.status, 201);
+    let now = gw.fake.applied_index();
+    gw.fake.forget_history_before(now + 1);
+    let mut ws = connect(&gw, "?from=1").await;
+    assert_eq!(next(&mut ws).await["type"], "resync");
+    let snap = next(&mut ws).await;
+    assert_eq!(snap["type"], "snapshot");
+    assert_eq!(snap["availability"]["sections"][0]["rows"][0]["states"], "H.........");
+}
+
+#[tokio::test]
+async fn live_for_unknown_event_is_404() {
+    // Goal: the upgrade is refused with a problem for an unknown event.
+    let gw = start().await;
+    let url = format!("{}/v1/events/nope/live", gw.base.replace("http://", "ws://"));
+    let err = tokio_tungstenite::connect_async(url).await.expect_err("refused");
+    match err {
+        tokio_tungstenite::tungstenite::Error::Http(resp) => assert_eq!(resp.status().as_u16(), 404),
+        other => panic!("{other:?}"),
+    }
+}

@@ -18,56 +18,85 @@ use serde::{Deserialize, Serialize};
 
 use crate::command::Outcome;
 
+/// Remembered request results. The outcomes live in a ring ordered by
+/// insertion (= log time); the ordered index maps a key to its position and
+/// holds only small values, so lookups and inserts touch little memory.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct RequestTable {
-    results: BTreeMap<(u64, u64), Outcome>,
-    /// (recorded_at_ms, client_id, request_id), oldest first.
-    order: VecDeque<(u64, u64, u64)>,
+    /// Oldest first; `entries[i]` has sequence number `first_seq + i`.
+    entries: VecDeque<Remembered>,
+    first_seq: u64,
+    /// (client_id, request_id) → sequence number. Derived from `entries`.
+    #[serde(skip)]
+    index: BTreeMap<(u64, u64), u64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct Remembered {
+    at_ms: u64,
+    client_id: u64,
+    request_id: u64,
+    outcome: Outcome,
 }
 
 impl RequestTable {
     pub fn get(&self, client_id: u64, request_id: u64) -> Option<&Outcome> {
-        self.results.get(&(client_id, request_id))
+        let seq = *self.index.get(&(client_id, request_id))?;
+        Some(&self.entries[(seq - self.first_seq) as usize].outcome)
     }
 
     pub fn insert(&mut self, client_id: u64, request_id: u64, at_ms: u64, outcome: Outcome, max_entries: u32) {
-        let previous = self.results.insert((client_id, request_id), outcome);
+        let seq = self.first_seq + self.entries.len() as u64;
+        let previous = self.index.insert((client_id, request_id), seq);
         assert!(previous.is_none(), "dedupe entry ({client_id}, {request_id}) recorded twice");
-        self.order.push_back((at_ms, client_id, request_id));
+        self.entries.push_back(Remembered { at_ms, client_id, request_id, outcome });
         self.trim(max_entries);
+    }
+
+    fn pop_oldest(&mut self) {
+        let e = self.entries.pop_front().expect("non-empty");
+        self.index.remove(&(e.client_id, e.request_id));
+        self.first_seq += 1;
     }
 
     /// Drops entries recorded at or before `clock_ms - ttl_ms`.
     pub fn expire(&mut self, clock_ms: u64, ttl_ms: u64) {
-        while let Some(&(at, c, r)) = self.order.front() {
-            if at.saturating_add(ttl_ms) > clock_ms {
-                break;
-            }
-            self.order.pop_front();
-            self.results.remove(&(c, r));
+        while self.entries.front().is_some_and(|e| e.at_ms.saturating_add(ttl_ms) <= clock_ms) {
+            self.pop_oldest();
         }
     }
 
     pub fn trim(&mut self, max_entries: u32) {
-        while self.order.len() > max_entries as usize {
-            let (_, c, r) = self.order.pop_front().expect("non-empty");
-            self.results.remove(&(c, r));
+        while self.entries.len() > max_entries as usize {
+            self.pop_oldest();
         }
     }
 
     pub fn len(&self) -> usize {
-        self.results.len()
+        self.entries.len()
+    }
+
+    /// Recomputes the key index after restore.
+    pub fn rebuild(&mut self) {
+        self.index = self
+            .entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| ((e.client_id, e.request_id), self.first_seq + i as u64))
+            .collect();
     }
 
     pub fn check(&self) -> Result<(), String> {
-        if self.results.len() != self.order.len() {
-            return Err(format!("dedupe: {} results but {} order entries", self.results.len(), self.order.len()));
+        if self.index.len() != self.entries.len() {
+            return Err(format!("dedupe: {} keys but {} entries (a key twice?)", self.index.len(), self.entries.len()));
         }
-        if self.order.iter().any(|(_, c, r)| !self.results.contains_key(&(*c, *r))) {
-            return Err("dedupe: order entry without a result".into());
+        for (i, e) in self.entries.iter().enumerate() {
+            if self.index.get(&(e.client_id, e.request_id)) != Some(&(self.first_seq + i as u64)) {
+                return Err("dedupe: index disagrees with entries".into());
+            }
         }
-        if self.order.iter().zip(self.order.iter().skip(1)).any(|(a, b)| a.0 > b.0) {
-            return Err("dedupe: order is not by time".into());
+        if self.entries.iter().zip(self.entries.iter().skip(1)).any(|(a, b)| a.at_ms > b.at_ms) {
+            return Err("dedupe: entries are not in log-time order".into());
         }
         Ok(())
     }

@@ -184,7 +184,11 @@ impl BookingState {
         );
         self.applied_index = index;
         self.clock_ms = self.clock_ms.max(batch.stamp_ms);
-        let mut out = ApplyOutput { outcomes: Vec::with_capacity(batch.requests.len()), changes: Vec::new() };
+        // One seat change per request is the common case; size for it up front.
+        let mut out = ApplyOutput {
+            outcomes: Vec::with_capacity(batch.requests.len()),
+            changes: Vec::with_capacity(batch.requests.len()),
+        };
         self.housekeeping(index, batch.stamp_ms, &mut out.changes);
         for (position, req) in batch.requests.iter().enumerate() {
             let mut ctx = Ctx { index, stamp_ms: batch.stamp_ms, position, changes: &mut out.changes };
@@ -816,6 +820,7 @@ impl BookingState {
 
     /// Rebuilds every derived index from the serialized state (after restore).
     pub(crate) fn rebuild_indexes(&mut self) {
+        self.dedupe.rebuild();
         for ev in &mut self.events {
             ev.rebuild_indexes();
         }

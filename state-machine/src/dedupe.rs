@@ -13,6 +13,7 @@
 //! `dedupe_ttl_ms` must exceed how long clients retry.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 
 use serde::{Deserialize, Serialize};
 
@@ -26,9 +27,38 @@ pub(crate) struct RequestTable {
     /// Oldest first; `entries[i]` has sequence number `first_seq + i`.
     entries: VecDeque<Remembered>,
     first_seq: u64,
-    /// (client_id, request_id) → sequence number. Derived from `entries`.
+    /// (client_id, request_id) → sequence number. Derived from `entries`
+    /// (rebuilt on restore, never serialized, never iterated), so its order
+    /// cannot reach results, snapshots or hashes.
     #[serde(skip)]
-    index: BTreeMap<(u64, u64), u64>,
+    index: KeyIndex,
+}
+
+/// A hash index because this lookup runs for every request against up to
+/// `dedupe_max_entries` keys, where an ordered tree costs several cache
+/// misses. Deterministic hasher (no random seed); only `get`, `insert` and
+/// `remove` are used, never iteration.
+type KeyIndex = std::collections::HashMap<(u64, u64), u64, BuildHasherDefault<KeyHasher>>;
+
+/// Multiply-rotate mixing of the two u64 halves of a key; keys are not
+/// attacker-chosen in a way that matters (a client can only slow its own
+/// lookups), and determinism matters more than DoS resistance here.
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u64(*b as u64);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = (self.0.rotate_left(29) ^ v).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+    fn finish(&self) -> u64 {
+        let x = self.0;
+        x ^ (x >> 32)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

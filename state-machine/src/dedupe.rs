@@ -19,14 +19,17 @@ use serde::{Deserialize, Serialize};
 
 use crate::command::Outcome;
 
-/// Remembered request results. The outcomes live in a ring ordered by
-/// insertion (= log time); the ordered index maps a key to its position and
-/// holds only small values, so lookups and inserts touch little memory.
+/// Remembered request results. Outcomes are stored postcard-encoded in one
+/// byte ring (no allocation per entry, ~40 bytes instead of a 208-byte
+/// `Outcome` plus its heap parts) and decoded only when a duplicate arrives.
+/// Entries are ordered by insertion (= log time); a hash index finds a key.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct RequestTable {
     /// Oldest first; `entries[i]` has sequence number `first_seq + i`.
     entries: VecDeque<Remembered>,
     first_seq: u64,
+    /// Encoded outcomes of `entries`, back to back, oldest first.
+    bytes: VecDeque<u8>,
     /// (client_id, request_id) → sequence number. Derived from `entries`
     /// (rebuilt on restore, never serialized, never iterated), so its order
     /// cannot reach results, snapshots or hashes.
@@ -34,58 +37,53 @@ pub(crate) struct RequestTable {
     index: KeyIndex,
 }
 
-/// A hash index because this lookup runs for every request against up to
-/// `dedupe_max_entries` keys, where an ordered tree costs several cache
-/// misses. Deterministic hasher (no random seed); only `get`, `insert` and
-/// `remove` are used, never iteration.
-type KeyIndex = std::collections::HashMap<(u64, u64), u64, BuildHasherDefault<KeyHasher>>;
-
-/// Multiply-rotate mixing of the two u64 halves of a key; keys are not
-/// attacker-chosen in a way that matters (a client can only slow its own
-/// lookups), and determinism matters more than DoS resistance here.
-#[derive(Default)]
-struct KeyHasher(u64);
-
-impl Hasher for KeyHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.write_u64(*b as u64);
-        }
-    }
-    fn write_u64(&mut self, v: u64) {
-        self.0 = (self.0.rotate_left(29) ^ v).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
-    fn finish(&self) -> u64 {
-        let x = self.0;
-        x ^ (x >> 32)
-    }
-}
-
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 struct Remembered {
     at_ms: u64,
     client_id: u64,
     request_id: u64,
-    outcome: Outcome,
+    /// Length of the encoded outcome in `bytes`.
+    len: u32,
 }
 
 impl RequestTable {
-    pub fn get(&self, client_id: u64, request_id: u64) -> Option<&Outcome> {
+    /// The first outcome of this request, if remembered.
+    pub fn get(&self, client_id: u64, request_id: u64) -> Option<Outcome> {
         let seq = *self.index.get(&(client_id, request_id))?;
-        Some(&self.entries[(seq - self.first_seq) as usize].outcome)
+        Some(self.decode_at((seq - self.first_seq) as usize))
     }
 
-    pub fn insert(&mut self, client_id: u64, request_id: u64, at_ms: u64, outcome: Outcome, max_entries: u32) {
+    fn decode_at(&self, i: usize) -> Outcome {
+        // Offsets are found by walking lengths from the nearer end, so a hit
+        // costs at most half the table in the worst case; hits are rare
+        // (retries), misses never walk.
+        let (front_len, back_len) = (i, self.entries.len() - i);
+        let start = if front_len <= back_len {
+            self.entries.range(..i).map(|e| e.len as usize).sum::<usize>()
+        } else {
+            self.bytes.len() - self.entries.range(i..).map(|e| e.len as usize).sum::<usize>()
+        };
+        let len = self.entries[i].len as usize;
+        let encoded: Vec<u8> = self.bytes.range(start..start + len).copied().collect();
+        postcard::from_bytes(&encoded).expect("a remembered outcome decodes (it was encoded by this build)")
+    }
+
+    pub fn insert(&mut self, client_id: u64, request_id: u64, at_ms: u64, outcome: &Outcome, max_entries: u32) {
         let seq = self.first_seq + self.entries.len() as u64;
         let previous = self.index.insert((client_id, request_id), seq);
         assert!(previous.is_none(), "dedupe entry ({client_id}, {request_id}) recorded twice");
-        self.entries.push_back(Remembered { at_ms, client_id, request_id, outcome });
+        let before = self.bytes.len();
+        let bytes = std::mem::take(&mut self.bytes);
+        self.bytes = postcard::to_extend(outcome, bytes).expect("encoding an outcome cannot fail");
+        let len = (self.bytes.len() - before) as u32;
+        self.entries.push_back(Remembered { at_ms, client_id, request_id, len });
         self.trim(max_entries);
     }
 
     fn pop_oldest(&mut self) {
         let e = self.entries.pop_front().expect("non-empty");
         self.index.remove(&(e.client_id, e.request_id));
+        self.bytes.drain(..e.len as usize);
         self.first_seq += 1;
     }
 
@@ -125,10 +123,40 @@ impl RequestTable {
                 return Err("dedupe: index disagrees with entries".into());
             }
         }
+        if self.entries.iter().map(|e| e.len as usize).sum::<usize>() != self.bytes.len() {
+            return Err("dedupe: encoded lengths disagree with the byte ring".into());
+        }
         if self.entries.iter().zip(self.entries.iter().skip(1)).any(|(a, b)| a.at_ms > b.at_ms) {
             return Err("dedupe: entries are not in log-time order".into());
         }
         Ok(())
+    }
+}
+
+/// A hash index because this lookup runs for every request against up to
+/// `dedupe_max_entries` keys, where an ordered tree costs several cache
+/// misses. Deterministic hasher (no random seed); only `get`, `insert` and
+/// `remove` are used, never iteration.
+type KeyIndex = std::collections::HashMap<(u64, u64), u64, BuildHasherDefault<KeyHasher>>;
+
+/// Multiply-rotate mixing of the two u64 halves of a key; keys are not
+/// attacker-chosen in a way that matters (a client can only slow its own
+/// lookups), and determinism matters more than DoS resistance here.
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u64(*b as u64);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = (self.0.rotate_left(29) ^ v).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+    fn finish(&self) -> u64 {
+        let x = self.0;
+        x ^ (x >> 32)
     }
 }
 

@@ -195,7 +195,7 @@ impl BookingState {
             let dedupe = req.client_id != 0 && !matches!(req.command, Command::Tick);
             if dedupe {
                 if let Some(first) = self.dedupe.get(req.client_id, req.request_id) {
-                    out.outcomes.push(first.clone());
+                    out.outcomes.push(first);
                     continue;
                 }
             }
@@ -205,7 +205,7 @@ impl BookingState {
                     req.client_id,
                     req.request_id,
                     self.clock_ms,
-                    outcome.clone(),
+                    &outcome,
                     self.settings.dedupe_max_entries,
                 );
             }

@@ -315,7 +315,7 @@ impl BookingState {
                     return Err(BookingError::HoldNotActive { hold_id: *hold_id, status: hold.status.as_str().into() });
                 }
                 let old = hold.expires_at_ms;
-                let new = old.max(self.clock_ms + self.settings.payment_window_ms);
+                let new = old.max(self.clock_ms.saturating_add(self.settings.payment_window_ms));
                 let hold = self.holds.get_mut(hold_id).expect("checked above");
                 hold.status = HoldStatus::PaymentPending;
                 hold.expires_at_ms = new;
@@ -460,7 +460,7 @@ impl BookingState {
             return;
         }
         let available = ev.available_units();
-        let until = self.clock_ms + ev.spec.hold_ttl_ms;
+        let until = self.clock_ms.saturating_add(ev.spec.hold_ttl_ms);
         let Some(queue) = ev.queue.as_mut() else { return };
         let slots = queue.slots(available);
         if slots == 0 {
@@ -592,7 +592,8 @@ impl BookingState {
             ctx.changes.push(ga_change(ev, si));
             general_admission = Some(GaPlaces { section: ev.layout.sections[si as usize].id.clone(), count });
         }
-        let expires_at_ms = clock + ev.spec.hold_ttl_ms;
+        // Saturating: a leader stamp near u64::MAX must not wrap time around.
+        let expires_at_ms = clock.saturating_add(ev.spec.hold_ttl_ms);
         self.holds.insert(
             hold_id,
             Hold {
@@ -650,8 +651,8 @@ impl BookingState {
             return Err(BookingError::HoldNotActive { hold_id, status: hold.status.as_str().into() });
         }
         let ttl = self.events[hold.event as usize].spec.hold_ttl_ms;
-        let cap = hold.created_at_ms + ttl * self.settings.max_hold_lifetime_ttls as u64;
-        let new = (self.clock_ms + ttl).min(cap);
+        let cap = hold.created_at_ms.saturating_add(ttl * self.settings.max_hold_lifetime_ttls as u64);
+        let new = self.clock_ms.saturating_add(ttl).min(cap);
         let old = hold.expires_at_ms;
         if new <= old {
             return Err(BookingError::ExtendLimitReached { hold_id, max_expires_at_ms: cap });

@@ -10,7 +10,8 @@
 //! replicated exactly-once table, webhook dedupe lives in replicated state.
 //!
 //! Layout:
-//! - [`cluster`]: the `Cluster` trait the gateway reaches the store through.
+//! - [`cluster`]: the `Cluster` trait the gateway reaches the store through;
+//!   [`remote`]: its implementation over `client::Client`.
 //! - `fake` (tests / feature `fake-cluster`): an in-memory `Cluster`.
 //! - [`settings`]: `GatewaySettings` and start-up checks; [`keys`]: secrets,
 //!   session and waiting-room tokens.
@@ -37,6 +38,7 @@ pub mod metrics;
 pub mod payments;
 pub mod problem;
 pub mod ratelimit;
+pub mod remote;
 pub mod settings;
 pub mod tickets;
 
@@ -57,6 +59,7 @@ use tokio::sync::Semaphore;
 
 pub use cluster::{Cluster, ClusterError, Consistency};
 pub use payments::{PaymentProvider, SimulatedProvider};
+pub use remote::ClientCluster;
 pub use settings::{GatewaySettings, SettingsError};
 
 use crate::ids::FreshIds;
@@ -144,10 +147,15 @@ pub async fn serve_state(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), GatewayError> {
+    // The listener may differ from `settings.listen`: check where it really is.
+    let local = listener.local_addr()?;
+    if state.settings.admin_token == settings::DEFAULT_ADMIN_TOKEN && !local.ip().is_loopback() {
+        return Err(SettingsError::DefaultAdminTokenExposed(local).into());
+    }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let janitor = tokio::spawn(janitor(state.clone(), stop_rx.clone()));
     let notifier = state.settings.notification_sink.clone().map(|sink| tokio::spawn(notify::run(state.clone(), sink, stop_rx)));
-    tracing::info!(addr = %listener.local_addr()?, "gateway listening");
+    tracing::info!(addr = %local, "gateway listening");
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
     let result = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
     let _ = stop_tx.send(true);

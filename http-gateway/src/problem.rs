@@ -348,3 +348,42 @@ pub fn panic_response(_panic: Box<dyn std::any::Any + Send + 'static>) -> Respon
     tracing::error!("a handler panicked; answered 500");
     Problem::internal("the gateway hit an internal error; it has been logged").into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::routing::get;
+    use axum::Router;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_handler_answers_a_500_problem() {
+        // Goal: the last line of defence turns a panic into a problem+json 500 instead of a dropped connection.
+        async fn boom() -> &'static str {
+            panic!("deliberate test panic")
+        }
+        let app = Router::new()
+            .route("/boom", get(boom))
+            .layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_response));
+        let response = app.oneshot(Request::builder().uri("/boom").body(Body::empty()).unwrap()).await.unwrap();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(response.headers()[CONTENT_TYPE], PROBLEM_CONTENT_TYPE);
+    }
+
+    #[test]
+    fn every_booking_error_is_a_client_or_capacity_status() {
+        // Goal: no domain refusal maps to a 500.
+        let samples = [
+            BookingError::NotOwner,
+            BookingError::SeatUnavailable { seats: vec!["A-1-1".into()] },
+            BookingError::HoldExpired { hold_id: 1 },
+            BookingError::NotAdmitted { event_id: "e".into(), holder: "h".into() },
+            BookingError::QueueFull { event_id: "e".into() },
+        ];
+        for e in samples {
+            let p = Problem::from(e);
+            assert!(p.status < 500 || p.status == 503, "{p:?}");
+        }
+    }
+}

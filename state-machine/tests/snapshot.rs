@@ -99,3 +99,17 @@ fn empty_state_round_trips() {
     let s = BookingState::new();
     assert_eq!(BookingState::restore(&s.snapshot()).unwrap(), s);
 }
+
+#[test]
+fn snapshot_of_an_inconsistent_state_is_refused() {
+    // Goal: a correctly checksummed snapshot whose state breaks an invariant (a buggy writer) is refused, not loaded.
+    let (state, _) = run(&random_batches(5, 200));
+    let mut json = serde_json::to_value(&state).unwrap();
+    // Pretend a hold id was never handed out: ids would be reused.
+    json["next_hold_id"] = serde_json::json!(1);
+    let forged: BookingState = serde_json::from_value(json).unwrap();
+    match BookingState::restore(&forged.snapshot()) {
+        Err(SnapshotError::Invariant(msg)) => assert!(msg.contains("counter"), "{msg}"),
+        other => panic!("expected an invariant error, got {other:?}"),
+    }
+}

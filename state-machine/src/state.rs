@@ -249,10 +249,8 @@ impl BookingState {
             }
             self.open_sale(event, index, stamp_ms);
         }
-        while let Some(&(at, hold_id)) = self.expiry.first() {
-            if at > clock {
-                break;
-            }
+        while self.expiry.first().is_some_and(|&(at, _)| at <= clock) {
+            let (_, hold_id) = self.expiry.pop_first().expect("checked non-empty");
             self.end_hold(hold_id, HoldStatus::Expired, changes);
         }
         while let Some((at, _, _)) = self.lapses.first() {
@@ -670,8 +668,11 @@ impl BookingState {
         assert!(hold.status.is_live(), "hold {hold_id} ended twice (was {:?})", hold.status);
         hold.status = status;
         hold.ended_at_ms = Some(clock);
-        let removed = self.expiry.remove(&(hold.expires_at_ms, hold_id));
-        assert!(removed, "live hold {hold_id} was missing from the expiry queue");
+        // Housekeeping pops the expiry entry itself before expiring a hold.
+        if status != HoldStatus::Expired {
+            let removed = self.expiry.remove(&(hold.expires_at_ms, hold_id));
+            assert!(removed, "live hold {hold_id} was missing from the expiry queue");
+        }
         let ev = &mut self.events[hold.event as usize];
         for &seat in &hold.seats {
             assert!(

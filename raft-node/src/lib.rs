@@ -1,3 +1,33 @@
+//! The replicated booking node: openraft's type configuration, the sled log and
+//! state-machine stores, the tonic network between peers, the proposer (time
+//! stamps, batching, expiry ticks) and the client-facing gRPC server.
+//!
+//! Owns: everything that knows openraft and sled. Must not: decide booking
+//! semantics (that is `state-machine`) or speak HTTP (that is `http-gateway`).
+//!
+//! Layout:
+//! - [`types`]: openraft type config (`D = state_machine::Batch`).
+//! - [`store`]: the data directory (identity record, one sled `Db` with trees
+//!   `log`, `meta`, `sm`), `LogStore` and `SmStore`.
+//! - [`network`]: the tonic client side of Raft RPCs, one pooled channel per peer.
+//! - [`server`]: the gRPC services (`booking.v1.Booking`, `booking.raft.v1.Raft`).
+//! - [`node`]: `run_node`, the proposer, the ReadIndex coalescer, the tick
+//!   proposer and the stamp clock.
+//! - [`watch`]: the ring of recent seat changes and its subscribers.
+//! - [`metrics`]: counters and the Prometheus text endpoint.
+//! - [`error`]: `NodeError`, its classifier and its gRPC mapping.
+//!
+//! Choices worth knowing:
+//! - Writes and linearizable reads are not forwarded between nodes: a follower
+//!   answers FAILED_PRECONDITION with the leader's id and address in metadata
+//!   (see `docs/config-and-node-interface.md`). Linearizable reads are served
+//!   by followers too, by asking the leader for a read index.
+//! - The state machine lives in memory; its durable form is the newest
+//!   snapshot plus the log after it.
+//!
+//! Caveats: sled 0.34's flush survives a process kill, not necessarily a power
+//! loss; the watch ring is in memory and starts empty after a restart.
+
 pub mod error;
 pub mod metrics;
 pub mod network;
@@ -6,5 +36,6 @@ pub mod server;
 pub mod store;
 pub mod types;
 pub mod watch;
-pub use error::NodeError;
+
+pub use error::{ErrorClass, NodeError};
 pub use node::run_node;

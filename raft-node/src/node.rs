@@ -52,6 +52,8 @@ pub const READ_QUEUE_MAX: usize = 16_384;
 pub const READ_WAIT_MS: u64 = 5_000;
 /// How often the clock-offset file is re-read when fault injection is on.
 pub const CLOCK_OFFSET_REFRESH_MS: u64 = 100;
+/// How long shutdown waits for each background task before aborting it.
+pub const SHUTDOWN_TASK_WAIT_MS: u64 = 5_000;
 /// Name of the clock-offset file in a node's data directory.
 pub const CLOCK_OFFSET_FILE: &str = "clock-offset-ms";
 /// Environment variable that enables the clock-offset hook (`1`).
@@ -616,8 +618,11 @@ pub async fn run_node(
     // Watch streams end first, or the gRPC server's graceful stop would wait on them.
     core.sm.hub().reset(core.sm.read().last_applied.map(|l| l.index).unwrap_or(0), ResyncReason::Shutdown);
     let _ = stop_tx.send(true);
-    for t in tasks {
-        let _ = t.await;
+    for mut t in tasks {
+        // Bounded: a peer holding a connection open must not stall shutdown.
+        if tokio::time::timeout(Duration::from_millis(SHUTDOWN_TASK_WAIT_MS), &mut t).await.is_err() {
+            t.abort();
+        }
     }
     if let Err(e) = raft.shutdown().await {
         tracing::warn!(error = %e, "openraft shutdown");

@@ -123,13 +123,36 @@ pub fn open_data_dir(
 ) -> Result<DataDir, NodeError> {
     check_identity(path, cluster_name, node_id)?;
     let sled_path = path.join("sled");
-    let db = sled::Config::new()
-        .path(&sled_path)
-        .open()
-        .map_err(|e| NodeError::data_dir(&sled_path, format!("sled could not open the database: {e}")))?;
+    let db = open_sled(&sled_path)?;
     let log = LogStore::open(db.clone(), &sled_path)?;
     let sm = SmStore::open(db, &sled_path, hub, counters)?;
     Ok(DataDir { path: path.to_path_buf(), log, sm })
+}
+
+/// How long to wait for another holder of the sled lock to let go (a node of
+/// the same process still shutting down), in 100 ms steps.
+const SLED_LOCK_WAIT_STEPS: u32 = 100;
+
+fn open_sled(sled_path: &Path) -> Result<sled::Db, NodeError> {
+    let mut attempt = 0;
+    loop {
+        match sled::Config::new().path(sled_path).open() {
+            Ok(db) => return Ok(db),
+            Err(sled::Error::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock || e.to_string().contains("lock") => {
+                attempt += 1;
+                if attempt >= SLED_LOCK_WAIT_STEPS {
+                    return Err(NodeError::data_dir(
+                        sled_path,
+                        format!("the database is locked by another process (is this node already running?): {e}"),
+                    ));
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            Err(e) => {
+                return Err(NodeError::data_dir(sled_path, format!("sled could not open the database: {e}")));
+            }
+        }
+    }
 }
 
 fn check_identity(path: &Path, cluster_name: &str, node_id: u64) -> Result<(), NodeError> {

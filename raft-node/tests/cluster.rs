@@ -1,0 +1,245 @@
+//! Multi-node scenarios on in-process nodes over loopback gRPC: election,
+//! writes through any node, linearizable reads everywhere, leader failover,
+//! snapshot catch-up, membership changes, damaged data directories, expiry
+//! through the log, and the watch stream.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use proto::booking as pb;
+use state_machine::{Outcome, Query, QueryResult, Reply};
+
+fn hold_id(o: &Outcome) -> u64 {
+    match o {
+        Ok(Reply::Held { hold_id, .. }) => *hold_id,
+        other => panic!("expected a hold, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_nodes_elect_and_a_hold_written_via_a_follower_reads_back_linearizably_everywhere() {
+    // Goal: a write sent to a follower is redirected (exact status + metadata),
+    // lands once, and every node serves it on a linearizable read.
+    let _serial = serial();
+    let mut c = Cluster::start_all("elect", 3, raft_section()).await;
+    let leader = c.wait_leader().await;
+    let follower = (1..=3).find(|id| *id != leader).unwrap();
+
+    // The redirect contract, seen raw.
+    let mut fc = c.client(follower).await;
+    let err = fc
+        .submit(pb::SubmitRequest { client_id: 1, request_id: 1, command_json: serde_json::to_vec(&event_command("e1", 2, 10, 600_000)).unwrap() })
+        .await
+        .expect_err("a follower does not accept writes");
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition);
+    assert_eq!(err.metadata().get("booking-error").unwrap(), "not_leader");
+    assert_eq!(err.metadata().get("booking-outcome").unwrap(), "not_applied");
+    assert_eq!(err.metadata().get("booking-leader-id").unwrap().to_str().unwrap(), leader.to_string());
+    assert_eq!(err.metadata().get("booking-leader-addr").unwrap().to_str().unwrap(), c.addr(leader).to_string());
+
+    // Malformed bytes are refused, not fatal.
+    let err = fc
+        .submit(pb::SubmitRequest { client_id: 1, request_id: 2, command_json: b"{not json".to_vec() })
+        .await
+        .expect_err("garbage is refused");
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+
+    let (o, _) = c.submit(follower, 1, 1, &event_command("e1", 2, 10, 600_000)).await;
+    assert!(o.is_ok(), "{o:?}");
+    let (o, _) = c.submit(follower, 1, 2, &open_sale("e1")).await;
+    assert!(o.is_ok(), "{o:?}");
+    let (o, hold_index) = c.submit(follower, 1, 3, &hold_command("e1", "alice", &["A-1-1", "A-1-2"])).await;
+    hold_id(&o);
+    // A retry of the same request id answers the first outcome again.
+    let (again, _) = c.submit(leader, 1, 3, &hold_command("e1", "alice", &["A-1-1", "A-1-2"])).await;
+    assert_eq!(again, o, "a duplicate returns the remembered outcome");
+
+    for id in 1..=3 {
+        let (r, applied) = c
+            .read(id, pb::Consistency::Linearizable, &Query::Event { event_id: "e1".into() })
+            .await
+            .unwrap_or_else(|s| panic!("linearizable read on node {id}: {s:?}"));
+        assert!(applied >= hold_index, "node {id} answered at {applied} before the hold at {hold_index}");
+        assert_eq!(event_counts(&r), (18, 2, 0), "node {id}");
+    }
+    c.wait_converged(hold_index).await;
+    c.stop_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn leader_stop_elects_a_new_leader_keeps_every_acknowledged_hold_and_the_old_leader_catches_up() {
+    // Goal: after the leader goes away nothing acknowledged is missing, a new
+    // leader serves, and the old leader rejoins from its data directory.
+    let _serial = serial();
+    let mut c = Cluster::start_all("failover", 3, raft_section()).await;
+    let old = c.wait_leader().await;
+    c.submit_ok(old, 7, 1, &event_command("e", 5, 20, 600_000)).await;
+    c.submit_ok(old, 7, 2, &open_sale("e")).await;
+    let mut holds = Vec::new();
+    for i in 1..=20u32 {
+        let seat = format!("A-{}-{}", 1 + (i - 1) / 20, 1 + (i - 1) % 20);
+        let (o, _) = c.submit(old, 7, 10 + i as u64, &hold_command("e", "bob", &[seat.as_str()])).await;
+        holds.push(hold_id(&o));
+    }
+    c.stop(old).await.expect("clean stop");
+    let new = c.wait_leader().await;
+    assert_ne!(new, old);
+    for h in &holds {
+        let (r, _) = c.read(new, pb::Consistency::Linearizable, &Query::Hold { hold_id: *h }).await.expect("read");
+        assert!(matches!(r, QueryResult::Hold(Ok(_))), "hold {h} acknowledged before the failover is missing: {r:?}");
+    }
+    let (o, idx) = c.submit(new, 7, 100, &hold_command("e", "carol", &["A-2-1"])).await;
+    hold_id(&o);
+    c.start(old, false);
+    let hash = c.wait_converged(idx).await;
+    assert_eq!(hash.len(), 32);
+    let s = c.status(old).await.expect("old leader answers");
+    assert!(s.applied_index >= idx);
+    c.stop_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_stopped_past_a_snapshot_and_purge_catches_up_by_snapshot() {
+    // Goal: a follower behind the leader's purged log is sent a snapshot and
+    // ends with the same state hash.
+    let _serial = serial();
+    let mut raft = raft_section();
+    raft.snapshot_every_entries = 20;
+    raft.max_in_snapshot_log_to_keep = 2;
+    let mut c = Cluster::start_all("snap", 3, raft).await;
+    let leader = c.wait_leader().await;
+    let lagging = (1..=3).find(|id| *id != leader).unwrap();
+    c.submit_ok(leader, 9, 1, &event_command("s", 10, 30, 600_000)).await;
+    c.submit_ok(leader, 9, 2, &open_sale("s")).await;
+    c.stop(lagging).await.expect("clean stop");
+    let mut last = 0;
+    for i in 0..60u64 {
+        let seat = format!("A-{}-{}", 1 + i / 30, 1 + i % 30);
+        let (_, idx) = c.submit(leader, 9, 10 + i, &hold_command("s", "dave", &[seat.as_str()])).await;
+        last = idx;
+    }
+    let purged = wait_for("the leader purged its log past the lagging node", || async {
+        let s = c.status(leader).await?;
+        (s.purged_index > 10 && s.snapshot_index > 10).then_some(s.purged_index)
+    })
+    .await;
+    assert!(purged > 0);
+    c.start(lagging, false);
+    c.wait_converged(last).await;
+    let s = c.status(lagging).await.unwrap();
+    assert!(s.snapshot_index > 0, "the lagging node holds the snapshot it was sent");
+    let (r, _) = c.read(lagging, pb::Consistency::Linearizable, &Query::Event { event_id: "s".into() }).await.unwrap();
+    assert_eq!(event_counts(&r).1, 60);
+    c.stop_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_fourth_node_joins_as_learner_is_promoted_and_another_node_is_removed() {
+    // Goal: membership changes while serving: add learner, promote, remove.
+    let _serial = serial();
+    let mut c = Cluster::start_all("members", 3, raft_section()).await;
+    let leader = c.wait_leader().await;
+    c.submit_ok(leader, 3, 1, &event_command("m", 2, 10, 600_000)).await;
+    c.configure_extra_node(4);
+    c.start(4, false);
+    let addr4 = c.addr(4).to_string();
+    let mut lc = c.client(leader).await;
+    let r = lc
+        .add_learner(pb::AddLearnerRequest { node_id: 4, addr: addr4.clone(), blocking: true })
+        .await
+        .expect("add learner")
+        .into_inner();
+    assert!(r.members.iter().any(|m| m.node_id == 4 && !m.voter));
+    let r = lc
+        .change_membership(pb::ChangeMembershipRequest { voter_ids: vec![1, 2, 3, 4], retain: false })
+        .await
+        .expect("promote")
+        .into_inner();
+    assert!(r.members.iter().any(|m| m.node_id == 4 && m.voter));
+    let removed = (1..=3).find(|id| *id != leader).unwrap();
+    let r = lc.remove_node(pb::RemoveNodeRequest { node_id: removed }).await.expect("remove").into_inner();
+    assert!(!r.members.iter().any(|m| m.node_id == removed), "{:?}", r.members);
+    c.stop(removed).await.expect("clean stop");
+    let (_, idx) = c.submit(leader, 3, 2, &open_sale("m")).await;
+    c.wait_converged(idx).await;
+    let s = c.status(4).await.unwrap();
+    assert_eq!(s.members.len(), 3);
+    assert!(s.members.iter().all(|m| m.voter));
+    c.stop_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hold_expires_through_the_log_and_frees_its_seat_on_every_replica() {
+    // Goal: the leader's Tick proposer expires a due hold, and every replica
+    // (read stale, locally) shows the seat free again.
+    let _serial = serial();
+    let c = Cluster::start_all("expiry", 3, raft_section()).await;
+    let leader = c.wait_leader().await;
+    c.submit_ok(leader, 5, 1, &event_command("x", 1, 10, 1_000)).await;
+    c.submit_ok(leader, 5, 2, &open_sale("x")).await;
+    let (o, idx) = c.submit(leader, 5, 3, &hold_command("x", "erin", &["A-1-5"])).await;
+    hold_id(&o);
+    c.wait_converged(idx).await;
+    for id in 1..=3 {
+        let (r, _) = c.read(id, pb::Consistency::Stale, &Query::Event { event_id: "x".into() }).await.unwrap();
+        assert_eq!(event_counts(&r).1, 1, "node {id} sees the hold first");
+    }
+    for id in 1..=3 {
+        wait_for("the expired hold's seat is free on every node", || async {
+            let (r, _) = c.read(id, pb::Consistency::Stale, &Query::Event { event_id: "x".into() }).await.ok()?;
+            (event_counts(&r) == (10, 0, 0)).then_some(())
+        })
+        .await;
+    }
+    let mut c = c;
+    c.stop_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn watch_streams_committed_seat_changes_from_an_index_and_resyncs_when_too_old() {
+    // Goal: a watcher on a follower sees each committed change of its event
+    // with the log index, and an index older than the ring gets a resync.
+    let _serial = serial();
+    let mut c = Cluster::start_all("watch", 3, raft_section()).await;
+    let leader = c.wait_leader().await;
+    let follower = (1..=3).find(|id| *id != leader).unwrap();
+    let (_, created) = c.submit(leader, 4, 1, &event_command("w", 1, 10, 600_000)).await;
+    c.submit_ok(leader, 4, 2, &open_sale("w")).await;
+    let mut fc = c.client(follower).await;
+    let mut stream = fc
+        .watch(pb::WatchRequest { event_id: "w".into(), from_index: created })
+        .await
+        .expect("watch")
+        .into_inner();
+    let (_, idx) = c.submit(leader, 4, 3, &hold_command("w", "fay", &["A-1-3"])).await;
+    let msg = tokio::time::timeout(WAIT, async {
+        loop {
+            let m = stream.message().await.expect("stream").expect("not ended");
+            if let Some(pb::watch_message::Kind::Changes(ch)) = m.kind {
+                if ch.log_index == idx {
+                    return ch;
+                }
+            }
+        }
+    })
+    .await
+    .expect("the hold's change arrives");
+    assert!(msg.changes.iter().any(|ch| ch.seat == "A-1-3"), "{msg:?}");
+    // After a restart the ring covers only what was applied after the
+    // restored snapshot: an index before it asks for a resync.
+    fc.trigger_snapshot(pb::TriggerSnapshotRequest {}).await.expect("trigger snapshot");
+    wait_for("the follower's snapshot", || async { (c.status(follower).await?.snapshot_index >= idx).then_some(()) }).await;
+    c.stop(follower).await.unwrap();
+    c.start(follower, false);
+    c.wait_converged(idx).await;
+    let mut fc = c.client(follower).await;
+    let mut stream = fc.watch(pb::WatchRequest { event_id: "w".into(), from_index: 1 }).await.unwrap().into_inner();
+    let m = tokio::time::timeout(Duration::from_secs(10), stream.message()).await.unwrap().unwrap().unwrap();
+    match m.kind {
+        Some(pb::watch_message::Kind::Resync(r)) => assert_eq!(r.reason, pb::resync::Reason::TooOld as i32),
+        other => panic!("expected a resync, got {other:?}"),
+    }
+    c.stop_all().await;
+}

@@ -1,11 +1,146 @@
 //! `booking`: the one binary an operator runs.
 //!
-//! It will run a node (`booking node`), a gateway (`booking gateway`) or a whole
-//! local cluster (`booking up`). Those subcommands arrive with the node and
-//! gateway issues; until then this binary only says so, and does not pretend to
-//! run anything.
+//! - `booking node --config FILE --id N [--bootstrap]` runs one Raft node until
+//!   Ctrl-C or SIGTERM (see `raft_node::run_node`).
+//! - `booking up [--config FILE]` runs every node of the file as child
+//!   processes on this machine (see [`up`]).
+//!
+//! Owns: the command line, the tracing subscriber (set up here and nowhere
+//! else; `RUST_LOG`, default `info`) and the process exit code. Must not: hold
+//! any logic a library could own; each subcommand is a thin call into one.
+//!
+//! Exit codes: 0 after a clean stop, 1 when a node or a child failed at run
+//! time, 2 for a usage or configuration error (the message names the key).
 
-fn main() {
-    eprintln!("booking: no subcommands are implemented yet (node, gateway and up arrive with the node and gateway issues)");
-    std::process::exit(2);
+mod up;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use cluster_config::ClusterConfig;
+
+/// A Raft-replicated seat-booking store: one node, or a whole local cluster.
+#[derive(Parser, Debug)]
+#[command(name = "booking", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Run one node of the cluster described by the config file.
+    Node {
+        /// The cluster file.
+        #[arg(long, default_value = "cluster.toml")]
+        config: PathBuf,
+        /// This node's id (one of the file's [[node]] ids).
+        #[arg(long)]
+        id: u64,
+        /// Initialise the membership from the file's [[node]] list, only if
+        /// this node's data directory is empty (a first start).
+        #[arg(long)]
+        bootstrap: bool,
+    },
+    /// Start every node of the config file as child processes, wait for a
+    /// leader, print the endpoints, and stop everything on Ctrl-C.
+    Up {
+        /// The cluster file.
+        #[arg(long, default_value = "cluster.toml")]
+        config: PathBuf,
+    },
+}
+
+/// A failure that is the operator's to fix before trying again (exit 2).
+#[derive(Debug)]
+pub(crate) struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("booking: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("booking: error: {e:#}");
+            if e.downcast_ref::<UsageError>().is_some() || e.downcast_ref::<cluster_config::ConfigError>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::from(1)
+            }
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        // No colour codes in files or in `booking up`'s prefixed pipes.
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Cmd::Node { config, id, bootstrap } => run_node(config, id, bootstrap).await,
+        Cmd::Up { config } => up::run(config).await,
+    }
+}
+
+/// Loads and validates the config; a `ConfigError` names the file, line and key.
+pub(crate) fn load_config(path: &std::path::Path) -> anyhow::Result<ClusterConfig> {
+    Ok(ClusterConfig::load(path)?)
+}
+
+async fn run_node(config_path: PathBuf, id: u64, bootstrap: bool) -> anyhow::Result<ExitCode> {
+    let config = load_config(&config_path)?;
+    if config.node(id).is_none() {
+        let ids: Vec<String> = config.nodes.iter().map(|n| n.id.to_string()).collect();
+        return Err(UsageError(format!(
+            "--id {id}: no [[node]] with id {id} in {} (ids: {})",
+            config_path.display(),
+            ids.join(", ")
+        ))
+        .into());
+    }
+    let shutdown = shutdown_signal().context("cannot install signal handlers")?;
+    raft_node::run_node(config, id, bootstrap, shutdown)
+        .await
+        .with_context(|| format!("node {id} failed"))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A future that resolves on the first Ctrl-C (SIGINT) or SIGTERM. The
+/// handlers are installed now, so a signal that arrives before the future is
+/// first polled is not lost.
+pub(crate) fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()> + Send + 'static> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = terminate.recv() => tracing::info!("SIGTERM received; shutting down"),
+            _ = interrupt.recv() => tracing::info!("SIGINT received; shutting down"),
+        }
+    })
 }

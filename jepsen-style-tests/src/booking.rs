@@ -16,6 +16,12 @@
 //! | cancel | `{"booking_id":9,"holder":"p3-17","seats":["A-1-1"]}` | `{"at_ms":1400}` |
 //! | read | `{"seat":"A-1-1"}` | `{"seat":{"state":"held","hold_id":5,"holder":"p3-17"},"at_ms":1250}` |
 //!
+//! A read may also report `{"state":"held_unnamed"}` or
+//! `{"state":"booked_unnamed"}` when the store shows only that a seat is
+//! taken, not by whom (the harness reads the availability map). The
+//! `release` and `cancel` results' `at_ms` is optional: the store's replies
+//! to them carry no log time.
+//!
 //! `at_ms` is the state machine's log time (`clock_ms`) at the apply that
 //! decided the operation; `hold_expires_at_ms` is the hold's expiry as that
 //! apply saw it (after any extension). A `fail` whose value is
@@ -111,6 +117,11 @@ pub enum SeatView {
         hold_id: HoldId,
         holder: String,
     },
+    /// Held by a hold the reader cannot name: the store's availability map
+    /// shows only `H` per seat. Matches any held state.
+    HeldUnnamed,
+    /// Booked, owner not named (as `HeldUnnamed`). Matches any booked state.
+    BookedUnnamed,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash)]
@@ -122,7 +133,10 @@ pub struct Held {
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Released {
-    pub at_ms: u64,
+    /// `None` when the server does not report it (the store's `Released`
+    /// reply carries no log time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at_ms: Option<u64>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash)]
@@ -137,7 +151,9 @@ pub struct Confirmed {
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Cancelled {
-    pub at_ms: u64,
+    /// `None` when the server does not report it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at_ms: Option<u64>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash)]
@@ -255,9 +271,9 @@ impl BookingRet {
     pub fn at_ms(&self) -> Option<u64> {
         match self {
             BookingRet::Held(x) => Some(x.at_ms),
-            BookingRet::Released(x) => Some(x.at_ms),
+            BookingRet::Released(x) => x.at_ms,
             BookingRet::Confirmed(x) => Some(x.at_ms),
-            BookingRet::Cancelled(x) => Some(x.at_ms),
+            BookingRet::Cancelled(x) => x.at_ms,
             BookingRet::Read(x) => x.at_ms,
         }
     }

@@ -19,10 +19,11 @@
 //! - [`checkers`]: the booking safety checkers (no double sale, no lost or
 //!   phantom booking, no confirm past expiry, replicas agree).
 //! - [`corpus`]: the Jepsen text-log reader for the register corpus.
-//!
-//! The fault-injection harness (`jepsen run`) is not written yet. It is meant
-//! to record `booking::BookingEvent`s, then call `booking::decode`,
-//! `models::seat::check_seats` and the `checkers` functions on the result.
+//! - [`harness`]: the fault-injection harness (`jepsen run`, `selftest`,
+//!   `cleanup`): real `booking` processes in network namespaces, a seeded
+//!   nemesis, workloads through the client library, the report directory.
+//!   It records `booking::BookingEvent`s, then calls `booking::decode`,
+//!   `models::seat::check_seats` and the `checkers` functions on the result.
 //!
 //! Caveat: every search is bounded; a check that runs out of budget answers
 //! "unknown" and never guesses.
@@ -31,6 +32,7 @@ pub mod booking;
 pub mod checkers;
 pub mod corpus;
 pub mod error;
+pub mod harness;
 pub mod history;
 pub mod linearizability;
 pub mod models;

@@ -104,7 +104,7 @@ fn confirmed(booking_id: u64, at_ms: u64, hold_expires_at_ms: Option<u64>) -> Bo
 }
 
 fn cancelled() -> BookingResult {
-    BookingResult::Ok(BookingRet::Cancelled(Cancelled { at_ms: 0 }))
+    BookingResult::Ok(BookingRet::Cancelled(Cancelled { at_ms: Some(0) }))
 }
 
 fn booked(booking_id: u64, hold_id: u64, holder: &str) -> SeatView {

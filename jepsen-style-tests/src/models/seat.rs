@@ -30,7 +30,8 @@
 //! nothing. Must not: read clocks; it sees only what the history reports.
 //! Caveat: an operation on several seats is checked as its projection on each
 //! seat: sound (a violation on one seat is a real violation) but not complete
-//! (cross-seat atomicity is not checked here).
+//! (cross-seat atomicity is not checked here). A *refused* multi-seat
+//! operation is left out: the refusal does not say which seat was taken.
 
 use std::collections::BTreeMap;
 
@@ -220,6 +221,9 @@ impl Model for SeatModel {
                             booking_id: Some(*booking_id),
                         })
                     }
+                    // The reader saw "taken" without a name: any holder fits.
+                    (SeatView::HeldUnnamed, Held { .. }) => Some(state.clone()),
+                    (SeatView::BookedUnnamed, Booked { .. }) => Some(state.clone()),
                     _ => None,
                 },
                 Some(Refused(_)) | None => Some(state.clone()),
@@ -236,6 +240,10 @@ pub fn seat_partitions(ops: &[BookingOp]) -> BTreeMap<SeatId, Vec<Op<BookingCall
     let mut parts: BTreeMap<SeatId, Vec<Op<BookingCall, SeatOutput>>> = BTreeMap::new();
     for op in ops {
         let outcome = match (&op.result, op.complete_ns) {
+            // A refused hold of several seats says some seat was taken, not
+            // which: projected onto each seat it would claim too much. It did
+            // not happen, so leaving it out is sound.
+            (BookingResult::Refused(_), _) if op.call.seats().len() > 1 => continue,
             (BookingResult::Ok(ret), Some(return_ns)) => Outcome::Returned {
                 output: SeatOutput::Ok(ret.clone()),
                 return_ns,
@@ -369,13 +377,13 @@ mod tests {
                     holder: "a".into(),
                     seats: vec![SEAT.into()],
                 }),
-                BookingResult::Ok(BookingRet::Cancelled(Cancelled { at_ms: 30 })),
+                BookingResult::Ok(BookingRet::Cancelled(Cancelled { at_ms: Some(30) })),
                 (4, 5),
             )
             .op(hold("b"), held(2, 1040, 40), (6, 7))
             .op(
                 BookingCall::Release(hold_ref("b", 2)),
-                BookingResult::Ok(BookingRet::Released(Released { at_ms: 50 })),
+                BookingResult::Ok(BookingRet::Released(Released { at_ms: Some(50) })),
                 (8, 9),
             )
             .op(read(), saw(SeatView::Available, 60), (10, 11));

@@ -1,0 +1,153 @@
+//! `jepsen selftest`: proof that the suite can fail. It runs deliberately
+//! broken builds of the store and expects a checker to catch each bug, plus
+//! one run of the unbroken build that must pass.
+//!
+//! Owns: the list of bugs ([`BUGS`]), which workload and nemesis expose each,
+//! and the verdict of the selftest (every bug caught, the control run valid).
+//!
+//! The hooks live in the store's crates, not here (see the README, "Hooks the
+//! selftest needs"): the `booking` binary built with the cargo feature
+//! `fault-injection-bugs` reads the environment variable
+//! [`BUG_ENV`] = one of the bug names below and, at start, logs the line
+//! `fault-injection bug enabled: <name>` ([`BUG_MARKER`]). The selftest looks
+//! for that line in the node logs: a binary without the hook is reported as
+//! "hook missing", never as "bug not caught".
+//!
+//! Must not: decide anything from the bug name beyond choosing the run; the
+//! verdict comes from the same checkers as any run.
+
+use std::path::{Path, PathBuf};
+
+use super::nemesis::NemesisKind;
+use super::run::{self, RunOptions, RunOutcome, Verdict3};
+use super::workload::WorkloadKind;
+
+/// The environment variable that selects a compiled-in bug.
+pub const BUG_ENV: &str = "BOOKING_FAULT_BUG";
+/// The line a node logs at start when a bug is active.
+pub const BUG_MARKER: &str = "fault-injection bug enabled: ";
+
+/// One deliberately broken build.
+pub struct Bug {
+    pub name: &'static str,
+    /// Where the bug lives and what it does.
+    pub what: &'static str,
+    pub workload: WorkloadKind,
+    pub nemesis: NemesisKind,
+    /// The nemesis when partitions are not available.
+    pub nemesis_without_network: NemesisKind,
+    /// Which checker is expected to catch it.
+    pub caught_by: &'static str,
+}
+
+pub const BUGS: &[Bug] = &[
+    Bug {
+        name: "stale-local-reads",
+        what: "raft-node: linearizable reads answered from local state without ReadIndex",
+        workload: WorkloadKind::Register,
+        nemesis: NemesisKind::Partition,
+        nemesis_without_network: NemesisKind::Pause,
+        caught_by: "linearizable per seat",
+    },
+    Bug {
+        name: "ack-without-flush",
+        what: "raft-node: log appends acknowledged before sled is flushed, and the flush skipped",
+        workload: WorkloadKind::Register,
+        nemesis: NemesisKind::Kill,
+        nemesis_without_network: NemesisKind::Kill,
+        caught_by: "acknowledged_bookings_present / linearizable per seat",
+    },
+    Bug {
+        name: "clock-in-apply",
+        what: "raft-node/state-machine glue: apply reads the local clock instead of the entry's stamp",
+        workload: WorkloadKind::Expiry,
+        nemesis: NemesisKind::Clock,
+        nemesis_without_network: NemesisKind::Clock,
+        caught_by: "replica_hashes_equal / no_confirm_past_expiry",
+    },
+    Bug {
+        name: "gateway-retry-new-id",
+        what: "http-gateway: a booking retried after an unknown outcome with a new request id",
+        workload: WorkloadKind::Sellout,
+        nemesis: NemesisKind::Partition,
+        nemesis_without_network: NemesisKind::Kill,
+        caught_by: "no_seat_sold_twice / no_phantom_bookings (needs the gateway workload)",
+    },
+];
+
+/// What one selftest case came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CaseResult {
+    /// The checkers flagged the broken build: what we want.
+    Caught,
+    /// The run passed although the bug was active: the suite is too weak.
+    Missed,
+    /// The binary does not have the hook (no marker in the node logs).
+    HookMissing,
+    /// The harness cannot run this case here (e.g. the gateway workload).
+    NotRunnable(String),
+    /// The control run (no bug) passed: what we want.
+    ControlValid,
+    /// The control run failed: a real bug, or a harness problem.
+    ControlInvalid,
+    Unknown,
+    HarnessError(String),
+}
+
+fn marker_in_logs(out: &Path, bug: &str) -> bool {
+    let logs = out.join("cluster").join("logs");
+    let Ok(dir) = std::fs::read_dir(&logs) else { return false };
+    let needle = format!("{BUG_MARKER}{bug}");
+    dir.flatten().any(|e| std::fs::read_to_string(e.path()).is_ok_and(|t| t.contains(&needle)))
+}
+
+/// Runs the control case and every bug; `base` supplies binary, nodes, time limit and seed.
+pub async fn selftest(base: RunOptions, only: Option<String>) -> Vec<(String, CaseResult)> {
+    let mut results = Vec::new();
+    let network = super::net::Net::check_available().is_ok() && base.allow_netns;
+    if only.is_none() {
+        let out = base.out.join("control");
+        let opts = RunOptions { out, node_env: Vec::new(), ..base.clone() };
+        let r = match run::run(opts).await {
+            Ok(RunOutcome::Checked { verdict: Verdict3::Valid, .. }) => CaseResult::ControlValid,
+            Ok(RunOutcome::Checked { verdict: Verdict3::Invalid, .. }) => CaseResult::ControlInvalid,
+            Ok(RunOutcome::Checked { verdict: Verdict3::Unknown, .. }) => CaseResult::Unknown,
+            Ok(RunOutcome::Skipped(why)) => CaseResult::NotRunnable(why),
+            Err(e) => CaseResult::HarnessError(e),
+        };
+        results.push(("control (no bug)".to_string(), r));
+    }
+    for bug in BUGS {
+        if only.as_deref().is_some_and(|o| o != bug.name) {
+            continue;
+        }
+        if bug.name == "gateway-retry-new-id" {
+            results.push((
+                bug.name.to_string(),
+                CaseResult::NotRunnable("needs the HTTP gateway workload, which the harness does not drive yet".into()),
+            ));
+            continue;
+        }
+        let out: PathBuf = base.out.join(bug.name);
+        let opts = RunOptions {
+            out: out.clone(),
+            workload: bug.workload,
+            nemesis: if network { bug.nemesis } else { bug.nemesis_without_network },
+            node_env: vec![(BUG_ENV.to_string(), bug.name.to_string())],
+            ..base.clone()
+        };
+        eprintln!("jepsen selftest: {} ({}); expect {} to catch it", bug.name, bug.what, bug.caught_by);
+        let outcome = run::run(opts).await;
+        let hooked = marker_in_logs(&out, bug.name);
+        let r = match outcome {
+            _ if !hooked => CaseResult::HookMissing,
+            Ok(RunOutcome::Checked { verdict: Verdict3::Invalid, .. }) => CaseResult::Caught,
+            Ok(RunOutcome::Checked { verdict: Verdict3::Valid, .. }) => CaseResult::Missed,
+            Ok(RunOutcome::Checked { verdict: Verdict3::Unknown, .. }) => CaseResult::Unknown,
+            Ok(RunOutcome::Skipped(why)) => CaseResult::NotRunnable(why),
+            Err(e) => CaseResult::HarnessError(e),
+        };
+        results.push((bug.name.to_string(), r));
+    }
+    results
+}

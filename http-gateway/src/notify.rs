@@ -10,7 +10,7 @@
 //! cluster, or accept duplicates (still at least once).
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use state_machine::{Command, Query, QueryResult};
@@ -37,7 +37,7 @@ pub async fn run(state: AppState, sink: PathBuf, mut stop: tokio::sync::watch::R
 }
 
 /// One poll: returns how many messages were delivered.
-pub async fn round(state: &AppState, sink: &PathBuf) -> Result<usize, String> {
+pub async fn round(state: &AppState, sink: &Path) -> Result<usize, String> {
     let answer = state
         .cluster
         .read(Query::Outbox { limit: BATCH_MAX }, Consistency::Linearizable)
@@ -53,7 +53,7 @@ pub async fn round(state: &AppState, sink: &PathBuf) -> Result<usize, String> {
         serde_json::to_writer(&mut lines, m).map_err(|e| e.to_string())?;
         lines.push(b'\n');
     }
-    let path = sink.clone();
+    let path = sink.to_path_buf();
     tokio::task::spawn_blocking(move || -> std::io::Result<()> {
         let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&path)?;
         f.write_all(&lines)?;

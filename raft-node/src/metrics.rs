@@ -36,7 +36,7 @@ impl Counters {
 }
 
 /// Renders every series in Prometheus text format 0.0.4.
-pub fn render(node_id: u64, counters: &Counters, raft: &Raft) -> String {
+pub fn render(node_id: u64, counters: &Counters, raft: &Raft, commit_index: u64) -> String {
     let m = raft.metrics().borrow().clone();
     let mut out = String::with_capacity(2048);
     let mut gauge = |name: &str, help: &str, kind: &str, v: u64| {
@@ -57,13 +57,7 @@ pub fn render(node_id: u64, counters: &Counters, raft: &Raft) -> String {
         "gauge",
         m.last_applied.map(|l| l.index).unwrap_or(0),
     );
-    let commit = m.replication.as_ref().map(|_| m.last_applied.map(|l| l.index).unwrap_or(0));
-    gauge(
-        "booking_raft_commit_index",
-        "Committed index as known here (applied index on followers).",
-        "gauge",
-        commit.unwrap_or_else(|| m.last_applied.map(|l| l.index).unwrap_or(0)),
-    );
+    gauge("booking_raft_commit_index", "Last committed index this node saved.", "gauge", commit_index);
     gauge("booking_raft_snapshot_index", "Index of the newest snapshot.", "gauge", m.snapshot.map(|l| l.index).unwrap_or(0));
     gauge("booking_raft_purged_index", "Index up to which the log was purged.", "gauge", m.purged.map(|l| l.index).unwrap_or(0));
     let c = |a: &AtomicU64| a.load(Ordering::Relaxed);

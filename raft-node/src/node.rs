@@ -568,7 +568,7 @@ pub async fn run_node(
             "/metrics",
             axum::routing::get(move || {
                 let c = c.clone();
-                async move { crate::metrics::render(c.id, &c.counters, &c.raft) }
+                async move { crate::metrics::render(c.id, &c.counters, &c.raft, c.log.committed_index()) }
             }),
         );
         tasks.push(tokio::spawn(async move {

@@ -23,7 +23,13 @@ async fn three_nodes_elect_and_a_hold_written_via_a_follower_reads_back_lineariz
     // Goal: a write sent to a follower is redirected (exact status + metadata),
     // lands once, and every node serves it on a linearizable read.
     let _serial = serial();
-    let mut c = Cluster::start_all("elect", 3, raft_section()).await;
+    let mut c = Cluster::new("elect", 3, raft_section());
+    for n in c.config.nodes.iter_mut() {
+        n.metrics_addr = Some(free_addr());
+    }
+    for id in 1..=3 {
+        c.start(id, id == 1);
+    }
     let leader = c.wait_leader().await;
     let follower = (1..=3).find(|id| *id != leader).unwrap();
 
@@ -65,7 +71,23 @@ async fn three_nodes_elect_and_a_hold_written_via_a_follower_reads_back_lineariz
         assert_eq!(event_counts(&r), (18, 2, 0), "node {id}");
     }
     c.wait_converged(hold_index).await;
+
+    // Every node serves Prometheus text with the Raft gauges.
+    for id in 1..=3 {
+        let text = metrics_text(c.config.node(id).unwrap().metrics_addr.unwrap()).await;
+        assert!(text.contains("booking_raft_applied_index{node_id="), "node {id}: {text}");
+        assert!(text.contains("booking_commands_applied_total"), "node {id}");
+    }
     c.stop_all().await;
+}
+
+async fn metrics_text(addr: std::net::SocketAddr) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("metrics endpoint");
+    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n").await.unwrap();
+    let mut out = String::new();
+    tokio::time::timeout(WAIT, s.read_to_string(&mut out)).await.unwrap().unwrap();
+    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -112,6 +134,11 @@ async fn a_node_stopped_past_a_snapshot_and_purge_catches_up_by_snapshot() {
     let leader = c.wait_leader().await;
     let lagging = (1..=3).find(|id| *id != leader).unwrap();
     c.submit_ok(leader, 9, 1, &event_command("s", 10, 30, 600_000)).await;
+    // Big events make the snapshot large (hundreds of thousands of seats), so
+    // the transfer spans several chunks and takes real time.
+    for (i, ev) in ["big1", "big2", "big3"].iter().enumerate() {
+        c.submit_ok(leader, 9, 1000 + i as u64, &event_command(ev, 200, 1000, 600_000)).await;
+    }
     c.submit_ok(leader, 9, 2, &open_sale("s")).await;
     c.stop(lagging).await.expect("clean stop");
     let mut last = 0;

@@ -32,7 +32,7 @@ use tracing::Instrument;
 use crate::types::{Node, NodeId, SnapshotMeta, TypeConfig, Vote};
 
 /// Bytes of snapshot data per InstallSnapshot chunk.
-pub const SNAPSHOT_CHUNK_BYTES: usize = 4 * 1024 * 1024;
+pub const SNAPSHOT_CHUNK_BYTES: usize = 1024 * 1024;
 /// TCP connect timeout to a peer.
 pub const CONNECT_TIMEOUT_MS: u64 = 1_000;
 

@@ -136,8 +136,10 @@ async fn a_node_stopped_past_a_snapshot_and_purge_catches_up_by_snapshot() {
     c.submit_ok(leader, 9, 1, &event_command("s", 10, 30, 600_000)).await;
     // Big events make the snapshot large (hundreds of thousands of seats), so
     // the transfer spans several chunks and takes real time.
-    for (i, ev) in ["big1", "big2", "big3"].iter().enumerate() {
-        c.submit_ok(leader, 9, 1000 + i as u64, &event_command(ev, 200, 1000, 600_000)).await;
+    // About 200 KB of snapshot per event: ten make a snapshot of about 2 MB,
+    // sent in several 1 MiB chunks.
+    for i in 0..10u64 {
+        c.submit_ok(leader, 9, 1000 + i, &event_command(&format!("big{i}"), 200, 1000, 600_000)).await;
     }
     c.submit_ok(leader, 9, 2, &open_sale("s")).await;
     c.stop(lagging).await.expect("clean stop");

@@ -68,6 +68,39 @@ pub struct Cluster {
     extra_env: Vec<(String, String)>,
 }
 
+/// A spawn request for the spawner thread, and where to send the child.
+type SpawnRequest = (Command, std::sync::mpsc::Sender<std::io::Result<Child>>);
+
+/// Spawns `command` from one thread that lives as long as the harness.
+/// `PR_SET_PDEATHSIG` fires when the *thread* that forked the child exits,
+/// and tokio's blocking threads exit when idle: a node restarted from one of
+/// them was SIGKILLed seconds later. Forking from this one thread avoids it.
+fn spawn_from_lasting_thread(command: Command) -> std::io::Result<Child> {
+    static SPAWNER: std::sync::OnceLock<std::sync::Mutex<std::sync::mpsc::Sender<SpawnRequest>>> =
+        std::sync::OnceLock::new();
+    let sender = SPAWNER.get_or_init(|| {
+        // Unbounded, but each request waits for its answer below, so it
+        // holds at most one request per calling thread.
+        let (tx, rx) = std::sync::mpsc::channel::<SpawnRequest>();
+        std::thread::Builder::new()
+            .name("jepsen-spawner".into())
+            .spawn(move || {
+                for (mut command, reply) in rx {
+                    let _ = reply.send(command.spawn());
+                }
+            })
+            .expect("cannot start the spawner thread");
+        std::sync::Mutex::new(tx)
+    });
+    let (reply_tx, reply_rx) = std::sync::mpsc::channel();
+    sender
+        .lock()
+        .expect("spawner lock")
+        .send((command, reply_tx))
+        .map_err(|_| std::io::Error::other("spawner thread is gone"))?;
+    reply_rx.recv().map_err(|_| std::io::Error::other("spawner thread is gone"))?
+}
+
 fn free_loopback_port() -> std::io::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
@@ -193,7 +226,7 @@ impl Cluster {
                 Ok(())
             });
         }
-        let child = command.spawn().map_err(|e| format!("starting node {id} ({}): {e}", argv.join(" ")))?;
+        let child = spawn_from_lasting_thread(command).map_err(|e| format!("starting node {id} ({}): {e}", argv.join(" ")))?;
         let node = self.nodes.get_mut(&id).expect("checked above");
         node.child = Some(child);
         node.paused = false;

@@ -280,7 +280,8 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, String> {
             None
         }
     };
-    let nemesis_lines = nemesis_log.lock().expect("log lock").join("\n");
+    let mut nemesis_lines = nemesis_log.lock().expect("log lock").join("\n");
+    nemesis_lines.push('\n');
     write_file(&opts.out.join("nemesis.log"), nemesis_lines.as_bytes())?;
 
     let results_json = json!({

@@ -1,0 +1,79 @@
+//! Goal: a short fault matrix against the real release `booking` binary finds
+//! no violation (partition, kill, pause, clock and membership faults on 3 nodes,
+//! 30 s each, about 5 minutes in all).
+//!
+//! Runs the `jepsen` binary of this crate, one run after another (the
+//! networked runs share fixed namespace names). The `booking` binary is
+//! `<repo>/target/release/booking` (the CI command builds the workspace in
+//! release first) or `$BOOKING_BIN`. Without it, or without root for the
+//! partition run, the test prints a loud SKIP, except under `CI=true`, where
+//! it fails. Each run's report stays in `<target tmp>/jepsen-matrix/<name>`.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+/// (name, workload, nemesis, seed). One of each fault family.
+const MATRIX: &[(&str, &str, &str, u64)] = &[
+    ("register-partition", "register", "partition", 1),
+    ("register-kill", "register", "kill", 2),
+    ("register-pause", "register", "pause", 3),
+    ("expiry-clock", "expiry", "clock", 4),
+    ("sellout-membership", "sellout", "membership", 5),
+];
+const TIME_LIMIT_S: &str = "30";
+const EXIT_SKIPPED: i32 = 3;
+
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+fn skip_or_fail(why: &str) {
+    if in_ci() {
+        panic!("CI=true, so this is a failure, not a skip: {why}");
+    }
+    eprintln!("**************************************************************");
+    eprintln!("SKIP: {why}");
+    eprintln!("**************************************************************");
+}
+
+#[test]
+fn short_fault_matrix_finds_no_violation() {
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let booking = std::env::var_os("BOOKING_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo.join("target").join("release").join("booking"));
+    if !booking.is_file() {
+        skip_or_fail(&format!(
+            "no booking binary at {} (build with `cargo build --release --workspace`, or set BOOKING_BIN)",
+            booking.display()
+        ));
+        return;
+    }
+    let out_root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("jepsen-matrix");
+    let mut failures = Vec::new();
+    for &(name, workload, nemesis, seed) in MATRIX {
+        let out = out_root.join(name);
+        eprintln!("== {name}: {workload} under {nemesis}, seed {seed}, {TIME_LIMIT_S} s -> {}", out.display());
+        let status = Command::new(env!("CARGO_BIN_EXE_jepsen"))
+            .args(["run", "--workload", workload, "--nemesis", nemesis, "--time-limit", TIME_LIMIT_S, "--nodes", "3"])
+            .args(["--seed", &seed.to_string(), "--check-time-limit", "60"])
+            .arg("--out")
+            .arg(&out)
+            .arg("--booking-bin")
+            .arg(&booking)
+            .status()
+            .expect("the jepsen binary runs");
+        match status.code() {
+            Some(0) => {
+                let results = std::fs::read_to_string(out.join("results.json")).expect("a valid run writes results.json");
+                let results: serde_json::Value = serde_json::from_str(&results).expect("results.json is JSON");
+                assert_eq!(results["valid"], serde_json::Value::Bool(true), "{name}: exit 0 but results say invalid");
+                let ok = results["ops"]["ok"].as_u64().unwrap_or(0);
+                assert!(ok > 0, "{name}: no operation succeeded; the run tested nothing");
+            }
+            Some(EXIT_SKIPPED) => skip_or_fail(&format!("{name}: partitions need root, ip and nft")),
+            other => failures.push(format!("{name}: exit {other:?}; report in {}", out.display())),
+        }
+    }
+    assert!(failures.is_empty(), "runs that did not pass:\n{}", failures.join("\n"));
+}

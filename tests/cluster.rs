@@ -3,6 +3,10 @@
 //! and temp dir; they run one at a time (a shared lock) so elections on a
 //! small shared machine are not starved by a neighbouring cluster.
 
+// The lock that serialises these tests is held for each whole test on purpose;
+// every test has its own runtime, so holding it across awaits cannot deadlock.
+#![allow(clippy::await_holding_lock)]
+
 mod common;
 
 use std::fs::File;
@@ -185,6 +189,7 @@ async fn duplicate_request_id_applies_once() {
     let client = cluster.client();
     cluster.wait_leader(&client).await;
     create_open_event(&client, "gig").await;
+    let mut changes = Box::pin(client.watch("gig", 0).await.expect("watch"));
     let command = Cmd::Hold { event_id: "gig".into(), holder: "bob".into(), selection: Selection::Seats(vec!["A-2-1".into()]) };
     let request_id = client.next_request_id();
     let first = client.submit_with_id(request_id, command.clone()).await.unwrap();
@@ -192,6 +197,22 @@ async fn duplicate_request_id_applies_once() {
     assert!(matches!(first.outcome, Ok(Reply::Held { .. })), "{first:?}");
     assert_eq!(first.outcome, second.outcome);
     assert_eq!(status_view(&client).await.holds_live, 1);
+
+    // The watch stream carries the one seat change, at the hold's log index.
+    let item = tokio::time::timeout(WAIT, futures::StreamExt::next(&mut changes))
+        .await
+        .expect("a seat change within the bound")
+        .expect("the stream is open")
+        .expect("a change, not an error");
+    match item {
+        client::WatchItem::Changes { log_index, changes } => {
+            assert_eq!(log_index, first.log_index);
+            assert_eq!(changes.len(), 1, "{changes:?}");
+            assert_eq!(changes[0].seat, "A-2-1");
+            assert_eq!(changes[0].state, client::state_machine::SeatStatus::Held);
+        }
+        other => panic!("unexpected {other:?}"),
+    }
 }
 
 // Goal: a 5-node cluster from a config elects a leader, serves writes, and keeps serving after two nodes (the leader among them) are killed.

@@ -475,10 +475,7 @@ impl Client {
     pub async fn remove_node(&self, node_id: u64) -> Result<MembershipChange, ClientError> {
         let message = pb::RemoveNodeRequest { node_id };
         let routed = self
-            .route(CallKind::Admin, move |mut c| {
-                let message = message.clone();
-                async move { c.remove_node(message).await }
-            })
+            .route(CallKind::Admin, move |mut c| async move { c.remove_node(message).await })
             .await?;
         Ok(convert_membership(routed.value))
     }
@@ -709,5 +706,75 @@ fn convert_watch(message: pb::WatchMessage) -> Result<WatchItem, ClientError> {
             Ok(WatchItem::Resync { reason, oldest_index: r.oldest_index, applied_index: r.applied_index })
         }
         None => Err(ClientError::Protocol { reason: "watch message without a kind".into() }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Goal: endpoints are normalised to one form, with or without a scheme.
+    #[test]
+    fn endpoints_are_normalised_and_deduplicated() {
+        let client = Client::connect(["127.0.0.1:1", "http://127.0.0.1:1/", "http://127.0.0.1:2"]).unwrap();
+        assert_eq!(client.endpoints(), vec!["http://127.0.0.1:1", "http://127.0.0.1:2"]);
+        assert_eq!(strip_scheme("http://10.0.0.1:7101/"), "10.0.0.1:7101");
+    }
+
+    // Goal: learned addresses are bounded by ENDPOINTS_MAX.
+    #[test]
+    fn learned_endpoints_are_bounded() {
+        let client = Client::connect(["127.0.0.1:1"]).unwrap();
+        for port in 2..(ENDPOINTS_MAX as u64 + 20) {
+            client.learn(port, &format!("127.0.0.1:{port}"));
+        }
+        assert_eq!(client.endpoints().len(), ENDPOINTS_MAX);
+    }
+
+    // Goal: every backoff pause stays within [cap/2, cap] and the cap holds.
+    #[test]
+    fn backoff_is_bounded() {
+        let options = ClientOptions { backoff_ms_initial: 10, backoff_ms_max: 200, ..ClientOptions::default() };
+        for failures in 0..40 {
+            let pause = options.backoff(failures).as_millis() as u64;
+            let cap = (10u64 << failures.min(16)).min(200);
+            assert!(pause >= cap / 2 && pause <= cap, "failures {failures}: {pause} ms");
+        }
+    }
+
+    // Goal: gRPC statuses map to the documented retry classes.
+    #[test]
+    fn statuses_are_classified_as_documented() {
+        let with = |code: &'static str, outcome: &'static str| {
+            let mut status = tonic::Status::unavailable("x");
+            status.metadata_mut().insert("booking-error", code.parse().unwrap());
+            status.metadata_mut().insert("booking-outcome", outcome.parse().unwrap());
+            classify(&status)
+        };
+        assert!(matches!(with("no_leader", "not_applied"), AttemptFailure::NotApplied { .. }));
+        assert!(matches!(with("overloaded", "not_applied"), AttemptFailure::NotApplied { .. }));
+        assert!(matches!(with("outcome_unknown", "unknown"), AttemptFailure::Unknown { .. }));
+        assert!(matches!(with("shutting_down", "unknown"), AttemptFailure::Unknown { .. }));
+        assert!(matches!(with("membership", "not_applied"), AttemptFailure::Definite { .. }));
+        assert!(matches!(with("some_new_code", "not_applied"), AttemptFailure::Definite { .. }));
+        assert!(matches!(with("some_new_code", "unknown"), AttemptFailure::Unknown { .. }));
+        let mut redirect = tonic::Status::failed_precondition("not leader");
+        redirect.metadata_mut().insert("booking-error", "not_leader".parse().unwrap());
+        redirect.metadata_mut().insert("booking-leader-id", "3".parse().unwrap());
+        redirect.metadata_mut().insert("booking-leader-addr", "127.0.0.1:7103".parse().unwrap());
+        assert_eq!(
+            classify(&redirect),
+            AttemptFailure::NotLeader {
+                leader_id: Some(3),
+                leader_addr: Some("http://127.0.0.1:7103".into()),
+                message: "FailedPrecondition: not leader".into()
+            }
+        );
+        // No metadata: a transport failure after sending may have been delivered.
+        assert!(matches!(classify(&tonic::Status::unavailable("connection reset")), AttemptFailure::Unknown { .. }));
+        assert!(matches!(
+            classify(&tonic::Status::unavailable("tcp connect error: Connection refused")),
+            AttemptFailure::NotApplied { .. }
+        ));
     }
 }

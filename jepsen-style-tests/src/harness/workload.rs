@@ -162,7 +162,8 @@ impl Shared {
 
 /// A write's result as the workload needs it.
 enum Written {
-    Ok(Reply),
+    /// Boxed: a reply is large and most results are refusals.
+    Ok(Box<Reply>),
     Refused,
     /// Definitely not applied (client-side).
     Failed,
@@ -207,7 +208,7 @@ impl Proc {
                 Ok(reply) => match self.ret_of(&call, &reply) {
                     Some(ret) => {
                         rec.complete(self.id, EventType::Ok, f, ret.to_value(), Some(submitted.log_index));
-                        Written::Ok(reply)
+                        Written::Ok(Box::new(reply))
                     }
                     None => {
                         // A reply of the wrong kind: the command's effect is not
@@ -331,7 +332,10 @@ impl Proc {
         let command =
             Command::Hold { event_id: EVENT_ID.into(), holder: holder.clone(), selection: state_machine::Selection::Seats(seats.clone()) };
         match self.write(call, command, retries).await {
-            Written::Ok(Reply::Held { hold_id, .. }) => Some(HoldRef { hold_id, holder, seats }),
+            Written::Ok(reply) => match *reply {
+                Reply::Held { hold_id, .. } => Some(HoldRef { hold_id, holder, seats }),
+                _ => None,
+            },
             _ => None,
         }
     }
@@ -357,9 +361,12 @@ impl Proc {
 
     fn booking_of(hold: &HoldRef, written: &Written) -> Option<BookingRef> {
         match written {
-            Written::Ok(Reply::Confirmed(b)) => {
-                Some(BookingRef { booking_id: b.booking_id, holder: hold.holder.clone(), seats: hold.seats.clone() })
-            }
+            Written::Ok(reply) => match reply.as_ref() {
+                Reply::Confirmed(b) => {
+                    Some(BookingRef { booking_id: b.booking_id, holder: hold.holder.clone(), seats: hold.seats.clone() })
+                }
+                _ => None,
+            },
             _ => None,
         }
     }

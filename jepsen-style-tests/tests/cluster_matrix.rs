@@ -1,6 +1,6 @@
 //! Goal: a short fault matrix against the real release `booking` binary finds
 //! no violation (partition, kill, pause, clock and membership faults on 3 nodes,
-//! 30 s each, about 5 minutes in all).
+//! 30 s each, about 3 minutes in all as measured).
 //!
 //! Runs the `jepsen` binary of this crate, one run after another (the
 //! networked runs share fixed namespace names). The `booking` binary is

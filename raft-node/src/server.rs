@@ -359,7 +359,7 @@ impl RaftService {
 }
 
 fn reply(body: Result<Vec<u8>, String>) -> Result<Response<pr::RaftReply>, Status> {
-    body.map(|b| Response::new(pr::RaftReply { body: b.into() })).map_err(|e| Status::internal(e))
+    body.map(|b| Response::new(pr::RaftReply { body: b.into() })).map_err(Status::internal)
 }
 
 #[tonic::async_trait]

@@ -249,9 +249,9 @@ impl LogStore {
     fn validate(&self) -> Result<(), NodeError> {
         let path = &self.inner.path;
         let bad = |what: String| NodeError::data_dir(path, what);
-        self.read_meta::<Vote>(KEY_VOTE).map_err(|e| bad(e))?;
-        let committed = self.read_meta::<LogId>(KEY_COMMITTED).map_err(|e| bad(e))?;
-        let purged = self.read_meta::<LogId>(KEY_LAST_PURGED).map_err(|e| bad(e))?;
+        self.read_meta::<Vote>(KEY_VOTE).map_err(&bad)?;
+        let committed = self.read_meta::<LogId>(KEY_COMMITTED).map_err(&bad)?;
+        let purged = self.read_meta::<LogId>(KEY_LAST_PURGED).map_err(&bad)?;
         self.inner.committed_index.store(committed.map(|l| l.index).unwrap_or(0), Ordering::Relaxed);
         // Entries at or below the purge point may survive a crash in the
         // middle of `purge` (the purge point is written first); drop them.

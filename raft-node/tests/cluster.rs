@@ -1,7 +1,11 @@
 //! Multi-node scenarios on in-process nodes over loopback gRPC: election,
 //! writes through any node, linearizable reads everywhere, leader failover,
-//! snapshot catch-up, membership changes, damaged data directories, expiry
-//! through the log, and the watch stream.
+//! snapshot catch-up, membership changes, expiry through the log, the watch
+//! stream and the metrics endpoint. (Damaged data directories: data_dir.rs.)
+
+// Cluster tests hold a std mutex across awaits on purpose: it serialises
+// tests that each run their own runtime (see common::serial).
+#![allow(clippy::await_holding_lock)]
 
 mod common;
 

@@ -1,6 +1,10 @@
 //! Goal: a foreign, damaged or unrecognisable data directory refuses to start
 //! with an error that names the file and the problem.
 
+// Cluster tests hold a std mutex across awaits on purpose: it serialises
+// tests that each run their own runtime (see common::serial).
+#![allow(clippy::await_holding_lock)]
+
 mod common;
 
 use common::*;

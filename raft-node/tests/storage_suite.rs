@@ -1,6 +1,9 @@
 //! Goal: openraft's own storage conformance suite passes on the sled log and
 //! state-machine stores.
 
+// openraft's StorageError is large by design.
+#![allow(clippy::result_large_err)]
+
 use std::sync::Arc;
 
 use openraft::testing::{StoreBuilder, Suite};

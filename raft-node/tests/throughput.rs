@@ -3,6 +3,10 @@
 //! default; run with
 //! `cargo test -p raft-node --release --test throughput -- --ignored --nocapture`.
 
+// Cluster tests hold a std mutex across awaits on purpose: it serialises
+// tests that each run their own runtime (see common::serial).
+#![allow(clippy::await_holding_lock)]
+
 mod common;
 
 use std::time::{Duration, Instant};

@@ -41,9 +41,18 @@ pub fn init_tracing() {
 
 /// A free loopback port: bound with port 0, released, reused at once. The
 /// OS does not hand the same ephemeral port out again immediately.
+/// Never hands out the same port twice in one test process (the OS may).
 pub fn free_addr() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
-    l.local_addr().unwrap()
+    static GIVEN: OnceLock<Mutex<std::collections::BTreeSet<u16>>> = OnceLock::new();
+    let given = GIVEN.get_or_init(|| Mutex::new(Default::default()));
+    for _ in 0..1000 {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+        let addr = l.local_addr().unwrap();
+        if given.lock().unwrap_or_else(|p| p.into_inner()).insert(addr.port()) {
+            return addr;
+        }
+    }
+    panic!("no fresh loopback port after 1000 tries");
 }
 
 pub struct RunningNode {

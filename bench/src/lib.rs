@@ -1,6 +1,27 @@
-//! The flash-sale benchmark and the same workload against etcd, Redis and
-//! PostgreSQL, all measured in one run on one machine.
+//! The flash-sale benchmark and the same hold workload against etcd, Redis
+//! and PostgreSQL, all measured in one run on one machine (DESIGN §10).
 //!
-//! Owns: load generation and reporting. Must not: reach into a node's memory.
+//! Layout:
+//! - [`flash`]: `bench flash-sale`: open-loop fans through the HTTP gateway,
+//!   the replica audit, the report; [`echo`]: the no-op axum echo ceiling.
+//! - [`peers`]: `bench peers`: the closed-loop hold workload and one module
+//!   per system (ours via client and gateway, etcd, Redis, PostgreSQL).
+//! - [`cluster`]: starting our 3-node cluster and gateway as processes.
+//! - [`http`]: the gateway calls and the seat layout; [`procs`]: child
+//!   processes that always stop; [`stats`], [`plot`]: histograms and the PNG.
 //!
-//! Not written yet: arrives with the benchmark issue.
+//! Owns: load generation and reporting. Must not: reach into a node's memory
+//! (it drives processes through HTTP, gRPC via `client`, and signals), or
+//! send anything off loopback. Every loop is bounded in count and time.
+//!
+//! Caveat: the load generator shares the 2 cores with what it measures, so
+//! absolute numbers drift with the machine's load; compare ratios from one run.
+
+pub mod cluster;
+pub mod echo;
+pub mod flash;
+pub mod http;
+pub mod peers;
+pub mod plot;
+pub mod procs;
+pub mod stats;

@@ -1,0 +1,202 @@
+//! Talking to the gateway over HTTP like a crowd of fans would: many client
+//! addresses, one session token per user, the admin calls that set up a sale.
+//!
+//! Owns: [`FanPool`] (HTTP clients bound to distinct loopback source
+//! addresses), the event layout the benchmarks sell, and the hold/checkout
+//! calls with their outcome classes. Must not: compute tokens itself (it signs
+//! in through `POST /v1/sessions`, the public way).
+//!
+//! Caveat: the gateway rate-limits per client address (default 2 000/s). A
+//! crowd comes from many addresses, so the pool binds each client to its own
+//! address in 127.0.0.0/8 (Linux routes the whole range to `lo`); with
+//! [`SOURCE_ADDRESSES`] of them the per-address bucket is not what limits
+//! the bench.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use serde_json::{json, Value};
+
+/// Distinct loopback source addresses, 127.1.0.1 upwards.
+pub const SOURCE_ADDRESSES: usize = 128;
+/// Seats per row of the benchmark layout.
+pub const SEATS_PER_ROW: u32 = 50;
+/// Rows per section of the benchmark layout.
+pub const ROWS_PER_SECTION: u32 = 100;
+/// Bound on one HTTP request of the bench.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// HTTP clients, one per source address.
+#[derive(Clone)]
+pub struct FanPool {
+    pub base: String,
+    clients: Vec<reqwest::Client>,
+}
+
+/// What one hold attempt got.
+#[derive(Debug, Clone, PartialEq)]
+pub enum HoldAnswer {
+    /// 201: the hold id and its seats.
+    Held { hold_id: u64, seats: Vec<String> },
+    /// 409: seat(s) taken; `sold_out` when best-available found nothing left.
+    Rejected { sold_out: bool },
+    /// 429: the gateway's rate limit (answered without touching the cluster).
+    RateLimited,
+    /// 503 or a transport error: no answer about the seat.
+    Unavailable,
+    /// Anything else: a bench or gateway bug; counted and shown.
+    Other(u16),
+}
+
+impl FanPool {
+    pub fn new(base: &str) -> anyhow::Result<FanPool> {
+        let mut clients = Vec::with_capacity(SOURCE_ADDRESSES);
+        for i in 0..SOURCE_ADDRESSES {
+            let ip = Ipv4Addr::new(127, 1, (i / 250) as u8, (i % 250 + 1) as u8);
+            clients.push(
+                reqwest::Client::builder()
+                    .local_address(IpAddr::V4(ip))
+                    .timeout(REQUEST_TIMEOUT)
+                    .pool_max_idle_per_host(1024)
+                    .build()?,
+            );
+        }
+        Ok(FanPool { base: base.trim_end_matches('/').to_string(), clients })
+    }
+
+    pub fn client(&self, fan: u64) -> &reqwest::Client {
+        &self.clients[(fan % self.clients.len() as u64) as usize]
+    }
+
+    /// Signs `name` in; the session token.
+    pub async fn login(&self, fan: u64, name: &str) -> anyhow::Result<String> {
+        for _ in 0..20 {
+            let r = self.client(fan).post(format!("{}/v1/sessions", self.base)).json(&json!({ "name": name })).send().await;
+            match r {
+                Ok(r) if r.status().is_success() => {
+                    let v: Value = r.json().await?;
+                    return v["token"].as_str().map(str::to_string).context("session answer without token");
+                }
+                // Rate limited or not ready: wait and try again (bounded).
+                _ => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+        bail!("could not sign in {name}")
+    }
+
+    /// One hold attempt: explicit seats or best-available (one seat).
+    pub async fn hold(&self, fan: u64, token: &str, event_id: &str, seat: Option<&str>) -> HoldAnswer {
+        let body = match seat {
+            Some(s) => json!({ "seats": [s] }),
+            None => json!({ "best_available": { "count": 1, "allow_non_adjacent": true } }),
+        };
+        let r = self
+            .client(fan)
+            .post(format!("{}/v1/events/{event_id}/holds", self.base))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await;
+        let Ok(r) = r else { return HoldAnswer::Unavailable };
+        match r.status().as_u16() {
+            201 => match r.json::<Value>().await {
+                Ok(v) => HoldAnswer::Held {
+                    hold_id: v["hold_id"].as_u64().unwrap_or(0),
+                    seats: v["seats"].as_array().map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect()).unwrap_or_default(),
+                },
+                Err(_) => HoldAnswer::Other(201),
+            },
+            409 => {
+                let v: Value = r.json().await.unwrap_or(Value::Null);
+                let sold_out = v["code"] == "not_enough_seats" && v["available"].as_u64() == Some(0);
+                HoldAnswer::Rejected { sold_out }
+            }
+            429 => HoldAnswer::RateLimited,
+            503 => HoldAnswer::Unavailable,
+            s => HoldAnswer::Other(s),
+        }
+    }
+
+    /// Checks a hold out with the simulated provider's always-succeeding
+    /// token. True on 201 (booked).
+    pub async fn checkout(&self, fan: u64, token: &str, hold_id: u64) -> bool {
+        let r = self
+            .client(fan)
+            .post(format!("{}/v1/holds/{hold_id}/checkout", self.base))
+            .bearer_auth(token)
+            .json(&json!({ "payment_method": "tok_ok" }))
+            .send()
+            .await;
+        matches!(r, Ok(r) if r.status().as_u16() == 201)
+    }
+}
+
+/// The benchmark layout: `seats` seats in rows of [`SEATS_PER_ROW`], sections
+/// `S1`, `S2`, ... of [`ROWS_PER_SECTION`] rows; the last row may be short.
+pub fn event_spec(event_id: &str, seats: u32) -> Value {
+    let mut sections = Vec::new();
+    let mut left = seats;
+    let mut s = 1;
+    while left > 0 {
+        let mut rows = Vec::new();
+        for r in 1..=ROWS_PER_SECTION {
+            if left == 0 {
+                break;
+            }
+            let n = left.min(SEATS_PER_ROW);
+            rows.push(json!({ "label": r.to_string(), "seats": n }));
+            left -= n;
+        }
+        sections.push(json!({ "kind": "reserved", "id": format!("S{s}"), "name": format!("Section {s}"), "price_cents": 5000, "rows": rows }));
+        s += 1;
+    }
+    json!({
+        "id": event_id,
+        "name": "Bench flash sale",
+        "venue": "Loopback Arena",
+        "starts_at": "2027-06-01T20:00:00Z",
+        "max_seats_per_hold": 8,
+        "sections": sections,
+    })
+}
+
+/// The id of seat `rank` (0 = the best seat: first section, first row, seat 1).
+pub fn seat_id(rank: u32) -> String {
+    let per_section = SEATS_PER_ROW * ROWS_PER_SECTION;
+    let s = rank / per_section + 1;
+    let r = (rank % per_section) / SEATS_PER_ROW + 1;
+    let n = rank % SEATS_PER_ROW + 1;
+    format!("S{s}-{r}-{n}")
+}
+
+/// Creates the event and opens its sale through the admin API.
+pub async fn create_event(base: &str, admin_token: &str, event_id: &str, seats: u32) -> anyhow::Result<()> {
+    let http = reqwest::Client::builder().timeout(REQUEST_TIMEOUT).build()?;
+    let r = http.post(format!("{base}/v1/events")).bearer_auth(admin_token).json(&event_spec(event_id, seats)).send().await?;
+    if !r.status().is_success() {
+        bail!("create event {event_id}: {} {}", r.status(), r.text().await.unwrap_or_default());
+    }
+    let r = http.post(format!("{base}/v1/events/{event_id}/sale/open")).bearer_auth(admin_token).send().await?;
+    if !r.status().is_success() {
+        bail!("open sale {event_id}: {} {}", r.status(), r.text().await.unwrap_or_default());
+    }
+    Ok(())
+}
+
+/// Waits until the gateway answers `/readyz` (a leader is known).
+pub async fn wait_ready(base: &str, timeout: Duration) -> anyhow::Result<()> {
+    let http = reqwest::Client::new();
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if let Ok(r) = http.get(format!("{base}/readyz")).send().await {
+            if r.status().is_success() {
+                return Ok(());
+            }
+        }
+        if std::time::Instant::now() >= deadline {
+            bail!("gateway at {base} not ready within {timeout:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

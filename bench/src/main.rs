@@ -1,0 +1,314 @@
+//! `bench`: `bench flash-sale` and `bench peers` (see the library docs and
+//! docs/BENCHMARKS.md). Two hidden subcommands run the child processes the
+//! benchmarks start from this same binary: `echo-server` (the ceiling) and
+//! `gateway-standin` (the gateway, when `booking` has no `gateway` yet).
+//!
+//! Owns: the command line and the order of a run. Must not: hold logic a
+//! module could own. Exit codes: 0 done with a clean audit, 1 error, 3 the
+//! audit failed (oversold, double sold, replicas disagree).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use bench::cluster::{self, LocalCluster};
+use bench::flash::{self, FlashParams};
+use bench::peers::{self, etcd, ours, postgres, redis, Row, Variant, Workload};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(name = "bench", about = "Flash-sale benchmark and peers (etcd, Redis, PostgreSQL) on this machine")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Fans arrive open-loop and try to hold then buy a seat through the gateway.
+    FlashSale(FlashArgs),
+    /// The same hold workload against this store, etcd, Redis and PostgreSQL.
+    Peers(PeersArgs),
+    #[command(hide = true)]
+    EchoServer {
+        #[arg(long)]
+        port: u16,
+    },
+    #[command(hide = true)]
+    GatewayStandin {
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+struct FlashArgs {
+    /// An already running gateway to target instead of starting a cluster.
+    #[arg(long)]
+    target: Option<String>,
+    /// With --target: the nodes' gRPC endpoints for the audit (comma separated).
+    #[arg(long, value_delimiter = ',')]
+    endpoints: Vec<String>,
+    /// With --target: the admin token.
+    #[arg(long, default_value = "dev-admin-token")]
+    admin_token: String,
+    /// The `booking` binary (default: <repo>/target/release/booking).
+    #[arg(long)]
+    booking_bin: Option<PathBuf>,
+    #[arg(long, default_value_t = 50_000)]
+    seats: u32,
+    #[arg(long, default_value_t = 1_000_000)]
+    fans: u64,
+    /// Fan arrivals per second (open loop).
+    #[arg(long, default_value_t = 20_000)]
+    rate: u64,
+    /// Distinct signed-in users the fans share (sign-in happens before the sale).
+    #[arg(long, default_value_t = 20_000)]
+    users: u64,
+    /// Extra hold attempts of a rejected fan.
+    #[arg(long, default_value_t = 3)]
+    retries: u32,
+    /// Share of attempts that name a seat (Zipf over seat rank); the rest ask for best-available.
+    #[arg(long, default_value_t = 0.7)]
+    explicit_share: f64,
+    /// Zipf exponent of the seat preference.
+    #[arg(long, default_value_t = 1.0)]
+    zipf: f64,
+    /// Most fans in flight; the generator waits (and reports start lag) beyond it.
+    #[arg(long, default_value_t = 4_096)]
+    inflight_max: usize,
+    /// Upper bound on the sale phase, in seconds.
+    #[arg(long, default_value_t = 300)]
+    duration_max_s: u64,
+    /// Seconds of the echo baseline (0 skips it).
+    #[arg(long, default_value_t = 5)]
+    echo_s: u64,
+    /// Concurrent requests of the echo baseline.
+    #[arg(long, default_value_t = 256)]
+    echo_connections: usize,
+    /// Where to write the throughput/latency PNG ("" for none).
+    #[arg(long, default_value = "flash-sale.png")]
+    png: String,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args, Debug)]
+struct PeersArgs {
+    #[arg(long)]
+    booking_bin: Option<PathBuf>,
+    #[arg(long, default_value_t = 10_000)]
+    seats: u32,
+    /// Hold attempts per system and variant.
+    #[arg(long, default_value_t = 20_000)]
+    ops: u64,
+    /// Concurrent workers (closed loop).
+    #[arg(long, default_value_t = 64)]
+    clients: usize,
+    /// Systems: ours-client, ours-gateway, etcd, redis-always, redis-everysec, pg-for-update, pg-optimistic.
+    #[arg(long, value_delimiter = ',', default_value = "ours-client,ours-gateway,etcd,redis-always,redis-everysec,pg-for-update,pg-optimistic")]
+    systems: Vec<String>,
+    /// Variants: uniform, hot.
+    #[arg(long, value_delimiter = ',', default_value = "uniform,hot")]
+    variants: Vec<String>,
+    /// Upper bound per system and variant, in seconds.
+    #[arg(long, default_value_t = 60)]
+    duration_max_s: u64,
+    /// Run bench/peers-setup.sh first (installs missing Debian packages).
+    #[arg(long)]
+    install: bool,
+    /// Fail instead of skipping a peer that is not installed.
+    #[arg(long)]
+    require_peers: bool,
+    #[arg(long)]
+    json: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("bench: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("bench: error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Cmd::EchoServer { port } => bench::echo::serve(port).await.map(|_| ExitCode::SUCCESS),
+        Cmd::GatewayStandin { config } => cluster::run_gateway_standin(&config).await.map(|_| ExitCode::SUCCESS),
+        Cmd::FlashSale(a) => {
+            bench::procs::install_signal_handler();
+            flash_sale(a).await
+        }
+        Cmd::Peers(a) => {
+            bench::procs::install_signal_handler();
+            peers_cmd(a).await
+        }
+    }
+}
+
+async fn flash_sale(a: FlashArgs) -> anyhow::Result<ExitCode> {
+    let params = FlashParams {
+        seats: a.seats,
+        fans: a.fans,
+        rate_per_s: a.rate.max(1),
+        users: a.users,
+        retries: a.retries,
+        explicit_share: a.explicit_share.clamp(0.0, 1.0),
+        zipf_exponent: a.zipf,
+        inflight_max: a.inflight_max,
+        duration_s_max: a.duration_max_s,
+    };
+    let log_dir = tempfile::Builder::new().prefix("bench-flash-").tempdir()?;
+    let echo_rps = if a.echo_s > 0 {
+        Some(bench::echo::measure(Duration::from_secs(a.echo_s), a.echo_connections, log_dir.path()).await.context("echo baseline")?)
+    } else {
+        None
+    };
+    let cluster;
+    let (url, token, endpoints, metrics, kind) = match &a.target {
+        Some(t) => (t.clone(), a.admin_token.clone(), a.endpoints.clone(), Vec::new(), format!("target {t}")),
+        None => {
+            let bin = a.booking_bin.clone().unwrap_or_else(cluster::default_booking_bin);
+            cluster = LocalCluster::start(&bin, true).await?;
+            let cfg = cluster_config::ClusterConfig::load(&cluster.config_path)?;
+            let metrics = cfg.nodes.iter().filter_map(|n| n.metrics_addr.map(|m| format!("http://{m}/metrics"))).collect();
+            (cluster.gateway_url.clone(), cluster.admin_token.clone(), cluster.endpoints.clone(), metrics, cluster.gateway_kind.to_string())
+        }
+    };
+    let (mut report, timeline) = flash::run(&url, &token, &endpoints, &metrics, params, a.json).await?;
+    report.gateway = kind;
+    if let Some(e) = echo_rps {
+        report.echo_requests_per_s = Some(e);
+        report.fraction_of_echo = Some(report.http_requests_per_s / e.max(1e-9));
+    }
+    if !a.png.is_empty() {
+        let path = PathBuf::from(&a.png);
+        match bench::plot::draw(&path, &timeline) {
+            Ok(()) => report.png = Some(path.display().to_string()),
+            Err(e) => eprintln!("bench: no PNG: {e:#}"),
+        }
+    }
+    if a.json {
+        println!("{}", flash::to_json(&report));
+    } else {
+        flash::print_table(&report);
+    }
+    let audit_ok = report.double_sold == 0 && report.sold <= u64::from(report.seats) && report.replicas_agree;
+    Ok(if audit_ok { ExitCode::SUCCESS } else { ExitCode::from(3) })
+}
+
+fn have(program: &str) -> bool {
+    std::process::Command::new("sh").arg("-c").arg(format!("command -v {program}")).output().map(|o| o.status.success()).unwrap_or(false)
+}
+
+async fn peers_cmd(a: PeersArgs) -> anyhow::Result<ExitCode> {
+    if a.install {
+        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("peers-setup.sh");
+        let ok = std::process::Command::new("bash").arg(&script).status()?.success();
+        anyhow::ensure!(ok, "{} failed", script.display());
+    }
+    let w = Workload { seats: a.seats.max(1), ops: a.ops, clients: a.clients.max(1), duration_s_max: a.duration_max_s };
+    let variants: Vec<Variant> = a
+        .variants
+        .iter()
+        .map(|v| match v.as_str() {
+            "uniform" => Ok(Variant::Uniform),
+            "hot" | "hot-seat" => Ok(Variant::Hot),
+            other => anyhow::bail!("unknown variant {other:?} (uniform, hot)"),
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let want = |s: &str| a.systems.iter().any(|x| x == s);
+    let mut rows: Vec<Row> = Vec::new();
+    let mut missing = Vec::new();
+    let pid = std::process::id();
+
+    if want("ours-client") || want("ours-gateway") {
+        let bin = a.booking_bin.clone().unwrap_or_else(cluster::default_booking_bin);
+        let c = LocalCluster::start(&bin, want("ours-gateway")).await?;
+        for v in &variants {
+            let round = format!("{pid}-{}", v.name());
+            if want("ours-client") {
+                let t = ours::ViaClient::new(&c.endpoints, &round, w.seats).await?;
+                rows.push(peers::run_round(ours::CLIENT, *v, &w, t).await);
+            }
+            if want("ours-gateway") {
+                let t = ours::ViaGateway::new(&c.gateway_url, &c.admin_token, &c.endpoints, &round, w.seats, w.clients).await?;
+                rows.push(peers::run_round(ours::GATEWAY, *v, &w, t).await);
+            }
+        }
+    }
+    if want("etcd") {
+        if !have(etcd::BIN) {
+            missing.push("etcd-server");
+            variants.iter().for_each(|v| rows.push(peers::skipped(etcd::NAME, *v, "etcd not installed (bench/peers-setup.sh)")));
+        } else {
+            let e = etcd::EtcdCluster::start().await?;
+            for v in &variants {
+                let t = etcd::EtcdTarget::new(&e, &format!("r{pid}-{}", v.name()))?;
+                rows.push(peers::run_round(etcd::NAME, *v, &w, t).await);
+            }
+        }
+    }
+    let redis_modes: Vec<&str> = ["always", "everysec"].into_iter().filter(|m| want(&format!("redis-{m}"))).collect();
+    if !redis_modes.is_empty() {
+        if !have(redis::BIN) {
+            missing.push("redis-server");
+            for m in &redis_modes {
+                variants.iter().for_each(|v| rows.push(peers::skipped(&format!("redis 7 AOF {m}"), *v, "redis-server not installed")));
+            }
+        } else {
+            let r = redis::RedisServer::start().await?;
+            for m in &redis_modes {
+                for v in &variants {
+                    let t = redis::RedisTarget::new(&r, &format!("r{pid}-{m}-{}", v.name()), m, w.clients).await?;
+                    rows.push(peers::run_round(&format!("redis 7 AOF {m}"), *v, &w, t).await);
+                }
+            }
+        }
+    }
+    let pg_modes: Vec<(&str, postgres::Strategy)> = [("for-update", postgres::Strategy::ForUpdate), ("optimistic", postgres::Strategy::Optimistic)]
+        .into_iter()
+        .filter(|(n, _)| want(&format!("pg-{n}")))
+        .collect();
+    if !pg_modes.is_empty() {
+        if postgres::bin_dir().is_none() {
+            missing.push("postgresql");
+            for (n, _) in &pg_modes {
+                variants.iter().for_each(|v| rows.push(peers::skipped(&format!("postgres 15 {n}"), *v, "postgresql not installed")));
+            }
+        } else {
+            let pg = postgres::PgServer::start().await?;
+            for (n, s) in &pg_modes {
+                for v in &variants {
+                    let t = postgres::PgTarget::new(&pg, &format!("r{pid}_{n}_{}", v.name()), *s, w.seats, w.clients).await?;
+                    rows.push(peers::run_round(&format!("postgres 15 {n}"), *v, &w, t).await);
+                }
+            }
+        }
+    }
+    if a.require_peers && !missing.is_empty() {
+        anyhow::bail!("peers not installed: {} (run bench/peers-setup.sh)", missing.join(", "));
+    }
+    peers::fill_ratios(&mut rows);
+    if a.json {
+        println!("{}", serde_json::json!({ "seats": w.seats, "ops": w.ops, "clients": w.clients, "rows": rows }));
+    } else {
+        println!("peers: {} seats, {} hold attempts per row, {} concurrent clients, closed loop", w.seats, w.ops, w.clients);
+        peers::print_table(&rows);
+    }
+    let clean = rows.iter().all(|r| r.oversold == 0 && (r.audit == "ok" || r.audit == "skipped"));
+    Ok(if clean { ExitCode::SUCCESS } else { ExitCode::from(3) })
+}

@@ -1,0 +1,105 @@
+//! This store as a peer: through the client library (gRPC, `client::Client`)
+//! and through the HTTP gateway. Both run against the bench's own 3-node
+//! cluster (fsync on); each round is a fresh event.
+//!
+//! Must not: reach into a node; the held count is a linearizable
+//! `Availability` read.
+
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use client::{Client, ClientError, ClientOptions, Consistency};
+use state_machine::{BookingError, Command, EventSpec, Query, QueryResult, Reply, Selection};
+
+use super::{BoxFuture, HoldTarget};
+use crate::http::{self, FanPool, HoldAnswer};
+
+pub const CLIENT: &str = "ours (client, 3n fsync)";
+pub const GATEWAY: &str = "ours (gateway, 3n fsync)";
+
+async fn held_via_client(client: &Client, event_id: &str) -> anyhow::Result<u64> {
+    let (result, _) = client.read(Query::Availability { event_id: event_id.to_string() }, Consistency::Linearizable).await?;
+    let QueryResult::Availability(Ok(view)) = result else { bail!("availability: {result:?}") };
+    Ok(view.sections.iter().map(|s| u64::from(s.held + s.booked)).sum())
+}
+
+/// Holds through `client::Client`.
+pub struct ViaClient {
+    client: Client,
+    event_id: String,
+}
+
+impl ViaClient {
+    pub async fn new(endpoints: &[String], round: &str, seats: u32) -> anyhow::Result<Arc<ViaClient>> {
+        let client = Client::with_options(endpoints.to_vec(), ClientOptions::default())?;
+        let event_id = format!("peers-client-{round}");
+        let spec: EventSpec = serde_json::from_value(http::event_spec(&event_id, seats)).context("event spec")?;
+        client.execute(Command::CreateEvent(spec)).await?;
+        client.execute(Command::OpenSale { event_id: event_id.clone() }).await?;
+        Ok(Arc::new(ViaClient { client, event_id }))
+    }
+}
+
+impl HoldTarget for ViaClient {
+    fn hold<'a>(&'a self, _worker: usize, seat: u32, holder: &'a str) -> BoxFuture<'a, anyhow::Result<bool>> {
+        Box::pin(async move {
+            match self.client.hold(&self.event_id, holder, Selection::Seats(vec![http::seat_id(seat)])).await {
+                Ok(Reply::Held { .. }) => Ok(true),
+                Ok(other) => bail!("unexpected reply {other:?}"),
+                Err(ClientError::Refused(BookingError::SeatUnavailable { .. })) => Ok(false),
+                Err(e) => Err(e.into()),
+            }
+        })
+    }
+
+    fn held_count(&self) -> BoxFuture<'_, anyhow::Result<u64>> {
+        Box::pin(held_via_client(&self.client, &self.event_id))
+    }
+}
+
+/// Holds through the HTTP gateway, one signed-in user per worker.
+pub struct ViaGateway {
+    pool: FanPool,
+    tokens: Vec<String>,
+    event_id: String,
+    client: Client,
+}
+
+impl ViaGateway {
+    pub async fn new(
+        gateway_url: &str,
+        admin_token: &str,
+        endpoints: &[String],
+        round: &str,
+        seats: u32,
+        workers: usize,
+    ) -> anyhow::Result<Arc<ViaGateway>> {
+        let pool = FanPool::new(gateway_url)?;
+        http::wait_ready(gateway_url, std::time::Duration::from_secs(30)).await?;
+        let event_id = format!("peers-gw-{round}");
+        http::create_event(gateway_url, admin_token, &event_id, seats).await?;
+        let mut tokens = Vec::with_capacity(workers);
+        for w in 0..workers {
+            tokens.push(pool.login(w as u64, &format!("peer{w}")).await?);
+        }
+        let client = Client::with_options(endpoints.to_vec(), ClientOptions::default())?;
+        Ok(Arc::new(ViaGateway { pool, tokens, event_id, client }))
+    }
+}
+
+impl HoldTarget for ViaGateway {
+    fn hold<'a>(&'a self, worker: usize, seat: u32, _holder: &'a str) -> BoxFuture<'a, anyhow::Result<bool>> {
+        Box::pin(async move {
+            let seat = http::seat_id(seat);
+            match self.pool.hold(worker as u64, &self.tokens[worker], &self.event_id, Some(&seat)).await {
+                HoldAnswer::Held { .. } => Ok(true),
+                HoldAnswer::Rejected { .. } => Ok(false),
+                other => bail!("gateway answered {other:?}"),
+            }
+        })
+    }
+
+    fn held_count(&self) -> BoxFuture<'_, anyhow::Result<u64>> {
+        Box::pin(held_via_client(&self.client, &self.event_id))
+    }
+}

@@ -2,8 +2,10 @@
 //!
 //! - `booking node --config FILE --id N [--bootstrap]` runs one Raft node until
 //!   Ctrl-C or SIGTERM (see `raft_node::run_node`).
-//! - `booking up [--config FILE]` runs every node of the file as child
-//!   processes on this machine (see [`up`]).
+//! - `booking gateway --config FILE` runs the HTTP gateway of the file's
+//!   cluster until Ctrl-C or SIGTERM (see [`gateway`]).
+//! - `booking up [--config FILE]` runs every node of the file and one gateway
+//!   as child processes on this machine, with a demo event (see [`up`]).
 //!
 //! Owns: the command line, the tracing subscriber (set up here and nowhere
 //! else; `RUST_LOG`, default `info`) and the process exit code. Must not: hold
@@ -12,6 +14,7 @@
 //! Exit codes: 0 after a clean stop, 1 when a node or a child failed at run
 //! time, 2 for a usage or configuration error (the message names the key).
 
+mod gateway;
 mod up;
 
 use std::io::IsTerminal;
@@ -45,8 +48,15 @@ enum Cmd {
         #[arg(long)]
         bootstrap: bool,
     },
-    /// Start every node of the config file as child processes, wait for a
-    /// leader, print the endpoints, and stop everything on Ctrl-C.
+    /// Serve the HTTP gateway of the config file's cluster on `[gateway] listen`.
+    Gateway {
+        /// The cluster file.
+        #[arg(long, default_value = "cluster.toml")]
+        config: PathBuf,
+    },
+    /// Start every node of the config file and one gateway as child
+    /// processes, wait for a leader, create the demo event on a first run,
+    /// print the URLs, and stop everything on Ctrl-C.
     Up {
         /// The cluster file.
         #[arg(long, default_value = "cluster.toml")]
@@ -103,6 +113,7 @@ fn init_tracing() {
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Cmd::Node { config, id, bootstrap } => run_node(config, id, bootstrap).await,
+        Cmd::Gateway { config } => gateway::run(config).await,
         Cmd::Up { config } => up::run(config).await,
     }
 }

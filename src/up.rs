@@ -4,22 +4,24 @@
 //! (`booking node --config FILE --id N`), passing `--bootstrap` to the lowest
 //! id only when no node's data directory exists yet (a first run); prefixes
 //! each child's output lines with `[node-N]`; waits until a node leads (via the
-//! client's status call); prints the endpoints; and stops every child on
-//! Ctrl-C/SIGTERM or as soon as one of them dies unexpectedly.
+//! client's status call); then starts one `booking gateway` child (`[gateway]`),
+//! waits for its `/readyz`, creates the demo event through the admin API if
+//! it does not exist yet (a second run reuses the data); prints the URLs; and
+//! stops every child on Ctrl-C/SIGTERM or as soon as one of them dies
+//! unexpectedly.
 //!
-//! Owns: the [`Supervisor`] of child processes and the start-up sequence. Must
-//! not: reach into a node (it only talks gRPC through `client`, and signals).
-//!
-//! Extending: the gateway issue adds a `gateway` child with
-//! [`Supervisor::spawn`] after the leader is known, and a demo event through
-//! the client, in [`run`] between "leader elected" and "print the endpoints".
+//! Owns: the [`Supervisor`] of child processes, the start-up sequence and the
+//! demo event's definition. Must not: reach into a node or the gateway (it
+//! only talks gRPC through `client`, HTTP to the gateway, and signals).
 //!
 //! Caveats: children run in their own process group, so a terminal's Ctrl-C
 //! reaches only this process, which then stops them in order (SIGTERM, then
 //! SIGKILL after [`STOP_GRACE`]). If this process is SIGKILLed, the children
 //! are orphaned (tokio's `kill_on_drop` only covers an orderly drop).
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::process::{ExitCode, ExitStatus, Stdio};
 use std::time::Duration;
 
@@ -31,6 +33,12 @@ use tokio::sync::mpsc;
 
 /// How long the cluster may take to elect its first leader.
 pub const LEADER_WAIT: Duration = Duration::from_secs(60);
+/// How long the gateway child may take to answer `/readyz` with 200.
+pub const GATEWAY_WAIT: Duration = Duration::from_secs(60);
+/// Upper bound on one HTTP call to the gateway child.
+pub const GATEWAY_CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// The demo event's id (`GET /v1/events/demo`).
+pub const DEMO_EVENT_ID: &str = "demo";
 /// How long children get to exit after SIGTERM before SIGKILL.
 pub const STOP_GRACE: Duration = Duration::from_secs(10);
 /// How long to wait for a SIGKILLed child to be reaped before giving up on it.
@@ -49,6 +57,8 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<ExitCode> {
     let fresh = config.nodes.iter().all(|n| !config.node_data_dir(n.id).exists());
     let bootstrap_id = if fresh { config.nodes.iter().map(|n| n.id).min() } else { None };
     let exe = std::env::current_exe().context("cannot find this executable to start nodes with")?;
+    // Built before any child starts, so a failure here leaves nothing to stop.
+    let http = reqwest::Client::builder().timeout(GATEWAY_CALL_TIMEOUT).build().context("cannot build an HTTP client")?;
 
     let mut supervisor = Supervisor::new();
     for node in &config.nodes {
@@ -89,7 +99,40 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<ExitCode> {
         }
     };
 
+    let gateway = crate::gateway::settings(&config);
+    // Created here, once, so every gateway of this cluster signs tickets with
+    // the same key even if several start at the same moment.
+    let key_path = crate::gateway::ticket_key_path(&gateway);
+    if let Err(e) = http_gateway::keys::ensure_ticket_key_file(&key_path) {
+        eprintln!("booking up: {e}; stopping the cluster");
+        supervisor.stop().await;
+        return Ok(ExitCode::from(1));
+    }
+    let mut command = Command::new(&exe);
+    command.arg("gateway").arg("--config").arg(&config_path);
+    if let Err(e) = supervisor.spawn("gateway", command) {
+        eprintln!("booking up: {e:#}; stopping the cluster");
+        supervisor.stop().await;
+        return Ok(ExitCode::from(1));
+    }
+    let base = format!("http://{}", gateway.listen);
+    let ready = unless_interrupted(&mut supervisor, stop.as_mut(), wait_ready(&http, &base)).await;
+    let demo = match ready {
+        Ok(Ok(())) => unless_interrupted(&mut supervisor, stop.as_mut(), ensure_demo_event(&http, &base, &gateway.admin_token)).await,
+        Ok(Err(e)) => {
+            eprintln!("booking up: the gateway is not ready: {e:#}; stopping the cluster");
+            supervisor.stop().await;
+            return Ok(ExitCode::from(1));
+        }
+        Err(interrupted) => return Ok(interrupted.finish(&mut supervisor).await),
+    };
+    let demo = match demo {
+        Ok(demo) => demo,
+        Err(interrupted) => return Ok(interrupted.finish(&mut supervisor).await),
+    };
+
     print_endpoints(&config, &config_path, leader.node_id, leader.term);
+    print_gateway(&gateway, &config_path, &demo);
 
     let code = tokio::select! {
         exit = supervisor.next_exit() => {
@@ -100,6 +143,135 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<ExitCode> {
     };
     supervisor.stop().await;
     Ok(code)
+}
+
+/// Why a start-up step was cut short.
+enum Interrupted {
+    /// A child died first.
+    Exit(ChildExit),
+    /// Ctrl-C or SIGTERM.
+    Stop,
+}
+
+impl Interrupted {
+    /// Stops every child; the exit code says whether this was asked for.
+    async fn finish(self, supervisor: &mut Supervisor) -> ExitCode {
+        let code = match self {
+            Interrupted::Exit(exit) => {
+                eprintln!("booking up: {} during start-up; stopping the cluster", exit.describe());
+                ExitCode::from(1)
+            }
+            Interrupted::Stop => ExitCode::SUCCESS,
+        };
+        supervisor.stop().await;
+        code
+    }
+}
+
+/// Runs `step` unless a child exits or a stop signal arrives first, so no
+/// start-up wait can outlive a dead child or ignore Ctrl-C.
+async fn unless_interrupted<T>(
+    supervisor: &mut Supervisor,
+    stop: Pin<&mut impl Future<Output = ()>>,
+    step: impl Future<Output = T>,
+) -> Result<T, Interrupted> {
+    tokio::select! {
+        value = step => Ok(value),
+        exit = supervisor.next_exit() => Err(Interrupted::Exit(exit)),
+        () = stop => Err(Interrupted::Stop),
+    }
+}
+
+/// Polls `GET /readyz` until 200 (the gateway listens and sees a leader).
+async fn wait_ready(http: &reqwest::Client, base: &str) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + GATEWAY_WAIT;
+    loop {
+        let last = match http.get(format!("{base}/readyz")).send().await {
+            Ok(r) if r.status().is_success() => return Ok(()),
+            Ok(r) => format!("/readyz answered {}", r.status()),
+            Err(e) => e.to_string(),
+        };
+        anyhow::ensure!(tokio::time::Instant::now() < deadline, "not ready after {GATEWAY_WAIT:?}: {last}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// What `up` did about the demo event.
+enum Demo {
+    Created { seats: u32 },
+    Existed,
+    /// Not fatal: the cluster and gateway run; the operator can create events.
+    Failed(String),
+}
+
+/// Creates and opens the demo event through the admin API, unless it exists.
+async fn ensure_demo_event(http: &reqwest::Client, base: &str, admin_token: &str) -> Demo {
+    match try_demo_event(http, base, admin_token).await {
+        Ok(demo) => demo,
+        Err(e) => Demo::Failed(format!("{e:#}")),
+    }
+}
+
+async fn try_demo_event(http: &reqwest::Client, base: &str, admin_token: &str) -> anyhow::Result<Demo> {
+    let event_url = format!("{base}/v1/events/{DEMO_EVENT_ID}");
+    let existing = http.get(&event_url).send().await.context("GET the demo event")?;
+    match existing.status().as_u16() {
+        200 => return Ok(Demo::Existed),
+        404 => {}
+        status => anyhow::bail!("GET {event_url} answered {status}: {}", existing.text().await.unwrap_or_default()),
+    }
+    let (spec, seats) = demo_event_spec();
+    let created = http.post(format!("{base}/v1/events")).bearer_auth(admin_token).json(&spec).send().await.context("POST /v1/events")?;
+    // 409: another `up` (or a retry inside the client) created it meanwhile.
+    if !(created.status().is_success() || created.status().as_u16() == 409) {
+        anyhow::bail!("POST /v1/events answered {}: {}", created.status(), created.text().await.unwrap_or_default());
+    }
+    let opened = http.post(format!("{event_url}/sale/open")).bearer_auth(admin_token).send().await.context("open the sale")?;
+    if !opened.status().is_success() {
+        anyhow::bail!("POST {event_url}/sale/open answered {}: {}", opened.status(), opened.text().await.unwrap_or_default());
+    }
+    Ok(Demo::Created { seats })
+}
+
+/// A venue big enough to look like one on the seat map: two reserved
+/// sections (1 500 + 900 seats) and a standing floor of 500; and its size.
+fn demo_event_spec() -> (serde_json::Value, u32) {
+    let rows = |count: u32, seats: u32| -> Vec<serde_json::Value> {
+        (1..=count).map(|r| serde_json::json!({ "label": r.to_string(), "seats": seats })).collect()
+    };
+    let spec = serde_json::json!({
+        "id": DEMO_EVENT_ID,
+        "name": "Demo Night",
+        "venue": "Local Arena",
+        "starts_at": "2030-01-01T20:00:00Z",
+        "sections": [
+            {"kind": "reserved", "id": "A", "name": "Stalls", "price_cents": 5_000, "rows": rows(25, 60)},
+            {"kind": "reserved", "id": "B", "name": "Balcony", "price_cents": 3_500, "rows": rows(12, 75)},
+            {"kind": "general_admission", "id": "GA", "name": "Standing", "capacity": 500, "price_cents": 2_000}
+        ]
+    });
+    (spec, 25 * 60 + 12 * 75 + 500)
+}
+
+fn print_gateway(gateway: &http_gateway::GatewaySettings, config_path: &Path, demo: &Demo) {
+    let base = format!("http://{}", gateway.listen);
+    let demo = match demo {
+        Demo::Created { seats } => format!("created, {seats} seats, sale open"),
+        Demo::Existed => "exists (reused from the data directory)".to_string(),
+        Demo::Failed(reason) => format!("NOT created: {reason}"),
+    };
+    let token = if gateway.admin_token == http_gateway::settings::DEFAULT_ADMIN_TOKEN {
+        " (now the default dev-admin-token, accepted on loopback only)"
+    } else {
+        ""
+    };
+    println!(
+        "gateway:\n  page       {base}/\n  api        {base}/v1  (OpenAPI: {base}/openapi.json)\n  \
+         demo event {base}/v1/events/{DEMO_EVENT_ID}: {demo}\n  \
+         admin      Authorization: Bearer <[gateway] admin_token in {}>{token}\n\
+         Ctrl-C stops the cluster and the gateway.\n",
+        config_path.display()
+    );
 }
 
 fn print_endpoints(config: &cluster_config::ClusterConfig, config_path: &Path, leader_id: u64, term: u64) {
@@ -115,10 +287,7 @@ fn print_endpoints(config: &cluster_config::ClusterConfig, config_path: &Path, l
         }
         text.push('\n');
     }
-    text.push_str(&format!(
-        "try: bookctl --config {} status\nCtrl-C stops the cluster.\n",
-        config_path.display()
-    ));
+    text.push_str(&format!("try: bookctl --config {} status", config_path.display()));
     println!("{text}");
 }
 

@@ -1,0 +1,201 @@
+//! `booking up` end to end through HTTP: nodes, a gateway child, the demo
+//! event, a hold and a lost race for the same seat, then a clean SIGTERM
+//! stop of everything.
+//!
+//! Ports 31600–31700 (nodes 31601–31603, gateway 31650), distinct from the
+//! other root tests. Every wait is a poll with a generous bound, because CI
+//! machines are loaded; no fixed sleeps.
+
+mod common;
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+const PORT_BASE: u16 = 31600;
+const NODES: u16 = 3;
+const GATEWAY_PORT: u16 = PORT_BASE + 50;
+const ADMIN: &str = "gateway-up-test-admin";
+/// Bound on each awaited condition.
+const WAIT: Duration = Duration::from_secs(60);
+
+/// The `booking up` process; on drop (a failed test) it gets SIGTERM so it
+/// stops its own children, and SIGKILL if it does not exit in time.
+struct Up {
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+}
+
+impl Up {
+    fn start() -> Up {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut text = format!(
+            "[cluster]\nname = \"gateway-up\"\ndata_dir = \"data\"\n\n\
+             [raft]\nheartbeat_interval_ms = 100\nelection_timeout_ms = [400, 800]\n\n\
+             [gateway]\nlisten = \"127.0.0.1:{GATEWAY_PORT}\"\nadmin_token = \"{ADMIN}\"\n"
+        );
+        for id in 1..=NODES {
+            text.push_str(&format!("\n[[node]]\nid = {id}\naddr = \"127.0.0.1:{}\"\n", PORT_BASE + id));
+        }
+        let config = dir.path().join("cluster.toml");
+        std::fs::write(&config, text).expect("write cluster.toml");
+        let child = Command::new(common::booking_bin())
+            .args(["up", "--config"])
+            .arg(&config)
+            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+            .stdin(Stdio::null())
+            .stdout(File::create(dir.path().join("up.out")).unwrap())
+            .stderr(File::create(dir.path().join("up.err")).unwrap())
+            .spawn()
+            .expect("start booking up");
+        Up { child: Some(child), dir }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn stdout(&self) -> String {
+        std::fs::read_to_string(self.path("up.out")).unwrap_or_default()
+    }
+
+    /// Both output files, for failure messages.
+    fn output(&self) -> String {
+        let err = std::fs::read_to_string(self.path("up.err")).unwrap_or_default();
+        let tail: Vec<&str> = err.lines().rev().take(80).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        format!("--- stdout\n{}\n--- stderr (last 80 lines)\n{}", self.stdout(), tail.join("\n"))
+    }
+
+    fn signal(&self, signal: i32) {
+        if let Some(child) = &self.child {
+            // SAFETY: kill(2) on a child we have not reaped.
+            unsafe { libc::kill(child.id() as i32, signal) };
+        }
+    }
+
+    /// Waits for `up` to exit; None after `limit`.
+    fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let child = self.child.as_mut()?;
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                self.child = None;
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            self.signal(libc::SIGTERM);
+            if self.wait_exit(Duration::from_secs(30)).is_none() {
+                if let Some(mut child) = self.child.take() {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                }
+            }
+        }
+    }
+}
+
+fn port_open(port: u16) -> bool {
+    std::net::TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200)).is_ok()
+}
+
+async fn send(req: reqwest::RequestBuilder) -> (u16, Value, String) {
+    match req.send().await {
+        Ok(r) => {
+            let status = r.status().as_u16();
+            let text = r.text().await.unwrap_or_default();
+            (status, serde_json::from_str(&text).unwrap_or(Value::Null), text)
+        }
+        Err(e) => (0, Value::Null, e.to_string()),
+    }
+}
+
+async fn session(http: &reqwest::Client, base: &str, name: &str) -> String {
+    let (status, body, text) = send(http.post(format!("{base}/v1/sessions")).json(&json!({ "name": name }))).await;
+    assert_eq!(status, 201, "session for {name}: {text}");
+    body["token"].as_str().expect("token").to_string()
+}
+
+async fn hold(http: &reqwest::Client, base: &str, token: &str, seat: &str) -> (u16, Value, String) {
+    send(http.post(format!("{base}/v1/events/demo/holds")).bearer_auth(token).json(&json!({ "seats": [seat] }))).await
+}
+
+fn contains(path: &Path, needle: &str) -> bool {
+    std::fs::read_to_string(path).map(|t| t.contains(needle)).unwrap_or(false)
+}
+
+#[tokio::test]
+async fn up_serves_the_gateway_with_a_demo_event_and_stops_cleanly() {
+    // Goal: `booking up` starts nodes and a gateway, creates the demo event,
+    // prints the page URL, serves holds with one winner per seat, and stops
+    // every child on SIGTERM.
+    assert!(!port_open(GATEWAY_PORT), "port {GATEWAY_PORT} is already in use");
+    let mut up = Up::start();
+    let base = format!("http://127.0.0.1:{GATEWAY_PORT}");
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(15)).build().unwrap();
+
+    let page_line = format!("page       {base}/");
+    let out = up.path("up.out");
+    common::wait_for("`up` to print the page URL", WAIT * 2, || {
+        let ready = contains(&out, &page_line);
+        async move { ready.then_some(()) }
+    })
+    .await;
+    let printed = up.stdout();
+    assert!(printed.contains("demo event") && printed.contains("created"), "{}", up.output());
+    assert!(printed.contains("[gateway] admin_token"), "{}", up.output());
+
+    let (status, _, text) = send(http.get(format!("{base}/healthz"))).await;
+    assert_eq!(status, 200, "healthz: {text}\n{}", up.output());
+    let page = http.get(format!("{base}/")).send().await.expect("GET /");
+    assert_eq!(page.status().as_u16(), 200);
+    let content_type = page.headers()["content-type"].to_str().unwrap().to_string();
+    assert!(content_type.starts_with("text/html"), "content-type {content_type}");
+    let html = page.text().await.unwrap();
+    assert!(html.to_ascii_lowercase().contains("<html"), "not a page: {}", &html[..html.len().min(200)]);
+
+    let (status, event, text) = send(http.get(format!("{base}/v1/events/demo"))).await;
+    assert_eq!(status, 200, "demo event: {text}");
+    assert_eq!(event["sections"].as_array().map(Vec::len), Some(3), "{text}");
+
+    // A hold, then a second user for the same seat.
+    let alice = session(&http, &base, "alice").await;
+    let bob = session(&http, &base, "bob").await;
+    let carol = session(&http, &base, "carol").await;
+    let (status, body, text) = hold(&http, &base, &alice, "A-1-1").await;
+    assert_eq!(status, 201, "alice's hold: {text}");
+    assert_eq!(body["seats"], json!(["A-1-1"]));
+    let (status, _, text) = hold(&http, &base, &bob, "A-1-1").await;
+    assert_eq!(status, 409, "bob on alice's seat: {text}");
+
+    // A real race: two users at once for one seat, exactly one wins.
+    let (b, c) = tokio::join!(hold(&http, &base, &bob, "A-2-5"), hold(&http, &base, &carol, "A-2-5"));
+    let mut statuses = [b.0, c.0];
+    statuses.sort();
+    assert_eq!(statuses, [201, 409], "race for A-2-5: bob {} / carol {}", b.2, c.2);
+
+    // SIGTERM stops `up`, which stops the gateway and every node.
+    up.signal(libc::SIGTERM);
+    let status = up.wait_exit(WAIT).unwrap_or_else(|| panic!("`up` still running after SIGTERM\n{}", up.output()));
+    assert!(status.success(), "`up` exited with {status}\n{}", up.output());
+    let mut ports: Vec<u16> = (1..=NODES).map(|id| PORT_BASE + id).collect();
+    ports.push(GATEWAY_PORT);
+    common::wait_for("every port to close", WAIT, || {
+        let open: Vec<u16> = ports.iter().copied().filter(|p| port_open(*p)).collect();
+        async move { open.is_empty().then_some(()) }
+    })
+    .await;
+}

@@ -350,7 +350,14 @@ pub async fn run(
         }
         let due = ((now.as_secs_f64() * params.rate_per_s as f64) as u64 + 1).min(params.fans);
         while started < due {
-            let permit = inflight.clone().acquire_owned().await?;
+            // The in-flight bound can stall this loop for long; keep the time bound.
+            if shared.start.elapsed() >= deadline {
+                break;
+            }
+            let Ok(permit) = tokio::time::timeout(Duration::from_millis(100), inflight.clone().acquire_owned()).await else {
+                continue;
+            };
+            let permit = permit?;
             let scheduled = Duration::from_secs_f64(started as f64 / params.rate_per_s.max(1) as f64);
             let s = shared.clone();
             let i = started;

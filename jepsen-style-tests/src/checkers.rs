@@ -117,14 +117,16 @@ fn possible_cancels(ops: &[BookingOp]) -> HashMap<BookingId, Vec<&BookingOp>> {
     cancels
 }
 
-/// Could `a` have taken effect before `b`? By log index when both have one
-/// (the log is the real order), else by real time: unless `b` completed
-/// before `a` was invoked. An unknown completion is +infinity.
+/// Could `a` have taken effect before `b`? Yes unless `b` completed before `a`
+/// was invoked (real time; an unknown completion is +infinity). A reply's log
+/// index does not narrow this: a retried write that the state machine
+/// deduplicated answers with the index of the retry's entry, which is later
+/// than the entry that really applied it, so an index is only an upper bound
+/// of when the op took effect. (Ordering by index alone once reported a
+/// cancel retried across a kill as coming after the resale it made room for.)
 fn may_precede(a: &BookingOp, b: &BookingOp) -> bool {
-    match (a.index, b.index) {
-        (Some(ia), Some(ib)) => ia < ib,
-        _ => a.invoke_ns <= b.complete_ns.unwrap_or(u64::MAX),
-    }
+    let by_index = matches!((a.index, b.index), (Some(ia), Some(ib)) if ia < ib);
+    by_index || a.invoke_ns <= b.complete_ns.unwrap_or(u64::MAX)
 }
 
 /// No seat is sold to two bookings without a cancel between the two sales.

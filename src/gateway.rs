@@ -27,7 +27,10 @@ pub fn settings(config: &cluster_config::ClusterConfig) -> GatewaySettings {
 
 /// Where the gateway of `settings` keeps its ticket signing key.
 pub fn ticket_key_path(settings: &GatewaySettings) -> PathBuf {
-    settings.ticket_key_file.clone().unwrap_or_else(|| settings.data_dir.join("ticket-key.hex"))
+    settings
+        .ticket_key_file
+        .clone()
+        .unwrap_or_else(|| settings.data_dir.join("ticket-key.hex"))
 }
 
 pub async fn run(config_path: PathBuf) -> anyhow::Result<ExitCode> {
@@ -35,7 +38,9 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<ExitCode> {
     let settings = settings(&config);
     // Checked before binding, so the default admin token on a public address
     // is refused with exit 2 and a message naming the key, not a bind error.
-    settings.validate().map_err(|e| UsageError(format!("{}: {e}", config_path.display())))?;
+    settings
+        .validate()
+        .map_err(|e| UsageError(format!("{}: {e}", config_path.display())))?;
     let shutdown = crate::shutdown_signal().context("cannot install signal handlers")?;
     let client = Client::from_config(&config, ClientOptions::default())?;
     let listener = tokio::net::TcpListener::bind(settings.listen)
@@ -43,7 +48,9 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("cannot listen on [gateway] listen = {}", settings.listen))?;
     match http_gateway::serve(settings, ClientCluster::new(client), listener, shutdown).await {
         Ok(()) => Ok(ExitCode::SUCCESS),
-        Err(GatewayError::Settings(e)) => Err(UsageError(format!("{}: {e}", config_path.display())).into()),
+        Err(GatewayError::Settings(e)) => {
+            Err(UsageError(format!("{}: {e}", config_path.display())).into())
+        }
         Err(e) => Err(anyhow::Error::new(e).context("gateway failed")),
     }
 }

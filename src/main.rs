@@ -79,7 +79,10 @@ impl std::error::Error for UsageError {}
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("booking: cannot start the async runtime: {e}");
@@ -90,7 +93,9 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("booking: error: {e:#}");
-            if e.downcast_ref::<UsageError>().is_some() || e.downcast_ref::<cluster_config::ConfigError>().is_some() {
+            if e.downcast_ref::<UsageError>().is_some()
+                || e.downcast_ref::<cluster_config::ConfigError>().is_some()
+            {
                 ExitCode::from(2)
             } else {
                 ExitCode::from(1)
@@ -112,7 +117,11 @@ fn init_tracing() {
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Cmd::Node { config, id, bootstrap } => run_node(config, id, bootstrap).await,
+        Cmd::Node {
+            config,
+            id,
+            bootstrap,
+        } => run_node(config, id, bootstrap).await,
         Cmd::Gateway { config } => gateway::run(config).await,
         Cmd::Up { config } => up::run(config).await,
     }
@@ -144,7 +153,8 @@ async fn run_node(config_path: PathBuf, id: u64, bootstrap: bool) -> anyhow::Res
 /// A future that resolves on the first Ctrl-C (SIGINT) or SIGTERM. The
 /// handlers are installed now, so a signal that arrives before the future is
 /// first polled is not lost.
-pub(crate) fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()> + Send + 'static> {
+pub(crate) fn shutdown_signal(
+) -> std::io::Result<impl std::future::Future<Output = ()> + Send + 'static> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;

@@ -54,16 +54,31 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<ExitCode> {
     let stop = crate::shutdown_signal().context("cannot install signal handlers")?;
     tokio::pin!(stop);
 
-    let fresh = config.nodes.iter().all(|n| !config.node_data_dir(n.id).exists());
-    let bootstrap_id = if fresh { config.nodes.iter().map(|n| n.id).min() } else { None };
+    let fresh = config
+        .nodes
+        .iter()
+        .all(|n| !config.node_data_dir(n.id).exists());
+    let bootstrap_id = if fresh {
+        config.nodes.iter().map(|n| n.id).min()
+    } else {
+        None
+    };
     let exe = std::env::current_exe().context("cannot find this executable to start nodes with")?;
     // Built before any child starts, so a failure here leaves nothing to stop.
-    let http = reqwest::Client::builder().timeout(GATEWAY_CALL_TIMEOUT).build().context("cannot build an HTTP client")?;
+    let http = reqwest::Client::builder()
+        .timeout(GATEWAY_CALL_TIMEOUT)
+        .build()
+        .context("cannot build an HTTP client")?;
 
     let mut supervisor = Supervisor::new();
     for node in &config.nodes {
         let mut command = Command::new(&exe);
-        command.arg("node").arg("--config").arg(&config_path).arg("--id").arg(node.id.to_string());
+        command
+            .arg("node")
+            .arg("--config")
+            .arg(&config_path)
+            .arg("--id")
+            .arg(node.id.to_string());
         if bootstrap_id == Some(node.id) {
             command.arg("--bootstrap");
         }
@@ -118,7 +133,14 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<ExitCode> {
     let base = format!("http://{}", gateway.listen);
     let ready = unless_interrupted(&mut supervisor, stop.as_mut(), wait_ready(&http, &base)).await;
     let demo = match ready {
-        Ok(Ok(())) => unless_interrupted(&mut supervisor, stop.as_mut(), ensure_demo_event(&http, &base, &gateway.admin_token)).await,
+        Ok(Ok(())) => {
+            unless_interrupted(
+                &mut supervisor,
+                stop.as_mut(),
+                ensure_demo_event(&http, &base, &gateway.admin_token),
+            )
+            .await
+        }
         Ok(Err(e)) => {
             eprintln!("booking up: the gateway is not ready: {e:#}; stopping the cluster");
             supervisor.stop().await;
@@ -158,7 +180,10 @@ impl Interrupted {
     async fn finish(self, supervisor: &mut Supervisor) -> ExitCode {
         let code = match self {
             Interrupted::Exit(exit) => {
-                eprintln!("booking up: {} during start-up; stopping the cluster", exit.describe());
+                eprintln!(
+                    "booking up: {} during start-up; stopping the cluster",
+                    exit.describe()
+                );
                 ExitCode::from(1)
             }
             Interrupted::Stop => ExitCode::SUCCESS,
@@ -191,14 +216,19 @@ async fn wait_ready(http: &reqwest::Client, base: &str) -> anyhow::Result<()> {
             Ok(r) => format!("/readyz answered {}", r.status()),
             Err(e) => e.to_string(),
         };
-        anyhow::ensure!(tokio::time::Instant::now() < deadline, "not ready after {GATEWAY_WAIT:?}: {last}");
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "not ready after {GATEWAY_WAIT:?}: {last}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
 /// What `up` did about the demo event.
 enum Demo {
-    Created { seats: u32 },
+    Created {
+        seats: u32,
+    },
     Existed,
     /// Not fatal: the cluster and gateway run; the operator can create events.
     Failed(String),
@@ -212,23 +242,53 @@ async fn ensure_demo_event(http: &reqwest::Client, base: &str, admin_token: &str
     }
 }
 
-async fn try_demo_event(http: &reqwest::Client, base: &str, admin_token: &str) -> anyhow::Result<Demo> {
+async fn try_demo_event(
+    http: &reqwest::Client,
+    base: &str,
+    admin_token: &str,
+) -> anyhow::Result<Demo> {
     let event_url = format!("{base}/v1/events/{DEMO_EVENT_ID}");
-    let existing = http.get(&event_url).send().await.context("GET the demo event")?;
+    let existing = http
+        .get(&event_url)
+        .send()
+        .await
+        .context("GET the demo event")?;
     match existing.status().as_u16() {
         200 => return Ok(Demo::Existed),
         404 => {}
-        status => anyhow::bail!("GET {event_url} answered {status}: {}", existing.text().await.unwrap_or_default()),
+        status => anyhow::bail!(
+            "GET {event_url} answered {status}: {}",
+            existing.text().await.unwrap_or_default()
+        ),
     }
     let (spec, seats) = demo_event_spec();
-    let created = http.post(format!("{base}/v1/events")).bearer_auth(admin_token).json(&spec).send().await.context("POST /v1/events")?;
+    let created = http
+        .post(format!("{base}/v1/events"))
+        .bearer_auth(admin_token)
+        .json(&spec)
+        .send()
+        .await
+        .context("POST /v1/events")?;
     // 409: another `up` (or a retry inside the client) created it meanwhile.
     if !(created.status().is_success() || created.status().as_u16() == 409) {
-        anyhow::bail!("POST /v1/events answered {}: {}", created.status(), created.text().await.unwrap_or_default());
+        anyhow::bail!(
+            "POST /v1/events answered {}: {}",
+            created.status(),
+            created.text().await.unwrap_or_default()
+        );
     }
-    let opened = http.post(format!("{event_url}/sale/open")).bearer_auth(admin_token).send().await.context("open the sale")?;
+    let opened = http
+        .post(format!("{event_url}/sale/open"))
+        .bearer_auth(admin_token)
+        .send()
+        .await
+        .context("open the sale")?;
     if !opened.status().is_success() {
-        anyhow::bail!("POST {event_url}/sale/open answered {}: {}", opened.status(), opened.text().await.unwrap_or_default());
+        anyhow::bail!(
+            "POST {event_url}/sale/open answered {}: {}",
+            opened.status(),
+            opened.text().await.unwrap_or_default()
+        );
     }
     Ok(Demo::Created { seats })
 }
@@ -237,7 +297,9 @@ async fn try_demo_event(http: &reqwest::Client, base: &str, admin_token: &str) -
 /// sections (1 500 + 900 seats) and a standing floor of 500; and its size.
 fn demo_event_spec() -> (serde_json::Value, u32) {
     let rows = |count: u32, seats: u32| -> Vec<serde_json::Value> {
-        (1..=count).map(|r| serde_json::json!({ "label": r.to_string(), "seats": seats })).collect()
+        (1..=count)
+            .map(|r| serde_json::json!({ "label": r.to_string(), "seats": seats }))
+            .collect()
     };
     let spec = serde_json::json!({
         "id": DEMO_EVENT_ID,
@@ -274,7 +336,12 @@ fn print_gateway(gateway: &http_gateway::GatewaySettings, config_path: &Path, de
     );
 }
 
-fn print_endpoints(config: &cluster_config::ClusterConfig, config_path: &Path, leader_id: u64, term: u64) {
+fn print_endpoints(
+    config: &cluster_config::ClusterConfig,
+    config_path: &Path,
+    leader_id: u64,
+    term: u64,
+) {
     let mut text = format!(
         "\ncluster {:?} is up: leader node {leader_id} (term {term}), data in {}\n",
         config.cluster.name,
@@ -287,7 +354,10 @@ fn print_endpoints(config: &cluster_config::ClusterConfig, config_path: &Path, l
         }
         text.push('\n');
     }
-    text.push_str(&format!("try: bookctl --config {} status", config_path.display()));
+    text.push_str(&format!(
+        "try: bookctl --config {} status",
+        config_path.display()
+    ));
     println!("{text}");
 }
 
@@ -333,20 +403,29 @@ pub struct Supervisor {
 impl Supervisor {
     pub fn new() -> Self {
         let (exits_tx, exits_rx) = mpsc::channel(CHILDREN_MAX);
-        Supervisor { running: Vec::new(), exits_tx, exits_rx }
+        Supervisor {
+            running: Vec::new(),
+            exits_tx,
+            exits_rx,
+        }
     }
 
     /// Starts `command` as child `name` in its own process group, with its
     /// stdout and stderr lines prefixed by `[name]`.
     pub fn spawn(&mut self, name: &str, mut command: Command) -> anyhow::Result<()> {
-        anyhow::ensure!(self.running.len() < CHILDREN_MAX, "at most {CHILDREN_MAX} children");
+        anyhow::ensure!(
+            self.running.len() < CHILDREN_MAX,
+            "at most {CHILDREN_MAX} children"
+        );
         command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0)
             .kill_on_drop(true);
-        let mut child: Child = command.spawn().with_context(|| format!("cannot start {name}"))?;
+        let mut child: Child = command
+            .spawn()
+            .with_context(|| format!("cannot start {name}"))?;
         let prefix = format!("[{name}] ");
         if let Some(stdout) = child.stdout.take() {
             tokio::spawn(prefix_lines(stdout, tokio::io::stdout(), prefix.clone()));
@@ -371,9 +450,17 @@ impl Supervisor {
             };
             // The channel holds one slot per child, so this never waits long;
             // if the supervisor is gone, nobody needs the report.
-            let _ = exits.send(ChildExit { name: child_name, status }).await;
+            let _ = exits
+                .send(ChildExit {
+                    name: child_name,
+                    status,
+                })
+                .await;
         });
-        self.running.push(Running { name: name.to_string(), control });
+        self.running.push(Running {
+            name: name.to_string(),
+            control,
+        });
         Ok(())
     }
 
@@ -383,7 +470,11 @@ impl Supervisor {
         if self.running.is_empty() {
             return std::future::pending().await;
         }
-        let exit = self.exits_rx.recv().await.expect("the supervisor holds a sender, so the channel stays open");
+        let exit = self
+            .exits_rx
+            .recv()
+            .await
+            .expect("the supervisor holds a sender, so the channel stays open");
         self.running.retain(|r| r.name != exit.name);
         exit
     }
@@ -394,14 +485,24 @@ impl Supervisor {
         if self.running.is_empty() {
             return;
         }
-        eprintln!("booking up: stopping {} child process(es)", self.running.len());
+        eprintln!(
+            "booking up: stopping {} child process(es)",
+            self.running.len()
+        );
         self.signal_all(libc::SIGTERM).await;
         if !self.wait_all(STOP_GRACE).await {
             let names: Vec<&str> = self.running.iter().map(|r| r.name.as_str()).collect();
-            eprintln!("booking up: {} still running after {:?}; killing", names.join(", "), STOP_GRACE);
+            eprintln!(
+                "booking up: {} still running after {:?}; killing",
+                names.join(", "),
+                STOP_GRACE
+            );
             self.signal_all(libc::SIGKILL).await;
             if !self.wait_all(KILL_WAIT).await {
-                eprintln!("booking up: could not reap {} child process(es)", self.running.len());
+                eprintln!(
+                    "booking up: could not reap {} child process(es)",
+                    self.running.len()
+                );
             }
         }
     }
@@ -434,7 +535,9 @@ impl Default for Supervisor {
 }
 
 fn send_signal(pid: u32, signal: i32) {
-    let Ok(pid) = libc::pid_t::try_from(pid) else { return };
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return;
+    };
     // SAFETY: kill(2) has no memory-safety preconditions; `pid` is a child
     // this process has not reaped yet, so it cannot name another process.
     let rc = unsafe { libc::kill(pid, signal) };

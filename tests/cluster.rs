@@ -22,16 +22,30 @@ use common::{event_spec, json_of, wait_for, TestCluster, WAIT};
 static SERIAL: Mutex<()> = Mutex::new(());
 
 fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 async fn create_open_event(client: &Client, event_id: &str) {
-    client.execute(Cmd::CreateEvent(event_spec(event_id))).await.expect("create event");
-    client.execute(Cmd::OpenSale { event_id: event_id.to_string() }).await.expect("open sale");
+    client
+        .execute(Cmd::CreateEvent(event_spec(event_id)))
+        .await
+        .expect("create event");
+    client
+        .execute(Cmd::OpenSale {
+            event_id: event_id.to_string(),
+        })
+        .await
+        .expect("open sale");
 }
 
 async fn status_view(client: &Client) -> client::state_machine::StatusView {
-    match client.read(Query::Status, Consistency::Linearizable).await.expect("status query") {
+    match client
+        .read(Query::Status, Consistency::Linearizable)
+        .await
+        .expect("status query")
+    {
         (QueryResult::Status(view), _) => view,
         (other, _) => panic!("unexpected {other:?}"),
     }
@@ -87,10 +101,19 @@ async fn up_starts_the_cluster_and_stops_it_on_sigterm() {
     assert!(members.iter().all(|m| m["reachable"] == true), "{status}");
     assert!(members.iter().any(|m| m["role"] == "Leader"), "{status}");
 
-    wait_for("up to print the endpoints", WAIT, || async { read_log().contains("is up: leader node").then_some(()) }).await;
+    wait_for("up to print the endpoints", WAIT, || async {
+        read_log().contains("is up: leader node").then_some(())
+    })
+    .await;
     let log = read_log();
-    assert!(log.contains("[node-1] ") && log.contains("[node-3] "), "child output is prefixed:\n{log}");
-    assert!(log.contains("http://127.0.0.1:31101"), "endpoints printed:\n{log}");
+    assert!(
+        log.contains("[node-1] ") && log.contains("[node-3] "),
+        "child output is prefixed:\n{log}"
+    );
+    assert!(
+        log.contains("http://127.0.0.1:31101"),
+        "endpoints printed:\n{log}"
+    );
 
     // SAFETY: kill(2) on our unreaped child.
     unsafe { libc::kill(up.0.id() as i32, libc::SIGTERM) };
@@ -99,12 +122,22 @@ async fn up_starts_the_cluster_and_stops_it_on_sigterm() {
         if let Some(exit) = up.0.try_wait().unwrap() {
             break exit;
         }
-        assert!(Instant::now() < deadline, "booking up did not exit within {WAIT:?} of SIGTERM");
+        assert!(
+            Instant::now() < deadline,
+            "booking up did not exit within {WAIT:?} of SIGTERM"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    assert!(exit.success(), "clean stop exits 0: {exit:?}\n{}", read_log());
+    assert!(
+        exit.success(),
+        "clean stop exits 0: {exit:?}\n{}",
+        read_log()
+    );
     for addr in cluster.addrs.values() {
-        assert!(std::net::TcpStream::connect(addr).is_err(), "node at {addr} still listens after up stopped");
+        assert!(
+            std::net::TcpStream::connect(addr).is_err(),
+            "node at {addr} still listens after up stopped"
+        );
     }
 }
 
@@ -119,8 +152,17 @@ async fn write_retried_across_leader_kill_applies_once() {
     create_open_event(&client, "gig").await;
     let leader = cluster.wait_leader(&client).await;
     let leader_addr = cluster.addrs[&leader].clone();
-    let followers: Vec<u64> = cluster.addrs.keys().copied().filter(|&id| id != leader).collect();
-    let before = client.node_status(&leader_addr).await.unwrap().last_log_index;
+    let followers: Vec<u64> = cluster
+        .addrs
+        .keys()
+        .copied()
+        .filter(|&id| id != leader)
+        .collect();
+    let before = client
+        .node_status(&leader_addr)
+        .await
+        .unwrap()
+        .last_log_index;
 
     // With both followers stopped the leader can append the hold but not
     // commit it, so the client's first attempt is certainly in flight when
@@ -148,32 +190,59 @@ async fn write_retried_across_leader_kill_applies_once() {
         cluster.signal(f, libc::SIGCONT);
     }
 
-    let submitted = in_flight.await.unwrap().unwrap_or_else(|e| panic!("hold failed: {e}\n{}", cluster.logs()));
-    assert!(submitted.attempts >= 2, "the first attempt cannot have succeeded: {submitted:?}");
+    let submitted = in_flight
+        .await
+        .unwrap()
+        .unwrap_or_else(|e| panic!("hold failed: {e}\n{}", cluster.logs()));
+    assert!(
+        submitted.attempts >= 2,
+        "the first attempt cannot have succeeded: {submitted:?}"
+    );
     let Ok(Reply::Held { hold_id, seats, .. }) = &submitted.outcome else {
-        panic!("a second apply would be refused as seat_unavailable: {:?}", submitted.outcome)
+        panic!(
+            "a second apply would be refused as seat_unavailable: {:?}",
+            submitted.outcome
+        )
     };
     assert_eq!(seats, &vec!["A-1-5".to_string()]);
 
     // Exactly one live hold, and it is this one.
     assert_eq!(status_view(&client).await.holds_live, 1);
-    match client.read(Query::Hold { hold_id: *hold_id }, Consistency::Linearizable).await.unwrap().0 {
+    match client
+        .read(Query::Hold { hold_id: *hold_id }, Consistency::Linearizable)
+        .await
+        .unwrap()
+        .0
+    {
         QueryResult::Hold(Ok(view)) => assert_eq!(view.holder, "alice"),
         other => panic!("unexpected {other:?}"),
     }
     // Resending the same request id answers the remembered outcome.
-    let again = client.submit_with_id(submitted.request_id, command).await.unwrap();
+    let again = client
+        .submit_with_id(submitted.request_id, command)
+        .await
+        .unwrap();
     assert_eq!(again.outcome, submitted.outcome);
     assert_eq!(status_view(&client).await.holds_live, 1);
 
     // The killed node rejoins from its data directory and converges.
     cluster.start(leader, false);
-    let target = client.read(Query::Status, Consistency::Linearizable).await.unwrap().1;
+    let target = client
+        .read(Query::Status, Consistency::Linearizable)
+        .await
+        .unwrap()
+        .1;
     wait_for("all three nodes to apply the same state", WAIT, || async {
         let status = client.status().await;
-        let nodes: Vec<_> = status.endpoints.iter().filter_map(|e| e.status.as_ref().ok()).collect();
+        let nodes: Vec<_> = status
+            .endpoints
+            .iter()
+            .filter_map(|e| e.status.as_ref().ok())
+            .collect();
         let converged = nodes.len() == 3
-            && nodes.iter().all(|s| s.applied_index >= target && s.applied_index == nodes[0].applied_index)
+            && nodes
+                .iter()
+                .all(|s| s.applied_index >= target && s.applied_index == nodes[0].applied_index)
             && nodes.iter().all(|s| s.state_hash == nodes[0].state_hash);
         converged.then_some(())
     })
@@ -190,9 +259,16 @@ async fn duplicate_request_id_applies_once() {
     cluster.wait_leader(&client).await;
     create_open_event(&client, "gig").await;
     let mut changes = Box::pin(client.watch("gig", 0).await.expect("watch"));
-    let command = Cmd::Hold { event_id: "gig".into(), holder: "bob".into(), selection: Selection::Seats(vec!["A-2-1".into()]) };
+    let command = Cmd::Hold {
+        event_id: "gig".into(),
+        holder: "bob".into(),
+        selection: Selection::Seats(vec!["A-2-1".into()]),
+    };
     let request_id = client.next_request_id();
-    let first = client.submit_with_id(request_id, command.clone()).await.unwrap();
+    let first = client
+        .submit_with_id(request_id, command.clone())
+        .await
+        .unwrap();
     let second = client.submit_with_id(request_id, command).await.unwrap();
     assert!(matches!(first.outcome, Ok(Reply::Held { .. })), "{first:?}");
     assert_eq!(first.outcome, second.outcome);
@@ -229,10 +305,29 @@ async fn five_node_cluster_survives_two_failures() {
     let leader_status = status.leader.expect("a leader");
     assert_eq!(leader_status.members.iter().filter(|m| m.voter).count(), 5);
 
-    let reply = client.hold("gig", "carol", Selection::BestAvailable { count: 2, section: None, allow_non_adjacent: false }).await.unwrap();
-    assert!(matches!(reply, Reply::Held { ref seats, .. } if seats.len() == 2), "{reply:?}");
+    let reply = client
+        .hold(
+            "gig",
+            "carol",
+            Selection::BestAvailable {
+                count: 2,
+                section: None,
+                allow_non_adjacent: false,
+            },
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(reply, Reply::Held { ref seats, .. } if seats.len() == 2),
+        "{reply:?}"
+    );
 
-    let other = cluster.addrs.keys().copied().find(|&id| id != leader).unwrap();
+    let other = cluster
+        .addrs
+        .keys()
+        .copied()
+        .find(|&id| id != leader)
+        .unwrap();
     cluster.kill9(leader);
     cluster.kill9(other);
     let reply = client
@@ -269,31 +364,63 @@ async fn bookctl_hold_release_confirm_round_trip() {
 
     let event_file = cluster.dir.path().join("event.json");
     std::fs::write(&event_file, common::event_json("show")).unwrap();
-    let created = json_of(&ok(&["event", "create", "--file", common::path_str(&event_file), "--json"]));
+    let created = json_of(&ok(&[
+        "event",
+        "create",
+        "--file",
+        common::path_str(&event_file),
+        "--json",
+    ]));
     assert_eq!(created["event_id"], "show");
     ok(&["event", "open", "show"]);
     let events = json_of(&ok(&["event", "list", "--json"]));
     assert_eq!(events[0]["event_id"], "show", "{events}");
 
-    let hold = json_of(&ok(&["hold", "show", "--seats", "A-1-1,A-1-2", "--holder", "alice", "--json"]));
+    let hold = json_of(&ok(&[
+        "hold",
+        "show",
+        "--seats",
+        "A-1-1,A-1-2",
+        "--holder",
+        "alice",
+        "--json",
+    ]));
     let hold_id = hold["hold_id"].as_u64().expect("hold_id");
     assert_eq!(hold["seats"], serde_json::json!(["A-1-1", "A-1-2"]));
     assert!(hold["expires_at_ms"].as_u64().unwrap() > 0, "{hold}");
 
     // A taken seat is a refusal by the store: exit 1, the code on stderr.
-    let taken = cluster.bookctl(&["hold", "show", "--seats", "A-1-2", "--holder", "bob", "--json"]);
+    let taken = cluster.bookctl(&[
+        "hold", "show", "--seats", "A-1-2", "--holder", "bob", "--json",
+    ]);
     assert_eq!(taken.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&taken.stderr).contains("seat_unavailable"));
     let not_owner = cluster.bookctl(&["release", &hold_id.to_string(), "--holder", "bob"]);
     assert_eq!(not_owner.status.code(), Some(1));
 
-    let released = json_of(&ok(&["release", &hold_id.to_string(), "--holder", "alice", "--json"]));
+    let released = json_of(&ok(&[
+        "release",
+        &hold_id.to_string(),
+        "--holder",
+        "alice",
+        "--json",
+    ]));
     assert_eq!(released["released"], true);
 
-    let hold = json_of(&ok(&["hold", "show", "--best", "2", "--holder", "bob", "--json"]));
+    let hold = json_of(&ok(&[
+        "hold", "show", "--best", "2", "--holder", "bob", "--json",
+    ]));
     let hold_id = hold["hold_id"].as_u64().unwrap();
     assert_eq!(hold["seats"].as_array().unwrap().len(), 2);
-    let booking = json_of(&ok(&["confirm", &hold_id.to_string(), "--payment-ref", "pay-1", "--holder", "bob", "--json"]));
+    let booking = json_of(&ok(&[
+        "confirm",
+        &hold_id.to_string(),
+        "--payment-ref",
+        "pay-1",
+        "--holder",
+        "bob",
+        "--json",
+    ]));
     let booking_id = booking["booking_id"].as_u64().expect("booking_id");
     assert_eq!(booking["status"], "confirmed");
     assert_eq!(booking["tickets"].as_array().unwrap().len(), 2);
@@ -309,7 +436,13 @@ async fn bookctl_hold_release_confirm_round_trip() {
 
     // Nothing listening: exit 2.
     let unreachable = std::process::Command::new(common::bookctl_bin())
-        .args(["--endpoints", "127.0.0.1:31499", "--timeout-ms", "500", "status"])
+        .args([
+            "--endpoints",
+            "127.0.0.1:31499",
+            "--timeout-ms",
+            "500",
+            "status",
+        ])
         .output()
         .unwrap();
     assert_eq!(unreachable.status.code(), Some(2));

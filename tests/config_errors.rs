@@ -16,15 +16,21 @@ fn run_node_with(text: &str) -> (Option<i32>, String) {
         .args(["--id", "1"])
         .output()
         .expect("run booking");
-    (output.status.code(), String::from_utf8_lossy(&output.stderr).into_owned())
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
 }
 
-const NODES: &str = "[[node]]\nid = 1\naddr = \"127.0.0.1:31901\"\n[[node]]\nid = 2\naddr = \"127.0.0.1:31902\"\n";
+const NODES: &str =
+    "[[node]]\nid = 1\naddr = \"127.0.0.1:31901\"\n[[node]]\nid = 2\naddr = \"127.0.0.1:31902\"\n";
 
 // Goal: an unknown key stops the node with the key and its line.
 #[test]
 fn unknown_key_is_named_with_its_line() {
-    let (code, stderr) = run_node_with(&format!("[raft]\nheartbeat_interval_ms = 100\nelection_timeout = 5\n{NODES}"));
+    let (code, stderr) = run_node_with(&format!(
+        "[raft]\nheartbeat_interval_ms = 100\nelection_timeout = 5\n{NODES}"
+    ));
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("raft.election_timeout"), "{stderr}");
     assert!(stderr.contains("cluster.toml:3:"), "{stderr}");
@@ -37,15 +43,23 @@ fn duplicate_node_id_is_named() {
     let text = "[[node]]\nid = 1\naddr = \"127.0.0.1:31901\"\n[[node]]\nid = 1\naddr = \"127.0.0.1:31902\"\n";
     let (code, stderr) = run_node_with(text);
     assert_eq!(code, Some(2), "{stderr}");
-    assert!(stderr.contains("node[2].id") && stderr.contains("cluster.toml:5:"), "{stderr}");
+    assert!(
+        stderr.contains("node[2].id") && stderr.contains("cluster.toml:5:"),
+        "{stderr}"
+    );
 }
 
 // Goal: a bad election timeout stops the node, naming the key.
 #[test]
 fn bad_timeout_is_named() {
-    let (code, stderr) = run_node_with(&format!("[raft]\nheartbeat_interval_ms = 100\nelection_timeout_ms = [900, 800]\n{NODES}"));
+    let (code, stderr) = run_node_with(&format!(
+        "[raft]\nheartbeat_interval_ms = 100\nelection_timeout_ms = [900, 800]\n{NODES}"
+    ));
     assert_eq!(code, Some(2), "{stderr}");
-    assert!(stderr.contains("raft.election_timeout_ms") && stderr.contains("cluster.toml:3:"), "{stderr}");
+    assert!(
+        stderr.contains("raft.election_timeout_ms") && stderr.contains("cluster.toml:3:"),
+        "{stderr}"
+    );
 }
 
 // Goal: an id that is not in the file is a usage error naming the known ids.
@@ -62,7 +76,10 @@ fn unknown_node_id_is_a_usage_error() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("--id 7") && stderr.contains("ids: 1, 2"), "{stderr}");
+    assert!(
+        stderr.contains("--id 7") && stderr.contains("ids: 1, 2"),
+        "{stderr}"
+    );
 }
 
 // Goal: a missing file is reported with its path.

@@ -38,20 +38,29 @@ impl Up {
              [gateway]\nlisten = \"127.0.0.1:{GATEWAY_PORT}\"\nadmin_token = \"{ADMIN}\"\n"
         );
         for id in 1..=NODES {
-            text.push_str(&format!("\n[[node]]\nid = {id}\naddr = \"127.0.0.1:{}\"\n", PORT_BASE + id));
+            text.push_str(&format!(
+                "\n[[node]]\nid = {id}\naddr = \"127.0.0.1:{}\"\n",
+                PORT_BASE + id
+            ));
         }
         let config = dir.path().join("cluster.toml");
         std::fs::write(&config, text).expect("write cluster.toml");
         let child = Command::new(common::booking_bin())
             .args(["up", "--config"])
             .arg(&config)
-            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdin(Stdio::null())
             .stdout(File::create(dir.path().join("up.out")).unwrap())
             .stderr(File::create(dir.path().join("up.err")).unwrap())
             .spawn()
             .expect("start booking up");
-        Up { child: Some(child), dir }
+        Up {
+            child: Some(child),
+            dir,
+        }
     }
 
     fn path(&self, name: &str) -> PathBuf {
@@ -67,7 +76,11 @@ impl Up {
         let err = std::fs::read_to_string(self.path("up.err")).unwrap_or_default();
         let tail: Vec<&str> = err.lines().rev().take(80).collect();
         let tail: Vec<&str> = tail.into_iter().rev().collect();
-        format!("--- stdout\n{}\n--- stderr (last 80 lines)\n{}", self.stdout(), tail.join("\n"))
+        format!(
+            "--- stdout\n{}\n--- stderr (last 80 lines)\n{}",
+            self.stdout(),
+            tail.join("\n")
+        )
     }
 
     fn signal(&self, signal: i32) {
@@ -109,7 +122,8 @@ impl Drop for Up {
 }
 
 fn port_open(port: u16) -> bool {
-    std::net::TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200)).is_ok()
+    std::net::TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200))
+        .is_ok()
 }
 
 async fn send(req: reqwest::RequestBuilder) -> (u16, Value, String) {
@@ -117,24 +131,39 @@ async fn send(req: reqwest::RequestBuilder) -> (u16, Value, String) {
         Ok(r) => {
             let status = r.status().as_u16();
             let text = r.text().await.unwrap_or_default();
-            (status, serde_json::from_str(&text).unwrap_or(Value::Null), text)
+            (
+                status,
+                serde_json::from_str(&text).unwrap_or(Value::Null),
+                text,
+            )
         }
         Err(e) => (0, Value::Null, e.to_string()),
     }
 }
 
 async fn session(http: &reqwest::Client, base: &str, name: &str) -> String {
-    let (status, body, text) = send(http.post(format!("{base}/v1/sessions")).json(&json!({ "name": name }))).await;
+    let (status, body, text) = send(
+        http.post(format!("{base}/v1/sessions"))
+            .json(&json!({ "name": name })),
+    )
+    .await;
     assert_eq!(status, 201, "session for {name}: {text}");
     body["token"].as_str().expect("token").to_string()
 }
 
 async fn hold(http: &reqwest::Client, base: &str, token: &str, seat: &str) -> (u16, Value, String) {
-    send(http.post(format!("{base}/v1/events/demo/holds")).bearer_auth(token).json(&json!({ "seats": [seat] }))).await
+    send(
+        http.post(format!("{base}/v1/events/demo/holds"))
+            .bearer_auth(token)
+            .json(&json!({ "seats": [seat] })),
+    )
+    .await
 }
 
 fn contains(path: &Path, needle: &str) -> bool {
-    std::fs::read_to_string(path).map(|t| t.contains(needle)).unwrap_or(false)
+    std::fs::read_to_string(path)
+        .map(|t| t.contains(needle))
+        .unwrap_or(false)
 }
 
 #[tokio::test]
@@ -142,10 +171,16 @@ async fn up_serves_the_gateway_with_a_demo_event_and_stops_cleanly() {
     // Goal: `booking up` starts nodes and a gateway, creates the demo event,
     // prints the page URL, serves holds with one winner per seat, and stops
     // every child on SIGTERM.
-    assert!(!port_open(GATEWAY_PORT), "port {GATEWAY_PORT} is already in use");
+    assert!(
+        !port_open(GATEWAY_PORT),
+        "port {GATEWAY_PORT} is already in use"
+    );
     let mut up = Up::start();
     let base = format!("http://127.0.0.1:{GATEWAY_PORT}");
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(15)).build().unwrap();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(15))
+        .build()
+        .unwrap();
 
     let page_line = format!("page       {base}/");
     let out = up.path("up.out");
@@ -155,7 +190,11 @@ async fn up_serves_the_gateway_with_a_demo_event_and_stops_cleanly() {
     })
     .await;
     let printed = up.stdout();
-    assert!(printed.contains("demo event") && printed.contains("created"), "{}", up.output());
+    assert!(
+        printed.contains("demo event") && printed.contains("created"),
+        "{}",
+        up.output()
+    );
     assert!(printed.contains("[gateway] admin_token"), "{}", up.output());
 
     let (status, _, text) = send(http.get(format!("{base}/healthz"))).await;
@@ -163,13 +202,24 @@ async fn up_serves_the_gateway_with_a_demo_event_and_stops_cleanly() {
     let page = http.get(format!("{base}/")).send().await.expect("GET /");
     assert_eq!(page.status().as_u16(), 200);
     let content_type = page.headers()["content-type"].to_str().unwrap().to_string();
-    assert!(content_type.starts_with("text/html"), "content-type {content_type}");
+    assert!(
+        content_type.starts_with("text/html"),
+        "content-type {content_type}"
+    );
     let html = page.text().await.unwrap();
-    assert!(html.to_ascii_lowercase().contains("<html"), "not a page: {}", &html[..html.len().min(200)]);
+    assert!(
+        html.to_ascii_lowercase().contains("<html"),
+        "not a page: {}",
+        &html[..html.len().min(200)]
+    );
 
     let (status, event, text) = send(http.get(format!("{base}/v1/events/demo"))).await;
     assert_eq!(status, 200, "demo event: {text}");
-    assert_eq!(event["sections"].as_array().map(Vec::len), Some(3), "{text}");
+    assert_eq!(
+        event["sections"].as_array().map(Vec::len),
+        Some(3),
+        "{text}"
+    );
 
     // A hold, then a second user for the same seat.
     let alice = session(&http, &base, "alice").await;
@@ -182,15 +232,30 @@ async fn up_serves_the_gateway_with_a_demo_event_and_stops_cleanly() {
     assert_eq!(status, 409, "bob on alice's seat: {text}");
 
     // A real race: two users at once for one seat, exactly one wins.
-    let (b, c) = tokio::join!(hold(&http, &base, &bob, "A-2-5"), hold(&http, &base, &carol, "A-2-5"));
+    let (b, c) = tokio::join!(
+        hold(&http, &base, &bob, "A-2-5"),
+        hold(&http, &base, &carol, "A-2-5")
+    );
     let mut statuses = [b.0, c.0];
     statuses.sort();
-    assert_eq!(statuses, [201, 409], "race for A-2-5: bob {} / carol {}", b.2, c.2);
+    assert_eq!(
+        statuses,
+        [201, 409],
+        "race for A-2-5: bob {} / carol {}",
+        b.2,
+        c.2
+    );
 
     // SIGTERM stops `up`, which stops the gateway and every node.
     up.signal(libc::SIGTERM);
-    let status = up.wait_exit(WAIT).unwrap_or_else(|| panic!("`up` still running after SIGTERM\n{}", up.output()));
-    assert!(status.success(), "`up` exited with {status}\n{}", up.output());
+    let status = up
+        .wait_exit(WAIT)
+        .unwrap_or_else(|| panic!("`up` still running after SIGTERM\n{}", up.output()));
+    assert!(
+        status.success(),
+        "`up` exited with {status}\n{}",
+        up.output()
+    );
     let mut ports: Vec<u16> = (1..=NODES).map(|id| PORT_BASE + id).collect();
     ports.push(GATEWAY_PORT);
     common::wait_for("every port to close", WAIT, || {

@@ -53,7 +53,11 @@ pub fn default_booking_bin() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/booking")
 }
 
-fn write_config(dir: &Path, nodes: &[(u64, u16, u16)], gateway_port: u16) -> anyhow::Result<PathBuf> {
+fn write_config(
+    dir: &Path,
+    nodes: &[(u64, u16, u16)],
+    gateway_port: u16,
+) -> anyhow::Result<PathBuf> {
     let mut text = String::from(
         "# Written by `bench`: a private 3-node cluster on free loopback ports.\n[cluster]\nname = \"bench\"\ndata_dir = \"data\"\n",
     );
@@ -62,7 +66,9 @@ fn write_config(dir: &Path, nodes: &[(u64, u16, u16)], gateway_port: u16) -> any
             "[[node]]\nid = {id}\naddr = \"127.0.0.1:{port}\"\nmetrics_addr = \"127.0.0.1:{metrics_port}\"\n"
         ));
     }
-    text.push_str(&format!("[gateway]\nlisten = \"127.0.0.1:{gateway_port}\"\nadmin_token = \"{ADMIN_TOKEN}\"\n"));
+    text.push_str(&format!(
+        "[gateway]\nlisten = \"127.0.0.1:{gateway_port}\"\nadmin_token = \"{ADMIN_TOKEN}\"\n"
+    ));
     let path = dir.join("cluster.toml");
     std::fs::write(&path, text)?;
     Ok(path)
@@ -88,7 +94,9 @@ impl LocalCluster {
                 booking_bin.display()
             );
         }
-        let dir = tempfile::Builder::new().prefix("bench-cluster-").tempdir()?;
+        let dir = tempfile::Builder::new()
+            .prefix("bench-cluster-")
+            .tempdir()?;
         let mut ports = Vec::new();
         for id in 1..=3u64 {
             ports.push((id, free_port()?, free_port()?));
@@ -98,18 +106,37 @@ impl LocalCluster {
         let mut nodes = Vec::new();
         for (id, port, _) in &ports {
             let mut cmd = Command::new(booking_bin);
-            cmd.arg("node").arg("--config").arg(&config_path).arg("--id").arg(id.to_string());
+            cmd.arg("node")
+                .arg("--config")
+                .arg(&config_path)
+                .arg("--id")
+                .arg(id.to_string());
             if *id == 1 {
                 cmd.arg("--bootstrap");
             }
             cmd.env("RUST_LOG", "warn");
-            let mut child = Child::spawn(&format!("node-{id}"), cmd, &dir.path().join(format!("node-{id}.log")))?;
-            wait_port(SocketAddr::from(([127, 0, 0, 1], *port)), Duration::from_secs(30), &mut child).await?;
+            let mut child = Child::spawn(
+                &format!("node-{id}"),
+                cmd,
+                &dir.path().join(format!("node-{id}.log")),
+            )?;
+            wait_port(
+                SocketAddr::from(([127, 0, 0, 1], *port)),
+                Duration::from_secs(30),
+                &mut child,
+            )
+            .await?;
             nodes.push(child);
         }
-        let endpoints: Vec<String> = ports.iter().map(|(_, p, _)| format!("http://127.0.0.1:{p}")).collect();
+        let endpoints: Vec<String> = ports
+            .iter()
+            .map(|(_, p, _)| format!("http://127.0.0.1:{p}"))
+            .collect();
         let client = Client::with_options(endpoints.clone(), ClientOptions::default())?;
-        client.wait_for_leader(LEADER_WAIT).await.context("the bench cluster elected no leader")?;
+        client
+            .wait_for_leader(LEADER_WAIT)
+            .await
+            .context("the bench cluster elected no leader")?;
         let mut cluster = LocalCluster {
             gateway: None,
             nodes,
@@ -129,11 +156,19 @@ impl LocalCluster {
             } else {
                 cmd = Command::new(std::env::current_exe()?);
                 cmd.arg("gateway-standin");
-                cluster.gateway_kind = "bench gateway-standin (booking has no gateway subcommand yet)";
+                cluster.gateway_kind =
+                    "bench gateway-standin (booking has no gateway subcommand yet)";
             }
-            cmd.arg("--config").arg(&cluster.config_path).env("RUST_LOG", "warn");
+            cmd.arg("--config")
+                .arg(&cluster.config_path)
+                .env("RUST_LOG", "warn");
             let mut child = Child::spawn("gateway", cmd, &cluster.dir.path().join("gateway.log"))?;
-            wait_port(SocketAddr::from(([127, 0, 0, 1], gateway_port)), GATEWAY_WAIT, &mut child).await?;
+            wait_port(
+                SocketAddr::from(([127, 0, 0, 1], gateway_port)),
+                GATEWAY_WAIT,
+                &mut child,
+            )
+            .await?;
             cluster.gateway = Some(child);
         }
         Ok(cluster)
@@ -150,11 +185,15 @@ impl LocalCluster {
 pub async fn run_gateway_standin(config_path: &Path) -> anyhow::Result<()> {
     let config = cluster_config::ClusterConfig::load(config_path)?;
     let settings = http_gateway::GatewaySettings::from_config(&config);
-    let cluster = http_gateway::ClientCluster::from_config(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let cluster =
+        http_gateway::ClientCluster::from_config(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
     let listener = tokio::net::TcpListener::bind(settings.listen).await?;
     let shutdown = async {
         use tokio::signal::unix::{signal, SignalKind};
-        if let (Ok(mut t), Ok(mut i)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        if let (Ok(mut t), Ok(mut i)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
             tokio::select! { _ = t.recv() => {}, _ = i.recv() => {} }
         }
     };

@@ -30,12 +30,21 @@ pub async fn serve(port: u16) -> anyhow::Result<()> {
 
 /// Starts the echo process, loads it for `duration` with `connections`
 /// concurrent requests, stops it, and returns requests per second.
-pub async fn measure(duration: Duration, connections: usize, log_dir: &std::path::Path) -> anyhow::Result<f64> {
+pub async fn measure(
+    duration: Duration,
+    connections: usize,
+    log_dir: &std::path::Path,
+) -> anyhow::Result<f64> {
     let port = free_port()?;
     let mut cmd = Command::new(std::env::current_exe()?);
     cmd.arg("echo-server").arg("--port").arg(port.to_string());
     let mut child = Child::spawn("echo", cmd, &log_dir.join("echo.log"))?;
-    wait_port(SocketAddr::from(([127, 0, 0, 1], port)), Duration::from_secs(10), &mut child).await?;
+    wait_port(
+        SocketAddr::from(([127, 0, 0, 1], port)),
+        Duration::from_secs(10),
+        &mut child,
+    )
+    .await?;
     let pool = FanPool::new(&format!("http://127.0.0.1:{port}"))?;
     let done = Arc::new(AtomicU64::new(0));
     let start = Instant::now();

@@ -79,7 +79,9 @@ impl Zipf {
 
     pub fn sample(&self) -> u32 {
         let u: f64 = rand::random();
-        self.cdf.partition_point(|c| *c < u).min(self.cdf.len().saturating_sub(1)) as u32
+        self.cdf
+            .partition_point(|c| *c < u)
+            .min(self.cdf.len().saturating_sub(1)) as u32
     }
 }
 
@@ -164,7 +166,12 @@ async fn fan(shared: Arc<Shared>, i: u64, scheduled: Duration) {
     let token = &shared.tokens[(i % shared.tokens.len() as u64) as usize];
     {
         let lag = shared.start.elapsed().saturating_sub(scheduled);
-        shared.tally.lock().unwrap_or_else(|e| e.into_inner()).start_lag.record(lag);
+        shared
+            .tally
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .start_lag
+            .record(lag);
     }
     for attempt in 0..=p.retries {
         if shared.stop.load(Ordering::Relaxed) {
@@ -173,12 +180,19 @@ async fn fan(shared: Arc<Shared>, i: u64, scheduled: Duration) {
         let explicit = rand::random::<f64>() < p.explicit_share;
         let seat = explicit.then(|| http::seat_id(shared.zipf.sample()));
         let t0 = Instant::now();
-        let answer = shared.pool.hold(i, token, &shared.event_id, seat.as_deref()).await;
+        let answer = shared
+            .pool
+            .hold(i, token, &shared.event_id, seat.as_deref())
+            .await;
         let took = t0.elapsed();
         let at = shared.start.elapsed();
         shared.hold_requests.fetch_add(1, Ordering::Relaxed);
         shared.http_requests.fetch_add(1, Ordering::Relaxed);
-        shared.timeline.lock().unwrap_or_else(|e| e.into_inner()).record(at, took);
+        shared
+            .timeline
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .record(at, took);
         match answer {
             HoldAnswer::Held { hold_id, seats } => {
                 {
@@ -231,11 +245,16 @@ async fn fan(shared: Arc<Shared>, i: u64, scheduled: Duration) {
 
 /// Sum of `booking_commands_proposed_total` over the nodes' metrics endpoints.
 async fn commands_proposed(metrics_urls: &[String]) -> Option<u64> {
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().ok()?;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .ok()?;
     let mut total = 0;
     for url in metrics_urls {
         let text = http.get(url).send().await.ok()?.text().await.ok()?;
-        let line = text.lines().find(|l| l.starts_with("booking_commands_proposed_total"))?;
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("booking_commands_proposed_total"))?;
         total += line.rsplit(' ').next()?.parse::<u64>().ok()?;
     }
     Some(total)
@@ -246,7 +265,15 @@ async fn commands_proposed(metrics_urls: &[String]) -> Option<u64> {
 pub async fn audit(endpoints: &[String], event_id: &str) -> anyhow::Result<(Vec<u64>, Vec<u64>)> {
     let clients: Vec<Client> = endpoints
         .iter()
-        .map(|e| Client::with_options([e.clone()], ClientOptions { attempts_max: 2, ..ClientOptions::default() }))
+        .map(|e| {
+            Client::with_options(
+                [e.clone()],
+                ClientOptions {
+                    attempts_max: 2,
+                    ..ClientOptions::default()
+                },
+            )
+        })
         .collect::<Result<_, _>>()?;
     let deadline = Instant::now() + CONVERGE_WAIT;
     let mut last = Vec::new();
@@ -260,15 +287,26 @@ pub async fn audit(endpoints: &[String], event_id: &str) -> anyhow::Result<(Vec<
             break;
         }
         if Instant::now() >= deadline {
-            anyhow::bail!("replicas did not converge within {CONVERGE_WAIT:?}: applied indexes {applied:?}");
+            anyhow::bail!(
+                "replicas did not converge within {CONVERGE_WAIT:?}: applied indexes {applied:?}"
+            );
         }
         last = applied;
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     let (mut sold, mut held) = (Vec::new(), Vec::new());
     for c in &clients {
-        let (result, _) = c.read(Query::Availability { event_id: event_id.to_string() }, Consistency::Stale).await?;
-        let QueryResult::Availability(Ok(view)) = result else { anyhow::bail!("availability read failed: {result:?}") };
+        let (result, _) = c
+            .read(
+                Query::Availability {
+                    event_id: event_id.to_string(),
+                },
+                Consistency::Stale,
+            )
+            .await?;
+        let QueryResult::Availability(Ok(view)) = result else {
+            anyhow::bail!("availability read failed: {result:?}")
+        };
         let mut b = 0u64;
         let mut h = 0u64;
         for s in &view.sections {
@@ -317,10 +355,16 @@ pub async fn run(
     }
 
     let proposed_before = commands_proposed(metrics_urls).await;
-    let bar = if quiet { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new(params.fans) };
+    let bar = if quiet {
+        indicatif::ProgressBar::hidden()
+    } else {
+        indicatif::ProgressBar::new(params.fans)
+    };
     bar.set_style(
-        indicatif::ProgressStyle::with_template("{elapsed_precise} [{bar:40}] {pos}/{len} fans {msg}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        indicatif::ProgressStyle::with_template(
+            "{elapsed_precise} [{bar:40}] {pos}/{len} fans {msg}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     let shared = Arc::new(Shared {
         pool,
@@ -354,11 +398,15 @@ pub async fn run(
             if shared.start.elapsed() >= deadline {
                 break;
             }
-            let Ok(permit) = tokio::time::timeout(Duration::from_millis(100), inflight.clone().acquire_owned()).await else {
+            let Ok(permit) =
+                tokio::time::timeout(Duration::from_millis(100), inflight.clone().acquire_owned())
+                    .await
+            else {
                 continue;
             };
             let permit = permit?;
-            let scheduled = Duration::from_secs_f64(started as f64 / params.rate_per_s.max(1) as f64);
+            let scheduled =
+                Duration::from_secs_f64(started as f64 / params.rate_per_s.max(1) as f64);
             let s = shared.clone();
             let i = started;
             tasks.spawn(async move {
@@ -369,13 +417,22 @@ pub async fn run(
         }
         while tasks.try_join_next().is_some() {}
         bar.set_position(started);
-        bar.set_message(format!("sold {}", shared.booked_count.load(Ordering::Relaxed)));
+        bar.set_message(format!(
+            "sold {}",
+            shared.booked_count.load(Ordering::Relaxed)
+        ));
     }
     // Let fans in flight finish, within the time bound.
-    let drain_until = tokio::time::Instant::now() + deadline.saturating_sub(shared.start.elapsed()).max(Duration::from_secs(10));
+    let drain_until = tokio::time::Instant::now()
+        + deadline
+            .saturating_sub(shared.start.elapsed())
+            .max(Duration::from_secs(10));
     while !tasks.is_empty() {
         match tokio::time::timeout_at(drain_until, tasks.join_next()).await {
-            Ok(_) => bar.set_message(format!("sold {}", shared.booked_count.load(Ordering::Relaxed))),
+            Ok(_) => bar.set_message(format!(
+                "sold {}",
+                shared.booked_count.load(Ordering::Relaxed)
+            )),
             Err(_) => {
                 shared.stop.store(true, Ordering::Relaxed);
                 tasks.abort_all();
@@ -394,7 +451,10 @@ pub async fn run(
     };
     let t = shared.tally.lock().unwrap_or_else(|e| e.into_inner());
     let double_sold = t.booked.values().filter(|n| **n > 1).count() as u64;
-    let sold = sold_per_replica.first().copied().unwrap_or(shared.booked_count.load(Ordering::Relaxed));
+    let sold = sold_per_replica
+        .first()
+        .copied()
+        .unwrap_or(shared.booked_count.load(Ordering::Relaxed));
     let hold_requests = shared.hold_requests.load(Ordering::Relaxed);
     let http_requests = shared.http_requests.load(Ordering::Relaxed);
     let secs = run.as_secs_f64().max(1e-9);
@@ -417,7 +477,8 @@ pub async fn run(
         fans_started: started,
         rate_per_s: params.rate_per_s,
         sold,
-        replicas_agree: sold_per_replica.windows(2).all(|w| w[0] == w[1]) && held_per_replica.windows(2).all(|w| w[0] == w[1]),
+        replicas_agree: sold_per_replica.windows(2).all(|w| w[0] == w[1])
+            && held_per_replica.windows(2).all(|w| w[0] == w[1]),
         sold_per_replica,
         held_per_replica,
         double_sold,
@@ -454,34 +515,60 @@ pub async fn run(
         png: None,
     };
     drop(t);
-    let timeline = std::mem::replace(&mut *shared.timeline.lock().unwrap_or_else(|e| e.into_inner()), Timeline::new(1));
+    let timeline = std::mem::replace(
+        &mut *shared.timeline.lock().unwrap_or_else(|e| e.into_inner()),
+        Timeline::new(1),
+    );
     Ok((report, timeline))
 }
 
 /// The report as the human table.
 pub fn print_table(r: &FlashReport) {
     let ms = |v: Option<u64>| v.map_or("not sold out".to_string(), |v| format!("{v} ms"));
-    println!("flash sale: {} seats, {} fans ({} started) at {}/s, gateway: {}", r.seats, r.fans, r.fans_started, r.rate_per_s, r.gateway);
+    println!(
+        "flash sale: {} seats, {} fans ({} started) at {}/s, gateway: {}",
+        r.seats, r.fans, r.fans_started, r.rate_per_s, r.gateway
+    );
     println!("  time to sell out      {}", ms(r.sellout_ms));
     println!("  last successful hold  {}", ms(r.last_hold_ms));
     println!("  run                   {} ms", r.run_ms);
-    println!("  goodput               {:.0} seats/s", r.goodput_seats_per_s);
+    println!(
+        "  goodput               {:.0} seats/s",
+        r.goodput_seats_per_s
+    );
     println!("  hold requests         {} ({:.0}/s): {} held, {} rejected, {} rate-limited, {} unavailable, {} other", r.hold_requests, r.holds_per_s, r.hold_ok, r.hold_rejected, r.rate_limited, r.unavailable, r.other_status);
-    println!("  http requests         {:.0}/s (holds + checkouts)", r.http_requests_per_s);
-    println!("  hold ok   p50/p99/p999 {:.2} / {:.2} / {:.2} ms", r.hold_p50_ms, r.hold_p99_ms, r.hold_p999_ms);
-    println!("  rejected  p50/p99/p999 {:.2} / {:.2} / {:.2} ms", r.rejected_p50_ms, r.rejected_p99_ms, r.rejected_p999_ms);
-    println!("  checkout  p50/p99      {:.2} / {:.2} ms", r.checkout_p50_ms, r.checkout_p99_ms);
+    println!(
+        "  http requests         {:.0}/s (holds + checkouts)",
+        r.http_requests_per_s
+    );
+    println!(
+        "  hold ok   p50/p99/p999 {:.2} / {:.2} / {:.2} ms",
+        r.hold_p50_ms, r.hold_p99_ms, r.hold_p999_ms
+    );
+    println!(
+        "  rejected  p50/p99/p999 {:.2} / {:.2} / {:.2} ms",
+        r.rejected_p50_ms, r.rejected_p99_ms, r.rejected_p999_ms
+    );
+    println!(
+        "  checkout  p50/p99      {:.2} / {:.2} ms",
+        r.checkout_p50_ms, r.checkout_p99_ms
+    );
     println!("  fan start lag p99     {:.2} ms", r.start_lag_p99_ms);
     println!("  without a log write   {}", r.answered_without_log_write);
     if let (Some(e), Some(f)) = (r.echo_requests_per_s, r.fraction_of_echo) {
-        println!("  echo baseline         {e:.0} req/s; full stack = {:.1}% of it (http requests/s)", f * 100.0);
+        println!(
+            "  echo baseline         {e:.0} req/s; full stack = {:.1}% of it (http requests/s)",
+            f * 100.0
+        );
     }
     println!(
         "  audit                 sold {} of {} (per replica {:?}, held {:?}), replicas agree: {}, double sold: {}, bookings acknowledged: {}",
         r.sold, r.seats, r.sold_per_replica, r.held_per_replica, r.replicas_agree, r.double_sold, r.bookings_acknowledged
     );
     if let Some(p) = &r.png {
-        println!("  plot                  {p} (top: answered holds/s; bottom: p99 hold ms; x: seconds)");
+        println!(
+            "  plot                  {p} (top: answered holds/s; bottom: p99 hold ms; x: seconds)"
+        );
     }
 }
 

@@ -62,7 +62,10 @@ impl FanPool {
                     .build()?,
             );
         }
-        Ok(FanPool { base: base.trim_end_matches('/').to_string(), clients })
+        Ok(FanPool {
+            base: base.trim_end_matches('/').to_string(),
+            clients,
+        })
     }
 
     pub fn client(&self, fan: u64) -> &reqwest::Client {
@@ -72,11 +75,19 @@ impl FanPool {
     /// Signs `name` in; the session token.
     pub async fn login(&self, fan: u64, name: &str) -> anyhow::Result<String> {
         for _ in 0..20 {
-            let r = self.client(fan).post(format!("{}/v1/sessions", self.base)).json(&json!({ "name": name })).send().await;
+            let r = self
+                .client(fan)
+                .post(format!("{}/v1/sessions", self.base))
+                .json(&json!({ "name": name }))
+                .send()
+                .await;
             match r {
                 Ok(r) if r.status().is_success() => {
                     let v: Value = r.json().await?;
-                    return v["token"].as_str().map(str::to_string).context("session answer without token");
+                    return v["token"]
+                        .as_str()
+                        .map(str::to_string)
+                        .context("session answer without token");
                 }
                 // Rate limited or not ready: wait and try again (bounded).
                 _ => tokio::time::sleep(Duration::from_millis(100)).await,
@@ -86,7 +97,13 @@ impl FanPool {
     }
 
     /// One hold attempt: explicit seats or best-available (one seat).
-    pub async fn hold(&self, fan: u64, token: &str, event_id: &str, seat: Option<&str>) -> HoldAnswer {
+    pub async fn hold(
+        &self,
+        fan: u64,
+        token: &str,
+        event_id: &str,
+        seat: Option<&str>,
+    ) -> HoldAnswer {
         let body = match seat {
             Some(s) => json!({ "seats": [s] }),
             None => json!({ "best_available": { "count": 1, "allow_non_adjacent": true } }),
@@ -98,18 +115,28 @@ impl FanPool {
             .json(&body)
             .send()
             .await;
-        let Ok(r) = r else { return HoldAnswer::Unavailable };
+        let Ok(r) = r else {
+            return HoldAnswer::Unavailable;
+        };
         match r.status().as_u16() {
             201 => match r.json::<Value>().await {
                 Ok(v) => HoldAnswer::Held {
                     hold_id: v["hold_id"].as_u64().unwrap_or(0),
-                    seats: v["seats"].as_array().map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect()).unwrap_or_default(),
+                    seats: v["seats"]
+                        .as_array()
+                        .map(|a| {
+                            a.iter()
+                                .filter_map(|s| s.as_str().map(str::to_string))
+                                .collect()
+                        })
+                        .unwrap_or_default(),
                 },
                 Err(_) => HoldAnswer::Other(201),
             },
             409 => {
                 let v: Value = r.json().await.unwrap_or(Value::Null);
-                let sold_out = v["code"] == "not_enough_seats" && v["available"].as_u64() == Some(0);
+                let sold_out =
+                    v["code"] == "not_enough_seats" && v["available"].as_u64() == Some(0);
                 HoldAnswer::Rejected { sold_out }
             }
             429 => HoldAnswer::RateLimited,
@@ -171,15 +198,39 @@ pub fn seat_id(rank: u32) -> String {
 }
 
 /// Creates the event and opens its sale through the admin API.
-pub async fn create_event(base: &str, admin_token: &str, event_id: &str, seats: u32) -> anyhow::Result<()> {
-    let http = reqwest::Client::builder().timeout(REQUEST_TIMEOUT).build()?;
-    let r = http.post(format!("{base}/v1/events")).bearer_auth(admin_token).json(&event_spec(event_id, seats)).send().await?;
+pub async fn create_event(
+    base: &str,
+    admin_token: &str,
+    event_id: &str,
+    seats: u32,
+) -> anyhow::Result<()> {
+    let http = reqwest::Client::builder()
+        .timeout(REQUEST_TIMEOUT)
+        .build()?;
+    let r = http
+        .post(format!("{base}/v1/events"))
+        .bearer_auth(admin_token)
+        .json(&event_spec(event_id, seats))
+        .send()
+        .await?;
     if !r.status().is_success() {
-        bail!("create event {event_id}: {} {}", r.status(), r.text().await.unwrap_or_default());
+        bail!(
+            "create event {event_id}: {} {}",
+            r.status(),
+            r.text().await.unwrap_or_default()
+        );
     }
-    let r = http.post(format!("{base}/v1/events/{event_id}/sale/open")).bearer_auth(admin_token).send().await?;
+    let r = http
+        .post(format!("{base}/v1/events/{event_id}/sale/open"))
+        .bearer_auth(admin_token)
+        .send()
+        .await?;
     if !r.status().is_success() {
-        bail!("open sale {event_id}: {} {}", r.status(), r.text().await.unwrap_or_default());
+        bail!(
+            "open sale {event_id}: {} {}",
+            r.status(),
+            r.text().await.unwrap_or_default()
+        );
     }
     Ok(())
 }

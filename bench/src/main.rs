@@ -18,7 +18,10 @@ use bench::peers::{self, etcd, ours, postgres, redis, Row, Variant, Workload};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
-#[command(name = "bench", about = "Flash-sale benchmark and peers (etcd, Redis, PostgreSQL) on this machine")]
+#[command(
+    name = "bench",
+    about = "Flash-sale benchmark and peers (etcd, Redis, PostgreSQL) on this machine"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
@@ -108,7 +111,11 @@ struct PeersArgs {
     #[arg(long, default_value_t = 64)]
     clients: usize,
     /// Systems: ours-client, ours-gateway, etcd, redis-always, redis-everysec, pg-for-update, pg-optimistic.
-    #[arg(long, value_delimiter = ',', default_value = "ours-client,ours-gateway,etcd,redis-always,redis-everysec,pg-for-update,pg-optimistic")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "ours-client,ours-gateway,etcd,redis-always,redis-everysec,pg-for-update,pg-optimistic"
+    )]
     systems: Vec<String>,
     /// Variants: uniform, hot.
     #[arg(long, value_delimiter = ',', default_value = "uniform,hot")]
@@ -128,7 +135,10 @@ struct PeersArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("bench: cannot start the runtime: {e}");
@@ -147,7 +157,9 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Cmd::EchoServer { port } => bench::echo::serve(port).await.map(|_| ExitCode::SUCCESS),
-        Cmd::GatewayStandin { config } => cluster::run_gateway_standin(&config).await.map(|_| ExitCode::SUCCESS),
+        Cmd::GatewayStandin { config } => cluster::run_gateway_standin(&config)
+            .await
+            .map(|_| ExitCode::SUCCESS),
         Cmd::FlashSale(a) => {
             bench::procs::install_signal_handler();
             flash_sale(a).await
@@ -173,22 +185,50 @@ async fn flash_sale(a: FlashArgs) -> anyhow::Result<ExitCode> {
     };
     let log_dir = tempfile::Builder::new().prefix("bench-flash-").tempdir()?;
     let echo_rps = if a.echo_s > 0 {
-        Some(bench::echo::measure(Duration::from_secs(a.echo_s), a.echo_connections, log_dir.path()).await.context("echo baseline")?)
+        Some(
+            bench::echo::measure(
+                Duration::from_secs(a.echo_s),
+                a.echo_connections,
+                log_dir.path(),
+            )
+            .await
+            .context("echo baseline")?,
+        )
     } else {
         None
     };
     let cluster;
     let (url, token, endpoints, metrics, kind) = match &a.target {
-        Some(t) => (t.clone(), a.admin_token.clone(), a.endpoints.clone(), Vec::new(), format!("target {t}")),
+        Some(t) => (
+            t.clone(),
+            a.admin_token.clone(),
+            a.endpoints.clone(),
+            Vec::new(),
+            format!("target {t}"),
+        ),
         None => {
-            let bin = a.booking_bin.clone().unwrap_or_else(cluster::default_booking_bin);
+            let bin = a
+                .booking_bin
+                .clone()
+                .unwrap_or_else(cluster::default_booking_bin);
             cluster = LocalCluster::start(&bin, true).await?;
             let cfg = cluster_config::ClusterConfig::load(&cluster.config_path)?;
-            let metrics = cfg.nodes.iter().filter_map(|n| n.metrics_addr.map(|m| format!("http://{m}/metrics"))).collect();
-            (cluster.gateway_url.clone(), cluster.admin_token.clone(), cluster.endpoints.clone(), metrics, cluster.gateway_kind.to_string())
+            let metrics = cfg
+                .nodes
+                .iter()
+                .filter_map(|n| n.metrics_addr.map(|m| format!("http://{m}/metrics")))
+                .collect();
+            (
+                cluster.gateway_url.clone(),
+                cluster.admin_token.clone(),
+                cluster.endpoints.clone(),
+                metrics,
+                cluster.gateway_kind.to_string(),
+            )
         }
     };
-    let (mut report, timeline) = flash::run(&url, &token, &endpoints, &metrics, params, a.json).await?;
+    let (mut report, timeline) =
+        flash::run(&url, &token, &endpoints, &metrics, params, a.json).await?;
     report.gateway = kind;
     if let Some(e) = echo_rps {
         report.echo_requests_per_s = Some(e);
@@ -206,21 +246,39 @@ async fn flash_sale(a: FlashArgs) -> anyhow::Result<ExitCode> {
     } else {
         flash::print_table(&report);
     }
-    let audit_ok = report.double_sold == 0 && report.sold <= u64::from(report.seats) && report.replicas_agree;
-    Ok(if audit_ok { ExitCode::SUCCESS } else { ExitCode::from(3) })
+    let audit_ok =
+        report.double_sold == 0 && report.sold <= u64::from(report.seats) && report.replicas_agree;
+    Ok(if audit_ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(3)
+    })
 }
 
 fn have(program: &str) -> bool {
-    std::process::Command::new("sh").arg("-c").arg(format!("command -v {program}")).output().map(|o| o.status.success()).unwrap_or(false)
+    std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {program}"))
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
 }
 
 async fn peers_cmd(a: PeersArgs) -> anyhow::Result<ExitCode> {
     if a.install {
         let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("peers-setup.sh");
-        let ok = std::process::Command::new("bash").arg(&script).status()?.success();
+        let ok = std::process::Command::new("bash")
+            .arg(&script)
+            .status()?
+            .success();
         anyhow::ensure!(ok, "{} failed", script.display());
     }
-    let w = Workload { seats: a.seats.max(1), ops: a.ops, clients: a.clients.max(1), duration_s_max: a.duration_max_s };
+    let w = Workload {
+        seats: a.seats.max(1),
+        ops: a.ops,
+        clients: a.clients.max(1),
+        duration_s_max: a.duration_max_s,
+    };
     let variants: Vec<Variant> = a
         .variants
         .iter()
@@ -236,7 +294,10 @@ async fn peers_cmd(a: PeersArgs) -> anyhow::Result<ExitCode> {
     let pid = std::process::id();
 
     if want("ours-client") || want("ours-gateway") {
-        let bin = a.booking_bin.clone().unwrap_or_else(cluster::default_booking_bin);
+        let bin = a
+            .booking_bin
+            .clone()
+            .unwrap_or_else(cluster::default_booking_bin);
         let c = LocalCluster::start(&bin, want("ours-gateway")).await?;
         for v in &variants {
             let round = format!("{pid}-{}", v.name());
@@ -245,7 +306,15 @@ async fn peers_cmd(a: PeersArgs) -> anyhow::Result<ExitCode> {
                 rows.push(peers::run_round(ours::CLIENT, *v, &w, t).await);
             }
             if want("ours-gateway") {
-                let t = ours::ViaGateway::new(&c.gateway_url, &c.admin_token, &c.endpoints, &round, w.seats, w.clients).await?;
+                let t = ours::ViaGateway::new(
+                    &c.gateway_url,
+                    &c.admin_token,
+                    &c.endpoints,
+                    &round,
+                    w.seats,
+                    w.clients,
+                )
+                .await?;
                 rows.push(peers::run_round(ours::GATEWAY, *v, &w, t).await);
             }
         }
@@ -253,7 +322,13 @@ async fn peers_cmd(a: PeersArgs) -> anyhow::Result<ExitCode> {
     if want("etcd") {
         if !have(etcd::BIN) {
             missing.push("etcd-server");
-            variants.iter().for_each(|v| rows.push(peers::skipped(etcd::NAME, *v, "etcd not installed (bench/peers-setup.sh)")));
+            variants.iter().for_each(|v| {
+                rows.push(peers::skipped(
+                    etcd::NAME,
+                    *v,
+                    "etcd not installed (bench/peers-setup.sh)",
+                ))
+            });
         } else {
             let e = etcd::EtcdCluster::start().await?;
             for v in &variants {
@@ -262,53 +337,99 @@ async fn peers_cmd(a: PeersArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    let redis_modes: Vec<&str> = ["always", "everysec"].into_iter().filter(|m| want(&format!("redis-{m}"))).collect();
+    let redis_modes: Vec<&str> = ["always", "everysec"]
+        .into_iter()
+        .filter(|m| want(&format!("redis-{m}")))
+        .collect();
     if !redis_modes.is_empty() {
         if !have(redis::BIN) {
             missing.push("redis-server");
             for m in &redis_modes {
-                variants.iter().for_each(|v| rows.push(peers::skipped(&format!("redis 7 AOF {m}"), *v, "redis-server not installed")));
+                variants.iter().for_each(|v| {
+                    rows.push(peers::skipped(
+                        &format!("redis 7 AOF {m}"),
+                        *v,
+                        "redis-server not installed",
+                    ))
+                });
             }
         } else {
             let r = redis::RedisServer::start().await?;
             for m in &redis_modes {
                 for v in &variants {
-                    let t = redis::RedisTarget::new(&r, &format!("r{pid}-{m}-{}", v.name()), m, w.clients).await?;
+                    let t = redis::RedisTarget::new(
+                        &r,
+                        &format!("r{pid}-{m}-{}", v.name()),
+                        m,
+                        w.clients,
+                    )
+                    .await?;
                     rows.push(peers::run_round(&format!("redis 7 AOF {m}"), *v, &w, t).await);
                 }
             }
         }
     }
-    let pg_modes: Vec<(&str, postgres::Strategy)> = [("for-update", postgres::Strategy::ForUpdate), ("optimistic", postgres::Strategy::Optimistic)]
-        .into_iter()
-        .filter(|(n, _)| want(&format!("pg-{n}")))
-        .collect();
+    let pg_modes: Vec<(&str, postgres::Strategy)> = [
+        ("for-update", postgres::Strategy::ForUpdate),
+        ("optimistic", postgres::Strategy::Optimistic),
+    ]
+    .into_iter()
+    .filter(|(n, _)| want(&format!("pg-{n}")))
+    .collect();
     if !pg_modes.is_empty() {
         if postgres::bin_dir().is_none() {
             missing.push("postgresql");
             for (n, _) in &pg_modes {
-                variants.iter().for_each(|v| rows.push(peers::skipped(&format!("postgres 15 {n}"), *v, "postgresql not installed")));
+                variants.iter().for_each(|v| {
+                    rows.push(peers::skipped(
+                        &format!("postgres 15 {n}"),
+                        *v,
+                        "postgresql not installed",
+                    ))
+                });
             }
         } else {
             let pg = postgres::PgServer::start().await?;
             for (n, s) in &pg_modes {
                 for v in &variants {
-                    let t = postgres::PgTarget::new(&pg, &format!("r{pid}_{n}_{}", v.name()), *s, w.seats, w.clients).await?;
+                    let t = postgres::PgTarget::new(
+                        &pg,
+                        &format!("r{pid}_{n}_{}", v.name()),
+                        *s,
+                        w.seats,
+                        w.clients,
+                    )
+                    .await?;
                     rows.push(peers::run_round(&format!("postgres 15 {n}"), *v, &w, t).await);
                 }
             }
         }
     }
     if a.require_peers && !missing.is_empty() {
-        anyhow::bail!("peers not installed: {} (run bench/peers-setup.sh)", missing.join(", "));
+        anyhow::bail!(
+            "peers not installed: {} (run bench/peers-setup.sh)",
+            missing.join(", ")
+        );
     }
     peers::fill_ratios(&mut rows);
     if a.json {
-        println!("{}", serde_json::json!({ "seats": w.seats, "ops": w.ops, "clients": w.clients, "rows": rows }));
+        println!(
+            "{}",
+            serde_json::json!({ "seats": w.seats, "ops": w.ops, "clients": w.clients, "rows": rows })
+        );
     } else {
-        println!("peers: {} seats, {} hold attempts per row, {} concurrent clients, closed loop", w.seats, w.ops, w.clients);
+        println!(
+            "peers: {} seats, {} hold attempts per row, {} concurrent clients, closed loop",
+            w.seats, w.ops, w.clients
+        );
         peers::print_table(&rows);
     }
-    let clean = rows.iter().all(|r| r.oversold == 0 && (r.audit == "ok" || r.audit == "skipped"));
-    Ok(if clean { ExitCode::SUCCESS } else { ExitCode::from(3) })
+    let clean = rows
+        .iter()
+        .all(|r| r.oversold == 0 && (r.audit == "ok" || r.audit == "skipped"));
+    Ok(if clean {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(3)
+    })
 }

@@ -25,16 +25,34 @@ pub fn draw(path: &Path, timeline: &Timeline) -> anyhow::Result<()> {
         .margin(10)
         .build_cartesian_2d(0f64..n, 0f64..peak * 1.1)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    c.configure_mesh().disable_x_mesh().x_labels(0).y_labels(0).draw().map_err(|e| anyhow::anyhow!("{e}"))?;
-    c.draw_series(LineSeries::new(used.iter().enumerate().map(|(i, b)| (i as f64 + 0.5, b.0 as f64)), &BLUE))
+    c.configure_mesh()
+        .disable_x_mesh()
+        .x_labels(0)
+        .y_labels(0)
+        .draw()
         .map_err(|e| anyhow::anyhow!("{e}"))?;
+    c.draw_series(LineSeries::new(
+        used.iter()
+            .enumerate()
+            .map(|(i, b)| (i as f64 + 0.5, b.0 as f64)),
+        &BLUE,
+    ))
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut c = ChartBuilder::on(&bottom)
         .margin(10)
         .build_cartesian_2d(0f64..n, 0f64..p99_max * 1.1)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    c.configure_mesh().disable_x_mesh().x_labels(0).y_labels(0).draw().map_err(|e| anyhow::anyhow!("{e}"))?;
-    c.draw_series(LineSeries::new(p99.iter().enumerate().map(|(i, v)| (i as f64 + 0.5, *v)), &RED))
+    c.configure_mesh()
+        .disable_x_mesh()
+        .x_labels(0)
+        .y_labels(0)
+        .draw()
         .map_err(|e| anyhow::anyhow!("{e}"))?;
+    c.draw_series(LineSeries::new(
+        p99.iter().enumerate().map(|(i, v)| (i as f64 + 0.5, *v)),
+        &RED,
+    ))
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
     root.present().map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(())
 }

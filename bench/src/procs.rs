@@ -35,12 +35,24 @@ impl Child {
     /// `log` (so a failing peer can be diagnosed after the run).
     pub fn spawn(name: &str, mut command: Command, log: &Path) -> anyhow::Result<Child> {
         use std::os::unix::process::CommandExt;
-        let out = std::fs::File::create(log).with_context(|| format!("create {}", log.display()))?;
+        let out =
+            std::fs::File::create(log).with_context(|| format!("create {}", log.display()))?;
         let err = out.try_clone()?;
-        command.stdin(Stdio::null()).stdout(out).stderr(err).process_group(0);
-        let inner = command.spawn().with_context(|| format!("cannot start {name} ({command:?})"))?;
-        LIVE.lock().unwrap_or_else(|e| e.into_inner()).insert(inner.id() as i32, name.to_string());
-        Ok(Child { name: name.to_string(), inner })
+        command
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .process_group(0);
+        let inner = command
+            .spawn()
+            .with_context(|| format!("cannot start {name} ({command:?})"))?;
+        LIVE.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(inner.id() as i32, name.to_string());
+        Ok(Child {
+            name: name.to_string(),
+            inner,
+        })
     }
 
     /// Fails if the child has already exited (it crashed or refused its config).
@@ -88,12 +100,20 @@ fn stop_group(pgid: i32) {
 pub fn install_signal_handler() {
     tokio::spawn(async {
         use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
             return;
         };
         tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
         eprintln!("\nbench: interrupted; stopping child processes");
-        let groups: Vec<i32> = LIVE.lock().unwrap_or_else(|e| e.into_inner()).keys().copied().collect();
+        let groups: Vec<i32> = LIVE
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .copied()
+            .collect();
         for g in &groups {
             stop_group(*g);
         }
@@ -115,7 +135,11 @@ pub fn free_port() -> anyhow::Result<u16> {
 
 /// Waits until `addr` accepts TCP connections, failing after `timeout` or as
 /// soon as `child` has exited.
-pub async fn wait_port(addr: SocketAddr, timeout: Duration, child: &mut Child) -> anyhow::Result<()> {
+pub async fn wait_port(
+    addr: SocketAddr,
+    timeout: Duration,
+    child: &mut Child,
+) -> anyhow::Result<()> {
     let deadline = Instant::now() + timeout;
     loop {
         if tokio::net::TcpStream::connect(addr).await.is_ok() {
@@ -123,7 +147,10 @@ pub async fn wait_port(addr: SocketAddr, timeout: Duration, child: &mut Child) -
         }
         child.check_alive()?;
         if Instant::now() >= deadline {
-            bail!("{} did not listen on {addr} within {timeout:?}", child.name());
+            bail!(
+                "{} did not listen on {addr} within {timeout:?}",
+                child.name()
+            );
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

@@ -54,7 +54,9 @@ impl Timeline {
     /// A timeline of at most `seconds_max` one-second buckets; later samples
     /// go into the last bucket.
     pub fn new(seconds_max: usize) -> Timeline {
-        Timeline { buckets: vec![(0, Latencies::default()); seconds_max.max(1)] }
+        Timeline {
+            buckets: vec![(0, Latencies::default()); seconds_max.max(1)],
+        }
     }
 
     pub fn record(&mut self, at_since_start: Duration, latency: Duration) {
@@ -72,7 +74,11 @@ impl Timeline {
 
     /// The buckets up to the last non-empty one.
     pub fn used(&self) -> &[(u64, Latencies)] {
-        let n = self.buckets.iter().rposition(|b| b.0 > 0).map_or(0, |i| i + 1);
+        let n = self
+            .buckets
+            .iter()
+            .rposition(|b| b.0 > 0)
+            .map_or(0, |i| i + 1);
         &self.buckets[..n]
     }
 }

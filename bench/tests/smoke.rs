@@ -16,7 +16,9 @@ use serde_json::Value;
 const RUN_BOUND: Duration = Duration::from_secs(300);
 
 fn in_ci() -> bool {
-    std::env::var("CI").map(|v| v == "true" || v == "1").unwrap_or(false)
+    std::env::var("CI")
+        .map(|v| v == "true" || v == "1")
+        .unwrap_or(false)
 }
 
 fn booking_bin() -> Option<PathBuf> {
@@ -59,11 +61,18 @@ fn run_bench(args: &[&str]) -> (i32, String) {
         }
         std::thread::sleep(Duration::from_millis(100));
     };
-    (status.code().unwrap_or(-1), std::fs::read_to_string(&out_path).expect("stdout"))
+    (
+        status.code().unwrap_or(-1),
+        std::fs::read_to_string(&out_path).expect("stdout"),
+    )
 }
 
 fn last_json(stdout: &str) -> Value {
-    let line = stdout.lines().rev().find(|l| l.trim_start().starts_with('{')).unwrap_or_else(|| panic!("no JSON in {stdout}"));
+    let line = stdout
+        .lines()
+        .rev()
+        .find(|l| l.trim_start().starts_with('{'))
+        .unwrap_or_else(|| panic!("no JSON in {stdout}"));
     serde_json::from_str(line).expect("valid JSON")
 }
 
@@ -81,15 +90,44 @@ fn booking_or_skip() -> Option<PathBuf> {
 #[test]
 fn flash_sale_tiny_sells_no_seat_twice() {
     // Goal: a tiny flash sale through the gateway sells each seat at most once, replicas agree, and the JSON has its fields.
-    let Some(booking) = booking_or_skip() else { return };
+    let Some(booking) = booking_or_skip() else {
+        return;
+    };
     let booking = booking.display().to_string();
     let args = [
-        "flash-sale", "--booking-bin", &booking, "--seats", "200", "--fans", "2000", "--rate", "1000", "--users", "200",
-        "--echo-s", "1", "--echo-connections", "16", "--duration-max-s", "60", "--png", "flash.png", "--json",
+        "flash-sale",
+        "--booking-bin",
+        &booking,
+        "--seats",
+        "200",
+        "--fans",
+        "2000",
+        "--rate",
+        "1000",
+        "--users",
+        "200",
+        "--echo-s",
+        "1",
+        "--echo-connections",
+        "16",
+        "--duration-max-s",
+        "60",
+        "--png",
+        "flash.png",
+        "--json",
     ];
     let (code, stdout) = run_bench(&args);
     let v = last_json(&stdout);
-    for field in ["sold", "double_sold", "sellout_ms", "holds_per_s", "hold_p50_ms", "hold_p99_ms", "replicas_agree", "echo_requests_per_s"] {
+    for field in [
+        "sold",
+        "double_sold",
+        "sellout_ms",
+        "holds_per_s",
+        "hold_p50_ms",
+        "hold_p99_ms",
+        "replicas_agree",
+        "echo_requests_per_s",
+    ] {
         assert!(v.get(field).is_some(), "field {field} missing in {v}");
     }
     let sold = v["sold"].as_u64().expect("sold");
@@ -103,18 +141,41 @@ fn flash_sale_tiny_sells_no_seat_twice() {
 #[test]
 fn peers_tiny_oversell_nothing() {
     // Goal: the peers workload runs against our store (client and gateway) and any installed peer with zero oversell and a matching read-back.
-    let Some(booking) = booking_or_skip() else { return };
+    let Some(booking) = booking_or_skip() else {
+        return;
+    };
     let booking = booking.display().to_string();
-    let have = |p: &str| Command::new("sh").arg("-c").arg(format!("command -v {p}")).output().map(|o| o.status.success()).unwrap_or(false);
+    let have = |p: &str| {
+        Command::new("sh")
+            .arg("-c")
+            .arg(format!("command -v {p}"))
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+    };
     let mut systems = vec!["ours-client", "ours-gateway"];
-    let peers_installed = have("etcd") && have("redis-server") && std::path::Path::new("/usr/lib/postgresql").exists();
+    let peers_installed = have("etcd")
+        && have("redis-server")
+        && std::path::Path::new("/usr/lib/postgresql").exists();
     if peers_installed || in_ci() {
         systems.extend(["etcd", "redis-always", "pg-for-update", "pg-optimistic"]);
     }
     let systems = systems.join(",");
     let mut args = vec![
-        "peers", "--booking-bin", &booking, "--seats", "100", "--ops", "300", "--clients", "4", "--systems", &systems,
-        "--duration-max-s", "30", "--json",
+        "peers",
+        "--booking-bin",
+        &booking,
+        "--seats",
+        "100",
+        "--ops",
+        "300",
+        "--clients",
+        "4",
+        "--systems",
+        &systems,
+        "--duration-max-s",
+        "30",
+        "--json",
     ];
     if in_ci() {
         args.push("--require-peers");
@@ -122,12 +183,18 @@ fn peers_tiny_oversell_nothing() {
     let (code, stdout) = run_bench(&args);
     let v = last_json(&stdout);
     let rows = v["rows"].as_array().expect("rows");
-    assert!(rows.len() >= 4, "expected uniform and hot rows for both of our paths: {v}");
+    assert!(
+        rows.len() >= 4,
+        "expected uniform and hot rows for both of our paths: {v}"
+    );
     for r in rows {
         assert_eq!(r["oversold"], 0, "oversold: {r}");
         assert!(r["audit"] == "ok" || r["audit"] == "skipped", "audit: {r}");
         if r["audit"] == "ok" {
-            assert!(r["ops_done"].as_u64().unwrap_or(0) > 0, "no operation answered: {r}");
+            assert!(
+                r["ops_done"].as_u64().unwrap_or(0) > 0,
+                "no operation answered: {r}"
+            );
         }
     }
     assert_eq!(code, 0, "bench exit code {code}: {v}");

@@ -22,7 +22,12 @@ const SEATS_PER_ROW: u32 = 1_000;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let flag = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
+    let flag = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
     let endpoints: Vec<String> = match (flag("--endpoints"), flag("--config")) {
         (Some(list), _) => list.split(',').map(str::to_string).collect(),
         (None, config) => {
@@ -49,7 +54,11 @@ async fn main() -> anyhow::Result<()> {
         rows.join(",")
     ))?;
     admin.execute(Command::CreateEvent(spec)).await?;
-    admin.execute(Command::OpenSale { event_id: event_id.clone() }).await?;
+    admin
+        .execute(Command::OpenSale {
+            event_id: event_id.clone(),
+        })
+        .await?;
 
     let next_seat = Arc::new(AtomicU64::new(0));
     println!("clients  holds  holds/s  p50_ms  p99_ms  max_ms  errors");
@@ -69,9 +78,15 @@ async fn main() -> anyhow::Result<()> {
                     if n >= u64::from(ROWS * SEATS_PER_ROW) {
                         break;
                     }
-                    let seat = format!("A-{}-{}", n / u64::from(SEATS_PER_ROW) + 1, n % u64::from(SEATS_PER_ROW) + 1);
+                    let seat = format!(
+                        "A-{}-{}",
+                        n / u64::from(SEATS_PER_ROW) + 1,
+                        n % u64::from(SEATS_PER_ROW) + 1
+                    );
                     let t = Instant::now();
-                    let result = client.hold(&event_id, &format!("fan-{c}"), Selection::Seats(vec![seat])).await;
+                    let result = client
+                        .hold(&event_id, &format!("fan-{c}"), Selection::Seats(vec![seat]))
+                        .await;
                     match result {
                         Ok(Reply::Held { .. }) => latencies_us.push(t.elapsed().as_micros() as u64),
                         _ => errors += 1,
@@ -89,7 +104,10 @@ async fn main() -> anyhow::Result<()> {
         }
         let elapsed = started.elapsed().as_secs_f64();
         all.sort_unstable();
-        let pct = |p: f64| all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1))).map_or(0.0, |&us| us as f64 / 1000.0);
+        let pct = |p: f64| {
+            all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
+                .map_or(0.0, |&us| us as f64 / 1000.0)
+        };
         println!(
             "{clients:>7}  {:>5}  {:>7.0}  {:>6.2}  {:>6.2}  {:>6.2}  {errors}",
             all.len(),

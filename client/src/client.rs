@@ -33,14 +33,16 @@ use std::time::{Duration, Instant};
 use futures::Stream;
 use proto::booking as pb;
 use proto::booking::booking_client::BookingClient;
-use state_machine::{Command, Outcome, Query, QueryResult, Reply, Request, SeatChange, SeatStatus, Selection};
+use state_machine::{
+    Command, Outcome, Query, QueryResult, Reply, Request, SeatChange, SeatStatus, Selection,
+};
 use tonic::transport::{Channel, Endpoint};
 
 use crate::error::{classify, normalize_endpoint, AttemptFailure, ClientError};
 use crate::options::ClientOptions;
 use crate::types::{
-    ClusterStatus, Consistency, EndpointStatus, Member, MembershipChange, NodeStatus, ResyncReason, Submitted,
-    WatchItem,
+    ClusterStatus, Consistency, EndpointStatus, Member, MembershipChange, NodeStatus, ResyncReason,
+    Submitted, WatchItem,
 };
 
 /// Most endpoints a client remembers (seeds plus addresses learned from
@@ -120,10 +122,14 @@ impl Client {
     }
 
     /// A client for every node of a cluster config.
-    pub fn from_config(config: &cluster_config::ClusterConfig, options: ClientOptions) -> Result<Client, ClientError> {
+    pub fn from_config(
+        config: &cluster_config::ClusterConfig,
+        options: ClientOptions,
+    ) -> Result<Client, ClientError> {
         let client = Self::with_options(config.endpoints(), options)?;
         for node in &config.nodes {
-            lock(&client.inner.addr_by_id).insert(node.id, normalize_endpoint(&node.addr.to_string()));
+            lock(&client.inner.addr_by_id)
+                .insert(node.id, normalize_endpoint(&node.addr.to_string()));
         }
         Ok(client)
     }
@@ -137,14 +143,19 @@ impl Client {
         let mut list: Vec<String> = Vec::new();
         for endpoint in endpoints {
             let endpoint = normalize_endpoint(endpoint.as_ref());
-            Endpoint::from_shared(endpoint.clone())
-                .map_err(|e| ClientError::InvalidEndpoint { endpoint: endpoint.clone(), reason: e.to_string() })?;
+            Endpoint::from_shared(endpoint.clone()).map_err(|e| ClientError::InvalidEndpoint {
+                endpoint: endpoint.clone(),
+                reason: e.to_string(),
+            })?;
             if !list.contains(&endpoint) {
                 list.push(endpoint);
             }
         }
         if list.is_empty() {
-            return Err(ClientError::InvalidEndpoint { endpoint: String::new(), reason: "no endpoints given".into() });
+            return Err(ClientError::InvalidEndpoint {
+                endpoint: String::new(),
+                reason: "no endpoints given".into(),
+            });
         }
         list.truncate(ENDPOINTS_MAX);
         let client_id = rand::random::<u64>().max(1);
@@ -200,11 +211,25 @@ impl Client {
     /// Proposes `command` under an explicit request id of this client: how a
     /// caller resolves [`ClientError::OutcomeUnknown`] (same id, same command:
     /// the store returns the first outcome if the first attempt applied).
-    pub async fn submit_with_id(&self, request_id: u64, command: Command) -> Result<Submitted, ClientError> {
-        let request = Request { client_id: self.inner.client_id, request_id, command };
-        let command_json = serde_json::to_vec(&request.command)
-            .map_err(|e| ClientError::Protocol { reason: format!("command does not encode: {e}") })?;
-        let message = pb::SubmitRequest { client_id: request.client_id, request_id, command_json };
+    pub async fn submit_with_id(
+        &self,
+        request_id: u64,
+        command: Command,
+    ) -> Result<Submitted, ClientError> {
+        let request = Request {
+            client_id: self.inner.client_id,
+            request_id,
+            command,
+        };
+        let command_json =
+            serde_json::to_vec(&request.command).map_err(|e| ClientError::Protocol {
+                reason: format!("command does not encode: {e}"),
+            })?;
+        let message = pb::SubmitRequest {
+            client_id: request.client_id,
+            request_id,
+            command_json,
+        };
         let routed = self
             .route(CallKind::Write { request_id }, move |mut c| {
                 let message = message.clone();
@@ -232,21 +257,35 @@ impl Client {
         let first_id = self.inner.next_request_id.fetch_add(n, Ordering::Relaxed);
         let mut requests = Vec::with_capacity(commands.len());
         for (i, command) in commands.iter().enumerate() {
-            let command_json = serde_json::to_vec(command)
-                .map_err(|e| ClientError::Protocol { reason: format!("command does not encode: {e}") })?;
-            requests.push(pb::SubmitRequest { client_id: self.inner.client_id, request_id: first_id + i as u64, command_json });
+            let command_json = serde_json::to_vec(command).map_err(|e| ClientError::Protocol {
+                reason: format!("command does not encode: {e}"),
+            })?;
+            requests.push(pb::SubmitRequest {
+                client_id: self.inner.client_id,
+                request_id: first_id + i as u64,
+                command_json,
+            });
         }
         let message = pb::SubmitBatchRequest { requests };
         let routed = self
-            .route(CallKind::Write { request_id: first_id }, move |mut c| {
-                let message = message.clone();
-                async move { c.submit_batch(message).await }
-            })
+            .route(
+                CallKind::Write {
+                    request_id: first_id,
+                },
+                move |mut c| {
+                    let message = message.clone();
+                    async move { c.submit_batch(message).await }
+                },
+            )
             .await?;
         let responses = routed.value.responses;
         if responses.len() != commands.len() {
             return Err(ClientError::Protocol {
-                reason: format!("{} outcomes for {} commands", responses.len(), commands.len()),
+                reason: format!(
+                    "{} outcomes for {} commands",
+                    responses.len(),
+                    commands.len()
+                ),
             });
         }
         responses
@@ -271,41 +310,76 @@ impl Client {
     }
 
     /// Holds seats for `holder`: see [`Selection`].
-    pub async fn hold(&self, event_id: &str, holder: &str, selection: Selection) -> Result<Reply, ClientError> {
-        self.execute(Command::Hold { event_id: event_id.to_string(), holder: holder.to_string(), selection }).await
+    pub async fn hold(
+        &self,
+        event_id: &str,
+        holder: &str,
+        selection: Selection,
+    ) -> Result<Reply, ClientError> {
+        self.execute(Command::Hold {
+            event_id: event_id.to_string(),
+            holder: holder.to_string(),
+            selection,
+        })
+        .await
     }
 
     /// Releases a hold (owner only).
     pub async fn release(&self, hold_id: u64, holder: &str) -> Result<Reply, ClientError> {
-        self.execute(Command::Release { hold_id, holder: holder.to_string() }).await
+        self.execute(Command::Release {
+            hold_id,
+            holder: holder.to_string(),
+        })
+        .await
     }
 
     /// Confirms a hold into a booking with a payment reference (owner only).
-    pub async fn confirm(&self, hold_id: u64, holder: &str, payment_ref: &str) -> Result<Reply, ClientError> {
-        self.execute(Command::Confirm { hold_id, holder: holder.to_string(), payment_ref: payment_ref.to_string() })
-            .await
+    pub async fn confirm(
+        &self,
+        hold_id: u64,
+        holder: &str,
+        payment_ref: &str,
+    ) -> Result<Reply, ClientError> {
+        self.execute(Command::Confirm {
+            hold_id,
+            holder: holder.to_string(),
+            payment_ref: payment_ref.to_string(),
+        })
+        .await
     }
 
     // ----- reads --------------------------------------------------------
 
     /// Answers a query at the requested consistency, with the applied index
     /// the answer reflects. Any node may answer.
-    pub async fn read(&self, query: Query, consistency: Consistency) -> Result<(QueryResult, u64), ClientError> {
-        let query_json = serde_json::to_vec(&query)
-            .map_err(|e| ClientError::Protocol { reason: format!("query does not encode: {e}") })?;
+    pub async fn read(
+        &self,
+        query: Query,
+        consistency: Consistency,
+    ) -> Result<(QueryResult, u64), ClientError> {
+        let query_json = serde_json::to_vec(&query).map_err(|e| ClientError::Protocol {
+            reason: format!("query does not encode: {e}"),
+        })?;
         let consistency = match consistency {
             Consistency::Linearizable => pb::Consistency::Linearizable,
             Consistency::Stale => pb::Consistency::Stale,
         } as i32;
-        let message = pb::ReadRequest { consistency, query_json };
+        let message = pb::ReadRequest {
+            consistency,
+            query_json,
+        };
         let routed = self
             .route(CallKind::Read, move |mut c| {
                 let message = message.clone();
                 async move { c.read(message).await }
             })
             .await?;
-        let result: QueryResult = serde_json::from_slice(&routed.value.result_json)
-            .map_err(|e| ClientError::Protocol { reason: format!("query result does not decode: {e}") })?;
+        let result: QueryResult =
+            serde_json::from_slice(&routed.value.result_json).map_err(|e| {
+                ClientError::Protocol {
+                    reason: format!("query result does not decode: {e}"),
+                }
+            })?;
         Ok((result, routed.value.applied_index))
     }
 
@@ -316,8 +390,12 @@ impl Client {
         &self,
         event_id: &str,
         from_index: u64,
-    ) -> Result<impl Stream<Item = Result<WatchItem, ClientError>> + Send + 'static, ClientError> {
-        let message = pb::WatchRequest { event_id: event_id.to_string(), from_index };
+    ) -> Result<impl Stream<Item = Result<WatchItem, ClientError>> + Send + 'static, ClientError>
+    {
+        let message = pb::WatchRequest {
+            event_id: event_id.to_string(),
+            from_index,
+        };
         let routed = self
             .route(CallKind::Read, move |mut c| {
                 let message = message.clone();
@@ -334,7 +412,10 @@ impl Client {
                 },
                 Ok(None) => None,
                 Err(status) => Some((
-                    Err(ClientError::Unavailable { attempts: 1, last_error: format!("watch stream broke: {status}") }),
+                    Err(ClientError::Unavailable {
+                        attempts: 1,
+                        last_error: format!("watch stream broke: {status}"),
+                    }),
                     None,
                 )),
             }
@@ -355,11 +436,15 @@ impl Client {
             async move {
                 let status = match self.channel(&endpoint) {
                     Err(e) => Err(e.to_string()),
-                    Ok(mut c) => match tokio::time::timeout(timeout, c.status(pb::StatusRequest {})).await {
-                        Ok(Ok(response)) => Ok(convert_status(response.into_inner())),
-                        Ok(Err(status)) => Err(format!("{:?}: {}", status.code(), status.message())),
-                        Err(_) => Err(format!("no answer within {} ms", timeout.as_millis())),
-                    },
+                    Ok(mut c) => {
+                        match tokio::time::timeout(timeout, c.status(pb::StatusRequest {})).await {
+                            Ok(Ok(response)) => Ok(convert_status(response.into_inner())),
+                            Ok(Err(status)) => {
+                                Err(format!("{:?}: {}", status.code(), status.message()))
+                            }
+                            Err(_) => Err(format!("no answer within {} ms", timeout.as_millis())),
+                        }
+                    }
                 };
                 EndpointStatus { endpoint, status }
             }
@@ -381,11 +466,18 @@ impl Client {
         if let Some(leader) = &leader {
             let endpoint = answers
                 .iter()
-                .find(|a| a.status.as_ref().is_ok_and(|s| s.node_id == leader.node_id && s.is_leader()))
+                .find(|a| {
+                    a.status
+                        .as_ref()
+                        .is_ok_and(|s| s.node_id == leader.node_id && s.is_leader())
+                })
                 .map(|a| a.endpoint.clone());
             *lock(&self.inner.leader) = endpoint;
         }
-        ClusterStatus { endpoints: answers, leader }
+        ClusterStatus {
+            endpoints: answers,
+            leader,
+        }
     }
 
     /// One endpoint's status.
@@ -395,7 +487,10 @@ impl Client {
         let timeout = self.inner.options.request_timeout();
         match tokio::time::timeout(timeout, c.status(pb::StatusRequest {})).await {
             Ok(Ok(response)) => Ok(convert_status(response.into_inner())),
-            Ok(Err(status)) => Err(ClientError::Unavailable { attempts: 1, last_error: format!("{endpoint}: {status}") }),
+            Ok(Err(status)) => Err(ClientError::Unavailable {
+                attempts: 1,
+                last_error: format!("{endpoint}: {status}"),
+            }),
             Err(_) => Err(ClientError::Unavailable {
                 attempts: 1,
                 last_error: format!("{endpoint}: no answer within {} ms", timeout.as_millis()),
@@ -413,14 +508,21 @@ impl Client {
             if let Some(leader) = status.leader {
                 return Ok(leader);
             }
-            let last_error = match status.endpoints.iter().find_map(|e| e.status.as_ref().err()) {
+            let last_error = match status
+                .endpoints
+                .iter()
+                .find_map(|e| e.status.as_ref().err())
+            {
                 Some(e) => e.clone(),
                 None => "nodes answered, none leads".to_string(),
             };
             if Instant::now() + POLL_INTERVAL > deadline {
                 return Err(ClientError::Unavailable {
                     attempts: 0,
-                    last_error: format!("no leader within {} ms: {last_error}", timeout.as_millis()),
+                    last_error: format!(
+                        "no leader within {} ms: {last_error}",
+                        timeout.as_millis()
+                    ),
                 });
             }
             tokio::time::sleep(POLL_INTERVAL).await;
@@ -429,8 +531,17 @@ impl Client {
 
     /// Adds `node_id` at `addr` (`host:port`) as a learner; with `blocking`,
     /// answers once it has caught up with the leader's log.
-    pub async fn add_learner(&self, node_id: u64, addr: &str, blocking: bool) -> Result<MembershipChange, ClientError> {
-        let message = pb::AddLearnerRequest { node_id, addr: strip_scheme(addr), blocking };
+    pub async fn add_learner(
+        &self,
+        node_id: u64,
+        addr: &str,
+        blocking: bool,
+    ) -> Result<MembershipChange, ClientError> {
+        let message = pb::AddLearnerRequest {
+            node_id,
+            addr: strip_scheme(addr),
+            blocking,
+        };
         self.learn(node_id, addr);
         let routed = self
             .route(CallKind::Admin, move |mut c| {
@@ -443,7 +554,11 @@ impl Client {
 
     /// Makes `voter_ids` the complete voter set; `retain` keeps removed
     /// voters as learners.
-    pub async fn change_membership(&self, voter_ids: Vec<u64>, retain: bool) -> Result<MembershipChange, ClientError> {
+    pub async fn change_membership(
+        &self,
+        voter_ids: Vec<u64>,
+        retain: bool,
+    ) -> Result<MembershipChange, ClientError> {
         let message = pb::ChangeMembershipRequest { voter_ids, retain };
         let routed = self
             .route(CallKind::Admin, move |mut c| {
@@ -456,8 +571,15 @@ impl Client {
 
     /// Promotes a learner to voter: the leader's current voters plus `node_id`.
     pub async fn promote(&self, node_id: u64) -> Result<MembershipChange, ClientError> {
-        let leader = self.wait_for_leader(self.inner.options.retry_budget()).await?;
-        let mut voters: Vec<u64> = leader.members.iter().filter(|m| m.voter).map(|m| m.node_id).collect();
+        let leader = self
+            .wait_for_leader(self.inner.options.retry_budget())
+            .await?;
+        let mut voters: Vec<u64> = leader
+            .members
+            .iter()
+            .filter(|m| m.voter)
+            .map(|m| m.node_id)
+            .collect();
         if !leader.members.iter().any(|m| m.node_id == node_id) {
             return Err(ClientError::Rejected {
                 code: "membership".into(),
@@ -475,7 +597,9 @@ impl Client {
     pub async fn remove_node(&self, node_id: u64) -> Result<MembershipChange, ClientError> {
         let message = pb::RemoveNodeRequest { node_id };
         let routed = self
-            .route(CallKind::Admin, move |mut c| async move { c.remove_node(message).await })
+            .route(CallKind::Admin, move |mut c| async move {
+                c.remove_node(message).await
+            })
             .await?;
         Ok(convert_membership(routed.value))
     }
@@ -486,9 +610,13 @@ impl Client {
         let endpoint = normalize_endpoint(endpoint);
         let mut c = self.channel(&endpoint)?;
         let timeout = self.inner.options.request_timeout();
-        match tokio::time::timeout(timeout, c.trigger_snapshot(pb::TriggerSnapshotRequest {})).await {
+        match tokio::time::timeout(timeout, c.trigger_snapshot(pb::TriggerSnapshotRequest {})).await
+        {
             Ok(Ok(response)) => Ok(response.into_inner().snapshot_index),
-            Ok(Err(status)) => Err(ClientError::Unavailable { attempts: 1, last_error: format!("{endpoint}: {status}") }),
+            Ok(Err(status)) => Err(ClientError::Unavailable {
+                attempts: 1,
+                last_error: format!("{endpoint}: {status}"),
+            }),
             Err(_) => Err(ClientError::Unavailable {
                 attempts: 1,
                 last_error: format!("{endpoint}: no answer within {} ms", timeout.as_millis()),
@@ -504,7 +632,10 @@ impl Client {
             Some(channel) => channel.clone(),
             None => {
                 let channel = Endpoint::from_shared(endpoint.to_string())
-                    .map_err(|e| ClientError::InvalidEndpoint { endpoint: endpoint.to_string(), reason: e.to_string() })?
+                    .map_err(|e| ClientError::InvalidEndpoint {
+                        endpoint: endpoint.to_string(),
+                        reason: e.to_string(),
+                    })?
                     .connect_timeout(self.inner.options.connect_timeout())
                     .tcp_nodelay(true)
                     .connect_lazy();
@@ -579,21 +710,34 @@ impl Client {
                     if kind.answered_by_leader() {
                         *lock(&self.inner.leader) = Some(target);
                     }
-                    return Ok(Routed { value: response.into_inner(), attempts });
+                    return Ok(Routed {
+                        value: response.into_inner(),
+                        attempts,
+                    });
                 }
                 Ok(Err(status)) => classify(&status),
-                Err(_) => AttemptFailure::Unknown { message: format!("no answer within {} ms", timeout.as_millis()) },
+                Err(_) => AttemptFailure::Unknown {
+                    message: format!("no answer within {} ms", timeout.as_millis()),
+                },
             };
             tracing::debug!(%target, attempt = attempts, ?failure, "attempt failed");
             match failure {
-                AttemptFailure::NotLeader { leader_id, leader_addr, message } => {
+                AttemptFailure::NotLeader {
+                    leader_id,
+                    leader_addr,
+                    message,
+                } => {
                     last_error = format!("{target}: {message}");
-                    let hint = leader_addr.or_else(|| leader_id.and_then(|id| lock(&self.inner.addr_by_id).get(&id).cloned()));
+                    let hint = leader_addr.or_else(|| {
+                        leader_id.and_then(|id| lock(&self.inner.addr_by_id).get(&id).cloned())
+                    });
                     if let (Some(id), Some(addr)) = (leader_id, &hint) {
                         self.learn(id, addr);
                     }
                     match hint {
-                        Some(leader) if leader != target && redirects_in_a_row < REDIRECTS_IN_A_ROW_MAX => {
+                        Some(leader)
+                            if leader != target && redirects_in_a_row < REDIRECTS_IN_A_ROW_MAX =>
+                        {
                             redirects_in_a_row += 1;
                             *lock(&self.inner.leader) = Some(leader.clone());
                             redirect_to = Some(leader);
@@ -616,7 +760,10 @@ impl Client {
                     self.forget_leader(&target);
                 }
                 AttemptFailure::Definite { code, message } => {
-                    return Err(ClientError::Rejected { code, message: format!("{target}: {message}") });
+                    return Err(ClientError::Rejected {
+                        code,
+                        message: format!("{target}: {message}"),
+                    });
                 }
             }
             redirects_in_a_row = 0;
@@ -640,7 +787,10 @@ impl Client {
                 attempts,
                 last_error,
             },
-            _ => ClientError::Unavailable { attempts, last_error },
+            _ => ClientError::Unavailable {
+                attempts,
+                last_error,
+            },
         })
     }
 }
@@ -648,20 +798,31 @@ impl Client {
 // ----- conversions at the protobuf boundary ---------------------------------
 
 fn decode_outcome(bytes: &[u8]) -> Result<Outcome, ClientError> {
-    serde_json::from_slice(bytes).map_err(|e| ClientError::Protocol { reason: format!("outcome does not decode: {e}") })
+    serde_json::from_slice(bytes).map_err(|e| ClientError::Protocol {
+        reason: format!("outcome does not decode: {e}"),
+    })
 }
 
 fn strip_scheme(addr: &str) -> String {
     let addr = addr.trim().trim_end_matches('/');
-    addr.split_once("://").map_or(addr, |(_, rest)| rest).to_string()
+    addr.split_once("://")
+        .map_or(addr, |(_, rest)| rest)
+        .to_string()
 }
 
 fn convert_member(m: pb::Member) -> Member {
-    Member { node_id: m.node_id, addr: m.addr, voter: m.voter }
+    Member {
+        node_id: m.node_id,
+        addr: m.addr,
+        voter: m.voter,
+    }
 }
 
 fn convert_membership(m: pb::MembershipResponse) -> MembershipChange {
-    MembershipChange { log_index: m.log_index, members: m.members.into_iter().map(convert_member).collect() }
+    MembershipChange {
+        log_index: m.log_index,
+        members: m.members.into_iter().map(convert_member).collect(),
+    }
 }
 
 fn convert_status(s: pb::StatusResponse) -> NodeStatus {
@@ -678,7 +839,11 @@ fn convert_status(s: pb::StatusResponse) -> NodeStatus {
         snapshot_index: s.snapshot_index,
         purged_index: s.purged_index,
         members: s.members.into_iter().map(convert_member).collect(),
-        replication: s.replication.into_iter().map(|r| (r.node_id, r.matched_index)).collect(),
+        replication: s
+            .replication
+            .into_iter()
+            .map(|r| (r.node_id, r.matched_index))
+            .collect(),
         state_hash: s.state_hash.iter().map(|b| format!("{b:02x}")).collect(),
     }
 }
@@ -689,11 +854,22 @@ fn convert_watch(message: pb::WatchMessage) -> Result<WatchItem, ClientError> {
         Some(Kind::Changes(c)) => {
             let mut changes = Vec::with_capacity(c.changes.len());
             for change in c.changes {
-                let state: SeatStatus = serde_json::from_slice(&change.state_json)
-                    .map_err(|e| ClientError::Protocol { reason: format!("seat state does not decode: {e}") })?;
-                changes.push(SeatChange { event_id: change.event_id, seat: change.seat, state });
+                let state: SeatStatus =
+                    serde_json::from_slice(&change.state_json).map_err(|e| {
+                        ClientError::Protocol {
+                            reason: format!("seat state does not decode: {e}"),
+                        }
+                    })?;
+                changes.push(SeatChange {
+                    event_id: change.event_id,
+                    seat: change.seat,
+                    state,
+                });
             }
-            Ok(WatchItem::Changes { log_index: c.log_index, changes })
+            Ok(WatchItem::Changes {
+                log_index: c.log_index,
+                changes,
+            })
         }
         Some(Kind::Resync(r)) => {
             let reason = match pb::resync::Reason::try_from(r.reason) {
@@ -703,9 +879,15 @@ fn convert_watch(message: pb::WatchMessage) -> Result<WatchItem, ClientError> {
                 Ok(pb::resync::Reason::Shutdown) => ResyncReason::Shutdown,
                 _ => ResyncReason::Unspecified,
             };
-            Ok(WatchItem::Resync { reason, oldest_index: r.oldest_index, applied_index: r.applied_index })
+            Ok(WatchItem::Resync {
+                reason,
+                oldest_index: r.oldest_index,
+                applied_index: r.applied_index,
+            })
         }
-        None => Err(ClientError::Protocol { reason: "watch message without a kind".into() }),
+        None => Err(ClientError::Protocol {
+            reason: "watch message without a kind".into(),
+        }),
     }
 }
 
@@ -716,8 +898,12 @@ mod tests {
     // Goal: endpoints are normalised to one form, with or without a scheme.
     #[test]
     fn endpoints_are_normalised_and_deduplicated() {
-        let client = Client::connect(["127.0.0.1:1", "http://127.0.0.1:1/", "http://127.0.0.1:2"]).unwrap();
-        assert_eq!(client.endpoints(), vec!["http://127.0.0.1:1", "http://127.0.0.1:2"]);
+        let client =
+            Client::connect(["127.0.0.1:1", "http://127.0.0.1:1/", "http://127.0.0.1:2"]).unwrap();
+        assert_eq!(
+            client.endpoints(),
+            vec!["http://127.0.0.1:1", "http://127.0.0.1:2"]
+        );
         assert_eq!(strip_scheme("http://10.0.0.1:7101/"), "10.0.0.1:7101");
     }
 
@@ -734,11 +920,18 @@ mod tests {
     // Goal: every backoff pause stays within [cap/2, cap] and the cap holds.
     #[test]
     fn backoff_is_bounded() {
-        let options = ClientOptions { backoff_ms_initial: 10, backoff_ms_max: 200, ..ClientOptions::default() };
+        let options = ClientOptions {
+            backoff_ms_initial: 10,
+            backoff_ms_max: 200,
+            ..ClientOptions::default()
+        };
         for failures in 0..40 {
             let pause = options.backoff(failures).as_millis() as u64;
             let cap = (10u64 << failures.min(16)).min(200);
-            assert!(pause >= cap / 2 && pause <= cap, "failures {failures}: {pause} ms");
+            assert!(
+                pause >= cap / 2 && pause <= cap,
+                "failures {failures}: {pause} ms"
+            );
         }
     }
 
@@ -747,21 +940,52 @@ mod tests {
     fn statuses_are_classified_as_documented() {
         let with = |code: &'static str, outcome: &'static str| {
             let mut status = tonic::Status::unavailable("x");
-            status.metadata_mut().insert("booking-error", code.parse().unwrap());
-            status.metadata_mut().insert("booking-outcome", outcome.parse().unwrap());
+            status
+                .metadata_mut()
+                .insert("booking-error", code.parse().unwrap());
+            status
+                .metadata_mut()
+                .insert("booking-outcome", outcome.parse().unwrap());
             classify(&status)
         };
-        assert!(matches!(with("no_leader", "not_applied"), AttemptFailure::NotApplied { .. }));
-        assert!(matches!(with("overloaded", "not_applied"), AttemptFailure::NotApplied { .. }));
-        assert!(matches!(with("outcome_unknown", "unknown"), AttemptFailure::Unknown { .. }));
-        assert!(matches!(with("shutting_down", "unknown"), AttemptFailure::Unknown { .. }));
-        assert!(matches!(with("membership", "not_applied"), AttemptFailure::Definite { .. }));
-        assert!(matches!(with("some_new_code", "not_applied"), AttemptFailure::Definite { .. }));
-        assert!(matches!(with("some_new_code", "unknown"), AttemptFailure::Unknown { .. }));
+        assert!(matches!(
+            with("no_leader", "not_applied"),
+            AttemptFailure::NotApplied { .. }
+        ));
+        assert!(matches!(
+            with("overloaded", "not_applied"),
+            AttemptFailure::NotApplied { .. }
+        ));
+        assert!(matches!(
+            with("outcome_unknown", "unknown"),
+            AttemptFailure::Unknown { .. }
+        ));
+        assert!(matches!(
+            with("shutting_down", "unknown"),
+            AttemptFailure::Unknown { .. }
+        ));
+        assert!(matches!(
+            with("membership", "not_applied"),
+            AttemptFailure::Definite { .. }
+        ));
+        assert!(matches!(
+            with("some_new_code", "not_applied"),
+            AttemptFailure::Definite { .. }
+        ));
+        assert!(matches!(
+            with("some_new_code", "unknown"),
+            AttemptFailure::Unknown { .. }
+        ));
         let mut redirect = tonic::Status::failed_precondition("not leader");
-        redirect.metadata_mut().insert("booking-error", "not_leader".parse().unwrap());
-        redirect.metadata_mut().insert("booking-leader-id", "3".parse().unwrap());
-        redirect.metadata_mut().insert("booking-leader-addr", "127.0.0.1:7103".parse().unwrap());
+        redirect
+            .metadata_mut()
+            .insert("booking-error", "not_leader".parse().unwrap());
+        redirect
+            .metadata_mut()
+            .insert("booking-leader-id", "3".parse().unwrap());
+        redirect
+            .metadata_mut()
+            .insert("booking-leader-addr", "127.0.0.1:7103".parse().unwrap());
         assert_eq!(
             classify(&redirect),
             AttemptFailure::NotLeader {
@@ -771,9 +995,14 @@ mod tests {
             }
         );
         // No metadata: a transport failure after sending may have been delivered.
-        assert!(matches!(classify(&tonic::Status::unavailable("connection reset")), AttemptFailure::Unknown { .. }));
         assert!(matches!(
-            classify(&tonic::Status::unavailable("tcp connect error: Connection refused")),
+            classify(&tonic::Status::unavailable("connection reset")),
+            AttemptFailure::Unknown { .. }
+        ));
+        assert!(matches!(
+            classify(&tonic::Status::unavailable(
+                "tcp connect error: Connection refused"
+            )),
             AttemptFailure::NotApplied { .. }
         ));
     }

@@ -101,7 +101,9 @@ impl ClientError {
         match self {
             ClientError::Unavailable { .. } | ClientError::OutcomeUnknown { .. } => true,
             ClientError::Refused(e) => !e.is_client_error(),
-            ClientError::Rejected { .. } | ClientError::InvalidEndpoint { .. } | ClientError::Protocol { .. } => false,
+            ClientError::Rejected { .. }
+            | ClientError::InvalidEndpoint { .. }
+            | ClientError::Protocol { .. } => false,
         }
     }
 
@@ -131,7 +133,11 @@ impl ClientError {
 pub(crate) enum AttemptFailure {
     /// This node is not the leader; `leader_addr` (`http://host:port`) or
     /// `leader_id` says where to go, when known. Not applied.
-    NotLeader { leader_id: Option<u64>, leader_addr: Option<String>, message: String },
+    NotLeader {
+        leader_id: Option<u64>,
+        leader_addr: Option<String>,
+        message: String,
+    },
     /// Not applied, and another try (after a pause, maybe elsewhere) may work:
     /// no leader, overloaded, cannot connect.
     NotApplied { message: String },
@@ -149,7 +155,13 @@ pub(crate) const META_LEADER_ID: &str = "booking-leader-id";
 pub(crate) const META_LEADER_ADDR: &str = "booking-leader-addr";
 
 pub(crate) fn classify(status: &tonic::Status) -> AttemptFailure {
-    let meta = |key: &str| status.metadata().get(key).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let meta = |key: &str| {
+        status
+            .metadata()
+            .get(key)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
     let message = format!("{:?}: {}", status.code(), status.message());
     let Some(code) = meta(META_ERROR) else {
         return classify_transport(status, message);
@@ -161,7 +173,9 @@ pub(crate) fn classify(status: &tonic::Status) -> AttemptFailure {
             message,
         },
         "no_leader" | "overloaded" => AttemptFailure::NotApplied { message },
-        "outcome_unknown" | "shutting_down" | "storage" | "internal" => AttemptFailure::Unknown { message },
+        "outcome_unknown" | "shutting_down" | "storage" | "internal" => {
+            AttemptFailure::Unknown { message }
+        }
         "invalid_argument" | "membership" => AttemptFailure::Definite { code, message },
         // A code this client does not know yet: trust the outcome metadata,
         // and do not loop on something it cannot interpret.
@@ -189,10 +203,16 @@ fn classify_transport(status: &tonic::Status, message: String) -> AttemptFailure
         return AttemptFailure::NotApplied { message };
     }
     match status.code() {
-        Code::InvalidArgument | Code::Unimplemented | Code::PermissionDenied | Code::Unauthenticated
-        | Code::OutOfRange | Code::NotFound | Code::AlreadyExists => {
-            AttemptFailure::Definite { code: format!("{:?}", status.code()).to_ascii_lowercase(), message }
-        }
+        Code::InvalidArgument
+        | Code::Unimplemented
+        | Code::PermissionDenied
+        | Code::Unauthenticated
+        | Code::OutOfRange
+        | Code::NotFound
+        | Code::AlreadyExists => AttemptFailure::Definite {
+            code: format!("{:?}", status.code()).to_ascii_lowercase(),
+            message,
+        },
         _ => AttemptFailure::Unknown { message },
     }
 }

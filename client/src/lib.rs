@@ -34,8 +34,8 @@ pub use client::{Client, ENDPOINTS_MAX};
 pub use error::ClientError;
 pub use options::ClientOptions;
 pub use types::{
-    ClusterStatus, Consistency, EndpointStatus, Member, MembershipChange, NodeStatus, ResyncReason, Submitted,
-    WatchItem,
+    ClusterStatus, Consistency, EndpointStatus, Member, MembershipChange, NodeStatus, ResyncReason,
+    Submitted, WatchItem,
 };
 
 /// The domain types callers build commands and queries from.

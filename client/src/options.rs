@@ -53,10 +53,17 @@ impl ClientOptions {
     /// (half fixed, half random) so many clients that failed together do not
     /// come back together.
     pub(crate) fn backoff(&self, failures: u32) -> Duration {
-        let exp = self.backoff_ms_initial.max(1).saturating_mul(1u64 << failures.min(16));
+        let exp = self
+            .backoff_ms_initial
+            .max(1)
+            .saturating_mul(1u64 << failures.min(16));
         let capped = exp.min(self.backoff_ms_max.max(1));
         let half = capped / 2;
-        let jitter = if half > 0 { rand::random_range(0..=half) } else { 0 };
+        let jitter = if half > 0 {
+            rand::random_range(0..=half)
+        } else {
+            0
+        };
         Duration::from_millis(half + jitter)
     }
 }

@@ -125,9 +125,16 @@ pub enum ResyncReason {
 #[derive(Clone, Debug, PartialEq)]
 pub enum WatchItem {
     /// The watched event's seat changes from one applied log entry.
-    Changes { log_index: u64, changes: Vec<SeatChange> },
+    Changes {
+        log_index: u64,
+        changes: Vec<SeatChange>,
+    },
     /// The stream cannot continue without a gap; always the last item. Read
     /// the availability (with its applied index) and watch again from
     /// `applied_index + 1`.
-    Resync { reason: ResyncReason, oldest_index: u64, applied_index: u64 },
+    Resync {
+        reason: ResyncReason,
+        oldest_index: u64,
+        applied_index: u64,
+    },
 }

@@ -19,8 +19,13 @@ use tonic::{Request, Response, Status};
 #[derive(Clone, Debug)]
 enum Action {
     Ok,
-    NotLeader { leader_addr: String },
-    Error { code: &'static str, outcome: &'static str },
+    NotLeader {
+        leader_addr: String,
+    },
+    Error {
+        code: &'static str,
+        outcome: &'static str,
+    },
     /// Answers only after this long (longer than the client's timeout).
     Hang(Duration),
 }
@@ -35,8 +40,12 @@ struct FakeNode {
 
 fn error_status(code: &'static str, outcome: &'static str) -> Status {
     let mut status = Status::unavailable(format!("fake {code}"));
-    status.metadata_mut().insert("booking-error", MetadataValue::from_static(code));
-    status.metadata_mut().insert("booking-outcome", MetadataValue::from_static(outcome));
+    status
+        .metadata_mut()
+        .insert("booking-error", MetadataValue::from_static(code));
+    status
+        .metadata_mut()
+        .insert("booking-outcome", MetadataValue::from_static(outcome));
     status
 }
 
@@ -44,13 +53,21 @@ type WatchStream = Pin<Box<dyn futures::Stream<Item = Result<pb::WatchMessage, S
 
 #[tonic::async_trait]
 impl Booking for FakeNode {
-    async fn submit(&self, request: Request<pb::SubmitRequest>) -> Result<Response<pb::SubmitResponse>, Status> {
+    async fn submit(
+        &self,
+        request: Request<pb::SubmitRequest>,
+    ) -> Result<Response<pb::SubmitResponse>, Status> {
         let request = request.into_inner();
-        self.seen.lock().unwrap().push((request.client_id, request.request_id));
+        self.seen
+            .lock()
+            .unwrap()
+            .push((request.client_id, request.request_id));
         let action = self.plan.lock().unwrap().pop_front().unwrap_or(Action::Ok);
         match action {
             Action::Ok => {
-                let outcome: Outcome = Ok(Reply::Released { hold_id: request.request_id });
+                let outcome: Outcome = Ok(Reply::Released {
+                    hold_id: request.request_id,
+                });
                 Ok(Response::new(pb::SubmitResponse {
                     outcome_json: serde_json::to_vec(&outcome).unwrap(),
                     log_index: 7,
@@ -59,9 +76,15 @@ impl Booking for FakeNode {
             }
             Action::NotLeader { leader_addr } => {
                 let mut status = Status::failed_precondition("not the leader");
-                status.metadata_mut().insert("booking-error", MetadataValue::from_static("not_leader"));
-                status.metadata_mut().insert("booking-outcome", MetadataValue::from_static("not_applied"));
-                status.metadata_mut().insert("booking-leader-addr", leader_addr.parse().unwrap());
+                status
+                    .metadata_mut()
+                    .insert("booking-error", MetadataValue::from_static("not_leader"));
+                status
+                    .metadata_mut()
+                    .insert("booking-outcome", MetadataValue::from_static("not_applied"));
+                status
+                    .metadata_mut()
+                    .insert("booking-leader-addr", leader_addr.parse().unwrap());
                 Err(status)
             }
             Action::Error { code, outcome } => Err(error_status(code, outcome)),
@@ -71,20 +94,35 @@ impl Booking for FakeNode {
             }
         }
     }
-    async fn submit_batch(&self, _: Request<pb::SubmitBatchRequest>) -> Result<Response<pb::SubmitBatchResponse>, Status> {
+    async fn submit_batch(
+        &self,
+        _: Request<pb::SubmitBatchRequest>,
+    ) -> Result<Response<pb::SubmitBatchResponse>, Status> {
         Err(Status::unimplemented("fake"))
     }
-    async fn read(&self, _: Request<pb::ReadRequest>) -> Result<Response<pb::ReadResponse>, Status> {
+    async fn read(
+        &self,
+        _: Request<pb::ReadRequest>,
+    ) -> Result<Response<pb::ReadResponse>, Status> {
         Err(Status::unimplemented("fake"))
     }
     type WatchStream = WatchStream;
-    async fn watch(&self, _: Request<pb::WatchRequest>) -> Result<Response<Self::WatchStream>, Status> {
+    async fn watch(
+        &self,
+        _: Request<pb::WatchRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
         Err(Status::unimplemented("fake"))
     }
-    async fn status(&self, _: Request<pb::StatusRequest>) -> Result<Response<pb::StatusResponse>, Status> {
+    async fn status(
+        &self,
+        _: Request<pb::StatusRequest>,
+    ) -> Result<Response<pb::StatusResponse>, Status> {
         Err(Status::unimplemented("fake"))
     }
-    async fn add_learner(&self, _: Request<pb::AddLearnerRequest>) -> Result<Response<pb::MembershipResponse>, Status> {
+    async fn add_learner(
+        &self,
+        _: Request<pb::AddLearnerRequest>,
+    ) -> Result<Response<pb::MembershipResponse>, Status> {
         Err(Status::unimplemented("fake"))
     }
     async fn change_membership(
@@ -93,7 +131,10 @@ impl Booking for FakeNode {
     ) -> Result<Response<pb::MembershipResponse>, Status> {
         Err(Status::unimplemented("fake"))
     }
-    async fn remove_node(&self, _: Request<pb::RemoveNodeRequest>) -> Result<Response<pb::MembershipResponse>, Status> {
+    async fn remove_node(
+        &self,
+        _: Request<pb::RemoveNodeRequest>,
+    ) -> Result<Response<pb::MembershipResponse>, Status> {
         Err(Status::unimplemented("fake"))
     }
     async fn trigger_snapshot(
@@ -106,12 +147,21 @@ impl Booking for FakeNode {
 
 /// Starts a fake node on a free loopback port with the given plan.
 async fn fake_node(id: u64, plan: Vec<Action>) -> (SocketAddr, FakeNode) {
-    let node = FakeNode { id, plan: Arc::new(Mutex::new(plan.into())), seen: Arc::new(Mutex::new(Vec::new())) };
-    let incoming = tonic::transport::server::TcpIncoming::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let node = FakeNode {
+        id,
+        plan: Arc::new(Mutex::new(plan.into())),
+        seen: Arc::new(Mutex::new(Vec::new())),
+    };
+    let incoming =
+        tonic::transport::server::TcpIncoming::bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let addr = incoming.local_addr().unwrap();
     let service = BookingServer::new(node.clone());
     tokio::spawn(async move {
-        tonic::transport::Server::builder().add_service(service).serve_with_incoming(incoming).await.unwrap();
+        tonic::transport::Server::builder()
+            .add_service(service)
+            .serve_with_incoming(incoming)
+            .await
+            .unwrap();
     });
     (addr, node)
 }
@@ -128,20 +178,34 @@ fn fast_options() -> ClientOptions {
 }
 
 fn command() -> Command {
-    Command::Release { hold_id: 1, holder: "alice".into() }
+    Command::Release {
+        hold_id: 1,
+        holder: "alice".into(),
+    }
 }
 
 // Goal: a follower's not_leader hint sends the write to the leader, which is then cached.
 #[tokio::test]
 async fn follows_the_leader_hint_and_caches_it() {
     let (leader_addr, leader) = fake_node(2, vec![]).await;
-    let (follower_addr, follower) =
-        fake_node(1, vec![Action::NotLeader { leader_addr: leader_addr.to_string() }; 3]).await;
+    let (follower_addr, follower) = fake_node(
+        1,
+        vec![
+            Action::NotLeader {
+                leader_addr: leader_addr.to_string()
+            };
+            3
+        ],
+    )
+    .await;
     let client = Client::with_options([follower_addr.to_string()], fast_options()).unwrap();
     let first = client.submit_detailed(command()).await.unwrap();
     assert_eq!(first.attempts, 2);
     assert_eq!(first.leader_id, 2);
-    assert_eq!(client.cached_leader(), Some(format!("http://{leader_addr}")));
+    assert_eq!(
+        client.cached_leader(),
+        Some(format!("http://{leader_addr}"))
+    );
     let second = client.submit_detailed(command()).await.unwrap();
     assert_eq!(second.attempts, 1, "the cached leader is asked first");
     assert_eq!(follower.seen.lock().unwrap().len(), 1);
@@ -154,7 +218,10 @@ async fn unknown_outcome_is_retried_with_the_same_ids() {
     let (addr, node) = fake_node(
         1,
         vec![
-            Action::Error { code: "outcome_unknown", outcome: "unknown" },
+            Action::Error {
+                code: "outcome_unknown",
+                outcome: "unknown",
+            },
             Action::Hang(Duration::from_millis(2_000)),
             Action::Ok,
         ],
@@ -165,8 +232,17 @@ async fn unknown_outcome_is_retried_with_the_same_ids() {
     assert_eq!(submitted.attempts, 3);
     let seen = node.seen.lock().unwrap().clone();
     assert_eq!(seen.len(), 3);
-    assert!(seen.iter().all(|&ids| ids == (client.client_id(), submitted.request_id)), "{seen:?}");
-    assert_eq!(submitted.outcome, Ok(Reply::Released { hold_id: submitted.request_id }));
+    assert!(
+        seen.iter()
+            .all(|&ids| ids == (client.client_id(), submitted.request_id)),
+        "{seen:?}"
+    );
+    assert_eq!(
+        submitted.outcome,
+        Ok(Reply::Released {
+            hold_id: submitted.request_id
+        })
+    );
 }
 
 // Goal: request ids increase per write, and client ids are never 0.
@@ -185,11 +261,27 @@ async fn request_ids_increase() {
 // Goal: exhausting retries after a possibly-applied attempt reports an unknown outcome, with the id to retry.
 #[tokio::test]
 async fn exhausted_after_unknown_is_outcome_unknown() {
-    let plan = vec![Action::Error { code: "outcome_unknown", outcome: "unknown" }; 10];
+    let plan = vec![
+        Action::Error {
+            code: "outcome_unknown",
+            outcome: "unknown"
+        };
+        10
+    ];
     let (addr, _node) = fake_node(1, plan).await;
     let client = Client::with_options([addr.to_string()], fast_options()).unwrap();
     let err = client.submit(command()).await.unwrap_err();
-    assert!(matches!(err, ClientError::OutcomeUnknown { attempts: 5, request_id: Some(1), .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            ClientError::OutcomeUnknown {
+                attempts: 5,
+                request_id: Some(1),
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     assert!(!err.is_definite());
     assert!(err.is_retryable());
 }
@@ -207,11 +299,20 @@ async fn submit_with_id_reuses_the_given_id() {
 // Goal: exhausting retries that were all refused before proposing is a definite Unavailable.
 #[tokio::test]
 async fn exhausted_without_proposal_is_definite_unavailable() {
-    let plan = vec![Action::Error { code: "no_leader", outcome: "not_applied" }; 10];
+    let plan = vec![
+        Action::Error {
+            code: "no_leader",
+            outcome: "not_applied"
+        };
+        10
+    ];
     let (addr, _node) = fake_node(1, plan).await;
     let client = Client::with_options([addr.to_string()], fast_options()).unwrap();
     let err = client.submit(command()).await.unwrap_err();
-    assert!(matches!(err, ClientError::Unavailable { attempts: 5, .. }), "{err:?}");
+    assert!(
+        matches!(err, ClientError::Unavailable { attempts: 5, .. }),
+        "{err:?}"
+    );
     assert!(err.is_definite());
     assert!(err.is_retryable());
 }
@@ -219,10 +320,20 @@ async fn exhausted_without_proposal_is_definite_unavailable() {
 // Goal: a node that refuses the request as malformed ends the call at once.
 #[tokio::test]
 async fn invalid_argument_is_rejected_without_retry() {
-    let (addr, node) = fake_node(1, vec![Action::Error { code: "invalid_argument", outcome: "not_applied" }]).await;
+    let (addr, node) = fake_node(
+        1,
+        vec![Action::Error {
+            code: "invalid_argument",
+            outcome: "not_applied",
+        }],
+    )
+    .await;
     let client = Client::with_options([addr.to_string()], fast_options()).unwrap();
     let err = client.submit(command()).await.unwrap_err();
-    assert!(matches!(&err, ClientError::Rejected { code, .. } if code == "invalid_argument"), "{err:?}");
+    assert!(
+        matches!(&err, ClientError::Rejected { code, .. } if code == "invalid_argument"),
+        "{err:?}"
+    );
     assert!(err.is_definite());
     assert!(!err.is_retryable());
     assert_eq!(node.seen.lock().unwrap().len(), 1);
@@ -235,20 +346,30 @@ async fn refused_connection_moves_on_to_the_next_endpoint() {
     let dead_addr = dead.local_addr().unwrap();
     drop(dead);
     let (addr, node) = fake_node(3, vec![]).await;
-    let client = Client::with_options([dead_addr.to_string(), addr.to_string()], fast_options()).unwrap();
+    let client =
+        Client::with_options([dead_addr.to_string(), addr.to_string()], fast_options()).unwrap();
     let submitted = client.submit_detailed(command()).await.unwrap();
     assert_eq!(submitted.leader_id, 3);
     assert_eq!(node.seen.lock().unwrap().len(), 1);
 
     let only_dead = Client::with_options([dead_addr.to_string()], fast_options()).unwrap();
     let err = only_dead.submit(command()).await.unwrap_err();
-    assert!(matches!(err, ClientError::Unavailable { .. }), "a refused connection applied nothing: {err:?}");
+    assert!(
+        matches!(err, ClientError::Unavailable { .. }),
+        "a refused connection applied nothing: {err:?}"
+    );
 }
 
 // Goal: no endpoints, or an unusable one, is refused up front.
 #[test]
 fn bad_endpoints_are_refused() {
     let none: [&str; 0] = [];
-    assert!(matches!(Client::connect(none), Err(ClientError::InvalidEndpoint { .. })));
-    assert!(matches!(Client::connect(["http://bad host:1"]), Err(ClientError::InvalidEndpoint { .. })));
+    assert!(matches!(
+        Client::connect(none),
+        Err(ClientError::InvalidEndpoint { .. })
+    ));
+    assert!(matches!(
+        Client::connect(["http://bad host:1"]),
+        Err(ClientError::InvalidEndpoint { .. })
+    ));
 }

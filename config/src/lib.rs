@@ -164,7 +164,10 @@ pub mod limits {
 
 impl Default for ClusterSection {
     fn default() -> Self {
-        ClusterSection { name: defaults::CLUSTER_NAME.to_string(), data_dir: PathBuf::from(defaults::DATA_DIR) }
+        ClusterSection {
+            name: defaults::CLUSTER_NAME.to_string(),
+            data_dir: PathBuf::from(defaults::DATA_DIR),
+        }
     }
 }
 
@@ -196,7 +199,9 @@ impl Default for BookingSection {
 impl Default for GatewaySection {
     fn default() -> Self {
         GatewaySection {
-            listen: defaults::GATEWAY_LISTEN.parse().expect("default gateway address parses"),
+            listen: defaults::GATEWAY_LISTEN
+                .parse()
+                .expect("default gateway address parses"),
             admin_token: defaults::ADMIN_TOKEN.to_string(),
         }
     }
@@ -218,8 +223,10 @@ impl ClusterConfig {
     /// Reads, parses and validates the file at `path`. Errors name the file, the
     /// line and the key. `base_dir` becomes the file's directory, made absolute.
     pub fn load(path: &Path) -> Result<ClusterConfig, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
         // Absolute, so a node that changes directory (or a child process started
         // elsewhere) still finds the same data directory.
         let origin = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
@@ -250,7 +257,10 @@ impl ClusterConfig {
 
     /// gRPC endpoints of every node in file order, e.g. `http://127.0.0.1:7101`.
     pub fn endpoints(&self) -> Vec<String> {
-        self.nodes.iter().map(|n| format!("http://{}", n.addr)).collect()
+        self.nodes
+            .iter()
+            .map(|n| format!("http://{}", n.addr))
+            .collect()
     }
 
     /// Node ids in file order.

@@ -14,8 +14,8 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::{
-    limits, BookingSection, ClusterConfig, ClusterSection, ConfigError, GatewaySection, NodeSection,
-    RaftSection,
+    limits, BookingSection, ClusterConfig, ClusterSection, ConfigError, GatewaySection,
+    NodeSection, RaftSection,
 };
 
 /// A value that may be absent from the file, with where it was if present.
@@ -89,7 +89,13 @@ impl Source<'_> {
             }
             None => (None, None),
         };
-        ConfigError::Invalid { path: self.origin.to_path_buf(), key: Some(key.to_string()), line, column, message }
+        ConfigError::Invalid {
+            path: self.origin.to_path_buf(),
+            key: Some(key.to_string()),
+            line,
+            column,
+            message,
+        }
     }
 }
 
@@ -134,10 +140,20 @@ pub(crate) fn parse(text: &str, origin: &Path) -> Result<ClusterConfig, ConfigEr
         Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    Ok(ClusterConfig { cluster, raft, booking, nodes, gateway, base_dir })
+    Ok(ClusterConfig {
+        cluster,
+        raft,
+        booking,
+        nodes,
+        gateway,
+        base_dir,
+    })
 }
 
-fn cluster_section(src: &Source<'_>, raw: Option<RawCluster>) -> Result<ClusterSection, ConfigError> {
+fn cluster_section(
+    src: &Source<'_>,
+    raw: Option<RawCluster>,
+) -> Result<ClusterSection, ConfigError> {
     let default = ClusterSection::default();
     let Some(raw) = raw else { return Ok(default) };
     let (name, name_span) = take(raw.name, default.name);
@@ -145,48 +161,89 @@ fn cluster_section(src: &Source<'_>, raw: Option<RawCluster>) -> Result<ClusterS
         return Err(src.error(
             "cluster.name",
             name_span,
-            format!("must be 1 to {} characters long", limits::CLUSTER_NAME_LEN_MAX),
+            format!(
+                "must be 1 to {} characters long",
+                limits::CLUSTER_NAME_LEN_MAX
+            ),
         ));
     }
-    if !name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) {
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
         return Err(src.error(
             "cluster.name",
             name_span,
             format!("{name:?} may only hold ASCII letters, digits, '-', '_' and '.'"),
         ));
     }
-    let (data_dir, data_dir_span) =
-        take(raw.data_dir, default.data_dir.to_string_lossy().into_owned());
+    let (data_dir, data_dir_span) = take(
+        raw.data_dir,
+        default.data_dir.to_string_lossy().into_owned(),
+    );
     if data_dir.trim().is_empty() {
-        return Err(src.error("cluster.data_dir", data_dir_span, "must not be empty".to_string()));
+        return Err(src.error(
+            "cluster.data_dir",
+            data_dir_span,
+            "must not be empty".to_string(),
+        ));
     }
-    Ok(ClusterSection { name, data_dir: PathBuf::from(data_dir) })
+    Ok(ClusterSection {
+        name,
+        data_dir: PathBuf::from(data_dir),
+    })
 }
 
 fn raft_section(src: &Source<'_>, raw: Option<RawRaft>) -> Result<RaftSection, ConfigError> {
     let d = RaftSection::default();
     let Some(raw) = raw else { return Ok(d) };
-    let (heartbeat_interval_ms, heartbeat_span) = take(raw.heartbeat_interval_ms, d.heartbeat_interval_ms);
+    let (heartbeat_interval_ms, heartbeat_span) =
+        take(raw.heartbeat_interval_ms, d.heartbeat_interval_ms);
     let (election_timeout_ms, election_span) = take(raw.election_timeout_ms, d.election_timeout_ms);
-    let (snapshot_every_entries, snapshot_span) = take(raw.snapshot_every_entries, d.snapshot_every_entries);
-    let (max_in_snapshot_log_to_keep, _) = take(raw.max_in_snapshot_log_to_keep, d.max_in_snapshot_log_to_keep);
-    let (install_snapshot_timeout_ms, install_span) =
-        take(raw.install_snapshot_timeout_ms, d.install_snapshot_timeout_ms);
+    let (snapshot_every_entries, snapshot_span) =
+        take(raw.snapshot_every_entries, d.snapshot_every_entries);
+    let (max_in_snapshot_log_to_keep, _) = take(
+        raw.max_in_snapshot_log_to_keep,
+        d.max_in_snapshot_log_to_keep,
+    );
+    let (install_snapshot_timeout_ms, install_span) = take(
+        raw.install_snapshot_timeout_ms,
+        d.install_snapshot_timeout_ms,
+    );
     let (rpc_timeout_ms, rpc_span) = take(raw.rpc_timeout_ms, d.rpc_timeout_ms);
     let (propose_batch_max, batch_span) = take(raw.propose_batch_max, d.propose_batch_max);
     let (propose_linger_us, linger_span) = take(raw.propose_linger_us, d.propose_linger_us);
 
     let in_range = |key: &str, value: u64, span: &Option<Range<usize>>, max: u64| {
         if value == 0 || value > max {
-            Err(src.error(key, span.clone(), format!("{value} is out of range: must be between 1 and {max}")))
+            Err(src.error(
+                key,
+                span.clone(),
+                format!("{value} is out of range: must be between 1 and {max}"),
+            ))
         } else {
             Ok(())
         }
     };
-    in_range("raft.heartbeat_interval_ms", heartbeat_interval_ms, &heartbeat_span, limits::RAFT_TIMEOUT_MS_MAX)?;
+    in_range(
+        "raft.heartbeat_interval_ms",
+        heartbeat_interval_ms,
+        &heartbeat_span,
+        limits::RAFT_TIMEOUT_MS_MAX,
+    )?;
     let [election_min, election_max] = election_timeout_ms;
-    in_range("raft.election_timeout_ms", election_min, &election_span, limits::RAFT_TIMEOUT_MS_MAX)?;
-    in_range("raft.election_timeout_ms", election_max, &election_span, limits::RAFT_TIMEOUT_MS_MAX)?;
+    in_range(
+        "raft.election_timeout_ms",
+        election_min,
+        &election_span,
+        limits::RAFT_TIMEOUT_MS_MAX,
+    )?;
+    in_range(
+        "raft.election_timeout_ms",
+        election_max,
+        &election_span,
+        limits::RAFT_TIMEOUT_MS_MAX,
+    )?;
     if election_min >= election_max {
         return Err(src.error(
             "raft.election_timeout_ms",
@@ -211,15 +268,38 @@ fn raft_section(src: &Source<'_>, raw: Option<RawRaft>) -> Result<RaftSection, C
             ),
         ));
     }
-    in_range("raft.snapshot_every_entries", snapshot_every_entries, &snapshot_span, u64::MAX)?;
-    in_range("raft.install_snapshot_timeout_ms", install_snapshot_timeout_ms, &install_span, limits::RAFT_TIMEOUT_MS_MAX)?;
-    in_range("raft.rpc_timeout_ms", rpc_timeout_ms, &rpc_span, limits::RAFT_TIMEOUT_MS_MAX)?;
-    in_range("raft.propose_batch_max", propose_batch_max as u64, &batch_span, limits::PROPOSE_BATCH_MAX_MAX as u64)?;
+    in_range(
+        "raft.snapshot_every_entries",
+        snapshot_every_entries,
+        &snapshot_span,
+        u64::MAX,
+    )?;
+    in_range(
+        "raft.install_snapshot_timeout_ms",
+        install_snapshot_timeout_ms,
+        &install_span,
+        limits::RAFT_TIMEOUT_MS_MAX,
+    )?;
+    in_range(
+        "raft.rpc_timeout_ms",
+        rpc_timeout_ms,
+        &rpc_span,
+        limits::RAFT_TIMEOUT_MS_MAX,
+    )?;
+    in_range(
+        "raft.propose_batch_max",
+        propose_batch_max as u64,
+        &batch_span,
+        limits::PROPOSE_BATCH_MAX_MAX as u64,
+    )?;
     if propose_linger_us > limits::PROPOSE_LINGER_US_MAX {
         return Err(src.error(
             "raft.propose_linger_us",
             linger_span,
-            format!("{propose_linger_us} is out of range: must be at most {}", limits::PROPOSE_LINGER_US_MAX),
+            format!(
+                "{propose_linger_us} is out of range: must be at most {}",
+                limits::PROPOSE_LINGER_US_MAX
+            ),
         ));
     }
     Ok(RaftSection {
@@ -234,7 +314,10 @@ fn raft_section(src: &Source<'_>, raw: Option<RawRaft>) -> Result<RaftSection, C
     })
 }
 
-fn booking_section(src: &Source<'_>, raw: Option<RawBooking>) -> Result<BookingSection, ConfigError> {
+fn booking_section(
+    src: &Source<'_>,
+    raw: Option<RawBooking>,
+) -> Result<BookingSection, ConfigError> {
     let d = BookingSection::default();
     let Some(raw) = raw else { return Ok(d) };
     let (hold_ttl_ms, hold_span) = take(raw.hold_ttl_ms, d.hold_ttl_ms);
@@ -249,14 +332,24 @@ fn booking_section(src: &Source<'_>, raw: Option<RawBooking>) -> Result<BookingS
             return Err(src.error(
                 key,
                 span,
-                format!("{value} is out of range: must be between 1 and {}", limits::BOOKING_DURATION_MS_MAX),
+                format!(
+                    "{value} is out of range: must be between 1 and {}",
+                    limits::BOOKING_DURATION_MS_MAX
+                ),
             ));
         }
     }
-    Ok(BookingSection { hold_ttl_ms, payment_window_ms, expiry_sweep_ms })
+    Ok(BookingSection {
+        hold_ttl_ms,
+        payment_window_ms,
+        expiry_sweep_ms,
+    })
 }
 
-fn node_sections(src: &Source<'_>, raw: Opt<Vec<RawNode>>) -> Result<Vec<NodeSection>, ConfigError> {
+fn node_sections(
+    src: &Source<'_>,
+    raw: Opt<Vec<RawNode>>,
+) -> Result<Vec<NodeSection>, ConfigError> {
     let (raw_nodes, list_span) = take(raw, Vec::new());
     if raw_nodes.is_empty() {
         return Err(src.error(
@@ -269,7 +362,11 @@ fn node_sections(src: &Source<'_>, raw: Opt<Vec<RawNode>>) -> Result<Vec<NodeSec
         return Err(src.error(
             "node",
             list_span,
-            format!("{} [[node]] tables: at most {} are allowed", raw_nodes.len(), limits::NODES_MAX),
+            format!(
+                "{} [[node]] tables: at most {} are allowed",
+                raw_nodes.len(),
+                limits::NODES_MAX
+            ),
         ));
     }
     // Every socket address any node binds, with the key that claimed it first,
@@ -282,7 +379,11 @@ fn node_sections(src: &Source<'_>, raw: Opt<Vec<RawNode>>) -> Result<Vec<NodeSec
         let id_key = format!("node[{position}].id");
         let id = *raw.id.get_ref();
         if id == 0 {
-            return Err(src.error(&id_key, Some(raw.id.span()), "node ids start at 1".to_string()));
+            return Err(src.error(
+                &id_key,
+                Some(raw.id.span()),
+                "node ids start at 1".to_string(),
+            ));
         }
         if let Some(first) = ids.insert(id, position) {
             return Err(src.error(
@@ -291,9 +392,16 @@ fn node_sections(src: &Source<'_>, raw: Opt<Vec<RawNode>>) -> Result<Vec<NodeSec
                 format!("duplicate node id {id} (already used by node[{first}])"),
             ));
         }
-        let mut claim = |key: String, addr: SocketAddr, span: Range<usize>| -> Result<(), ConfigError> {
+        let mut claim = |key: String,
+                         addr: SocketAddr,
+                         span: Range<usize>|
+         -> Result<(), ConfigError> {
             if addr.port() == 0 {
-                return Err(src.error(&key, Some(span), format!("{addr}: port 0 is not allowed; peers must know the port")));
+                return Err(src.error(
+                    &key,
+                    Some(span),
+                    format!("{addr}: port 0 is not allowed; peers must know the port"),
+                ));
             }
             if addr.ip().is_unspecified() {
                 return Err(src.error(
@@ -303,7 +411,11 @@ fn node_sections(src: &Source<'_>, raw: Opt<Vec<RawNode>>) -> Result<Vec<NodeSec
                 ));
             }
             if let Some(first) = addrs.insert(addr, key.clone()) {
-                return Err(src.error(&key, Some(span), format!("duplicate address {addr} (already used by {first})")));
+                return Err(src.error(
+                    &key,
+                    Some(span),
+                    format!("duplicate address {addr} (already used by {first})"),
+                ));
             }
             Ok(())
         };
@@ -311,12 +423,20 @@ fn node_sections(src: &Source<'_>, raw: Opt<Vec<RawNode>>) -> Result<Vec<NodeSec
         claim(format!("node[{position}].addr"), addr, raw.addr.span())?;
         let metrics_addr = match raw.metrics_addr {
             Some(m) => {
-                claim(format!("node[{position}].metrics_addr"), *m.get_ref(), m.span())?;
+                claim(
+                    format!("node[{position}].metrics_addr"),
+                    *m.get_ref(),
+                    m.span(),
+                )?;
                 Some(m.into_inner())
             }
             None => None,
         };
-        nodes.push(NodeSection { id, addr, metrics_addr });
+        nodes.push(NodeSection {
+            id,
+            addr,
+            metrics_addr,
+        });
     }
     Ok(nodes)
 }
@@ -327,13 +447,27 @@ fn gateway_section(
     nodes: &[NodeSection],
 ) -> Result<GatewaySection, ConfigError> {
     let d = GatewaySection::default();
-    let Some(raw) = raw else { return check_gateway_clash(src, d, None, nodes) };
+    let Some(raw) = raw else {
+        return check_gateway_clash(src, d, None, nodes);
+    };
     let (listen, listen_span) = take(raw.listen, d.listen);
     let (admin_token, token_span) = take(raw.admin_token, d.admin_token);
     if admin_token.trim().is_empty() {
-        return Err(src.error("gateway.admin_token", token_span, "must not be empty".to_string()));
+        return Err(src.error(
+            "gateway.admin_token",
+            token_span,
+            "must not be empty".to_string(),
+        ));
     }
-    check_gateway_clash(src, GatewaySection { listen, admin_token }, listen_span, nodes)
+    check_gateway_clash(
+        src,
+        GatewaySection {
+            listen,
+            admin_token,
+        },
+        listen_span,
+        nodes,
+    )
 }
 
 /// The gateway usually runs on a node's host; it must not take a node's port.
@@ -405,9 +539,15 @@ pub(crate) fn key_at(text: &str, offset: usize) -> Option<String> {
         }
     }
     if let Some((name, is_array)) = header_name(line) {
-        return Some(if is_array && name == "node" { format!("node[{}]", node_tables + 1) } else { name });
+        return Some(if is_array && name == "node" {
+            format!("node[{}]", node_tables + 1)
+        } else {
+            name
+        });
     }
-    let local = line.split_once('=').map(|(lhs, _)| lhs.trim().trim_matches('"').to_string());
+    let local = line
+        .split_once('=')
+        .map(|(lhs, _)| lhs.trim().trim_matches('"').to_string());
     match (section, local) {
         (Some(section), Some(local)) if !local.is_empty() => Some(format!("{section}.{local}")),
         (None, Some(local)) if !local.is_empty() => Some(local),
@@ -424,7 +564,11 @@ fn header_name(line: &str) -> Option<(String, bool)> {
     if let Some(inner) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
         // `[1, 2]` is an array value on a continuation line, not a header.
         let inner = inner.trim();
-        if !inner.is_empty() && inner.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '"')) {
+        if !inner.is_empty()
+            && inner
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '"'))
+        {
             return Some((inner.to_string(), false));
         }
     }

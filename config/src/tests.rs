@@ -22,8 +22,14 @@ fn assert_refused(text: &str, key: &str, line: usize) -> ConfigError {
     assert_eq!(err.key(), Some(key), "wrong key in: {err}");
     assert_eq!(err.line(), Some(line), "wrong line in: {err}");
     let shown = err.to_string();
-    assert!(shown.contains(&format!("`{key}`")), "message does not name the key: {shown}");
-    assert!(shown.contains(&format!("{ORIGIN}:{line}:")), "message does not name the line: {shown}");
+    assert!(
+        shown.contains(&format!("`{key}`")),
+        "message does not name the key: {shown}"
+    );
+    assert!(
+        shown.contains(&format!("{ORIGIN}:{line}:")),
+        "message does not name the line: {shown}"
+    );
     err
 }
 
@@ -45,8 +51,14 @@ fn defaults_fill_every_absent_key() {
     assert_eq!(config.booking.hold_ttl_ms, 600_000);
     assert_eq!(config.gateway.admin_token, "dev-admin-token");
     assert_eq!(config.base_dir, Path::new("/etc/booking"));
-    assert_eq!(config.node_data_dir(1), Path::new("/etc/booking/data/node-1"));
-    assert_eq!(config.endpoints(), vec!["http://127.0.0.1:7101".to_string()]);
+    assert_eq!(
+        config.node_data_dir(1),
+        Path::new("/etc/booking/data/node-1")
+    );
+    assert_eq!(
+        config.endpoints(),
+        vec!["http://127.0.0.1:7101".to_string()]
+    );
 }
 
 // Goal: the root cluster.toml is the documented local 3-node cluster.
@@ -56,9 +68,16 @@ fn shipped_cluster_toml_is_the_local_three_node_cluster() {
     assert_eq!(config.node_ids(), vec![1, 2, 3]);
     assert_eq!(
         config.endpoints(),
-        vec!["http://127.0.0.1:7101", "http://127.0.0.1:7102", "http://127.0.0.1:7103"]
+        vec![
+            "http://127.0.0.1:7101",
+            "http://127.0.0.1:7102",
+            "http://127.0.0.1:7103"
+        ]
     );
-    assert_eq!(config.node(3).unwrap().metrics_addr, Some("127.0.0.1:9103".parse().unwrap()));
+    assert_eq!(
+        config.node(3).unwrap().metrics_addr,
+        Some("127.0.0.1:9103".parse().unwrap())
+    );
     assert_eq!(config.gateway, GatewaySection::default());
     assert_eq!(config.raft, RaftSection::default());
     assert_eq!(config.booking, BookingSection::default());
@@ -72,7 +91,11 @@ fn five_node_example_parses() {
     assert_eq!(config.node_ids(), vec![1, 2, 3, 4, 5]);
     let local = parse(include_str!("../../cluster.toml")).unwrap();
     for node in &config.nodes {
-        assert!(local.nodes.iter().all(|l| l.addr != node.addr), "{} clashes with cluster.toml", node.addr);
+        assert!(
+            local.nodes.iter().all(|l| l.addr != node.addr),
+            "{} clashes with cluster.toml",
+            node.addr
+        );
     }
     assert_ne!(config.gateway.listen, local.gateway.listen);
 }
@@ -82,9 +105,16 @@ fn five_node_example_parses() {
 fn load_resolves_relative_data_dir_against_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("c.toml");
-    std::fs::write(&path, format!("[cluster]\ndata_dir = \"state\"\n{ONE_NODE}")).unwrap();
+    std::fs::write(
+        &path,
+        format!("[cluster]\ndata_dir = \"state\"\n{ONE_NODE}"),
+    )
+    .unwrap();
     let config = ClusterConfig::load(&path).unwrap();
-    assert_eq!(config.node_data_dir(1), dir.path().join("state").join("node-1"));
+    assert_eq!(
+        config.node_data_dir(1),
+        dir.path().join("state").join("node-1")
+    );
 }
 
 // Goal: a missing file is an error that names the path.
@@ -92,7 +122,10 @@ fn load_resolves_relative_data_dir_against_the_file() {
 fn missing_file_names_the_path() {
     let err = ClusterConfig::load(Path::new("/nonexistent/cluster.toml")).unwrap_err();
     assert!(matches!(err, ConfigError::Read { .. }));
-    assert!(err.to_string().contains("/nonexistent/cluster.toml"), "{err}");
+    assert!(
+        err.to_string().contains("/nonexistent/cluster.toml"),
+        "{err}"
+    );
 }
 
 // Goal: a TOML syntax error names its line.
@@ -106,7 +139,11 @@ fn syntax_error_names_the_line() {
 // Goal: an unknown key in a section is refused with its dotted name and line.
 #[test]
 fn unknown_key_in_section_is_refused() {
-    let err = assert_refused(&format!("[raft]\nheartbeat_interval_ms = 100\nheartbeat_ms = 50\n{ONE_NODE}"), "raft.heartbeat_ms", 3);
+    let err = assert_refused(
+        &format!("[raft]\nheartbeat_interval_ms = 100\nheartbeat_ms = 50\n{ONE_NODE}"),
+        "raft.heartbeat_ms",
+        3,
+    );
     assert!(err.to_string().contains("unknown field"), "{err}");
 }
 
@@ -119,19 +156,34 @@ fn unknown_section_is_refused() {
 // Goal: an unknown key inside a [[node]] is refused with the node's position.
 #[test]
 fn unknown_key_in_node_is_refused() {
-    assert_refused(&format!("{}[[node]]\nid = 4\naddr = \"127.0.0.1:7104\"\nport = 3\n", nodes3()), "node[4].port", 16);
+    assert_refused(
+        &format!(
+            "{}[[node]]\nid = 4\naddr = \"127.0.0.1:7104\"\nport = 3\n",
+            nodes3()
+        ),
+        "node[4].port",
+        16,
+    );
 }
 
 // Goal: a value of the wrong type names its key.
 #[test]
 fn wrong_type_is_refused() {
-    assert_refused(&format!("[booking]\nhold_ttl_ms = \"ten minutes\"\n{ONE_NODE}"), "booking.hold_ttl_ms", 2);
+    assert_refused(
+        &format!("[booking]\nhold_ttl_ms = \"ten minutes\"\n{ONE_NODE}"),
+        "booking.hold_ttl_ms",
+        2,
+    );
 }
 
 // Goal: an address that does not parse names its key.
 #[test]
 fn bad_address_is_refused() {
-    assert_refused("[[node]]\nid = 1\naddr = \"localhost\"\n", "node[1].addr", 3);
+    assert_refused(
+        "[[node]]\nid = 1\naddr = \"localhost\"\n",
+        "node[1].addr",
+        3,
+    );
 }
 
 // Goal: a file without nodes is refused, naming `node`.
@@ -177,37 +229,66 @@ fn metrics_addr_clashing_with_a_node_addr_is_refused() {
 // Goal: node id 0 is refused.
 #[test]
 fn node_id_zero_is_refused() {
-    assert_refused("[[node]]\nid = 0\naddr = \"127.0.0.1:7101\"\n", "node[1].id", 2);
+    assert_refused(
+        "[[node]]\nid = 0\naddr = \"127.0.0.1:7101\"\n",
+        "node[1].id",
+        2,
+    );
 }
 
 // Goal: port 0 and 0.0.0.0 are refused as node addresses (peers dial them).
 #[test]
 fn undialable_node_addr_is_refused() {
-    assert_refused("[[node]]\nid = 1\naddr = \"127.0.0.1:0\"\n", "node[1].addr", 3);
-    assert_refused("[[node]]\nid = 1\naddr = \"0.0.0.0:7101\"\n", "node[1].addr", 3);
+    assert_refused(
+        "[[node]]\nid = 1\naddr = \"127.0.0.1:0\"\n",
+        "node[1].addr",
+        3,
+    );
+    assert_refused(
+        "[[node]]\nid = 1\naddr = \"0.0.0.0:7101\"\n",
+        "node[1].addr",
+        3,
+    );
 }
 
 // Goal: election timeout min not above the heartbeat is refused.
 #[test]
 fn election_min_not_above_heartbeat_is_refused() {
-    let text = format!("[raft]\nheartbeat_interval_ms = 400\nelection_timeout_ms = [400, 800]\n{ONE_NODE}");
+    let text = format!(
+        "[raft]\nheartbeat_interval_ms = 400\nelection_timeout_ms = [400, 800]\n{ONE_NODE}"
+    );
     let err = assert_refused(&text, "raft.election_timeout_ms", 3);
     assert!(err.to_string().contains("heartbeat_interval_ms"), "{err}");
     // With the election timeout defaulted, the heartbeat (the key in the file) is blamed.
-    assert_refused(&format!("[raft]\nheartbeat_interval_ms = 500\n{ONE_NODE}"), "raft.heartbeat_interval_ms", 2);
+    assert_refused(
+        &format!("[raft]\nheartbeat_interval_ms = 500\n{ONE_NODE}"),
+        "raft.heartbeat_interval_ms",
+        2,
+    );
 }
 
 // Goal: election timeout min ≥ max is refused.
 #[test]
 fn election_min_not_below_max_is_refused() {
-    let err = assert_refused(&format!("[raft]\nelection_timeout_ms = [800, 800]\n{ONE_NODE}"), "raft.election_timeout_ms", 2);
-    assert!(err.to_string().contains("min must be less than max"), "{err}");
+    let err = assert_refused(
+        &format!("[raft]\nelection_timeout_ms = [800, 800]\n{ONE_NODE}"),
+        "raft.election_timeout_ms",
+        2,
+    );
+    assert!(
+        err.to_string().contains("min must be less than max"),
+        "{err}"
+    );
 }
 
 // Goal: an election timeout that is not a pair is refused.
 #[test]
 fn election_timeout_not_a_pair_is_refused() {
-    assert_refused(&format!("[raft]\nelection_timeout_ms = [400]\n{ONE_NODE}"), "raft.election_timeout_ms", 2);
+    assert_refused(
+        &format!("[raft]\nelection_timeout_ms = [400]\n{ONE_NODE}"),
+        "raft.election_timeout_ms",
+        2,
+    );
 }
 
 // Goal: zero timeouts and sizes are refused, each by name.
@@ -220,37 +301,89 @@ fn zero_values_are_refused() {
         "rpc_timeout_ms",
         "propose_batch_max",
     ] {
-        assert_refused(&format!("[raft]\n{key} = 0\n{ONE_NODE}"), &format!("raft.{key}"), 2);
+        assert_refused(
+            &format!("[raft]\n{key} = 0\n{ONE_NODE}"),
+            &format!("raft.{key}"),
+            2,
+        );
     }
-    assert_refused(&format!("[raft]\nelection_timeout_ms = [0, 800]\n{ONE_NODE}"), "raft.election_timeout_ms", 2);
+    assert_refused(
+        &format!("[raft]\nelection_timeout_ms = [0, 800]\n{ONE_NODE}"),
+        "raft.election_timeout_ms",
+        2,
+    );
     for key in ["hold_ttl_ms", "payment_window_ms", "expiry_sweep_ms"] {
-        assert_refused(&format!("[booking]\n{key} = 0\n{ONE_NODE}"), &format!("booking.{key}"), 2);
+        assert_refused(
+            &format!("[booking]\n{key} = 0\n{ONE_NODE}"),
+            &format!("booking.{key}"),
+            2,
+        );
     }
 }
 
 // Goal: absurdly large values are refused (a bound on everything).
 #[test]
 fn out_of_range_values_are_refused() {
-    assert_refused(&format!("[raft]\npropose_linger_us = 5000000\n{ONE_NODE}"), "raft.propose_linger_us", 2);
-    assert_refused(&format!("[raft]\npropose_batch_max = 1000000\n{ONE_NODE}"), "raft.propose_batch_max", 2);
-    assert_refused(&format!("[booking]\nhold_ttl_ms = 999999999999\n{ONE_NODE}"), "booking.hold_ttl_ms", 2);
-    assert_refused(&format!("[raft]\nheartbeat_interval_ms = -5\n{ONE_NODE}"), "raft.heartbeat_interval_ms", 2);
+    assert_refused(
+        &format!("[raft]\npropose_linger_us = 5000000\n{ONE_NODE}"),
+        "raft.propose_linger_us",
+        2,
+    );
+    assert_refused(
+        &format!("[raft]\npropose_batch_max = 1000000\n{ONE_NODE}"),
+        "raft.propose_batch_max",
+        2,
+    );
+    assert_refused(
+        &format!("[booking]\nhold_ttl_ms = 999999999999\n{ONE_NODE}"),
+        "booking.hold_ttl_ms",
+        2,
+    );
+    assert_refused(
+        &format!("[raft]\nheartbeat_interval_ms = -5\n{ONE_NODE}"),
+        "raft.heartbeat_interval_ms",
+        2,
+    );
 }
 
 // Goal: bad cluster names and empty data_dir are refused.
 #[test]
 fn bad_cluster_section_is_refused() {
-    assert_refused(&format!("[cluster]\nname = \"\"\n{ONE_NODE}"), "cluster.name", 2);
-    assert_refused(&format!("[cluster]\nname = \"a b\"\n{ONE_NODE}"), "cluster.name", 2);
-    assert_refused(&format!("[cluster]\ndata_dir = \" \"\n{ONE_NODE}"), "cluster.data_dir", 2);
+    assert_refused(
+        &format!("[cluster]\nname = \"\"\n{ONE_NODE}"),
+        "cluster.name",
+        2,
+    );
+    assert_refused(
+        &format!("[cluster]\nname = \"a b\"\n{ONE_NODE}"),
+        "cluster.name",
+        2,
+    );
+    assert_refused(
+        &format!("[cluster]\ndata_dir = \" \"\n{ONE_NODE}"),
+        "cluster.data_dir",
+        2,
+    );
 }
 
 // Goal: a gateway on a node's port or with an empty token is refused.
 #[test]
 fn bad_gateway_section_is_refused() {
-    assert_refused(&format!("{ONE_NODE}[gateway]\nlisten = \"127.0.0.1:7101\"\n"), "gateway.listen", 5);
-    assert_refused(&format!("{ONE_NODE}[gateway]\nadmin_token = \"\"\n"), "gateway.admin_token", 5);
-    assert_refused(&format!("{ONE_NODE}[gateway]\nlisten = \"127.0.0.1:8080\"\nbogus = 1\n"), "gateway.bogus", 6);
+    assert_refused(
+        &format!("{ONE_NODE}[gateway]\nlisten = \"127.0.0.1:7101\"\n"),
+        "gateway.listen",
+        5,
+    );
+    assert_refused(
+        &format!("{ONE_NODE}[gateway]\nadmin_token = \"\"\n"),
+        "gateway.admin_token",
+        5,
+    );
+    assert_refused(
+        &format!("{ONE_NODE}[gateway]\nlisten = \"127.0.0.1:8080\"\nbogus = 1\n"),
+        "gateway.bogus",
+        6,
+    );
 }
 
 // Goal: comments and multi-line arrays do not confuse key lookup for errors.

@@ -12,9 +12,16 @@ use state_machine::{Command, EventSpec, Request, RowSpec, SectionSpec, Selection
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:18080".into());
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:18080".into());
     let fake = Arc::new(FakeCluster::new());
-    let rows = (1..=20).map(|r| RowSpec { label: r.to_string(), seats: 100 }).collect();
+    let rows = (1..=20)
+        .map(|r| RowSpec {
+            label: r.to_string(),
+            seats: 100,
+        })
+        .collect();
     let spec = EventSpec {
         id: Some("demo".into()),
         name: "Demo Night".into(),
@@ -25,26 +32,66 @@ async fn main() -> anyhow::Result<()> {
         max_seats_per_hold: 8,
         waiting_room: None,
         sections: vec![
-            SectionSpec::Reserved { id: "A".into(), name: "Stalls".into(), price_cents: 5_000, rows },
-            SectionSpec::GeneralAdmission { id: "GA".into(), name: "Floor".into(), capacity: 500, price_cents: 2_000 },
+            SectionSpec::Reserved {
+                id: "A".into(),
+                name: "Stalls".into(),
+                price_cents: 5_000,
+                rows,
+            },
+            SectionSpec::GeneralAdmission {
+                id: "GA".into(),
+                name: "Floor".into(),
+                capacity: 500,
+                price_cents: 2_000,
+            },
         ],
     };
     let mut request_id = 0;
     let mut submit = |command| {
         request_id += 1;
         let fake = fake.clone();
-        async move { fake.submit(Request { client_id: 1, request_id, command }).await }
+        async move {
+            fake.submit(Request {
+                client_id: 1,
+                request_id,
+                command,
+            })
+            .await
+        }
     };
-    submit(Command::CreateEvent(spec)).await?.map_err(|e| anyhow::anyhow!("{e}"))?;
-    submit(Command::OpenSale { event_id: "demo".into() }).await?.map_err(|e| anyhow::anyhow!("{e}"))?;
+    submit(Command::CreateEvent(spec))
+        .await?
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    submit(Command::OpenSale {
+        event_id: "demo".into(),
+    })
+    .await?
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
     // Colour the map a little: some fans hold a few seats.
     for fan in 0..40 {
-        let selection = Selection::BestAvailable { count: 4, section: None, allow_non_adjacent: false };
-        let _ = submit(Command::Hold { event_id: "demo".into(), holder: format!("fan{fan}"), selection }).await?;
+        let selection = Selection::BestAvailable {
+            count: 4,
+            section: None,
+            allow_non_adjacent: false,
+        };
+        let _ = submit(Command::Hold {
+            event_id: "demo".into(),
+            holder: format!("fan{fan}"),
+            selection,
+        })
+        .await?;
     }
-    let settings = GatewaySettings { listen: addr.parse()?, ..GatewaySettings::default() };
+    let settings = GatewaySettings {
+        listen: addr.parse()?,
+        ..GatewaySettings::default()
+    };
     let keys = Keys::for_tests("demo-secret", "demo-ticket-key", "demo-webhook");
-    let state = AppState::new(settings.clone(), fake, Arc::new(SimulatedProvider::new()), keys)?;
+    let state = AppState::new(
+        settings.clone(),
+        fake,
+        Arc::new(SimulatedProvider::new()),
+        keys,
+    )?;
     let listener = tokio::net::TcpListener::bind(settings.listen).await?;
     println!("seat map: http://{}/", listener.local_addr()?);
     http_gateway::serve_state(state, listener, async {

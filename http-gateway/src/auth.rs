@@ -49,8 +49,13 @@ pub fn bearer(parts: &Parts) -> Option<&str> {
 }
 
 fn identify(parts: &Parts, state: &AppState) -> Result<Caller, Problem> {
-    let token = bearer(parts).ok_or_else(|| Problem::unauthorized("missing Authorization: Bearer <token>"))?;
-    if bool::from(token.as_bytes().ct_eq(state.settings.admin_token.as_bytes())) {
+    let token = bearer(parts)
+        .ok_or_else(|| Problem::unauthorized("missing Authorization: Bearer <token>"))?;
+    if bool::from(
+        token
+            .as_bytes()
+            .ct_eq(state.settings.admin_token.as_bytes()),
+    ) {
         return Ok(Caller::Admin);
     }
     match state.keys.verify_session(token, unix_now_s()) {
@@ -62,7 +67,10 @@ fn identify(parts: &Parts, state: &AppState) -> Result<Caller, Problem> {
 impl FromRequestParts<AppState> for Caller {
     type Rejection = Problem;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         identify(parts, state)
     }
 }
@@ -70,10 +78,16 @@ impl FromRequestParts<AppState> for Caller {
 impl FromRequestParts<AppState> for User {
     type Rejection = Problem;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         match identify(parts, state)? {
             Caller::User(name) => Ok(User(name)),
-            Caller::Admin => Err(Problem::forbidden("user_only", "this call needs a user session token")),
+            Caller::Admin => Err(Problem::forbidden(
+                "user_only",
+                "this call needs a user session token",
+            )),
         }
     }
 }
@@ -81,10 +95,16 @@ impl FromRequestParts<AppState> for User {
 impl FromRequestParts<AppState> for Admin {
     type Rejection = Problem;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         match identify(parts, state)? {
             Caller::Admin => Ok(Admin),
-            Caller::User(_) => Err(Problem::forbidden("admin_only", "this call needs the admin token")),
+            Caller::User(_) => Err(Problem::forbidden(
+                "admin_only",
+                "this call needs the admin token",
+            )),
         }
     }
 }

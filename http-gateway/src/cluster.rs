@@ -52,7 +52,10 @@ pub struct ReadAnswer {
 pub enum WatchItem {
     /// The changes to the watched event made by the entry at `index`.
     /// Entries that did not touch the event are skipped.
-    Changes { index: u64, changes: Vec<SeatChange> },
+    Changes {
+        index: u64,
+        changes: Vec<SeatChange>,
+    },
     /// The stream cannot continue without a gap (the start index is older
     /// than the retained changes, or the subscriber fell behind). The caller
     /// reads availability again and watches from its index + 1. Always last.
@@ -109,13 +112,20 @@ impl ClusterError {
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            ClusterError::Unavailable { .. } | ClusterError::Overloaded { .. } | ClusterError::OutcomeUnknown { .. }
+            ClusterError::Unavailable { .. }
+                | ClusterError::Overloaded { .. }
+                | ClusterError::OutcomeUnknown { .. }
         )
     }
 
     /// True when the command definitely did not change state.
     pub fn is_definitely_not_applied(&self) -> bool {
-        matches!(self, ClusterError::Unavailable { .. } | ClusterError::Overloaded { .. } | ClusterError::Invalid { .. })
+        matches!(
+            self,
+            ClusterError::Unavailable { .. }
+                | ClusterError::Overloaded { .. }
+                | ClusterError::Invalid { .. }
+        )
     }
 }
 
@@ -128,11 +138,19 @@ pub trait Cluster: Send + Sync + 'static {
     fn submit(&self, request: Request) -> BoxFuture<'_, Result<Outcome, ClusterError>>;
 
     /// Answers a query at the asked consistency.
-    fn read(&self, query: Query, consistency: Consistency) -> BoxFuture<'_, Result<ReadAnswer, ClusterError>>;
+    fn read(
+        &self,
+        query: Query,
+        consistency: Consistency,
+    ) -> BoxFuture<'_, Result<ReadAnswer, ClusterError>>;
 
     /// Streams the seat changes of `event_id` committed at log indexes
     /// `>= from_index`; `0` means "only changes applied from now on".
-    fn watch(&self, event_id: String, from_index: u64) -> BoxFuture<'_, Result<WatchStream, ClusterError>>;
+    fn watch(
+        &self,
+        event_id: String,
+        from_index: u64,
+    ) -> BoxFuture<'_, Result<WatchStream, ClusterError>>;
 
     /// Leader, term, members and indexes as one node sees them.
     fn status(&self) -> BoxFuture<'_, Result<ClusterStatus, ClusterError>>;

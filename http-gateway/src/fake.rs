@@ -22,7 +22,8 @@ use state_machine::{Batch, BookingState, Command, Outcome, Query, Request, SeatC
 use tokio::sync::broadcast;
 
 use crate::cluster::{
-    BoxFuture, Cluster, ClusterError, ClusterStatus, Consistency, MemberStatus, ReadAnswer, WatchItem, WatchStream,
+    BoxFuture, Cluster, ClusterError, ClusterStatus, Consistency, MemberStatus, ReadAnswer,
+    WatchItem, WatchStream,
 };
 
 /// Entries of seat changes kept for resuming watchers.
@@ -100,13 +101,19 @@ impl FakeCluster {
     }
 
     fn now_ms(&self) -> u64 {
-        let wall = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+        let wall = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
         (wall + self.clock_offset_ms.load(Ordering::SeqCst)).max(0) as u64
     }
 
     fn check_available(&self) -> Result<(), ClusterError> {
         if self.unavailable.load(Ordering::SeqCst) {
-            Err(ClusterError::Unavailable { retry_after_ms: 1_000, reason: "no leader (simulated)".into() })
+            Err(ClusterError::Unavailable {
+                retry_after_ms: 1_000,
+                reason: "no leader (simulated)".into(),
+            })
         } else {
             Ok(())
         }
@@ -134,8 +141,19 @@ impl FakeCluster {
 
     /// What the leader's sweep does: a `Tick` once a deadline has passed.
     fn sweep(&self, inner: &mut Inner) {
-        if inner.state.next_deadline_ms().is_some_and(|d| d <= self.now_ms()) {
-            self.apply(inner, vec![Request { client_id: 0, request_id: 0, command: Command::Tick }]);
+        if inner
+            .state
+            .next_deadline_ms()
+            .is_some_and(|d| d <= self.now_ms())
+        {
+            self.apply(
+                inner,
+                vec![Request {
+                    client_id: 0,
+                    request_id: 0,
+                    command: Command::Tick,
+                }],
+            );
         }
     }
 }
@@ -150,29 +168,51 @@ impl Cluster for FakeCluster {
         })
     }
 
-    fn read(&self, query: Query, _consistency: Consistency) -> BoxFuture<'_, Result<ReadAnswer, ClusterError>> {
+    fn read(
+        &self,
+        query: Query,
+        _consistency: Consistency,
+    ) -> BoxFuture<'_, Result<ReadAnswer, ClusterError>> {
         Box::pin(async move {
             self.check_available()?;
             let mut inner = self.inner.lock().expect("fake lock");
             self.sweep(&mut inner);
-            Ok(ReadAnswer { result: inner.state.query(&query), applied_index: inner.state.applied_index() })
+            Ok(ReadAnswer {
+                result: inner.state.query(&query),
+                applied_index: inner.state.applied_index(),
+            })
         })
     }
 
-    fn watch(&self, event_id: String, from_index: u64) -> BoxFuture<'_, Result<WatchStream, ClusterError>> {
+    fn watch(
+        &self,
+        event_id: String,
+        from_index: u64,
+    ) -> BoxFuture<'_, Result<WatchStream, ClusterError>> {
         Box::pin(async move {
             self.check_available()?;
             let inner = self.inner.lock().expect("fake lock");
             let applied = inner.state.applied_index();
-            let start = if from_index == 0 { applied + 1 } else { from_index };
+            let start = if from_index == 0 {
+                applied + 1
+            } else {
+                from_index
+            };
             // Subscribing under the lock means no entry falls between the
             // backlog copied below and the live channel.
             let rx = inner.tx.subscribe();
             let gap = start < inner.history_floor;
-            let backlog: VecDeque<Published> = inner.history.iter().filter(|(i, _)| *i >= start).cloned().collect();
+            let backlog: VecDeque<Published> = inner
+                .history
+                .iter()
+                .filter(|(i, _)| *i >= start)
+                .cloned()
+                .collect();
             drop(inner);
             if gap {
-                let item = WatchItem::Resync { reason: format!("changes before index {} are no longer kept", start) };
+                let item = WatchItem::Resync {
+                    reason: format!("changes before index {} are no longer kept", start),
+                };
                 return Ok(futures::stream::iter([item]).boxed());
             }
             Ok(watch_stream(event_id, start, backlog, rx))
@@ -191,7 +231,11 @@ impl Cluster for FakeCluster {
                 leader_id: Some(1),
                 applied_index: applied,
                 commit_index: applied,
-                members: vec![MemberStatus { node_id: 1, addr: "in-memory".into(), voter: true }],
+                members: vec![MemberStatus {
+                    node_id: 1,
+                    addr: "in-memory".into(),
+                    voter: true,
+                }],
             })
         })
     }
@@ -211,7 +255,13 @@ fn watch_stream(
     backlog: VecDeque<Published>,
     rx: broadcast::Receiver<Published>,
 ) -> WatchStream {
-    let state = WatchState { event_id, next_index: start, backlog, rx, done: false };
+    let state = WatchState {
+        event_id,
+        next_index: start,
+        backlog,
+        rx,
+        done: false,
+    };
     futures::stream::unfold(state, |mut s| async move {
         loop {
             if s.done {
@@ -234,9 +284,19 @@ fn watch_stream(
                 continue;
             }
             s.next_index = index + 1;
-            let mine: Vec<SeatChange> = changes.iter().filter(|c| c.event_id == s.event_id).cloned().collect();
+            let mine: Vec<SeatChange> = changes
+                .iter()
+                .filter(|c| c.event_id == s.event_id)
+                .cloned()
+                .collect();
             if !mine.is_empty() {
-                return Some((WatchItem::Changes { index, changes: mine }, s));
+                return Some((
+                    WatchItem::Changes {
+                        index,
+                        changes: mine,
+                    },
+                    s,
+                ));
             }
         }
     })

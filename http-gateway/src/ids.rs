@@ -36,7 +36,12 @@ pub mod step {
 /// Derived `(client_id, request_id)` of an idempotent user request.
 pub fn idempotent(user: &str, scope: &str, key: &str) -> (u64, u64) {
     let client = hash_u64(&[b"idem-client", user.as_bytes()]) | DERIVED_BIT;
-    let request = hash_u64(&[b"idem-request", user.as_bytes(), scope.as_bytes(), key.as_bytes()]);
+    let request = hash_u64(&[
+        b"idem-request",
+        user.as_bytes(),
+        scope.as_bytes(),
+        key.as_bytes(),
+    ]);
     (client, request)
 }
 
@@ -76,12 +81,17 @@ impl FreshIds {
         // gateways is then only probable, which is acceptable for a fallback
         // that should never run.
         if getrandom::fill(&mut bytes).is_err() {
-            let nanos =
-                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(1);
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(1);
             bytes = (nanos as u64).to_be_bytes();
         }
         let client_id = (u64::from_be_bytes(bytes) & !DERIVED_BIT).max(1);
-        FreshIds { client_id, next: AtomicU64::new(1) }
+        FreshIds {
+            client_id,
+            next: AtomicU64::new(1),
+        }
     }
 
     pub fn next(&self) -> (u64, u64) {
@@ -102,9 +112,18 @@ mod tests {
     #[test]
     fn derived_ids_are_stable_and_scoped() {
         // Goal: the same (user, key) always derives the same ids; other users or scopes differ.
-        assert_eq!(idempotent("alice", "hold", "k1"), idempotent("alice", "hold", "k1"));
-        assert_ne!(idempotent("alice", "hold", "k1"), idempotent("bob", "hold", "k1"));
-        assert_ne!(idempotent("alice", "hold", "k1").1, idempotent("alice", "queue", "k1").1);
+        assert_eq!(
+            idempotent("alice", "hold", "k1"),
+            idempotent("alice", "hold", "k1")
+        );
+        assert_ne!(
+            idempotent("alice", "hold", "k1"),
+            idempotent("bob", "hold", "k1")
+        );
+        assert_ne!(
+            idempotent("alice", "hold", "k1").1,
+            idempotent("alice", "queue", "k1").1
+        );
         assert!(idempotent("a", "b", "c").0 & DERIVED_BIT != 0);
         let fresh = FreshIds::new();
         assert_eq!(fresh.next().0 & DERIVED_BIT, 0);

@@ -68,15 +68,21 @@ impl Keys {
     pub fn load(settings: &GatewaySettings) -> Result<Keys, SettingsError> {
         let token_secret: [u8; 32] = match &settings.token_secret_file {
             Some(path) => {
-                let bytes = std::fs::read(path)
-                    .map_err(|e| SettingsError::KeyFile { path: path.clone(), message: e.to_string() })?;
+                let bytes = std::fs::read(path).map_err(|e| SettingsError::KeyFile {
+                    path: path.clone(),
+                    message: e.to_string(),
+                })?;
                 if bytes.len() < 16 {
                     return Err(SettingsError::KeyFile {
                         path: path.clone(),
                         message: "a token secret needs at least 16 bytes".into(),
                     });
                 }
-                Sha256::new().chain_update(b"booking-gateway-token-file-v1").chain_update(&bytes).finalize().into()
+                Sha256::new()
+                    .chain_update(b"booking-gateway-token-file-v1")
+                    .chain_update(&bytes)
+                    .finalize()
+                    .into()
             }
             None => Sha256::new()
                 .chain_update(b"booking-gateway-token-v1\0")
@@ -91,11 +97,19 @@ impl Keys {
             None => hex::encode(mac(&token_secret, b"webhook-secret-v1")).into_bytes(),
         };
         let ticket_seed: [u8; 32] = match (&settings.ticket_key_seed, &settings.ticket_key_file) {
-            (Some(seed), _) => Sha256::new().chain_update(b"booking-ticket-key-v1\0").chain_update(seed).finalize().into(),
+            (Some(seed), _) => Sha256::new()
+                .chain_update(b"booking-ticket-key-v1\0")
+                .chain_update(seed)
+                .finalize()
+                .into(),
             (None, Some(path)) => load_or_create_seed(path)?,
             (None, None) => load_or_create_seed(&settings.data_dir.join("ticket-key.hex"))?,
         };
-        Ok(Keys { token_secret, webhook_secret, ticket_key: SigningKey::from_bytes(&ticket_seed) })
+        Ok(Keys {
+            token_secret,
+            webhook_secret,
+            ticket_key: SigningKey::from_bytes(&ticket_seed),
+        })
     }
 
     /// Keys from fixed strings, for tests.
@@ -111,8 +125,14 @@ impl Keys {
 
     /// A session token for `name`, valid until `exp_s` (Unix seconds).
     pub fn issue_session(&self, name: &str, exp_s: u64) -> String {
-        let claims = SessionClaims { sub: name.to_string(), exp: exp_s };
-        self.sign_compact("session.", &serde_json::to_vec(&claims).expect("claims serialise"))
+        let claims = SessionClaims {
+            sub: name.to_string(),
+            exp: exp_s,
+        };
+        self.sign_compact(
+            "session.",
+            &serde_json::to_vec(&claims).expect("claims serialise"),
+        )
     }
 
     /// The claims of a valid, unexpired session token.
@@ -124,8 +144,14 @@ impl Keys {
 
     /// A waiting-room token binding `user` to `event_id`.
     pub fn issue_queue_token(&self, event_id: &str, user: &str) -> String {
-        let claims = QueueClaims { e: event_id.to_string(), u: user.to_string() };
-        self.sign_compact("queue.", &serde_json::to_vec(&claims).expect("claims serialise"))
+        let claims = QueueClaims {
+            e: event_id.to_string(),
+            u: user.to_string(),
+        };
+        self.sign_compact(
+            "queue.",
+            &serde_json::to_vec(&claims).expect("claims serialise"),
+        )
     }
 
     /// The `(event_id, user)` of a valid waiting-room token.
@@ -160,7 +186,8 @@ impl Keys {
         }
         let (p, tag) = token.split_once('.')?;
         let tag = B64.decode(tag).ok()?;
-        let mut m = HmacSha256::new_from_slice(&self.token_secret).expect("HMAC takes any key length");
+        let mut m =
+            HmacSha256::new_from_slice(&self.token_secret).expect("HMAC takes any key length");
         m.update(domain.as_bytes());
         m.update(p.as_bytes());
         // Constant-time comparison inside `verify_slice`.
@@ -185,7 +212,10 @@ fn mac_parts(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
 /// file does not exist. Two gateways racing to create it: `create_new` makes
 /// one win and the other read the winner's seed.
 fn load_or_create_seed(path: &Path) -> Result<[u8; 32], SettingsError> {
-    let err = |message: String| SettingsError::KeyFile { path: path.to_path_buf(), message };
+    let err = |message: String| SettingsError::KeyFile {
+        path: path.to_path_buf(),
+        message,
+    };
     match std::fs::read_to_string(path) {
         Ok(text) => parse_seed(&text).map_err(err),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -204,7 +234,8 @@ fn load_or_create_seed(path: &Path) -> Result<[u8; 32], SettingsError> {
             match options.open(path) {
                 Ok(mut f) => {
                     use std::io::Write;
-                    f.write_all(hex::encode(seed).as_bytes()).map_err(|e| err(e.to_string()))?;
+                    f.write_all(hex::encode(seed).as_bytes())
+                        .map_err(|e| err(e.to_string()))?;
                     f.sync_all().map_err(|e| err(e.to_string()))?;
                     Ok(seed)
                 }
@@ -221,7 +252,9 @@ fn load_or_create_seed(path: &Path) -> Result<[u8; 32], SettingsError> {
 
 fn parse_seed(text: &str) -> Result<[u8; 32], String> {
     let bytes = hex::decode(text.trim()).map_err(|e| format!("not hex: {e}"))?;
-    bytes.try_into().map_err(|b: Vec<u8>| format!("expected 32 bytes of hex, found {}", b.len()))
+    bytes
+        .try_into()
+        .map_err(|b: Vec<u8>| format!("expected 32 bytes of hex, found {}", b.len()))
 }
 
 /// Creates the ticket key file if it does not exist; `booking up` calls this
@@ -239,7 +272,10 @@ mod tests {
         // Goal: a session token verifies until expiry and any edit breaks it.
         let keys = Keys::for_tests("s", "t", "w");
         let token = keys.issue_session("alice", 1_000);
-        assert_eq!(keys.verify_session(&token, 999).map(|c| c.sub), Some("alice".into()));
+        assert_eq!(
+            keys.verify_session(&token, 999).map(|c| c.sub),
+            Some("alice".into())
+        );
         assert!(keys.verify_session(&token, 1_000).is_none());
         let other = Keys::for_tests("s2", "t", "w");
         assert!(other.verify_session(&token, 0).is_none());
@@ -250,7 +286,10 @@ mod tests {
         // A queue token is not a session token.
         let q = keys.issue_queue_token("e", "alice");
         assert!(keys.verify_session(&q, 0).is_none());
-        assert_eq!(keys.verify_queue_token(&q), Some(("e".into(), "alice".into())));
+        assert_eq!(
+            keys.verify_queue_token(&q),
+            Some(("e".into(), "alice".into()))
+        );
     }
 
     #[test]

@@ -141,7 +141,12 @@ pub async fn serve(
 ) -> Result<(), GatewayError> {
     settings.validate()?;
     let keys = Keys::load(&settings)?;
-    let state = AppState::new(settings, Arc::new(cluster), Arc::new(SimulatedProvider::new()), keys)?;
+    let state = AppState::new(
+        settings,
+        Arc::new(cluster),
+        Arc::new(SimulatedProvider::new()),
+        keys,
+    )?;
     serve_state(state, listener, shutdown).await
 }
 
@@ -158,10 +163,16 @@ pub async fn serve_state(
     }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let janitor = tokio::spawn(janitor(state.clone(), stop_rx.clone()));
-    let notifier = state.settings.notification_sink.clone().map(|sink| tokio::spawn(notify::run(state.clone(), sink, stop_rx)));
+    let notifier = state
+        .settings
+        .notification_sink
+        .clone()
+        .map(|sink| tokio::spawn(notify::run(state.clone(), sink, stop_rx)));
     tracing::info!(addr = %local, "gateway listening");
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    let result = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
+    let result = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await;
     let _ = stop_tx.send(true);
     let _ = janitor.await;
     if let Some(n) = notifier {
@@ -183,7 +194,10 @@ async fn janitor(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>) 
 
 /// Wall-clock seconds since the Unix epoch (token expiry, webhook windows).
 pub(crate) fn unix_now_s() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// `2026-12-01T20:00:00.000Z` for milliseconds since the Unix epoch.
@@ -193,7 +207,12 @@ pub fn rfc3339_ms(ms: u64) -> String {
     let days = (secs / 86_400) as i64;
     let rem = secs % 86_400;
     let (y, m, d) = civil_from_days(days);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z", rem / 3600, (rem % 3600) / 60, rem % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
 }
 
 /// Gregorian (year, month, day) of a count of days since 1970-01-01, by
@@ -210,7 +229,20 @@ fn civil_from_days(mut days: i64) -> (i64, u32, u32) {
         days -= len;
         year += 1;
     }
-    let month_lengths = [31, if leap(year) { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+    let month_lengths = [
+        31,
+        if leap(year) { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
     let mut month = 1;
     for len in month_lengths {
         if days < len {
@@ -228,9 +260,15 @@ mod tests {
     fn rfc3339_formats_known_instants() {
         // Goal: the formatter agrees with the state machine's parser on known instants.
         assert_eq!(super::rfc3339_ms(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(super::rfc3339_ms(951_868_800_000), "2000-03-01T00:00:00.000Z");
+        assert_eq!(
+            super::rfc3339_ms(951_868_800_000),
+            "2000-03-01T00:00:00.000Z"
+        );
         for ms in [1_796_151_600_500u64, 4_102_444_800_000, 1_709_164_800_123] {
-            assert_eq!(state_machine::spec::parse_rfc3339_ms(&super::rfc3339_ms(ms)), Ok(ms as i64));
+            assert_eq!(
+                state_machine::spec::parse_rfc3339_ms(&super::rfc3339_ms(ms)),
+                Ok(ms as i64)
+            );
         }
     }
 }

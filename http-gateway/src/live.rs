@@ -19,8 +19,8 @@
 
 use std::time::Duration;
 
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -58,16 +58,36 @@ pub async fn live(
 ) -> Result<Response, Problem> {
     check_event_id(&event_id)?;
     let ws = ws.map_err(|r| {
-        let status = if r.status().is_client_error() { r.status() } else { StatusCode::BAD_REQUEST };
-        Problem::new(status, "websocket_required", format!("this route speaks WebSocket: {}", r.body_text()))
+        let status = if r.status().is_client_error() {
+            r.status()
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+        Problem::new(
+            status,
+            "websocket_required",
+            format!("this route speaks WebSocket: {}", r.body_text()),
+        )
     })?;
     // Refuse unknown events before upgrading, so the client gets a 404.
-    let answer = crate::api::read(&state, Query::Event { event_id: event_id.clone() }, Consistency::Stale).await?;
+    let answer = crate::api::read(
+        &state,
+        Query::Event {
+            event_id: event_id.clone(),
+        },
+        Consistency::Stale,
+    )
+    .await?;
     if let QueryResult::Event(Err(e)) = answer.result {
         return Err(e.into());
     }
     let permit = state.ws_slots.clone().try_acquire_owned().map_err(|_| {
-        Problem::new(StatusCode::SERVICE_UNAVAILABLE, "too_many_clients", "too many live clients").retry_after_ms(5_000)
+        Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too_many_clients",
+            "too many live clients",
+        )
+        .retry_after_ms(5_000)
     })?;
     Ok(ws
         .max_message_size(INCOMING_FRAME_BYTES_MAX)
@@ -85,12 +105,24 @@ impl Drop for ClientGauge {
     }
 }
 
-async fn send(socket: &mut futures::stream::SplitSink<WebSocket, Message>, value: serde_json::Value) -> bool {
+async fn send(
+    socket: &mut futures::stream::SplitSink<WebSocket, Message>,
+    value: serde_json::Value,
+) -> bool {
     let frame = Message::Text(value.to_string().into());
-    matches!(tokio::time::timeout(Duration::from_millis(SEND_TIMEOUT_MS), socket.send(frame)).await, Ok(Ok(())))
+    matches!(
+        tokio::time::timeout(Duration::from_millis(SEND_TIMEOUT_MS), socket.send(frame)).await,
+        Ok(Ok(()))
+    )
 }
 
-async fn serve_client(state: AppState, socket: WebSocket, event_id: String, from: Option<u64>, _permit: OwnedSemaphorePermit) {
+async fn serve_client(
+    state: AppState,
+    socket: WebSocket,
+    event_id: String,
+    from: Option<u64>,
+    _permit: OwnedSemaphorePermit,
+) {
     state.metrics.ws_clients.inc();
     let _gauge = ClientGauge(state.clone());
     let (mut tx, mut rx) = socket.split();
@@ -100,22 +132,36 @@ async fn serve_client(state: AppState, socket: WebSocket, event_id: String, from
         let from_index = match start {
             Some(i) => i.max(1),
             None => {
-                let answer =
-                    match crate::api::read(&state, Query::Availability { event_id: event_id.clone() }, Consistency::Linearizable)
-                        .await
-                    {
-                        Ok(a) => a,
-                        Err(p) => {
-                            let _ = send(&mut tx, json!({ "type": "error", "code": p.code, "detail": p.detail })).await;
-                            return;
-                        }
-                    };
+                let answer = match crate::api::read(
+                    &state,
+                    Query::Availability {
+                        event_id: event_id.clone(),
+                    },
+                    Consistency::Linearizable,
+                )
+                .await
+                {
+                    Ok(a) => a,
+                    Err(p) => {
+                        let _ = send(
+                            &mut tx,
+                            json!({ "type": "error", "code": p.code, "detail": p.detail }),
+                        )
+                        .await;
+                        return;
+                    }
+                };
                 let view = match answer.result {
                     QueryResult::Availability(Ok(v)) => v,
                     _ => return,
                 };
                 let index = view.applied_index;
-                if !send(&mut tx, json!({ "type": "snapshot", "index": index, "availability": view })).await {
+                if !send(
+                    &mut tx,
+                    json!({ "type": "snapshot", "index": index, "availability": view }),
+                )
+                .await
+                {
                     return;
                 }
                 index + 1
@@ -125,7 +171,11 @@ async fn serve_client(state: AppState, socket: WebSocket, event_id: String, from
             Ok(s) => s,
             Err(e) => {
                 let p = Problem::from(e);
-                let _ = send(&mut tx, json!({ "type": "error", "code": p.code, "detail": p.detail })).await;
+                let _ = send(
+                    &mut tx,
+                    json!({ "type": "error", "code": p.code, "detail": p.detail }),
+                )
+                .await;
                 return;
             }
         };

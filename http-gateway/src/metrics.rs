@@ -11,7 +11,9 @@ use std::time::Instant;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
 
 use crate::AppState;
 
@@ -35,21 +37,35 @@ impl Metrics {
     pub fn new() -> Metrics {
         let registry = Registry::new();
         let requests = IntCounterVec::new(
-            Opts::new("gateway_http_requests_total", "HTTP requests by route, method and status"),
+            Opts::new(
+                "gateway_http_requests_total",
+                "HTTP requests by route, method and status",
+            ),
             &["route", "method", "status"],
         )
         .expect("metric definition");
         let latency = HistogramVec::new(
-            HistogramOpts::new("gateway_http_request_duration_seconds", "HTTP request latency by route").buckets(vec![
-                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            HistogramOpts::new(
+                "gateway_http_request_duration_seconds",
+                "HTTP request latency by route",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0,
             ]),
             &["route", "method"],
         )
         .expect("metric definition");
-        let ws_clients = IntGauge::new("gateway_websocket_clients", "Live seat-map WebSocket clients connected")
-            .expect("metric definition");
+        let ws_clients = IntGauge::new(
+            "gateway_websocket_clients",
+            "Live seat-map WebSocket clients connected",
+        )
+        .expect("metric definition");
         let queue_waiting = IntGaugeVec::new(
-            Opts::new("gateway_waiting_room_fans", "Fans waiting in a waiting room, as last read by this gateway"),
+            Opts::new(
+                "gateway_waiting_room_fans",
+                "Fans waiting in a waiting room, as last read by this gateway",
+            ),
             &["event"],
         )
         .expect("metric definition");
@@ -58,9 +74,11 @@ impl Metrics {
             &["result"],
         )
         .expect("metric definition");
-        let notifications_sent =
-            IntGauge::new("gateway_notifications_sent", "Outbox messages written to the sink by this gateway")
-                .expect("metric definition");
+        let notifications_sent = IntGauge::new(
+            "gateway_notifications_sent",
+            "Outbox messages written to the sink by this gateway",
+        )
+        .expect("metric definition");
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(latency.clone()),
@@ -101,7 +119,9 @@ impl Metrics {
             }
             known.insert(event_id.to_string());
         }
-        self.queue_waiting.with_label_values(&[event_id]).set(waiting as i64);
+        self.queue_waiting
+            .with_label_values(&[event_id])
+            .set(waiting as i64);
     }
 }
 
@@ -114,11 +134,23 @@ impl Default for Metrics {
 /// Counts and times every request under its matched route.
 pub async fn record(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let started = Instant::now();
-    let route = req.extensions().get::<MatchedPath>().map_or("unmatched", |m| m.as_str()).to_string();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", |m| m.as_str())
+        .to_string();
     let method = req.method().as_str().to_string();
     let response = next.run(req).await;
     let status = response.status().as_u16().to_string();
-    state.metrics.requests.with_label_values(&[&route, &method, &status]).inc();
-    state.metrics.latency.with_label_values(&[&route, &method]).observe(started.elapsed().as_secs_f64());
+    state
+        .metrics
+        .requests
+        .with_label_values(&[&route, &method, &status])
+        .inc();
+    state
+        .metrics
+        .latency
+        .with_label_values(&[&route, &method])
+        .observe(started.elapsed().as_secs_f64());
     response
 }

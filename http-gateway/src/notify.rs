@@ -22,7 +22,9 @@ use crate::AppState;
 pub const BATCH_MAX: u32 = 256;
 
 pub async fn run(state: AppState, sink: PathBuf, mut stop: tokio::sync::watch::Receiver<bool>) {
-    let mut every = tokio::time::interval(Duration::from_millis(state.settings.notification_poll_ms.max(10)));
+    let mut every = tokio::time::interval(Duration::from_millis(
+        state.settings.notification_poll_ms.max(10),
+    ));
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
@@ -40,14 +42,19 @@ pub async fn run(state: AppState, sink: PathBuf, mut stop: tokio::sync::watch::R
 pub async fn round(state: &AppState, sink: &Path) -> Result<usize, String> {
     let answer = state
         .cluster
-        .read(Query::Outbox { limit: BATCH_MAX }, Consistency::Linearizable)
+        .read(
+            Query::Outbox { limit: BATCH_MAX },
+            Consistency::Linearizable,
+        )
         .await
         .map_err(|e| e.to_string())?;
     let messages = match answer.result {
         QueryResult::Outbox(m) => m,
         _ => return Err("unexpected answer to the outbox query".into()),
     };
-    let Some(last) = messages.last().map(|m| m.id) else { return Ok(0) };
+    let Some(last) = messages.last().map(|m| m.id) else {
+        return Ok(0);
+    };
     let mut lines = Vec::new();
     for m in &messages {
         serde_json::to_writer(&mut lines, m).map_err(|e| e.to_string())?;
@@ -55,14 +62,19 @@ pub async fn round(state: &AppState, sink: &Path) -> Result<usize, String> {
     }
     let path = sink.to_path_buf();
     tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&path)?;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)?;
         f.write_all(&lines)?;
         f.sync_data()
     })
     .await
     .map_err(|e| e.to_string())?
     .map_err(|e| format!("cannot write {}: {e}", sink.display()))?;
-    crate::api::submit_fresh(state, Command::AckOutbox { up_to: last }).await.map_err(|p| p.detail)?;
+    crate::api::submit_fresh(state, Command::AckOutbox { up_to: last })
+        .await
+        .map_err(|p| p.detail)?;
     state.metrics.notifications_sent.add(messages.len() as i64);
     Ok(messages.len())
 }

@@ -11,7 +11,8 @@ use std::sync::OnceLock;
 use utoipa::openapi::path::{OperationBuilder, ParameterBuilder, ParameterIn};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{
-    ComponentsBuilder, ContentBuilder, HttpMethod, InfoBuilder, OpenApiBuilder, Paths, Ref, Required, ResponseBuilder,
+    ComponentsBuilder, ContentBuilder, HttpMethod, InfoBuilder, OpenApiBuilder, Paths, Ref,
+    Required, ResponseBuilder,
 };
 use utoipa::ToSchema;
 
@@ -35,17 +36,34 @@ struct Problem {
 
 /// Errors each kind of route can answer, besides the shared 413/429/503.
 fn errors_for(method: &str, auth: &str) -> Vec<(u16, &'static str)> {
-    let mut errors = vec![(400, "malformed request"), (404, "unknown resource (or not yours)"), (405, "method not allowed")];
+    let mut errors = vec![
+        (400, "malformed request"),
+        (404, "unknown resource (or not yours)"),
+        (405, "method not allowed"),
+    ];
     if method != "get" {
-        errors.extend([(413, "body too large"), (415, "wrong content type"), (422, "invalid values")]);
-        errors.extend([(409, "conflict: seat unavailable, already checked in, ..."), (410, "hold expired")]);
+        errors.extend([
+            (413, "body too large"),
+            (415, "wrong content type"),
+            (422, "invalid values"),
+        ]);
+        errors.extend([
+            (409, "conflict: seat unavailable, already checked in, ..."),
+            (410, "hold expired"),
+        ]);
         errors.push((402, "payment failed (seats released)"));
     }
     if auth != "none" {
         errors.push((401, "missing or invalid token"));
-        errors.push((403, "forbidden: admin only, not admitted, or another user's token"));
+        errors.push((
+            403,
+            "forbidden: admin only, not admitted, or another user's token",
+        ));
     }
-    errors.extend([(429, "rate limited (Retry-After)"), (503, "no leader or cluster unavailable (Retry-After)")]);
+    errors.extend([
+        (429, "rate limited (Retry-After)"),
+        (503, "no leader or cluster unavailable (Retry-After)"),
+    ]);
     errors.sort();
     errors.dedup_by_key(|e| e.0);
     errors
@@ -56,22 +74,37 @@ fn build() -> utoipa::openapi::OpenApi {
     for (method, path, summary, auth, successes) in crate::api::openapi_routes() {
         let mut op = OperationBuilder::new()
             .summary(Some(*summary))
-            .operation_id(Some(format!("{method}_{}", path.trim_matches('/').replace(['/', '{', '}', '.', '-'], "_"))));
+            .operation_id(Some(format!(
+                "{method}_{}",
+                path.trim_matches('/')
+                    .replace(['/', '{', '}', '.', '-'], "_")
+            )));
         for part in path.split('/') {
             if let Some(name) = part.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
                 op = op.parameter(
-                    ParameterBuilder::new().name(name).parameter_in(ParameterIn::Path).required(Required::True),
+                    ParameterBuilder::new()
+                        .name(name)
+                        .parameter_in(ParameterIn::Path)
+                        .required(Required::True),
                 );
             }
         }
         for status in *successes {
-            op = op.response(status.to_string(), ResponseBuilder::new().description("success").build());
-        }
-        for (status, what) in errors_for(method, auth) {
-            let content = ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).build();
             op = op.response(
                 status.to_string(),
-                ResponseBuilder::new().description(what).content("application/problem+json", content).build(),
+                ResponseBuilder::new().description("success").build(),
+            );
+        }
+        for (status, what) in errors_for(method, auth) {
+            let content = ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("Problem")))
+                .build();
+            op = op.response(
+                status.to_string(),
+                ResponseBuilder::new()
+                    .description(what)
+                    .content("application/problem+json", content)
+                    .build(),
             );
         }
         if *auth == "user" || *auth == "admin" {
@@ -86,7 +119,10 @@ fn build() -> utoipa::openapi::OpenApi {
     }
     let components = ComponentsBuilder::new()
         .schema_from::<Problem>()
-        .security_scheme("bearer", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()))
+        .security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        )
         .build();
     OpenApiBuilder::new()
         .info(
@@ -107,5 +143,6 @@ fn build() -> utoipa::openapi::OpenApi {
 /// The document as JSON, built once.
 pub fn document_json() -> String {
     static DOC: OnceLock<String> = OnceLock::new();
-    DOC.get_or_init(|| build().to_json().unwrap_or_else(|_| "{}".to_string())).clone()
+    DOC.get_or_init(|| build().to_json().unwrap_or_else(|_| "{}".to_string()))
+        .clone()
 }

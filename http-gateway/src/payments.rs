@@ -51,11 +51,17 @@ pub struct ChargeRequest {
 /// What a charge came to.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ChargeResult {
-    Succeeded { charge_id: String },
+    Succeeded {
+        charge_id: String,
+    },
     /// A definite failure: no money moved.
-    Declined { reason: String },
+    Declined {
+        reason: String,
+    },
     /// The provider will say later, by webhook.
-    Pending { charge_id: String },
+    Pending {
+        charge_id: String,
+    },
 }
 
 /// A provider call that did not come to a result.
@@ -113,13 +119,22 @@ impl SimulatedProvider {
 
     /// The ledger line of a key, if any.
     pub fn record(&self, idempotency_key: &str) -> Option<ChargeRecord> {
-        self.ledger.lock().expect("ledger lock").by_key.get(idempotency_key).cloned()
+        self.ledger
+            .lock()
+            .expect("ledger lock")
+            .by_key
+            .get(idempotency_key)
+            .cloned()
     }
 
     /// Every ledger line (tests and the debug view).
     pub fn records(&self) -> Vec<ChargeRecord> {
         let ledger = self.ledger.lock().expect("ledger lock");
-        ledger.order.iter().filter_map(|k| ledger.by_key.get(k).cloned()).collect()
+        ledger
+            .order
+            .iter()
+            .filter_map(|k| ledger.by_key.get(k).cloned())
+            .collect()
     }
 
     /// Deterministic charge id of a key.
@@ -150,7 +165,10 @@ impl SimulatedProvider {
                 },
             );
         }
-        let line = ledger.by_key.get_mut(&request.idempotency_key).expect("inserted above");
+        let line = ledger
+            .by_key
+            .get_mut(&request.idempotency_key)
+            .expect("inserted above");
         line.attempts += 1;
         line.clone()
     }
@@ -169,7 +187,11 @@ impl SimulatedProvider {
     /// Settles a pending charge (what the provider does before sending its webhook).
     pub fn finish_pending(&self, charge_id: &str, succeeded: bool) {
         let mut ledger = self.ledger.lock().expect("ledger lock");
-        if let Some(line) = ledger.by_key.values_mut().find(|l| l.charge_id == charge_id) {
+        if let Some(line) = ledger
+            .by_key
+            .values_mut()
+            .find(|l| l.charge_id == charge_id)
+        {
             line.pending = false;
             if !succeeded {
                 line.charges = 0;
@@ -185,13 +207,16 @@ fn slow_delay_ms(method: &str) -> Option<u64> {
 
 impl PaymentProvider for SimulatedProvider {
     fn validate_method(&self, method: &str) -> Result<(), PaymentError> {
-        let known = matches!(method, "tok_ok" | "tok_declined" | "tok_flaky" | "tok_pending")
-            || slow_delay_ms(method).is_some_and(|ms| ms <= SLOW_DELAY_MS_MAX);
+        let known = matches!(
+            method,
+            "tok_ok" | "tok_declined" | "tok_flaky" | "tok_pending"
+        ) || slow_delay_ms(method).is_some_and(|ms| ms <= SLOW_DELAY_MS_MAX);
         if known {
             Ok(())
         } else {
             Err(PaymentError::InvalidMethod(
-                "use tok_ok, tok_declined, tok_flaky, tok_pending or tok_slow_<ms> (ms <= 60000)".into(),
+                "use tok_ok, tok_declined, tok_flaky, tok_pending or tok_slow_<ms> (ms <= 60000)"
+                    .into(),
             ))
         }
     }
@@ -203,23 +228,38 @@ impl PaymentProvider for SimulatedProvider {
             // A key that already took money answers with the same charge.
             if line.charges > 0 {
                 return Ok(if line.pending {
-                    ChargeResult::Pending { charge_id: line.charge_id }
+                    ChargeResult::Pending {
+                        charge_id: line.charge_id,
+                    }
                 } else {
-                    ChargeResult::Succeeded { charge_id: line.charge_id }
+                    ChargeResult::Succeeded {
+                        charge_id: line.charge_id,
+                    }
                 });
             }
             match request.payment_method.as_str() {
-                "tok_ok" => Ok(ChargeResult::Succeeded { charge_id: self.settle(&request.idempotency_key, false) }),
-                "tok_declined" => Ok(ChargeResult::Declined { reason: "card declined".into() }),
-                "tok_flaky" if line.attempts <= 2 => {
-                    Err(PaymentError::Transient(format!("provider hiccup (attempt {})", line.attempts)))
-                }
-                "tok_flaky" => Ok(ChargeResult::Succeeded { charge_id: self.settle(&request.idempotency_key, false) }),
-                "tok_pending" => Ok(ChargeResult::Pending { charge_id: self.settle(&request.idempotency_key, true) }),
+                "tok_ok" => Ok(ChargeResult::Succeeded {
+                    charge_id: self.settle(&request.idempotency_key, false),
+                }),
+                "tok_declined" => Ok(ChargeResult::Declined {
+                    reason: "card declined".into(),
+                }),
+                "tok_flaky" if line.attempts <= 2 => Err(PaymentError::Transient(format!(
+                    "provider hiccup (attempt {})",
+                    line.attempts
+                ))),
+                "tok_flaky" => Ok(ChargeResult::Succeeded {
+                    charge_id: self.settle(&request.idempotency_key, false),
+                }),
+                "tok_pending" => Ok(ChargeResult::Pending {
+                    charge_id: self.settle(&request.idempotency_key, true),
+                }),
                 method => {
                     let ms = slow_delay_ms(method).unwrap_or(0).min(SLOW_DELAY_MS_MAX);
                     tokio::time::sleep(Duration::from_millis(ms)).await;
-                    Ok(ChargeResult::Succeeded { charge_id: self.settle(&request.idempotency_key, false) })
+                    Ok(ChargeResult::Succeeded {
+                        charge_id: self.settle(&request.idempotency_key, false),
+                    })
                 }
             }
         })
@@ -228,7 +268,11 @@ impl PaymentProvider for SimulatedProvider {
     fn refund(&self, charge_id: String) -> BoxFuture<'_, Result<(), PaymentError>> {
         Box::pin(async move {
             let mut ledger = self.ledger.lock().expect("ledger lock");
-            if let Some(line) = ledger.by_key.values_mut().find(|l| l.charge_id == charge_id) {
+            if let Some(line) = ledger
+                .by_key
+                .values_mut()
+                .find(|l| l.charge_id == charge_id)
+            {
                 line.refunded = true;
             }
             Ok(())
@@ -291,7 +335,9 @@ pub fn verify_webhook(
     for part in header.split(',').take(8) {
         match part.trim().split_once('=') {
             Some(("t", v)) => t = Some(v.parse().map_err(|_| WebhookError::Malformed)?),
-            Some(("v1", v)) => signatures.push(hex::decode(v).map_err(|_| WebhookError::Malformed)?),
+            Some(("v1", v)) => {
+                signatures.push(hex::decode(v).map_err(|_| WebhookError::Malformed)?)
+            }
             _ => {}
         }
     }
@@ -323,10 +369,22 @@ mod tests {
         // Goal: a signed webhook verifies; a changed body, secret or old timestamp does not.
         let header = sign_webhook(b"s", 1_000, b"{}");
         assert_eq!(verify_webhook(b"s", &header, b"{}", 1_100, 300), Ok(()));
-        assert_eq!(verify_webhook(b"s", &header, b"{ }", 1_100, 300), Err(WebhookError::Mismatch));
-        assert_eq!(verify_webhook(b"x", &header, b"{}", 1_100, 300), Err(WebhookError::Mismatch));
-        assert_eq!(verify_webhook(b"s", &header, b"{}", 2_000, 300), Err(WebhookError::Stale));
-        assert_eq!(verify_webhook(b"s", "garbage", b"{}", 1_000, 300), Err(WebhookError::Malformed));
+        assert_eq!(
+            verify_webhook(b"s", &header, b"{ }", 1_100, 300),
+            Err(WebhookError::Mismatch)
+        );
+        assert_eq!(
+            verify_webhook(b"x", &header, b"{}", 1_100, 300),
+            Err(WebhookError::Mismatch)
+        );
+        assert_eq!(
+            verify_webhook(b"s", &header, b"{}", 2_000, 300),
+            Err(WebhookError::Stale)
+        );
+        assert_eq!(
+            verify_webhook(b"s", "garbage", b"{}", 1_000, 300),
+            Err(WebhookError::Malformed)
+        );
     }
 
     #[tokio::test]
@@ -341,8 +399,14 @@ mod tests {
         };
         assert!(p.charge(req.clone()).await.is_err());
         assert!(p.charge(req.clone()).await.is_err());
-        assert!(matches!(p.charge(req.clone()).await, Ok(ChargeResult::Succeeded { .. })));
-        assert!(matches!(p.charge(req).await, Ok(ChargeResult::Succeeded { .. })));
+        assert!(matches!(
+            p.charge(req.clone()).await,
+            Ok(ChargeResult::Succeeded { .. })
+        ));
+        assert!(matches!(
+            p.charge(req).await,
+            Ok(ChargeResult::Succeeded { .. })
+        ));
         let line = p.record("k").unwrap();
         assert_eq!((line.attempts, line.charges), (4, 1));
     }

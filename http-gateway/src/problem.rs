@@ -80,14 +80,18 @@ impl Problem {
 
     /// Adds an extension member.
     pub fn with(mut self, key: &str, value: impl Serialize) -> Problem {
-        self.extra.insert(key.to_string(), serde_json::to_value(value).unwrap_or(Value::Null));
+        self.extra.insert(
+            key.to_string(),
+            serde_json::to_value(value).unwrap_or(Value::Null),
+        );
         self
     }
 
     /// Sets `Retry-After` (rounded up to whole seconds, at least 1).
     pub fn retry_after_ms(mut self, ms: u64) -> Problem {
         self.retry_after_s = Some(ms.div_ceil(1000).max(1));
-        self.extra.insert("retry_after_s".into(), Value::from(self.retry_after_s));
+        self.extra
+            .insert("retry_after_s".into(), Value::from(self.retry_after_s));
         self
     }
 
@@ -145,9 +149,13 @@ impl IntoResponse for Problem {
         let retry = self.retry_after_s;
         let body = serde_json::to_vec(&self).unwrap_or_else(|_| b"{}".to_vec());
         let mut response = (status, body).into_response();
-        response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(PROBLEM_CONTENT_TYPE));
+        response
+            .headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static(PROBLEM_CONTENT_TYPE));
         if let Some(s) = retry {
-            response.headers_mut().insert(RETRY_AFTER, HeaderValue::from(s));
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(s));
         }
         response
     }
@@ -158,14 +166,30 @@ impl IntoResponse for Problem {
 pub fn booking_error_status(err: &BookingError) -> StatusCode {
     use BookingError::*;
     match err {
-        InvalidEvent { .. } | UnknownSection { .. } | UnknownSeat { .. } | WrongSectionKind { .. }
-        | InvalidRequest { .. } | TooManySeats { .. } | InvalidSettings { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-        EventExists { .. } | TooManyEvents { .. } | SeatUnavailable { .. } | NotEnoughSeats { .. }
-        | SaleNotOpen { .. } | HoldNotActive { .. } | AlreadyConfirmed { .. } | ExtendLimitReached { .. }
-        | BookingCancelled { .. } | TicketRevoked { .. } | AlreadyCheckedIn { .. } | NoWaitingRoom { .. } => {
-            StatusCode::CONFLICT
-        }
-        UnknownEvent { .. } | UnknownHold { .. } | NotOwner | UnknownBooking { .. } | UnknownTicket { .. }
+        InvalidEvent { .. }
+        | UnknownSection { .. }
+        | UnknownSeat { .. }
+        | WrongSectionKind { .. }
+        | InvalidRequest { .. }
+        | TooManySeats { .. }
+        | InvalidSettings { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+        EventExists { .. }
+        | TooManyEvents { .. }
+        | SeatUnavailable { .. }
+        | NotEnoughSeats { .. }
+        | SaleNotOpen { .. }
+        | HoldNotActive { .. }
+        | AlreadyConfirmed { .. }
+        | ExtendLimitReached { .. }
+        | BookingCancelled { .. }
+        | TicketRevoked { .. }
+        | AlreadyCheckedIn { .. }
+        | NoWaitingRoom { .. } => StatusCode::CONFLICT,
+        UnknownEvent { .. }
+        | UnknownHold { .. }
+        | NotOwner
+        | UnknownBooking { .. }
+        | UnknownTicket { .. }
         | NotInQueue { .. } => StatusCode::NOT_FOUND,
         NotAdmitted { .. } => StatusCode::FORBIDDEN,
         HoldExpired { .. } => StatusCode::GONE,
@@ -191,10 +215,13 @@ impl From<BookingError> for Problem {
         let mut p = Problem::new(status, code, detail);
         match &err {
             BookingError::SeatUnavailable { seats } => p = p.with("seats", seats),
-            BookingError::NotEnoughSeats { requested, available } => {
-                p = p.with("requested", requested).with("available", available)
+            BookingError::NotEnoughSeats {
+                requested,
+                available,
+            } => p = p.with("requested", requested).with("available", available),
+            BookingError::AlreadyConfirmed { booking_id, .. } => {
+                p = p.with("booking_id", booking_id)
             }
-            BookingError::AlreadyConfirmed { booking_id, .. } => p = p.with("booking_id", booking_id),
             BookingError::QueueFull { .. } => p = p.retry_after_ms(QUEUE_FULL_RETRY_AFTER_MS),
             _ => {}
         }
@@ -255,7 +282,9 @@ fn json_rejection(rejection: JsonRejection) -> Problem {
         JsonRejection::JsonDataError(_) => "invalid_body",
         JsonRejection::JsonSyntaxError(_) => "malformed_json",
         JsonRejection::MissingJsonContentType(_) => "unsupported_media_type",
-        JsonRejection::BytesRejection(_) if status == StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+        JsonRejection::BytesRejection(_) if status == StatusCode::PAYLOAD_TOO_LARGE => {
+            "payload_too_large"
+        }
         _ => "bad_body",
     };
     Problem::new(status, code, rejection.body_text())
@@ -281,7 +310,11 @@ where
 }
 
 fn path_rejection(rejection: PathRejection) -> Problem {
-    let status = if rejection.status().is_server_error() { StatusCode::BAD_REQUEST } else { rejection.status() };
+    let status = if rejection.status().is_server_error() {
+        StatusCode::BAD_REQUEST
+    } else {
+        rejection.status()
+    };
     Problem::new(status, "invalid_path", rejection.body_text())
 }
 
@@ -304,7 +337,11 @@ where
 }
 
 fn query_rejection(rejection: QueryRejection) -> Problem {
-    Problem::new(StatusCode::BAD_REQUEST, "invalid_query", rejection.body_text())
+    Problem::new(
+        StatusCode::BAD_REQUEST,
+        "invalid_query",
+        rejection.body_text(),
+    )
 }
 
 /// The router's fallback: an unknown route is a problem, not an empty 404.
@@ -314,7 +351,11 @@ pub async fn not_found_fallback() -> Problem {
 
 /// The router's method-not-allowed fallback.
 pub async fn method_not_allowed_fallback() -> Problem {
-    Problem::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not take that method")
+    Problem::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not take that method",
+    )
 }
 
 /// Last line: any 4xx/5xx whose body is not already a problem (axum
@@ -338,7 +379,9 @@ pub async fn ensure_problem_body(req: Request, next: Next) -> Response {
     let (mut parts, _body) = response.into_parts();
     let problem = Problem::for_status(status);
     let body = serde_json::to_vec(&problem).unwrap_or_default();
-    parts.headers.insert(CONTENT_TYPE, HeaderValue::from_static(PROBLEM_CONTENT_TYPE));
+    parts
+        .headers
+        .insert(CONTENT_TYPE, HeaderValue::from_static(PROBLEM_CONTENT_TYPE));
     parts.headers.remove(axum::http::header::CONTENT_LENGTH);
     Response::from_parts(parts, Body::from(body))
 }
@@ -363,10 +406,13 @@ mod tests {
         async fn boom() -> &'static str {
             panic!("deliberate test panic")
         }
-        let app = Router::new()
-            .route("/boom", get(boom))
-            .layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_response));
-        let response = app.oneshot(Request::builder().uri("/boom").body(Body::empty()).unwrap()).await.unwrap();
+        let app = Router::new().route("/boom", get(boom)).layer(
+            tower_http::catch_panic::CatchPanicLayer::custom(panic_response),
+        );
+        let response = app
+            .oneshot(Request::builder().uri("/boom").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
         assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(response.headers()[CONTENT_TYPE], PROBLEM_CONTENT_TYPE);
     }
@@ -376,10 +422,17 @@ mod tests {
         // Goal: no domain refusal maps to a 500.
         let samples = [
             BookingError::NotOwner,
-            BookingError::SeatUnavailable { seats: vec!["A-1-1".into()] },
+            BookingError::SeatUnavailable {
+                seats: vec!["A-1-1".into()],
+            },
             BookingError::HoldExpired { hold_id: 1 },
-            BookingError::NotAdmitted { event_id: "e".into(), holder: "h".into() },
-            BookingError::QueueFull { event_id: "e".into() },
+            BookingError::NotAdmitted {
+                event_id: "e".into(),
+                holder: "h".into(),
+            },
+            BookingError::QueueFull {
+                event_id: "e".into(),
+            },
         ];
         for e in samples {
             let p = Problem::from(e);

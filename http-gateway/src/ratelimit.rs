@@ -40,8 +40,14 @@ fn quota(per_s: u32, burst: u32) -> Quota {
 impl RateLimits {
     pub fn new(settings: &GatewaySettings) -> RateLimits {
         RateLimits {
-            by_address: RateLimiter::keyed(quota(settings.rate_per_address_per_s, settings.rate_per_address_burst)),
-            by_user: RateLimiter::keyed(quota(settings.rate_per_user_per_s, settings.rate_per_user_burst)),
+            by_address: RateLimiter::keyed(quota(
+                settings.rate_per_address_per_s,
+                settings.rate_per_address_burst,
+            )),
+            by_user: RateLimiter::keyed(quota(
+                settings.rate_per_user_per_s,
+                settings.rate_per_user_burst,
+            )),
         }
     }
 
@@ -56,9 +62,13 @@ impl RateLimits {
 
 fn limited(wait: Duration, what: &str) -> Response {
     let ms = wait.as_millis().min(u64::MAX as u128) as u64;
-    Problem::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", format!("too many requests from this {what}; slow down"))
-        .retry_after_ms(ms.max(1))
-        .into_response()
+    Problem::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+        format!("too many requests from this {what}; slow down"),
+    )
+    .retry_after_ms(ms.max(1))
+    .into_response()
 }
 
 /// Checks the address bucket, then the user bucket.
@@ -75,7 +85,10 @@ pub async fn limit(State(state): State<AppState>, req: Request, next: Next) -> R
         .headers()
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
         .and_then(|t| state.keys.verify_session(t.trim(), unix_now_s()))
         .map(|c| c.sub);
     if let Some(user) = user {

@@ -24,7 +24,8 @@ use sha2::{Digest, Sha256};
 use state_machine::{Outcome, Query, Request};
 
 use crate::cluster::{
-    BoxFuture, Cluster, ClusterError, ClusterStatus, Consistency, MemberStatus, ReadAnswer, WatchItem, WatchStream,
+    BoxFuture, Cluster, ClusterError, ClusterStatus, Consistency, MemberStatus, ReadAnswer,
+    WatchItem, WatchStream,
 };
 
 /// `Retry-After` hint when the cluster has no leader, in ms: about one
@@ -43,10 +44,14 @@ impl ClientCluster {
     }
 
     /// A client for every node of the config, with default options.
-    pub fn from_config(config: &cluster_config::ClusterConfig) -> Result<ClientCluster, ClusterError> {
+    pub fn from_config(
+        config: &cluster_config::ClusterConfig,
+    ) -> Result<ClientCluster, ClusterError> {
         client::Client::from_config(config, client::ClientOptions::default())
             .map(ClientCluster::new)
-            .map_err(|e| ClusterError::Internal { reason: e.to_string() })
+            .map_err(|e| ClusterError::Internal {
+                reason: e.to_string(),
+            })
     }
 
     /// The request id under this client's id that stands for the gateway's
@@ -64,17 +69,24 @@ impl ClientCluster {
 fn cluster_error(e: client::ClientError) -> ClusterError {
     use client::ClientError as E;
     match e {
-        E::Unavailable { last_error, .. } => {
-            ClusterError::Unavailable { retry_after_ms: NO_LEADER_RETRY_AFTER_MS, reason: last_error }
-        }
+        E::Unavailable { last_error, .. } => ClusterError::Unavailable {
+            retry_after_ms: NO_LEADER_RETRY_AFTER_MS,
+            reason: last_error,
+        },
         E::OutcomeUnknown { last_error, .. } => ClusterError::OutcomeUnknown { reason: last_error },
         E::Protocol { reason } => ClusterError::OutcomeUnknown { reason },
         E::Rejected { code, message } if code == "overloaded" => {
             let _ = message;
-            ClusterError::Overloaded { retry_after_ms: NO_LEADER_RETRY_AFTER_MS }
+            ClusterError::Overloaded {
+                retry_after_ms: NO_LEADER_RETRY_AFTER_MS,
+            }
         }
-        E::Rejected { code, message } => ClusterError::Invalid { reason: format!("{code}: {message}") },
-        other => ClusterError::Internal { reason: other.to_string() },
+        E::Rejected { code, message } => ClusterError::Invalid {
+            reason: format!("{code}: {message}"),
+        },
+        other => ClusterError::Internal {
+            reason: other.to_string(),
+        },
     }
 }
 
@@ -82,7 +94,11 @@ impl Cluster for ClientCluster {
     fn submit(&self, request: Request) -> BoxFuture<'_, Result<Outcome, ClusterError>> {
         Box::pin(async move {
             let request_id = Self::folded_request_id(&request);
-            match self.client.submit_with_id(request_id, request.command).await {
+            match self
+                .client
+                .submit_with_id(request_id, request.command)
+                .await
+            {
                 Ok(submitted) => Ok(submitted.outcome),
                 // Only the flattening helpers return refusals as errors; keep
                 // the contract anyway.
@@ -92,27 +108,57 @@ impl Cluster for ClientCluster {
         })
     }
 
-    fn read(&self, query: Query, consistency: Consistency) -> BoxFuture<'_, Result<ReadAnswer, ClusterError>> {
+    fn read(
+        &self,
+        query: Query,
+        consistency: Consistency,
+    ) -> BoxFuture<'_, Result<ReadAnswer, ClusterError>> {
         Box::pin(async move {
             let consistency = match consistency {
                 Consistency::Linearizable => client::Consistency::Linearizable,
                 Consistency::Stale => client::Consistency::Stale,
             };
-            let (result, applied_index) = self.client.read(query, consistency).await.map_err(cluster_error)?;
-            Ok(ReadAnswer { result, applied_index })
+            let (result, applied_index) = self
+                .client
+                .read(query, consistency)
+                .await
+                .map_err(cluster_error)?;
+            Ok(ReadAnswer {
+                result,
+                applied_index,
+            })
         })
     }
 
-    fn watch(&self, event_id: String, from_index: u64) -> BoxFuture<'_, Result<WatchStream, ClusterError>> {
+    fn watch(
+        &self,
+        event_id: String,
+        from_index: u64,
+    ) -> BoxFuture<'_, Result<WatchStream, ClusterError>> {
         Box::pin(async move {
-            let stream = self.client.watch(&event_id, from_index).await.map_err(cluster_error)?;
+            let stream = self
+                .client
+                .watch(&event_id, from_index)
+                .await
+                .map_err(cluster_error)?;
             let mapped = stream.map(|item| match item {
-                Ok(client::WatchItem::Changes { log_index, changes }) => WatchItem::Changes { index: log_index, changes },
-                Ok(client::WatchItem::Resync { reason, oldest_index, applied_index }) => WatchItem::Resync {
-                    reason: format!("{reason:?} (oldest kept {oldest_index}, applied {applied_index})"),
+                Ok(client::WatchItem::Changes { log_index, changes }) => WatchItem::Changes {
+                    index: log_index,
+                    changes,
+                },
+                Ok(client::WatchItem::Resync {
+                    reason,
+                    oldest_index,
+                    applied_index,
+                }) => WatchItem::Resync {
+                    reason: format!(
+                        "{reason:?} (oldest kept {oldest_index}, applied {applied_index})"
+                    ),
                 },
                 // A broken stream is a gap as far as the watcher knows.
-                Err(e) => WatchItem::Resync { reason: e.to_string() },
+                Err(e) => WatchItem::Resync {
+                    reason: e.to_string(),
+                },
             });
             // Stop after the first resync, as the trait promises.
             let mut ended = false;
@@ -130,12 +176,14 @@ impl Cluster for ClientCluster {
             let status = self.client.status().await;
             let node = match status.leader.clone() {
                 Some(leader) => leader,
-                None => status.endpoints.iter().find_map(|e| e.status.as_ref().ok().cloned()).ok_or_else(|| {
-                    ClusterError::Unavailable {
+                None => status
+                    .endpoints
+                    .iter()
+                    .find_map(|e| e.status.as_ref().ok().cloned())
+                    .ok_or_else(|| ClusterError::Unavailable {
                         retry_after_ms: NO_LEADER_RETRY_AFTER_MS,
                         reason: "no node answered status".into(),
-                    }
-                })?,
+                    })?,
             };
             Ok(ClusterStatus {
                 node_id: node.node_id,
@@ -147,7 +195,11 @@ impl Cluster for ClientCluster {
                 members: node
                     .members
                     .into_iter()
-                    .map(|m| MemberStatus { node_id: m.node_id, addr: m.addr, voter: m.voter })
+                    .map(|m| MemberStatus {
+                        node_id: m.node_id,
+                        addr: m.addr,
+                        voter: m.voter,
+                    })
                     .collect(),
             })
         })
@@ -165,9 +217,19 @@ mod tests {
     #[test]
     fn folded_ids_are_stable_and_distinct() {
         // Goal: the same gateway ids fold to the same client request id; different ones do not.
-        let r = |c, q| Request { client_id: c, request_id: q, command: state_machine::Command::Tick };
-        assert_eq!(ClientCluster::folded_request_id(&r(1, 2)), ClientCluster::folded_request_id(&r(1, 2)));
-        assert_ne!(ClientCluster::folded_request_id(&r(1, 2)), ClientCluster::folded_request_id(&r(2, 1)));
+        let r = |c, q| Request {
+            client_id: c,
+            request_id: q,
+            command: state_machine::Command::Tick,
+        };
+        assert_eq!(
+            ClientCluster::folded_request_id(&r(1, 2)),
+            ClientCluster::folded_request_id(&r(1, 2))
+        );
+        assert_ne!(
+            ClientCluster::folded_request_id(&r(1, 2)),
+            ClientCluster::folded_request_id(&r(2, 1))
+        );
         assert!(ClientCluster::folded_request_id(&r(1, 2)) >= 1 << 63);
     }
 }

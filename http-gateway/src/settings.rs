@@ -145,7 +145,10 @@ impl GatewaySettings {
             return Err(SettingsError::DefaultAdminTokenExposed(self.listen));
         }
         if self.admin_token.len() < 8 {
-            return Err(SettingsError::Invalid { key: "admin_token", message: "at least 8 characters".into() });
+            return Err(SettingsError::Invalid {
+                key: "admin_token",
+                message: "at least 8 characters".into(),
+            });
         }
         let positive: [(&'static str, u64); 9] = [
             ("session_ttl_s", self.session_ttl_s),
@@ -160,14 +163,23 @@ impl GatewaySettings {
         ];
         for (key, v) in positive {
             if v == 0 {
-                return Err(SettingsError::Invalid { key, message: "must be at least 1".into() });
+                return Err(SettingsError::Invalid {
+                    key,
+                    message: "must be at least 1".into(),
+                });
             }
         }
         if self.payment_attempts_max > 10 {
-            return Err(SettingsError::Invalid { key: "payment_attempts_max", message: "at most 10".into() });
+            return Err(SettingsError::Invalid {
+                key: "payment_attempts_max",
+                message: "at most 10".into(),
+            });
         }
         if self.ws_clients_max == 0 {
-            return Err(SettingsError::Invalid { key: "ws_clients_max", message: "must be at least 1".into() });
+            return Err(SettingsError::Invalid {
+                key: "ws_clients_max",
+                message: "must be at least 1".into(),
+            });
         }
         Ok(())
     }
@@ -183,7 +195,10 @@ mod tests {
         let mut s = GatewaySettings::default();
         assert!(s.validate().is_ok());
         s.listen = "0.0.0.0:8080".parse().unwrap();
-        assert!(matches!(s.validate(), Err(SettingsError::DefaultAdminTokenExposed(_))));
+        assert!(matches!(
+            s.validate(),
+            Err(SettingsError::DefaultAdminTokenExposed(_))
+        ));
         s.admin_token = "a-long-real-secret".into();
         assert!(s.validate().is_ok());
     }

@@ -73,7 +73,11 @@ impl CodeError {
 pub fn sign_code(key: &SigningKey, ticket: &TicketView) -> String {
     let payload = serde_json::to_vec(&TicketPayload::of(ticket)).expect("payload serialises");
     let signature = key.sign(&payload);
-    format!("{}.{}", B64.encode(&payload), B64.encode(signature.to_bytes()))
+    format!(
+        "{}.{}",
+        B64.encode(&payload),
+        B64.encode(signature.to_bytes())
+    )
 }
 
 /// Checks a code's signature and returns its payload.
@@ -83,17 +87,25 @@ pub fn verify_code(key: &VerifyingKey, code: &str) -> Result<TicketPayload, Code
     }
     let (p, s) = code.trim().split_once('.').ok_or(CodeError::Malformed)?;
     let payload = B64.decode(p).map_err(|_| CodeError::Malformed)?;
-    let sig_bytes: [u8; 64] =
-        B64.decode(s).map_err(|_| CodeError::Malformed)?.try_into().map_err(|_| CodeError::Malformed)?;
+    let sig_bytes: [u8; 64] = B64
+        .decode(s)
+        .map_err(|_| CodeError::Malformed)?
+        .try_into()
+        .map_err(|_| CodeError::Malformed)?;
     let signature = Signature::from_bytes(&sig_bytes);
-    key.verify(&payload, &signature).map_err(|_| CodeError::BadSignature)?;
+    key.verify(&payload, &signature)
+        .map_err(|_| CodeError::BadSignature)?;
     serde_json::from_slice(&payload).map_err(|_| CodeError::Malformed)
 }
 
 /// The code as an SVG QR image.
 pub fn qr_svg(code: &str) -> Result<String, qrcode::types::QrError> {
     let qr = qrcode::QrCode::with_error_correction_level(code.as_bytes(), qrcode::EcLevel::M)?;
-    Ok(qr.render::<qrcode::render::svg::Color<'_>>().min_dimensions(240, 240).quiet_zone(true).build())
+    Ok(qr
+        .render::<qrcode::render::svg::Color<'_>>()
+        .min_dimensions(240, 240)
+        .quiet_zone(true)
+        .build())
 }
 
 /// The public key as unpadded base64url (32 bytes), as published.
@@ -129,10 +141,19 @@ mod tests {
         let mut forged = TicketPayload::of(&ticket());
         forged.s = "A-1-1".into();
         let forged = format!("{}.{sig}", B64.encode(serde_json::to_vec(&forged).unwrap()));
-        assert_eq!(verify_code(&key.verifying_key(), &forged), Err(CodeError::BadSignature));
+        assert_eq!(
+            verify_code(&key.verifying_key(), &forged),
+            Err(CodeError::BadSignature)
+        );
         let other = SigningKey::from_bytes(&[8u8; 32]);
-        assert_eq!(verify_code(&other.verifying_key(), &code), Err(CodeError::BadSignature));
-        assert_eq!(verify_code(&key.verifying_key(), "nonsense"), Err(CodeError::Malformed));
+        assert_eq!(
+            verify_code(&other.verifying_key(), &code),
+            Err(CodeError::BadSignature)
+        );
+        assert_eq!(
+            verify_code(&key.verifying_key(), "nonsense"),
+            Err(CodeError::Malformed)
+        );
         assert!(qr_svg(&code).unwrap().starts_with("<?xml"));
     }
 }

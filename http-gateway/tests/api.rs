@@ -22,22 +22,62 @@ async fn sessions_and_authorisation() {
     assert_eq!(r.status, 201, "{}", r.text);
     let hold_id = r.body["hold_id"].as_u64().unwrap();
 
-    assert_problem(&gw.get(&format!("/v1/holds/{hold_id}"), None).await, 401, "unauthorized");
-    assert_problem(&gw.get(&format!("/v1/holds/{hold_id}"), Some("forged.token")).await, 401, "unauthorized");
+    assert_problem(
+        &gw.get(&format!("/v1/holds/{hold_id}"), None).await,
+        401,
+        "unauthorized",
+    );
+    assert_problem(
+        &gw.get(&format!("/v1/holds/{hold_id}"), Some("forged.token"))
+            .await,
+        401,
+        "unauthorized",
+    );
     // A token signed with another secret is refused.
-    let other = http_gateway::keys::Keys::for_tests("other", "x", "y").issue_session("alice", u64::MAX / 2);
-    assert_problem(&gw.get(&format!("/v1/holds/{hold_id}"), Some(&other)).await, 401, "unauthorized");
+    let other =
+        http_gateway::keys::Keys::for_tests("other", "x", "y").issue_session("alice", u64::MAX / 2);
+    assert_problem(
+        &gw.get(&format!("/v1/holds/{hold_id}"), Some(&other)).await,
+        401,
+        "unauthorized",
+    );
     // Users are not admins.
-    assert_problem(&gw.post("/v1/events", Some(&alice), event_spec("x")).await, 403, "admin_only");
-    assert_problem(&gw.get("/v1/cluster", Some(&alice)).await, 403, "admin_only");
+    assert_problem(
+        &gw.post("/v1/events", Some(&alice), event_spec("x")).await,
+        403,
+        "admin_only",
+    );
+    assert_problem(
+        &gw.get("/v1/cluster", Some(&alice)).await,
+        403,
+        "admin_only",
+    );
     // Another user's hold is "not found", not "forbidden".
     let bob = gw.session("bob").await;
-    assert_problem(&gw.get(&format!("/v1/holds/{hold_id}"), Some(&bob)).await, 404, "not_found");
-    assert_problem(&gw.delete(&format!("/v1/holds/{hold_id}"), Some(&bob)).await, 404, "not_found");
+    assert_problem(
+        &gw.get(&format!("/v1/holds/{hold_id}"), Some(&bob)).await,
+        404,
+        "not_found",
+    );
+    assert_problem(
+        &gw.delete(&format!("/v1/holds/{hold_id}"), Some(&bob)).await,
+        404,
+        "not_found",
+    );
     let r = gw.get(&format!("/v1/holds/{hold_id}"), Some(&alice)).await;
-    assert_eq!((r.status, r.body["status"].as_str()), (200, Some("active")), "{}", r.text);
+    assert_eq!(
+        (r.status, r.body["status"].as_str()),
+        (200, Some("active")),
+        "{}",
+        r.text
+    );
     // The admin sees everything and the cluster endpoint.
-    assert_eq!(gw.get(&format!("/v1/holds/{hold_id}"), Some(ADMIN)).await.status, 200);
+    assert_eq!(
+        gw.get(&format!("/v1/holds/{hold_id}"), Some(ADMIN))
+            .await
+            .status,
+        200
+    );
     let r = gw.get("/v1/cluster", Some(ADMIN)).await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body["leader_id"], json!(1));
@@ -65,13 +105,19 @@ async fn idempotency_key_gives_the_same_hold_even_through_another_gateway() {
     assert_eq!(a.body["seats"], b.body["seats"]);
     // Only two seats are held, not four.
     let map = gw1.seat_map("gig").await;
-    assert_eq!(map.iter().map(|r| r.matches('H').count()).sum::<usize>(), 2, "{map:?}");
+    assert_eq!(
+        map.iter().map(|r| r.matches('H').count()).sum::<usize>(),
+        2,
+        "{map:?}"
+    );
     // A new key is a new hold.
     let c = gw1.send(send(&gw1, "key-2")).await;
     assert_eq!(c.status, 201);
     assert_ne!(c.body["hold_id"], a.body["hold_id"]);
     // A malformed key is refused.
-    let bad = gw1.send(send(&gw1, "").header("Idempotency-Key", "bad key with spaces")).await;
+    let bad = gw1
+        .send(send(&gw1, "").header("Idempotency-Key", "bad key with spaces"))
+        .await;
     assert_problem(&bad, 400, "invalid_idempotency_key");
 }
 
@@ -87,7 +133,9 @@ async fn fifty_users_race_for_one_seat() {
     let mut tasks = Vec::new();
     for t in tokens {
         let gw = gw.clone();
-        tasks.push(tokio::spawn(async move { gw.hold(&t, "gig", json!({ "seats": ["A-2-5"] })).await }));
+        tasks.push(tokio::spawn(async move {
+            gw.hold(&t, "gig", json!({ "seats": ["A-2-5"] })).await
+        }));
     }
     let mut won = 0;
     let mut lost = 0;
@@ -112,49 +160,127 @@ async fn checkout_ok_issues_verifiable_tickets_that_check_in_once() {
     let gw = start().await;
     gw.open_event("gig").await;
     let alice = gw.session("alice").await;
-    let (hold_id, r) = gw.hold_and_pay(&alice, "gig", &["A-1-1", "A-1-2"], "tok_ok").await;
+    let (hold_id, r) = gw
+        .hold_and_pay(&alice, "gig", &["A-1-1", "A-1-2"], "tok_ok")
+        .await;
     assert_eq!(r.status, 201, "{}", r.text);
     let booking_id = r.body["booking_id"].as_u64().unwrap();
     let tickets = r.body["tickets"].as_array().unwrap().clone();
     assert_eq!(tickets.len(), 2);
     assert_eq!(gw.seat_map("gig").await[1], "BB........");
     // Paying again is idempotent: the same booking.
-    let again = gw.post(&format!("/v1/holds/{hold_id}/checkout"), Some(&alice), json!({"payment_method": "tok_ok"})).await;
-    assert_eq!((again.status, &again.body["booking_id"]), (201, &json!(booking_id)), "{}", again.text);
-    assert_eq!(gw.pay.record(&format!("hold-{hold_id}")).unwrap().charges, 1);
+    let again = gw
+        .post(
+            &format!("/v1/holds/{hold_id}/checkout"),
+            Some(&alice),
+            json!({"payment_method": "tok_ok"}),
+        )
+        .await;
+    assert_eq!(
+        (again.status, &again.body["booking_id"]),
+        (201, &json!(booking_id)),
+        "{}",
+        again.text
+    );
+    assert_eq!(
+        gw.pay.record(&format!("hold-{hold_id}")).unwrap().charges,
+        1
+    );
 
-    let r = gw.get(&format!("/v1/bookings/{booking_id}"), Some(&alice)).await;
+    let r = gw
+        .get(&format!("/v1/bookings/{booking_id}"), Some(&alice))
+        .await;
     assert_eq!(r.status, 200);
     let bob = gw.session("bob").await;
-    assert_problem(&gw.get(&format!("/v1/bookings/{booking_id}"), Some(&bob)).await, 404, "not_found");
+    assert_problem(
+        &gw.get(&format!("/v1/bookings/{booking_id}"), Some(&bob))
+            .await,
+        404,
+        "not_found",
+    );
 
     let ticket_id = tickets[0]["ticket_id"].as_u64().unwrap();
     let code = tickets[0]["code"].as_str().unwrap().to_string();
-    let r = gw.get(&format!("/v1/tickets/{ticket_id}"), Some(&alice)).await;
-    assert_eq!((r.status, r.body["code"].as_str()), (200, Some(code.as_str())));
-    let r = gw.send(gw.http.get(gw.url(&format!("/v1/tickets/{ticket_id}/qr.svg"))).bearer_auth(&alice)).await;
+    let r = gw
+        .get(&format!("/v1/tickets/{ticket_id}"), Some(&alice))
+        .await;
+    assert_eq!(
+        (r.status, r.body["code"].as_str()),
+        (200, Some(code.as_str()))
+    );
+    let r = gw
+        .send(
+            gw.http
+                .get(gw.url(&format!("/v1/tickets/{ticket_id}/qr.svg")))
+                .bearer_auth(&alice),
+        )
+        .await;
     assert_eq!(r.status, 200);
-    assert!(r.text.contains("<svg"), "{}", &r.text[..r.text.len().min(100)]);
+    assert!(
+        r.text.contains("<svg"),
+        "{}",
+        &r.text[..r.text.len().min(100)]
+    );
     let r = gw.get("/v1/tickets/public-key", None).await;
     assert_eq!(r.body["algorithm"], "Ed25519");
 
-    let r = gw.post("/v1/tickets/verify", None, json!({ "code": code })).await;
-    assert_eq!((r.status, &r.body["valid"]), (200, &json!(true)), "{}", r.text);
+    let r = gw
+        .post("/v1/tickets/verify", None, json!({ "code": code }))
+        .await;
+    assert_eq!(
+        (r.status, &r.body["valid"]),
+        (200, &json!(true)),
+        "{}",
+        r.text
+    );
     // Tampered: change the seat in the payload, keep the signature.
     let (payload, sig) = code.split_once('.').unwrap();
     use base64::Engine;
     let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let text = String::from_utf8(b64.decode(payload).unwrap()).unwrap().replace("A-1-1", "A-1-9");
+    let text = String::from_utf8(b64.decode(payload).unwrap())
+        .unwrap()
+        .replace("A-1-1", "A-1-9");
     let forged = format!("{}.{sig}", b64.encode(text));
-    let r = gw.post("/v1/tickets/verify", None, json!({ "code": forged })).await;
-    assert_eq!((r.status, &r.body["valid"], &r.body["reason"]), (200, &json!(false), &json!("bad_signature")));
-    let r = gw.post("/v1/tickets/verify", None, json!({ "code": "garbage" })).await;
+    let r = gw
+        .post("/v1/tickets/verify", None, json!({ "code": forged }))
+        .await;
+    assert_eq!(
+        (r.status, &r.body["valid"], &r.body["reason"]),
+        (200, &json!(false), &json!("bad_signature"))
+    );
+    let r = gw
+        .post("/v1/tickets/verify", None, json!({ "code": "garbage" }))
+        .await;
     assert_eq!(r.body["valid"], json!(false));
 
-    let r = gw.post(&format!("/v1/tickets/{ticket_id}/check-in"), Some(ADMIN), json!({})).await;
+    let r = gw
+        .post(
+            &format!("/v1/tickets/{ticket_id}/check-in"),
+            Some(ADMIN),
+            json!({}),
+        )
+        .await;
     assert_eq!(r.status, 200, "{}", r.text);
-    assert_problem(&gw.post(&format!("/v1/tickets/{ticket_id}/check-in"), Some(ADMIN), json!({})).await, 409, "already_checked_in");
-    assert_problem(&gw.post(&format!("/v1/tickets/{ticket_id}/check-in"), Some(&alice), json!({})).await, 403, "admin_only");
+    assert_problem(
+        &gw.post(
+            &format!("/v1/tickets/{ticket_id}/check-in"),
+            Some(ADMIN),
+            json!({}),
+        )
+        .await,
+        409,
+        "already_checked_in",
+    );
+    assert_problem(
+        &gw.post(
+            &format!("/v1/tickets/{ticket_id}/check-in"),
+            Some(&alice),
+            json!({}),
+        )
+        .await,
+        403,
+        "admin_only",
+    );
 }
 
 #[tokio::test]
@@ -164,12 +290,17 @@ async fn declined_payment_releases_the_seats() {
     gw.open_event("gig").await;
     let alice = gw.session("alice").await;
     let before = gw.seat_map("gig").await;
-    let (hold_id, r) = gw.hold_and_pay(&alice, "gig", &["A-3-3"], "tok_declined").await;
+    let (hold_id, r) = gw
+        .hold_and_pay(&alice, "gig", &["A-3-3"], "tok_declined")
+        .await;
     assert_problem(&r, 402, "payment_declined");
     assert_eq!(gw.seat_map("gig").await, before);
     let r = gw.get(&format!("/v1/holds/{hold_id}"), Some(&alice)).await;
     assert_eq!(r.body["status"], "released", "{}", r.text);
-    assert_eq!(gw.pay.record(&format!("hold-{hold_id}")).unwrap().charges, 0);
+    assert_eq!(
+        gw.pay.record(&format!("hold-{hold_id}")).unwrap().charges,
+        0
+    );
 }
 
 #[tokio::test]
@@ -178,7 +309,9 @@ async fn flaky_payment_is_retried_and_charged_once() {
     let gw = start().await;
     gw.open_event("gig").await;
     let alice = gw.session("alice").await;
-    let (hold_id, r) = gw.hold_and_pay(&alice, "gig", &["A-1-5"], "tok_flaky").await;
+    let (hold_id, r) = gw
+        .hold_and_pay(&alice, "gig", &["A-1-5"], "tok_flaky")
+        .await;
     assert_eq!(r.status, 201, "{}", r.text);
     let line = gw.pay.record(&format!("hold-{hold_id}")).unwrap();
     assert_eq!((line.attempts, line.charges), (3, 1));
@@ -197,7 +330,9 @@ async fn slow_payment_past_the_hold_is_refunded() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         fake.advance_ms(3_600_000);
     });
-    let (hold_id, r) = gw.hold_and_pay(&alice, "gig", &["A-1-7"], "tok_slow_300").await;
+    let (hold_id, r) = gw
+        .hold_and_pay(&alice, "gig", &["A-1-7"], "tok_slow_300")
+        .await;
     jump.await.unwrap();
     assert_problem(&r, 410, "hold_expired");
     assert_eq!(r.body["refunded"], json!(true));
@@ -213,7 +348,9 @@ async fn pending_payment_finished_by_signed_webhook() {
     let gw = start().await;
     gw.open_event("gig").await;
     let alice = gw.session("alice").await;
-    let (hold_id, r) = gw.hold_and_pay(&alice, "gig", &["A-2-1"], "tok_pending").await;
+    let (hold_id, r) = gw
+        .hold_and_pay(&alice, "gig", &["A-2-1"], "tok_pending")
+        .await;
     assert_eq!(r.status, 202, "{}", r.text);
     let charge_id = r.body["charge_id"].as_str().unwrap().to_string();
     let r = gw.get(&format!("/v1/holds/{hold_id}"), Some(&alice)).await;
@@ -223,7 +360,10 @@ async fn pending_payment_finished_by_signed_webhook() {
         "id": "evt_1", "type": "payment.succeeded", "data": { "hold_id": hold_id, "charge_id": charge_id }
     }))
     .unwrap();
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
     let post = |sig: String, body: Vec<u8>| {
         gw.http
             .post(gw.url("/v1/payments/webhook"))
@@ -231,22 +371,68 @@ async fn pending_payment_finished_by_signed_webhook() {
             .header("Booking-Signature", sig)
             .body(body)
     };
-    let forged = gw.send(post(sign_webhook(b"wrong-secret", now, &body), body.clone())).await;
+    let forged = gw
+        .send(post(
+            sign_webhook(b"wrong-secret", now, &body),
+            body.clone(),
+        ))
+        .await;
     assert_problem(&forged, 400, "invalid_signature");
-    let stale = gw.send(post(sign_webhook(WEBHOOK_SECRET.as_bytes(), now - 3_600, &body), body.clone())).await;
+    let stale = gw
+        .send(post(
+            sign_webhook(WEBHOOK_SECRET.as_bytes(), now - 3_600, &body),
+            body.clone(),
+        ))
+        .await;
     assert_problem(&stale, 400, "invalid_signature");
-    let missing = gw.send(gw.http.post(gw.url("/v1/payments/webhook")).body(body.clone())).await;
+    let missing = gw
+        .send(
+            gw.http
+                .post(gw.url("/v1/payments/webhook"))
+                .body(body.clone()),
+        )
+        .await;
     assert_problem(&missing, 400, "invalid_signature");
-    assert_eq!(gw.get(&format!("/v1/holds/{hold_id}"), Some(&alice)).await.body["status"], "payment_pending");
+    assert_eq!(
+        gw.get(&format!("/v1/holds/{hold_id}"), Some(&alice))
+            .await
+            .body["status"],
+        "payment_pending"
+    );
 
-    let ok = gw.send(post(sign_webhook(WEBHOOK_SECRET.as_bytes(), now, &body), body.clone())).await;
-    assert_eq!((ok.status, &ok.body["duplicate"], &ok.body["outcome"]), (200, &json!(false), &json!("confirmed")), "{}", ok.text);
+    let ok = gw
+        .send(post(
+            sign_webhook(WEBHOOK_SECRET.as_bytes(), now, &body),
+            body.clone(),
+        ))
+        .await;
+    assert_eq!(
+        (ok.status, &ok.body["duplicate"], &ok.body["outcome"]),
+        (200, &json!(false), &json!("confirmed")),
+        "{}",
+        ok.text
+    );
     let hold = gw.get(&format!("/v1/holds/{hold_id}"), Some(&alice)).await;
     assert_eq!(hold.body["status"], "confirmed");
     let booking_id = hold.body["booking_id"].clone();
-    let dup = gw.send(post(sign_webhook(WEBHOOK_SECRET.as_bytes(), now, &body), body.clone())).await;
-    assert_eq!((dup.status, &dup.body["duplicate"]), (200, &json!(true)), "{}", dup.text);
-    assert_eq!(gw.get(&format!("/v1/holds/{hold_id}"), Some(&alice)).await.body["booking_id"], booking_id);
+    let dup = gw
+        .send(post(
+            sign_webhook(WEBHOOK_SECRET.as_bytes(), now, &body),
+            body.clone(),
+        ))
+        .await;
+    assert_eq!(
+        (dup.status, &dup.body["duplicate"]),
+        (200, &json!(true)),
+        "{}",
+        dup.text
+    );
+    assert_eq!(
+        gw.get(&format!("/v1/holds/{hold_id}"), Some(&alice))
+            .await
+            .body["booking_id"],
+        booking_id
+    );
     assert_eq!(gw.seat_map("gig").await[2], "B.........");
 }
 
@@ -256,20 +442,51 @@ async fn cancel_refunds_returns_seats_and_revokes_tickets() {
     let gw = start().await;
     gw.open_event("gig").await;
     let alice = gw.session("alice").await;
-    let (hold_id, r) = gw.hold_and_pay(&alice, "gig", &["A-3-9", "A-3-10"], "tok_ok").await;
+    let (hold_id, r) = gw
+        .hold_and_pay(&alice, "gig", &["A-3-9", "A-3-10"], "tok_ok")
+        .await;
     assert_eq!(r.status, 201, "{}", r.text);
     let booking_id = r.body["booking_id"].as_u64().unwrap();
     let code = r.body["tickets"][0]["code"].as_str().unwrap().to_string();
     assert_eq!(gw.seat_map("gig").await[3], "........BB");
     let bob = gw.session("bob").await;
-    assert_problem(&gw.post(&format!("/v1/bookings/{booking_id}/cancel"), Some(&bob), json!({})).await, 404, "not_found");
-    let r = gw.post(&format!("/v1/bookings/{booking_id}/cancel"), Some(&alice), json!({})).await;
-    assert_eq!((r.status, &r.body["refunded"]), (200, &json!(true)), "{}", r.text);
+    assert_problem(
+        &gw.post(
+            &format!("/v1/bookings/{booking_id}/cancel"),
+            Some(&bob),
+            json!({}),
+        )
+        .await,
+        404,
+        "not_found",
+    );
+    let r = gw
+        .post(
+            &format!("/v1/bookings/{booking_id}/cancel"),
+            Some(&alice),
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        (r.status, &r.body["refunded"]),
+        (200, &json!(true)),
+        "{}",
+        r.text
+    );
     assert_eq!(gw.seat_map("gig").await[3], "..........");
     assert!(gw.pay.record(&format!("hold-{hold_id}")).unwrap().refunded);
-    let v = gw.post("/v1/tickets/verify", None, json!({ "code": code })).await;
-    assert_eq!((&v.body["valid"], &v.body["reason"]), (&json!(false), &json!("revoked")), "{}", v.text);
-    let r = gw.get(&format!("/v1/bookings/{booking_id}"), Some(&alice)).await;
+    let v = gw
+        .post("/v1/tickets/verify", None, json!({ "code": code }))
+        .await;
+    assert_eq!(
+        (&v.body["valid"], &v.body["reason"]),
+        (&json!(false), &json!("revoked")),
+        "{}",
+        v.text
+    );
+    let r = gw
+        .get(&format!("/v1/bookings/{booking_id}"), Some(&alice))
+        .await;
     assert_eq!(r.body["status"], "cancelled");
 }
 
@@ -284,35 +501,102 @@ async fn waiting_room_requires_admission() {
     let bob = gw.session("bob").await;
     let carol = gw.session("carol").await;
     // Join before the sale opens, then open it.
-    let a = gw.post("/v1/events/queued/queue", Some(&alice), json!({})).await;
+    let a = gw
+        .post("/v1/events/queued/queue", Some(&alice), json!({}))
+        .await;
     assert_eq!(a.status, 201, "{}", a.text);
-    let b = gw.post("/v1/events/queued/queue", Some(&bob), json!({})).await;
+    let b = gw
+        .post("/v1/events/queued/queue", Some(&bob), json!({}))
+        .await;
     assert_eq!(b.status, 201, "{}", b.text);
-    let again = gw.post("/v1/events/queued/queue", Some(&alice), json!({})).await;
-    assert_eq!((again.status, &again.body["already_joined"]), (200, &json!(true)), "{}", again.text);
-    assert_eq!(gw.post("/v1/events/queued/sale/open", Some(ADMIN), json!({})).await.status, 200);
+    let again = gw
+        .post("/v1/events/queued/queue", Some(&alice), json!({}))
+        .await;
+    assert_eq!(
+        (again.status, &again.body["already_joined"]),
+        (200, &json!(true)),
+        "{}",
+        again.text
+    );
+    assert_eq!(
+        gw.post("/v1/events/queued/sale/open", Some(ADMIN), json!({}))
+            .await
+            .status,
+        200
+    );
 
     // Carol never joined: refused.
-    assert_problem(&gw.hold(&carol, "queued", json!({ "seats": ["A-1-1"] })).await, 403, "not_admitted");
+    assert_problem(
+        &gw.hold(&carol, "queued", json!({ "seats": ["A-1-1"] }))
+            .await,
+        403,
+        "not_admitted",
+    );
 
     let ta = a.body["queue_token"].as_str().unwrap();
     let tb = b.body["queue_token"].as_str().unwrap();
-    let pa = gw.get(&format!("/v1/events/queued/queue/{ta}"), Some(&alice)).await;
-    let pb = gw.get(&format!("/v1/events/queued/queue/{tb}"), Some(&bob)).await;
-    assert_eq!((pa.status, pb.status), (200, 200), "{} / {}", pa.text, pb.text);
+    let pa = gw
+        .get(&format!("/v1/events/queued/queue/{ta}"), Some(&alice))
+        .await;
+    let pb = gw
+        .get(&format!("/v1/events/queued/queue/{tb}"), Some(&bob))
+        .await;
+    assert_eq!(
+        (pa.status, pb.status),
+        (200, 200),
+        "{} / {}",
+        pa.text,
+        pb.text
+    );
     // Batch of one: exactly one of them is admitted first.
-    let admitted: Vec<bool> = [&pa, &pb].iter().map(|r| r.body["admitted"].as_bool().unwrap()).collect();
-    assert_eq!(admitted.iter().filter(|a| **a).count(), 1, "{} / {}", pa.text, pb.text);
-    let (waiting_token, waiting_user) = if admitted[0] { (&bob, tb) } else { (&alice, ta) };
+    let admitted: Vec<bool> = [&pa, &pb]
+        .iter()
+        .map(|r| r.body["admitted"].as_bool().unwrap())
+        .collect();
+    assert_eq!(
+        admitted.iter().filter(|a| **a).count(),
+        1,
+        "{} / {}",
+        pa.text,
+        pb.text
+    );
+    let (waiting_token, waiting_user) = if admitted[0] {
+        (&bob, tb)
+    } else {
+        (&alice, ta)
+    };
     let waiting = if admitted[0] { &pb } else { &pa };
     assert_eq!(waiting.body["position"], json!(1));
     assert!(waiting.body["estimated_wait_ms"].as_u64().unwrap() > 0);
-    assert_problem(&gw.hold(waiting_token, "queued", json!({ "seats": ["A-1-1"] })).await, 403, "not_admitted");
+    assert_problem(
+        &gw.hold(waiting_token, "queued", json!({ "seats": ["A-1-1"] }))
+            .await,
+        403,
+        "not_admitted",
+    );
     let admitted_token = if admitted[0] { &alice } else { &bob };
-    assert_eq!(gw.hold(admitted_token, "queued", json!({ "seats": ["A-1-1"] })).await.status, 201);
+    assert_eq!(
+        gw.hold(admitted_token, "queued", json!({ "seats": ["A-1-1"] }))
+            .await
+            .status,
+        201
+    );
     // Someone else's queue token is refused.
-    assert_problem(&gw.get(&format!("/v1/events/queued/queue/{waiting_user}"), Some(&carol)).await, 403, "invalid_queue_token");
-    assert_problem(&gw.get("/v1/events/queued/queue/forged.token", Some(&alice)).await, 403, "invalid_queue_token");
+    assert_problem(
+        &gw.get(
+            &format!("/v1/events/queued/queue/{waiting_user}"),
+            Some(&carol),
+        )
+        .await,
+        403,
+        "invalid_queue_token",
+    );
+    assert_problem(
+        &gw.get("/v1/events/queued/queue/forged.token", Some(&alice))
+            .await,
+        403,
+        "invalid_queue_token",
+    );
 }
 
 #[tokio::test]
@@ -324,12 +608,26 @@ async fn event_layout_is_cacheable() {
     assert_eq!(r.status, 200);
     assert_eq!(r.body["sections"][0]["id"], "A");
     let etag = r.headers.get("etag").unwrap().to_str().unwrap().to_string();
-    assert!(r.headers.get("cache-control").unwrap().to_str().unwrap().contains("max-age"));
-    let r = gw.send(gw.http.get(gw.url("/v1/events/gig")).header("If-None-Match", &etag)).await;
+    assert!(r
+        .headers
+        .get("cache-control")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .contains("max-age"));
+    let r = gw
+        .send(
+            gw.http
+                .get(gw.url("/v1/events/gig"))
+                .header("If-None-Match", &etag),
+        )
+        .await;
     assert_eq!(r.status, 304);
     let list = gw.get("/v1/events", None).await;
     assert_eq!(list.body["events"][0]["event_id"], "gig");
-    let a = gw.get("/v1/events/gig/availability?consistency=stale", None).await;
+    let a = gw
+        .get("/v1/events/gig/availability?consistency=stale", None)
+        .await;
     assert_eq!((a.status, &a.body["consistency"]), (200, &json!("stale")));
     assert!(a.body["applied_index"].as_u64().unwrap() > 0);
     assert!(a.headers.get("x-applied-index").is_some());
@@ -363,7 +661,10 @@ async fn rate_limits_answer_429_with_retry_after() {
     for _ in 0..6 {
         statuses.push(gw.get("/v1/holds/1", Some(&alice)).await);
     }
-    let limited = statuses.iter().find(|r| r.status == 429).expect("some request is limited");
+    let limited = statuses
+        .iter()
+        .find(|r| r.status == 429)
+        .expect("some request is limited");
     assert_problem(limited, 429, "rate_limited");
     assert!(limited.headers.get("retry-after").is_some());
 }
@@ -375,13 +676,24 @@ async fn openapi_metrics_and_page_are_served() {
     let doc = gw.get("/openapi.json", None).await;
     assert_eq!(doc.status, 200);
     let paths = doc.body["paths"].as_object().unwrap();
-    for p in ["/v1/events/{event_id}/holds", "/v1/holds/{hold_id}/checkout", "/v1/payments/webhook", "/v1/tickets/verify"] {
+    for p in [
+        "/v1/events/{event_id}/holds",
+        "/v1/holds/{hold_id}/checkout",
+        "/v1/payments/webhook",
+        "/v1/tickets/verify",
+    ] {
         assert!(paths.contains_key(p), "{p} missing");
     }
     assert!(doc.body["components"]["schemas"]["Problem"].is_object());
     gw.get("/healthz", None).await;
     let m = gw.get("/metrics", None).await;
-    assert!(m.text.contains("gateway_http_requests_total{method=\"GET\",route=\"/healthz\",status=\"200\"}"), "{}", m.text);
+    assert!(
+        m.text.contains(
+            "gateway_http_requests_total{method=\"GET\",route=\"/healthz\",status=\"200\"}"
+        ),
+        "{}",
+        m.text
+    );
     assert!(m.text.contains("gateway_websocket_clients"));
     let page = gw.get("/", None).await;
     assert_eq!(page.status, 200);
@@ -404,16 +716,17 @@ async fn dozens_of_bad_requests_change_nothing() {
 
     let big = "x".repeat(70 * 1024);
     let holds = "/v1/events/gig/holds";
-    let raw = |method: reqwest::Method, path: &str, token: Option<&str>, ct: Option<&str>, body: &str| {
-        let mut req = gw.http.request(method, gw.url(path)).body(body.to_string());
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        if let Some(ct) = ct {
-            req = req.header("content-type", ct);
-        }
-        req
-    };
+    let raw =
+        |method: reqwest::Method, path: &str, token: Option<&str>, ct: Option<&str>, body: &str| {
+            let mut req = gw.http.request(method, gw.url(path)).body(body.to_string());
+            if let Some(t) = token {
+                req = req.bearer_auth(t);
+            }
+            if let Some(ct) = ct {
+                req = req.header("content-type", ct);
+            }
+            req
+        };
     use reqwest::Method as M;
     let json_ct = Some("application/json");
     let cases: Vec<(&str, reqwest::RequestBuilder, u16, &str)> = vec![
@@ -470,7 +783,11 @@ async fn dozens_of_bad_requests_change_nothing() {
         assert!(r.status < 500, "{name}: got {} {}", r.status, r.text);
         assert_problem(&r, status, code);
     }
-    assert_eq!(gw.seat_map("gig").await, before, "bad requests changed the seat map");
+    assert_eq!(
+        gw.seat_map("gig").await,
+        before,
+        "bad requests changed the seat map"
+    );
 }
 
 #[tokio::test]
@@ -493,7 +810,10 @@ async fn fake_cluster_watch_resumes_and_reports_gaps() {
     }
     gw.fake.forget_history_before(index + 1);
     let mut w = gw.fake.watch("gig".into(), index).await.unwrap();
-    assert!(matches!(w.next().await.unwrap(), http_gateway::cluster::WatchItem::Resync { .. }));
+    assert!(matches!(
+        w.next().await.unwrap(),
+        http_gateway::cluster::WatchItem::Resync { .. }
+    ));
 }
 
 #[tokio::test]
@@ -517,7 +837,10 @@ async fn confirmed_bookings_reach_the_notification_sink_and_are_acked() {
         delivered = std::fs::read_to_string(&sink).unwrap_or_default();
         let answer = gw
             .fake
-            .read(state_machine::Query::Outbox { limit: 10 }, http_gateway::Consistency::Linearizable)
+            .read(
+                state_machine::Query::Outbox { limit: 10 },
+                http_gateway::Consistency::Linearizable,
+            )
             .await
             .unwrap();
         if let state_machine::QueryResult::Outbox(m) = answer.result {
@@ -528,7 +851,15 @@ async fn confirmed_bookings_reach_the_notification_sink_and_are_acked() {
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    let line: serde_json::Value = serde_json::from_str(delivered.lines().next().expect("one line delivered")).unwrap();
-    assert_eq!((&line["kind"], &line["booking_id"], &line["holder"]), (&json!("booking_confirmed"), &json!(booking_id), &json!("alice")));
+    let line: serde_json::Value =
+        serde_json::from_str(delivered.lines().next().expect("one line delivered")).unwrap();
+    assert_eq!(
+        (&line["kind"], &line["booking_id"], &line["holder"]),
+        (
+            &json!("booking_confirmed"),
+            &json!(booking_id),
+            &json!("alice")
+        )
+    );
     assert_eq!(outbox_len, 0, "the outbox was acknowledged");
 }

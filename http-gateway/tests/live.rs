@@ -10,11 +10,17 @@ use futures::StreamExt;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn connect(gw: &Gw, query: &str) -> Ws {
-    let url = format!("{}/v1/events/gig/live{query}", gw.base.replace("http://", "ws://"));
-    let (ws, _) = tokio_tungstenite::connect_async(url).await.expect("websocket connects");
+    let url = format!(
+        "{}/v1/events/gig/live{query}",
+        gw.base.replace("http://", "ws://")
+    );
+    let (ws, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("websocket connects");
     ws
 }
 
@@ -43,7 +49,10 @@ async fn live_feed_delivers_changes_and_resumes_without_gaps() {
     let snap = next(&mut ws).await;
     assert_eq!(snap["type"], "snapshot");
     let snap_index = snap["index"].as_u64().unwrap();
-    assert_eq!(snap["availability"]["sections"][0]["rows"][0]["states"], "..........");
+    assert_eq!(
+        snap["availability"]["sections"][0]["rows"][0]["states"],
+        ".........."
+    );
 
     let r = gw.hold(&alice, "gig", json!({ "seats": ["A-1-4"] })).await;
     assert_eq!(r.status, 201);
@@ -51,27 +60,55 @@ async fn live_feed_delivers_changes_and_resumes_without_gaps() {
     assert_eq!(change["type"], "changes");
     let last_seen = change["index"].as_u64().unwrap();
     assert!(last_seen > snap_index);
-    assert_eq!(change["changes"][0], json!({ "seat": "A-1-4", "state": "held" }));
+    assert_eq!(
+        change["changes"][0],
+        json!({ "seat": "A-1-4", "state": "held" })
+    );
     drop(ws);
 
     // While disconnected: two more changes.
     let hold_id = r.body["hold_id"].as_u64().unwrap();
-    assert_eq!(gw.delete(&format!("/v1/holds/{hold_id}"), Some(&alice)).await.status, 200);
-    assert_eq!(gw.hold(&alice, "gig", json!({ "seats": ["A-2-2"] })).await.status, 201);
+    assert_eq!(
+        gw.delete(&format!("/v1/holds/{hold_id}"), Some(&alice))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        gw.hold(&alice, "gig", json!({ "seats": ["A-2-2"] }))
+            .await
+            .status,
+        201
+    );
 
     let mut ws = connect(&gw, &format!("?from={}", last_seen + 1)).await;
     let first = next(&mut ws).await;
     assert_eq!(first["type"], "changes", "{first}");
-    assert_eq!(first["changes"][0], json!({ "seat": "A-1-4", "state": "available" }));
+    assert_eq!(
+        first["changes"][0],
+        json!({ "seat": "A-1-4", "state": "available" })
+    );
     let second = next(&mut ws).await;
-    assert_eq!(second["changes"][0], json!({ "seat": "A-2-2", "state": "held" }));
+    assert_eq!(
+        second["changes"][0],
+        json!({ "seat": "A-2-2", "state": "held" })
+    );
     assert!(second["index"].as_u64() > first["index"].as_u64());
     // And live changes keep coming on the resumed connection.
-    assert_eq!(gw.hold(&alice, "gig", json!({ "seats": ["A-3-3"] })).await.status, 201);
+    assert_eq!(
+        gw.hold(&alice, "gig", json!({ "seats": ["A-3-3"] }))
+            .await
+            .status,
+        201
+    );
     assert_eq!(next(&mut ws).await["changes"][0]["seat"], "A-3-3");
 
     let metrics = gw.get("/metrics", None).await;
-    assert!(metrics.text.contains("gateway_websocket_clients 1"), "{}", metrics.text);
+    assert!(
+        metrics.text.contains("gateway_websocket_clients 1"),
+        "{}",
+        metrics.text
+    );
 }
 
 #[tokio::test]
@@ -80,24 +117,39 @@ async fn resume_from_forgotten_history_asks_for_resync() {
     let gw = start().await;
     gw.open_event("gig").await;
     let alice = gw.session("alice").await;
-    assert_eq!(gw.hold(&alice, "gig", json!({ "seats": ["A-1-1"] })).await.status, 201);
+    assert_eq!(
+        gw.hold(&alice, "gig", json!({ "seats": ["A-1-1"] }))
+            .await
+            .status,
+        201
+    );
     let now = gw.fake.applied_index();
     gw.fake.forget_history_before(now + 1);
     let mut ws = connect(&gw, "?from=1").await;
     assert_eq!(next(&mut ws).await["type"], "resync");
     let snap = next(&mut ws).await;
     assert_eq!(snap["type"], "snapshot");
-    assert_eq!(snap["availability"]["sections"][0]["rows"][0]["states"], "H.........");
+    assert_eq!(
+        snap["availability"]["sections"][0]["rows"][0]["states"],
+        "H........."
+    );
 }
 
 #[tokio::test]
 async fn live_for_unknown_event_is_404() {
     // Goal: the upgrade is refused with a problem for an unknown event.
     let gw = start().await;
-    let url = format!("{}/v1/events/nope/live", gw.base.replace("http://", "ws://"));
-    let err = tokio_tungstenite::connect_async(url).await.expect_err("refused");
+    let url = format!(
+        "{}/v1/events/nope/live",
+        gw.base.replace("http://", "ws://")
+    );
+    let err = tokio_tungstenite::connect_async(url)
+        .await
+        .expect_err("refused");
     match err {
-        tokio_tungstenite::tungstenite::Error::Http(resp) => assert_eq!(resp.status().as_u16(), 404),
+        tokio_tungstenite::tungstenite::Error::Http(resp) => {
+            assert_eq!(resp.status().as_u16(), 404)
+        }
         other => panic!("{other:?}"),
     }
 }

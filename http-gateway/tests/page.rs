@@ -16,18 +16,22 @@ use futures::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// Bound on every awaited condition.
 const WAIT: Duration = Duration::from_secs(20);
 
 fn chromium() -> Option<&'static str> {
-    ["/usr/bin/chromium", "/usr/bin/chromium-browser"].into_iter().find(|p| Path::new(p).exists())
+    ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
 }
 
 fn chromium_required() -> bool {
-    let listed = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../.ci/apt-packages"))
-        .is_ok_and(|t| t.lines().any(|l| l.trim() == "chromium"));
+    let listed =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../.ci/apt-packages"))
+            .is_ok_and(|t| t.lines().any(|l| l.trim() == "chromium"));
     std::env::var("CI").is_ok_and(|v| v == "true") && listed
 }
 
@@ -40,9 +44,20 @@ impl Cdp {
     async fn call(&mut self, method: &str, params: Value) -> Value {
         self.next_id += 1;
         let id = self.next_id;
-        self.ws.send(Message::Text(json!({ "id": id, "method": method, "params": params }).to_string().into())).await.unwrap();
+        self.ws
+            .send(Message::Text(
+                json!({ "id": id, "method": method, "params": params })
+                    .to_string()
+                    .into(),
+            ))
+            .await
+            .unwrap();
         loop {
-            let msg = tokio::time::timeout(WAIT, self.ws.next()).await.expect("devtools answers").unwrap().unwrap();
+            let msg = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("devtools answers")
+                .unwrap()
+                .unwrap();
             if let Message::Text(t) = msg {
                 let v: Value = serde_json::from_str(&t).unwrap();
                 if v["id"] == json!(id) {
@@ -54,7 +69,12 @@ impl Cdp {
 
     /// Evaluates `expr` in the page and returns its JSON value.
     async fn eval(&mut self, expr: &str) -> Value {
-        let r = self.call("Runtime.evaluate", json!({ "expression": expr, "awaitPromise": true, "returnByValue": true })).await;
+        let r = self
+            .call(
+                "Runtime.evaluate",
+                json!({ "expression": expr, "awaitPromise": true, "returnByValue": true }),
+            )
+            .await;
         assert!(r["result"]["exceptionDetails"].is_null(), "page threw: {r}");
         r["result"]["result"]["value"].clone()
     }
@@ -64,7 +84,13 @@ impl Cdp {
         let deadline = tokio::time::Instant::now() + WAIT;
         while tokio::time::Instant::now() < deadline {
             // Before the page has loaded, the expression may throw: not yet.
-            if self.eval(&format!("(() => {{ try {{ return ({expr}); }} catch (e) {{ return false; }} }})()")).await == json!(true) {
+            if self
+                .eval(&format!(
+                    "(() => {{ try {{ return ({expr}); }} catch (e) {{ return false; }} }})()"
+                ))
+                .await
+                == json!(true)
+            {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -77,7 +103,10 @@ impl Cdp {
 async fn seat_map_page_holds_pays_and_shows_tickets() {
     // Goal: a person can sign in, pick seats on the live map, hold, pay and see the QR tickets.
     let Some(browser) = chromium() else {
-        assert!(!chromium_required(), "chromium is listed in .ci/apt-packages but not installed");
+        assert!(
+            !chromium_required(),
+            "chromium is listed in .ci/apt-packages but not installed"
+        );
         eprintln!("\n*** SKIPPED seat_map_page_holds_pays_and_shows_tickets: chromium is not installed ***\n");
         return;
     };
@@ -85,7 +114,13 @@ async fn seat_map_page_holds_pays_and_shows_tickets() {
     gw.open_event("gig").await;
     let profile = tempfile::tempdir().unwrap();
     let _chrome = tokio::process::Command::new(browser)
-        .args(["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--remote-debugging-port=0"])
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--remote-debugging-port=0",
+        ])
         .arg(format!("--user-data-dir={}", profile.path().display()))
         .arg(format!("{}/", gw.base))
         .stdout(Stdio::null())
@@ -97,22 +132,53 @@ async fn seat_map_page_holds_pays_and_shows_tickets() {
     let port_file = profile.path().join("DevToolsActivePort");
     let deadline = tokio::time::Instant::now() + WAIT;
     let port = loop {
-        if let Some(p) = std::fs::read_to_string(&port_file).ok().and_then(|t| t.lines().next()?.trim().parse::<u16>().ok()) {
+        if let Some(p) = std::fs::read_to_string(&port_file)
+            .ok()
+            .and_then(|t| t.lines().next()?.trim().parse::<u16>().ok())
+        {
             break p;
         }
-        assert!(tokio::time::Instant::now() < deadline, "chromium never opened its DevTools port");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "chromium never opened its DevTools port"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    let targets: Value = reqwest::get(format!("http://127.0.0.1:{port}/json/list")).await.unwrap().json().await.unwrap();
-    let page = targets.as_array().unwrap().iter().find(|t| t["type"] == "page").expect("a page target").clone();
-    let (ws, _) = tokio_tungstenite::connect_async(page["webSocketDebuggerUrl"].as_str().unwrap()).await.unwrap();
+    let targets: Value = reqwest::get(format!("http://127.0.0.1:{port}/json/list"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let page = targets
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["type"] == "page")
+        .expect("a page target")
+        .clone();
+    let (ws, _) = tokio_tungstenite::connect_async(page["webSocketDebuggerUrl"].as_str().unwrap())
+        .await
+        .unwrap();
     let mut cdp = Cdp { ws, next_id: 0 };
 
-    cdp.until("events listed", r#"document.getElementById("event").options.length > 1"#).await;
+    cdp.until(
+        "events listed",
+        r#"document.getElementById("event").options.length > 1"#,
+    )
+    .await;
     cdp.eval(r#"document.getElementById("name").value = "alice"; document.getElementById("login").click(); true"#).await;
-    cdp.until("signed in", r#"document.getElementById("who").textContent.includes("alice")"#).await;
+    cdp.until(
+        "signed in",
+        r#"document.getElementById("who").textContent.includes("alice")"#,
+    )
+    .await;
     cdp.eval(r#"const e = document.getElementById("event"); e.value = "gig"; e.dispatchEvent(new Event("change")); true"#).await;
-    cdp.until("live map", r#"seats.size === 30 && document.getElementById("status").textContent.startsWith("live")"#).await;
+    cdp.until(
+        "live map",
+        r#"seats.size === 30 && document.getElementById("status").textContent.startsWith("live")"#,
+    )
+    .await;
     for seat in ["A-2-4", "A-2-5"] {
         cdp.eval(&format!(
             r#"(() => {{ const s = seats.get("{seat}"); const r = canvas.getBoundingClientRect();
@@ -121,12 +187,33 @@ async fn seat_map_page_holds_pays_and_shows_tickets() {
         ))
         .await;
     }
-    assert_eq!(cdp.eval("[...selected].sort().join(',')").await, json!("A-2-4,A-2-5"));
-    cdp.eval(r#"document.getElementById("hold").click(); true"#).await;
-    cdp.until("hold shown", r#"document.getElementById("holdbox").textContent.includes("A-2-4")"#).await;
-    cdp.until("seats held on the live map", r#"seats.get("A-2-4").state === "held""#).await;
-    cdp.eval(r##"document.querySelector("#holdbox button").click(); true"##).await;
-    cdp.until("two QR tickets", r##"document.querySelectorAll("#tickets img").length === 2"##).await;
-    cdp.until("seats booked on the live map", r#"seats.get("A-2-5").state === "booked""#).await;
+    assert_eq!(
+        cdp.eval("[...selected].sort().join(',')").await,
+        json!("A-2-4,A-2-5")
+    );
+    cdp.eval(r#"document.getElementById("hold").click(); true"#)
+        .await;
+    cdp.until(
+        "hold shown",
+        r#"document.getElementById("holdbox").textContent.includes("A-2-4")"#,
+    )
+    .await;
+    cdp.until(
+        "seats held on the live map",
+        r#"seats.get("A-2-4").state === "held""#,
+    )
+    .await;
+    cdp.eval(r##"document.querySelector("#holdbox button").click(); true"##)
+        .await;
+    cdp.until(
+        "two QR tickets",
+        r##"document.querySelectorAll("#tickets img").length === 2"##,
+    )
+    .await;
+    cdp.until(
+        "seats booked on the live map",
+        r#"seats.get("A-2-5").state === "booked""#,
+    )
+    .await;
     assert_eq!(gw.seat_map("gig").await[2], "...BB.....");
 }

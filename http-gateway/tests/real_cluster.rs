@@ -7,7 +7,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cluster_config::{BookingSection, ClusterConfig, ClusterSection, GatewaySection, NodeSection, RaftSection};
+use cluster_config::{
+    BookingSection, ClusterConfig, ClusterSection, GatewaySection, NodeSection, RaftSection,
+};
 use futures::StreamExt;
 use http_gateway::keys::Keys;
 use http_gateway::{AppState, ClientCluster, GatewaySettings, SimulatedProvider};
@@ -22,12 +24,15 @@ fn free_addr() -> SocketAddr {
     l.local_addr().unwrap()
 }
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// The next JSON text frame, within 10 s.
 async fn next(ws: &mut Ws) -> Value {
     loop {
-        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next()).await.expect("a message in time");
+        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("a message in time");
         if let Message::Text(t) = msg.expect("stream open").expect("no error") {
             return serde_json::from_str(&t).unwrap();
         }
@@ -37,7 +42,10 @@ async fn next(ws: &mut Ws) -> Value {
 async fn json_of(r: reqwest::Response) -> (u16, Value) {
     let status = r.status().as_u16();
     let text = r.text().await.unwrap_or_default();
-    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -45,7 +53,10 @@ async fn gateway_over_a_real_three_node_cluster() {
     // Goal: holds, the one-seat race, idempotency, checkout, tickets and the live feed work through ClientCluster.
     let dir = tempfile::tempdir().unwrap();
     let config = ClusterConfig {
-        cluster: ClusterSection { name: "gw-real".into(), data_dir: dir.path().join("data") },
+        cluster: ClusterSection {
+            name: "gw-real".into(),
+            data_dir: dir.path().join("data"),
+        },
         raft: RaftSection {
             heartbeat_interval_ms: 50,
             election_timeout_ms: [400, 800],
@@ -56,8 +67,18 @@ async fn gateway_over_a_real_three_node_cluster() {
             propose_batch_max: 256,
             propose_linger_us: 200,
         },
-        booking: BookingSection { hold_ttl_ms: 600_000, payment_window_ms: 120_000, expiry_sweep_ms: 100 },
-        nodes: (1..=3).map(|id| NodeSection { id, addr: free_addr(), metrics_addr: None }).collect(),
+        booking: BookingSection {
+            hold_ttl_ms: 600_000,
+            payment_window_ms: 120_000,
+            expiry_sweep_ms: 100,
+        },
+        nodes: (1..=3)
+            .map(|id| NodeSection {
+                id,
+                addr: free_addr(),
+                metrics_addr: None,
+            })
+            .collect(),
         gateway: GatewaySection::default(),
         base_dir: dir.path().to_path_buf(),
     };
@@ -65,13 +86,21 @@ async fn gateway_over_a_real_three_node_cluster() {
     let mut nodes = Vec::new();
     for id in 1..=3u64 {
         let (tx, rx) = oneshot::channel::<()>();
-        nodes.push(tokio::spawn(raft_node::run_node(config.clone(), id, id == 1, async move {
-            let _ = rx.await;
-        })));
+        nodes.push(tokio::spawn(raft_node::run_node(
+            config.clone(),
+            id,
+            id == 1,
+            async move {
+                let _ = rx.await;
+            },
+        )));
         stops.push(tx);
     }
     let client = client::Client::from_config(&config, client::ClientOptions::default()).unwrap();
-    client.wait_for_leader(Duration::from_secs(30)).await.expect("a leader within 30 s");
+    client
+        .wait_for_leader(Duration::from_secs(30))
+        .await
+        .expect("a leader within 30 s");
 
     let settings = GatewaySettings {
         listen: "127.0.0.1:0".parse().unwrap(),
@@ -79,8 +108,13 @@ async fn gateway_over_a_real_three_node_cluster() {
         ..GatewaySettings::default()
     };
     let keys = Keys::for_tests("t", "k", "w");
-    let state = AppState::new(settings, Arc::new(ClientCluster::new(client)), Arc::new(SimulatedProvider::new()), keys)
-        .unwrap();
+    let state = AppState::new(
+        settings,
+        Arc::new(ClientCluster::new(client)),
+        Arc::new(SimulatedProvider::new()),
+        keys,
+    )
+    .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (gw_stop, gw_stopped) = oneshot::channel::<()>();
@@ -96,27 +130,63 @@ async fn gateway_over_a_real_three_node_cluster() {
         "sections": [{"kind": "reserved", "id": "A", "name": "A", "price_cents": 100,
                       "rows": [{"label": "1", "seats": 5}]}]
     });
-    let (s, b) = json_of(http.post(format!("{base}/v1/events")).bearer_auth(ADMIN).json(&spec).send().await.unwrap()).await;
+    let (s, b) = json_of(
+        http.post(format!("{base}/v1/events"))
+            .bearer_auth(ADMIN)
+            .json(&spec)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(s, 201, "{b}");
-    let (s, b) = json_of(http.post(format!("{base}/v1/events/real/sale/open")).bearer_auth(ADMIN).send().await.unwrap()).await;
+    let (s, b) = json_of(
+        http.post(format!("{base}/v1/events/real/sale/open"))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(s, 200, "{b}");
 
-    let (mut ws, _) = tokio_tungstenite::connect_async(format!("{}/v1/events/real/live", base.replace("http", "ws")))
-        .await
-        .expect("websocket");
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!(
+        "{}/v1/events/real/live",
+        base.replace("http", "ws")
+    ))
+    .await
+    .expect("websocket");
     let snap = next(&mut ws).await;
-    assert_eq!((snap["type"].as_str(), snap["availability"]["sections"][0]["rows"][0]["states"].as_str()), (Some("snapshot"), Some(".....")));
+    assert_eq!(
+        (
+            snap["type"].as_str(),
+            snap["availability"]["sections"][0]["rows"][0]["states"].as_str()
+        ),
+        (Some("snapshot"), Some("....."))
+    );
 
     let mut tokens = Vec::new();
     for i in 0..10 {
-        let (s, b) = json_of(http.post(format!("{base}/v1/sessions")).json(&json!({"name": format!("fan{i}")})).send().await.unwrap()).await;
+        let (s, b) = json_of(
+            http.post(format!("{base}/v1/sessions"))
+                .json(&json!({"name": format!("fan{i}")}))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
         assert_eq!(s, 201);
         tokens.push(b["token"].as_str().unwrap().to_string());
     }
     let mut race = Vec::new();
     for t in &tokens {
-        let req = http.post(format!("{base}/v1/events/real/holds")).bearer_auth(t).json(&json!({"seats": ["A-1-3"]}));
-        race.push(tokio::spawn(async move { json_of(req.send().await.unwrap()).await }));
+        let req = http
+            .post(format!("{base}/v1/events/real/holds"))
+            .bearer_auth(t)
+            .json(&json!({"seats": ["A-1-3"]}));
+        race.push(tokio::spawn(async move {
+            json_of(req.send().await.unwrap()).await
+        }));
     }
     let mut statuses = Vec::new();
     let mut winner = None;
@@ -127,10 +197,22 @@ async fn gateway_over_a_real_three_node_cluster() {
         }
         statuses.push(s);
     }
-    assert_eq!(statuses.iter().filter(|s| **s == 201).count(), 1, "{statuses:?}");
-    assert_eq!(statuses.iter().filter(|s| **s == 409).count(), 9, "{statuses:?}");
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 201).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 409).count(),
+        9,
+        "{statuses:?}"
+    );
     let change = next(&mut ws).await;
-    assert_eq!(change["changes"][0], json!({"seat": "A-1-3", "state": "held"}), "{change}");
+    assert_eq!(
+        change["changes"][0],
+        json!({"seat": "A-1-3", "state": "held"}),
+        "{change}"
+    );
 
     // Idempotency through the real exactly-once table (same gateway process).
     let (i, hold_id) = winner.unwrap();
@@ -157,11 +239,35 @@ async fn gateway_over_a_real_three_node_cluster() {
     .await;
     assert_eq!(s, 201, "{b}");
     let code = b["tickets"][0]["code"].as_str().unwrap().to_string();
-    let (s, v) = json_of(http.post(format!("{base}/v1/tickets/verify")).json(&json!({"code": code})).send().await.unwrap()).await;
+    let (s, v) = json_of(
+        http.post(format!("{base}/v1/tickets/verify"))
+            .json(&json!({"code": code}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!((s, &v["valid"]), (200, &json!(true)), "{v}");
-    let (s, a) = json_of(http.get(format!("{base}/v1/events/real/availability")).send().await.unwrap()).await;
-    assert_eq!((s, a["sections"][0]["rows"][0]["states"].as_str()), (200, Some("H.B..")), "{a}");
-    let (s, c) = json_of(http.get(format!("{base}/v1/cluster")).bearer_auth(ADMIN).send().await.unwrap()).await;
+    let (s, a) = json_of(
+        http.get(format!("{base}/v1/events/real/availability"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (s, a["sections"][0]["rows"][0]["states"].as_str()),
+        (200, Some("H.B..")),
+        "{a}"
+    );
+    let (s, c) = json_of(
+        http.get(format!("{base}/v1/cluster"))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(s, 200);
     assert_eq!(c["members"].as_array().map(|m| m.len()), Some(3), "{c}");
 

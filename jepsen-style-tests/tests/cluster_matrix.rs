@@ -53,9 +53,22 @@ fn short_fault_matrix_finds_no_violation() {
     let mut failures = Vec::new();
     for &(name, workload, nemesis, seed) in MATRIX {
         let out = out_root.join(name);
-        eprintln!("== {name}: {workload} under {nemesis}, seed {seed}, {TIME_LIMIT_S} s -> {}", out.display());
+        eprintln!(
+            "== {name}: {workload} under {nemesis}, seed {seed}, {TIME_LIMIT_S} s -> {}",
+            out.display()
+        );
         let status = Command::new(env!("CARGO_BIN_EXE_jepsen"))
-            .args(["run", "--workload", workload, "--nemesis", nemesis, "--time-limit", TIME_LIMIT_S, "--nodes", "3"])
+            .args([
+                "run",
+                "--workload",
+                workload,
+                "--nemesis",
+                nemesis,
+                "--time-limit",
+                TIME_LIMIT_S,
+                "--nodes",
+                "3",
+            ])
             .args(["--seed", &seed.to_string(), "--check-time-limit", "60"])
             .arg("--out")
             .arg(&out)
@@ -65,15 +78,33 @@ fn short_fault_matrix_finds_no_violation() {
             .expect("the jepsen binary runs");
         match status.code() {
             Some(0) => {
-                let results = std::fs::read_to_string(out.join("results.json")).expect("a valid run writes results.json");
-                let results: serde_json::Value = serde_json::from_str(&results).expect("results.json is JSON");
-                assert_eq!(results["valid"], serde_json::Value::Bool(true), "{name}: exit 0 but results say invalid");
+                let results = std::fs::read_to_string(out.join("results.json"))
+                    .expect("a valid run writes results.json");
+                let results: serde_json::Value =
+                    serde_json::from_str(&results).expect("results.json is JSON");
+                assert_eq!(
+                    results["valid"],
+                    serde_json::Value::Bool(true),
+                    "{name}: exit 0 but results say invalid"
+                );
                 let ok = results["ops"]["ok"].as_u64().unwrap_or(0);
-                assert!(ok > 0, "{name}: no operation succeeded; the run tested nothing");
+                assert!(
+                    ok > 0,
+                    "{name}: no operation succeeded; the run tested nothing"
+                );
             }
-            Some(EXIT_SKIPPED) => skip_or_fail(&format!("{name}: partitions need root, ip and nft")),
-            other => failures.push(format!("{name}: exit {other:?}; report in {}", out.display())),
+            Some(EXIT_SKIPPED) => {
+                skip_or_fail(&format!("{name}: partitions need root, ip and nft"))
+            }
+            other => failures.push(format!(
+                "{name}: exit {other:?}; report in {}",
+                out.display()
+            )),
         }
     }
-    assert!(failures.is_empty(), "runs that did not pass:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "runs that did not pass:\n{}",
+        failures.join("\n")
+    );
 }

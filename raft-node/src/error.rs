@@ -33,13 +33,19 @@ pub enum NodeError {
     Config(String),
     /// A listener or other OS resource could not be had.
     #[error("{what}: {source}")]
-    Io { what: String, source: std::io::Error },
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
     /// A storage operation failed while running; openraft stops the node.
     #[error("storage: {0}")]
     Storage(String),
     /// This node is not the leader; the leader is known.
     #[error("not the leader; leader is node {leader_id} at {leader_addr}")]
-    NotLeader { leader_id: NodeId, leader_addr: String },
+    NotLeader {
+        leader_id: NodeId,
+        leader_addr: String,
+    },
     /// No leader is known (election in progress, or this node was removed).
     #[error("no leader is known")]
     NoLeader,
@@ -79,7 +85,10 @@ pub enum ErrorClass {
 
 impl NodeError {
     pub fn data_dir(path: impl Into<PathBuf>, problem: impl Into<String>) -> Self {
-        NodeError::DataDir { path: path.into(), problem: problem.into() }
+        NodeError::DataDir {
+            path: path.into(),
+            problem: problem.into(),
+        }
     }
 
     /// Retryable or definite, and whether the outcome is known.
@@ -92,15 +101,19 @@ impl NodeError {
                 ErrorClass::RetryableUnknown
             }
             NodeError::InvalidArgument(_) | NodeError::Membership(_) => ErrorClass::Definite,
-            NodeError::DataDir { .. } | NodeError::Config(_) | NodeError::Io { .. } | NodeError::Storage(_) => {
-                ErrorClass::Fatal
-            }
+            NodeError::DataDir { .. }
+            | NodeError::Config(_)
+            | NodeError::Io { .. }
+            | NodeError::Storage(_) => ErrorClass::Fatal,
         }
     }
 
     /// True when a retry (with the same request id) may succeed.
     pub fn is_retryable(&self) -> bool {
-        matches!(self.class(), ErrorClass::RetryableNotApplied | ErrorClass::RetryableUnknown)
+        matches!(
+            self.class(),
+            ErrorClass::RetryableNotApplied | ErrorClass::RetryableUnknown
+        )
     }
 
     /// The stable `booking-error` code.
@@ -130,7 +143,9 @@ impl NodeError {
         use tonic::Code;
         let code = match self {
             NodeError::NotLeader { .. } | NodeError::Membership(_) => Code::FailedPrecondition,
-            NodeError::NoLeader | NodeError::OutcomeUnknown(_) | NodeError::ShuttingDown => Code::Unavailable,
+            NodeError::NoLeader | NodeError::OutcomeUnknown(_) | NodeError::ShuttingDown => {
+                Code::Unavailable
+            }
             NodeError::Overloaded(_) => Code::ResourceExhausted,
             NodeError::InvalidArgument(_) => Code::InvalidArgument,
             _ => Code::Internal,
@@ -145,7 +160,11 @@ impl NodeError {
         if let Ok(v) = self.outcome().parse() {
             md.insert(META_OUTCOME, v);
         }
-        if let NodeError::NotLeader { leader_id, leader_addr } = self {
+        if let NodeError::NotLeader {
+            leader_id,
+            leader_addr,
+        } = self
+        {
             if let Ok(v) = leader_id.to_string().parse() {
                 md.insert(META_LEADER_ID, v);
             }

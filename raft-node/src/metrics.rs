@@ -40,38 +40,126 @@ pub fn render(node_id: u64, counters: &Counters, raft: &Raft, commit_index: u64)
     let m = raft.metrics().borrow().clone();
     let mut out = String::with_capacity(2048);
     let mut gauge = |name: &str, help: &str, kind: &str, v: u64| {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name}{{node_id=\"{node_id}\"}} {v}");
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name}{{node_id=\"{node_id}\"}} {v}"
+        );
     };
-    gauge("booking_raft_term", "Current Raft term.", "gauge", m.current_term);
-    gauge("booking_raft_leader_id", "Id of the known leader (0 if none).", "gauge", m.current_leader.unwrap_or(0));
+    gauge(
+        "booking_raft_term",
+        "Current Raft term.",
+        "gauge",
+        m.current_term,
+    );
+    gauge(
+        "booking_raft_leader_id",
+        "Id of the known leader (0 if none).",
+        "gauge",
+        m.current_leader.unwrap_or(0),
+    );
     gauge(
         "booking_raft_is_leader",
         "1 if this node is the leader.",
         "gauge",
         u64::from(m.current_leader == Some(node_id)),
     );
-    gauge("booking_raft_last_log_index", "Last index in the local log.", "gauge", m.last_log_index.unwrap_or(0));
+    gauge(
+        "booking_raft_last_log_index",
+        "Last index in the local log.",
+        "gauge",
+        m.last_log_index.unwrap_or(0),
+    );
     gauge(
         "booking_raft_applied_index",
         "Last index applied to the state machine.",
         "gauge",
         m.last_applied.map(|l| l.index).unwrap_or(0),
     );
-    gauge("booking_raft_commit_index", "Last committed index this node saved.", "gauge", commit_index);
-    gauge("booking_raft_snapshot_index", "Index of the newest snapshot.", "gauge", m.snapshot.map(|l| l.index).unwrap_or(0));
-    gauge("booking_raft_purged_index", "Index up to which the log was purged.", "gauge", m.purged.map(|l| l.index).unwrap_or(0));
+    gauge(
+        "booking_raft_commit_index",
+        "Last committed index this node saved.",
+        "gauge",
+        commit_index,
+    );
+    gauge(
+        "booking_raft_snapshot_index",
+        "Index of the newest snapshot.",
+        "gauge",
+        m.snapshot.map(|l| l.index).unwrap_or(0),
+    );
+    gauge(
+        "booking_raft_purged_index",
+        "Index up to which the log was purged.",
+        "gauge",
+        m.purged.map(|l| l.index).unwrap_or(0),
+    );
     let c = |a: &AtomicU64| a.load(Ordering::Relaxed);
-    gauge("booking_entries_proposed_total", "Log entries (batches) proposed by this node.", "counter", c(&counters.entries_proposed));
-    gauge("booking_commands_proposed_total", "Commands proposed by this node.", "counter", c(&counters.commands_proposed));
-    gauge("booking_entries_applied_total", "Log entries applied here.", "counter", c(&counters.entries_applied));
-    gauge("booking_commands_applied_total", "Commands applied here.", "counter", c(&counters.commands_applied));
-    gauge("booking_apply_time_us_total", "Microseconds spent in state_machine apply.", "counter", c(&counters.apply_time_us));
-    gauge("booking_snapshots_built_total", "Snapshots built here.", "counter", c(&counters.snapshots_built));
-    gauge("booking_snapshots_installed_total", "Snapshots received and installed.", "counter", c(&counters.snapshots_installed));
-    gauge("booking_reads_linearizable_total", "Linearizable reads served.", "counter", c(&counters.reads_linearizable));
-    gauge("booking_read_index_rounds_total", "ReadIndex rounds run (reads are coalesced).", "counter", c(&counters.read_index_rounds));
-    gauge("booking_reads_stale_total", "Stale reads served.", "counter", c(&counters.reads_stale));
-    gauge("booking_ticks_proposed_total", "Expiry ticks proposed.", "counter", c(&counters.ticks_proposed));
+    gauge(
+        "booking_entries_proposed_total",
+        "Log entries (batches) proposed by this node.",
+        "counter",
+        c(&counters.entries_proposed),
+    );
+    gauge(
+        "booking_commands_proposed_total",
+        "Commands proposed by this node.",
+        "counter",
+        c(&counters.commands_proposed),
+    );
+    gauge(
+        "booking_entries_applied_total",
+        "Log entries applied here.",
+        "counter",
+        c(&counters.entries_applied),
+    );
+    gauge(
+        "booking_commands_applied_total",
+        "Commands applied here.",
+        "counter",
+        c(&counters.commands_applied),
+    );
+    gauge(
+        "booking_apply_time_us_total",
+        "Microseconds spent in state_machine apply.",
+        "counter",
+        c(&counters.apply_time_us),
+    );
+    gauge(
+        "booking_snapshots_built_total",
+        "Snapshots built here.",
+        "counter",
+        c(&counters.snapshots_built),
+    );
+    gauge(
+        "booking_snapshots_installed_total",
+        "Snapshots received and installed.",
+        "counter",
+        c(&counters.snapshots_installed),
+    );
+    gauge(
+        "booking_reads_linearizable_total",
+        "Linearizable reads served.",
+        "counter",
+        c(&counters.reads_linearizable),
+    );
+    gauge(
+        "booking_read_index_rounds_total",
+        "ReadIndex rounds run (reads are coalesced).",
+        "counter",
+        c(&counters.read_index_rounds),
+    );
+    gauge(
+        "booking_reads_stale_total",
+        "Stale reads served.",
+        "counter",
+        c(&counters.reads_stale),
+    );
+    gauge(
+        "booking_ticks_proposed_total",
+        "Expiry ticks proposed.",
+        "counter",
+        c(&counters.ticks_proposed),
+    );
     gauge(
         "booking_proposals_rejected_full_total",
         "Commands refused because the proposer queue was full.",

@@ -16,11 +16,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
-    VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
 };
 use openraft::AnyError;
 use proto::raft::raft_client::RaftClient;
@@ -57,11 +59,15 @@ pub fn encode_reply<T: Serialize, E: Serialize>(r: Result<T, E>) -> Result<Vec<u
     encode_body(&r)
 }
 
-fn decode_reply<T: DeserializeOwned, E: DeserializeOwned>(b: &[u8]) -> Result<Result<T, E>, String> {
+fn decode_reply<T: DeserializeOwned, E: DeserializeOwned>(
+    b: &[u8],
+) -> Result<Result<T, E>, String> {
     let r: Result<T, Vec<u8>> = decode_body(b)?;
     match r {
         Ok(v) => Ok(Ok(v)),
-        Err(e) => Ok(Err(serde_json::from_slice(&e).map_err(|e| format!("decode error: {e}"))?)),
+        Err(e) => Ok(Err(
+            serde_json::from_slice(&e).map_err(|e| format!("decode error: {e}"))?
+        )),
     }
 }
 
@@ -150,7 +156,13 @@ impl PeerClient {
     }
 
     fn status_to_err<E: std::error::Error>(&self, rpc: &str, s: tonic::Status) -> RpcErr<E> {
-        let msg = format!("{rpc} to node {} at {}: {}: {}", self.target, self.addr, s.code(), s.message());
+        let msg = format!(
+            "{rpc} to node {} at {}: {}: {}",
+            self.target,
+            self.addr,
+            s.code(),
+            s.message()
+        );
         match s.code() {
             // Connection refused/reset, DNS, TLS: the peer is not there.
             tonic::Code::Unavailable | tonic::Code::Unknown => unreachable(msg),
@@ -188,11 +200,20 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RpcErr<RaftError<NodeId>>> {
-        let span = tracing::debug_span!("rpc_append_entries", target = self.target, entries = rpc.entries.len());
+        let span = tracing::debug_span!(
+            "rpc_append_entries",
+            target = self.target,
+            entries = rpc.entries.len()
+        );
         let body = encode_body(&rpc).map_err(network)?;
         let mut req = tonic::Request::new(self.request(body));
         req.set_timeout(self.rpc_timeout.min(option.hard_ttl()));
-        let reply = self.client()?.append_entries(req).instrument(span).await.map_err(|s| self.status_to_err("append_entries", s))?;
+        let reply = self
+            .client()?
+            .append_entries(req)
+            .instrument(span)
+            .await
+            .map_err(|s| self.status_to_err("append_entries", s))?;
         self.remote::<_, openraft::error::Infallible>(&reply.into_inner().body)
     }
 
@@ -200,8 +221,14 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         &mut self,
         rpc: InstallSnapshotRequest<TypeConfig>,
         _option: RPCOption,
-    ) -> Result<InstallSnapshotResponse<NodeId>, RpcErr<RaftError<NodeId, InstallSnapshotError>>> {
-        let span = tracing::info_span!("rpc_install_snapshot", target = self.target, offset = rpc.offset, done = rpc.done);
+    ) -> Result<InstallSnapshotResponse<NodeId>, RpcErr<RaftError<NodeId, InstallSnapshotError>>>
+    {
+        let span = tracing::info_span!(
+            "rpc_install_snapshot",
+            target = self.target,
+            offset = rpc.offset,
+            done = rpc.done
+        );
         let header: ChunkHeader = (rpc.vote, rpc.meta, rpc.offset, rpc.done);
         let chunk = proto::raft::SnapshotChunk {
             cluster_name: self.cluster_name.clone(),
@@ -212,8 +239,12 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         };
         let mut req = tonic::Request::new(chunk);
         req.set_timeout(self.snapshot_timeout);
-        let reply =
-            self.client()?.install_snapshot(req).instrument(span).await.map_err(|s| self.status_to_err("install_snapshot", s))?;
+        let reply = self
+            .client()?
+            .install_snapshot(req)
+            .instrument(span)
+            .await
+            .map_err(|s| self.status_to_err("install_snapshot", s))?;
         self.remote::<_, InstallSnapshotError>(&reply.into_inner().body)
     }
 
@@ -226,7 +257,12 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         let body = encode_body(&rpc).map_err(network)?;
         let mut req = tonic::Request::new(self.request(body));
         req.set_timeout(self.rpc_timeout.min(option.hard_ttl()));
-        let reply = self.client()?.vote(req).instrument(span).await.map_err(|s| self.status_to_err("vote", s))?;
+        let reply = self
+            .client()?
+            .vote(req)
+            .instrument(span)
+            .await
+            .map_err(|s| self.status_to_err("vote", s))?;
         self.remote::<_, openraft::error::Infallible>(&reply.into_inner().body)
     }
 }

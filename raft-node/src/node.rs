@@ -60,7 +60,10 @@ pub const CLOCK_OFFSET_FILE: &str = "clock-offset-ms";
 pub const FAULT_CLOCK_ENV: &str = "BOOKING_FAULT_CLOCK";
 
 fn wall_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// The leader's clock for stamps: wall time plus an injected offset (fault
@@ -74,21 +77,32 @@ pub struct StampClock {
 
 impl StampClock {
     pub fn new(offset_file: Option<PathBuf>) -> StampClock {
-        let clock = StampClock { last_stamp_ms: Mutex::new(0), offset_ms: AtomicI64::new(0), offset_file };
+        let clock = StampClock {
+            last_stamp_ms: Mutex::new(0),
+            offset_ms: AtomicI64::new(0),
+            offset_file,
+        };
         clock.refresh_offset();
         clock
     }
 
     /// Re-reads the offset file (missing or unparsable: offset 0).
     pub fn refresh_offset(&self) {
-        let Some(path) = &self.offset_file else { return };
-        let offset = std::fs::read_to_string(path).ok().and_then(|s| s.trim().parse::<i64>().ok()).unwrap_or(0);
+        let Some(path) = &self.offset_file else {
+            return;
+        };
+        let offset = std::fs::read_to_string(path)
+            .ok()
+            .and_then(|s| s.trim().parse::<i64>().ok())
+            .unwrap_or(0);
         self.offset_ms.store(offset, Ordering::Relaxed);
     }
 
     /// Wall clock plus the injected offset, in ms since the epoch.
     pub fn now_ms(&self) -> u64 {
-        (wall_ms() as i64).saturating_add(self.offset_ms.load(Ordering::Relaxed)).max(0) as u64
+        (wall_ms() as i64)
+            .saturating_add(self.offset_ms.load(Ordering::Relaxed))
+            .max(0) as u64
     }
 
     /// `max(now_ms + clock_offset_ms, last_stamp_ms, floor_ms)` (DESIGN §3):
@@ -133,7 +147,10 @@ impl NodeCore {
     /// The address of `id`: from the membership, else from the config.
     pub fn addr_of(&self, id: NodeId) -> Option<String> {
         let m = self.raft.metrics().borrow().membership_config.clone();
-        m.membership().get_node(&id).map(|n| n.addr.clone()).or_else(|| self.config_addrs.get(&id).cloned())
+        m.membership()
+            .get_node(&id)
+            .map(|n| n.addr.clone())
+            .or_else(|| self.config_addrs.get(&id).cloned())
     }
 
     /// The known leader, if any.
@@ -145,7 +162,10 @@ impl NodeCore {
     pub fn not_leader(&self, leader: Option<NodeId>) -> NodeError {
         match leader {
             Some(l) if l != self.id => match self.addr_of(l) {
-                Some(addr) => NodeError::NotLeader { leader_id: l, leader_addr: addr },
+                Some(addr) => NodeError::NotLeader {
+                    leader_id: l,
+                    leader_addr: addr,
+                },
                 None => NodeError::NoLeader,
             },
             _ => NodeError::NoLeader,
@@ -154,7 +174,10 @@ impl NodeCore {
 
     fn forward_err(&self, f: &ForwardToLeader<NodeId, BasicNode>) -> NodeError {
         match (f.leader_id, &f.leader_node) {
-            (Some(id), Some(n)) if id != self.id => NodeError::NotLeader { leader_id: id, leader_addr: n.addr.clone() },
+            (Some(id), Some(n)) if id != self.id => NodeError::NotLeader {
+                leader_id: id,
+                leader_addr: n.addr.clone(),
+            },
             (Some(id), None) => self.not_leader(Some(id)),
             _ => NodeError::NoLeader,
         }
@@ -182,7 +205,10 @@ impl NodeCore {
             match self.propose_tx.try_reserve() {
                 Ok(p) => permits.push(p),
                 Err(mpsc::error::TrySendError::Full(_)) => {
-                    Counters::add(&self.counters.proposals_rejected_full, requests.len() as u64);
+                    Counters::add(
+                        &self.counters.proposals_rejected_full,
+                        requests.len() as u64,
+                    );
                     return Err(NodeError::Overloaded("proposer queue is full".into()));
                 }
                 Err(mpsc::error::TrySendError::Closed(_)) => return Err(NodeError::ShuttingDown),
@@ -206,7 +232,8 @@ impl NodeCore {
     /// the local apply catching up. Returns the read index.
     pub async fn linearizable_barrier(&self) -> Result<u64, NodeError> {
         let index = self.read_index_coalesced().await?;
-        self.wait_applied(index, Duration::from_millis(READ_WAIT_MS)).await?;
+        self.wait_applied(index, Duration::from_millis(READ_WAIT_MS))
+            .await?;
         Counters::add(&self.counters.reads_linearizable, 1);
         Ok(index)
     }
@@ -216,7 +243,9 @@ impl NodeCore {
         let (tx, rx) = oneshot::channel();
         match self.read_tx.try_send(tx) {
             Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => return Err(NodeError::Overloaded("read queue is full".into())),
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                return Err(NodeError::Overloaded("read queue is full".into()))
+            }
             Err(mpsc::error::TrySendError::Closed(_)) => return Err(NodeError::ShuttingDown),
         }
         let wait = Duration::from_millis(READ_WAIT_MS);
@@ -246,10 +275,12 @@ impl NodeCore {
         Counters::add(&self.counters.read_index_rounds, 1);
         match self.raft.get_read_log_id().await {
             Ok((read_log_id, _applied)) => Ok(read_log_id.map(|l| l.index).unwrap_or(0)),
-            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => Err(self.forward_err(&f)),
-            Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(e))) => {
-                Err(NodeError::OutcomeUnknown(format!("leadership not confirmed: {e}")))
+            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
+                Err(self.forward_err(&f))
             }
+            Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(e))) => Err(
+                NodeError::OutcomeUnknown(format!("leadership not confirmed: {e}")),
+            ),
             Err(RaftError::Fatal(e)) => Err(fatal_to_error(e)),
         }
     }
@@ -283,10 +314,22 @@ impl NodeCore {
 fn status_to_read_error(s: &tonic::Status) -> NodeError {
     let md = s.metadata();
     let get = |k: &str| md.get(k).and_then(|v| v.to_str().ok()).map(str::to_string);
-    match (get(crate::error::META_LEADER_ID).and_then(|v| v.parse().ok()), get(crate::error::META_LEADER_ADDR)) {
-        (Some(leader_id), Some(leader_addr)) => NodeError::NotLeader { leader_id, leader_addr },
-        _ if s.code() == tonic::Code::Unavailable || s.code() == tonic::Code::DeadlineExceeded => NodeError::NoLeader,
-        _ => NodeError::OutcomeUnknown(format!("read index from leader: {}: {}", s.code(), s.message())),
+    match (
+        get(crate::error::META_LEADER_ID).and_then(|v| v.parse().ok()),
+        get(crate::error::META_LEADER_ADDR),
+    ) {
+        (Some(leader_id), Some(leader_addr)) => NodeError::NotLeader {
+            leader_id,
+            leader_addr,
+        },
+        _ if s.code() == tonic::Code::Unavailable || s.code() == tonic::Code::DeadlineExceeded => {
+            NodeError::NoLeader
+        }
+        _ => NodeError::OutcomeUnknown(format!(
+            "read index from leader: {}: {}",
+            s.code(),
+            s.message()
+        )),
     }
 }
 
@@ -301,12 +344,25 @@ pub(crate) fn fatal_to_error(e: openraft::error::Fatal<NodeId>) -> NodeError {
 fn answer_entry(
     core: &NodeCore,
     replies: Vec<WriteReply>,
-    result: Result<Result<openraft::raft::ClientWriteResponse<crate::types::TypeConfig>, ClientWriteError<NodeId, BasicNode>>, NodeError>,
+    result: Result<
+        Result<
+            openraft::raft::ClientWriteResponse<crate::types::TypeConfig>,
+            ClientWriteError<NodeId, BasicNode>,
+        >,
+        NodeError,
+    >,
 ) {
     match result {
         Ok(Ok(resp)) => {
             let EntryResponse { outcomes } = resp.data;
-            assert_eq!(outcomes.len(), replies.len(), "entry {} answered {} outcomes for {} requests", resp.log_id.index, outcomes.len(), replies.len());
+            assert_eq!(
+                outcomes.len(),
+                replies.len(),
+                "entry {} answered {} outcomes for {} requests",
+                resp.log_id.index,
+                outcomes.len(),
+                replies.len()
+            );
             for (reply, outcome) in replies.into_iter().zip(outcomes) {
                 let _ = reply.send(Ok((outcome, resp.log_id.index)));
             }
@@ -320,7 +376,9 @@ fn answer_entry(
         }
         Ok(Err(ClientWriteError::ChangeMembershipError(e))) => {
             for reply in replies {
-                let _ = reply.send(Err(NodeError::Internal(format!("unexpected membership error on a write: {e}"))));
+                let _ = reply.send(Err(NodeError::Internal(format!(
+                    "unexpected membership error on a write: {e}"
+                ))));
             }
         }
         Err(e) => {
@@ -338,7 +396,12 @@ fn answer_entry(
 }
 
 /// Collects queued commands into entries and proposes them in queue order.
-async fn proposer_task(core: Arc<NodeCore>, mut rx: mpsc::Receiver<Pending>, linger: Duration, mut stop: watch::Receiver<bool>) {
+async fn proposer_task(
+    core: Arc<NodeCore>,
+    mut rx: mpsc::Receiver<Pending>,
+    linger: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
     let inflight = Arc::new(Semaphore::new(PROPOSE_INFLIGHT_MAX));
     let max = core.propose_batch_max.max(1);
     loop {
@@ -373,27 +436,37 @@ async fn proposer_task(core: Arc<NodeCore>, mut rx: mpsc::Receiver<Pending>, lin
                 drain(&mut rx, &mut batch);
             }
         }
-        let Ok(permit) = inflight.clone().acquire_owned().await else { break };
+        let Ok(permit) = inflight.clone().acquire_owned().await else {
+            break;
+        };
         // Callers that gave up (client hung up) are still proposed: a retry of
         // theirs is deduplicated, and dropping here would not save much.
-        let (requests, replies): (Vec<Request>, Vec<WriteReply>) = batch.into_iter().map(|p| (p.request, p.reply)).unzip();
+        let (requests, replies): (Vec<Request>, Vec<WriteReply>) =
+            batch.into_iter().map(|p| (p.request, p.reply)).unzip();
         let floor_ms = core.sm.read().booking.clock_ms();
         let stamp_ms = core.clock.stamp(floor_ms);
         Counters::add(&core.counters.entries_proposed, 1);
         Counters::add(&core.counters.commands_proposed, requests.len() as u64);
         // `client_write_ff` only enqueues into openraft, in order, so entries
         // reach the log in stamp order; the wait for the outcome is spawned.
-        let rx_result = core.raft.client_write_ff(Batch { stamp_ms, requests }).await;
+        let rx_result = core
+            .raft
+            .client_write_ff(Batch { stamp_ms, requests })
+            .await;
         let core2 = core.clone();
         tokio::spawn(async move {
             let _permit = permit;
             let result = match rx_result {
                 Err(fatal) => Err(fatal_to_error(fatal)),
-                Ok(rx) => match tokio::time::timeout(Duration::from_millis(PROPOSE_WAIT_MS), rx).await {
-                    Err(_) => Err(NodeError::OutcomeUnknown(format!("entry not applied within {PROPOSE_WAIT_MS} ms"))),
-                    Ok(Err(_)) => Err(NodeError::ShuttingDown),
-                    Ok(Ok(r)) => Ok(r),
-                },
+                Ok(rx) => {
+                    match tokio::time::timeout(Duration::from_millis(PROPOSE_WAIT_MS), rx).await {
+                        Err(_) => Err(NodeError::OutcomeUnknown(format!(
+                            "entry not applied within {PROPOSE_WAIT_MS} ms"
+                        ))),
+                        Ok(Err(_)) => Err(NodeError::ShuttingDown),
+                        Ok(Ok(r)) => Ok(r),
+                    }
+                }
             };
             answer_entry(&core2, replies, result);
         });
@@ -403,7 +476,11 @@ async fn proposer_task(core: Arc<NodeCore>, mut rx: mpsc::Receiver<Pending>, lin
 /// Runs ReadIndex rounds: the first waiter starts a round; waiters that arrive
 /// during it wait for the next one (they must not be answered by a round that
 /// began before they asked).
-async fn reader_task(core: Arc<NodeCore>, mut rx: mpsc::Receiver<ReadReply>, mut stop: watch::Receiver<bool>) {
+async fn reader_task(
+    core: Arc<NodeCore>,
+    mut rx: mpsc::Receiver<ReadReply>,
+    mut stop: watch::Receiver<bool>,
+) {
     loop {
         let first = tokio::select! {
             r = rx.recv() => match r { Some(r) => r, None => break },
@@ -425,9 +502,13 @@ async fn reader_task(core: Arc<NodeCore>, mut rx: mpsc::Receiver<ReadReply>, mut
 
 fn clone_read_error(e: &NodeError) -> NodeError {
     match e {
-        NodeError::NotLeader { leader_id, leader_addr } => {
-            NodeError::NotLeader { leader_id: *leader_id, leader_addr: leader_addr.clone() }
-        }
+        NodeError::NotLeader {
+            leader_id,
+            leader_addr,
+        } => NodeError::NotLeader {
+            leader_id: *leader_id,
+            leader_addr: leader_addr.clone(),
+        },
         NodeError::NoLeader => NodeError::NoLeader,
         NodeError::ShuttingDown => NodeError::ShuttingDown,
         NodeError::Overloaded(s) => NodeError::Overloaded(s.clone()),
@@ -454,7 +535,11 @@ async fn tick_task(core: Arc<NodeCore>, sweep: Duration, mut stop: watch::Receiv
         if due > core.clock.now_ms() {
             continue;
         }
-        let tick = Request { client_id: 0, request_id: 0, command: Command::Tick };
+        let tick = Request {
+            client_id: 0,
+            request_id: 0,
+            command: Command::Tick,
+        };
         Counters::add(&core.counters.ticks_proposed, 1);
         match core.submit(vec![tick]).await {
             Ok(_) => {}
@@ -486,7 +571,8 @@ fn openraft_config(config: &ClusterConfig) -> Result<openraft::Config, NodeError
         snapshot_max_chunk_size: SNAPSHOT_CHUNK_BYTES as u64,
         ..Default::default()
     };
-    c.validate().map_err(|e| NodeError::Config(format!("[raft]: {e}")))
+    c.validate()
+        .map_err(|e| NodeError::Config(format!("[raft]: {e}")))
 }
 
 /// Runs one node until `shutdown` resolves. `bootstrap` initialises the
@@ -501,13 +587,21 @@ pub async fn run_node(
 ) -> Result<(), NodeError> {
     let me = config
         .node(node_id)
-        .ok_or_else(|| NodeError::Config(format!("node id {node_id} is not a [[node]] in the config")))?
+        .ok_or_else(|| {
+            NodeError::Config(format!("node id {node_id} is not a [[node]] in the config"))
+        })?
         .clone();
     let data_dir = config.node_data_dir(node_id);
     let raft_config = Arc::new(openraft_config(&config)?);
     let counters = Arc::new(Counters::default());
     let hub = Arc::new(WatchHub::default());
-    let data = open_data_dir(&data_dir, &config.cluster.name, node_id, hub.clone(), counters.clone())?;
+    let data = open_data_dir(
+        &data_dir,
+        &config.cluster.name,
+        node_id,
+        hub.clone(),
+        counters.clone(),
+    )?;
     let pool = ChannelPool::default();
     let network = NetworkFactory {
         cluster_name: config.cluster.name.clone(),
@@ -516,13 +610,27 @@ pub async fn run_node(
         rpc_timeout: Duration::from_millis(config.raft.rpc_timeout_ms),
         snapshot_timeout: Duration::from_millis(config.raft.install_snapshot_timeout_ms),
     };
-    let raft = Raft::new(node_id, raft_config, network, data.log.clone(), data.sm.clone())
-        .await
-        .map_err(|e| NodeError::Storage(format!("{}: openraft could not start: {e}", data_dir.display())))?;
+    let raft = Raft::new(
+        node_id,
+        raft_config,
+        network,
+        data.log.clone(),
+        data.sm.clone(),
+    )
+    .await
+    .map_err(|e| {
+        NodeError::Storage(format!(
+            "{}: openraft could not start: {e}",
+            data_dir.display()
+        ))
+    })?;
 
-    let fault_clock = std::env::var(FAULT_CLOCK_ENV).map(|v| v == "1").unwrap_or(false);
+    let fault_clock = std::env::var(FAULT_CLOCK_ENV)
+        .map(|v| v == "1")
+        .unwrap_or(false);
     let offset_file = fault_clock.then(|| data_dir.join(CLOCK_OFFSET_FILE));
-    let (propose_tx, propose_rx) = mpsc::channel(config.raft.propose_batch_max.max(1) * PROPOSE_QUEUE_BATCHES);
+    let (propose_tx, propose_rx) =
+        mpsc::channel(config.raft.propose_batch_max.max(1) * PROPOSE_QUEUE_BATCHES);
     let (read_tx, read_rx) = mpsc::channel(READ_QUEUE_MAX);
     let core = Arc::new(NodeCore {
         id: node_id,
@@ -533,7 +641,11 @@ pub async fn run_node(
         counters: counters.clone(),
         clock: StampClock::new(offset_file),
         pool,
-        config_addrs: config.nodes.iter().map(|n| (n.id, n.addr.to_string())).collect(),
+        config_addrs: config
+            .nodes
+            .iter()
+            .map(|n| (n.id, n.addr.to_string()))
+            .collect(),
         propose_batch_max: config.raft.propose_batch_max.max(1),
         rpc_timeout: Duration::from_millis(config.raft.rpc_timeout_ms),
         propose_tx,
@@ -543,7 +655,10 @@ pub async fn run_node(
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let incoming = tonic::transport::server::TcpIncoming::bind(me.addr)
-        .map_err(|e| NodeError::Io { what: format!("binding gRPC address {}", me.addr), source: e })?
+        .map_err(|e| NodeError::Io {
+            what: format!("binding gRPC address {}", me.addr),
+            source: e,
+        })?
         .with_nodelay(Some(true));
     let mut tasks: Vec<JoinHandle<()>> = Vec::new();
     {
@@ -561,14 +676,19 @@ pub async fn run_node(
     if let Some(addr) = me.metrics_addr {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
-            .map_err(|e| NodeError::Io { what: format!("binding metrics address {addr}"), source: e })?;
+            .map_err(|e| NodeError::Io {
+                what: format!("binding metrics address {addr}"),
+                source: e,
+            })?;
         let c = core.clone();
         let mut stop = stop_rx.clone();
         let app = axum::Router::new().route(
             "/metrics",
             axum::routing::get(move || {
                 let c = c.clone();
-                async move { crate::metrics::render(c.id, &c.counters, &c.raft, c.log.committed_index()) }
+                async move {
+                    crate::metrics::render(c.id, &c.counters, &c.raft, c.log.committed_index())
+                }
             }),
         );
         tasks.push(tokio::spawn(async move {
@@ -580,16 +700,39 @@ pub async fn run_node(
         }));
     }
     let linger = Duration::from_micros(config.raft.propose_linger_us);
-    tasks.push(tokio::spawn(proposer_task(core.clone(), propose_rx, linger, stop_rx.clone())));
-    tasks.push(tokio::spawn(reader_task(core.clone(), read_rx, stop_rx.clone())));
-    tasks.push(tokio::spawn(tick_task(core.clone(), Duration::from_millis(config.booking.expiry_sweep_ms), stop_rx.clone())));
+    tasks.push(tokio::spawn(proposer_task(
+        core.clone(),
+        propose_rx,
+        linger,
+        stop_rx.clone(),
+    )));
+    tasks.push(tokio::spawn(reader_task(
+        core.clone(),
+        read_rx,
+        stop_rx.clone(),
+    )));
+    tasks.push(tokio::spawn(tick_task(
+        core.clone(),
+        Duration::from_millis(config.booking.expiry_sweep_ms),
+        stop_rx.clone(),
+    )));
     if fault_clock {
         tasks.push(tokio::spawn(clock_task(core.clone(), stop_rx.clone())));
     }
 
     if bootstrap && !raft.is_initialized().await.map_err(fatal_to_error)? {
-        let members: BTreeMap<NodeId, BasicNode> =
-            config.nodes.iter().map(|n| (n.id, BasicNode { addr: n.addr.to_string() })).collect();
+        let members: BTreeMap<NodeId, BasicNode> = config
+            .nodes
+            .iter()
+            .map(|n| {
+                (
+                    n.id,
+                    BasicNode {
+                        addr: n.addr.to_string(),
+                    },
+                )
+            })
+            .collect();
         tracing::info!(node_id, members = ?members.keys().collect::<BTreeSet<_>>(), "initialising the cluster");
         if let Err(e) = raft.initialize(members).await {
             tracing::warn!(error = %e, "initialise refused (already initialised elsewhere?)");
@@ -616,11 +759,17 @@ pub async fn run_node(
     };
     tracing::info!(node_id, "node stopping");
     // Watch streams end first, or the gRPC server's graceful stop would wait on them.
-    core.sm.hub().reset(core.sm.read().last_applied.map(|l| l.index).unwrap_or(0), ResyncReason::Shutdown);
+    core.sm.hub().reset(
+        core.sm.read().last_applied.map(|l| l.index).unwrap_or(0),
+        ResyncReason::Shutdown,
+    );
     let _ = stop_tx.send(true);
     for mut t in tasks {
         // Bounded: a peer holding a connection open must not stall shutdown.
-        if tokio::time::timeout(Duration::from_millis(SHUTDOWN_TASK_WAIT_MS), &mut t).await.is_err() {
+        if tokio::time::timeout(Duration::from_millis(SHUTDOWN_TASK_WAIT_MS), &mut t)
+            .await
+            .is_err()
+        {
             t.abort();
         }
     }

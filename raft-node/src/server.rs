@@ -49,11 +49,17 @@ fn invalid(what: &str, e: impl std::fmt::Display) -> Status {
     NodeError::InvalidArgument(format!("{what}: {e}")).to_status()
 }
 
-fn membership_error(core: &NodeCore, e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>) -> NodeError {
+fn membership_error(
+    core: &NodeCore,
+    e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>,
+) -> NodeError {
     match e {
         RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => match f.leader_id {
             Some(id) if id != core.id => match f.leader_node {
-                Some(n) => NodeError::NotLeader { leader_id: id, leader_addr: n.addr },
+                Some(n) => NodeError::NotLeader {
+                    leader_id: id,
+                    leader_addr: n.addr,
+                },
                 None => core.not_leader(Some(id)),
             },
             _ => NodeError::NoLeader,
@@ -72,7 +78,11 @@ fn members_of(core: &NodeCore) -> Vec<pb::Member> {
     let voters: BTreeSet<NodeId> = m.membership().voter_ids().collect();
     m.membership()
         .nodes()
-        .map(|(id, n)| pb::Member { node_id: *id, addr: n.addr.clone(), voter: voters.contains(id) })
+        .map(|(id, n)| pb::Member {
+            node_id: *id,
+            addr: n.addr.clone(),
+            voter: voters.contains(id),
+        })
         .collect()
 }
 
@@ -86,18 +96,30 @@ impl BookingService {
         reqs.into_iter()
             .enumerate()
             .map(|(i, r)| {
-                let command: Command =
-                    serde_json::from_slice(&r.command_json).map_err(|e| invalid(&format!("requests[{i}].command_json"), e))?;
-                Ok(SmRequest { client_id: r.client_id, request_id: r.request_id, command })
+                let command: Command = serde_json::from_slice(&r.command_json)
+                    .map_err(|e| invalid(&format!("requests[{i}].command_json"), e))?;
+                Ok(SmRequest {
+                    client_id: r.client_id,
+                    request_id: r.request_id,
+                    command,
+                })
             })
             .collect()
     }
 
-    fn responses(&self, outs: Vec<(state_machine::Outcome, u64)>) -> Result<Vec<pb::SubmitResponse>, Status> {
+    fn responses(
+        &self,
+        outs: Vec<(state_machine::Outcome, u64)>,
+    ) -> Result<Vec<pb::SubmitResponse>, Status> {
         outs.into_iter()
             .map(|(outcome, log_index)| {
-                let outcome_json = serde_json::to_vec(&outcome).map_err(|e| NodeError::Internal(e.to_string()).to_status())?;
-                Ok(pb::SubmitResponse { outcome_json, log_index, leader_id: self.core.id })
+                let outcome_json = serde_json::to_vec(&outcome)
+                    .map_err(|e| NodeError::Internal(e.to_string()).to_status())?;
+                Ok(pb::SubmitResponse {
+                    outcome_json,
+                    log_index,
+                    leader_id: self.core.id,
+                })
             })
             .collect()
     }
@@ -113,15 +135,27 @@ fn resync(reason: ResyncReason, oldest_index: u64, applied_index: u64) -> pb::Wa
         ResyncReason::Shutdown | ResyncReason::None => pb::resync::Reason::Shutdown,
     };
     pb::WatchMessage {
-        kind: Some(pb::watch_message::Kind::Resync(pb::Resync { reason: reason as i32, oldest_index, applied_index })),
+        kind: Some(pb::watch_message::Kind::Resync(pb::Resync {
+            reason: reason as i32,
+            oldest_index,
+            applied_index,
+        })),
     }
 }
 
 #[tonic::async_trait]
 impl Booking for BookingService {
-    async fn submit(&self, request: Request<pb::SubmitRequest>) -> Result<Response<pb::SubmitResponse>, Status> {
+    async fn submit(
+        &self,
+        request: Request<pb::SubmitRequest>,
+    ) -> Result<Response<pb::SubmitResponse>, Status> {
         let r = request.into_inner();
-        let span = tracing::info_span!("submit", node_id = self.core.id, client_id = r.client_id, request_id = r.request_id);
+        let span = tracing::info_span!(
+            "submit",
+            node_id = self.core.id,
+            client_id = r.client_id,
+            request_id = r.request_id
+        );
         async move {
             let reqs = self.requests(vec![r])?;
             let outs = self.core.submit(reqs).await?;
@@ -137,27 +171,41 @@ impl Booking for BookingService {
         request: Request<pb::SubmitBatchRequest>,
     ) -> Result<Response<pb::SubmitBatchResponse>, Status> {
         let r = request.into_inner();
-        let span = tracing::info_span!("submit_batch", node_id = self.core.id, requests = r.requests.len());
+        let span = tracing::info_span!(
+            "submit_batch",
+            node_id = self.core.id,
+            requests = r.requests.len()
+        );
         async move {
             if r.requests.len() > self.core.propose_batch_max {
                 return Err(invalid(
                     "requests",
-                    format!("{} requests exceed propose_batch_max {}", r.requests.len(), self.core.propose_batch_max),
+                    format!(
+                        "{} requests exceed propose_batch_max {}",
+                        r.requests.len(),
+                        self.core.propose_batch_max
+                    ),
                 ));
             }
             let reqs = self.requests(r.requests)?;
             let outs = self.core.submit(reqs).await?;
-            Ok(Response::new(pb::SubmitBatchResponse { responses: self.responses(outs)? }))
+            Ok(Response::new(pb::SubmitBatchResponse {
+                responses: self.responses(outs)?,
+            }))
         }
         .instrument(span)
         .await
     }
 
-    async fn read(&self, request: Request<pb::ReadRequest>) -> Result<Response<pb::ReadResponse>, Status> {
+    async fn read(
+        &self,
+        request: Request<pb::ReadRequest>,
+    ) -> Result<Response<pb::ReadResponse>, Status> {
         let r = request.into_inner();
         let span = tracing::info_span!("read", node_id = self.core.id, consistency = r.consistency);
         async move {
-            let query: Query = serde_json::from_slice(&r.query_json).map_err(|e| invalid("query_json", e))?;
+            let query: Query =
+                serde_json::from_slice(&r.query_json).map_err(|e| invalid("query_json", e))?;
             match pb::Consistency::try_from(r.consistency) {
                 Ok(pb::Consistency::Linearizable) => {
                     self.core.linearizable_barrier().await?;
@@ -167,10 +215,18 @@ impl Booking for BookingService {
             }
             let (result, applied_index) = {
                 let s = self.core.sm.read();
-                (s.booking.query(&query), s.last_applied.map(|l| l.index).unwrap_or(0))
+                (
+                    s.booking.query(&query),
+                    s.last_applied.map(|l| l.index).unwrap_or(0),
+                )
             };
-            let result_json = serde_json::to_vec(&result).map_err(|e| NodeError::Internal(e.to_string()).to_status())?;
-            Ok(Response::new(pb::ReadResponse { result_json, applied_index, node_id: self.core.id }))
+            let result_json = serde_json::to_vec(&result)
+                .map_err(|e| NodeError::Internal(e.to_string()).to_status())?;
+            Ok(Response::new(pb::ReadResponse {
+                result_json,
+                applied_index,
+                node_id: self.core.id,
+            }))
         }
         .instrument(span)
         .await
@@ -178,16 +234,24 @@ impl Booking for BookingService {
 
     type WatchStream = WatchStream;
 
-    async fn watch(&self, request: Request<pb::WatchRequest>) -> Result<Response<Self::WatchStream>, Status> {
+    async fn watch(
+        &self,
+        request: Request<pb::WatchRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
         let r = request.into_inner();
         let _span = tracing::info_span!("watch", node_id = self.core.id, event = %r.event_id, from = r.from_index).entered();
         let hub = self.core.sm.hub().clone();
         let sub = match hub.subscribe(&r.event_id, r.from_index) {
             Ok(s) => s,
             Err(SubscribeRefused::TooManyWatchers) => {
-                return Err(NodeError::Overloaded("too many watchers on this node".into()).to_status())
+                return Err(
+                    NodeError::Overloaded("too many watchers on this node".into()).to_status(),
+                )
             }
-            Err(SubscribeRefused::TooOld { oldest_index, applied_index }) => {
+            Err(SubscribeRefused::TooOld {
+                oldest_index,
+                applied_index,
+            }) => {
                 let msg = resync(ResyncReason::TooOld, oldest_index, applied_index);
                 let s: WatchStream = Box::pin(futures::stream::iter(vec![Ok(msg)]));
                 return Ok(Response::new(s));
@@ -209,7 +273,10 @@ impl Booking for BookingService {
                         })
                         .collect();
                     let msg = pb::WatchMessage {
-                        kind: Some(pb::watch_message::Kind::Changes(pb::SeatChanges { log_index: c.log_index, changes })),
+                        kind: Some(pb::watch_message::Kind::Changes(pb::SeatChanges {
+                            log_index: c.log_index,
+                            changes,
+                        })),
                     };
                     Some((Ok(msg), Some((sub, hub))))
                 }
@@ -222,24 +289,36 @@ impl Booking for BookingService {
         Ok(Response::new(Box::pin(stream)))
     }
 
-    async fn status(&self, _request: Request<pb::StatusRequest>) -> Result<Response<pb::StatusResponse>, Status> {
+    async fn status(
+        &self,
+        _request: Request<pb::StatusRequest>,
+    ) -> Result<Response<pb::StatusResponse>, Status> {
         let core = &self.core;
         let _span = tracing::debug_span!("status", node_id = core.id).entered();
         let m = core.raft.metrics().borrow().clone();
         let (applied_index, state_hash) = {
             let s = core.sm.read();
-            (s.last_applied.map(|l| l.index).unwrap_or(0), s.booking.state_hash().to_vec())
+            (
+                s.last_applied.map(|l| l.index).unwrap_or(0),
+                s.booking.state_hash().to_vec(),
+            )
         };
         let replication = m
             .replication
             .as_ref()
             .map(|r| {
                 r.iter()
-                    .map(|(id, l)| pb::ReplicationProgress { node_id: *id, matched_index: l.map(|l| l.index) })
+                    .map(|(id, l)| pb::ReplicationProgress {
+                        node_id: *id,
+                        matched_index: l.map(|l| l.index),
+                    })
                     .collect()
             })
             .unwrap_or_default();
-        let leader_addr = m.current_leader.and_then(|l| core.addr_of(l)).unwrap_or_default();
+        let leader_addr = m
+            .current_leader
+            .and_then(|l| core.addr_of(l))
+            .unwrap_or_default();
         Ok(Response::new(pb::StatusResponse {
             node_id: core.id,
             cluster_name: core.cluster_name.clone(),
@@ -258,7 +337,10 @@ impl Booking for BookingService {
         }))
     }
 
-    async fn add_learner(&self, request: Request<pb::AddLearnerRequest>) -> Result<Response<pb::MembershipResponse>, Status> {
+    async fn add_learner(
+        &self,
+        request: Request<pb::AddLearnerRequest>,
+    ) -> Result<Response<pb::MembershipResponse>, Status> {
         let r = request.into_inner();
         let span = tracing::info_span!("add_learner", node_id = self.core.id, learner = r.node_id, addr = %r.addr);
         async move {
@@ -272,7 +354,10 @@ impl Booking for BookingService {
                 .add_learner(r.node_id, BasicNode { addr: r.addr }, r.blocking)
                 .await
                 .map_err(|e| membership_error(&self.core, e))?;
-            Ok(Response::new(pb::MembershipResponse { log_index: resp.log_id.index, members: members_of(&self.core) }))
+            Ok(Response::new(pb::MembershipResponse {
+                log_index: resp.log_id.index,
+                members: members_of(&self.core),
+            }))
         }
         .instrument(span)
         .await
@@ -296,13 +381,19 @@ impl Booking for BookingService {
                 .change_membership(voters, r.retain)
                 .await
                 .map_err(|e| membership_error(&self.core, e))?;
-            Ok(Response::new(pb::MembershipResponse { log_index: resp.log_id.index, members: members_of(&self.core) }))
+            Ok(Response::new(pb::MembershipResponse {
+                log_index: resp.log_id.index,
+                members: members_of(&self.core),
+            }))
         }
         .instrument(span)
         .await
     }
 
-    async fn remove_node(&self, request: Request<pb::RemoveNodeRequest>) -> Result<Response<pb::MembershipResponse>, Status> {
+    async fn remove_node(
+        &self,
+        request: Request<pb::RemoveNodeRequest>,
+    ) -> Result<Response<pb::MembershipResponse>, Status> {
         let r = request.into_inner();
         let span = tracing::info_span!("remove_node", node_id = self.core.id, remove = r.node_id);
         async move {
@@ -311,7 +402,10 @@ impl Booking for BookingService {
             let is_voter = m.membership().voter_ids().any(|v| v == r.node_id);
             let is_member = m.membership().get_node(&r.node_id).is_some();
             if !is_member {
-                return Ok(Response::new(pb::MembershipResponse { log_index: 0, members: members_of(&self.core) }));
+                return Ok(Response::new(pb::MembershipResponse {
+                    log_index: 0,
+                    members: members_of(&self.core),
+                }));
             }
             let change: ChangeMembers<NodeId, BasicNode> = if is_voter {
                 ChangeMembers::RemoveVoters(BTreeSet::from([r.node_id]))
@@ -324,7 +418,10 @@ impl Booking for BookingService {
                 .change_membership(change, false)
                 .await
                 .map_err(|e| membership_error(&self.core, e))?;
-            Ok(Response::new(pb::MembershipResponse { log_index: resp.log_id.index, members: members_of(&self.core) }))
+            Ok(Response::new(pb::MembershipResponse {
+                log_index: resp.log_id.index,
+                members: members_of(&self.core),
+            }))
         }
         .instrument(span)
         .await
@@ -335,9 +432,24 @@ impl Booking for BookingService {
         _request: Request<pb::TriggerSnapshotRequest>,
     ) -> Result<Response<pb::TriggerSnapshotResponse>, Status> {
         let span = tracing::info_span!("trigger_snapshot", node_id = self.core.id);
-        self.core.raft.trigger().snapshot().instrument(span).await.map_err(|e| fatal_to_error(e).to_status())?;
-        let snapshot_index = self.core.raft.metrics().borrow().snapshot.map(|l| l.index).unwrap_or(0);
-        Ok(Response::new(pb::TriggerSnapshotResponse { snapshot_index }))
+        self.core
+            .raft
+            .trigger()
+            .snapshot()
+            .instrument(span)
+            .await
+            .map_err(|e| fatal_to_error(e).to_status())?;
+        let snapshot_index = self
+            .core
+            .raft
+            .metrics()
+            .borrow()
+            .snapshot
+            .map(|l| l.index)
+            .unwrap_or(0);
+        Ok(Response::new(pb::TriggerSnapshotResponse {
+            snapshot_index,
+        }))
     }
 }
 
@@ -359,46 +471,78 @@ impl RaftService {
 }
 
 fn reply(body: Result<Vec<u8>, String>) -> Result<Response<pr::RaftReply>, Status> {
-    body.map(|b| Response::new(pr::RaftReply { body: b.into() })).map_err(Status::internal)
+    body.map(|b| Response::new(pr::RaftReply { body: b.into() }))
+        .map_err(Status::internal)
 }
 
 #[tonic::async_trait]
 impl RaftRpc for RaftService {
-    async fn append_entries(&self, request: Request<pr::RaftRequest>) -> Result<Response<pr::RaftReply>, Status> {
+    async fn append_entries(
+        &self,
+        request: Request<pr::RaftRequest>,
+    ) -> Result<Response<pr::RaftReply>, Status> {
         let r = request.into_inner();
         self.check_envelope(&r.cluster_name, r.to_node_id)?;
-        let req: openraft::raft::AppendEntriesRequest<TypeConfig> =
-            decode_body(&r.body).map_err(|e| Status::invalid_argument(format!("append_entries body: {e}")))?;
-        let span = tracing::debug_span!("append_entries", node_id = self.core.id, from = r.from_node_id, entries = req.entries.len());
+        let req: openraft::raft::AppendEntriesRequest<TypeConfig> = decode_body(&r.body)
+            .map_err(|e| Status::invalid_argument(format!("append_entries body: {e}")))?;
+        let span = tracing::debug_span!(
+            "append_entries",
+            node_id = self.core.id,
+            from = r.from_node_id,
+            entries = req.entries.len()
+        );
         let res = self.core.raft.append_entries(req).instrument(span).await;
         reply(encode_reply(res))
     }
 
-    async fn vote(&self, request: Request<pr::RaftRequest>) -> Result<Response<pr::RaftReply>, Status> {
+    async fn vote(
+        &self,
+        request: Request<pr::RaftRequest>,
+    ) -> Result<Response<pr::RaftReply>, Status> {
         let r = request.into_inner();
         self.check_envelope(&r.cluster_name, r.to_node_id)?;
-        let req: openraft::raft::VoteRequest<NodeId> =
-            decode_body(&r.body).map_err(|e| Status::invalid_argument(format!("vote body: {e}")))?;
+        let req: openraft::raft::VoteRequest<NodeId> = decode_body(&r.body)
+            .map_err(|e| Status::invalid_argument(format!("vote body: {e}")))?;
         let span = tracing::info_span!("vote", node_id = self.core.id, from = r.from_node_id);
         let res = self.core.raft.vote(req).instrument(span).await;
         reply(encode_reply(res))
     }
 
-    async fn install_snapshot(&self, request: Request<pr::SnapshotChunk>) -> Result<Response<pr::RaftReply>, Status> {
+    async fn install_snapshot(
+        &self,
+        request: Request<pr::SnapshotChunk>,
+    ) -> Result<Response<pr::RaftReply>, Status> {
         let r = request.into_inner();
         self.check_envelope(&r.cluster_name, r.to_node_id)?;
-        let (vote, meta, offset, done): ChunkHeader =
-            decode_body(&r.header).map_err(|e| Status::invalid_argument(format!("snapshot chunk header: {e}")))?;
-        let span = tracing::info_span!("install_snapshot", node_id = self.core.id, from = r.from_node_id, offset, done, bytes = r.data.len());
-        let req = InstallSnapshotRequest::<TypeConfig> { vote, meta, offset, data: r.data.to_vec(), done };
+        let (vote, meta, offset, done): ChunkHeader = decode_body(&r.header)
+            .map_err(|e| Status::invalid_argument(format!("snapshot chunk header: {e}")))?;
+        let span = tracing::info_span!(
+            "install_snapshot",
+            node_id = self.core.id,
+            from = r.from_node_id,
+            offset,
+            done,
+            bytes = r.data.len()
+        );
+        let req = InstallSnapshotRequest::<TypeConfig> {
+            vote,
+            meta,
+            offset,
+            data: r.data.to_vec(),
+            done,
+        };
         let res = self.core.raft.install_snapshot(req).instrument(span).await;
         reply(encode_reply(res))
     }
 
-    async fn read_index(&self, request: Request<pr::ReadIndexRequest>) -> Result<Response<pr::ReadIndexReply>, Status> {
+    async fn read_index(
+        &self,
+        request: Request<pr::ReadIndexRequest>,
+    ) -> Result<Response<pr::ReadIndexReply>, Status> {
         let r = request.into_inner();
         self.check_envelope(&r.cluster_name, r.to_node_id)?;
-        let span = tracing::debug_span!("read_index", node_id = self.core.id, from = r.from_node_id);
+        let span =
+            tracing::debug_span!("read_index", node_id = self.core.id, from = r.from_node_id);
         async move {
             self.core.ensure_leader()?;
             let read_index = self.core.read_index_coalesced().await?;

@@ -31,13 +31,18 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Instant;
 
 use openraft::storage::{LogFlushed, RaftLogStorage, RaftStateMachine};
-use openraft::{AnyError, EntryPayload, LogState, OptionalSend, RaftLogReader, RaftSnapshotBuilder, Snapshot, StorageIOError};
+use openraft::{
+    AnyError, EntryPayload, LogState, OptionalSend, RaftLogReader, RaftSnapshotBuilder, Snapshot,
+    StorageIOError,
+};
 use serde::{Deserialize, Serialize};
 use state_machine::BookingState;
 
 use crate::error::NodeError;
 use crate::metrics::Counters;
-use crate::types::{Entry, EntryResponse, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig, Vote};
+use crate::types::{
+    Entry, EntryResponse, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig, Vote,
+};
 use crate::watch::{ResyncReason, WatchHub};
 
 /// File name of the identity record in a node's data directory.
@@ -72,11 +77,15 @@ struct SnapshotRecord {
 }
 
 fn sto_err(msg: String) -> StorageError {
-    StorageError::IO { source: StorageIOError::write(AnyError::error(msg)) }
+    StorageError::IO {
+        source: StorageIOError::write(AnyError::error(msg)),
+    }
 }
 
 fn sto_read_err(msg: String) -> StorageError {
-    StorageError::IO { source: StorageIOError::read(AnyError::error(msg)) }
+    StorageError::IO {
+        source: StorageIOError::read(AnyError::error(msg)),
+    }
 }
 
 fn index_key(index: u64) -> [u8; 8] {
@@ -95,7 +104,10 @@ fn with_checksum(mut bytes: Vec<u8>) -> Vec<u8> {
 
 fn strip_checksum(bytes: &[u8]) -> Result<&[u8], String> {
     if bytes.len() < CHECKSUM_BYTES {
-        return Err(format!("record of {} bytes is shorter than its checksum", bytes.len()));
+        return Err(format!(
+            "record of {} bytes is shorter than its checksum",
+            bytes.len()
+        ));
     }
     let (body, sum) = bytes.split_at(bytes.len() - CHECKSUM_BYTES);
     if blake3::hash(body).as_bytes() != sum {
@@ -126,7 +138,11 @@ pub fn open_data_dir(
     let db = open_sled(&sled_path)?;
     let log = LogStore::open(db.clone(), &sled_path)?;
     let sm = SmStore::open(db, &sled_path, hub, counters)?;
-    Ok(DataDir { path: path.to_path_buf(), log, sm })
+    Ok(DataDir {
+        path: path.to_path_buf(),
+        log,
+        sm,
+    })
 }
 
 /// How long to wait for another holder of the sled lock to let go (a node of
@@ -138,7 +154,9 @@ fn open_sled(sled_path: &Path) -> Result<sled::Db, NodeError> {
     loop {
         match sled::Config::new().path(sled_path).open() {
             Ok(db) => return Ok(db),
-            Err(sled::Error::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock || e.to_string().contains("lock") => {
+            Err(sled::Error::Io(e))
+                if e.kind() == std::io::ErrorKind::WouldBlock || e.to_string().contains("lock") =>
+            {
                 attempt += 1;
                 if attempt >= SLED_LOCK_WAIT_STEPS {
                     return Err(NodeError::data_dir(
@@ -149,7 +167,10 @@ fn open_sled(sled_path: &Path) -> Result<sled::Db, NodeError> {
                 std::thread::sleep(std::time::Duration::from_millis(100));
             }
             Err(e) => {
-                return Err(NodeError::data_dir(sled_path, format!("sled could not open the database: {e}")));
+                return Err(NodeError::data_dir(
+                    sled_path,
+                    format!("sled could not open the database: {e}"),
+                ));
             }
         }
     }
@@ -157,16 +178,25 @@ fn open_sled(sled_path: &Path) -> Result<sled::Db, NodeError> {
 
 fn check_identity(path: &Path, cluster_name: &str, node_id: u64) -> Result<(), NodeError> {
     let meta_path = path.join(IDENTITY_FILE);
-    let want = Identity { format_version: FORMAT_VERSION, cluster_name: cluster_name.to_string(), node_id };
+    let want = Identity {
+        format_version: FORMAT_VERSION,
+        cluster_name: cluster_name.to_string(),
+        node_id,
+    };
     if meta_path.exists() {
-        let text = std::fs::read(&meta_path)
-            .map_err(|e| NodeError::data_dir(&meta_path, format!("cannot read the identity record: {e}")))?;
-        let have: Identity = serde_json::from_slice(&text)
-            .map_err(|e| NodeError::data_dir(&meta_path, format!("identity record does not decode: {e}")))?;
+        let text = std::fs::read(&meta_path).map_err(|e| {
+            NodeError::data_dir(&meta_path, format!("cannot read the identity record: {e}"))
+        })?;
+        let have: Identity = serde_json::from_slice(&text).map_err(|e| {
+            NodeError::data_dir(&meta_path, format!("identity record does not decode: {e}"))
+        })?;
         if have.format_version != FORMAT_VERSION {
             return Err(NodeError::data_dir(
                 &meta_path,
-                format!("format version {} is not {FORMAT_VERSION}, the one this build reads", have.format_version),
+                format!(
+                    "format version {} is not {FORMAT_VERSION}, the one this build reads",
+                    have.format_version
+                ),
             ));
         }
         if have.cluster_name != cluster_name || have.node_id != node_id {
@@ -192,7 +222,8 @@ fn check_identity(path: &Path, cluster_name: &str, node_id: u64) -> Result<(), N
             ));
         }
     }
-    std::fs::create_dir_all(path).map_err(|e| NodeError::data_dir(path, format!("cannot create: {e}")))?;
+    std::fs::create_dir_all(path)
+        .map_err(|e| NodeError::data_dir(path, format!("cannot create: {e}")))?;
     // Written to a temporary name, synced, then renamed: a crash leaves either
     // no record (fresh directory) or a whole one.
     let tmp = path.join(format!("{IDENTITY_FILE}.tmp"));
@@ -205,7 +236,9 @@ fn check_identity(path: &Path, cluster_name: &str, node_id: u64) -> Result<(), N
         std::fs::rename(&tmp, &meta_path)?;
         std::fs::File::open(path)?.sync_all()
     };
-    write().map_err(|e| NodeError::data_dir(&meta_path, format!("cannot write the identity record: {e}")))
+    write().map_err(|e| {
+        NodeError::data_dir(&meta_path, format!("cannot write the identity record: {e}"))
+    })
 }
 
 // ---------------------------------------------------------------- log store
@@ -229,7 +262,9 @@ struct LogInner {
 impl LogStore {
     fn open(db: sled::Db, path: &Path) -> Result<LogStore, NodeError> {
         let tree = |name: &str| {
-            db.open_tree(name).map_err(|e| NodeError::data_dir(path, format!("cannot open sled tree {name:?}: {e}")))
+            db.open_tree(name).map_err(|e| {
+                NodeError::data_dir(path, format!("cannot open sled tree {name:?}: {e}"))
+            })
         };
         let store = LogStore {
             inner: Arc::new(LogInner {
@@ -252,13 +287,18 @@ impl LogStore {
         self.read_meta::<Vote>(KEY_VOTE).map_err(&bad)?;
         let committed = self.read_meta::<LogId>(KEY_COMMITTED).map_err(&bad)?;
         let purged = self.read_meta::<LogId>(KEY_LAST_PURGED).map_err(&bad)?;
-        self.inner.committed_index.store(committed.map(|l| l.index).unwrap_or(0), Ordering::Relaxed);
+        self.inner
+            .committed_index
+            .store(committed.map(|l| l.index).unwrap_or(0), Ordering::Relaxed);
         // Entries at or below the purge point may survive a crash in the
         // middle of `purge` (the purge point is written first); drop them.
         if let Some(p) = purged {
             for item in self.inner.log.range(..=index_key(p.index)) {
                 let (k, _) = item.map_err(|e| bad(format!("sled read of tree {TREE_LOG}: {e}")))?;
-                self.inner.log.remove(k).map_err(|e| bad(format!("sled remove in tree {TREE_LOG}: {e}")))?;
+                self.inner
+                    .log
+                    .remove(k)
+                    .map_err(|e| bad(format!("sled remove in tree {TREE_LOG}: {e}")))?;
             }
         }
         let mut prev: Option<u64> = purged.map(|p| p.index);
@@ -266,9 +306,17 @@ impl LogStore {
             let (k, v) = item.map_err(|e| bad(format!("sled read of tree {TREE_LOG}: {e}")))?;
             let key_index = <[u8; 8]>::try_from(k.as_ref())
                 .map(u64::from_be_bytes)
-                .map_err(|_| bad(format!("tree {TREE_LOG}: a key of {} bytes is not a log index", k.len())))?;
-            let entry: Entry = postcard::from_bytes(&v)
-                .map_err(|e| bad(format!("tree {TREE_LOG}: entry at index {key_index} does not decode: {e}")))?;
+                .map_err(|_| {
+                    bad(format!(
+                        "tree {TREE_LOG}: a key of {} bytes is not a log index",
+                        k.len()
+                    ))
+                })?;
+            let entry: Entry = postcard::from_bytes(&v).map_err(|e| {
+                bad(format!(
+                    "tree {TREE_LOG}: entry at index {key_index} does not decode: {e}"
+                ))
+            })?;
             if entry.log_id.index != key_index {
                 return Err(bad(format!(
                     "tree {TREE_LOG}: key {key_index} holds the entry of index {}",
@@ -277,7 +325,9 @@ impl LogStore {
             }
             if let Some(p) = prev {
                 if key_index != p + 1 {
-                    return Err(bad(format!("tree {TREE_LOG}: gap in the log between index {p} and {key_index}")));
+                    return Err(bad(format!(
+                        "tree {TREE_LOG}: gap in the log between index {p} and {key_index}"
+                    )));
                 }
             }
             prev = Some(key_index);
@@ -287,21 +337,37 @@ impl LogStore {
 
     fn read_meta<T: for<'de> Deserialize<'de>>(&self, key: &[u8]) -> Result<Option<T>, String> {
         let tree_name = TREE_META;
-        let Some(v) = self.inner.meta.get(key).map_err(|e| format!("sled read of tree {tree_name}: {e}"))? else {
+        let Some(v) = self
+            .inner
+            .meta
+            .get(key)
+            .map_err(|e| format!("sled read of tree {tree_name}: {e}"))?
+        else {
             return Ok(None);
         };
-        postcard::from_bytes(&v)
-            .map(Some)
-            .map_err(|e| format!("tree {tree_name}: key {:?} does not decode: {e}", String::from_utf8_lossy(key)))
+        postcard::from_bytes(&v).map(Some).map_err(|e| {
+            format!(
+                "tree {tree_name}: key {:?} does not decode: {e}",
+                String::from_utf8_lossy(key)
+            )
+        })
     }
 
     async fn write_meta<T: Serialize>(&self, key: &[u8], v: &T) -> Result<(), String> {
-        self.inner.meta.insert(key, encode(v)?).map_err(|e| format!("sled write: {e}"))?;
+        self.inner
+            .meta
+            .insert(key, encode(v)?)
+            .map_err(|e| format!("sled write: {e}"))?;
         self.flush().await
     }
 
     async fn flush(&self) -> Result<(), String> {
-        self.inner.db.flush_async().await.map(|_| ()).map_err(|e| format!("sled flush of {}: {e}", self.inner.path.display()))
+        self.inner
+            .db
+            .flush_async()
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("sled flush of {}: {e}", self.inner.path.display()))
     }
 
     /// Flushes every tree of the node's sled `Db` (shutdown).
@@ -315,11 +381,20 @@ impl LogStore {
     }
 
     fn last_entry_id(&self) -> Result<Option<LogId>, StorageError> {
-        let Some((k, v)) = self.inner.log.last().map_err(|e| sto_read_err(format!("sled read: {e}")))? else {
+        let Some((k, v)) = self
+            .inner
+            .log
+            .last()
+            .map_err(|e| sto_read_err(format!("sled read: {e}")))?
+        else {
             return Ok(None);
         };
         let entry: Entry = postcard::from_bytes(&v).map_err(|e| {
-            sto_read_err(format!("{}: tree {TREE_LOG}: entry {:?} does not decode: {e}", self.inner.path.display(), k))
+            sto_read_err(format!(
+                "{}: tree {TREE_LOG}: entry {:?} does not decode: {e}",
+                self.inner.path.display(),
+                k
+            ))
         })?;
         Ok(Some(entry.log_id))
     }
@@ -342,7 +417,8 @@ impl RaftLogReader<TypeConfig> for LogStore {
         };
         let mut out = Vec::new();
         for item in self.inner.log.range::<[u8; 8], _>((start, end)) {
-            let (k, v) = item.map_err(|e| sto_read_err(format!("sled read of tree {TREE_LOG}: {e}")))?;
+            let (k, v) =
+                item.map_err(|e| sto_read_err(format!("sled read of tree {TREE_LOG}: {e}")))?;
             let entry: Entry = postcard::from_bytes(&v).map_err(|e| {
                 sto_read_err(format!(
                     "{}: tree {TREE_LOG}: entry at key {:?} does not decode: {e}",
@@ -360,9 +436,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = LogStore;
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
-        let last_purged_log_id = self.read_meta::<LogId>(KEY_LAST_PURGED).map_err(sto_read_err)?;
+        let last_purged_log_id = self
+            .read_meta::<LogId>(KEY_LAST_PURGED)
+            .map_err(sto_read_err)?;
         let last_log_id = self.last_entry_id()?.or(last_purged_log_id);
-        Ok(LogState { last_purged_log_id, last_log_id })
+        Ok(LogState {
+            last_purged_log_id,
+            last_log_id,
+        })
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
@@ -370,22 +451,33 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
-        self.write_meta(KEY_VOTE, vote).await.map_err(|e| StorageError::IO { source: StorageIOError::write_vote(AnyError::error(e)) })
+        self.write_meta(KEY_VOTE, vote)
+            .await
+            .map_err(|e| StorageError::IO {
+                source: StorageIOError::write_vote(AnyError::error(e)),
+            })
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
-        self.read_meta(KEY_VOTE).map_err(|e| StorageError::IO { source: StorageIOError::read_vote(AnyError::error(e)) })
+        self.read_meta(KEY_VOTE).map_err(|e| StorageError::IO {
+            source: StorageIOError::read_vote(AnyError::error(e)),
+        })
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
         match committed {
             Some(c) => self.write_meta(KEY_COMMITTED, &c).await.map_err(sto_err)?,
             None => {
-                self.inner.meta.remove(KEY_COMMITTED).map_err(|e| sto_err(format!("sled write: {e}")))?;
+                self.inner
+                    .meta
+                    .remove(KEY_COMMITTED)
+                    .map_err(|e| sto_err(format!("sled write: {e}")))?;
                 self.flush().await.map_err(sto_err)?;
             }
         }
-        self.inner.committed_index.store(committed.map(|l| l.index).unwrap_or(0), Ordering::Relaxed);
+        self.inner
+            .committed_index
+            .store(committed.map(|l| l.index).unwrap_or(0), Ordering::Relaxed);
         Ok(())
     }
 
@@ -393,19 +485,26 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.read_meta(KEY_COMMITTED).map_err(sto_read_err)
     }
 
-    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError>
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), StorageError>
     where
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
         let mut batch = sled::Batch::default();
         for entry in entries {
-            let bytes = encode(&entry).map_err(|e| {
-                StorageError::IO { source: StorageIOError::write_log_entry(entry.log_id, AnyError::error(e)) }
+            let bytes = encode(&entry).map_err(|e| StorageError::IO {
+                source: StorageIOError::write_log_entry(entry.log_id, AnyError::error(e)),
             })?;
             batch.insert(&index_key(entry.log_id.index), bytes);
         }
-        self.inner.log.apply_batch(batch).map_err(|e| sto_err(format!("sled write of tree {TREE_LOG}: {e}")))?;
+        self.inner
+            .log
+            .apply_batch(batch)
+            .map_err(|e| sto_err(format!("sled write of tree {TREE_LOG}: {e}")))?;
         // Durable before openraft counts it: the callback is the promise.
         let flushed = self.flush().await;
         match flushed {
@@ -426,20 +525,28 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             let (k, _) = item.map_err(|e| sto_read_err(format!("sled read: {e}")))?;
             batch.remove(k);
         }
-        self.inner.log.apply_batch(batch).map_err(|e| sto_err(format!("sled write: {e}")))?;
+        self.inner
+            .log
+            .apply_batch(batch)
+            .map_err(|e| sto_err(format!("sled write: {e}")))?;
         self.flush().await.map_err(sto_err)
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
         // The purge point first: after a crash between the two steps, start-up
         // removes the leftovers (see `validate`).
-        self.write_meta(KEY_LAST_PURGED, &log_id).await.map_err(sto_err)?;
+        self.write_meta(KEY_LAST_PURGED, &log_id)
+            .await
+            .map_err(sto_err)?;
         let mut batch = sled::Batch::default();
         for item in self.inner.log.range(..=index_key(log_id.index)) {
             let (k, _) = item.map_err(|e| sto_read_err(format!("sled read: {e}")))?;
             batch.remove(k);
         }
-        self.inner.log.apply_batch(batch).map_err(|e| sto_err(format!("sled write: {e}")))?;
+        self.inner
+            .log
+            .apply_batch(batch)
+            .map_err(|e| sto_err(format!("sled write: {e}")))?;
         self.flush().await.map_err(sto_err)
     }
 }
@@ -473,19 +580,39 @@ struct SmInner {
 }
 
 impl SmStore {
-    fn open(db: sled::Db, path: &Path, hub: Arc<WatchHub>, counters: Arc<Counters>) -> Result<SmStore, NodeError> {
-        let tree = db
-            .open_tree(TREE_SM)
-            .map_err(|e| NodeError::data_dir(path, format!("cannot open sled tree {TREE_SM:?}: {e}")))?;
-        let mut state = SmState { booking: BookingState::new(), last_applied: None, last_membership: Default::default() };
-        if let Some(record) = load_snapshot(&tree, path).map_err(|e| NodeError::data_dir(path, e))? {
+    fn open(
+        db: sled::Db,
+        path: &Path,
+        hub: Arc<WatchHub>,
+        counters: Arc<Counters>,
+    ) -> Result<SmStore, NodeError> {
+        let tree = db.open_tree(TREE_SM).map_err(|e| {
+            NodeError::data_dir(path, format!("cannot open sled tree {TREE_SM:?}: {e}"))
+        })?;
+        let mut state = SmState {
+            booking: BookingState::new(),
+            last_applied: None,
+            last_membership: Default::default(),
+        };
+        if let Some(record) =
+            load_snapshot(&tree, path).map_err(|e| NodeError::data_dir(path, e))?
+        {
             state.booking = BookingState::restore(&record.data).map_err(|e| {
-                NodeError::data_dir(path, format!("tree {TREE_SM}: snapshot {} does not restore: {e}", record.meta.snapshot_id))
+                NodeError::data_dir(
+                    path,
+                    format!(
+                        "tree {TREE_SM}: snapshot {} does not restore: {e}",
+                        record.meta.snapshot_id
+                    ),
+                )
             })?;
             state.last_applied = record.meta.last_log_id;
             state.last_membership = record.meta.last_membership;
         }
-        hub.reset(state.last_applied.map(|l| l.index).unwrap_or(0), ResyncReason::TooOld);
+        hub.reset(
+            state.last_applied.map(|l| l.index).unwrap_or(0),
+            ResyncReason::TooOld,
+        );
         Ok(SmStore {
             inner: Arc::new(SmInner {
                 db,
@@ -515,10 +642,20 @@ impl SmStore {
         &self.inner.hub
     }
 
-    async fn persist_snapshot(&self, meta: &SnapshotMeta, data: Vec<u8>) -> Result<Vec<u8>, StorageError> {
-        let record = SnapshotRecord { meta: meta.clone(), data };
+    async fn persist_snapshot(
+        &self,
+        meta: &SnapshotMeta,
+        data: Vec<u8>,
+    ) -> Result<Vec<u8>, StorageError> {
+        let record = SnapshotRecord {
+            meta: meta.clone(),
+            data,
+        };
         let bytes = with_checksum(encode(&record).map_err(sto_err)?);
-        self.inner.tree.insert(KEY_SNAPSHOT, bytes).map_err(|e| sto_err(format!("sled write of tree {TREE_SM}: {e}")))?;
+        self.inner
+            .tree
+            .insert(KEY_SNAPSHOT, bytes)
+            .map_err(|e| sto_err(format!("sled write of tree {TREE_SM}: {e}")))?;
         self.inner
             .db
             .flush_async()
@@ -529,13 +666,20 @@ impl SmStore {
 }
 
 fn load_snapshot(tree: &sled::Tree, path: &Path) -> Result<Option<SnapshotRecord>, String> {
-    let Some(bytes) = tree.get(KEY_SNAPSHOT).map_err(|e| format!("sled read of tree {TREE_SM}: {e}"))? else {
+    let Some(bytes) = tree
+        .get(KEY_SNAPSHOT)
+        .map_err(|e| format!("sled read of tree {TREE_SM}: {e}"))?
+    else {
         return Ok(None);
     };
-    let body = strip_checksum(&bytes).map_err(|e| format!("{}: tree {TREE_SM}, key snapshot: {e}", path.display()))?;
-    postcard::from_bytes(body)
-        .map(Some)
-        .map_err(|e| format!("{}: tree {TREE_SM}, key snapshot: does not decode: {e}", path.display()))
+    let body = strip_checksum(&bytes)
+        .map_err(|e| format!("{}: tree {TREE_SM}, key snapshot: {e}", path.display()))?;
+    postcard::from_bytes(body).map(Some).map_err(|e| {
+        format!(
+            "{}: tree {TREE_SM}, key snapshot: does not decode: {e}",
+            path.display()
+        )
+    })
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SmStore {
@@ -544,7 +688,10 @@ impl RaftSnapshotBuilder<TypeConfig> for SmStore {
             let s = self.read();
             let seq = self.inner.snapshot_seq.fetch_add(1, Ordering::Relaxed);
             let snapshot_id = match s.last_applied {
-                Some(l) => format!("{}-{}-{}-{seq}", l.leader_id.term, l.leader_id.node_id, l.index),
+                Some(l) => format!(
+                    "{}-{}-{}-{seq}",
+                    l.leader_id.term, l.leader_id.node_id, l.index
+                ),
                 None => format!("none-{seq}"),
             };
             let meta = SnapshotMeta {
@@ -557,7 +704,10 @@ impl RaftSnapshotBuilder<TypeConfig> for SmStore {
         let data = self.persist_snapshot(&meta, data).await?;
         Counters::add(&self.inner.counters.snapshots_built, 1);
         tracing::info!(snapshot = %meta.snapshot_id, bytes = data.len(), "snapshot built");
-        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) })
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
+        })
     }
 }
 
@@ -596,7 +746,9 @@ impl RaftStateMachine<TypeConfig> for SmStore {
                         );
                         commands += batch.requests.len() as u64;
                         published.push((index, out.changes));
-                        EntryResponse { outcomes: out.outcomes }
+                        EntryResponse {
+                            outcomes: out.outcomes,
+                        }
                     }
                     EntryPayload::Membership(m) => {
                         s.last_membership = StoredMembership::new(Some(entry.log_id), m);
@@ -624,12 +776,19 @@ impl RaftStateMachine<TypeConfig> for SmStore {
         Ok(Box::new(Cursor::new(Vec::new())))
     }
 
-    async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: Box<Cursor<Vec<u8>>>) -> Result<(), StorageError> {
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError> {
         let data = snapshot.into_inner();
         // Verify before anything is replaced: a damaged transfer must not
         // become this node's state.
         let booking = BookingState::restore(&data).map_err(|e| {
-            sto_read_err(format!("snapshot {} received from the leader does not restore: {e}", meta.snapshot_id))
+            sto_read_err(format!(
+                "snapshot {} received from the leader does not restore: {e}",
+                meta.snapshot_id
+            ))
         })?;
         // Durable first, then in memory: after a crash in between, start-up
         // restores this same snapshot.
@@ -641,14 +800,20 @@ impl RaftStateMachine<TypeConfig> for SmStore {
             s.last_membership = meta.last_membership.clone();
         }
         Counters::add(&self.inner.counters.snapshots_installed, 1);
-        self.inner.hub.reset(meta.last_log_id.map(|l| l.index).unwrap_or(0), ResyncReason::SnapshotInstalled);
+        self.inner.hub.reset(
+            meta.last_log_id.map(|l| l.index).unwrap_or(0),
+            ResyncReason::SnapshotInstalled,
+        );
         tracing::info!(snapshot = %meta.snapshot_id, "snapshot installed");
         Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
         let record = load_snapshot(&self.inner.tree, &self.inner.path).map_err(sto_read_err)?;
-        Ok(record.map(|r| Snapshot { meta: r.meta, snapshot: Box::new(Cursor::new(r.data)) }))
+        Ok(record.map(|r| Snapshot {
+            meta: r.meta,
+            snapshot: Box::new(Cursor::new(r.data)),
+        }))
     }
 }
 

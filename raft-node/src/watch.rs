@@ -72,7 +72,10 @@ impl Subscription {
 #[derive(Clone, Copy, Debug)]
 pub enum SubscribeRefused {
     /// `from_index` is older than the ring covers.
-    TooOld { oldest_index: u64, applied_index: u64 },
+    TooOld {
+        oldest_index: u64,
+        applied_index: u64,
+    },
     /// `WATCHERS_MAX` subscribers already.
     TooManyWatchers,
 }
@@ -142,14 +145,22 @@ impl WatchHub {
         }
         let changes = Arc::new(changes);
         g.subscribers.retain(|s| {
-            let mine: Vec<SeatChange> = changes.iter().filter(|c| c.event_id == s.event_id).cloned().collect();
+            let mine: Vec<SeatChange> = changes
+                .iter()
+                .filter(|c| c.event_id == s.event_id)
+                .cloned()
+                .collect();
             if mine.is_empty() {
                 return !s.tx.is_closed();
             }
-            match s.tx.try_send(ChangesAt { log_index, changes: mine }) {
+            match s.tx.try_send(ChangesAt {
+                log_index,
+                changes: mine,
+            }) {
                 Ok(()) => true,
                 Err(mpsc::error::TrySendError::Full(_)) => {
-                    s.end_reason.store(ResyncReason::SlowSubscriber as u8, Ordering::Release);
+                    s.end_reason
+                        .store(ResyncReason::SlowSubscriber as u8, Ordering::Release);
                     false
                 }
                 Err(mpsc::error::TrySendError::Closed(_)) => false,
@@ -158,7 +169,9 @@ impl WatchHub {
         g.ring_changes += changes.len();
         g.ring.push_back((log_index, changes));
         while g.ring_changes > RING_CHANGES_MAX {
-            let Some((idx, old)) = g.ring.pop_front() else { break };
+            let Some((idx, old)) = g.ring.pop_front() else {
+                break;
+            };
             g.ring_changes -= old.len();
             g.covered_from = idx + 1;
         }
@@ -179,7 +192,11 @@ impl WatchHub {
 
     /// Subscribes to `event_id` from `from_index` (0 = from the next applied
     /// entry). Replays what the ring holds, then follows live.
-    pub fn subscribe(&self, event_id: &str, from_index: u64) -> Result<Subscription, SubscribeRefused> {
+    pub fn subscribe(
+        &self,
+        event_id: &str,
+        from_index: u64,
+    ) -> Result<Subscription, SubscribeRefused> {
         let mut g = self.lock();
         if g.subscribers.len() >= WATCHERS_MAX {
             g.subscribers.retain(|s| !s.tx.is_closed());
@@ -187,9 +204,16 @@ impl WatchHub {
                 return Err(SubscribeRefused::TooManyWatchers);
             }
         }
-        let from = if from_index == 0 { g.applied_index + 1 } else { from_index };
+        let from = if from_index == 0 {
+            g.applied_index + 1
+        } else {
+            from_index
+        };
         if from < g.covered_from {
-            return Err(SubscribeRefused::TooOld { oldest_index: g.covered_from, applied_index: g.applied_index });
+            return Err(SubscribeRefused::TooOld {
+                oldest_index: g.covered_from,
+                applied_index: g.applied_index,
+            });
         }
         let (tx, rx) = mpsc::channel(SUBSCRIBER_BUFFER_MAX);
         let end_reason = Arc::new(AtomicU8::new(ResyncReason::None as u8));
@@ -197,18 +221,32 @@ impl WatchHub {
             if *idx < from {
                 continue;
             }
-            let mine: Vec<SeatChange> = changes.iter().filter(|c| c.event_id == event_id).cloned().collect();
+            let mine: Vec<SeatChange> = changes
+                .iter()
+                .filter(|c| c.event_id == event_id)
+                .cloned()
+                .collect();
             if mine.is_empty() {
                 continue;
             }
-            if tx.try_send(ChangesAt { log_index: *idx, changes: mine }).is_err() {
+            if tx
+                .try_send(ChangesAt {
+                    log_index: *idx,
+                    changes: mine,
+                })
+                .is_err()
+            {
                 // The backlog alone exceeds the buffer: the subscriber should
                 // read a snapshot instead of replaying.
                 end_reason.store(ResyncReason::SlowSubscriber as u8, Ordering::Release);
                 return Ok(Subscription { rx, end_reason });
             }
         }
-        g.subscribers.push(Subscriber { event_id: event_id.to_string(), tx, end_reason: end_reason.clone() });
+        g.subscribers.push(Subscriber {
+            event_id: event_id.to_string(),
+            tx,
+            end_reason: end_reason.clone(),
+        });
         Ok(Subscription { rx, end_reason })
     }
 }

@@ -40,38 +40,88 @@ async fn three_nodes_elect_and_a_hold_written_via_a_follower_reads_back_lineariz
     // The redirect contract, seen raw.
     let mut fc = c.client(follower).await;
     let err = fc
-        .submit(pb::SubmitRequest { client_id: 1, request_id: 1, command_json: serde_json::to_vec(&event_command("e1", 2, 10, 600_000)).unwrap() })
+        .submit(pb::SubmitRequest {
+            client_id: 1,
+            request_id: 1,
+            command_json: serde_json::to_vec(&event_command("e1", 2, 10, 600_000)).unwrap(),
+        })
         .await
         .expect_err("a follower does not accept writes");
     assert_eq!(err.code(), tonic::Code::FailedPrecondition);
     assert_eq!(err.metadata().get("booking-error").unwrap(), "not_leader");
-    assert_eq!(err.metadata().get("booking-outcome").unwrap(), "not_applied");
-    assert_eq!(err.metadata().get("booking-leader-id").unwrap().to_str().unwrap(), leader.to_string());
-    assert_eq!(err.metadata().get("booking-leader-addr").unwrap().to_str().unwrap(), c.addr(leader).to_string());
+    assert_eq!(
+        err.metadata().get("booking-outcome").unwrap(),
+        "not_applied"
+    );
+    assert_eq!(
+        err.metadata()
+            .get("booking-leader-id")
+            .unwrap()
+            .to_str()
+            .unwrap(),
+        leader.to_string()
+    );
+    assert_eq!(
+        err.metadata()
+            .get("booking-leader-addr")
+            .unwrap()
+            .to_str()
+            .unwrap(),
+        c.addr(leader).to_string()
+    );
 
     // Malformed bytes are refused, not fatal.
     let err = fc
-        .submit(pb::SubmitRequest { client_id: 1, request_id: 2, command_json: b"{not json".to_vec() })
+        .submit(pb::SubmitRequest {
+            client_id: 1,
+            request_id: 2,
+            command_json: b"{not json".to_vec(),
+        })
         .await
         .expect_err("garbage is refused");
     assert_eq!(err.code(), tonic::Code::InvalidArgument);
 
-    let (o, _) = c.submit(follower, 1, 1, &event_command("e1", 2, 10, 600_000)).await;
+    let (o, _) = c
+        .submit(follower, 1, 1, &event_command("e1", 2, 10, 600_000))
+        .await;
     assert!(o.is_ok(), "{o:?}");
     let (o, _) = c.submit(follower, 1, 2, &open_sale("e1")).await;
     assert!(o.is_ok(), "{o:?}");
-    let (o, hold_index) = c.submit(follower, 1, 3, &hold_command("e1", "alice", &["A-1-1", "A-1-2"])).await;
+    let (o, hold_index) = c
+        .submit(
+            follower,
+            1,
+            3,
+            &hold_command("e1", "alice", &["A-1-1", "A-1-2"]),
+        )
+        .await;
     hold_id(&o);
     // A retry of the same request id answers the first outcome again.
-    let (again, _) = c.submit(leader, 1, 3, &hold_command("e1", "alice", &["A-1-1", "A-1-2"])).await;
+    let (again, _) = c
+        .submit(
+            leader,
+            1,
+            3,
+            &hold_command("e1", "alice", &["A-1-1", "A-1-2"]),
+        )
+        .await;
     assert_eq!(again, o, "a duplicate returns the remembered outcome");
 
     for id in 1..=3 {
         let (r, applied) = c
-            .read(id, pb::Consistency::Linearizable, &Query::Event { event_id: "e1".into() })
+            .read(
+                id,
+                pb::Consistency::Linearizable,
+                &Query::Event {
+                    event_id: "e1".into(),
+                },
+            )
             .await
             .unwrap_or_else(|s| panic!("linearizable read on node {id}: {s:?}"));
-        assert!(applied >= hold_index, "node {id} answered at {applied} before the hold at {hold_index}");
+        assert!(
+            applied >= hold_index,
+            "node {id} answered at {applied} before the hold at {hold_index}"
+        );
         assert_eq!(event_counts(&r), (18, 2, 0), "node {id}");
     }
     c.wait_converged(hold_index).await;
@@ -79,7 +129,10 @@ async fn three_nodes_elect_and_a_hold_written_via_a_follower_reads_back_lineariz
     // Every node serves Prometheus text with the Raft gauges.
     for id in 1..=3 {
         let text = metrics_text(c.config.node(id).unwrap().metrics_addr.unwrap()).await;
-        assert!(text.contains("booking_raft_applied_index{node_id="), "node {id}: {text}");
+        assert!(
+            text.contains("booking_raft_applied_index{node_id="),
+            "node {id}: {text}"
+        );
         assert!(text.contains("booking_commands_applied_total"), "node {id}");
     }
     c.stop_all().await;
@@ -87,36 +140,64 @@ async fn three_nodes_elect_and_a_hold_written_via_a_follower_reads_back_lineariz
 
 async fn metrics_text(addr: std::net::SocketAddr) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.expect("metrics endpoint");
-    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n").await.unwrap();
+    let mut s = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("metrics endpoint");
+    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
     let mut out = String::new();
-    tokio::time::timeout(WAIT, s.read_to_string(&mut out)).await.unwrap().unwrap();
+    tokio::time::timeout(WAIT, s.read_to_string(&mut out))
+        .await
+        .unwrap()
+        .unwrap();
     out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn leader_stop_elects_a_new_leader_keeps_every_acknowledged_hold_and_the_old_leader_catches_up() {
+async fn leader_stop_elects_a_new_leader_keeps_every_acknowledged_hold_and_the_old_leader_catches_up(
+) {
     // Goal: after the leader goes away nothing acknowledged is missing, a new
     // leader serves, and the old leader rejoins from its data directory.
     let _serial = serial();
     let mut c = Cluster::start_all("failover", 3, raft_section()).await;
     let old = c.wait_leader().await;
-    c.submit_ok(old, 7, 1, &event_command("e", 5, 20, 600_000)).await;
+    c.submit_ok(old, 7, 1, &event_command("e", 5, 20, 600_000))
+        .await;
     c.submit_ok(old, 7, 2, &open_sale("e")).await;
     let mut holds = Vec::new();
     for i in 1..=20u32 {
         let seat = format!("A-{}-{}", 1 + (i - 1) / 20, 1 + (i - 1) % 20);
-        let (o, _) = c.submit(old, 7, 10 + i as u64, &hold_command("e", "bob", &[seat.as_str()])).await;
+        let (o, _) = c
+            .submit(
+                old,
+                7,
+                10 + i as u64,
+                &hold_command("e", "bob", &[seat.as_str()]),
+            )
+            .await;
         holds.push(hold_id(&o));
     }
     c.stop(old).await.expect("clean stop");
     let new = c.wait_leader().await;
     assert_ne!(new, old);
     for h in &holds {
-        let (r, _) = c.read(new, pb::Consistency::Linearizable, &Query::Hold { hold_id: *h }).await.expect("read");
-        assert!(matches!(r, QueryResult::Hold(Ok(_))), "hold {h} acknowledged before the failover is missing: {r:?}");
+        let (r, _) = c
+            .read(
+                new,
+                pb::Consistency::Linearizable,
+                &Query::Hold { hold_id: *h },
+            )
+            .await
+            .expect("read");
+        assert!(
+            matches!(r, QueryResult::Hold(Ok(_))),
+            "hold {h} acknowledged before the failover is missing: {r:?}"
+        );
     }
-    let (o, idx) = c.submit(new, 7, 100, &hold_command("e", "carol", &["A-2-1"])).await;
+    let (o, idx) = c
+        .submit(new, 7, 100, &hold_command("e", "carol", &["A-2-1"]))
+        .await;
     hold_id(&o);
     c.start(old, false);
     let hash = c.wait_converged(idx).await;
@@ -137,33 +218,62 @@ async fn a_node_stopped_past_a_snapshot_and_purge_catches_up_by_snapshot() {
     let mut c = Cluster::start_all("snap", 3, raft).await;
     let leader = c.wait_leader().await;
     let lagging = (1..=3).find(|id| *id != leader).unwrap();
-    c.submit_ok(leader, 9, 1, &event_command("s", 10, 30, 600_000)).await;
+    c.submit_ok(leader, 9, 1, &event_command("s", 10, 30, 600_000))
+        .await;
     // Big events make the snapshot large (hundreds of thousands of seats), so
     // the transfer spans several chunks and takes real time.
     // About 200 KB of snapshot per event: ten make a snapshot of about 2 MB,
     // sent in several 1 MiB chunks.
     for i in 0..10u64 {
-        c.submit_ok(leader, 9, 1000 + i, &event_command(&format!("big{i}"), 200, 1000, 600_000)).await;
+        c.submit_ok(
+            leader,
+            9,
+            1000 + i,
+            &event_command(&format!("big{i}"), 200, 1000, 600_000),
+        )
+        .await;
     }
     c.submit_ok(leader, 9, 2, &open_sale("s")).await;
     c.stop(lagging).await.expect("clean stop");
     let mut last = 0;
     for i in 0..60u64 {
         let seat = format!("A-{}-{}", 1 + i / 30, 1 + i % 30);
-        let (_, idx) = c.submit(leader, 9, 10 + i, &hold_command("s", "dave", &[seat.as_str()])).await;
+        let (_, idx) = c
+            .submit(
+                leader,
+                9,
+                10 + i,
+                &hold_command("s", "dave", &[seat.as_str()]),
+            )
+            .await;
         last = idx;
     }
-    let purged = wait_for("the leader purged its log past the lagging node", || async {
-        let s = c.status(leader).await?;
-        (s.purged_index > 10 && s.snapshot_index > 10).then_some(s.purged_index)
-    })
+    let purged = wait_for(
+        "the leader purged its log past the lagging node",
+        || async {
+            let s = c.status(leader).await?;
+            (s.purged_index > 10 && s.snapshot_index > 10).then_some(s.purged_index)
+        },
+    )
     .await;
     assert!(purged > 0);
     c.start(lagging, false);
     c.wait_converged(last).await;
     let s = c.status(lagging).await.unwrap();
-    assert!(s.snapshot_index > 0, "the lagging node holds the snapshot it was sent");
-    let (r, _) = c.read(lagging, pb::Consistency::Linearizable, &Query::Event { event_id: "s".into() }).await.unwrap();
+    assert!(
+        s.snapshot_index > 0,
+        "the lagging node holds the snapshot it was sent"
+    );
+    let (r, _) = c
+        .read(
+            lagging,
+            pb::Consistency::Linearizable,
+            &Query::Event {
+                event_id: "s".into(),
+            },
+        )
+        .await
+        .unwrap();
     assert_eq!(event_counts(&r).1, 60);
     c.stop_all().await;
 }
@@ -174,26 +284,42 @@ async fn a_fourth_node_joins_as_learner_is_promoted_and_another_node_is_removed(
     let _serial = serial();
     let mut c = Cluster::start_all("members", 3, raft_section()).await;
     let leader = c.wait_leader().await;
-    c.submit_ok(leader, 3, 1, &event_command("m", 2, 10, 600_000)).await;
+    c.submit_ok(leader, 3, 1, &event_command("m", 2, 10, 600_000))
+        .await;
     c.configure_extra_node(4);
     c.start(4, false);
     let addr4 = c.addr(4).to_string();
     let mut lc = c.client(leader).await;
     let r = lc
-        .add_learner(pb::AddLearnerRequest { node_id: 4, addr: addr4.clone(), blocking: true })
+        .add_learner(pb::AddLearnerRequest {
+            node_id: 4,
+            addr: addr4.clone(),
+            blocking: true,
+        })
         .await
         .expect("add learner")
         .into_inner();
     assert!(r.members.iter().any(|m| m.node_id == 4 && !m.voter));
     let r = lc
-        .change_membership(pb::ChangeMembershipRequest { voter_ids: vec![1, 2, 3, 4], retain: false })
+        .change_membership(pb::ChangeMembershipRequest {
+            voter_ids: vec![1, 2, 3, 4],
+            retain: false,
+        })
         .await
         .expect("promote")
         .into_inner();
     assert!(r.members.iter().any(|m| m.node_id == 4 && m.voter));
     let removed = (1..=3).find(|id| *id != leader).unwrap();
-    let r = lc.remove_node(pb::RemoveNodeRequest { node_id: removed }).await.expect("remove").into_inner();
-    assert!(!r.members.iter().any(|m| m.node_id == removed), "{:?}", r.members);
+    let r = lc
+        .remove_node(pb::RemoveNodeRequest { node_id: removed })
+        .await
+        .expect("remove")
+        .into_inner();
+    assert!(
+        !r.members.iter().any(|m| m.node_id == removed),
+        "{:?}",
+        r.members
+    );
     c.stop(removed).await.expect("clean stop");
     let (_, idx) = c.submit(leader, 3, 2, &open_sale("m")).await;
     c.wait_converged(idx).await;
@@ -210,18 +336,39 @@ async fn a_hold_expires_through_the_log_and_frees_its_seat_on_every_replica() {
     let _serial = serial();
     let c = Cluster::start_all("expiry", 3, raft_section()).await;
     let leader = c.wait_leader().await;
-    c.submit_ok(leader, 5, 1, &event_command("x", 1, 10, 1_000)).await;
+    c.submit_ok(leader, 5, 1, &event_command("x", 1, 10, 1_000))
+        .await;
     c.submit_ok(leader, 5, 2, &open_sale("x")).await;
-    let (o, idx) = c.submit(leader, 5, 3, &hold_command("x", "erin", &["A-1-5"])).await;
+    let (o, idx) = c
+        .submit(leader, 5, 3, &hold_command("x", "erin", &["A-1-5"]))
+        .await;
     hold_id(&o);
     c.wait_converged(idx).await;
     for id in 1..=3 {
-        let (r, _) = c.read(id, pb::Consistency::Stale, &Query::Event { event_id: "x".into() }).await.unwrap();
+        let (r, _) = c
+            .read(
+                id,
+                pb::Consistency::Stale,
+                &Query::Event {
+                    event_id: "x".into(),
+                },
+            )
+            .await
+            .unwrap();
         assert_eq!(event_counts(&r).1, 1, "node {id} sees the hold first");
     }
     for id in 1..=3 {
         wait_for("the expired hold's seat is free on every node", || async {
-            let (r, _) = c.read(id, pb::Consistency::Stale, &Query::Event { event_id: "x".into() }).await.ok()?;
+            let (r, _) = c
+                .read(
+                    id,
+                    pb::Consistency::Stale,
+                    &Query::Event {
+                        event_id: "x".into(),
+                    },
+                )
+                .await
+                .ok()?;
             (event_counts(&r) == (10, 0, 0)).then_some(())
         })
         .await;
@@ -238,15 +385,22 @@ async fn watch_streams_committed_seat_changes_from_an_index_and_resyncs_when_too
     let mut c = Cluster::start_all("watch", 3, raft_section()).await;
     let leader = c.wait_leader().await;
     let follower = (1..=3).find(|id| *id != leader).unwrap();
-    let (_, created) = c.submit(leader, 4, 1, &event_command("w", 1, 10, 600_000)).await;
+    let (_, created) = c
+        .submit(leader, 4, 1, &event_command("w", 1, 10, 600_000))
+        .await;
     c.submit_ok(leader, 4, 2, &open_sale("w")).await;
     let mut fc = c.client(follower).await;
     let mut stream = fc
-        .watch(pb::WatchRequest { event_id: "w".into(), from_index: created })
+        .watch(pb::WatchRequest {
+            event_id: "w".into(),
+            from_index: created,
+        })
         .await
         .expect("watch")
         .into_inner();
-    let (_, idx) = c.submit(leader, 4, 3, &hold_command("w", "fay", &["A-1-3"])).await;
+    let (_, idx) = c
+        .submit(leader, 4, 3, &hold_command("w", "fay", &["A-1-3"]))
+        .await;
     let msg = tokio::time::timeout(WAIT, async {
         loop {
             let m = stream.message().await.expect("stream").expect("not ended");
@@ -262,16 +416,34 @@ async fn watch_streams_committed_seat_changes_from_an_index_and_resyncs_when_too
     assert!(msg.changes.iter().any(|ch| ch.seat == "A-1-3"), "{msg:?}");
     // After a restart the ring covers only what was applied after the
     // restored snapshot: an index before it asks for a resync.
-    fc.trigger_snapshot(pb::TriggerSnapshotRequest {}).await.expect("trigger snapshot");
-    wait_for("the follower's snapshot", || async { (c.status(follower).await?.snapshot_index >= idx).then_some(()) }).await;
+    fc.trigger_snapshot(pb::TriggerSnapshotRequest {})
+        .await
+        .expect("trigger snapshot");
+    wait_for("the follower's snapshot", || async {
+        (c.status(follower).await?.snapshot_index >= idx).then_some(())
+    })
+    .await;
     c.stop(follower).await.unwrap();
     c.start(follower, false);
     c.wait_converged(idx).await;
     let mut fc = c.client(follower).await;
-    let mut stream = fc.watch(pb::WatchRequest { event_id: "w".into(), from_index: 1 }).await.unwrap().into_inner();
-    let m = tokio::time::timeout(Duration::from_secs(10), stream.message()).await.unwrap().unwrap().unwrap();
+    let mut stream = fc
+        .watch(pb::WatchRequest {
+            event_id: "w".into(),
+            from_index: 1,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let m = tokio::time::timeout(Duration::from_secs(10), stream.message())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     match m.kind {
-        Some(pb::watch_message::Kind::Resync(r)) => assert_eq!(r.reason, pb::resync::Reason::TooOld as i32),
+        Some(pb::watch_message::Kind::Resync(r)) => {
+            assert_eq!(r.reason, pb::resync::Reason::TooOld as i32)
+        }
         other => panic!("expected a resync, got {other:?}"),
     }
     c.stop_all().await;

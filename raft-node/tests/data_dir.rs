@@ -11,8 +11,13 @@ use common::*;
 use raft_node::NodeError;
 
 async fn start_err(c: &Cluster, id: u64) -> NodeError {
-    let r = tokio::time::timeout(WAIT, raft_node::run_node(c.config_of(id), id, false, std::future::pending())).await;
-    r.expect("refuses promptly").expect_err("must refuse to start")
+    let r = tokio::time::timeout(
+        WAIT,
+        raft_node::run_node(c.config_of(id), id, false, std::future::pending()),
+    )
+    .await;
+    r.expect("refuses promptly")
+        .expect_err("must refuse to start")
 }
 
 async fn run_once(c: &mut Cluster) {
@@ -36,13 +41,19 @@ async fn damaged_or_foreign_data_directories_refuse_to_start_naming_the_file() {
     std::fs::write(&meta, original.replace("\"node_id\": 1", "\"node_id\": 9")).unwrap();
     let e = start_err(&c, 1).await;
     let text = e.to_string();
-    assert!(text.contains("booking-node.meta") && text.contains("node 9"), "{text}");
+    assert!(
+        text.contains("booking-node.meta") && text.contains("node 9"),
+        "{text}"
+    );
     assert!(matches!(e, NodeError::DataDir { .. }));
 
     // An undecodable identity record.
     std::fs::write(&meta, b"\x00garbage").unwrap();
     let text = start_err(&c, 1).await.to_string();
-    assert!(text.contains("booking-node.meta") && text.contains("does not decode"), "{text}");
+    assert!(
+        text.contains("booking-node.meta") && text.contains("does not decode"),
+        "{text}"
+    );
     std::fs::write(&meta, &original).unwrap();
 
     // A damaged log entry.
@@ -54,32 +65,53 @@ async fn damaged_or_foreign_data_directories_refuse_to_start_naming_the_file() {
         db.flush().unwrap();
     }
     let text = start_err(&c, 1).await.to_string();
-    assert!(text.contains("sled") && text.contains("does not decode"), "{text}");
+    assert!(
+        text.contains("sled") && text.contains("does not decode"),
+        "{text}"
+    );
 
     // A snapshot whose checksum does not match.
     let mut c2 = Cluster::new("dirs2", 1, raft_section());
     run_once(&mut c2).await;
     {
-        let mut cl = Cluster { dir: tempfile::tempdir().unwrap(), config: c2.config.clone(), node_configs: Default::default(), running: Default::default() };
+        let mut cl = Cluster {
+            dir: tempfile::tempdir().unwrap(),
+            config: c2.config.clone(),
+            node_configs: Default::default(),
+            running: Default::default(),
+        };
         cl.start(1, false);
         cl.wait_leader().await;
         let mut client = cl.client(1).await;
-        client.trigger_snapshot(proto::booking::TriggerSnapshotRequest {}).await.unwrap();
-        wait_for("a snapshot", || async { (cl.status(1).await?.snapshot_index > 0).then_some(()) }).await;
+        client
+            .trigger_snapshot(proto::booking::TriggerSnapshotRequest {})
+            .await
+            .unwrap();
+        wait_for("a snapshot", || async {
+            (cl.status(1).await?.snapshot_index > 0).then_some(())
+        })
+        .await;
         cl.stop(1).await.unwrap();
     }
     let dir2 = c2.data_dir(1);
     {
         let db = sled::open(dir2.join("sled")).unwrap();
         let sm = db.open_tree("sm").unwrap();
-        let mut v = sm.get("snapshot").unwrap().expect("snapshot record").to_vec();
+        let mut v = sm
+            .get("snapshot")
+            .unwrap()
+            .expect("snapshot record")
+            .to_vec();
         let mid = v.len() / 2;
         v[mid] ^= 0x55;
         sm.insert("snapshot", v).unwrap();
         db.flush().unwrap();
     }
     let text = start_err(&c2, 1).await.to_string();
-    assert!(text.contains("checksum mismatch") && text.contains("snapshot"), "{text}");
+    assert!(
+        text.contains("checksum mismatch") && text.contains("snapshot"),
+        "{text}"
+    );
 
     // A non-empty directory that is not a node's.
     let c3 = Cluster::new("dirs3", 1, raft_section());

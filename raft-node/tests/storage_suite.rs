@@ -17,8 +17,14 @@ struct SledBuilder;
 impl StoreBuilder<TypeConfig, LogStore, SmStore, tempfile::TempDir> for SledBuilder {
     async fn build(&self) -> Result<(tempfile::TempDir, LogStore, SmStore), StorageError> {
         let dir = tempfile::tempdir().expect("tempdir");
-        let data = open_data_dir(&dir.path().join("node-1"), "suite", 1, Arc::new(WatchHub::default()), Arc::new(Counters::default()))
-            .expect("open a fresh data directory");
+        let data = open_data_dir(
+            &dir.path().join("node-1"),
+            "suite",
+            1,
+            Arc::new(WatchHub::default()),
+            Arc::new(Counters::default()),
+        )
+        .expect("open a fresh data directory");
         Ok((dir, data.log, data.sm))
     }
 }

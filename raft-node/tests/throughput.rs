@@ -25,7 +25,8 @@ async fn measure_write_latency_and_throughput() {
     let _serial = serial();
     let mut c = Cluster::start_all("bench", 3, raft_section()).await;
     let leader = c.wait_leader().await;
-    c.submit_ok(leader, 1, 1, &event_command("b", 50, 1000, 600_000)).await;
+    c.submit_ok(leader, 1, 1, &event_command("b", 50, 1000, 600_000))
+        .await;
     c.submit_ok(leader, 1, 2, &open_sale("b")).await;
     let mut client = c.client(leader).await;
 
@@ -36,7 +37,14 @@ async fn measure_write_latency_and_throughput() {
         let seat = format!("A-1-{}", i + 1);
         let cmd = serde_json::to_vec(&hold_command("b", "solo", &[seat.as_str()])).unwrap();
         let t = Instant::now();
-        client.submit(pb::SubmitRequest { client_id: 2, request_id: i + 1, command_json: cmd }).await.expect("submit");
+        client
+            .submit(pb::SubmitRequest {
+                client_id: 2,
+                request_id: i + 1,
+                command_json: cmd,
+            })
+            .await
+            .expect("submit");
         lat.push(t.elapsed());
     }
     lat.sort();
@@ -58,8 +66,15 @@ async fn measure_write_latency_and_throughput() {
             for i in 0..per_client {
                 let n = k * per_client + i;
                 let seat = format!("A-{}-{}", 2 + n / 1000, 1 + n % 1000);
-                let cmd = serde_json::to_vec(&hold_command("b", "crowd", &[seat.as_str()])).unwrap();
-                cl.submit(pb::SubmitRequest { client_id: 100 + k, request_id: i + 1, command_json: cmd }).await.expect("submit");
+                let cmd =
+                    serde_json::to_vec(&hold_command("b", "crowd", &[seat.as_str()])).unwrap();
+                cl.submit(pb::SubmitRequest {
+                    client_id: 100 + k,
+                    request_id: i + 1,
+                    command_json: cmd,
+                })
+                .await
+                .expect("submit");
             }
         }));
     }
@@ -68,7 +83,10 @@ async fn measure_write_latency_and_throughput() {
     }
     let el = t.elapsed();
     let total = clients * per_client;
-    println!("{clients} concurrent clients: {total} holds in {el:?} = {:.0} holds/s", total as f64 / el.as_secs_f64());
+    println!(
+        "{clients} concurrent clients: {total} holds in {el:?} = {:.0} holds/s",
+        total as f64 / el.as_secs_f64()
+    );
 
     // Concurrent linearizable reads on a follower (coalesced ReadIndex rounds).
     let follower = (1..=3).find(|id| *id != leader).unwrap();
@@ -79,7 +97,12 @@ async fn measure_write_latency_and_throughput() {
         tasks.push(tokio::spawn(async move {
             for _ in 0..per_client {
                 let q = serde_json::to_vec(&Query::Hold { hold_id: 1 }).unwrap();
-                cl.read(pb::ReadRequest { consistency: pb::Consistency::Linearizable as i32, query_json: q }).await.expect("read");
+                cl.read(pb::ReadRequest {
+                    consistency: pb::Consistency::Linearizable as i32,
+                    query_json: q,
+                })
+                .await
+                .expect("read");
             }
         }));
     }

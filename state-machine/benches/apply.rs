@@ -46,9 +46,19 @@ fn venue(hold_ttl_ms: u64) -> BookingState {
                 id: "A".into(),
                 name: "Bowl".into(),
                 price_cents: 5_000,
-                rows: (1..=ROWS).map(|r| RowSpec { label: r.to_string(), seats: SEATS_PER_ROW }).collect(),
+                rows: (1..=ROWS)
+                    .map(|r| RowSpec {
+                        label: r.to_string(),
+                        seats: SEATS_PER_ROW,
+                    })
+                    .collect(),
             },
-            SectionSpec::GeneralAdmission { id: "GA".into(), name: "Floor".into(), capacity: 100_000, price_cents: 2_000 },
+            SectionSpec::GeneralAdmission {
+                id: "GA".into(),
+                name: "Floor".into(),
+                capacity: 100_000,
+                price_cents: 2_000,
+            },
         ],
     };
     let mut state = BookingState::new();
@@ -57,8 +67,18 @@ fn venue(hold_ttl_ms: u64) -> BookingState {
         &Batch {
             stamp_ms: 1_000,
             requests: vec![
-                Request { client_id: 1, request_id: 1, command: Command::CreateEvent(spec) },
-                Request { client_id: 1, request_id: 2, command: Command::OpenSale { event_id: "arena".into() } },
+                Request {
+                    client_id: 1,
+                    request_id: 1,
+                    command: Command::CreateEvent(spec),
+                },
+                Request {
+                    client_id: 1,
+                    request_id: 2,
+                    command: Command::OpenSale {
+                        event_id: "arena".into(),
+                    },
+                },
             ],
         },
     );
@@ -81,8 +101,15 @@ struct Replica {
 
 fn driver(hold_ttl_ms: u64) -> (Gen, Replica) {
     (
-        Gen { stamp_ms: 1_000, request_id: 0, rng: Rng(0x9E37_79B9_7F4A_7C15) },
-        Replica { state: venue(hold_ttl_ms), index: 1 },
+        Gen {
+            stamp_ms: 1_000,
+            request_id: 0,
+            rng: Rng(0x9E37_79B9_7F4A_7C15),
+        },
+        Replica {
+            state: venue(hold_ttl_ms),
+            index: 1,
+        },
     )
 }
 
@@ -93,10 +120,17 @@ impl Gen {
             .map(|_| {
                 self.request_id += 1;
                 let client_id = 2 + self.request_id % 10_000;
-                Request { client_id, request_id: self.request_id, command: command(&mut self.rng, client_id) }
+                Request {
+                    client_id,
+                    request_id: self.request_id,
+                    command: command(&mut self.rng, client_id),
+                }
             })
             .collect();
-        Batch { stamp_ms: self.stamp_ms, requests }
+        Batch {
+            stamp_ms: self.stamp_ms,
+            requests,
+        }
     }
 }
 
@@ -108,11 +142,19 @@ impl Replica {
 }
 
 fn hold_seat(seat: String, client_id: u64) -> Command {
-    Command::Hold { event_id: "arena".into(), holder: format!("fan{client_id}"), selection: Selection::Seats(vec![seat]) }
+    Command::Hold {
+        event_id: "arena".into(),
+        holder: format!("fan{client_id}"),
+        selection: Selection::Seats(vec![seat]),
+    }
 }
 
 fn random_seat(rng: &mut Rng) -> String {
-    format!("A-{}-{}", 1 + rng.below(ROWS as u64), 1 + rng.below(SEATS_PER_ROW as u64))
+    format!(
+        "A-{}-{}",
+        1 + rng.below(ROWS as u64),
+        1 + rng.below(SEATS_PER_ROW as u64)
+    )
 }
 
 fn benches(c: &mut Criterion) {
@@ -144,7 +186,11 @@ fn benches(c: &mut Criterion) {
                 g_.batch(BATCH, |_, client| Command::Hold {
                     event_id: "arena".into(),
                     holder: format!("fan{client}"),
-                    selection: Selection::BestAvailable { count: 2, section: None, allow_non_adjacent: false },
+                    selection: Selection::BestAvailable {
+                        count: 2,
+                        section: None,
+                        allow_non_adjacent: false,
+                    },
                 })
             },
             |batch| r.apply(batch),
@@ -159,7 +205,10 @@ fn benches(c: &mut Criterion) {
                 g_.batch(BATCH, |_, client| Command::Hold {
                     event_id: "arena".into(),
                     holder: format!("fan{client}"),
-                    selection: Selection::GeneralAdmission { section: "GA".into(), count: 2 },
+                    selection: Selection::GeneralAdmission {
+                        section: "GA".into(),
+                        count: 2,
+                    },
                 })
             },
             |batch| r.apply(batch),
@@ -187,7 +236,12 @@ fn benches(c: &mut Criterion) {
     let mut filled = 0;
     while filled < (ROWS * SEATS_PER_ROW) as usize * 9 / 10 {
         let batch = g_.batch(BATCH, |rng, client| hold_seat(random_seat(rng), client));
-        filled += r.apply(&batch).outcomes.iter().filter(|o| o.is_ok()).count();
+        filled += r
+            .apply(&batch)
+            .outcomes
+            .iter()
+            .filter(|o| o.is_ok())
+            .count();
     }
     g.bench_function("best_available_4_fragmented_90pct", |b| {
         b.iter_batched_ref(
@@ -195,7 +249,11 @@ fn benches(c: &mut Criterion) {
                 g_.batch(1, |_, client| Command::Hold {
                     event_id: "arena".into(),
                     holder: format!("fan{client}"),
-                    selection: Selection::BestAvailable { count: 4, section: None, allow_non_adjacent: true },
+                    selection: Selection::BestAvailable {
+                        count: 4,
+                        section: None,
+                        allow_non_adjacent: true,
+                    },
                 })
             },
             |batch| {
@@ -208,7 +266,10 @@ fn benches(c: &mut Criterion) {
                         requests: vec![Request {
                             client_id: req.client_id,
                             request_id: req.request_id + 1_000_000_000,
-                            command: Command::Release { hold_id: *hold_id, holder },
+                            command: Command::Release {
+                                hold_id: *hold_id,
+                                holder,
+                            },
                         }],
                     };
                     r.apply(&release);

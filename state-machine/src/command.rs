@@ -62,28 +62,67 @@ pub enum Command {
     CreateEvent(EventSpec),
     /// Opens the sale (idempotent). The first opening shuffles the fans who
     /// joined the waiting room before it, seeded from this entry.
-    OpenSale { event_id: String },
+    OpenSale {
+        event_id: String,
+    },
     /// Closes the sale (idempotent): no new holds; existing holds may still pay.
-    CloseSale { event_id: String },
-    Hold { event_id: String, holder: String, selection: Selection },
+    CloseSale {
+        event_id: String,
+    },
+    Hold {
+        event_id: String,
+        holder: String,
+        selection: Selection,
+    },
     /// Moves an active hold's expiry to `clock_ms + hold_ttl_ms`, capped.
-    ExtendHold { hold_id: u64, holder: String },
-    Release { hold_id: u64, holder: String },
+    ExtendHold {
+        hold_id: u64,
+        holder: String,
+    },
+    Release {
+        hold_id: u64,
+        holder: String,
+    },
     /// Active → PaymentPending; expiry becomes `clock_ms + payment_window_ms`.
-    BeginPayment { hold_id: u64, holder: String },
+    BeginPayment {
+        hold_id: u64,
+        holder: String,
+    },
     /// Active or PaymentPending → Confirmed: creates a booking and its tickets.
-    Confirm { hold_id: u64, holder: String, payment_ref: String },
+    Confirm {
+        hold_id: u64,
+        holder: String,
+        payment_ref: String,
+    },
     /// The payment failed: the hold is released and its seats return.
-    FailPayment { hold_id: u64, holder: String },
-    CancelBooking { booking_id: u64, holder: String },
+    FailPayment {
+        hold_id: u64,
+        holder: String,
+    },
+    CancelBooking {
+        booking_id: u64,
+        holder: String,
+    },
     /// Marks a ticket as used (door staff; no owner check). Once only.
-    CheckIn { ticket_id: u64 },
-    JoinQueue { event_id: String, user: String },
-    LeaveQueue { event_id: String, user: String },
+    CheckIn {
+        ticket_id: u64,
+    },
+    JoinQueue {
+        event_id: String,
+        user: String,
+    },
+    LeaveQueue {
+        event_id: String,
+        user: String,
+    },
     /// Remembers a payment provider's webhook event id; replies whether it is new.
-    RecordWebhook { webhook_id: String },
+    RecordWebhook {
+        webhook_id: String,
+    },
     /// Drops outbox messages with `id <= up_to` (they were delivered).
-    AckOutbox { up_to: u64 },
+    AckOutbox {
+        up_to: u64,
+    },
     Configure(Settings),
     /// Advances log time only; the due work (expiries, lapses, admissions,
     /// scheduled sale openings) runs at the start of every entry anyway.
@@ -125,10 +164,17 @@ impl Command {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Reply {
-    EventCreated { event_id: String },
+    EventCreated {
+        event_id: String,
+    },
     /// `fans_shuffled`: pre-opening waiting-room fans ordered by this opening.
-    SaleOpened { event_id: String, fans_shuffled: u64 },
-    SaleClosed { event_id: String },
+    SaleOpened {
+        event_id: String,
+        fans_shuffled: u64,
+    },
+    SaleClosed {
+        event_id: String,
+    },
     /// `seats` lists reserved seat ids; for general admission it is empty and
     /// `general_admission` names the section and count.
     Held {
@@ -139,20 +185,47 @@ pub enum Reply {
         expires_at_ms: u64,
         total_cents: u64,
     },
-    HoldExtended { hold_id: u64, expires_at_ms: u64 },
-    Released { hold_id: u64 },
-    PaymentBegun { hold_id: u64, expires_at_ms: u64 },
+    HoldExtended {
+        hold_id: u64,
+        expires_at_ms: u64,
+    },
+    Released {
+        hold_id: u64,
+    },
+    PaymentBegun {
+        hold_id: u64,
+        expires_at_ms: u64,
+    },
     Confirmed(BookingView),
-    PaymentFailed { hold_id: u64 },
-    BookingCancelled { booking_id: u64, tickets_revoked: Vec<u64> },
-    CheckedIn { ticket_id: u64, checked_in_at_ms: u64 },
+    PaymentFailed {
+        hold_id: u64,
+    },
+    BookingCancelled {
+        booking_id: u64,
+        tickets_revoked: Vec<u64>,
+    },
+    CheckedIn {
+        ticket_id: u64,
+        checked_in_at_ms: u64,
+    },
     /// `already_joined`: the user was in the queue already; nothing changed.
-    QueueJoined { queue: QueueView, already_joined: bool },
-    QueueLeft { event_id: String },
-    WebhookRecorded { new: bool },
-    OutboxAcked { removed: u64 },
+    QueueJoined {
+        queue: QueueView,
+        already_joined: bool,
+    },
+    QueueLeft {
+        event_id: String,
+    },
+    WebhookRecorded {
+        new: bool,
+    },
+    OutboxAcked {
+        removed: u64,
+    },
     Configured,
-    Ticked { clock_ms: u64 },
+    Ticked {
+        clock_ms: u64,
+    },
 }
 
 /// A general-admission quantity in one section.
@@ -173,7 +246,11 @@ pub enum SeatStatus {
     Held,
     Booked,
     /// A general-admission section's counters after the change.
-    GeneralAdmission { capacity: u32, held: u32, sold: u32 },
+    GeneralAdmission {
+        capacity: u32,
+        held: u32,
+        sold: u32,
+    },
 }
 
 /// One seat (or GA section counter) whose state an applied command changed,

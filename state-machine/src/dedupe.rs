@@ -59,24 +59,48 @@ impl RequestTable {
         // (retries), misses never walk.
         let (front_len, back_len) = (i, self.entries.len() - i);
         let start = if front_len <= back_len {
-            self.entries.range(..i).map(|e| e.len as usize).sum::<usize>()
+            self.entries
+                .range(..i)
+                .map(|e| e.len as usize)
+                .sum::<usize>()
         } else {
-            self.bytes.len() - self.entries.range(i..).map(|e| e.len as usize).sum::<usize>()
+            self.bytes.len()
+                - self
+                    .entries
+                    .range(i..)
+                    .map(|e| e.len as usize)
+                    .sum::<usize>()
         };
         let len = self.entries[i].len as usize;
         let encoded: Vec<u8> = self.bytes.range(start..start + len).copied().collect();
-        postcard::from_bytes(&encoded).expect("a remembered outcome decodes (it was encoded by this build)")
+        postcard::from_bytes(&encoded)
+            .expect("a remembered outcome decodes (it was encoded by this build)")
     }
 
-    pub fn insert(&mut self, client_id: u64, request_id: u64, at_ms: u64, outcome: &Outcome, max_entries: u32) {
+    pub fn insert(
+        &mut self,
+        client_id: u64,
+        request_id: u64,
+        at_ms: u64,
+        outcome: &Outcome,
+        max_entries: u32,
+    ) {
         let seq = self.first_seq + self.entries.len() as u64;
         let previous = self.index.insert((client_id, request_id), seq);
-        assert!(previous.is_none(), "dedupe entry ({client_id}, {request_id}) recorded twice");
+        assert!(
+            previous.is_none(),
+            "dedupe entry ({client_id}, {request_id}) recorded twice"
+        );
         let before = self.bytes.len();
         let bytes = std::mem::take(&mut self.bytes);
         self.bytes = postcard::to_extend(outcome, bytes).expect("encoding an outcome cannot fail");
         let len = (self.bytes.len() - before) as u32;
-        self.entries.push_back(Remembered { at_ms, client_id, request_id, len });
+        self.entries.push_back(Remembered {
+            at_ms,
+            client_id,
+            request_id,
+            len,
+        });
         self.trim(max_entries);
     }
 
@@ -89,7 +113,11 @@ impl RequestTable {
 
     /// Drops entries recorded at or before `clock_ms - ttl_ms`.
     pub fn expire(&mut self, clock_ms: u64, ttl_ms: u64) {
-        while self.entries.front().is_some_and(|e| e.at_ms.saturating_add(ttl_ms) <= clock_ms) {
+        while self
+            .entries
+            .front()
+            .is_some_and(|e| e.at_ms.saturating_add(ttl_ms) <= clock_ms)
+        {
             self.pop_oldest();
         }
     }
@@ -116,7 +144,11 @@ impl RequestTable {
 
     pub fn check(&self) -> Result<(), String> {
         if self.index.len() != self.entries.len() {
-            return Err(format!("dedupe: {} keys but {} entries (a key twice?)", self.index.len(), self.entries.len()));
+            return Err(format!(
+                "dedupe: {} keys but {} entries (a key twice?)",
+                self.index.len(),
+                self.entries.len()
+            ));
         }
         for (i, e) in self.entries.iter().enumerate() {
             if self.index.get(&(e.client_id, e.request_id)) != Some(&(self.first_seq + i as u64)) {
@@ -126,7 +158,12 @@ impl RequestTable {
         if self.entries.iter().map(|e| e.len as usize).sum::<usize>() != self.bytes.len() {
             return Err("dedupe: encoded lengths disagree with the byte ring".into());
         }
-        if self.entries.iter().zip(self.entries.iter().skip(1)).any(|(a, b)| a.at_ms > b.at_ms) {
+        if self
+            .entries
+            .iter()
+            .zip(self.entries.iter().skip(1))
+            .any(|(a, b)| a.at_ms > b.at_ms)
+        {
             return Err("dedupe: entries are not in log-time order".into());
         }
         Ok(())

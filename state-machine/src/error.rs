@@ -70,7 +70,10 @@ pub enum BookingError {
     /// Extending would pass the cap (`Settings::max_hold_lifetime_ttls` × ttl
     /// after the hold was made).
     #[error("hold {hold_id} cannot be extended past {max_expires_at_ms}")]
-    ExtendLimitReached { hold_id: u64, max_expires_at_ms: u64 },
+    ExtendLimitReached {
+        hold_id: u64,
+        max_expires_at_ms: u64,
+    },
     #[error("unknown booking {booking_id}")]
     UnknownBooking { booking_id: u64 },
     #[error("booking {booking_id} is cancelled")]
@@ -81,7 +84,10 @@ pub enum BookingError {
     #[error("ticket {ticket_id} is revoked")]
     TicketRevoked { ticket_id: u64 },
     #[error("ticket {ticket_id} already checked in at {checked_in_at_ms}")]
-    AlreadyCheckedIn { ticket_id: u64, checked_in_at_ms: u64 },
+    AlreadyCheckedIn {
+        ticket_id: u64,
+        checked_in_at_ms: u64,
+    },
     #[error("event {event_id} has no waiting room")]
     NoWaitingRoom { event_id: String },
     #[error("{user} is not in the waiting room of {event_id}")]
@@ -134,7 +140,10 @@ impl BookingError {
     /// refusal comes from a capacity limit of the system (retry later).
     /// Every refusal is definite: the command did not change state.
     pub fn is_client_error(&self) -> bool {
-        !matches!(self, BookingError::QueueFull { .. } | BookingError::TooManyEvents { .. })
+        !matches!(
+            self,
+            BookingError::QueueFull { .. } | BookingError::TooManyEvents { .. }
+        )
     }
 }
 

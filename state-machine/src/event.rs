@@ -122,8 +122,16 @@ struct Candidate {
 
 impl Event {
     /// A new event from a validated spec whose `id` is set.
-    pub fn new(spec: EventSpec, created_index: u64, created_at_ms: u64, sale_opens_at_ms: Option<u64>) -> Event {
-        let id = spec.id.clone().expect("event spec id is filled in before Event::new");
+    pub fn new(
+        spec: EventSpec,
+        created_index: u64,
+        created_at_ms: u64,
+        sale_opens_at_ms: Option<u64>,
+    ) -> Event {
+        let id = spec
+            .id
+            .clone()
+            .expect("event spec id is filled in before Event::new");
         let reserved_seats: u64 = spec
             .sections
             .iter()
@@ -177,7 +185,9 @@ impl Event {
                             seat_start,
                             seats: row.seats,
                         });
-                        layout.seat_row.extend(std::iter::repeat_n(r, row.seats as usize));
+                        layout
+                            .seat_row
+                            .extend(std::iter::repeat_n(r, row.seats as usize));
                         seat_start += row.seats;
                     }
                     sl.row_end = layout.rows.len() as u32;
@@ -188,12 +198,21 @@ impl Event {
             layout.section_by_id.insert(sl.id.clone(), si as u32);
             layout.sections.push(sl);
         }
-        assert_eq!(seat_start as usize, self.seats.len(), "event {}: seat array does not match its layout", self.id);
+        assert_eq!(
+            seat_start as usize,
+            self.seats.len(),
+            "event {}: seat array does not match its layout",
+            self.id
+        );
         self.rows_free = layout
             .rows
             .iter()
             .map(|row| {
-                let mut rf = RowFree { bits: vec![0; row.seats.div_ceil(64) as usize], dirty: true, ..RowFree::default() };
+                let mut rf = RowFree {
+                    bits: vec![0; row.seats.div_ceil(64) as usize],
+                    dirty: true,
+                    ..RowFree::default()
+                };
                 for i in 0..row.seats {
                     if self.seats[(row.seat_start + i) as usize] == Seat::Available {
                         rf.bits[(i / 64) as usize] |= 1 << (i % 64);
@@ -300,7 +319,12 @@ impl Event {
     ///
     /// Cost: O(rows in scope) to skip rows whose free count or longest free
     /// run is too small, plus a word scan of the rows that could fit.
-    pub fn find_best(&mut self, count: u32, section: Option<u32>, allow_non_adjacent: bool) -> Result<Vec<u32>, u32> {
+    pub fn find_best(
+        &mut self,
+        count: u32,
+        section: Option<u32>,
+        allow_non_adjacent: bool,
+    ) -> Result<Vec<u32>, u32> {
         let (row_start, row_end, available) = match section {
             Some(si) => {
                 let s = &self.layout.sections[si as usize];
@@ -357,7 +381,9 @@ impl Event {
                 continue;
             }
             let row = &self.layout.rows[r as usize];
-            let mut free: Vec<u32> = (0..row.seats).filter(|i| rf.bits[(i / 64) as usize] & (1 << (i % 64)) != 0).collect();
+            let mut free: Vec<u32> = (0..row.seats)
+                .filter(|i| rf.bits[(i / 64) as usize] & (1 << (i % 64)) != 0)
+                .collect();
             free.sort_by_key(|&i| ((2 * i + 1).abs_diff(row.seats), i));
             for i in free {
                 chosen.push(row.seat_start + i);
@@ -367,7 +393,10 @@ impl Event {
                 }
             }
         }
-        unreachable!("event {}: section counters say {available} free seats but rows have fewer", self.id)
+        unreachable!(
+            "event {}: section counters say {available} free seats but rows have fewer",
+            self.id
+        )
     }
 
     fn block(&self, row: u32, start: u32, count: u32) -> Vec<u32> {
@@ -451,16 +480,31 @@ fn best_in_row(bits: &[u64], seats: u32, count: u32, row: u32) -> Option<Candida
                 Some(b) => (orphan, distance, p) < (b.orphan, b.distance, b.start),
             };
             if better {
-                best = Some(Candidate { row, start: p, orphan, distance });
+                best = Some(Candidate {
+                    row,
+                    start: p,
+                    orphan,
+                    distance,
+                });
             }
         };
         // The forbidden (orphan-making) starts are s+1 and last-1, so the best
         // allowed start is within two of the clamped centre or at an end.
-        for p in [base, base + 1, base.saturating_sub(1), base + 2, base.saturating_sub(2), s, last] {
+        for p in [
+            base,
+            base + 1,
+            base.saturating_sub(1),
+            base + 2,
+            base.saturating_sub(2),
+            s,
+            last,
+        ] {
             consider(p);
         }
     }
-    debug_assert!(best.as_ref().is_none_or(|b| (b.start..b.start + count).all(|i| bit(bits, i))));
+    debug_assert!(best
+        .as_ref()
+        .is_none_or(|b| (b.start..b.start + count).all(|i| bit(bits, i))));
     best
 }
 
@@ -499,7 +543,9 @@ mod tests {
     #[test]
     fn runs_cross_word_boundaries() {
         // Goal: free runs spanning two 64-bit words are found whole.
-        let pattern: String = (0..130).map(|i| if (60..70).contains(&i) { '.' } else { 'X' }).collect();
+        let pattern: String = (0..130)
+            .map(|i| if (60..70).contains(&i) { '.' } else { 'X' })
+            .collect();
         let (bits, len) = bits_of(&pattern);
         assert_eq!(runs(&bits, len).collect::<Vec<_>>(), vec![(60, 70)]);
     }

@@ -31,18 +31,26 @@ impl BookingState {
             if hold_id >= self.next_hold_id {
                 return Err(format!("hold {hold_id} is not below the id counter"));
             }
-            let ev = self.events.get(hold.event as usize).ok_or(format!("hold {hold_id}: no such event"))?;
+            let ev = self
+                .events
+                .get(hold.event as usize)
+                .ok_or(format!("hold {hold_id}: no such event"))?;
             if hold.status.is_live() {
                 live += 1;
                 if hold.expires_at_ms <= self.clock_ms {
-                    return Err(format!("hold {hold_id} is live but due at {}", hold.expires_at_ms));
+                    return Err(format!(
+                        "hold {hold_id} is live but due at {}",
+                        hold.expires_at_ms
+                    ));
                 }
                 if !self.expiry.contains(&(hold.expires_at_ms, hold_id)) {
                     return Err(format!("live hold {hold_id} missing from the expiry queue"));
                 }
                 for &seat in &hold.seats {
                     if ev.seats.get(seat as usize) != Some(&Seat::Held(hold_id)) {
-                        return Err(format!("seat {seat} of live hold {hold_id} is not held by it"));
+                        return Err(format!(
+                            "seat {seat} of live hold {hold_id} is not held by it"
+                        ));
                     }
                 }
             }
@@ -54,13 +62,19 @@ impl BookingState {
             }
         }
         if self.expiry.len() != live {
-            return Err(format!("expiry queue has {} entries for {live} live holds", self.expiry.len()));
+            return Err(format!(
+                "expiry queue has {} entries for {live} live holds",
+                self.expiry.len()
+            ));
         }
         for (&booking_id, b) in &self.bookings {
             if booking_id >= self.next_booking_id {
                 return Err(format!("booking {booking_id} is not below the id counter"));
             }
-            let ev = self.events.get(b.event as usize).ok_or(format!("booking {booking_id}: no such event"))?;
+            let ev = self
+                .events
+                .get(b.event as usize)
+                .ok_or(format!("booking {booking_id}: no such event"))?;
             let want = match b.status {
                 BookingStatus::Confirmed => Some(Seat::Booked(booking_id)),
                 BookingStatus::Cancelled => None,
@@ -72,12 +86,19 @@ impl BookingState {
                         return Err(format!("seat {seat} of booking {booking_id} is {state:?}"));
                     }
                 } else if state == Some(Seat::Booked(booking_id)) {
-                    return Err(format!("seat {seat} still booked by cancelled booking {booking_id}"));
+                    return Err(format!(
+                        "seat {seat} still booked by cancelled booking {booking_id}"
+                    ));
                 }
             }
             for t in &b.tickets {
-                let ticket = self.tickets.get(t).ok_or(format!("booking {booking_id}: ticket {t} missing"))?;
-                if ticket.booking_id != booking_id || ticket.revoked != (b.status == BookingStatus::Cancelled) {
+                let ticket = self
+                    .tickets
+                    .get(t)
+                    .ok_or(format!("booking {booking_id}: ticket {t} missing"))?;
+                if ticket.booking_id != booking_id
+                    || ticket.revoked != (b.status == BookingStatus::Cancelled)
+                {
                     return Err(format!("ticket {t} disagrees with booking {booking_id}"));
                 }
             }
@@ -93,26 +114,50 @@ impl BookingState {
                         held[section] += 1;
                         match self.holds.get(&h) {
                             Some(hold) if hold.status.is_live() && hold.event as usize == ei => {}
-                            _ => return Err(format!("seat {} held by {h}, which is not a live hold", ev.seat_id(seat as u32))),
+                            _ => {
+                                return Err(format!(
+                                    "seat {} held by {h}, which is not a live hold",
+                                    ev.seat_id(seat as u32)
+                                ))
+                            }
                         }
                     }
                     Seat::Booked(b) => {
                         booked[section] += 1;
                         match self.bookings.get(&b) {
-                            Some(bk) if bk.status == BookingStatus::Confirmed && bk.event as usize == ei => {}
-                            _ => return Err(format!("seat {} booked by {b}, not a confirmed booking", ev.seat_id(seat as u32))),
+                            Some(bk)
+                                if bk.status == BookingStatus::Confirmed
+                                    && bk.event as usize == ei => {}
+                            _ => {
+                                return Err(format!(
+                                    "seat {} booked by {b}, not a confirmed booking",
+                                    ev.seat_id(seat as u32)
+                                ))
+                            }
                         }
                     }
                 }
             }
-            for hold in self.holds.values().filter(|h| h.event as usize == ei && h.status.is_live()) {
+            for hold in self
+                .holds
+                .values()
+                .filter(|h| h.event as usize == ei && h.status.is_live())
+            {
                 if let Some((si, n)) = hold.ga {
-                    *held.get_mut(si as usize).ok_or("GA hold of a missing section")? += n;
+                    *held
+                        .get_mut(si as usize)
+                        .ok_or("GA hold of a missing section")? += n;
                 }
             }
-            for b in self.bookings.values().filter(|b| b.event as usize == ei && b.status == BookingStatus::Confirmed) {
+            for b in self
+                .bookings
+                .values()
+                .filter(|b| b.event as usize == ei && b.status == BookingStatus::Confirmed)
+            {
                 if let Some((si, n)) = b.ga {
-                    *booked.get_mut(si as usize).ok_or("GA booking of a missing section")? += n;
+                    *booked
+                        .get_mut(si as usize)
+                        .ok_or("GA booking of a missing section")? += n;
                 }
             }
             for (si, section) in ev.layout.sections.iter().enumerate() {
@@ -134,12 +179,20 @@ impl BookingState {
                     let is_free = ev.seats[(row.seat_start + i) as usize] == Seat::Available;
                     let bit = rf.bits[(i / 64) as usize] & (1 << (i % 64)) != 0;
                     if is_free != bit {
-                        return Err(format!("event {} row {}: free bitset wrong at seat {}", ev.id, row.label, i + 1));
+                        return Err(format!(
+                            "event {} row {}: free bitset wrong at seat {}",
+                            ev.id,
+                            row.label,
+                            i + 1
+                        ));
                     }
                     free += is_free as u32;
                 }
                 if free != rf.free {
-                    return Err(format!("event {} row {}: free count {} but {free} free", ev.id, row.label, rf.free));
+                    return Err(format!(
+                        "event {} row {}: free count {} but {free} free",
+                        ev.id, row.label, rf.free
+                    ));
                 }
             }
             if let Some(q) = &ev.queue {
@@ -152,20 +205,35 @@ impl BookingState {
                     })
                     .collect();
                 if admitted.len() != q.shopping as usize {
-                    return Err(format!("event {}: shopping={} but {} admitted", ev.id, q.shopping, admitted.len()));
+                    return Err(format!(
+                        "event {}: shopping={} but {} admitted",
+                        ev.id,
+                        q.shopping,
+                        admitted.len()
+                    ));
                 }
                 for (u, until) in admitted {
                     if !self.lapses.contains(&(until, ei as u32, u.clone())) {
-                        return Err(format!("event {}: admitted {u} missing from the lapse queue", ev.id));
+                        return Err(format!(
+                            "event {}: admitted {u} missing from the lapse queue",
+                            ev.id
+                        ));
                     }
                 }
                 for (seq, user) in &q.waiting {
                     if q.fans.get(user) != Some(&Fan::Waiting { seq: *seq }) {
-                        return Err(format!("event {}: line entry {seq} disagrees with fan {user}", ev.id));
+                        return Err(format!(
+                            "event {}: line entry {seq} disagrees with fan {user}",
+                            ev.id
+                        ));
                     }
                 }
                 let pending: BTreeSet<&String> = q.pending.iter().collect();
-                let pending_fans = q.fans.values().filter(|f| **f == Fan::PendingShuffle).count();
+                let pending_fans = q
+                    .fans
+                    .values()
+                    .filter(|f| **f == Fan::PendingShuffle)
+                    .count();
                 if pending.len() != q.pending.len() || pending_fans != q.pending.len() {
                     return Err(format!("event {}: pending list disagrees with fans", ev.id));
                 }

@@ -38,7 +38,10 @@ mod state;
 pub mod view;
 mod waiting_room;
 
-pub use command::{ApplyOutput, Batch, Command, GaPlaces, Outcome, Reply, Request, SeatChange, SeatStatus, Selection};
+pub use command::{
+    ApplyOutput, Batch, Command, GaPlaces, Outcome, Reply, Request, SeatChange, SeatStatus,
+    Selection,
+};
 pub use error::{BookingError, SnapshotError};
 pub use query::{Query, QueryResult};
 pub use settings::Settings;

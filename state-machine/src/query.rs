@@ -14,14 +14,29 @@ use crate::view::*;
 #[serde(rename_all = "snake_case")]
 pub enum Query {
     Events,
-    Event { event_id: String },
-    Availability { event_id: String },
-    Hold { hold_id: u64 },
-    Booking { booking_id: u64 },
-    Ticket { ticket_id: u64 },
-    QueuePosition { event_id: String, user: String },
+    Event {
+        event_id: String,
+    },
+    Availability {
+        event_id: String,
+    },
+    Hold {
+        hold_id: u64,
+    },
+    Booking {
+        booking_id: u64,
+    },
+    Ticket {
+        ticket_id: u64,
+    },
+    QueuePosition {
+        event_id: String,
+        user: String,
+    },
     /// The oldest `limit` undelivered messages (capped at 10 000).
-    Outbox { limit: u32 },
+    Outbox {
+        limit: u32,
+    },
     Status,
 }
 
@@ -83,21 +98,39 @@ impl BookingState {
             }
             Query::Hold { hold_id } => QueryResult::Hold(self.hold_view(*hold_id)),
             Query::Booking { booking_id } => QueryResult::Booking(
-                self.booking_view(*booking_id).ok_or(BookingError::UnknownBooking { booking_id: *booking_id }),
+                self.booking_view(*booking_id)
+                    .ok_or(BookingError::UnknownBooking {
+                        booking_id: *booking_id,
+                    }),
             ),
-            Query::Ticket { ticket_id } => QueryResult::Ticket(
-                self.ticket_view(*ticket_id).ok_or(BookingError::UnknownTicket { ticket_id: *ticket_id }),
-            ),
-            Query::QueuePosition { event_id, user } => QueryResult::QueuePosition(self.event(event_id).and_then(|ev| {
-                let queue =
-                    ev.queue.as_ref().ok_or_else(|| BookingError::NoWaitingRoom { event_id: event_id.clone() })?;
-                queue
-                    .view(event_id, user)
-                    .ok_or_else(|| BookingError::NotInQueue { event_id: event_id.clone(), user: user.clone() })
-            })),
-            Query::Outbox { limit } => {
-                QueryResult::Outbox(self.outbox.iter().take((*limit).min(MAX_OUTBOX_QUERY) as usize).cloned().collect())
+            Query::Ticket { ticket_id } => QueryResult::Ticket(self.ticket_view(*ticket_id).ok_or(
+                BookingError::UnknownTicket {
+                    ticket_id: *ticket_id,
+                },
+            )),
+            Query::QueuePosition { event_id, user } => {
+                QueryResult::QueuePosition(self.event(event_id).and_then(|ev| {
+                    let queue = ev
+                        .queue
+                        .as_ref()
+                        .ok_or_else(|| BookingError::NoWaitingRoom {
+                            event_id: event_id.clone(),
+                        })?;
+                    queue
+                        .view(event_id, user)
+                        .ok_or_else(|| BookingError::NotInQueue {
+                            event_id: event_id.clone(),
+                            user: user.clone(),
+                        })
+                }))
             }
+            Query::Outbox { limit } => QueryResult::Outbox(
+                self.outbox
+                    .iter()
+                    .take((*limit).min(MAX_OUTBOX_QUERY) as usize)
+                    .cloned()
+                    .collect(),
+            ),
             Query::Status => QueryResult::Status(StatusView {
                 applied_index: self.applied_index,
                 clock_ms: self.clock_ms,
@@ -119,7 +152,9 @@ impl BookingState {
         self.event_by_id
             .get(event_id)
             .map(|&i| &self.events[i as usize])
-            .ok_or_else(|| BookingError::UnknownEvent { event_id: event_id.to_string() })
+            .ok_or_else(|| BookingError::UnknownEvent {
+                event_id: event_id.to_string(),
+            })
     }
 
     fn availability(&self, ev: &Event) -> AvailabilityView {
@@ -139,7 +174,8 @@ impl BookingState {
                 rows: (s.row_start..s.row_end)
                     .map(|r| {
                         let row = &ev.layout.rows[r as usize];
-                        let states = ev.seats[row.seat_start as usize..(row.seat_start + row.seats) as usize]
+                        let states = ev.seats
+                            [row.seat_start as usize..(row.seat_start + row.seats) as usize]
                             .iter()
                             .map(|seat| match seat {
                                 Seat::Available => '.',
@@ -147,7 +183,10 @@ impl BookingState {
                                 Seat::Booked(_) => 'B',
                             })
                             .collect();
-                        RowAvailability { label: row.label.clone(), states }
+                        RowAvailability {
+                            label: row.label.clone(),
+                            states,
+                        }
                     })
                     .collect(),
             })
@@ -162,7 +201,10 @@ impl BookingState {
     }
 
     fn ga_places(ev: &Event, ga: Option<(u32, u32)>) -> Option<crate::command::GaPlaces> {
-        ga.map(|(si, count)| crate::command::GaPlaces { section: ev.layout.sections[si as usize].id.clone(), count })
+        ga.map(|(si, count)| crate::command::GaPlaces {
+            section: ev.layout.sections[si as usize].id.clone(),
+            count,
+        })
     }
 
     pub(crate) fn hold_view(&self, hold_id: u64) -> Result<HoldView, BookingError> {
@@ -199,7 +241,11 @@ impl BookingState {
             status: b.status,
             created_at_ms: b.created_at_ms,
             cancelled_at_ms: b.cancelled_at_ms,
-            tickets: b.tickets.iter().map(|&t| self.ticket_view(t).expect("a booking's ticket exists")).collect(),
+            tickets: b
+                .tickets
+                .iter()
+                .map(|&t| self.ticket_view(t).expect("a booking's ticket exists"))
+                .collect(),
         })
     }
 
@@ -209,7 +255,9 @@ impl BookingState {
         let ev = &self.events[b.event as usize];
         let seat = match t.seat {
             TicketSeat::Reserved(s) => ev.seat_id(s),
-            TicketSeat::GeneralAdmission(si, n) => format!("{}#{n}", ev.layout.sections[si as usize].id),
+            TicketSeat::GeneralAdmission(si, n) => {
+                format!("{}#{n}", ev.layout.sections[si as usize].id)
+            }
         };
         Some(TicketView {
             ticket_id,

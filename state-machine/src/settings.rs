@@ -67,14 +67,49 @@ impl Settings {
                 Err(format!("{field}: {v} is outside {lo}..={hi}"))
             }
         }
-        range("payment_window_ms", self.payment_window_ms, 1_000, 3_600_000)?;
+        range(
+            "payment_window_ms",
+            self.payment_window_ms,
+            1_000,
+            3_600_000,
+        )?;
         range("dedupe_ttl_ms", self.dedupe_ttl_ms, 1_000, 7 * 86_400_000)?;
-        range("dedupe_max_entries", self.dedupe_max_entries as u64, 1, 10_000_000)?;
-        range("max_hold_lifetime_ttls", self.max_hold_lifetime_ttls as u64, 1, 10)?;
-        range("hold_retention_ms", self.hold_retention_ms, 0, 7 * 86_400_000)?;
-        range("outbox_max_entries", self.outbox_max_entries as u64, 1, 10_000_000)?;
-        range("webhook_dedupe_ttl_ms", self.webhook_dedupe_ttl_ms, 1_000, 30 * 86_400_000)?;
-        range("webhook_dedupe_max_entries", self.webhook_dedupe_max_entries as u64, 1, 10_000_000)?;
+        range(
+            "dedupe_max_entries",
+            self.dedupe_max_entries as u64,
+            1,
+            10_000_000,
+        )?;
+        range(
+            "max_hold_lifetime_ttls",
+            self.max_hold_lifetime_ttls as u64,
+            1,
+            10,
+        )?;
+        range(
+            "hold_retention_ms",
+            self.hold_retention_ms,
+            0,
+            7 * 86_400_000,
+        )?;
+        range(
+            "outbox_max_entries",
+            self.outbox_max_entries as u64,
+            1,
+            10_000_000,
+        )?;
+        range(
+            "webhook_dedupe_ttl_ms",
+            self.webhook_dedupe_ttl_ms,
+            1_000,
+            30 * 86_400_000,
+        )?;
+        range(
+            "webhook_dedupe_max_entries",
+            self.webhook_dedupe_max_entries as u64,
+            1,
+            10_000_000,
+        )?;
         range("queue_max_fans", self.queue_max_fans as u64, 1, 100_000_000)?;
         Ok(())
     }

@@ -54,7 +54,10 @@ impl BookingState {
         }
         let version = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
         if version != SNAPSHOT_VERSION {
-            return Err(SnapshotError::UnsupportedVersion { found: version, supported: SNAPSHOT_VERSION });
+            return Err(SnapshotError::UnsupportedVersion {
+                found: version,
+                supported: SNAPSHOT_VERSION,
+            });
         }
         let declared = u64::from_le_bytes(bytes[12..20].try_into().expect("8 bytes"));
         let actual = (bytes.len() - HEADER_LEN - CHECKSUM_LEN) as u64;
@@ -65,8 +68,8 @@ impl BookingState {
         if blake3::hash(body).as_bytes() != checksum {
             return Err(SnapshotError::ChecksumMismatch);
         }
-        let mut state: BookingState =
-            postcard::from_bytes(&body[HEADER_LEN..]).map_err(|e| SnapshotError::Decode(e.to_string()))?;
+        let mut state: BookingState = postcard::from_bytes(&body[HEADER_LEN..])
+            .map_err(|e| SnapshotError::Decode(e.to_string()))?;
         state.rebuild_indexes_checked()?;
         Ok(state)
     }
@@ -88,7 +91,10 @@ impl BookingState {
                 .map(|s| s.capacity())
                 .sum();
             if seats != ev.seats.len() as u64 || ev.counters.len() != ev.spec.sections.len() {
-                return Err(SnapshotError::Invariant(format!("event {}: seat array does not match its spec", ev.id)));
+                return Err(SnapshotError::Invariant(format!(
+                    "event {}: seat array does not match its spec",
+                    ev.id
+                )));
             }
         }
         self.rebuild_indexes();

@@ -71,35 +71,95 @@ pub struct RowSpec {
 /// A section: reserved (rows of numbered seats) or general admission (a count).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SectionSpec {
-    Reserved { id: String, name: String, price_cents: u64, rows: Vec<RowSpec> },
-    GeneralAdmission { id: String, name: String, capacity: u32, price_cents: u64 },
+    Reserved {
+        id: String,
+        name: String,
+        price_cents: u64,
+        rows: Vec<RowSpec>,
+    },
+    GeneralAdmission {
+        id: String,
+        name: String,
+        capacity: u32,
+        price_cents: u64,
+    },
 }
 
 /// The JSON shape: `{"kind": "reserved", ...}`.
 #[derive(Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 enum SectionJson {
-    Reserved { id: String, name: String, price_cents: u64, rows: Vec<RowSpec> },
-    GeneralAdmission { id: String, name: String, capacity: u32, price_cents: u64 },
+    Reserved {
+        id: String,
+        name: String,
+        price_cents: u64,
+        rows: Vec<RowSpec>,
+    },
+    GeneralAdmission {
+        id: String,
+        name: String,
+        capacity: u32,
+        price_cents: u64,
+    },
 }
 
 /// The binary shape: externally tagged, which postcard can decode.
 #[derive(Serialize, Deserialize)]
 enum SectionBin {
-    Reserved { id: String, name: String, price_cents: u64, rows: Vec<RowSpec> },
-    GeneralAdmission { id: String, name: String, capacity: u32, price_cents: u64 },
+    Reserved {
+        id: String,
+        name: String,
+        price_cents: u64,
+        rows: Vec<RowSpec>,
+    },
+    GeneralAdmission {
+        id: String,
+        name: String,
+        capacity: u32,
+        price_cents: u64,
+    },
 }
 
 impl Serialize for SectionSpec {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let (json, bin) = match self.clone() {
-            SectionSpec::Reserved { id, name, price_cents, rows } => (
-                SectionJson::Reserved { id: id.clone(), name: name.clone(), price_cents, rows: rows.clone() },
-                SectionBin::Reserved { id, name, price_cents, rows },
+            SectionSpec::Reserved {
+                id,
+                name,
+                price_cents,
+                rows,
+            } => (
+                SectionJson::Reserved {
+                    id: id.clone(),
+                    name: name.clone(),
+                    price_cents,
+                    rows: rows.clone(),
+                },
+                SectionBin::Reserved {
+                    id,
+                    name,
+                    price_cents,
+                    rows,
+                },
             ),
-            SectionSpec::GeneralAdmission { id, name, capacity, price_cents } => (
-                SectionJson::GeneralAdmission { id: id.clone(), name: name.clone(), capacity, price_cents },
-                SectionBin::GeneralAdmission { id, name, capacity, price_cents },
+            SectionSpec::GeneralAdmission {
+                id,
+                name,
+                capacity,
+                price_cents,
+            } => (
+                SectionJson::GeneralAdmission {
+                    id: id.clone(),
+                    name: name.clone(),
+                    capacity,
+                    price_cents,
+                },
+                SectionBin::GeneralAdmission {
+                    id,
+                    name,
+                    capacity,
+                    price_cents,
+                },
             ),
         };
         if s.is_human_readable() {
@@ -114,21 +174,53 @@ impl<'de> Deserialize<'de> for SectionSpec {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         if d.is_human_readable() {
             Ok(match SectionJson::deserialize(d)? {
-                SectionJson::Reserved { id, name, price_cents, rows } => {
-                    SectionSpec::Reserved { id, name, price_cents, rows }
-                }
-                SectionJson::GeneralAdmission { id, name, capacity, price_cents } => {
-                    SectionSpec::GeneralAdmission { id, name, capacity, price_cents }
-                }
+                SectionJson::Reserved {
+                    id,
+                    name,
+                    price_cents,
+                    rows,
+                } => SectionSpec::Reserved {
+                    id,
+                    name,
+                    price_cents,
+                    rows,
+                },
+                SectionJson::GeneralAdmission {
+                    id,
+                    name,
+                    capacity,
+                    price_cents,
+                } => SectionSpec::GeneralAdmission {
+                    id,
+                    name,
+                    capacity,
+                    price_cents,
+                },
             })
         } else {
             Ok(match SectionBin::deserialize(d)? {
-                SectionBin::Reserved { id, name, price_cents, rows } => {
-                    SectionSpec::Reserved { id, name, price_cents, rows }
-                }
-                SectionBin::GeneralAdmission { id, name, capacity, price_cents } => {
-                    SectionSpec::GeneralAdmission { id, name, capacity, price_cents }
-                }
+                SectionBin::Reserved {
+                    id,
+                    name,
+                    price_cents,
+                    rows,
+                } => SectionSpec::Reserved {
+                    id,
+                    name,
+                    price_cents,
+                    rows,
+                },
+                SectionBin::GeneralAdmission {
+                    id,
+                    name,
+                    capacity,
+                    price_cents,
+                } => SectionSpec::GeneralAdmission {
+                    id,
+                    name,
+                    capacity,
+                    price_cents,
+                },
             })
         }
     }
@@ -147,9 +239,8 @@ impl SectionSpec {
     }
     pub fn price_cents(&self) -> u64 {
         match self {
-            SectionSpec::Reserved { price_cents, .. } | SectionSpec::GeneralAdmission { price_cents, .. } => {
-                *price_cents
-            }
+            SectionSpec::Reserved { price_cents, .. }
+            | SectionSpec::GeneralAdmission { price_cents, .. } => *price_cents,
         }
     }
     /// Seats in a reserved section, capacity of a general-admission one.
@@ -177,7 +268,8 @@ impl EventSpec {
         }
         check_name("name", &self.name)?;
         check_name("venue", &self.venue)?;
-        let starts_at_ms = parse_rfc3339_ms(&self.starts_at).map_err(|e| format!("starts_at: {e}"))?;
+        let starts_at_ms =
+            parse_rfc3339_ms(&self.starts_at).map_err(|e| format!("starts_at: {e}"))?;
         let sale_opens_at_ms = match &self.sale_opens_at {
             Some(s) => Some(parse_rfc3339_ms(s).map_err(|e| format!("sale_opens_at: {e}"))?),
             None => None,
@@ -230,7 +322,9 @@ impl EventSpec {
             match section {
                 SectionSpec::Reserved { rows, .. } => {
                     if rows.is_empty() {
-                        return Err(format!("sections[{i}].rows: a reserved section needs at least one row"));
+                        return Err(format!(
+                            "sections[{i}].rows: a reserved section needs at least one row"
+                        ));
                     }
                     if rows.len() > MAX_ROWS_PER_SECTION as usize {
                         return Err(format!(
@@ -250,7 +344,9 @@ impl EventSpec {
                         }
                         labels.push(&row.label);
                         if row.seats == 0 {
-                            return Err(format!("sections[{i}].rows[{j}].seats: a row needs at least one seat"));
+                            return Err(format!(
+                                "sections[{i}].rows[{j}].seats: a row needs at least one seat"
+                            ));
                         }
                         if row.seats > MAX_SEATS_PER_ROW {
                             return Err(format!(
@@ -273,17 +369,28 @@ impl EventSpec {
                 ));
             }
         }
-        Ok(SpecTimes { starts_at_ms, sale_opens_at_ms })
+        Ok(SpecTimes {
+            starts_at_ms,
+            sale_opens_at_ms,
+        })
     }
 }
 
 /// A slug: 1..=64 of `a-z0-9-`, not starting or ending with `-`.
 pub fn check_slug(s: &str) -> Result<(), String> {
     if s.is_empty() || s.len() > MAX_EVENT_ID_LEN {
-        return Err(format!("length {} is outside 1..={MAX_EVENT_ID_LEN}", s.len()));
+        return Err(format!(
+            "length {} is outside 1..={MAX_EVENT_ID_LEN}",
+            s.len()
+        ));
     }
-    if let Some(c) = s.chars().find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-')) {
-        return Err(format!("character {c:?} is not allowed in a slug (a-z, 0-9, -)"));
+    if let Some(c) = s
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
+    {
+        return Err(format!(
+            "character {c:?} is not allowed in a slug (a-z, 0-9, -)"
+        ));
     }
     if s.starts_with('-') || s.ends_with('-') {
         return Err("a slug may not start or end with '-'".into());
@@ -298,7 +405,9 @@ fn check_token(s: &str, max_len: usize) -> Result<(), String> {
         return Err(format!("length {} is outside 1..={max_len}", s.len()));
     }
     if let Some(c) = s.chars().find(|c| !c.is_ascii_alphanumeric()) {
-        return Err(format!("character {c:?} is not allowed (ASCII letters and digits only)"));
+        return Err(format!(
+            "character {c:?} is not allowed (ASCII letters and digits only)"
+        ));
     }
     Ok(())
 }
@@ -308,7 +417,10 @@ fn check_name(field: &str, s: &str) -> Result<(), String> {
         return Err(format!("{field}: must not be empty"));
     }
     if s.len() > MAX_NAME_LEN {
-        return Err(format!("{field}: {} bytes, at most {MAX_NAME_LEN}", s.len()));
+        return Err(format!(
+            "{field}: {} bytes, at most {MAX_NAME_LEN}",
+            s.len()
+        ));
     }
     if s.chars().any(|c| c.is_control()) {
         return Err(format!("{field}: control characters are not allowed"));
@@ -359,9 +471,16 @@ pub fn parse_rfc3339_ms(s: &str) -> Result<i64, String> {
         if !part.iter().all(u8::is_ascii_digit) {
             return Err(bad());
         }
-        Ok(part.iter().fold(0i64, |acc, d| acc * 10 + (d - b'0') as i64))
+        Ok(part
+            .iter()
+            .fold(0i64, |acc, d| acc * 10 + (d - b'0') as i64))
     };
-    if b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') || b[13] != b':' || b[16] != b':' {
+    if b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b'T' | b't' | b' ')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
         return Err(bad());
     }
     let (year, month, day) = (num(0, 4)?, num(5, 2)?, num(8, 2)?);
@@ -447,8 +566,14 @@ mod tests {
     fn rfc3339_parses_known_instants() {
         // Goal: the hand parser agrees with well-known epoch values.
         assert_eq!(parse_rfc3339_ms("1970-01-01T00:00:00Z"), Ok(0));
-        assert_eq!(parse_rfc3339_ms("2000-03-01T00:00:00Z"), Ok(951_868_800_000));
-        assert_eq!(parse_rfc3339_ms("2026-12-01T20:00:00.5+01:00"), Ok(1_796_151_600_500));
+        assert_eq!(
+            parse_rfc3339_ms("2000-03-01T00:00:00Z"),
+            Ok(951_868_800_000)
+        );
+        assert_eq!(
+            parse_rfc3339_ms("2026-12-01T20:00:00.5+01:00"),
+            Ok(1_796_151_600_500)
+        );
         assert!(parse_rfc3339_ms("2026-02-29T00:00:00Z").is_err());
         assert!(parse_rfc3339_ms("2026-12-01 20:00").is_err());
         assert!(parse_rfc3339_ms("2026-12-01T20:00:00").is_err());

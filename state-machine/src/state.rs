@@ -191,7 +191,12 @@ impl BookingState {
         };
         self.housekeeping(index, batch.stamp_ms, &mut out.changes);
         for (position, req) in batch.requests.iter().enumerate() {
-            let mut ctx = Ctx { index, stamp_ms: batch.stamp_ms, position, changes: &mut out.changes };
+            let mut ctx = Ctx {
+                index,
+                stamp_ms: batch.stamp_ms,
+                position,
+                changes: &mut out.changes,
+            };
             let dedupe = req.client_id != 0 && !matches!(req.command, Command::Tick);
             if dedupe {
                 if let Some(first) = self.dedupe.get(req.client_id, req.request_id) {
@@ -258,7 +263,10 @@ impl BookingState {
                 break;
             }
             let (at, event, user) = self.lapses.pop_first().expect("non-empty");
-            let queue = self.events[event as usize].queue.as_mut().expect("lapse entry of an event without a waiting room");
+            let queue = self.events[event as usize]
+                .queue
+                .as_mut()
+                .expect("lapse entry of an event without a waiting room");
             queue.lapse(&user, at);
         }
         let retention = self.settings.hold_retention_ms;
@@ -267,7 +275,10 @@ impl BookingState {
                 break;
             }
             self.forget.pop_front();
-            let hold = self.holds.remove(&hold_id).expect("forget queue names a missing hold");
+            let hold = self
+                .holds
+                .remove(&hold_id)
+                .expect("forget queue names a missing hold");
             assert!(
                 matches!(hold.status, HoldStatus::Released | HoldStatus::Expired),
                 "hold {hold_id} forgotten while {:?}",
@@ -275,7 +286,8 @@ impl BookingState {
             );
         }
         self.dedupe.expire(clock, self.settings.dedupe_ttl_ms);
-        self.webhooks.expire(clock, self.settings.webhook_dedupe_ttl_ms);
+        self.webhooks
+            .expire(clock, self.settings.webhook_dedupe_ttl_ms);
         let queue_events: Vec<u32> = self.queue_events.iter().copied().collect();
         for event in queue_events {
             self.admit(event);
@@ -288,7 +300,10 @@ impl BookingState {
             Command::OpenSale { event_id } => {
                 let event = self.event_index(event_id)?;
                 let fans_shuffled = self.open_sale(event, ctx.index, ctx.stamp_ms);
-                Ok(Reply::SaleOpened { event_id: event_id.clone(), fans_shuffled })
+                Ok(Reply::SaleOpened {
+                    event_id: event_id.clone(),
+                    fans_shuffled,
+                })
             }
             Command::CloseSale { event_id } => {
                 let event = self.event_index(event_id)?;
@@ -298,9 +313,15 @@ impl BookingState {
                     self.scheduled_opens.remove(&(at, event));
                 }
                 self.queue_events.remove(&event);
-                Ok(Reply::SaleClosed { event_id: event_id.clone() })
+                Ok(Reply::SaleClosed {
+                    event_id: event_id.clone(),
+                })
             }
-            Command::Hold { event_id, holder, selection } => self.hold(event_id, holder, selection, ctx),
+            Command::Hold {
+                event_id,
+                holder,
+                selection,
+            } => self.hold(event_id, holder, selection, ctx),
             Command::ExtendHold { hold_id, holder } => self.extend_hold(*hold_id, holder),
             Command::Release { hold_id, holder } => {
                 self.live_hold(*hold_id, holder)?;
@@ -310,56 +331,91 @@ impl BookingState {
             Command::BeginPayment { hold_id, holder } => {
                 let hold = self.live_hold(*hold_id, holder)?;
                 if hold.status != HoldStatus::Active {
-                    return Err(BookingError::HoldNotActive { hold_id: *hold_id, status: hold.status.as_str().into() });
+                    return Err(BookingError::HoldNotActive {
+                        hold_id: *hold_id,
+                        status: hold.status.as_str().into(),
+                    });
                 }
                 let old = hold.expires_at_ms;
-                let new = old.max(self.clock_ms.saturating_add(self.settings.payment_window_ms));
+                let new = old.max(
+                    self.clock_ms
+                        .saturating_add(self.settings.payment_window_ms),
+                );
                 let hold = self.holds.get_mut(hold_id).expect("checked above");
                 hold.status = HoldStatus::PaymentPending;
                 hold.expires_at_ms = new;
                 self.expiry.remove(&(old, *hold_id));
                 self.expiry.insert((new, *hold_id));
-                Ok(Reply::PaymentBegun { hold_id: *hold_id, expires_at_ms: new })
+                Ok(Reply::PaymentBegun {
+                    hold_id: *hold_id,
+                    expires_at_ms: new,
+                })
             }
-            Command::Confirm { hold_id, holder, payment_ref } => self.confirm(*hold_id, holder, payment_ref, ctx),
+            Command::Confirm {
+                hold_id,
+                holder,
+                payment_ref,
+            } => self.confirm(*hold_id, holder, payment_ref, ctx),
             Command::FailPayment { hold_id, holder } => {
                 self.live_hold(*hold_id, holder)?;
                 self.end_hold(*hold_id, HoldStatus::Released, ctx.changes);
                 Ok(Reply::PaymentFailed { hold_id: *hold_id })
             }
-            Command::CancelBooking { booking_id, holder } => self.cancel_booking(*booking_id, holder, ctx),
+            Command::CancelBooking { booking_id, holder } => {
+                self.cancel_booking(*booking_id, holder, ctx)
+            }
             Command::CheckIn { ticket_id } => {
                 let ticket =
-                    self.tickets.get_mut(ticket_id).ok_or(BookingError::UnknownTicket { ticket_id: *ticket_id })?;
+                    self.tickets
+                        .get_mut(ticket_id)
+                        .ok_or(BookingError::UnknownTicket {
+                            ticket_id: *ticket_id,
+                        })?;
                 if ticket.revoked {
-                    return Err(BookingError::TicketRevoked { ticket_id: *ticket_id });
+                    return Err(BookingError::TicketRevoked {
+                        ticket_id: *ticket_id,
+                    });
                 }
                 if let Some(at) = ticket.checked_in_at_ms {
-                    return Err(BookingError::AlreadyCheckedIn { ticket_id: *ticket_id, checked_in_at_ms: at });
+                    return Err(BookingError::AlreadyCheckedIn {
+                        ticket_id: *ticket_id,
+                        checked_in_at_ms: at,
+                    });
                 }
                 ticket.checked_in_at_ms = Some(self.clock_ms);
-                Ok(Reply::CheckedIn { ticket_id: *ticket_id, checked_in_at_ms: self.clock_ms })
+                Ok(Reply::CheckedIn {
+                    ticket_id: *ticket_id,
+                    checked_in_at_ms: self.clock_ms,
+                })
             }
             Command::JoinQueue { event_id, user } => self.join_queue(event_id, user),
             Command::LeaveQueue { event_id, user } => {
                 let event = self.event_index(event_id)?;
-                let queue = self.events[event as usize]
-                    .queue
-                    .as_mut()
-                    .ok_or_else(|| BookingError::NoWaitingRoom { event_id: event_id.clone() })?;
-                let lapse = queue
-                    .leave(user)
-                    .map_err(|()| BookingError::NotInQueue { event_id: event_id.clone(), user: user.clone() })?;
+                let queue = self.events[event as usize].queue.as_mut().ok_or_else(|| {
+                    BookingError::NoWaitingRoom {
+                        event_id: event_id.clone(),
+                    }
+                })?;
+                let lapse = queue.leave(user).map_err(|()| BookingError::NotInQueue {
+                    event_id: event_id.clone(),
+                    user: user.clone(),
+                })?;
                 if let Some(until) = lapse {
                     self.lapses.remove(&(until, event, user.clone()));
                 }
                 // A freed place goes to the next fan at once.
                 self.admit(event);
-                Ok(Reply::QueueLeft { event_id: event_id.clone() })
+                Ok(Reply::QueueLeft {
+                    event_id: event_id.clone(),
+                })
             }
             Command::RecordWebhook { webhook_id } => {
                 check_text("webhook_id", webhook_id, MAX_WEBHOOK_ID_LEN)?;
-                let new = self.webhooks.record(webhook_id, self.clock_ms, self.settings.webhook_dedupe_max_entries);
+                let new = self.webhooks.record(
+                    webhook_id,
+                    self.clock_ms,
+                    self.settings.webhook_dedupe_max_entries,
+                );
                 Ok(Reply::WebhookRecorded { new })
             }
             Command::AckOutbox { up_to } => {
@@ -371,7 +427,9 @@ impl BookingState {
                 Ok(Reply::OutboxAcked { removed })
             }
             Command::Configure(settings) => {
-                settings.validate().map_err(|reason| BookingError::InvalidSettings { reason })?;
+                settings
+                    .validate()
+                    .map_err(|reason| BookingError::InvalidSettings { reason })?;
                 self.settings = settings.clone();
                 self.dedupe.trim(self.settings.dedupe_max_entries);
                 self.webhooks.trim(self.settings.webhook_dedupe_max_entries);
@@ -381,23 +439,36 @@ impl BookingState {
                 }
                 Ok(Reply::Configured)
             }
-            Command::Tick => Ok(Reply::Ticked { clock_ms: self.clock_ms }),
+            Command::Tick => Ok(Reply::Ticked {
+                clock_ms: self.clock_ms,
+            }),
         }
     }
 
     fn event_index(&self, event_id: &str) -> Result<u32, BookingError> {
-        self.event_by_id.get(event_id).copied().ok_or_else(|| BookingError::UnknownEvent { event_id: event_id.into() })
+        self.event_by_id
+            .get(event_id)
+            .copied()
+            .ok_or_else(|| BookingError::UnknownEvent {
+                event_id: event_id.into(),
+            })
     }
 
     fn create_event(&mut self, spec: &EventSpec, ctx: &mut Ctx) -> Outcome {
-        let times = spec.validate().map_err(|reason| BookingError::InvalidEvent { reason })?;
+        let times = spec
+            .validate()
+            .map_err(|reason| BookingError::InvalidEvent { reason })?;
         if self.events.len() >= MAX_EVENTS {
-            return Err(BookingError::TooManyEvents { max: MAX_EVENTS as u64 });
+            return Err(BookingError::TooManyEvents {
+                max: MAX_EVENTS as u64,
+            });
         }
         let id = match &spec.id {
             Some(id) => {
                 if self.event_by_id.contains_key(id) {
-                    return Err(BookingError::EventExists { event_id: id.clone() });
+                    return Err(BookingError::EventExists {
+                        event_id: id.clone(),
+                    });
                 }
                 id.clone()
             }
@@ -405,7 +476,11 @@ impl BookingState {
                 // Two creations in one entry share the index: the position in
                 // the batch, then a counter, keep derived ids unique.
                 let base = derive_slug(&spec.name, ctx.index);
-                let mut id = if ctx.position == 0 { base.clone() } else { format!("{base}-{}", ctx.position) };
+                let mut id = if ctx.position == 0 {
+                    base.clone()
+                } else {
+                    format!("{base}-{}", ctx.position)
+                };
                 let mut n = 1;
                 while self.event_by_id.contains_key(&id) {
                     n += 1;
@@ -419,7 +494,8 @@ impl BookingState {
         // Validation bounds years to 1970..=9999, so the instant is not negative.
         let sale_opens_at_ms = times.sale_opens_at_ms.map(|ms| ms.max(0) as u64);
         let event = self.events.len() as u32;
-        self.events.push(Event::new(spec, ctx.index, self.clock_ms, sale_opens_at_ms));
+        self.events
+            .push(Event::new(spec, ctx.index, self.clock_ms, sale_opens_at_ms));
         self.event_by_id.insert(id.clone(), event);
         if let Some(at) = sale_opens_at_ms {
             self.scheduled_opens.insert((at, event));
@@ -459,7 +535,9 @@ impl BookingState {
         }
         let available = ev.available_units();
         let until = self.clock_ms.saturating_add(ev.spec.hold_ttl_ms);
-        let Some(queue) = ev.queue.as_mut() else { return };
+        let Some(queue) = ev.queue.as_mut() else {
+            return;
+        };
         let slots = queue.slots(available);
         if slots == 0 {
             return;
@@ -475,37 +553,68 @@ impl BookingState {
         let max_fans = self.settings.queue_max_fans;
         let ev = &mut self.events[event as usize];
         let opened = ev.opened_once;
-        let queue = ev.queue.as_mut().ok_or_else(|| BookingError::NoWaitingRoom { event_id: event_id.into() })?;
+        let queue = ev
+            .queue
+            .as_mut()
+            .ok_or_else(|| BookingError::NoWaitingRoom {
+                event_id: event_id.into(),
+            })?;
         let already_joined = match queue.join(user, opened, max_fans) {
             Joined::New => false,
             Joined::Already => true,
-            Joined::Full => return Err(BookingError::QueueFull { event_id: event_id.into() }),
+            Joined::Full => {
+                return Err(BookingError::QueueFull {
+                    event_id: event_id.into(),
+                })
+            }
         };
         self.admit(event);
-        let queue = self.events[event as usize].queue.as_ref().expect("checked above");
+        let queue = self.events[event as usize]
+            .queue
+            .as_ref()
+            .expect("checked above");
         let view = queue.view(event_id, user).expect("the user just joined");
-        Ok(Reply::QueueJoined { queue: view, already_joined })
+        Ok(Reply::QueueJoined {
+            queue: view,
+            already_joined,
+        })
     }
 
-    fn hold(&mut self, event_id: &str, holder: &str, selection: &Selection, ctx: &mut Ctx) -> Outcome {
+    fn hold(
+        &mut self,
+        event_id: &str,
+        holder: &str,
+        selection: &Selection,
+        ctx: &mut Ctx,
+    ) -> Outcome {
         check_text("holder", holder, MAX_HOLDER_LEN)?;
         let event = self.event_index(event_id)?;
         let clock = self.clock_ms;
         let ev = &mut self.events[event as usize];
         if ev.sale != SaleState::Open {
-            return Err(BookingError::SaleNotOpen { event_id: event_id.into() });
+            return Err(BookingError::SaleNotOpen {
+                event_id: event_id.into(),
+            });
         }
         if let Some(queue) = &ev.queue {
             if !queue.is_admitted(holder, clock) {
-                return Err(BookingError::NotAdmitted { event_id: event_id.into(), holder: holder.into() });
+                return Err(BookingError::NotAdmitted {
+                    event_id: event_id.into(),
+                    holder: holder.into(),
+                });
             }
         }
         let max = ev.spec.max_seats_per_hold;
         let check_count = |count: u32| {
             if count == 0 {
-                Err(BookingError::InvalidRequest { reason: "count must be at least 1".into() })
+                Err(BookingError::InvalidRequest {
+                    reason: "count must be at least 1".into(),
+                })
             } else if count > max {
-                Err(BookingError::TooManySeats { requested: count, max })
+                Err(BookingError::TooManySeats {
+                    requested: count,
+                    max,
+                })
             } else {
                 Ok(())
             }
@@ -513,25 +622,38 @@ impl BookingState {
         let (seats, ga) = match selection {
             Selection::Seats(ids) => {
                 if ids.is_empty() {
-                    return Err(BookingError::InvalidRequest { reason: "no seats listed".into() });
+                    return Err(BookingError::InvalidRequest {
+                        reason: "no seats listed".into(),
+                    });
                 }
                 check_count(ids.len().min(u32::MAX as usize) as u32)?;
                 let mut seats = Vec::with_capacity(ids.len());
                 for id in ids {
-                    let seat = ev.parse_seat(id).ok_or_else(|| BookingError::UnknownSeat { seat: id.clone() })?;
+                    let seat = ev
+                        .parse_seat(id)
+                        .ok_or_else(|| BookingError::UnknownSeat { seat: id.clone() })?;
                     if seats.contains(&seat) {
-                        return Err(BookingError::InvalidRequest { reason: format!("seat {id} listed twice") });
+                        return Err(BookingError::InvalidRequest {
+                            reason: format!("seat {id} listed twice"),
+                        });
                     }
                     seats.push(seat);
                 }
-                let taken: Vec<String> =
-                    seats.iter().filter(|&&s| ev.seats[s as usize] != Seat::Available).map(|&s| ev.seat_id(s)).collect();
+                let taken: Vec<String> = seats
+                    .iter()
+                    .filter(|&&s| ev.seats[s as usize] != Seat::Available)
+                    .map(|&s| ev.seat_id(s))
+                    .collect();
                 if !taken.is_empty() {
                     return Err(BookingError::SeatUnavailable { seats: taken });
                 }
                 (seats, None)
             }
-            Selection::BestAvailable { count, section, allow_non_adjacent } => {
+            Selection::BestAvailable {
+                count,
+                section,
+                allow_non_adjacent,
+            } => {
                 check_count(*count)?;
                 let section = match section {
                     Some(s) => {
@@ -546,21 +668,30 @@ impl BookingState {
                     }
                     None => None,
                 };
-                let seats = ev
-                    .find_best(*count, section, *allow_non_adjacent)
-                    .map_err(|available| BookingError::NotEnoughSeats { requested: *count, available })?;
+                let seats =
+                    ev.find_best(*count, section, *allow_non_adjacent)
+                        .map_err(|available| BookingError::NotEnoughSeats {
+                            requested: *count,
+                            available,
+                        })?;
                 (seats, None)
             }
             Selection::GeneralAdmission { section, count } => {
                 let si = section_index(ev, section)?;
                 let Some(capacity) = ev.layout.sections[si as usize].ga_capacity else {
-                    return Err(BookingError::WrongSectionKind { section: section.clone(), actual: "reserved".into() });
+                    return Err(BookingError::WrongSectionKind {
+                        section: section.clone(),
+                        actual: "reserved".into(),
+                    });
                 };
                 check_count(*count)?;
                 let c = &ev.counters[si as usize];
                 let available = capacity - c.held - c.booked;
                 if available < *count {
-                    return Err(BookingError::NotEnoughSeats { requested: *count, available });
+                    return Err(BookingError::NotEnoughSeats {
+                        requested: *count,
+                        available,
+                    });
                 }
                 (Vec::new(), Some((si, *count)))
             }
@@ -580,7 +711,11 @@ impl BookingState {
             ev.set_seat(seat, Seat::Held(hold_id));
             total_cents += ev.seat_price_cents(seat);
             let id = ev.seat_id(seat);
-            ctx.changes.push(SeatChange { event_id: ev.id.clone(), seat: id.clone(), state: SeatStatus::Held });
+            ctx.changes.push(SeatChange {
+                event_id: ev.id.clone(),
+                seat: id.clone(),
+                state: SeatStatus::Held,
+            });
             seat_ids.push(id);
         }
         let mut general_admission = None;
@@ -588,7 +723,10 @@ impl BookingState {
             ev.counters[si as usize].held += count;
             total_cents += ev.layout.sections[si as usize].price_cents * count as u64;
             ctx.changes.push(ga_change(ev, si));
-            general_admission = Some(GaPlaces { section: ev.layout.sections[si as usize].id.clone(), count });
+            general_admission = Some(GaPlaces {
+                section: ev.layout.sections[si as usize].id.clone(),
+                count,
+            });
         }
         // Saturating: a leader stamp near u64::MAX must not wrap time around.
         let expires_at_ms = clock.saturating_add(ev.spec.hold_ttl_ms);
@@ -639,39 +777,65 @@ impl BookingState {
                 hold_id,
                 booking_id: hold.booking_id.expect("a confirmed hold names its booking"),
             }),
-            HoldStatus::Released | HoldStatus::Expired => Err(BookingError::HoldExpired { hold_id }),
+            HoldStatus::Released | HoldStatus::Expired => {
+                Err(BookingError::HoldExpired { hold_id })
+            }
         }
     }
 
     fn extend_hold(&mut self, hold_id: u64, holder: &str) -> Outcome {
         let hold = self.live_hold(hold_id, holder)?;
         if hold.status != HoldStatus::Active {
-            return Err(BookingError::HoldNotActive { hold_id, status: hold.status.as_str().into() });
+            return Err(BookingError::HoldNotActive {
+                hold_id,
+                status: hold.status.as_str().into(),
+            });
         }
         let ttl = self.events[hold.event as usize].spec.hold_ttl_ms;
-        let cap = hold.created_at_ms.saturating_add(ttl * self.settings.max_hold_lifetime_ttls as u64);
+        let cap = hold
+            .created_at_ms
+            .saturating_add(ttl * self.settings.max_hold_lifetime_ttls as u64);
         let new = self.clock_ms.saturating_add(ttl).min(cap);
         let old = hold.expires_at_ms;
         if new <= old {
-            return Err(BookingError::ExtendLimitReached { hold_id, max_expires_at_ms: cap });
+            return Err(BookingError::ExtendLimitReached {
+                hold_id,
+                max_expires_at_ms: cap,
+            });
         }
-        self.holds.get_mut(&hold_id).expect("checked above").expires_at_ms = new;
+        self.holds
+            .get_mut(&hold_id)
+            .expect("checked above")
+            .expires_at_ms = new;
         self.expiry.remove(&(old, hold_id));
         self.expiry.insert((new, hold_id));
-        Ok(Reply::HoldExtended { hold_id, expires_at_ms: new })
+        Ok(Reply::HoldExtended {
+            hold_id,
+            expires_at_ms: new,
+        })
     }
 
     /// Releases or expires a live hold: its seats return to inventory.
     fn end_hold(&mut self, hold_id: u64, status: HoldStatus, changes: &mut Vec<SeatChange>) {
         let clock = self.clock_ms;
-        let hold = self.holds.get_mut(&hold_id).expect("ending a hold that does not exist");
-        assert!(hold.status.is_live(), "hold {hold_id} ended twice (was {:?})", hold.status);
+        let hold = self
+            .holds
+            .get_mut(&hold_id)
+            .expect("ending a hold that does not exist");
+        assert!(
+            hold.status.is_live(),
+            "hold {hold_id} ended twice (was {:?})",
+            hold.status
+        );
         hold.status = status;
         hold.ended_at_ms = Some(clock);
         // Housekeeping pops the expiry entry itself before expiring a hold.
         if status != HoldStatus::Expired {
             let removed = self.expiry.remove(&(hold.expires_at_ms, hold_id));
-            assert!(removed, "live hold {hold_id} was missing from the expiry queue");
+            assert!(
+                removed,
+                "live hold {hold_id} was missing from the expiry queue"
+            );
         }
         let ev = &mut self.events[hold.event as usize];
         for &seat in &hold.seats {
@@ -682,7 +846,11 @@ impl BookingState {
                 ev.id
             );
             ev.set_seat(seat, Seat::Available);
-            changes.push(SeatChange { event_id: ev.id.clone(), seat: ev.seat_id(seat), state: SeatStatus::Available });
+            changes.push(SeatChange {
+                event_id: ev.id.clone(),
+                seat: ev.seat_id(seat),
+                state: SeatStatus::Available,
+            });
         }
         if let Some((si, count)) = hold.ga {
             ev.counters[si as usize].held -= count;
@@ -704,9 +872,17 @@ impl BookingState {
         let ev = &mut self.events[hold.event as usize];
         let mut tickets = Vec::new();
         for &seat in &hold.seats {
-            assert!(ev.seats[seat as usize] == Seat::Held(hold_id), "seat {} booked without its hold", ev.seat_id(seat));
+            assert!(
+                ev.seats[seat as usize] == Seat::Held(hold_id),
+                "seat {} booked without its hold",
+                ev.seat_id(seat)
+            );
             ev.set_seat(seat, Seat::Booked(booking_id));
-            ctx.changes.push(SeatChange { event_id: ev.id.clone(), seat: ev.seat_id(seat), state: SeatStatus::Booked });
+            ctx.changes.push(SeatChange {
+                event_id: ev.id.clone(),
+                seat: ev.seat_id(seat),
+                state: SeatStatus::Booked,
+            });
             tickets.push(TicketSeat::Reserved(seat));
         }
         if let Some((si, count)) = hold.ga {
@@ -725,7 +901,13 @@ impl BookingState {
             self.next_ticket_id += 1;
             self.tickets.insert(
                 ticket_id,
-                Ticket { booking_id, seat, issued_at_ms: clock, checked_in_at_ms: None, revoked: false },
+                Ticket {
+                    booking_id,
+                    seat,
+                    issued_at_ms: clock,
+                    checked_in_at_ms: None,
+                    revoked: false,
+                },
             );
             ticket_ids.push(ticket_id);
         }
@@ -750,12 +932,17 @@ impl BookingState {
             }
         }
         self.push_outbox(OutboxKind::BookingConfirmed, booking_id);
-        Ok(Reply::Confirmed(self.booking_view(booking_id).expect("just inserted")))
+        Ok(Reply::Confirmed(
+            self.booking_view(booking_id).expect("just inserted"),
+        ))
     }
 
     fn cancel_booking(&mut self, booking_id: u64, holder: &str, ctx: &mut Ctx) -> Outcome {
         let clock = self.clock_ms;
-        let booking = self.bookings.get_mut(&booking_id).ok_or(BookingError::UnknownBooking { booking_id })?;
+        let booking = self
+            .bookings
+            .get_mut(&booking_id)
+            .ok_or(BookingError::UnknownBooking { booking_id })?;
         if booking.holder != holder {
             return Err(BookingError::NotOwner);
         }
@@ -772,23 +959,37 @@ impl BookingState {
                 ev.seat_id(seat)
             );
             ev.set_seat(seat, Seat::Available);
-            ctx.changes.push(SeatChange { event_id: ev.id.clone(), seat: ev.seat_id(seat), state: SeatStatus::Available });
+            ctx.changes.push(SeatChange {
+                event_id: ev.id.clone(),
+                seat: ev.seat_id(seat),
+                state: SeatStatus::Available,
+            });
         }
         if let Some((si, count)) = booking.ga {
             ev.counters[si as usize].booked -= count;
             ctx.changes.push(ga_change(ev, si));
         }
         for ticket_id in &booking.tickets {
-            self.tickets.get_mut(ticket_id).expect("a booking's ticket exists").revoked = true;
+            self.tickets
+                .get_mut(ticket_id)
+                .expect("a booking's ticket exists")
+                .revoked = true;
         }
         let tickets_revoked = booking.tickets.clone();
         self.push_outbox(OutboxKind::BookingCancelled, booking_id);
-        Ok(Reply::BookingCancelled { booking_id, tickets_revoked })
+        Ok(Reply::BookingCancelled {
+            booking_id,
+            tickets_revoked,
+        })
     }
 
     fn push_outbox(&mut self, kind: OutboxKind, booking_id: u64) {
-        let view = self.booking_view(booking_id).expect("outbox message for a missing booking");
-        let event_name = &self.events[self.bookings[&booking_id].event as usize].spec.name;
+        let view = self
+            .booking_view(booking_id)
+            .expect("outbox message for a missing booking");
+        let event_name = &self.events[self.bookings[&booking_id].event as usize]
+            .spec
+            .name;
         let places = match &view.general_admission {
             Some(ga) => format!("{} x general admission {}", ga.count, ga.section),
             None => view.seats.join(", "),
@@ -859,7 +1060,10 @@ fn section_index(ev: &Event, section: &str) -> Result<u32, BookingError> {
         .section_by_id
         .get(section)
         .copied()
-        .ok_or_else(|| BookingError::UnknownSection { event_id: ev.id.clone(), section: section.into() })
+        .ok_or_else(|| BookingError::UnknownSection {
+            event_id: ev.id.clone(),
+            section: section.into(),
+        })
 }
 
 fn ga_change(ev: &Event, si: u32) -> SeatChange {

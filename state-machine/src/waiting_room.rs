@@ -134,7 +134,10 @@ impl WaitingRoom {
 
     /// Fans that may be admitted now, given the unsold places.
     pub fn slots(&self, available_units: u32) -> u32 {
-        let slots = self.admit_batch.min(available_units).saturating_sub(self.shopping);
+        let slots = self
+            .admit_batch
+            .min(available_units)
+            .saturating_sub(self.shopping);
         slots.min(self.waiting.len().min(u32::MAX as usize) as u32)
     }
 
@@ -142,7 +145,9 @@ impl WaitingRoom {
     pub fn admit(&mut self, slots: u32, until_ms: u64) -> Vec<String> {
         let mut admitted = Vec::with_capacity(slots as usize);
         for _ in 0..slots {
-            let Some((_, user)) = self.waiting.pop_first() else { break };
+            let Some((_, user)) = self.waiting.pop_first() else {
+                break;
+            };
             self.fans.insert(user.clone(), Fan::Admitted { until_ms });
             self.shopping += 1;
             admitted.push(user);
@@ -166,7 +171,9 @@ impl WaitingRoom {
     pub fn done(&mut self, user: &str) -> Option<u64> {
         match self.fans.get_mut(user) {
             Some(fan @ Fan::Admitted { .. }) => {
-                let Fan::Admitted { until_ms } = *fan else { unreachable!() };
+                let Fan::Admitted { until_ms } = *fan else {
+                    unreachable!()
+                };
                 *fan = Fan::Done;
                 self.shopping -= 1;
                 Some(until_ms)

@@ -31,9 +31,15 @@ enum Op {
 
 #[derive(Clone, Debug)]
 enum Step {
-    Entry { delta_ms: i64, ops: Vec<Op> },
+    Entry {
+        delta_ms: i64,
+        ops: Vec<Op>,
+    },
     /// Re-send the k-th earlier request (mod the number sent) in its own entry.
-    Duplicate { delta_ms: i64, k: usize },
+    Duplicate {
+        delta_ms: i64,
+        k: usize,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -111,7 +117,11 @@ fn seat_name(i: usize) -> String {
 }
 
 fn seat_index(name: &str) -> usize {
-    let parts: Vec<usize> = name.split('-').skip(1).map(|p| p.parse().unwrap()).collect();
+    let parts: Vec<usize> = name
+        .split('-')
+        .skip(1)
+        .map(|p| p.parse().unwrap())
+        .collect();
     (parts[0] - 1) * SEATS + parts[1] - 1
 }
 
@@ -131,8 +141,12 @@ impl Model {
 
     fn advance(&mut self, stamp: u64) {
         self.clock = self.clock.max(stamp);
-        let due: Vec<u64> =
-            self.holds.iter().filter(|(_, h)| h.status.is_live() && h.expires <= self.clock).map(|(id, _)| *id).collect();
+        let due: Vec<u64> = self
+            .holds
+            .iter()
+            .filter(|(_, h)| h.status.is_live() && h.expires <= self.clock)
+            .map(|(id, _)| *id)
+            .collect();
         for id in due {
             self.end(id, HoldStatus::Expired);
         }
@@ -155,7 +169,17 @@ impl Model {
             self.seats[s] = MSeat::Held(id);
         }
         self.ga_held += ga;
-        self.holds.insert(id, MHold { owner, seats, ga, created: self.clock, expires: self.clock + TTL, status: HoldStatus::Active });
+        self.holds.insert(
+            id,
+            MHold {
+                owner,
+                seats,
+                ga,
+                created: self.clock,
+                expires: self.clock + TTL,
+                status: HoldStatus::Active,
+            },
+        );
         id
     }
 
@@ -225,14 +249,22 @@ impl Model {
                     return expect("not_enough_seats");
                 }
                 expect("ok")?;
-                let Ok(Reply::Held { seats, .. }) = actual else { unreachable!() };
+                let Ok(Reply::Held { seats, .. }) = actual else {
+                    unreachable!()
+                };
                 let idx: Vec<usize> = seats.iter().map(|s| seat_index(s)).collect();
-                if idx.len() != *count as usize || idx.iter().any(|&s| self.seats[s] != MSeat::Free) {
-                    return Err(format!("best-available chose taken or wrong seats {seats:?}"));
+                if idx.len() != *count as usize || idx.iter().any(|&s| self.seats[s] != MSeat::Free)
+                {
+                    return Err(format!(
+                        "best-available chose taken or wrong seats {seats:?}"
+                    ));
                 }
-                let adjacent = idx.windows(2).all(|w| w[1] == w[0] + 1) && idx[0] / SEATS == idx[idx.len() - 1] / SEATS;
+                let adjacent = idx.windows(2).all(|w| w[1] == w[0] + 1)
+                    && idx[0] / SEATS == idx[idx.len() - 1] / SEATS;
                 if adjacent_possible && !adjacent {
-                    return Err(format!("best-available chose non-adjacent {seats:?} though a block was free"));
+                    return Err(format!(
+                        "best-available chose non-adjacent {seats:?} though a block was free"
+                    ));
                 }
                 self.new_hold(*c, idx, 0);
                 Ok(())
@@ -292,12 +324,22 @@ impl Model {
                     }
                     self.ga_held -= ga;
                     self.ga_sold += ga;
-                    self.bookings.insert(b, MBooking { owner: *c, seats, ga, cancelled: false });
+                    self.bookings.insert(
+                        b,
+                        MBooking {
+                            owner: *c,
+                            seats,
+                            ga,
+                            cancelled: false,
+                        },
+                    );
                     Ok(())
                 }
             },
             Op::Cancel { c, b } => {
-                let Some(booking) = self.bookings.get_mut(b) else { return expect("unknown_booking") };
+                let Some(booking) = self.bookings.get_mut(b) else {
+                    return expect("unknown_booking");
+                };
                 if booking.owner != *c {
                     return expect("not_owner");
                 }
@@ -318,7 +360,9 @@ impl Model {
 
     /// The whole observable state must agree with the SUT.
     fn compare(&self, sut: &BookingState) -> Result<(), String> {
-        let QueryResult::Availability(Ok(a)) = sut.query(&Query::Availability { event_id: "ev".into() }) else {
+        let QueryResult::Availability(Ok(a)) = sut.query(&Query::Availability {
+            event_id: "ev".into(),
+        }) else {
             return Err("no availability".into());
         };
         for r in 0..ROWS {
@@ -330,29 +374,52 @@ impl Model {
                 })
                 .collect();
             if a.sections[0].rows[r].states != want {
-                return Err(format!("row {}: model {want}, sut {}", r + 1, a.sections[0].rows[r].states));
+                return Err(format!(
+                    "row {}: model {want}, sut {}",
+                    r + 1,
+                    a.sections[0].rows[r].states
+                ));
             }
         }
         let ga = &a.sections[1];
-        if (ga.held, ga.booked) != (self.ga_held, self.ga_sold) || ga.held + ga.booked + ga.available != ga.capacity {
-            return Err(format!("GA: model held={} sold={}, sut {ga:?}", self.ga_held, self.ga_sold));
+        if (ga.held, ga.booked) != (self.ga_held, self.ga_sold)
+            || ga.held + ga.booked + ga.available != ga.capacity
+        {
+            return Err(format!(
+                "GA: model held={} sold={}, sut {ga:?}",
+                self.ga_held, self.ga_sold
+            ));
         }
         let reserved = &a.sections[0];
         if reserved.held + reserved.booked + reserved.available != reserved.capacity {
             return Err("reserved: held + booked + available != capacity".into());
         }
         for (id, h) in &self.holds {
-            let QueryResult::Hold(Ok(v)) = sut.query(&Query::Hold { hold_id: *id }) else { return Err(format!("hold {id} missing")) };
+            let QueryResult::Hold(Ok(v)) = sut.query(&Query::Hold { hold_id: *id }) else {
+                return Err(format!("hold {id} missing"));
+            };
             let seats: Vec<String> = h.seats.iter().map(|&s| seat_name(s)).collect();
-            if v.status != h.status || v.expires_at_ms != h.expires || v.seats != seats || v.holder != format!("c{}", h.owner) {
+            if v.status != h.status
+                || v.expires_at_ms != h.expires
+                || v.seats != seats
+                || v.holder != format!("c{}", h.owner)
+            {
                 return Err(format!("hold {id}: model {h:?}, sut {v:?}"));
             }
         }
         for (id, b) in &self.bookings {
-            let QueryResult::Booking(Ok(v)) = sut.query(&Query::Booking { booking_id: *id }) else { return Err(format!("booking {id} missing")) };
-            let want = if b.cancelled { BookingStatus::Cancelled } else { BookingStatus::Confirmed };
+            let QueryResult::Booking(Ok(v)) = sut.query(&Query::Booking { booking_id: *id }) else {
+                return Err(format!("booking {id} missing"));
+            };
+            let want = if b.cancelled {
+                BookingStatus::Cancelled
+            } else {
+                BookingStatus::Confirmed
+            };
             if v.holder != format!("c{}", b.owner) || v.status != want {
-                return Err(format!("booking {id} changed owner or status: model {b:?}, sut {v:?}"));
+                return Err(format!(
+                    "booking {id} changed owner or status: model {b:?}, sut {v:?}"
+                ));
             }
         }
         Ok(())
@@ -363,18 +430,49 @@ fn command(op: &Op) -> Command {
     let holder = |c: &usize| format!("c{c}");
     let event_id = "ev".to_string();
     match op {
-        Op::Seats { c, seats } => Command::Hold { event_id, holder: holder(c), selection: Selection::Seats(seats.iter().map(|&s| seat_name(s)).collect()) },
+        Op::Seats { c, seats } => Command::Hold {
+            event_id,
+            holder: holder(c),
+            selection: Selection::Seats(seats.iter().map(|&s| seat_name(s)).collect()),
+        },
         Op::Best { c, count, any } => Command::Hold {
             event_id,
             holder: holder(c),
-            selection: Selection::BestAvailable { count: *count, section: Some("A".into()), allow_non_adjacent: *any },
+            selection: Selection::BestAvailable {
+                count: *count,
+                section: Some("A".into()),
+                allow_non_adjacent: *any,
+            },
         },
-        Op::Ga { c, count } => Command::Hold { event_id, holder: holder(c), selection: Selection::GeneralAdmission { section: "GA".into(), count: *count } },
-        Op::Release { c, h } => Command::Release { hold_id: *h, holder: holder(c) },
-        Op::Pay { c, h } => Command::BeginPayment { hold_id: *h, holder: holder(c) },
-        Op::Confirm { c, h } => Command::Confirm { hold_id: *h, holder: holder(c), payment_ref: "p".into() },
-        Op::Cancel { c, b } => Command::CancelBooking { booking_id: *b, holder: holder(c) },
-        Op::Extend { c, h } => Command::ExtendHold { hold_id: *h, holder: holder(c) },
+        Op::Ga { c, count } => Command::Hold {
+            event_id,
+            holder: holder(c),
+            selection: Selection::GeneralAdmission {
+                section: "GA".into(),
+                count: *count,
+            },
+        },
+        Op::Release { c, h } => Command::Release {
+            hold_id: *h,
+            holder: holder(c),
+        },
+        Op::Pay { c, h } => Command::BeginPayment {
+            hold_id: *h,
+            holder: holder(c),
+        },
+        Op::Confirm { c, h } => Command::Confirm {
+            hold_id: *h,
+            holder: holder(c),
+            payment_ref: "p".into(),
+        },
+        Op::Cancel { c, b } => Command::CancelBooking {
+            booking_id: *b,
+            holder: holder(c),
+        },
+        Op::Extend { c, h } => Command::ExtendHold {
+            hold_id: *h,
+            holder: holder(c),
+        },
         Op::Tick => Command::Tick,
     }
 }
@@ -386,8 +484,18 @@ fn run(steps: &[Step]) -> Result<(), TestCaseError> {
     let setup = Batch {
         stamp_ms: 1_000,
         requests: vec![
-            Request { client_id: 99, request_id: 1, command: Command::CreateEvent(spec) },
-            Request { client_id: 99, request_id: 2, command: Command::OpenSale { event_id: "ev".into() } },
+            Request {
+                client_id: 99,
+                request_id: 1,
+                command: Command::CreateEvent(spec),
+            },
+            Request {
+                client_id: 99,
+                request_id: 2,
+                command: Command::OpenSale {
+                    event_id: "ev".into(),
+                },
+            },
         ],
     };
     apply_checked(&mut sut, 1, &setup);
@@ -406,15 +514,32 @@ fn run(steps: &[Step]) -> Result<(), TestCaseError> {
                     .iter()
                     .map(|op| {
                         let c = match op {
-                            Op::Seats { c, .. } | Op::Best { c, .. } | Op::Ga { c, .. } | Op::Release { c, .. } | Op::Pay { c, .. } => *c,
-                            Op::Confirm { c, .. } | Op::Cancel { c, .. } | Op::Extend { c, .. } => *c,
+                            Op::Seats { c, .. }
+                            | Op::Best { c, .. }
+                            | Op::Ga { c, .. }
+                            | Op::Release { c, .. }
+                            | Op::Pay { c, .. } => *c,
+                            Op::Confirm { c, .. } | Op::Cancel { c, .. } | Op::Extend { c, .. } => {
+                                *c
+                            }
                             Op::Tick => 4,
                         };
                         next_request[c] += 1;
-                        Request { client_id: c as u64 + 1, request_id: next_request[c], command: command(op) }
+                        Request {
+                            client_id: c as u64 + 1,
+                            request_id: next_request[c],
+                            command: command(op),
+                        }
                     })
                     .collect();
-                let out = apply_checked(&mut sut, index, &Batch { stamp_ms: stamp as u64, requests: requests.clone() });
+                let out = apply_checked(
+                    &mut sut,
+                    index,
+                    &Batch {
+                        stamp_ms: stamp as u64,
+                        requests: requests.clone(),
+                    },
+                );
                 model.advance(stamp as u64);
                 for ((op, outcome), req) in ops.iter().zip(&out.outcomes).zip(requests) {
                     model.step(op, outcome).map_err(TestCaseError::fail)?;
@@ -431,11 +556,31 @@ fn run(steps: &[Step]) -> Result<(), TestCaseError> {
                     continue; // Ticks are never deduplicated, by design.
                 }
                 let mut twin = sut.clone();
-                twin.apply(index, &Batch { stamp_ms: stamp as u64, requests: Vec::new() });
-                let out = apply_checked(&mut sut, index, &Batch { stamp_ms: stamp as u64, requests: vec![req] });
+                twin.apply(
+                    index,
+                    &Batch {
+                        stamp_ms: stamp as u64,
+                        requests: Vec::new(),
+                    },
+                );
+                let out = apply_checked(
+                    &mut sut,
+                    index,
+                    &Batch {
+                        stamp_ms: stamp as u64,
+                        requests: vec![req],
+                    },
+                );
                 model.advance(stamp as u64);
-                prop_assert_eq!(&out.outcomes[0], &first, "a duplicate returns the first outcome");
-                prop_assert!(twin == sut, "a duplicate changes nothing but the clock and index");
+                prop_assert_eq!(
+                    &out.outcomes[0],
+                    &first,
+                    "a duplicate returns the first outcome"
+                );
+                prop_assert!(
+                    twin == sut,
+                    "a duplicate changes nothing but the clock and index"
+                );
             }
         }
         model.compare(&sut).map_err(TestCaseError::fail)?;

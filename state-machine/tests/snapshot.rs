@@ -8,7 +8,11 @@ use state_machine::*;
 
 fn run(batches: &[Batch]) -> (BookingState, Vec<ApplyOutput>) {
     let mut state = BookingState::new();
-    let outs = batches.iter().enumerate().map(|(i, b)| apply_checked(&mut state, i as u64 + 1, b)).collect();
+    let outs = batches
+        .iter()
+        .enumerate()
+        .map(|(i, b)| apply_checked(&mut state, i as u64 + 1, b))
+        .collect();
     (state, outs)
 }
 
@@ -24,7 +28,11 @@ fn same_log_same_bytes_and_hash() {
         assert_eq!(a.state_hash(), b.state_hash());
         let mut c = BookingState::new();
         c.apply(1, &batches[0]);
-        assert_ne!(c.state_hash(), a.state_hash(), "different states hash differently");
+        assert_ne!(
+            c.state_hash(),
+            a.state_hash(),
+            "different states hash differently"
+        );
     }
 }
 
@@ -40,7 +48,10 @@ fn restore_then_continue_equals_never_snapshotting() {
         }
         let bytes = state.snapshot();
         let mut restored = BookingState::restore(&bytes).expect("restore");
-        assert!(restored == state, "restored state equals the original at cut {cut}");
+        assert!(
+            restored == state,
+            "restored state equals the original at cut {cut}"
+        );
         assert_eq!(restored.next_deadline_ms(), state.next_deadline_ms());
         for (i, b) in batches.iter().enumerate().skip(cut) {
             let out = apply_checked(&mut restored, i as u64 + 1, b);
@@ -55,11 +66,28 @@ fn restore_then_continue_equals_never_snapshotting() {
 fn workload_exercises_the_state() {
     // Goal: the random workload really books, expires and deduplicates (so the tests above mean something).
     let (state, outs) = run(&random_batches(7, 500));
-    let ok = outs.iter().flat_map(|o| &o.outcomes).filter(|o| o.is_ok()).count();
-    let confirmed = outs.iter().flat_map(|o| &o.outcomes).filter(|o| matches!(o, Ok(Reply::Confirmed(_)))).count();
-    let expired = outs.iter().flat_map(|o| &o.outcomes).filter(|o| matches!(o, Err(BookingError::HoldExpired { .. }))).count();
-    assert!(ok > 200 && confirmed > 5 && expired > 5, "ok={ok} confirmed={confirmed} expired={expired}");
-    let QueryResult::Status(s) = state.query(&Query::Status) else { panic!() };
+    let ok = outs
+        .iter()
+        .flat_map(|o| &o.outcomes)
+        .filter(|o| o.is_ok())
+        .count();
+    let confirmed = outs
+        .iter()
+        .flat_map(|o| &o.outcomes)
+        .filter(|o| matches!(o, Ok(Reply::Confirmed(_))))
+        .count();
+    let expired = outs
+        .iter()
+        .flat_map(|o| &o.outcomes)
+        .filter(|o| matches!(o, Err(BookingError::HoldExpired { .. })))
+        .count();
+    assert!(
+        ok > 200 && confirmed > 5 && expired > 5,
+        "ok={ok} confirmed={confirmed} expired={expired}"
+    );
+    let QueryResult::Status(s) = state.query(&Query::Status) else {
+        panic!()
+    };
     assert!(s.bookings > 0 && s.dedupe_entries > 0);
 }
 
@@ -72,16 +100,29 @@ fn corruption_is_refused() {
     for pos in [20, bytes.len() / 2, bytes.len() - 40, bytes.len() - 1] {
         let mut bad = bytes.clone();
         bad[pos] ^= 0x01;
-        assert_eq!(BookingState::restore(&bad), Err(SnapshotError::ChecksumMismatch), "flip at {pos}");
+        assert_eq!(
+            BookingState::restore(&bad),
+            Err(SnapshotError::ChecksumMismatch),
+            "flip at {pos}"
+        );
     }
     let mut bad = bytes.clone();
     bad[0] = b'X';
     assert_eq!(BookingState::restore(&bad), Err(SnapshotError::BadMagic));
     let mut bad = bytes.clone();
     bad[8] = 9;
-    assert!(matches!(BookingState::restore(&bad), Err(SnapshotError::UnsupportedVersion { found: 9, .. })));
-    assert!(matches!(BookingState::restore(&bytes[..bytes.len() - 5]), Err(SnapshotError::LengthMismatch { .. })));
-    assert!(matches!(BookingState::restore(&bytes[..10]), Err(SnapshotError::TooShort { .. })));
+    assert!(matches!(
+        BookingState::restore(&bad),
+        Err(SnapshotError::UnsupportedVersion { found: 9, .. })
+    ));
+    assert!(matches!(
+        BookingState::restore(&bytes[..bytes.len() - 5]),
+        Err(SnapshotError::LengthMismatch { .. })
+    ));
+    assert!(matches!(
+        BookingState::restore(&bytes[..10]),
+        Err(SnapshotError::TooShort { .. })
+    ));
     // A payload that is checksummed correctly but is not a state: a decode error.
     let mut forged = Vec::new();
     forged.extend_from_slice(SNAPSHOT_MAGIC);
@@ -90,7 +131,10 @@ fn corruption_is_refused() {
     forged.extend_from_slice(&[0xff, 0xff, 0xff]);
     let sum = blake3::hash(&forged);
     forged.extend_from_slice(sum.as_bytes());
-    assert!(matches!(BookingState::restore(&forged), Err(SnapshotError::Decode(_))));
+    assert!(matches!(
+        BookingState::restore(&forged),
+        Err(SnapshotError::Decode(_))
+    ));
 }
 
 #[test]

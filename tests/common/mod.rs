@@ -47,7 +47,10 @@ where
         if let Some(value) = check().await {
             return value;
         }
-        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -81,7 +84,12 @@ impl TestCluster {
         let config_path = dir.path().join("cluster.toml");
         std::fs::write(&config_path, text).expect("write cluster.toml");
         std::fs::create_dir_all(dir.path().join("logs")).unwrap();
-        TestCluster { dir, config_path, addrs, procs: BTreeMap::new() }
+        TestCluster {
+            dir,
+            config_path,
+            addrs,
+            procs: BTreeMap::new(),
+        }
     }
 
     pub fn config(&self) -> cluster_config::ClusterConfig {
@@ -94,13 +102,20 @@ impl TestCluster {
 
     /// Starts `booking node` for `id`, its output appended to logs/node-<id>.log.
     pub fn start(&mut self, id: u64, bootstrap: bool) {
-        let log = File::options().create(true).append(true).open(self.log_path(id)).unwrap();
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(self.log_path(id))
+            .unwrap();
         let mut command = Command::new(booking_bin());
         command
             .args(["node", "--config"])
             .arg(&self.config_path)
             .args(["--id", &id.to_string()])
-            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log);
@@ -138,13 +153,22 @@ impl TestCluster {
     }
 
     pub fn client(&self) -> Client {
-        let options = ClientOptions { request_timeout_ms: 2_000, retry_budget_ms: 30_000, attempts_max: 40, ..ClientOptions::default() };
+        let options = ClientOptions {
+            request_timeout_ms: 2_000,
+            retry_budget_ms: 30_000,
+            attempts_max: 40,
+            ..ClientOptions::default()
+        };
         Client::from_config(&self.config(), options).expect("client")
     }
 
     /// Waits until some node leads; returns its id.
     pub async fn wait_leader(&self, client: &Client) -> u64 {
-        client.wait_for_leader(WAIT).await.unwrap_or_else(|e| panic!("no leader: {e}\n{}", self.logs())).node_id
+        client
+            .wait_for_leader(WAIT)
+            .await
+            .unwrap_or_else(|e| panic!("no leader: {e}\n{}", self.logs()))
+            .node_id
     }
 
     /// Runs bookctl against this cluster with `args`.
@@ -164,7 +188,11 @@ impl TestCluster {
             let text = std::fs::read_to_string(self.log_path(*id)).unwrap_or_default();
             let lines: Vec<&str> = text.lines().collect();
             let tail = &lines[lines.len().saturating_sub(30)..];
-            out.push_str(&format!("--- node {id} (last {} lines)\n{}\n", tail.len(), tail.join("\n")));
+            out.push_str(&format!(
+                "--- node {id} (last {} lines)\n{}\n",
+                tail.len(),
+                tail.join("\n")
+            ));
         }
         out
     }

@@ -40,8 +40,14 @@ pub struct EtcdCluster {
 impl EtcdCluster {
     pub async fn start() -> anyhow::Result<EtcdCluster> {
         let dir = tempfile::Builder::new().prefix("bench-etcd-").tempdir()?;
-        let ports: Vec<(u16, u16)> = (0..3).map(|_| Ok((free_port()?, free_port()?))).collect::<anyhow::Result<_>>()?;
-        let initial: Vec<String> = ports.iter().enumerate().map(|(i, (_, p))| format!("m{i}=http://127.0.0.1:{p}")).collect();
+        let ports: Vec<(u16, u16)> = (0..3)
+            .map(|_| Ok((free_port()?, free_port()?)))
+            .collect::<anyhow::Result<_>>()?;
+        let initial: Vec<String> = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (_, p))| format!("m{i}=http://127.0.0.1:{p}"))
+            .collect();
         let mut members = Vec::new();
         for (i, (c, p)) in ports.iter().enumerate() {
             let mut cmd = Command::new(BIN);
@@ -51,32 +57,63 @@ impl EtcdCluster {
                 .args(["--listen-client-urls", &format!("http://127.0.0.1:{c}")])
                 .args(["--advertise-client-urls", &format!("http://127.0.0.1:{c}")])
                 .args(["--listen-peer-urls", &format!("http://127.0.0.1:{p}")])
-                .args(["--initial-advertise-peer-urls", &format!("http://127.0.0.1:{p}")])
+                .args([
+                    "--initial-advertise-peer-urls",
+                    &format!("http://127.0.0.1:{p}"),
+                ])
                 .args(["--initial-cluster", &initial.join(",")])
-                .args(["--initial-cluster-token", "bench", "--initial-cluster-state", "new"]);
-            members.push(Child::spawn(&format!("etcd-m{i}"), cmd, &dir.path().join(format!("m{i}.log")))?);
+                .args([
+                    "--initial-cluster-token",
+                    "bench",
+                    "--initial-cluster-state",
+                    "new",
+                ]);
+            members.push(Child::spawn(
+                &format!("etcd-m{i}"),
+                cmd,
+                &dir.path().join(format!("m{i}.log")),
+            )?);
         }
         for ((c, _), m) in ports.iter().zip(members.iter_mut()) {
-            wait_port(SocketAddr::from(([127, 0, 0, 1], *c)), Duration::from_secs(30), m).await?;
+            wait_port(
+                SocketAddr::from(([127, 0, 0, 1], *c)),
+                Duration::from_secs(30),
+                m,
+            )
+            .await?;
         }
-        let client_urls: Vec<String> = ports.iter().map(|(c, _)| format!("http://127.0.0.1:{c}")).collect();
+        let client_urls: Vec<String> = ports
+            .iter()
+            .map(|(c, _)| format!("http://127.0.0.1:{c}"))
+            .collect();
         // Healthy means a leader exists and a quorum read works.
         let http = reqwest::Client::new();
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let ok = match http.get(format!("{}/health", client_urls[0])).send().await {
-                Ok(r) => r.json::<Value>().await.map(|v| v["health"] == "true").unwrap_or(false),
+                Ok(r) => r
+                    .json::<Value>()
+                    .await
+                    .map(|v| v["health"] == "true")
+                    .unwrap_or(false),
                 Err(_) => false,
             };
             if ok {
                 break;
             }
             if Instant::now() >= deadline {
-                bail!("etcd cluster not healthy within 30 s (logs in {})", dir.path().display());
+                bail!(
+                    "etcd cluster not healthy within 30 s (logs in {})",
+                    dir.path().display()
+                );
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        Ok(EtcdCluster { _members: members, client_urls, _dir: dir })
+        Ok(EtcdCluster {
+            _members: members,
+            client_urls,
+            _dir: dir,
+        })
     }
 }
 
@@ -89,13 +126,25 @@ pub struct EtcdTarget {
 
 impl EtcdTarget {
     pub fn new(cluster: &EtcdCluster, round: &str) -> anyhow::Result<Arc<EtcdTarget>> {
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).pool_max_idle_per_host(512).build()?;
-        Ok(Arc::new(EtcdTarget { http, urls: cluster.client_urls.clone(), prefix: format!("/{round}/seat/") }))
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .pool_max_idle_per_host(512)
+            .build()?;
+        Ok(Arc::new(EtcdTarget {
+            http,
+            urls: cluster.client_urls.clone(),
+            prefix: format!("/{round}/seat/"),
+        }))
     }
 }
 
 impl HoldTarget for EtcdTarget {
-    fn hold<'a>(&'a self, worker: usize, seat: u32, holder: &'a str) -> BoxFuture<'a, anyhow::Result<bool>> {
+    fn hold<'a>(
+        &'a self,
+        worker: usize,
+        seat: u32,
+        holder: &'a str,
+    ) -> BoxFuture<'a, anyhow::Result<bool>> {
         Box::pin(async move {
             let key = b64(&format!("{}{seat}", self.prefix));
             let body = json!({
@@ -121,9 +170,21 @@ impl HoldTarget for EtcdTarget {
                 "range_end": base64::engine::general_purpose::STANDARD.encode(&end),
                 "count_only": true,
             });
-            let v: Value = self.http.post(format!("{}/v3/kv/range", self.urls[0])).json(&body).send().await?.json().await?;
+            let v: Value = self
+                .http
+                .post(format!("{}/v3/kv/range", self.urls[0]))
+                .json(&body)
+                .send()
+                .await?
+                .json()
+                .await?;
             // int64 fields are strings in proto3 JSON; absent means 0.
-            Ok(v["count"].as_str().map(|s| s.parse::<u64>()).transpose().context("count")?.unwrap_or(0))
+            Ok(v["count"]
+                .as_str()
+                .map(|s| s.parse::<u64>())
+                .transpose()
+                .context("count")?
+                .unwrap_or(0))
         })
     }
 }

@@ -34,7 +34,12 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub trait HoldTarget: Send + Sync {
     /// Tries to hold `seat` for `holder` from worker `worker`: Ok(true) held,
     /// Ok(false) refused because it is taken, Err for anything else.
-    fn hold<'a>(&'a self, worker: usize, seat: u32, holder: &'a str) -> BoxFuture<'a, anyhow::Result<bool>>;
+    fn hold<'a>(
+        &'a self,
+        worker: usize,
+        seat: u32,
+        holder: &'a str,
+    ) -> BoxFuture<'a, anyhow::Result<bool>>;
     /// How many seats the system says are held now.
     fn held_count(&self) -> BoxFuture<'_, anyhow::Result<u64>>;
 }
@@ -82,18 +87,32 @@ pub struct Row {
 }
 
 /// Runs the workload once against `target` (closed loop, bounded in count and time).
-pub async fn run_round(system: &str, variant: Variant, w: &Workload, target: Arc<dyn HoldTarget>) -> Row {
+pub async fn run_round(
+    system: &str,
+    variant: Variant,
+    w: &Workload,
+    target: Arc<dyn HoldTarget>,
+) -> Row {
     let acks: Arc<Vec<AtomicU32>> = Arc::new((0..w.seats).map(|_| AtomicU32::new(0)).collect());
     let next = Arc::new(AtomicU64::new(0));
     let lat = Arc::new(Mutex::new(Latencies::default()));
-    let (held, rejected, errors) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let (held, rejected, errors) = (
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+    );
     let first_error: Arc<Mutex<Option<String>>> = Arc::default();
     let start = Instant::now();
     let deadline = Duration::from_secs(w.duration_s_max.max(1));
     let mut tasks = Vec::new();
     for worker in 0..w.clients.max(1) {
         let (acks, next, lat, target) = (acks.clone(), next.clone(), lat.clone(), target.clone());
-        let (held, rejected, errors, first_error) = (held.clone(), rejected.clone(), errors.clone(), first_error.clone());
+        let (held, rejected, errors, first_error) = (
+            held.clone(),
+            rejected.clone(),
+            errors.clone(),
+            first_error.clone(),
+        );
         let (ops, seats) = (w.ops, w.seats);
         tasks.push(tokio::spawn(async move {
             let mut local = Latencies::default();
@@ -120,7 +139,10 @@ pub async fn run_round(system: &str, variant: Variant, w: &Workload, target: Arc
                     }
                     Err(e) => {
                         errors.fetch_add(1, Ordering::Relaxed);
-                        first_error.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert_with(|| format!("{e:#}"));
+                        first_error
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .get_or_insert_with(|| format!("{e:#}"));
                     }
                 }
             }
@@ -132,15 +154,25 @@ pub async fn run_round(system: &str, variant: Variant, w: &Workload, target: Arc
     }
     let secs = start.elapsed().as_secs_f64().max(1e-9);
     let lat = lat.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    let oversold = acks.iter().filter(|a| a.load(Ordering::Relaxed) > 1).count() as u64;
-    let acked_seats = acks.iter().filter(|a| a.load(Ordering::Relaxed) > 0).count() as u64;
+    let oversold = acks
+        .iter()
+        .filter(|a| a.load(Ordering::Relaxed) > 1)
+        .count() as u64;
+    let acked_seats = acks
+        .iter()
+        .filter(|a| a.load(Ordering::Relaxed) > 0)
+        .count() as u64;
     let audit = match target.held_count().await {
         Ok(n) if n == acked_seats => "ok".to_string(),
         Ok(n) => format!("store {n} != acked {acked_seats}"),
         Err(e) => format!("read-back failed: {e}"),
     };
     let done = held.load(Ordering::Relaxed) + rejected.load(Ordering::Relaxed);
-    let note = first_error.lock().unwrap_or_else(|p| p.into_inner()).clone().unwrap_or_default();
+    let note = first_error
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone()
+        .unwrap_or_default();
     Row {
         system: system.to_string(),
         variant: variant.name().to_string(),
@@ -179,8 +211,11 @@ pub fn skipped(system: &str, variant: Variant, why: &str) -> Row {
 
 /// Fills `ratio_to_ours` from the `ours-client` row of the same variant.
 pub fn fill_ratios(rows: &mut [Row]) {
-    let base: Vec<(String, f64)> =
-        rows.iter().filter(|r| r.system == ours::CLIENT && r.ops_done > 0).map(|r| (r.variant.clone(), r.holds_per_s)).collect();
+    let base: Vec<(String, f64)> = rows
+        .iter()
+        .filter(|r| r.system == ours::CLIENT && r.ops_done > 0)
+        .map(|r| (r.variant.clone(), r.holds_per_s))
+        .collect();
     for r in rows.iter_mut() {
         if r.ops_done == 0 {
             continue;
@@ -194,7 +229,18 @@ pub fn fill_ratios(rows: &mut [Row]) {
 pub fn print_table(rows: &[Row]) {
     println!(
         "{:<22} {:<9} {:>8} {:>10} {:>9} {:>9} {:>8} {:>9} {:>7} {:>8} {:<8} {:>9}",
-        "system", "variant", "ops", "holds/s", "p50 ms", "p99 ms", "held", "rejected", "errors", "oversold", "audit", "vs ours"
+        "system",
+        "variant",
+        "ops",
+        "holds/s",
+        "p50 ms",
+        "p99 ms",
+        "held",
+        "rejected",
+        "errors",
+        "oversold",
+        "audit",
+        "vs ours"
     );
     for r in rows {
         println!(
@@ -210,7 +256,8 @@ pub fn print_table(rows: &[Row]) {
             r.errors,
             r.oversold,
             r.audit,
-            r.ratio_to_ours.map_or("-".to_string(), |x| format!("{x:.2}x")),
+            r.ratio_to_ours
+                .map_or("-".to_string(), |x| format!("{x:.2}x")),
         );
     }
     for r in rows.iter().filter(|r| !r.note.is_empty()) {

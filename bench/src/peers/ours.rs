@@ -18,9 +18,22 @@ pub const CLIENT: &str = "ours (client, 3n fsync)";
 pub const GATEWAY: &str = "ours (gateway, 3n fsync)";
 
 async fn held_via_client(client: &Client, event_id: &str) -> anyhow::Result<u64> {
-    let (result, _) = client.read(Query::Availability { event_id: event_id.to_string() }, Consistency::Linearizable).await?;
-    let QueryResult::Availability(Ok(view)) = result else { bail!("availability: {result:?}") };
-    Ok(view.sections.iter().map(|s| u64::from(s.held + s.booked)).sum())
+    let (result, _) = client
+        .read(
+            Query::Availability {
+                event_id: event_id.to_string(),
+            },
+            Consistency::Linearizable,
+        )
+        .await?;
+    let QueryResult::Availability(Ok(view)) = result else {
+        bail!("availability: {result:?}")
+    };
+    Ok(view
+        .sections
+        .iter()
+        .map(|s| u64::from(s.held + s.booked))
+        .sum())
 }
 
 /// Holds through `client::Client`.
@@ -30,20 +43,42 @@ pub struct ViaClient {
 }
 
 impl ViaClient {
-    pub async fn new(endpoints: &[String], round: &str, seats: u32) -> anyhow::Result<Arc<ViaClient>> {
+    pub async fn new(
+        endpoints: &[String],
+        round: &str,
+        seats: u32,
+    ) -> anyhow::Result<Arc<ViaClient>> {
         let client = Client::with_options(endpoints.to_vec(), ClientOptions::default())?;
         let event_id = format!("peers-client-{round}");
-        let spec: EventSpec = serde_json::from_value(http::event_spec(&event_id, seats)).context("event spec")?;
+        let spec: EventSpec =
+            serde_json::from_value(http::event_spec(&event_id, seats)).context("event spec")?;
         client.execute(Command::CreateEvent(spec)).await?;
-        client.execute(Command::OpenSale { event_id: event_id.clone() }).await?;
+        client
+            .execute(Command::OpenSale {
+                event_id: event_id.clone(),
+            })
+            .await?;
         Ok(Arc::new(ViaClient { client, event_id }))
     }
 }
 
 impl HoldTarget for ViaClient {
-    fn hold<'a>(&'a self, _worker: usize, seat: u32, holder: &'a str) -> BoxFuture<'a, anyhow::Result<bool>> {
+    fn hold<'a>(
+        &'a self,
+        _worker: usize,
+        seat: u32,
+        holder: &'a str,
+    ) -> BoxFuture<'a, anyhow::Result<bool>> {
         Box::pin(async move {
-            match self.client.hold(&self.event_id, holder, Selection::Seats(vec![http::seat_id(seat)])).await {
+            match self
+                .client
+                .hold(
+                    &self.event_id,
+                    holder,
+                    Selection::Seats(vec![http::seat_id(seat)]),
+                )
+                .await
+            {
                 Ok(Reply::Held { .. }) => Ok(true),
                 Ok(other) => bail!("unexpected reply {other:?}"),
                 Err(ClientError::Refused(BookingError::SeatUnavailable { .. })) => Ok(false),
@@ -83,15 +118,34 @@ impl ViaGateway {
             tokens.push(pool.login(w as u64, &format!("peer{w}")).await?);
         }
         let client = Client::with_options(endpoints.to_vec(), ClientOptions::default())?;
-        Ok(Arc::new(ViaGateway { pool, tokens, event_id, client }))
+        Ok(Arc::new(ViaGateway {
+            pool,
+            tokens,
+            event_id,
+            client,
+        }))
     }
 }
 
 impl HoldTarget for ViaGateway {
-    fn hold<'a>(&'a self, worker: usize, seat: u32, _holder: &'a str) -> BoxFuture<'a, anyhow::Result<bool>> {
+    fn hold<'a>(
+        &'a self,
+        worker: usize,
+        seat: u32,
+        _holder: &'a str,
+    ) -> BoxFuture<'a, anyhow::Result<bool>> {
         Box::pin(async move {
             let seat = http::seat_id(seat);
-            match self.pool.hold(worker as u64, &self.tokens[worker], &self.event_id, Some(&seat)).await {
+            match self
+                .pool
+                .hold(
+                    worker as u64,
+                    &self.tokens[worker],
+                    &self.event_id,
+                    Some(&seat),
+                )
+                .await
+            {
                 HoldAnswer::Held { .. } => Ok(true),
                 HoldAnswer::Rejected { .. } => Ok(false),
                 other => bail!("gateway answered {other:?}"),

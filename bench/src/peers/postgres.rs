@@ -29,9 +29,15 @@ pub const CONNECTIONS_MAX: usize = 256;
 /// Where Debian puts the server binaries.
 pub fn bin_dir() -> Option<PathBuf> {
     let root = Path::new("/usr/lib/postgresql");
-    let mut versions: Vec<PathBuf> = std::fs::read_dir(root).ok()?.filter_map(|e| e.ok().map(|e| e.path().join("bin"))).collect();
+    let mut versions: Vec<PathBuf> = std::fs::read_dir(root)
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+        .collect();
     versions.sort();
-    versions.into_iter().rev().find(|b| b.join("postgres").exists() && b.join("initdb").exists())
+    versions
+        .into_iter()
+        .rev()
+        .find(|b| b.join("postgres").exists() && b.join("initdb").exists())
 }
 
 fn is_root() -> bool {
@@ -57,10 +63,16 @@ pub struct PgServer {
 
 impl PgServer {
     pub async fn start() -> anyhow::Result<PgServer> {
-        let bin = bin_dir().context("no PostgreSQL server under /usr/lib/postgresql (apt-get install postgresql)")?;
+        let bin = bin_dir().context(
+            "no PostgreSQL server under /usr/lib/postgresql (apt-get install postgresql)",
+        )?;
         let dir = tempfile::Builder::new().prefix("bench-pg-").tempdir()?;
         if is_root() {
-            let ok = Command::new("chown").args(["-R", "postgres:postgres"]).arg(dir.path()).status()?.success();
+            let ok = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(dir.path())
+                .status()?
+                .success();
             if !ok {
                 bail!("cannot hand {} to the postgres user", dir.path().display());
             }
@@ -81,25 +93,45 @@ impl PgServer {
             .arg(&data)
             .args(["-p", &port.to_string(), "-k"])
             .arg(dir.path())
-            .args(["-c", "listen_addresses=127.0.0.1", "-c", &format!("max_connections={}", CONNECTIONS_MAX + 20)])
+            .args([
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                &format!("max_connections={}", CONNECTIONS_MAX + 20),
+            ])
             .args(["-c", "fsync=on", "-c", "synchronous_commit=on"]);
         let mut child = Child::spawn("postgres", cmd, &dir.path().join("postgres.log"))?;
-        wait_port(SocketAddr::from(([127, 0, 0, 1], port)), Duration::from_secs(30), &mut child).await?;
-        let server = PgServer { _child: child, port, _dir: dir };
+        wait_port(
+            SocketAddr::from(([127, 0, 0, 1], port)),
+            Duration::from_secs(30),
+            &mut child,
+        )
+        .await?;
+        let server = PgServer {
+            _child: child,
+            port,
+            _dir: dir,
+        };
         // The port opens before recovery ends ("the database system is
         // starting up"): wait for a real session, bounded.
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         loop {
             match server.connect().await {
                 Ok(_) => return Ok(server),
-                Err(e) if std::time::Instant::now() >= deadline => return Err(e.context("postgres never accepted a session")),
+                Err(e) if std::time::Instant::now() >= deadline => {
+                    return Err(e.context("postgres never accepted a session"))
+                }
                 Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
             }
         }
     }
 
     pub async fn connect(&self) -> anyhow::Result<Client> {
-        let (client, conn) = tokio_postgres::connect(&format!("host=127.0.0.1 port={} user=postgres", self.port), NoTls).await?;
+        let (client, conn) = tokio_postgres::connect(
+            &format!("host=127.0.0.1 port={} user=postgres", self.port),
+            NoTls,
+        )
+        .await?;
         tokio::spawn(async move {
             let _ = conn.await;
         });
@@ -127,7 +159,13 @@ pub struct PgTarget {
 }
 
 impl PgTarget {
-    pub async fn new(server: &PgServer, round: &str, strategy: Strategy, seats: u32, workers: usize) -> anyhow::Result<Arc<PgTarget>> {
+    pub async fn new(
+        server: &PgServer,
+        round: &str,
+        strategy: Strategy,
+        seats: u32,
+        workers: usize,
+    ) -> anyhow::Result<Arc<PgTarget>> {
         let table = format!("seats_{}", round.replace('-', "_"));
         let admin = server.connect().await?;
         admin
@@ -156,14 +194,28 @@ impl PgTarget {
             let client = server.connect().await?;
             let select = client.prepare(&select_sql).await?;
             let update = client.prepare(&update_sql).await?;
-            ws.push(Mutex::new(Worker { client, select, update }));
+            ws.push(Mutex::new(Worker {
+                client,
+                select,
+                update,
+            }));
         }
-        Ok(Arc::new(PgTarget { workers: ws, strategy, table, admin }))
+        Ok(Arc::new(PgTarget {
+            workers: ws,
+            strategy,
+            table,
+            admin,
+        }))
     }
 }
 
 impl HoldTarget for PgTarget {
-    fn hold<'a>(&'a self, worker: usize, seat: u32, holder: &'a str) -> BoxFuture<'a, anyhow::Result<bool>> {
+    fn hold<'a>(
+        &'a self,
+        worker: usize,
+        seat: u32,
+        holder: &'a str,
+    ) -> BoxFuture<'a, anyhow::Result<bool>> {
         Box::pin(async move {
             let mut w = self.workers[worker % self.workers.len()].lock().await;
             let id = seat as i32;
@@ -188,7 +240,10 @@ impl HoldTarget for PgTarget {
                     if status != "available" {
                         return Ok(false);
                     }
-                    let n = w.client.execute(&w.update, &[&id, &holder, &version]).await?;
+                    let n = w
+                        .client
+                        .execute(&w.update, &[&id, &holder, &version])
+                        .await?;
                     Ok(n == 1)
                 }
             }
@@ -197,7 +252,13 @@ impl HoldTarget for PgTarget {
 
     fn held_count(&self) -> BoxFuture<'_, anyhow::Result<u64>> {
         Box::pin(async move {
-            let row = self.admin.query_one(&format!("SELECT count(*) FROM {} WHERE status = 'held'", self.table), &[]).await?;
+            let row = self
+                .admin
+                .query_one(
+                    &format!("SELECT count(*) FROM {} WHERE status = 'held'", self.table),
+                    &[],
+                )
+                .await?;
             Ok(row.get::<_, i64>(0) as u64)
         })
     }

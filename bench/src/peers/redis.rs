@@ -35,13 +35,38 @@ impl RedisServer {
         let dir = tempfile::Builder::new().prefix("bench-redis-").tempdir()?;
         let port = free_port()?;
         let mut cmd = Command::new(BIN);
-        cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes"])
-            .args(["--appendfsync", "always", "--daemonize", "no", "--protected-mode", "yes"])
-            .arg("--dir")
-            .arg(dir.path());
+        cmd.args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "yes",
+        ])
+        .args([
+            "--appendfsync",
+            "always",
+            "--daemonize",
+            "no",
+            "--protected-mode",
+            "yes",
+        ])
+        .arg("--dir")
+        .arg(dir.path());
         let mut child = Child::spawn("redis", cmd, &dir.path().join("redis.log"))?;
-        wait_port(SocketAddr::from(([127, 0, 0, 1], port)), Duration::from_secs(20), &mut child).await?;
-        Ok(RedisServer { _child: child, url: format!("redis://127.0.0.1:{port}/"), _dir: dir })
+        wait_port(
+            SocketAddr::from(([127, 0, 0, 1], port)),
+            Duration::from_secs(20),
+            &mut child,
+        )
+        .await?;
+        Ok(RedisServer {
+            _child: child,
+            url: format!("redis://127.0.0.1:{port}/"),
+            _dir: dir,
+        })
     }
 }
 
@@ -52,19 +77,42 @@ pub struct RedisTarget {
 
 impl RedisTarget {
     /// A round: sets `appendfsync` to `fsync_policy` and uses keys under `round:`.
-    pub async fn new(server: &RedisServer, round: &str, fsync_policy: &str, workers: usize) -> anyhow::Result<Arc<RedisTarget>> {
+    pub async fn new(
+        server: &RedisServer,
+        round: &str,
+        fsync_policy: &str,
+        workers: usize,
+    ) -> anyhow::Result<Arc<RedisTarget>> {
         let client = redis::Client::open(server.url.as_str())?;
         let mut conns = Vec::new();
         for _ in 0..workers.clamp(1, CONNECTIONS_MAX) {
-            conns.push(client.get_multiplexed_async_connection().await.context("redis connect")?);
+            conns.push(
+                client
+                    .get_multiplexed_async_connection()
+                    .await
+                    .context("redis connect")?,
+            );
         }
-        let _: () = redis::cmd("CONFIG").arg("SET").arg("appendfsync").arg(fsync_policy).query_async(&mut conns[0]).await?;
-        Ok(Arc::new(RedisTarget { conns, prefix: format!("{round}:seat:") }))
+        let _: () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("appendfsync")
+            .arg(fsync_policy)
+            .query_async(&mut conns[0])
+            .await?;
+        Ok(Arc::new(RedisTarget {
+            conns,
+            prefix: format!("{round}:seat:"),
+        }))
     }
 }
 
 impl HoldTarget for RedisTarget {
-    fn hold<'a>(&'a self, worker: usize, seat: u32, holder: &'a str) -> BoxFuture<'a, anyhow::Result<bool>> {
+    fn hold<'a>(
+        &'a self,
+        worker: usize,
+        seat: u32,
+        holder: &'a str,
+    ) -> BoxFuture<'a, anyhow::Result<bool>> {
         Box::pin(async move {
             let mut c = self.conns[worker % self.conns.len()].clone();
             let r: Option<String> = redis::cmd("SET")

@@ -16,7 +16,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::bail;
 use clap::{ArgGroup, Parser, Subcommand};
 use client::state_machine::{
-    AvailabilityView, BookingView, Command, EventSpec, EventSummary, EventView, Query, QueryResult, Reply, Selection,
+    AvailabilityView, BookingView, Command, EventSpec, EventSummary, EventView, Query, QueryResult,
+    Reply, Selection,
 };
 use client::{Client, ClientError, ClientOptions, ClusterStatus, Consistency, NodeStatus};
 use serde_json::json;
@@ -26,7 +27,12 @@ use serde_json::json;
 #[command(name = "bookctl", version, about)]
 struct Cli {
     /// Cluster file whose [[node]] addresses to use (default: ./cluster.toml).
-    #[arg(long, global = true, env = "BOOKCTL_CONFIG", conflicts_with = "endpoints")]
+    #[arg(
+        long,
+        global = true,
+        env = "BOOKCTL_CONFIG",
+        conflicts_with = "endpoints"
+    )]
     config: Option<PathBuf>,
     /// Comma-separated node addresses (host:port or http://host:port) instead of a file.
     #[arg(long, global = true, env = "BOOKCTL_ENDPOINTS", value_delimiter = ',')]
@@ -162,7 +168,10 @@ impl std::error::Error for Usage {}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("bookctl: cannot start the async runtime: {e}");
@@ -190,65 +199,114 @@ fn exit_code(e: &anyhow::Error) -> u8 {
 }
 
 fn connect(cli: &Cli) -> anyhow::Result<Client> {
-    let options = ClientOptions { request_timeout_ms: cli.timeout_ms, retry_budget_ms: 15_000, ..ClientOptions::default() };
+    let options = ClientOptions {
+        request_timeout_ms: cli.timeout_ms,
+        retry_budget_ms: 15_000,
+        ..ClientOptions::default()
+    };
     if !cli.endpoints.is_empty() {
         return Ok(Client::with_options(&cli.endpoints, options)?);
     }
-    let path = cli.config.clone().unwrap_or_else(|| PathBuf::from("cluster.toml"));
+    let path = cli
+        .config
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("cluster.toml"));
     let config = cluster_config::ClusterConfig::load(&path).map_err(|e| Usage(e.to_string()))?;
     Ok(Client::from_config(&config, options)?)
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let client = connect(&cli)?;
-    let consistency = if cli.stale { Consistency::Stale } else { Consistency::Linearizable };
+    let consistency = if cli.stale {
+        Consistency::Stale
+    } else {
+        Consistency::Linearizable
+    };
     match &cli.command {
         Cmd::Status => status(&client, cli.json).await,
         Cmd::Event { command } => match command {
             EventCmd::Create { file } => {
                 let text = std::fs::read_to_string(file)
                     .map_err(|e| Usage(format!("cannot read {}: {e}", file.display())))?;
-                let spec: EventSpec = serde_json::from_str(&text)
-                    .map_err(|e| Usage(format!("{} is not an event definition: {e}", file.display())))?;
+                let spec: EventSpec = serde_json::from_str(&text).map_err(|e| {
+                    Usage(format!(
+                        "{} is not an event definition: {e}",
+                        file.display()
+                    ))
+                })?;
                 let reply = client.execute(Command::CreateEvent(spec)).await?;
-                let Reply::EventCreated { event_id } = reply else { bail!("unexpected reply {reply:?}") };
-                print(cli.json, json!({ "event_id": event_id }), || format!("created event {event_id}"));
+                let Reply::EventCreated { event_id } = reply else {
+                    bail!("unexpected reply {reply:?}")
+                };
+                print(cli.json, json!({ "event_id": event_id }), || {
+                    format!("created event {event_id}")
+                });
                 Ok(())
             }
             EventCmd::List => {
-                let QueryResult::Events(events) = read(&client, Query::Events, consistency).await? else {
+                let QueryResult::Events(events) = read(&client, Query::Events, consistency).await?
+                else {
                     bail!("unexpected answer to an events query")
                 };
-                print(cli.json, serde_json::to_value(&events)?, || events_table(&events));
+                print(cli.json, serde_json::to_value(&events)?, || {
+                    events_table(&events)
+                });
                 Ok(())
             }
             EventCmd::Show { id } => {
-                let QueryResult::Event(event) = read(&client, Query::Event { event_id: id.clone() }, consistency).await?
+                let QueryResult::Event(event) = read(
+                    &client,
+                    Query::Event {
+                        event_id: id.clone(),
+                    },
+                    consistency,
+                )
+                .await?
                 else {
                     bail!("unexpected answer to an event query")
                 };
                 let event = event.map_err(ClientError::Refused)?;
-                print(cli.json, serde_json::to_value(&event)?, || event_text(&event));
+                print(cli.json, serde_json::to_value(&event)?, || {
+                    event_text(&event)
+                });
                 Ok(())
             }
             EventCmd::Open { id } => {
-                let reply = client.execute(Command::OpenSale { event_id: id.clone() }).await?;
-                print(cli.json, json!({ "event_id": id, "sale": "open", "reply": reply }), || {
-                    format!("sale of {id} is open")
-                });
+                let reply = client
+                    .execute(Command::OpenSale {
+                        event_id: id.clone(),
+                    })
+                    .await?;
+                print(
+                    cli.json,
+                    json!({ "event_id": id, "sale": "open", "reply": reply }),
+                    || format!("sale of {id} is open"),
+                );
                 Ok(())
             }
             EventCmd::Close { id } => {
-                let reply = client.execute(Command::CloseSale { event_id: id.clone() }).await?;
-                print(cli.json, json!({ "event_id": id, "sale": "closed", "reply": reply }), || {
-                    format!("sale of {id} is closed")
-                });
+                let reply = client
+                    .execute(Command::CloseSale {
+                        event_id: id.clone(),
+                    })
+                    .await?;
+                print(
+                    cli.json,
+                    json!({ "event_id": id, "sale": "closed", "reply": reply }),
+                    || format!("sale of {id} is closed"),
+                );
                 Ok(())
             }
         },
         Cmd::Seats { event } => {
-            let QueryResult::Availability(view) =
-                read(&client, Query::Availability { event_id: event.clone() }, consistency).await?
+            let QueryResult::Availability(view) = read(
+                &client,
+                Query::Availability {
+                    event_id: event.clone(),
+                },
+                consistency,
+            )
+            .await?
             else {
                 bail!("unexpected answer to an availability query")
             };
@@ -256,22 +314,44 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             print(cli.json, serde_json::to_value(&view)?, || seats_text(&view));
             Ok(())
         }
-        Cmd::Hold { event, seats, best, section, allow_non_adjacent, ga, holder } => {
+        Cmd::Hold {
+            event,
+            seats,
+            best,
+            section,
+            allow_non_adjacent,
+            ga,
+            holder,
+        } => {
             let selection = if !seats.is_empty() {
                 Selection::Seats(seats.clone())
             } else if let Some(count) = best {
-                Selection::BestAvailable { count: *count, section: section.clone(), allow_non_adjacent: *allow_non_adjacent }
+                Selection::BestAvailable {
+                    count: *count,
+                    section: section.clone(),
+                    allow_non_adjacent: *allow_non_adjacent,
+                }
             } else if let Some(ga) = ga {
                 let (section, count) = ga
                     .rsplit_once(':')
                     .and_then(|(s, n)| Some((s.to_string(), n.parse::<u32>().ok()?)))
-                    .ok_or_else(|| Usage(format!("--ga {ga:?}: expected SECTION:N, e.g. floor:2")))?;
+                    .ok_or_else(|| {
+                        Usage(format!("--ga {ga:?}: expected SECTION:N, e.g. floor:2"))
+                    })?;
                 Selection::GeneralAdmission { section, count }
             } else {
                 return Err(Usage("give --seats, --best or --ga".into()).into());
             };
             let reply = client.hold(event, holder, selection).await?;
-            let Reply::Held { hold_id, event_id, seats, general_admission, expires_at_ms, total_cents } = reply else {
+            let Reply::Held {
+                hold_id,
+                event_id,
+                seats,
+                general_admission,
+                expires_at_ms,
+                total_cents,
+            } = reply
+            else {
                 bail!("unexpected reply {reply:?}")
             };
             let value = json!({
@@ -280,7 +360,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             });
             print(cli.json, value, || {
                 let what = match &general_admission {
-                    Some(ga) => format!("{} general admission place(s) in {}", ga.count, ga.section),
+                    Some(ga) => {
+                        format!("{} general admission place(s) in {}", ga.count, ga.section)
+                    }
                     None => seats.join(", "),
                 };
                 format!(
@@ -293,40 +375,73 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Cmd::Release { hold, holder } => {
             let reply = client.release(*hold, holder).await?;
-            let Reply::Released { hold_id } = reply else { bail!("unexpected reply {reply:?}") };
-            print(cli.json, json!({ "hold_id": hold_id, "released": true }), || format!("released hold {hold_id}"));
+            let Reply::Released { hold_id } = reply else {
+                bail!("unexpected reply {reply:?}")
+            };
+            print(
+                cli.json,
+                json!({ "hold_id": hold_id, "released": true }),
+                || format!("released hold {hold_id}"),
+            );
             Ok(())
         }
-        Cmd::Confirm { hold, payment_ref, holder } => {
+        Cmd::Confirm {
+            hold,
+            payment_ref,
+            holder,
+        } => {
             let reply = client.confirm(*hold, holder, payment_ref).await?;
-            let Reply::Confirmed(booking) = reply else { bail!("unexpected reply {reply:?}") };
-            print(cli.json, serde_json::to_value(&booking)?, || booking_text(&booking));
+            let Reply::Confirmed(booking) = reply else {
+                bail!("unexpected reply {reply:?}")
+            };
+            print(cli.json, serde_json::to_value(&booking)?, || {
+                booking_text(&booking)
+            });
             Ok(())
         }
-        Cmd::Booking { command: BookingCmd::Show { id } } => {
-            let QueryResult::Booking(booking) = read(&client, Query::Booking { booking_id: *id }, consistency).await?
+        Cmd::Booking {
+            command: BookingCmd::Show { id },
+        } => {
+            let QueryResult::Booking(booking) =
+                read(&client, Query::Booking { booking_id: *id }, consistency).await?
             else {
                 bail!("unexpected answer to a booking query")
             };
             let booking = booking.map_err(ClientError::Refused)?;
-            print(cli.json, serde_json::to_value(&booking)?, || booking_text(&booking));
+            print(cli.json, serde_json::to_value(&booking)?, || {
+                booking_text(&booking)
+            });
             Ok(())
         }
-        Cmd::Node { command: NodeCmd::Add { id, addr } } => {
+        Cmd::Node {
+            command: NodeCmd::Add { id, addr },
+        } => {
             if addr.parse::<std::net::SocketAddr>().is_err() {
-                return Err(Usage(format!("{addr:?} is not host:port, e.g. 127.0.0.1:7104")).into());
+                return Err(
+                    Usage(format!("{addr:?} is not host:port, e.g. 127.0.0.1:7104")).into(),
+                );
             }
             client.add_learner(*id, addr, true).await?;
             let change = client.promote(*id).await?;
             print(cli.json, serde_json::to_value(&change)?, || {
-                format!("node {id} at {addr} added as a voter (log index {})\n{}", change.log_index, members_text(&change.members))
+                format!(
+                    "node {id} at {addr} added as a voter (log index {})\n{}",
+                    change.log_index,
+                    members_text(&change.members)
+                )
             });
             Ok(())
         }
-        Cmd::Node { command: NodeCmd::Remove { id } } => {
+        Cmd::Node {
+            command: NodeCmd::Remove { id },
+        } => {
             let change = client.remove_node(*id).await?;
             print(cli.json, serde_json::to_value(&change)?, || {
-                format!("node {id} removed (log index {})\n{}", change.log_index, members_text(&change.members))
+                format!(
+                    "node {id} removed (log index {})\n{}",
+                    change.log_index,
+                    members_text(&change.members)
+                )
             });
             Ok(())
         }
@@ -334,13 +449,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-async fn read(client: &Client, query: Query, consistency: Consistency) -> Result<QueryResult, ClientError> {
+async fn read(
+    client: &Client,
+    query: Query,
+    consistency: Consistency,
+) -> Result<QueryResult, ClientError> {
     Ok(client.read(query, consistency).await?.0)
 }
 
 fn print(json_mode: bool, value: serde_json::Value, human: impl FnOnce() -> String) {
     if json_mode {
-        println!("{}", serde_json::to_string_pretty(&value).expect("a JSON value always serialises"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&value).expect("a JSON value always serialises")
+        );
     } else {
         println!("{}", human());
     }
@@ -359,33 +481,67 @@ struct Row {
 
 async fn status(client: &Client, json_mode: bool) -> anyhow::Result<()> {
     let cluster: ClusterStatus = client.status().await;
-    let answered: Vec<&NodeStatus> = cluster.endpoints.iter().filter_map(|e| e.status.as_ref().ok()).collect();
+    let answered: Vec<&NodeStatus> = cluster
+        .endpoints
+        .iter()
+        .filter_map(|e| e.status.as_ref().ok())
+        .collect();
     if answered.is_empty() {
         let errors: Vec<String> = cluster
             .endpoints
             .iter()
-            .map(|e| format!("{}: {}", e.endpoint, e.status.as_ref().err().map_or("", |s| s.as_str())))
+            .map(|e| {
+                format!(
+                    "{}: {}",
+                    e.endpoint,
+                    e.status.as_ref().err().map_or("", |s| s.as_str())
+                )
+            })
             .collect();
-        return Err(ClientError::Unavailable { attempts: 1, last_error: format!("no node answered ({})", errors.join("; ")) }
-            .into());
+        return Err(ClientError::Unavailable {
+            attempts: 1,
+            last_error: format!("no node answered ({})", errors.join("; ")),
+        }
+        .into());
     }
-    let membership = cluster.leader.as_ref().or(answered.first().copied()).map(|s| s.members.clone()).unwrap_or_default();
+    let membership = cluster
+        .leader
+        .as_ref()
+        .or(answered.first().copied())
+        .map(|s| s.members.clone())
+        .unwrap_or_default();
     let mut rows: Vec<Row> = Vec::new();
-    let find = |id: u64| cluster.endpoints.iter().find(|e| e.status.as_ref().is_ok_and(|s| s.node_id == id));
+    let find = |id: u64| {
+        cluster
+            .endpoints
+            .iter()
+            .find(|e| e.status.as_ref().is_ok_and(|s| s.node_id == id))
+    };
     for member in &membership {
         let endpoint_status = find(member.node_id)
             .map(|e| e.status.clone())
             .or_else(|| {
                 let want = format!("http://{}", member.addr);
-                cluster.endpoints.iter().find(|e| e.endpoint == want).map(|e| e.status.clone())
+                cluster
+                    .endpoints
+                    .iter()
+                    .find(|e| e.endpoint == want)
+                    .map(|e| e.status.clone())
             })
             .unwrap_or_else(|| Err("not asked (not among the endpoints)".into()));
-        rows.push(Row { id: Some(member.node_id), addr: member.addr.clone(), voter: Some(member.voter), status: endpoint_status });
+        rows.push(Row {
+            id: Some(member.node_id),
+            addr: member.addr.clone(),
+            voter: Some(member.voter),
+            status: endpoint_status,
+        });
     }
     for endpoint in &cluster.endpoints {
         let known = match &endpoint.status {
             Ok(s) => membership.iter().any(|m| m.node_id == s.node_id),
-            Err(_) => membership.iter().any(|m| format!("http://{}", m.addr) == endpoint.endpoint),
+            Err(_) => membership
+                .iter()
+                .any(|m| format!("http://{}", m.addr) == endpoint.endpoint),
         };
         if !known {
             rows.push(Row {
@@ -398,7 +554,9 @@ async fn status(client: &Client, json_mode: bool) -> anyhow::Result<()> {
     }
     let leader = cluster.leader.as_ref();
     let leader_applied = leader.map(|l| l.applied_index);
-    let term = leader.map(|l| l.term).or_else(|| answered.iter().map(|s| s.term).max());
+    let term = leader
+        .map(|l| l.term)
+        .or_else(|| answered.iter().map(|s| s.term).max());
     if json_mode {
         let members: Vec<serde_json::Value> = rows
             .iter()
@@ -427,8 +585,14 @@ async fn status(client: &Client, json_mode: bool) -> anyhow::Result<()> {
         return Ok(());
     }
     let mut out = match leader {
-        Some(l) => format!("cluster {:?}: leader node {} (term {})\n", l.cluster_name, l.node_id, l.term),
-        None => format!("cluster: NO LEADER (highest term seen {})\n", term.unwrap_or(0)),
+        Some(l) => format!(
+            "cluster {:?}: leader node {} (term {})\n",
+            l.cluster_name, l.node_id, l.term
+        ),
+        None => format!(
+            "cluster: NO LEADER (highest term seen {})\n",
+            term.unwrap_or(0)
+        ),
     };
     let mut table = vec![vec![
         "NODE".to_string(),
@@ -458,7 +622,9 @@ async fn status(client: &Client, json_mode: bool) -> anyhow::Result<()> {
                 s.term.to_string(),
                 s.applied_index.to_string(),
                 s.commit_index.to_string(),
-                leader_applied.map_or("-".into(), |l| l.saturating_sub(s.applied_index).to_string()),
+                leader_applied.map_or("-".into(), |l| {
+                    l.saturating_sub(s.applied_index).to_string()
+                }),
                 s.snapshot_index.to_string(),
             ]),
             Err(e) => table.push(vec![id, r.addr.clone(), kind, format!("unreachable: {e}")]),
@@ -481,22 +647,31 @@ async fn snapshot(client: &Client, json_mode: bool) -> anyhow::Result<()> {
         let value: Vec<serde_json::Value> = results
             .iter()
             .map(|(endpoint, r)| match r {
-                Ok(index) => json!({ "endpoint": endpoint, "snapshot_index": index, "error": null }),
-                Err(e) => json!({ "endpoint": endpoint, "snapshot_index": null, "error": e.to_string() }),
+                Ok(index) => {
+                    json!({ "endpoint": endpoint, "snapshot_index": index, "error": null })
+                }
+                Err(e) => {
+                    json!({ "endpoint": endpoint, "snapshot_index": null, "error": e.to_string() })
+                }
             })
             .collect();
         println!("{}", serde_json::to_string_pretty(&value)?);
     } else {
         for (endpoint, r) in &results {
             match r {
-                Ok(index) => println!("{endpoint}: snapshot requested (current snapshot index {index})"),
+                Ok(index) => {
+                    println!("{endpoint}: snapshot requested (current snapshot index {index})")
+                }
                 Err(e) => println!("{endpoint}: {e}"),
             }
         }
     }
     if !any_ok {
-        return Err(ClientError::Unavailable { attempts: 1, last_error: "no node accepted the snapshot request".into() }
-            .into());
+        return Err(ClientError::Unavailable {
+            attempts: 1,
+            last_error: "no node accepted the snapshot request".into(),
+        }
+        .into());
     }
     Ok(())
 }
@@ -519,7 +694,13 @@ fn render_table(rows: &[Vec<String>]) -> String {
         let cells: Vec<String> = row
             .iter()
             .enumerate()
-            .map(|(i, cell)| if i + 1 == row.len() { cell.clone() } else { format!("{cell:<width$}", width = widths[i]) })
+            .map(|(i, cell)| {
+                if i + 1 == row.len() {
+                    cell.clone()
+                } else {
+                    format!("{cell:<width$}", width = widths[i])
+                }
+            })
             .collect();
         out.push_str(cells.join("  ").trim_end());
         out.push('\n');
@@ -533,7 +714,9 @@ fn money(cents: u64) -> String {
 
 /// A log-time instant (Unix ms) as its value and its distance from now.
 fn when(at_ms: u64) -> String {
-    let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
     if at_ms >= now_ms {
         format!("at {at_ms} ms (in {} s)", (at_ms - now_ms) / 1000)
     } else {
@@ -584,7 +767,10 @@ fn event_text(e: &EventView) -> String {
         e.spec.max_seats_per_hold,
     );
     if let Some(waiting) = e.queue_waiting {
-        out.push_str(&format!("waiting room: {waiting} waiting, {} shopping\n", e.queue_shopping.unwrap_or(0)));
+        out.push_str(&format!(
+            "waiting room: {waiting} waiting, {} shopping\n",
+            e.queue_shopping.unwrap_or(0)
+        ));
     }
     for section in &e.spec.sections {
         out.push_str(&format!(
@@ -610,7 +796,11 @@ fn seats_text(v: &AvailabilityView) -> String {
         out.push_str(&format!(
             "section {}{} at {}: capacity {}, available {}, held {}, booked {}\n",
             s.section,
-            if s.general_admission { " (general admission)" } else { "" },
+            if s.general_admission {
+                " (general admission)"
+            } else {
+                ""
+            },
             money(s.price_cents),
             s.capacity,
             s.available,
@@ -648,7 +838,10 @@ fn booking_text(b: &BookingView) -> String {
         } else {
             "valid".to_string()
         };
-        out.push_str(&format!("  ticket {} seat {} {state}\n", t.ticket_id, t.seat));
+        out.push_str(&format!(
+            "  ticket {} seat {} {state}\n",
+            t.ticket_id, t.seat
+        ));
     }
     out.trim_end().to_string()
 }
@@ -656,7 +849,11 @@ fn booking_text(b: &BookingView) -> String {
 fn members_text(members: &[client::Member]) -> String {
     let mut rows = vec![vec!["NODE".to_string(), "ADDR".into(), "KIND".into()]];
     for m in members {
-        rows.push(vec![m.node_id.to_string(), m.addr.clone(), if m.voter { "voter" } else { "learner" }.into()]);
+        rows.push(vec![
+            m.node_id.to_string(),
+            m.addr.clone(),
+            if m.voter { "voter" } else { "learner" }.into(),
+        ]);
     }
     render_table(&rows)
 }

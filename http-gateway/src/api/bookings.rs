@@ -22,8 +22,17 @@ use crate::problem::{ApiJson, ApiPath, Problem};
 use crate::tickets::{public_key_b64, qr_svg, sign_code, verify_code, CODE_LEN_MAX};
 use crate::{rfc3339_ms, AppState};
 
-async fn owned_booking(state: &AppState, caller: &Caller, booking_id: u64) -> Result<BookingView, Problem> {
-    let answer = read(state, Query::Booking { booking_id }, Consistency::Linearizable).await?;
+async fn owned_booking(
+    state: &AppState,
+    caller: &Caller,
+    booking_id: u64,
+) -> Result<BookingView, Problem> {
+    let answer = read(
+        state,
+        Query::Booking { booking_id },
+        Consistency::Linearizable,
+    )
+    .await?;
     let view = match answer.result {
         QueryResult::Booking(r) => r?,
         _ => return Err(unexpected("booking query")),
@@ -35,14 +44,23 @@ async fn owned_booking(state: &AppState, caller: &Caller, booking_id: u64) -> Re
 }
 
 async fn ticket(state: &AppState, ticket_id: u64) -> Result<TicketView, Problem> {
-    let answer = read(state, Query::Ticket { ticket_id }, Consistency::Linearizable).await?;
+    let answer = read(
+        state,
+        Query::Ticket { ticket_id },
+        Consistency::Linearizable,
+    )
+    .await?;
     match answer.result {
         QueryResult::Ticket(r) => Ok(r?),
         _ => Err(unexpected("ticket query")),
     }
 }
 
-async fn owned_ticket(state: &AppState, caller: &Caller, ticket_id: u64) -> Result<TicketView, Problem> {
+async fn owned_ticket(
+    state: &AppState,
+    caller: &Caller,
+    ticket_id: u64,
+) -> Result<TicketView, Problem> {
     let view = ticket(state, ticket_id).await?;
     if !caller.may_see(&view.holder) {
         return Err(BookingError::NotOwner.into());
@@ -68,14 +86,29 @@ pub async fn cancel_booking(
 ) -> Result<Response, Problem> {
     let view = owned_booking(&state, &Caller::User(user.0.clone()), booking_id).await?;
     let ids = (ids::for_booking(booking_id), step::CANCEL_BOOKING);
-    let revoked = match submit(&state, ids, Command::CancelBooking { booking_id, holder: user.0 }).await? {
-        Reply::BookingCancelled { tickets_revoked, .. } => tickets_revoked,
+    let revoked = match submit(
+        &state,
+        ids,
+        Command::CancelBooking {
+            booking_id,
+            holder: user.0,
+        },
+    )
+    .await?
+    {
+        Reply::BookingCancelled {
+            tickets_revoked, ..
+        } => tickets_revoked,
         _ => return Err(unexpected("cancel_booking")),
     };
     // Refund after the seats are back: a failed refund is retried by
     // cancelling again (the cancel itself is remembered, the refund is
     // idempotent per charge).
-    let refunded = state.payments.refund(view.payment_ref.clone()).await.is_ok();
+    let refunded = state
+        .payments
+        .refund(view.payment_ref.clone())
+        .await
+        .is_ok();
     Ok(axum::Json(json!({
         "booking_id": booking_id,
         "status": "cancelled",
@@ -132,8 +165,16 @@ pub async fn ticket_qr(
     ApiPath(ticket_id): ApiPath<u64>,
 ) -> Result<Response, Problem> {
     let t = owned_ticket(&state, &caller, ticket_id).await?;
-    let svg = qr_svg(&sign_code(state.keys.ticket_key(), &t)).map_err(|e| Problem::internal(format!("qr: {e}")))?;
-    Ok(([(CONTENT_TYPE, "image/svg+xml"), (CACHE_CONTROL, "private, max-age=3600")], svg).into_response())
+    let svg = qr_svg(&sign_code(state.keys.ticket_key(), &t))
+        .map_err(|e| Problem::internal(format!("qr: {e}")))?;
+    Ok((
+        [
+            (CONTENT_TYPE, "image/svg+xml"),
+            (CACHE_CONTROL, "private, max-age=3600"),
+        ],
+        svg,
+    )
+        .into_response())
 }
 
 #[derive(Deserialize)]
@@ -143,22 +184,33 @@ pub struct VerifyBody {
 }
 
 #[tracing::instrument(skip_all)]
-pub async fn verify_ticket(State(state): State<AppState>, ApiJson(body): ApiJson<VerifyBody>) -> Result<Response, Problem> {
+pub async fn verify_ticket(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<VerifyBody>,
+) -> Result<Response, Problem> {
     if body.code.len() > CODE_LEN_MAX {
-        return Err(Problem::unprocessable("invalid_code", format!("code: at most {CODE_LEN_MAX} bytes")));
+        return Err(Problem::unprocessable(
+            "invalid_code",
+            format!("code: at most {CODE_LEN_MAX} bytes"),
+        ));
     }
     let payload = match verify_code(&state.keys.ticket_key().verifying_key(), &body.code) {
         Ok(p) => p,
         Err(e) => {
-            return Ok(axum::Json(json!({ "valid": false, "signature_valid": false, "reason": e.code() })).into_response())
+            return Ok(axum::Json(
+                json!({ "valid": false, "signature_valid": false, "reason": e.code() }),
+            )
+            .into_response())
         }
     };
     // Signature fine: the online half (revocation, check-in).
     let t = match ticket(&state, payload.t).await {
         Ok(t) => t,
         Err(p) if p.status == 404 => {
-            return Ok(axum::Json(json!({ "valid": false, "signature_valid": true, "reason": "unknown_ticket" }))
-                .into_response())
+            return Ok(axum::Json(
+                json!({ "valid": false, "signature_valid": true, "reason": "unknown_ticket" }),
+            )
+            .into_response())
         }
         Err(p) => return Err(p),
     };
@@ -188,9 +240,14 @@ pub async fn check_in(
 ) -> Result<Response, Problem> {
     // Fresh ids: a second check-in must be refused, not answered from memory.
     match submit_fresh(&state, Command::CheckIn { ticket_id }).await? {
-        Reply::CheckedIn { ticket_id, checked_in_at_ms } => Ok((
+        Reply::CheckedIn {
+            ticket_id,
+            checked_in_at_ms,
+        } => Ok((
             StatusCode::OK,
-            axum::Json(json!({ "ticket_id": ticket_id, "checked_in_at": rfc3339_ms(checked_in_at_ms) })),
+            axum::Json(
+                json!({ "ticket_id": ticket_id, "checked_in_at": rfc3339_ms(checked_in_at_ms) }),
+            ),
         )
             .into_response()),
         _ => Err(unexpected("check_in")),

@@ -27,11 +27,16 @@ pub async fn create_event(
     ApiJson(spec): ApiJson<EventSpec>,
 ) -> Result<Response, Problem> {
     // Validate here too so a bad definition never costs a log entry.
-    spec.validate().map_err(|reason| Problem::unprocessable("invalid_event", reason))?;
+    spec.validate()
+        .map_err(|reason| Problem::unprocessable("invalid_event", reason))?;
     match submit_fresh(&state, Command::CreateEvent(spec)).await? {
         Reply::EventCreated { event_id } => {
             tracing::Span::current().record("event", event_id.as_str());
-            let mut response = (StatusCode::CREATED, axum::Json(json!({ "event_id": event_id }))).into_response();
+            let mut response = (
+                StatusCode::CREATED,
+                axum::Json(json!({ "event_id": event_id })),
+            )
+                .into_response();
             if let Ok(v) = HeaderValue::from_str(&format!("/v1/events/{event_id}")) {
                 response.headers_mut().insert(LOCATION, v);
             }
@@ -45,9 +50,10 @@ pub async fn create_event(
 pub async fn list_events(State(state): State<AppState>) -> Result<Response, Problem> {
     let answer = read(&state, Query::Events, Consistency::Linearizable).await?;
     match answer.result {
-        QueryResult::Events(events) => {
-            Ok(axum::Json(json!({ "events": events, "applied_index": answer.applied_index })).into_response())
-        }
+        QueryResult::Events(events) => Ok(axum::Json(
+            json!({ "events": events, "applied_index": answer.applied_index }),
+        )
+        .into_response()),
         _ => Err(unexpected("events")),
     }
 }
@@ -60,7 +66,14 @@ pub async fn get_event(
 ) -> Result<Response, Problem> {
     check_event_id(&event_id)?;
     // The layout never changes after creation, so any replica's copy will do.
-    let answer = read(&state, Query::Event { event_id: event_id.clone() }, Consistency::Stale).await?;
+    let answer = read(
+        &state,
+        Query::Event {
+            event_id: event_id.clone(),
+        },
+        Consistency::Stale,
+    )
+    .await?;
     let view = match answer.result {
         QueryResult::Event(r) => r?,
         _ => return Err(unexpected("event")),
@@ -71,11 +84,18 @@ pub async fn get_event(
     let matches = headers
         .get(IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*" || t.trim() == format!("W/{etag}")));
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|t| t.trim() == etag || t.trim() == "*" || t.trim() == format!("W/{etag}"))
+        });
     let mut response = if matches {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
-        ([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response()
+        (
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            body,
+        )
+            .into_response()
     };
     let h = response.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&etag) {
@@ -119,8 +139,12 @@ pub async fn availability(
     let mut body = serde_json::to_value(&view).map_err(|_| unexpected("availability"))?;
     body["consistency"] = serde_json::to_value(consistency).unwrap_or_default();
     let mut response = axum::Json(body).into_response();
-    response.headers_mut().insert("x-applied-index", HeaderValue::from(view.applied_index));
-    response.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+        .headers_mut()
+        .insert("x-applied-index", HeaderValue::from(view.applied_index));
+    response
+        .headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(response)
 }
 
@@ -132,9 +156,13 @@ pub async fn open_sale(
 ) -> Result<Response, Problem> {
     check_event_id(&event_id)?;
     match submit_fresh(&state, Command::OpenSale { event_id }).await? {
-        Reply::SaleOpened { event_id, fans_shuffled } => {
-            Ok(axum::Json(json!({ "event_id": event_id, "sale": "open", "fans_shuffled": fans_shuffled })).into_response())
-        }
+        Reply::SaleOpened {
+            event_id,
+            fans_shuffled,
+        } => Ok(axum::Json(
+            json!({ "event_id": event_id, "sale": "open", "fans_shuffled": fans_shuffled }),
+        )
+        .into_response()),
         _ => Err(unexpected("open_sale")),
     }
 }
@@ -147,7 +175,9 @@ pub async fn close_sale(
 ) -> Result<Response, Problem> {
     check_event_id(&event_id)?;
     match submit_fresh(&state, Command::CloseSale { event_id }).await? {
-        Reply::SaleClosed { event_id } => Ok(axum::Json(json!({ "event_id": event_id, "sale": "closed" })).into_response()),
+        Reply::SaleClosed { event_id } => {
+            Ok(axum::Json(json!({ "event_id": event_id, "sale": "closed" })).into_response())
+        }
         _ => Err(unexpected("close_sale")),
     }
 }

@@ -23,7 +23,9 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use state_machine::{BookingError, BookingView, Command, HoldView, Query, QueryResult, Reply, Selection};
+use state_machine::{
+    BookingError, BookingView, Command, HoldView, Query, QueryResult, Reply, Selection,
+};
 
 use super::{check_event_id, read, submit, submit_fresh, unexpected};
 use crate::auth::{Caller, User};
@@ -68,7 +70,11 @@ pub struct GeneralAdmissionBody {
 }
 
 fn selection_of(body: HoldBody) -> Result<Selection, Problem> {
-    let chosen = [body.seats.is_some(), body.best_available.is_some(), body.general_admission.is_some()];
+    let chosen = [
+        body.seats.is_some(),
+        body.best_available.is_some(),
+        body.general_admission.is_some(),
+    ];
     if chosen.iter().filter(|c| **c).count() != 1 {
         return Err(Problem::unprocessable(
             "invalid_selection",
@@ -85,15 +91,26 @@ fn selection_of(body: HoldBody) -> Result<Selection, Problem> {
         return Ok(Selection::Seats(seats));
     }
     if let Some(b) = body.best_available {
-        return Ok(Selection::BestAvailable { count: b.count, section: b.section, allow_non_adjacent: b.allow_non_adjacent });
+        return Ok(Selection::BestAvailable {
+            count: b.count,
+            section: b.section,
+            allow_non_adjacent: b.allow_non_adjacent,
+        });
     }
-    let ga = body.general_admission.expect("exactly one selection is present");
-    Ok(Selection::GeneralAdmission { section: ga.section, count: ga.count })
+    let ga = body
+        .general_admission
+        .expect("exactly one selection is present");
+    Ok(Selection::GeneralAdmission {
+        section: ga.section,
+        count: ga.count,
+    })
 }
 
 /// The `Idempotency-Key` header, if present and well-formed.
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Problem> {
-    let Some(value) = headers.get("idempotency-key") else { return Ok(None) };
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
     let key = value
         .to_str()
         .ok()
@@ -137,9 +154,20 @@ pub async fn create_hold(
         Some(k) => ids::idempotent(&user.0, "hold", k),
         None => state.fresh_ids.next(),
     };
-    let command = Command::Hold { event_id, holder: user.0.clone(), selection };
+    let command = Command::Hold {
+        event_id,
+        holder: user.0.clone(),
+        selection,
+    };
     match submit(&state, ids, command).await? {
-        Reply::Held { hold_id, event_id, seats, general_admission, expires_at_ms, total_cents } => {
+        Reply::Held {
+            hold_id,
+            event_id,
+            seats,
+            general_admission,
+            expires_at_ms,
+            total_cents,
+        } => {
             tracing::Span::current().record("hold", hold_id);
             let body = json!({
                 "hold_id": hold_id,
@@ -191,8 +219,19 @@ pub async fn release_hold(
 ) -> Result<Response, Problem> {
     // Derived ids: a retried DELETE gets the first answer, not "already released".
     let ids = (ids::for_hold(hold_id), step::RELEASE);
-    match submit(&state, ids, Command::Release { hold_id, holder: user.0 }).await? {
-        Reply::Released { hold_id } => Ok(axum::Json(json!({ "hold_id": hold_id, "status": "released" })).into_response()),
+    match submit(
+        &state,
+        ids,
+        Command::Release {
+            hold_id,
+            holder: user.0,
+        },
+    )
+    .await?
+    {
+        Reply::Released { hold_id } => {
+            Ok(axum::Json(json!({ "hold_id": hold_id, "status": "released" })).into_response())
+        }
         _ => Err(unexpected("release")),
     }
 }
@@ -244,8 +283,13 @@ pub async fn checkout(
     ApiPath(hold_id): ApiPath<u64>,
     ApiJson(body): ApiJson<CheckoutBody>,
 ) -> Result<Response, Problem> {
-    if body.payment_method.is_empty() || body.payment_method.len() > crate::payments::PAYMENT_METHOD_LEN_MAX {
-        return Err(Problem::unprocessable("invalid_payment_method", "payment_method: 1..=64 characters"));
+    if body.payment_method.is_empty()
+        || body.payment_method.len() > crate::payments::PAYMENT_METHOD_LEN_MAX
+    {
+        return Err(Problem::unprocessable(
+            "invalid_payment_method",
+            "payment_method: 1..=64 characters",
+        ));
     }
     state
         .payments
@@ -256,11 +300,22 @@ pub async fn checkout(
     let client = ids::for_hold(hold_id);
     let holder = user.0.clone();
 
-    match submit(&state, (client, step::BEGIN_PAYMENT), Command::BeginPayment { hold_id, holder: holder.clone() }).await {
+    match submit(
+        &state,
+        (client, step::BEGIN_PAYMENT),
+        Command::BeginPayment {
+            hold_id,
+            holder: holder.clone(),
+        },
+    )
+    .await
+    {
         Ok(Reply::PaymentBegun { .. }) => {}
         Ok(_) => return Err(unexpected("begin_payment")),
         // Already paid (a retried checkout): answer with the booking.
-        Err(p) if p.code == "already_confirmed" => return confirmed_answer(&state, &caller, hold_id).await,
+        Err(p) if p.code == "already_confirmed" => {
+            return confirmed_answer(&state, &caller, hold_id).await
+        }
         Err(p) => return Err(p),
     }
 
@@ -272,7 +327,9 @@ pub async fn checkout(
     };
     let charged = charge_with_retries(&state, request).await;
     match charged {
-        Ok(ChargeResult::Succeeded { charge_id }) => confirm(&state, hold_id, holder, charge_id).await,
+        Ok(ChargeResult::Succeeded { charge_id }) => {
+            confirm(&state, hold_id, holder, charge_id).await
+        }
         Ok(ChargeResult::Pending { charge_id }) => {
             state.metrics.payments.with_label_values(&["pending"]).inc();
             let body = json!({
@@ -284,7 +341,11 @@ pub async fn checkout(
             Ok((StatusCode::ACCEPTED, axum::Json(body)).into_response())
         }
         Ok(ChargeResult::Declined { reason }) => {
-            state.metrics.payments.with_label_values(&["declined"]).inc();
+            state
+                .metrics
+                .payments
+                .with_label_values(&["declined"])
+                .inc();
             fail_payment(&state, hold_id, holder).await?;
             Err(Problem::new(
                 StatusCode::PAYMENT_REQUIRED,
@@ -306,7 +367,10 @@ pub async fn checkout(
     }
 }
 
-async fn charge_with_retries(state: &AppState, request: ChargeRequest) -> Result<ChargeResult, PaymentError> {
+async fn charge_with_retries(
+    state: &AppState,
+    request: ChargeRequest,
+) -> Result<ChargeResult, PaymentError> {
     let attempts = state.settings.payment_attempts_max.max(1);
     let timeout = Duration::from_millis(state.settings.payment_timeout_ms);
     let mut backoff = Duration::from_millis(state.settings.payment_backoff_ms);
@@ -331,7 +395,13 @@ async fn charge_with_retries(state: &AppState, request: ChargeRequest) -> Result
 }
 
 async fn fail_payment(state: &AppState, hold_id: u64, holder: String) -> Result<(), Problem> {
-    match submit(state, (ids::for_hold(hold_id), step::FAIL_PAYMENT), Command::FailPayment { hold_id, holder }).await {
+    match submit(
+        state,
+        (ids::for_hold(hold_id), step::FAIL_PAYMENT),
+        Command::FailPayment { hold_id, holder },
+    )
+    .await
+    {
         Ok(_) => Ok(()),
         // The hold lapsed on its own: the seats are free either way.
         Err(p) if p.code == "hold_expired" => Ok(()),
@@ -340,12 +410,29 @@ async fn fail_payment(state: &AppState, hold_id: u64, holder: String) -> Result<
 }
 
 /// Confirms a paid hold; refunds if the hold lapsed meanwhile.
-async fn confirm(state: &AppState, hold_id: u64, holder: String, charge_id: String) -> Result<Response, Problem> {
-    let command = Command::Confirm { hold_id, holder, payment_ref: charge_id.clone() };
+async fn confirm(
+    state: &AppState,
+    hold_id: u64,
+    holder: String,
+    charge_id: String,
+) -> Result<Response, Problem> {
+    let command = Command::Confirm {
+        hold_id,
+        holder,
+        payment_ref: charge_id.clone(),
+    };
     match submit(state, (ids::for_hold(hold_id), step::CONFIRM), command).await {
         Ok(Reply::Confirmed(booking)) => {
-            state.metrics.payments.with_label_values(&["confirmed"]).inc();
-            let mut response = (StatusCode::CREATED, axum::Json(booking_json(state, &booking))).into_response();
+            state
+                .metrics
+                .payments
+                .with_label_values(&["confirmed"])
+                .inc();
+            let mut response = (
+                StatusCode::CREATED,
+                axum::Json(booking_json(state, &booking)),
+            )
+                .into_response();
             if let Ok(v) = HeaderValue::from_str(&format!("/v1/bookings/{}", booking.booking_id)) {
                 response.headers_mut().insert(LOCATION, v);
             }
@@ -353,15 +440,21 @@ async fn confirm(state: &AppState, hold_id: u64, holder: String, charge_id: Stri
         }
         Ok(_) => Err(unexpected("confirm")),
         Err(p) if p.code == "hold_expired" => {
-            state.metrics.payments.with_label_values(&["refunded"]).inc();
+            state
+                .metrics
+                .payments
+                .with_label_values(&["refunded"])
+                .inc();
             let refunded = state.payments.refund(charge_id.clone()).await.is_ok();
             Err(Problem::new(
                 StatusCode::GONE,
                 "hold_expired",
                 if refunded {
-                    "the hold expired before the payment completed; the charge was refunded".to_string()
+                    "the hold expired before the payment completed; the charge was refunded"
+                        .to_string()
                 } else {
-                    "the hold expired before the payment completed; the refund is pending".to_string()
+                    "the hold expired before the payment completed; the refund is pending"
+                        .to_string()
                 },
             )
             .with("hold_id", hold_id)
@@ -373,38 +466,75 @@ async fn confirm(state: &AppState, hold_id: u64, holder: String, charge_id: Stri
 }
 
 /// The booking a confirmed hold became.
-async fn confirmed_answer(state: &AppState, caller: &Caller, hold_id: u64) -> Result<Response, Problem> {
+async fn confirmed_answer(
+    state: &AppState,
+    caller: &Caller,
+    hold_id: u64,
+) -> Result<Response, Problem> {
     let hold = owned_hold(state, caller, hold_id).await?;
-    let booking_id = hold.booking_id.ok_or_else(|| unexpected("confirmed hold without booking"))?;
-    let answer = read(state, Query::Booking { booking_id }, Consistency::Linearizable).await?;
+    let booking_id = hold
+        .booking_id
+        .ok_or_else(|| unexpected("confirmed hold without booking"))?;
+    let answer = read(
+        state,
+        Query::Booking { booking_id },
+        Consistency::Linearizable,
+    )
+    .await?;
     match answer.result {
         QueryResult::Booking(r) => {
             let booking = r?;
-            Ok((StatusCode::CREATED, axum::Json(booking_json(state, &booking))).into_response())
+            Ok((
+                StatusCode::CREATED,
+                axum::Json(booking_json(state, &booking)),
+            )
+                .into_response())
         }
         _ => Err(unexpected("booking query")),
     }
 }
 
 #[tracing::instrument(skip_all, fields(webhook = tracing::field::Empty))]
-pub async fn webhook(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, Problem> {
+pub async fn webhook(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Problem> {
     let signature = headers
         .get("booking-signature")
         .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| Problem::bad_request("invalid_signature", "missing Booking-Signature header"))?;
-    verify_webhook(state.keys.webhook_secret(), signature, &body, unix_now_s(), state.settings.webhook_tolerance_s)
-        .map_err(|e| Problem::bad_request("invalid_signature", e.to_string()))?;
-    let event: WebhookEvent =
-        serde_json::from_slice(&body).map_err(|e| Problem::unprocessable("invalid_body", e.to_string()))?;
+        .ok_or_else(|| {
+            Problem::bad_request("invalid_signature", "missing Booking-Signature header")
+        })?;
+    verify_webhook(
+        state.keys.webhook_secret(),
+        signature,
+        &body,
+        unix_now_s(),
+        state.settings.webhook_tolerance_s,
+    )
+    .map_err(|e| Problem::bad_request("invalid_signature", e.to_string()))?;
+    let event: WebhookEvent = serde_json::from_slice(&body)
+        .map_err(|e| Problem::unprocessable("invalid_body", e.to_string()))?;
     if event.id.is_empty() || event.id.len() > state_machine::limits::MAX_WEBHOOK_ID_LEN {
-        return Err(Problem::unprocessable("invalid_body", "id: 1..=256 characters"));
+        return Err(Problem::unprocessable(
+            "invalid_body",
+            "id: 1..=256 characters",
+        ));
     }
     tracing::Span::current().record("webhook", event.id.as_str());
     let hold_id = event.data.hold_id;
     // The holder comes from replicated state, not from the webhook.
     let hold = owned_hold(&state, &Caller::Admin, hold_id).await?;
     let outcome = match event.kind.as_str() {
-        "payment.succeeded" => match confirm(&state, hold_id, hold.holder.clone(), event.data.charge_id.clone()).await {
+        "payment.succeeded" => match confirm(
+            &state,
+            hold_id,
+            hold.holder.clone(),
+            event.data.charge_id.clone(),
+        )
+        .await
+        {
             Ok(_) => "confirmed",
             Err(p) if p.code == "hold_expired" => "refunded",
             Err(p) if p.code == "already_confirmed" => "confirmed",
@@ -414,11 +544,26 @@ pub async fn webhook(State(state): State<AppState>, headers: HeaderMap, body: By
             fail_payment(&state, hold_id, hold.holder.clone()).await?;
             "released"
         }
-        other => return Err(Problem::unprocessable("invalid_body", format!("unknown webhook type {other:?}"))),
+        other => {
+            return Err(Problem::unprocessable(
+                "invalid_body",
+                format!("unknown webhook type {other:?}"),
+            ))
+        }
     };
-    let new = match submit_fresh(&state, Command::RecordWebhook { webhook_id: event.id.clone() }).await? {
+    let new = match submit_fresh(
+        &state,
+        Command::RecordWebhook {
+            webhook_id: event.id.clone(),
+        },
+    )
+    .await?
+    {
         Reply::WebhookRecorded { new } => new,
         _ => return Err(unexpected("record_webhook")),
     };
-    Ok(axum::Json(json!({ "received": true, "duplicate": !new, "hold_id": hold_id, "outcome": outcome })).into_response())
+    Ok(axum::Json(
+        json!({ "received": true, "duplicate": !new, "hold_id": hold_id, "outcome": outcome }),
+    )
+    .into_response())
 }

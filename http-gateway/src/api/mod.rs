@@ -39,21 +39,32 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/sessions", post(ops::create_session))
         .route(
             "/v1/events",
-            get(events::list_events).post(events::create_event).layer(DefaultBodyLimit::max(event_body_limit)),
+            get(events::list_events)
+                .post(events::create_event)
+                .layer(DefaultBodyLimit::max(event_body_limit)),
         )
         .route("/v1/events/{event_id}", get(events::get_event))
-        .route("/v1/events/{event_id}/availability", get(events::availability))
+        .route(
+            "/v1/events/{event_id}/availability",
+            get(events::availability),
+        )
         .route("/v1/events/{event_id}/sale/open", post(events::open_sale))
         .route("/v1/events/{event_id}/sale/close", post(events::close_sale))
         .route("/v1/events/{event_id}/live", get(crate::live::live))
         .route("/v1/events/{event_id}/holds", post(holds::create_hold))
         .route("/v1/events/{event_id}/queue", post(queue::join))
         .route("/v1/events/{event_id}/queue/{token}", get(queue::position))
-        .route("/v1/holds/{hold_id}", get(holds::get_hold).delete(holds::release_hold))
+        .route(
+            "/v1/holds/{hold_id}",
+            get(holds::get_hold).delete(holds::release_hold),
+        )
         .route("/v1/holds/{hold_id}/checkout", post(holds::checkout))
         .route("/v1/payments/webhook", post(holds::webhook))
         .route("/v1/bookings/{booking_id}", get(bookings::get_booking))
-        .route("/v1/bookings/{booking_id}/cancel", post(bookings::cancel_booking))
+        .route(
+            "/v1/bookings/{booking_id}/cancel",
+            post(bookings::cancel_booking),
+        )
         .route("/v1/tickets/public-key", get(bookings::public_key))
         .route("/v1/tickets/verify", post(bookings::verify_ticket))
         .route("/v1/tickets/{ticket_id}", get(bookings::get_ticket))
@@ -71,8 +82,14 @@ pub fn router(state: AppState) -> Router {
     api.layer(
         ServiceBuilder::new()
             .layer(middleware::from_fn(problem::ensure_problem_body))
-            .layer(middleware::from_fn_with_state(state.clone(), crate::metrics::record))
-            .layer(middleware::from_fn_with_state(state.clone(), crate::ratelimit::limit))
+            .layer(middleware::from_fn_with_state(
+                state.clone(),
+                crate::metrics::record,
+            ))
+            .layer(middleware::from_fn_with_state(
+                state.clone(),
+                crate::ratelimit::limit,
+            ))
             .layer(CatchPanicLayer::custom(problem::panic_response)),
     )
     .with_state(state)
@@ -80,11 +97,22 @@ pub fn router(state: AppState) -> Router {
 
 /// Submits one command with the given ids, bounded by `cluster_timeout_ms`.
 /// Domain refusals come back as problems.
-pub(crate) async fn submit(state: &AppState, ids: (u64, u64), command: Command) -> Result<Reply, Problem> {
-    let request = Request { client_id: ids.0, request_id: ids.1, command };
+pub(crate) async fn submit(
+    state: &AppState,
+    ids: (u64, u64),
+    command: Command,
+) -> Result<Reply, Problem> {
+    let request = Request {
+        client_id: ids.0,
+        request_id: ids.1,
+        command,
+    };
     let timeout = Duration::from_millis(state.settings.cluster_timeout_ms);
     match tokio::time::timeout(timeout, state.cluster.submit(request)).await {
-        Err(_) => Err(crate::cluster::ClusterError::OutcomeUnknown { reason: "timed out".into() }.into()),
+        Err(_) => Err(crate::cluster::ClusterError::OutcomeUnknown {
+            reason: "timed out".into(),
+        }
+        .into()),
         Ok(Err(e)) => Err(e.into()),
         Ok(Ok(Ok(reply))) => Ok(reply),
         Ok(Ok(Err(refusal))) => Err(refusal.into()),
@@ -97,11 +125,19 @@ pub(crate) async fn submit_fresh(state: &AppState, command: Command) -> Result<R
 }
 
 /// Reads one query, bounded by `cluster_timeout_ms`.
-pub(crate) async fn read(state: &AppState, query: Query, consistency: Consistency) -> Result<ReadAnswer, Problem> {
+pub(crate) async fn read(
+    state: &AppState,
+    query: Query,
+    consistency: Consistency,
+) -> Result<ReadAnswer, Problem> {
     let timeout = Duration::from_millis(state.settings.cluster_timeout_ms);
     match tokio::time::timeout(timeout, state.cluster.read(query, consistency)).await {
-        Err(_) => Err(Problem::new(StatusCode::SERVICE_UNAVAILABLE, "timeout", "the cluster did not answer in time")
-            .retry_after_ms(1_000)),
+        Err(_) => Err(Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "timeout",
+            "the cluster did not answer in time",
+        )
+        .retry_after_ms(1_000)),
         Ok(Err(e)) => Err(e.into()),
         Ok(Ok(answer)) => Ok(answer),
     }
@@ -116,7 +152,10 @@ pub(crate) fn unexpected(what: &str) -> Problem {
 /// Event ids are slugs of at most 64 characters; anything else cannot exist.
 pub(crate) fn check_event_id(event_id: &str) -> Result<(), Problem> {
     if state_machine::spec::check_slug(event_id).is_err() {
-        return Err(Problem::not_found("unknown_event", format!("no event {event_id:?}")));
+        return Err(Problem::not_found(
+            "unknown_event",
+            format!("no event {event_id:?}"),
+        ));
     }
     Ok(())
 }

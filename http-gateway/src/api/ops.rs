@@ -34,7 +34,9 @@ pub async fn create_session(
     let name = body.name.trim();
     let ok = !name.is_empty()
         && name.len() <= USER_NAME_LEN_MAX
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
     if !ok {
         return Err(Problem::unprocessable(
             "invalid_name",
@@ -60,32 +62,63 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Response, Problem> 
     let timeout = Duration::from_millis(state.settings.cluster_timeout_ms);
     let status = tokio::time::timeout(timeout, state.cluster.status())
         .await
-        .map_err(|_| Problem::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", "cluster status timed out").retry_after_ms(1_000))?
+        .map_err(|_| {
+            Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not_ready",
+                "cluster status timed out",
+            )
+            .retry_after_ms(1_000)
+        })?
         .map_err(Problem::from)?;
     if status.leader_id.is_none() {
-        return Err(Problem::new(StatusCode::SERVICE_UNAVAILABLE, "no_leader", "the cluster has no leader")
-            .retry_after_ms(1_000));
+        return Err(Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no_leader",
+            "the cluster has no leader",
+        )
+        .retry_after_ms(1_000));
     }
     Ok(axum::Json(json!({ "status": "ready", "leader_id": status.leader_id, "applied_index": status.applied_index }))
         .into_response())
 }
 
 pub async fn metrics(State(state): State<AppState>) -> Response {
-    ([(CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()).into_response()
+    (
+        [(CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+        .into_response()
 }
 
 #[tracing::instrument(skip_all)]
-pub async fn cluster_status(State(state): State<AppState>, _admin: Admin) -> Result<Response, Problem> {
+pub async fn cluster_status(
+    State(state): State<AppState>,
+    _admin: Admin,
+) -> Result<Response, Problem> {
     let timeout = Duration::from_millis(state.settings.cluster_timeout_ms);
     let status = tokio::time::timeout(timeout, state.cluster.status())
         .await
-        .map_err(|_| Problem::new(StatusCode::SERVICE_UNAVAILABLE, "timeout", "cluster status timed out").retry_after_ms(1_000))?
+        .map_err(|_| {
+            Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "timeout",
+                "cluster status timed out",
+            )
+            .retry_after_ms(1_000)
+        })?
         .map_err(Problem::from)?;
     Ok(axum::Json(status).into_response())
 }
 
 pub async fn openapi() -> Response {
-    ([(CONTENT_TYPE, "application/json"), (CACHE_CONTROL, "public, max-age=300")], crate::openapi::document_json())
+    (
+        [
+            (CONTENT_TYPE, "application/json"),
+            (CACHE_CONTROL, "public, max-age=300"),
+        ],
+        crate::openapi::document_json(),
+    )
         .into_response()
 }
 
@@ -94,33 +127,171 @@ pub async fn index_page() -> Response {
 }
 
 /// Route table of the OpenAPI document: (method, path, summary, auth, success statuses).
-pub(crate) fn openapi_routes() -> &'static [(&'static str, &'static str, &'static str, &'static str, &'static [u16])] {
+pub(crate) fn openapi_routes() -> &'static [(
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static [u16],
+)] {
     &[
-        ("post", "/v1/sessions", "Get a signed session token for a name", "none", &[201]),
+        (
+            "post",
+            "/v1/sessions",
+            "Get a signed session token for a name",
+            "none",
+            &[201],
+        ),
         ("get", "/v1/events", "List events", "none", &[200]),
-        ("post", "/v1/events", "Create an event (body: EventSpec)", "admin", &[201]),
-        ("get", "/v1/events/{event_id}", "The static layout of an event (ETag, Cache-Control, 304)", "none", &[200, 304]),
-        ("get", "/v1/events/{event_id}/availability", "Seat states as of an applied log index", "none", &[200]),
-        ("post", "/v1/events/{event_id}/sale/open", "Open the sale", "admin", &[200]),
-        ("post", "/v1/events/{event_id}/sale/close", "Close the sale", "admin", &[200]),
-        ("get", "/v1/events/{event_id}/live", "WebSocket: a snapshot, then seat changes; ?from=<index> resumes", "none", &[101]),
-        ("post", "/v1/events/{event_id}/holds", "Hold seats (Idempotency-Key honoured)", "user", &[201]),
-        ("post", "/v1/events/{event_id}/queue", "Join the waiting room", "user", &[200, 201]),
-        ("get", "/v1/events/{event_id}/queue/{token}", "Waiting-room position", "user", &[200]),
-        ("get", "/v1/holds/{hold_id}", "See a hold (owner only)", "user", &[200]),
-        ("delete", "/v1/holds/{hold_id}", "Release a hold (owner only)", "user", &[200]),
-        ("post", "/v1/holds/{hold_id}/checkout", "Pay and confirm a hold", "user", &[201, 202]),
-        ("post", "/v1/payments/webhook", "Payment provider webhook (Booking-Signature)", "signature", &[200]),
-        ("get", "/v1/bookings/{booking_id}", "See a booking (owner only)", "user", &[200]),
-        ("post", "/v1/bookings/{booking_id}/cancel", "Cancel a booking: refund, seats return", "user", &[200]),
-        ("get", "/v1/tickets/public-key", "The Ed25519 public key tickets are signed with", "none", &[200]),
-        ("post", "/v1/tickets/verify", "Verify a ticket code (signature offline, revocation online)", "none", &[200]),
-        ("get", "/v1/tickets/{ticket_id}", "A signed e-ticket", "user", &[200]),
-        ("get", "/v1/tickets/{ticket_id}/qr.svg", "The ticket's QR code", "user", &[200]),
-        ("post", "/v1/tickets/{ticket_id}/check-in", "Check a ticket in (once)", "admin", &[200]),
+        (
+            "post",
+            "/v1/events",
+            "Create an event (body: EventSpec)",
+            "admin",
+            &[201],
+        ),
+        (
+            "get",
+            "/v1/events/{event_id}",
+            "The static layout of an event (ETag, Cache-Control, 304)",
+            "none",
+            &[200, 304],
+        ),
+        (
+            "get",
+            "/v1/events/{event_id}/availability",
+            "Seat states as of an applied log index",
+            "none",
+            &[200],
+        ),
+        (
+            "post",
+            "/v1/events/{event_id}/sale/open",
+            "Open the sale",
+            "admin",
+            &[200],
+        ),
+        (
+            "post",
+            "/v1/events/{event_id}/sale/close",
+            "Close the sale",
+            "admin",
+            &[200],
+        ),
+        (
+            "get",
+            "/v1/events/{event_id}/live",
+            "WebSocket: a snapshot, then seat changes; ?from=<index> resumes",
+            "none",
+            &[101],
+        ),
+        (
+            "post",
+            "/v1/events/{event_id}/holds",
+            "Hold seats (Idempotency-Key honoured)",
+            "user",
+            &[201],
+        ),
+        (
+            "post",
+            "/v1/events/{event_id}/queue",
+            "Join the waiting room",
+            "user",
+            &[200, 201],
+        ),
+        (
+            "get",
+            "/v1/events/{event_id}/queue/{token}",
+            "Waiting-room position",
+            "user",
+            &[200],
+        ),
+        (
+            "get",
+            "/v1/holds/{hold_id}",
+            "See a hold (owner only)",
+            "user",
+            &[200],
+        ),
+        (
+            "delete",
+            "/v1/holds/{hold_id}",
+            "Release a hold (owner only)",
+            "user",
+            &[200],
+        ),
+        (
+            "post",
+            "/v1/holds/{hold_id}/checkout",
+            "Pay and confirm a hold",
+            "user",
+            &[201, 202],
+        ),
+        (
+            "post",
+            "/v1/payments/webhook",
+            "Payment provider webhook (Booking-Signature)",
+            "signature",
+            &[200],
+        ),
+        (
+            "get",
+            "/v1/bookings/{booking_id}",
+            "See a booking (owner only)",
+            "user",
+            &[200],
+        ),
+        (
+            "post",
+            "/v1/bookings/{booking_id}/cancel",
+            "Cancel a booking: refund, seats return",
+            "user",
+            &[200],
+        ),
+        (
+            "get",
+            "/v1/tickets/public-key",
+            "The Ed25519 public key tickets are signed with",
+            "none",
+            &[200],
+        ),
+        (
+            "post",
+            "/v1/tickets/verify",
+            "Verify a ticket code (signature offline, revocation online)",
+            "none",
+            &[200],
+        ),
+        (
+            "get",
+            "/v1/tickets/{ticket_id}",
+            "A signed e-ticket",
+            "user",
+            &[200],
+        ),
+        (
+            "get",
+            "/v1/tickets/{ticket_id}/qr.svg",
+            "The ticket's QR code",
+            "user",
+            &[200],
+        ),
+        (
+            "post",
+            "/v1/tickets/{ticket_id}/check-in",
+            "Check a ticket in (once)",
+            "admin",
+            &[200],
+        ),
         ("get", "/v1/cluster", "Cluster status", "admin", &[200]),
         ("get", "/healthz", "Liveness", "none", &[200]),
-        ("get", "/readyz", "Readiness: the cluster has a leader", "none", &[200]),
+        (
+            "get",
+            "/readyz",
+            "Readiness: the cluster has a leader",
+            "none",
+            &[200],
+        ),
         ("get", "/metrics", "Prometheus metrics", "none", &[200]),
         ("get", "/openapi.json", "This document", "none", &[200]),
         ("get", "/", "The seat-map page", "none", &[200]),

@@ -18,10 +18,22 @@ use crate::{rfc3339_ms, AppState};
 
 /// (admit batch, hold TTL ms) of an event with a waiting room, for estimates.
 async fn admission_pace(state: &AppState, event_id: &str) -> Option<(u64, u64, Option<u64>)> {
-    let answer = read(state, Query::Event { event_id: event_id.to_string() }, Consistency::Stale).await.ok()?;
+    let answer = read(
+        state,
+        Query::Event {
+            event_id: event_id.to_string(),
+        },
+        Consistency::Stale,
+    )
+    .await
+    .ok()?;
     match answer.result {
         QueryResult::Event(Ok(view)) => {
-            let batch = view.spec.waiting_room.as_ref().map_or(1, |w| w.admit_batch.max(1)) as u64;
+            let batch = view
+                .spec
+                .waiting_room
+                .as_ref()
+                .map_or(1, |w| w.admit_batch.max(1)) as u64;
             Some((batch, view.spec.hold_ttl_ms, view.queue_waiting))
         }
         _ => None,
@@ -59,13 +71,23 @@ pub async fn join(
     ApiPath(event_id): ApiPath<String>,
 ) -> Result<Response, Problem> {
     check_event_id(&event_id)?;
-    let command = Command::JoinQueue { event_id: event_id.clone(), user: user.0.clone() };
+    let command = Command::JoinQueue {
+        event_id: event_id.clone(),
+        user: user.0.clone(),
+    };
     match submit_fresh(&state, command).await? {
-        Reply::QueueJoined { queue, already_joined } => {
+        Reply::QueueJoined {
+            queue,
+            already_joined,
+        } => {
             let token = state.keys.issue_queue_token(&event_id, &user.0);
             let mut body = queue_json(&state, Some(token), &queue).await;
             body["already_joined"] = json!(already_joined);
-            let status = if already_joined { StatusCode::OK } else { StatusCode::CREATED };
+            let status = if already_joined {
+                StatusCode::OK
+            } else {
+                StatusCode::CREATED
+            };
             Ok((status, axum::Json(body)).into_response())
         }
         _ => Err(unexpected("join_queue")),
@@ -79,14 +101,24 @@ pub async fn position(
     ApiPath((event_id, token)): ApiPath<(String, String)>,
 ) -> Result<Response, Problem> {
     check_event_id(&event_id)?;
-    let (token_event, token_user) = state
-        .keys
-        .verify_queue_token(&token)
-        .ok_or_else(|| Problem::forbidden("invalid_queue_token", "the waiting-room token is not valid"))?;
+    let (token_event, token_user) = state.keys.verify_queue_token(&token).ok_or_else(|| {
+        Problem::forbidden("invalid_queue_token", "the waiting-room token is not valid")
+    })?;
     if token_event != event_id || token_user != user.0 {
-        return Err(Problem::forbidden("invalid_queue_token", "the waiting-room token belongs to another user or event"));
+        return Err(Problem::forbidden(
+            "invalid_queue_token",
+            "the waiting-room token belongs to another user or event",
+        ));
     }
-    let answer = read(&state, Query::QueuePosition { event_id, user: user.0 }, Consistency::Linearizable).await?;
+    let answer = read(
+        &state,
+        Query::QueuePosition {
+            event_id,
+            user: user.0,
+        },
+        Consistency::Linearizable,
+    )
+    .await?;
     match answer.result {
         QueryResult::QueuePosition(r) => {
             let q = r?;

@@ -69,7 +69,14 @@ pub async fn start_on(fake: Arc<FakeCluster>, settings: GatewaySettings) -> Gw {
         .await
         .expect("gateway runs");
     });
-    Gw { base, fake, pay, http: reqwest::Client::new(), stop: Some(stop_tx), task: Some(task) }
+    Gw {
+        base,
+        fake,
+        pay,
+        http: reqwest::Client::new(),
+        stop: Some(stop_tx),
+        task: Some(task),
+    }
 }
 
 /// A small reserved section A (3 rows × 10 seats) and a GA section of 100.
@@ -105,7 +112,12 @@ impl Gw {
         let headers = r.headers().clone();
         let text = r.text().await.unwrap_or_default();
         let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Resp { status, headers, body, text }
+        Resp {
+            status,
+            headers,
+            body,
+            text,
+        }
     }
 
     pub async fn get(&self, path: &str, token: Option<&str>) -> Resp {
@@ -133,7 +145,9 @@ impl Gw {
     }
 
     pub async fn session(&self, name: &str) -> String {
-        let r = self.post("/v1/sessions", None, json!({ "name": name })).await;
+        let r = self
+            .post("/v1/sessions", None, json!({ "name": name }))
+            .await;
         assert_eq!(r.status, 201, "session: {}", r.text);
         r.body["token"].as_str().unwrap().to_string()
     }
@@ -141,7 +155,13 @@ impl Gw {
     /// Creates `id` (the standard spec) and opens its sale.
     pub async fn open_event(&self, id: &str) {
         self.create_event(event_spec(id)).await;
-        let r = self.post(&format!("/v1/events/{id}/sale/open"), Some(ADMIN), json!({})).await;
+        let r = self
+            .post(
+                &format!("/v1/events/{id}/sale/open"),
+                Some(ADMIN),
+                json!({}),
+            )
+            .await;
         assert_eq!(r.status, 200, "open sale: {}", r.text);
     }
 
@@ -151,16 +171,22 @@ impl Gw {
     }
 
     pub async fn hold(&self, token: &str, event: &str, body: Value) -> Resp {
-        self.post(&format!("/v1/events/{event}/holds"), Some(token), body).await
+        self.post(&format!("/v1/events/{event}/holds"), Some(token), body)
+            .await
     }
 
     /// Seat states of every reserved row, as one string per row.
     pub async fn seat_map(&self, event: &str) -> Vec<String> {
-        let r = self.get(&format!("/v1/events/{event}/availability"), None).await;
+        let r = self
+            .get(&format!("/v1/events/{event}/availability"), None)
+            .await;
         assert_eq!(r.status, 200, "availability: {}", r.text);
         let mut rows = Vec::new();
         for s in r.body["sections"].as_array().unwrap() {
-            rows.push(format!("{}:{}/{}/{}", s["section"], s["available"], s["held"], s["booked"]));
+            rows.push(format!(
+                "{}:{}/{}/{}",
+                s["section"], s["available"], s["held"], s["booked"]
+            ));
             for row in s["rows"].as_array().unwrap() {
                 rows.push(row["states"].as_str().unwrap().to_string());
             }
@@ -169,12 +195,22 @@ impl Gw {
     }
 
     /// Holds `seats` for `token` and pays with `method`; returns the checkout answer.
-    pub async fn hold_and_pay(&self, token: &str, event: &str, seats: &[&str], method: &str) -> (u64, Resp) {
+    pub async fn hold_and_pay(
+        &self,
+        token: &str,
+        event: &str,
+        seats: &[&str],
+        method: &str,
+    ) -> (u64, Resp) {
         let r = self.hold(token, event, json!({ "seats": seats })).await;
         assert_eq!(r.status, 201, "hold: {}", r.text);
         let hold_id = r.body["hold_id"].as_u64().unwrap();
         let r = self
-            .post(&format!("/v1/holds/{hold_id}/checkout"), Some(token), json!({ "payment_method": method }))
+            .post(
+                &format!("/v1/holds/{hold_id}/checkout"),
+                Some(token),
+                json!({ "payment_method": method }),
+            )
             .await;
         (hold_id, r)
     }
@@ -182,10 +218,24 @@ impl Gw {
 
 /// Asserts an error answer is problem+json with the given status and code.
 pub fn assert_problem(r: &Resp, status: u16, code: &str) {
-    assert_eq!(r.status, status, "expected {status} {code}, got {}: {}", r.status, r.text);
-    let ct = r.headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("");
-    assert!(ct.starts_with("application/problem+json"), "content-type {ct:?} for {}", r.text);
+    assert_eq!(
+        r.status, status,
+        "expected {status} {code}, got {}: {}",
+        r.status, r.text
+    );
+    let ct = r
+        .headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    assert!(
+        ct.starts_with("application/problem+json"),
+        "content-type {ct:?} for {}",
+        r.text
+    );
     assert_eq!(r.body["status"].as_u64(), Some(status as u64), "{}", r.text);
     assert_eq!(r.body["code"].as_str(), Some(code), "{}", r.text);
-    assert!(r.body["type"].is_string() && r.body["title"].is_string() && r.body["detail"].is_string());
+    assert!(
+        r.body["type"].is_string() && r.body["title"].is_string() && r.body["detail"].is_string()
+    );
 }

@@ -21,10 +21,10 @@ use std::time::{Duration, Instant};
 use clap::{Parser, Subcommand};
 use jepsen_style_tests::corpus;
 use jepsen_style_tests::harness::nemesis::NemesisKind;
+use jepsen_style_tests::harness::net;
 use jepsen_style_tests::harness::run::{self, RunOptions, RunOutcome, Verdict3};
 use jepsen_style_tests::harness::selftest::{self, CaseResult};
 use jepsen_style_tests::harness::workload::WorkloadKind;
-use jepsen_style_tests::harness::net;
 use jepsen_style_tests::linearizability::{self, Budget, Op, Outcome, Verdict};
 use jepsen_style_tests::models::register::{CasRegister, RegisterOp, RegisterRet};
 
@@ -152,7 +152,10 @@ fn main() -> ExitCode {
 /// Dropping the work drops the cluster's guards (nodes stopped, namespaces
 /// removed); the sweep afterwards catches anything a spawned task still held.
 fn with_runtime(work: impl std::future::Future<Output = ExitCode>) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("jepsen: cannot start the async runtime: {e}");
@@ -160,13 +163,14 @@ fn with_runtime(work: impl std::future::Future<Output = ExitCode>) -> ExitCode {
         }
     };
     let code = runtime.block_on(async {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!("jepsen: cannot install a SIGTERM handler: {e}");
-                return None;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("jepsen: cannot install a SIGTERM handler: {e}");
+                    return None;
+                }
+            };
         tokio::select! {
             code = work => Some(code),
             _ = tokio::signal::ctrl_c() => None,
@@ -188,7 +192,11 @@ fn with_runtime(work: impl std::future::Future<Output = ExitCode>) -> ExitCode {
 
 fn default_booking_bin() -> PathBuf {
     // <repo>/jepsen-style-tests -> <repo>/target/release/booking
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("target").join("release").join("booking")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("target")
+        .join("release")
+        .join("booking")
 }
 
 fn options(common: &CommonArgs, workload: WorkloadKind, nemesis: NemesisKind) -> RunOptions {
@@ -199,7 +207,10 @@ fn options(common: &CommonArgs, workload: WorkloadKind, nemesis: NemesisKind) ->
         seed: common.seed,
         nodes: common.nodes,
         out: common.out.clone(),
-        booking_bin: common.booking_bin.clone().unwrap_or_else(default_booking_bin),
+        booking_bin: common
+            .booking_bin
+            .clone()
+            .unwrap_or_else(default_booking_bin),
         processes: common.concurrency,
         ops_max: common.ops_max,
         check_time_limit_s: common.check_time_limit,
@@ -211,11 +222,19 @@ fn options(common: &CommonArgs, workload: WorkloadKind, nemesis: NemesisKind) ->
 
 async fn run_command(args: RunArgs) -> ExitCode {
     let Some(workload) = WorkloadKind::parse(&args.workload) else {
-        eprintln!("jepsen: unknown workload {:?}; one of {:?}", args.workload, WorkloadKind::ALL);
+        eprintln!(
+            "jepsen: unknown workload {:?}; one of {:?}",
+            args.workload,
+            WorkloadKind::ALL
+        );
         return ExitCode::from(EXIT_RUN_HARNESS);
     };
     let Some(nemesis) = NemesisKind::parse(&args.nemesis) else {
-        eprintln!("jepsen: unknown nemesis {:?}; one of {:?}", args.nemesis, NemesisKind::ALL);
+        eprintln!(
+            "jepsen: unknown nemesis {:?}; one of {:?}",
+            args.nemesis,
+            NemesisKind::ALL
+        );
         return ExitCode::from(EXIT_RUN_HARNESS);
     };
     if !(1..=net::NODE_ID_MAX).contains(&args.common.nodes) {

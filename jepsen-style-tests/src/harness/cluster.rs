@@ -43,7 +43,12 @@ impl Default for Timing {
     fn default() -> Self {
         // Small snapshots so a restarted or re-added node catches up by
         // snapshot during a run, which is a path worth exercising.
-        Timing { heartbeat_interval_ms: 100, election_timeout_ms: [400, 800], expiry_sweep_ms: 200, snapshot_every_entries: 2000 }
+        Timing {
+            heartbeat_interval_ms: 100,
+            election_timeout_ms: [400, 800],
+            expiry_sweep_ms: 200,
+            snapshot_every_entries: 2000,
+        }
     }
 }
 
@@ -98,7 +103,9 @@ fn spawn_from_lasting_thread(command: Command) -> std::io::Result<Child> {
         .expect("spawner lock")
         .send((command, reply_tx))
         .map_err(|_| std::io::Error::other("spawner thread is gone"))?;
-    reply_rx.recv().map_err(|_| std::io::Error::other("spawner thread is gone"))?
+    reply_rx
+        .recv()
+        .map_err(|_| std::io::Error::other("spawner thread is gone"))?
 }
 
 fn free_loopback_port() -> std::io::Result<u16> {
@@ -123,7 +130,11 @@ impl Cluster {
             ));
         }
         let ids: Vec<u64> = (1..=count).collect();
-        let net = if use_netns { Some(Net::setup(&ids)?) } else { None };
+        let net = if use_netns {
+            Some(Net::setup(&ids)?)
+        } else {
+            None
+        };
         std::fs::create_dir_all(dir.join("logs")).map_err(|e| format!("{}: {e}", dir.display()))?;
         let mut nodes = BTreeMap::new();
         for &id in &ids {
@@ -134,7 +145,16 @@ impl Cluster {
                 SocketAddr::from(([127, 0, 0, 1], port))
             };
             let log_path = dir.join("logs").join(format!("node-{id}.log"));
-            nodes.insert(id, NodeProc { id, addr, child: None, paused: false, log_path });
+            nodes.insert(
+                id,
+                NodeProc {
+                    id,
+                    addr,
+                    child: None,
+                    paused: false,
+                    log_path,
+                },
+            );
         }
         let config_path = dir.join("cluster.toml");
         let mut toml = format!(
@@ -148,12 +168,23 @@ impl Cluster {
             timing.expiry_sweep_ms
         );
         for n in nodes.values() {
-            toml.push_str(&format!("\n[[node]]\nid = {}\naddr = \"{}\"\n", n.id, n.addr));
+            toml.push_str(&format!(
+                "\n[[node]]\nid = {}\naddr = \"{}\"\n",
+                n.id, n.addr
+            ));
         }
-        std::fs::write(&config_path, toml).map_err(|e| format!("{}: {e}", config_path.display()))?;
+        std::fs::write(&config_path, toml)
+            .map_err(|e| format!("{}: {e}", config_path.display()))?;
         let run_tag = format!("{}-{}", std::process::id(), dir.display());
-        let mut cluster =
-            Cluster { booking_bin: booking_bin.to_path_buf(), config_path, data_dir: dir.join("data"), nodes, net, run_tag, extra_env };
+        let mut cluster = Cluster {
+            booking_bin: booking_bin.to_path_buf(),
+            config_path,
+            data_dir: dir.join("data"),
+            nodes,
+            net,
+            run_tag,
+            extra_env,
+        };
         for id in ids {
             // Only the lowest id initialises the membership, as `booking up` does.
             cluster.spawn(id, id == 1)?;
@@ -182,7 +213,10 @@ impl Cluster {
     }
 
     pub fn log_paths(&self) -> Vec<(u64, PathBuf)> {
-        self.nodes.values().map(|n| (n.id, n.log_path.clone())).collect()
+        self.nodes
+            .values()
+            .map(|n| (n.id, n.log_path.clone()))
+            .collect()
     }
 
     fn node_data_dir(&self, id: u64) -> PathBuf {
@@ -197,7 +231,11 @@ impl Cluster {
             .open(&node.log_path)
             .map_err(|e| format!("{}: {e}", node.log_path.display()))?;
         let log2 = log.try_clone().map_err(|e| format!("log file: {e}"))?;
-        let mut argv: Vec<String> = if self.net.is_some() { Net::exec_prefix(id) } else { Vec::new() };
+        let mut argv: Vec<String> = if self.net.is_some() {
+            Net::exec_prefix(id)
+        } else {
+            Vec::new()
+        };
         argv.push(self.booking_bin.display().to_string());
         argv.extend(["node", "--config"].map(String::from));
         argv.push(self.config_path.display().to_string());
@@ -211,7 +249,10 @@ impl Cluster {
             .args(&argv[1..])
             .env(RUN_MARKER_ENV, &self.run_tag)
             .env("BOOKING_FAULT_CLOCK", "1")
-            .env("RUST_LOG", std::env::var("JEPSEN_NODE_LOG").unwrap_or_else(|_| "info".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("JEPSEN_NODE_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(log2));
@@ -226,7 +267,8 @@ impl Cluster {
                 Ok(())
             });
         }
-        let child = spawn_from_lasting_thread(command).map_err(|e| format!("starting node {id} ({}): {e}", argv.join(" ")))?;
+        let child = spawn_from_lasting_thread(command)
+            .map_err(|e| format!("starting node {id} ({}): {e}", argv.join(" ")))?;
         let node = self.nodes.get_mut(&id).expect("checked above");
         node.child = Some(child);
         node.paused = false;
@@ -234,10 +276,16 @@ impl Cluster {
     }
 
     fn signal(&self, id: u64, sig: i32) -> Result<(), String> {
-        let child = self.nodes[&id].child.as_ref().ok_or_else(|| format!("node {id} is not running"))?;
+        let child = self.nodes[&id]
+            .child
+            .as_ref()
+            .ok_or_else(|| format!("node {id} is not running"))?;
         // SAFETY: a pid of our own child that we have not reaped yet.
         if unsafe { libc::kill(child.id() as i32, sig) } != 0 {
-            return Err(format!("signal {sig} to node {id}: {}", std::io::Error::last_os_error()));
+            return Err(format!(
+                "signal {sig} to node {id}: {}",
+                std::io::Error::last_os_error()
+            ));
         }
         Ok(())
     }
@@ -291,8 +339,10 @@ impl Cluster {
         let dir = self.node_data_dir(id);
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let tmp = dir.join("clock-offset-ms.tmp");
-        std::fs::write(&tmp, format!("{offset_ms}\n")).map_err(|e| format!("{}: {e}", tmp.display()))?;
-        std::fs::rename(&tmp, dir.join("clock-offset-ms")).map_err(|e| format!("clock offset of node {id}: {e}"))
+        std::fs::write(&tmp, format!("{offset_ms}\n"))
+            .map_err(|e| format!("{}: {e}", tmp.display()))?;
+        std::fs::rename(&tmp, dir.join("clock-offset-ms"))
+            .map_err(|e| format!("clock offset of node {id}: {e}"))
     }
 
     /// Heals what the harness can heal locally: resumes paused nodes,
@@ -333,7 +383,9 @@ impl Cluster {
         }
         let deadline = Instant::now() + STOP_GRACE;
         for node in self.nodes.values_mut() {
-            let Some(mut child) = node.child.take() else { continue };
+            let Some(mut child) = node.child.take() else {
+                continue;
+            };
             loop {
                 match child.try_wait() {
                     Ok(Some(_)) | Err(_) => break,

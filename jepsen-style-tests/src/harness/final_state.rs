@@ -60,8 +60,10 @@ pub async fn wait_converged(
     settle: Duration,
     timeout: Duration,
 ) -> Result<Vec<NodeFinal>, String> {
-    let clients: Vec<(u64, Client)> =
-        endpoints.iter().map(|(id, e)| single_node_client(e).map(|c| (*id, c))).collect::<Result<_, _>>()?;
+    let clients: Vec<(u64, Client)> = endpoints
+        .iter()
+        .map(|(id, e)| single_node_client(e).map(|c| (*id, c)))
+        .collect::<Result<_, _>>()?;
     let deadline = Instant::now() + timeout;
     let mut previous: Option<u64> = None;
     let mut last_seen = String::new();
@@ -86,14 +88,22 @@ pub async fn wait_converged(
                         state_hash: s.state_hash.clone(),
                         role: s.role.clone(),
                         term: s.term,
-                        voters: s.members.iter().filter(|m| m.voter).map(|m| m.node_id).collect(),
+                        voters: s
+                            .members
+                            .iter()
+                            .filter(|m| m.voter)
+                            .map(|m| m.node_id)
+                            .collect(),
                     })
                     .collect());
             }
             previous = all_equal.then(|| applied[0]);
         }
         if Instant::now() + settle > deadline {
-            return Err(format!("replicas did not converge within {} s: {last_seen}", timeout.as_secs()));
+            return Err(format!(
+                "replicas did not converge within {} s: {last_seen}",
+                timeout.as_secs()
+            ));
         }
         tokio::time::sleep(settle).await;
     }
@@ -110,11 +120,19 @@ pub async fn read_replica(
     use futures::StreamExt;
     let c = single_node_client(endpoint)?;
     let (result, _) = c
-        .read(Query::Availability { event_id: EVENT_ID.into() }, Consistency::Stale)
+        .read(
+            Query::Availability {
+                event_id: EVENT_ID.into(),
+            },
+            Consistency::Stale,
+        )
         .await
         .map_err(|e| format!("node {}: availability: {e}", node.node_id))?;
     let QueryResult::Availability(Ok(view)) = result else {
-        return Err(format!("node {}: availability: unexpected answer {result:?}", node.node_id));
+        return Err(format!(
+            "node {}: availability: unexpected answer {result:?}",
+            node.node_id
+        ));
     };
     let mut chars: BTreeMap<String, u8> = BTreeMap::new();
     for section in &view.sections {
@@ -140,7 +158,13 @@ pub async fn read_replica(
         match r.map_err(|e| format!("node {}: hold scan: {e}", node.node_id))? {
             (QueryResult::Hold(Ok(h)), _) if h.event_id == EVENT_ID && h.status.is_live() => {
                 for s in &h.seats {
-                    held_by.insert(s.clone(), SeatView::Held { hold_id: h.hold_id, holder: h.holder.clone() });
+                    held_by.insert(
+                        s.clone(),
+                        SeatView::Held {
+                            hold_id: h.hold_id,
+                            holder: h.holder.clone(),
+                        },
+                    );
                 }
             }
             _ => {}
@@ -149,18 +173,27 @@ pub async fn read_replica(
     let bookings: Vec<_> = futures::stream::iter(1..=booking_id_scan_to.min(ID_SCAN_MAX))
         .map(|booking_id| {
             let c = c.clone();
-            async move { c.read(Query::Booking { booking_id }, Consistency::Stale).await }
+            async move {
+                c.read(Query::Booking { booking_id }, Consistency::Stale)
+                    .await
+            }
         })
         .buffered(SCAN_CONCURRENCY)
         .collect()
         .await;
     for r in bookings {
         match r.map_err(|e| format!("node {}: booking scan: {e}", node.node_id))? {
-            (QueryResult::Booking(Ok(b)), _) if b.event_id == EVENT_ID && b.status == BookingStatus::Confirmed => {
+            (QueryResult::Booking(Ok(b)), _)
+                if b.event_id == EVENT_ID && b.status == BookingStatus::Confirmed =>
+            {
                 for s in &b.seats {
                     booked_by.insert(
                         s.clone(),
-                        SeatView::Booked { booking_id: b.booking_id, hold_id: b.hold_id, holder: b.holder.clone() },
+                        SeatView::Booked {
+                            booking_id: b.booking_id,
+                            hold_id: b.hold_id,
+                            holder: b.holder.clone(),
+                        },
                     );
                 }
             }
@@ -179,7 +212,11 @@ pub async fn read_replica(
             map.insert(seat.clone(), v);
         }
     }
-    Ok(ReplicaState { node: format!("n{}", node.node_id), seats: map, state_hash: node.state_hash.clone() })
+    Ok(ReplicaState {
+        node: format!("n{}", node.node_id),
+        seats: map,
+        state_hash: node.state_hash.clone(),
+    })
 }
 
 /// How far to scan ids: the history's largest plus room for lost replies.

@@ -40,7 +40,15 @@ pub enum NemesisKind {
 }
 
 impl NemesisKind {
-    pub const ALL: [&'static str; 7] = ["none", "partition", "kill", "pause", "clock", "membership", "mixed"];
+    pub const ALL: [&'static str; 7] = [
+        "none",
+        "partition",
+        "kill",
+        "pause",
+        "clock",
+        "membership",
+        "mixed",
+    ];
 
     pub fn parse(s: &str) -> Option<NemesisKind> {
         Some(match s {
@@ -79,7 +87,11 @@ pub enum Fault {
     /// A random minority and the majority drop each other's packets.
     PartitionHalves { minority: Vec<u64> },
     /// Two halves that cannot talk, and one node that talks to both.
-    PartitionBridge { bridge: u64, left: Vec<u64>, right: Vec<u64> },
+    PartitionBridge {
+        bridge: u64,
+        left: Vec<u64>,
+        right: Vec<u64>,
+    },
     /// Each node sees a majority, no two nodes the same one (ring order given).
     PartitionMajoritiesRing { ring: Vec<u64> },
     /// Everyone drops the leader's packets; the leader still hears them.
@@ -91,16 +103,25 @@ pub enum Fault {
     /// The node's clock jumps by `offset_ms` for the window.
     ClockBump { target: Target, offset_ms: i64 },
     /// The node's clock flips between `+offset_ms` and 0 every `period_ms`.
-    ClockStrobe { target: Target, offset_ms: i64, period_ms: u64 },
+    ClockStrobe {
+        target: Target,
+        offset_ms: i64,
+        period_ms: u64,
+    },
     /// Remove the node from the membership (through the client's admin API),
     /// with `during` injected at the same time; add it back at the end.
-    Membership { target: Target, during: Option<Box<Fault>> },
+    Membership {
+        target: Target,
+        during: Option<Box<Fault>>,
+    },
 }
 
 impl Fault {
     pub fn name(&self) -> &'static str {
         match self {
-            Fault::PartitionIsolate { target: Target::Leader } => "partition-isolate-leader",
+            Fault::PartitionIsolate {
+                target: Target::Leader,
+            } => "partition-isolate-leader",
             Fault::PartitionIsolate { .. } => "partition-isolate-node",
             Fault::PartitionHalves { .. } => "partition-halves",
             Fault::PartitionBridge { .. } => "partition-bridge",
@@ -147,27 +168,51 @@ fn target_text(t: &Target) -> String {
 
 impl std::fmt::Display for Step {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{:>7.1}s +{:>5.1}s  {}", self.start_ms as f64 / 1000.0, self.duration_ms as f64 / 1000.0, describe(&self.fault))
+        write!(
+            f,
+            "{:>7.1}s +{:>5.1}s  {}",
+            self.start_ms as f64 / 1000.0,
+            self.duration_ms as f64 / 1000.0,
+            describe(&self.fault)
+        )
     }
 }
 
 pub fn describe(fault: &Fault) -> String {
     match fault {
         Fault::PartitionIsolate { target } => format!("isolate {}", target_text(target)),
-        Fault::PartitionHalves { minority } => format!("cut minority {minority:?} from the majority"),
-        Fault::PartitionBridge { bridge, left, right } => format!("bridge: {left:?} | {right:?}, node {bridge} sees both"),
+        Fault::PartitionHalves { minority } => {
+            format!("cut minority {minority:?} from the majority")
+        }
+        Fault::PartitionBridge {
+            bridge,
+            left,
+            right,
+        } => format!("bridge: {left:?} | {right:?}, node {bridge} sees both"),
         Fault::PartitionMajoritiesRing { ring } => format!("majorities ring {ring:?}"),
         Fault::PartitionOneWayFromLeader => "drop packets from the leader (one way)".into(),
         Fault::Kill { target } => format!("kill -9 {}, restart at the end", target_text(target)),
         Fault::Pause { target } => format!("SIGSTOP {}, SIGCONT at the end", target_text(target)),
-        Fault::ClockBump { target, offset_ms } => format!("clock of {} {offset_ms:+} ms", target_text(target)),
-        Fault::ClockStrobe { target, offset_ms, period_ms } => {
-            format!("clock of {} strobes {offset_ms:+} ms / 0 every {period_ms} ms", target_text(target))
+        Fault::ClockBump { target, offset_ms } => {
+            format!("clock of {} {offset_ms:+} ms", target_text(target))
+        }
+        Fault::ClockStrobe {
+            target,
+            offset_ms,
+            period_ms,
+        } => {
+            format!(
+                "clock of {} strobes {offset_ms:+} ms / 0 every {period_ms} ms",
+                target_text(target)
+            )
         }
         Fault::Membership { target, during } => format!(
             "remove {} from the membership{}, add it back at the end",
             target_text(target),
-            during.as_ref().map(|d| format!(" while: {}", describe(d))).unwrap_or_default()
+            during
+                .as_ref()
+                .map(|d| format!(" while: {}", describe(d)))
+                .unwrap_or_default()
         ),
     }
 }
@@ -183,8 +228,12 @@ fn random_majority(rng: &mut StdRng, ids: &[u64]) -> Vec<u64> {
 fn partition_fault(rng: &mut StdRng, ids: &[u64]) -> Fault {
     let pick = |rng: &mut StdRng| ids[rng.random_range(0..ids.len())];
     match rng.random_range(0..6) {
-        0 => Fault::PartitionIsolate { target: Target::Node(pick(rng)) },
-        1 => Fault::PartitionIsolate { target: Target::Leader },
+        0 => Fault::PartitionIsolate {
+            target: Target::Node(pick(rng)),
+        },
+        1 => Fault::PartitionIsolate {
+            target: Target::Leader,
+        },
         2 => {
             let mut v = ids.to_vec();
             v.shuffle(rng);
@@ -198,7 +247,11 @@ fn partition_fault(rng: &mut StdRng, ids: &[u64]) -> Fault {
             let bridge = v.pop().expect("at least one node");
             let half = v.len() / 2;
             let right = v.split_off(half);
-            Fault::PartitionBridge { bridge, left: v, right }
+            Fault::PartitionBridge {
+                bridge,
+                left: v,
+                right,
+            }
         }
         4 => {
             let mut ring = ids.to_vec();
@@ -229,36 +282,63 @@ fn pause_fault(rng: &mut StdRng, ids: &[u64]) -> Fault {
 }
 
 fn clock_fault(rng: &mut StdRng, ids: &[u64]) -> Fault {
-    let target = if rng.random_bool(0.4) { Target::Leader } else { Target::Node(ids[rng.random_range(0..ids.len())]) };
+    let target = if rng.random_bool(0.4) {
+        Target::Leader
+    } else {
+        Target::Node(ids[rng.random_range(0..ids.len())])
+    };
     // Seconds to minutes, either way.
     let magnitude_ms: i64 = match rng.random_range(0..3) {
         0 => rng.random_range(1_000..10_000),
         1 => rng.random_range(10_000..60_000),
         _ => rng.random_range(60_000..300_000),
     };
-    let offset_ms = if rng.random_bool(0.5) { magnitude_ms } else { -magnitude_ms };
+    let offset_ms = if rng.random_bool(0.5) {
+        magnitude_ms
+    } else {
+        -magnitude_ms
+    };
     if rng.random_bool(0.35) {
-        Fault::ClockStrobe { target, offset_ms, period_ms: rng.random_range(50..500) }
+        Fault::ClockStrobe {
+            target,
+            offset_ms,
+            period_ms: rng.random_range(50..500),
+        }
     } else {
         Fault::ClockBump { target, offset_ms }
     }
 }
 
 fn membership_fault(rng: &mut StdRng, ids: &[u64], network: bool) -> Fault {
-    let target = if rng.random_bool(0.3) { Target::Leader } else { Target::Node(ids[rng.random_range(0..ids.len())]) };
+    let target = if rng.random_bool(0.3) {
+        Target::Leader
+    } else {
+        Target::Node(ids[rng.random_range(0..ids.len())])
+    };
     // Only faults that leave the rest a working majority (of the remaining
     // voters), so the removal and the re-add can both go through.
     let during = match rng.random_range(0..4) {
         0 => None,
         1 => Some(clock_fault(rng, ids)),
         2 if network => Some(Fault::PartitionOneWayFromLeader),
-        _ => Some(Fault::Pause { target: Target::Leader }),
+        _ => Some(Fault::Pause {
+            target: Target::Leader,
+        }),
     };
-    Fault::Membership { target, during: during.map(Box::new) }
+    Fault::Membership {
+        target,
+        during: during.map(Box::new),
+    }
 }
 
 /// The fault schedule of a run: deterministic in its arguments.
-pub fn schedule(kind: NemesisKind, seed: u64, time_limit_ms: u64, ids: &[u64], network: bool) -> Vec<Step> {
+pub fn schedule(
+    kind: NemesisKind,
+    seed: u64,
+    time_limit_ms: u64,
+    ids: &[u64],
+    network: bool,
+) -> Vec<Step> {
     assert!(!ids.is_empty(), "a schedule needs nodes");
     let mut rng = StdRng::seed_from_u64(seed);
     let mut steps = Vec::new();
@@ -291,8 +371,15 @@ pub fn schedule(kind: NemesisKind, seed: u64, time_limit_ms: u64, ids: &[u64], n
         if t_ms + duration_ms > end_ms {
             break;
         }
-        debug_assert!(network || !fault.needs_network(), "partition scheduled without a network");
-        steps.push(Step { start_ms: t_ms, duration_ms, fault });
+        debug_assert!(
+            network || !fault.needs_network(),
+            "partition scheduled without a network"
+        );
+        steps.push(Step {
+            start_ms: t_ms,
+            duration_ms,
+            fault,
+        });
         t_ms += duration_ms + rng.random_range(1_500..4_000);
     }
     steps
@@ -309,7 +396,10 @@ pub struct Ctx {
 
 impl Ctx {
     fn note(&self, message: String) {
-        let line = format!("[{:>7.1}s] nemesis: {message}", self.recorder.now_ns() as f64 / 1e9);
+        let line = format!(
+            "[{:>7.1}s] nemesis: {message}",
+            self.recorder.now_ns() as f64 / 1e9
+        );
         self.log.lock().expect("log lock").push(line);
     }
 
@@ -326,7 +416,11 @@ impl Ctx {
         match target {
             Target::Node(n) => Ok(vec![*n]),
             Target::Nodes(ns) => Ok(ns.clone()),
-            Target::Leader => self.leader().await.map(|l| vec![l]).ok_or_else(|| "no leader to target".to_string()),
+            Target::Leader => self
+                .leader()
+                .await
+                .map(|l| vec![l])
+                .ok_or_else(|| "no leader to target".to_string()),
         }
     }
 }
@@ -341,11 +435,16 @@ enum Undo {
 }
 
 fn drops_isolating(ids: &[u64], node: u64) -> Vec<(u64, u64)> {
-    ids.iter().filter(|&&o| o != node).flat_map(|&o| [(o, node), (node, o)]).collect()
+    ids.iter()
+        .filter(|&&o| o != node)
+        .flat_map(|&o| [(o, node), (node, o)])
+        .collect()
 }
 
 fn drops_between(a: &[u64], b: &[u64]) -> Vec<(u64, u64)> {
-    a.iter().flat_map(|&x| b.iter().flat_map(move |&y| [(x, y), (y, x)])).collect()
+    a.iter()
+        .flat_map(|&x| b.iter().flat_map(move |&y| [(x, y), (y, x)]))
+        .collect()
 }
 
 fn drops_ring(ring: &[u64]) -> Vec<(u64, u64)> {
@@ -367,7 +466,11 @@ fn drops_ring(ring: &[u64]) -> Vec<(u64, u64)> {
 async fn apply(ctx: &Ctx, fault: &Fault) -> Result<(Undo, String), String> {
     let ids = ctx.with_cluster(|c| c.ids());
     let partition = |drops: Vec<(u64, u64)>, detail: String| -> Result<(Undo, String), String> {
-        ctx.with_cluster(|c| c.net().ok_or("partitions need network namespaces (root)".to_string())?.partition(&drops))?;
+        ctx.with_cluster(|c| {
+            c.net()
+                .ok_or("partitions need network namespaces (root)".to_string())?
+                .partition(&drops)
+        })?;
         Ok((Undo::Heal, detail))
     };
     match fault {
@@ -376,16 +479,34 @@ async fn apply(ctx: &Ctx, fault: &Fault) -> Result<(Undo, String), String> {
             partition(drops_isolating(&ids, node), format!("isolated node {node}"))
         }
         Fault::PartitionHalves { minority } => {
-            let majority: Vec<u64> = ids.iter().copied().filter(|i| !minority.contains(i)).collect();
-            partition(drops_between(minority, &majority), format!("{minority:?} | {majority:?}"))
+            let majority: Vec<u64> = ids
+                .iter()
+                .copied()
+                .filter(|i| !minority.contains(i))
+                .collect();
+            partition(
+                drops_between(minority, &majority),
+                format!("{minority:?} | {majority:?}"),
+            )
         }
-        Fault::PartitionBridge { bridge, left, right } => {
-            partition(drops_between(left, right), format!("{left:?} | {right:?} via node {bridge}"))
+        Fault::PartitionBridge {
+            bridge,
+            left,
+            right,
+        } => partition(
+            drops_between(left, right),
+            format!("{left:?} | {right:?} via node {bridge}"),
+        ),
+        Fault::PartitionMajoritiesRing { ring } => {
+            partition(drops_ring(ring), format!("ring {ring:?}"))
         }
-        Fault::PartitionMajoritiesRing { ring } => partition(drops_ring(ring), format!("ring {ring:?}")),
         Fault::PartitionOneWayFromLeader => {
             let leader = ctx.resolve(&Target::Leader).await?[0];
-            let drops = ids.iter().filter(|&&o| o != leader).map(|&o| (o, leader)).collect();
+            let drops = ids
+                .iter()
+                .filter(|&&o| o != leader)
+                .map(|&o| (o, leader))
+                .collect();
             partition(drops, format!("nobody hears leader {leader}"))
         }
         Fault::Kill { target } => {
@@ -400,10 +521,21 @@ async fn apply(ctx: &Ctx, fault: &Fault) -> Result<(Undo, String), String> {
         }
         Fault::ClockBump { target, offset_ms } => {
             let nodes = ctx.resolve(target).await?;
-            ctx.with_cluster(|c| nodes.iter().try_for_each(|&n| c.set_clock_offset_ms(n, *offset_ms)))?;
-            Ok((Undo::ClockReset(nodes.clone(), None), format!("clock of {nodes:?} {offset_ms:+} ms")))
+            ctx.with_cluster(|c| {
+                nodes
+                    .iter()
+                    .try_for_each(|&n| c.set_clock_offset_ms(n, *offset_ms))
+            })?;
+            Ok((
+                Undo::ClockReset(nodes.clone(), None),
+                format!("clock of {nodes:?} {offset_ms:+} ms"),
+            ))
         }
-        Fault::ClockStrobe { target, offset_ms, period_ms } => {
+        Fault::ClockStrobe {
+            target,
+            offset_ms,
+            period_ms,
+        } => {
             let nodes = ctx.resolve(target).await?;
             let cluster = ctx.cluster.clone();
             let (offset_ms, period) = (*offset_ms, Duration::from_millis(*period_ms));
@@ -423,11 +555,15 @@ async fn apply(ctx: &Ctx, fault: &Fault) -> Result<(Undo, String), String> {
                     tokio::time::sleep(period).await;
                 }
             });
-            Ok((Undo::ClockReset(nodes.clone(), Some(task)), format!("clock of {nodes:?} strobing {offset_ms:+} ms")))
+            Ok((
+                Undo::ClockReset(nodes.clone(), Some(task)),
+                format!("clock of {nodes:?} strobing {offset_ms:+} ms"),
+            ))
         }
         Fault::Membership { target, during } => {
             let node = ctx.resolve(target).await?[0];
-            let removed = tokio::time::timeout(Duration::from_secs(10), ctx.client.remove_node(node)).await;
+            let removed =
+                tokio::time::timeout(Duration::from_secs(10), ctx.client.remove_node(node)).await;
             let mut detail = match removed {
                 Ok(Ok(change)) => format!("removed node {node} (log index {})", change.log_index),
                 Ok(Err(e)) => return Err(format!("remove node {node}: {e}")),
@@ -456,20 +592,38 @@ pub async fn re_add(ctx: &Ctx, node: u64) -> Result<(), String> {
     let addr = ctx.with_cluster(|c| c.addr(node).to_string());
     let deadline = Duration::from_secs(20);
     tokio::time::timeout(deadline, async {
-        ctx.client.add_learner(node, &addr, true).await.map_err(|e| format!("add learner {node}: {e}"))?;
-        ctx.client.promote(node).await.map_err(|e| format!("promote {node}: {e}"))?;
+        ctx.client
+            .add_learner(node, &addr, true)
+            .await
+            .map_err(|e| format!("add learner {node}: {e}"))?;
+        ctx.client
+            .promote(node)
+            .await
+            .map_err(|e| format!("promote {node}: {e}"))?;
         Ok::<(), String>(())
     })
     .await
-    .map_err(|_| format!("re-adding node {node}: no answer in {} s", deadline.as_secs()))?
+    .map_err(|_| {
+        format!(
+            "re-adding node {node}: no answer in {} s",
+            deadline.as_secs()
+        )
+    })?
 }
 
-fn undo(ctx: &Ctx, action: Undo) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + '_>> {
+fn undo(
+    ctx: &Ctx,
+    action: Undo,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + '_>> {
     Box::pin(async move {
         match action {
             Undo::Heal => ctx.with_cluster(|c| c.net().map_or(Ok(()), |n| n.heal())),
-            Undo::Restart(nodes) => ctx.with_cluster(|c| nodes.iter().try_for_each(|&n| c.restart(n))),
-            Undo::Resume(nodes) => ctx.with_cluster(|c| nodes.iter().try_for_each(|&n| c.resume(n))),
+            Undo::Restart(nodes) => {
+                ctx.with_cluster(|c| nodes.iter().try_for_each(|&n| c.restart(n)))
+            }
+            Undo::Resume(nodes) => {
+                ctx.with_cluster(|c| nodes.iter().try_for_each(|&n| c.resume(n)))
+            }
             Undo::ClockReset(nodes, task) => {
                 if let Some(task) = task {
                     task.abort();
@@ -519,7 +673,10 @@ pub async fn execute(ctx: &Ctx, steps: &[Step], mut stop: tokio::sync::watch::Re
         }
         match undo(ctx, undo_action).await {
             Ok(()) => ctx.note(format!("{} healed", step.fault.name())),
-            Err(e) => ctx.note(format!("{} heal failed (the final heal retries): {e}", step.fault.name())),
+            Err(e) => ctx.note(format!(
+                "{} heal failed (the final heal retries): {e}",
+                step.fault.name()
+            )),
         }
         ctx.recorder.fault_healed(window);
         if *stop.borrow() {
@@ -544,7 +701,9 @@ pub async fn heal_everything(ctx: &Ctx) -> Vec<String> {
     for id in ids {
         let voter = leader.members.iter().any(|m| m.node_id == id && m.voter);
         if !voter {
-            ctx.note(format!("final heal: node {id} is not a voter; adding it back"));
+            ctx.note(format!(
+                "final heal: node {id} is not a voter; adding it back"
+            ));
             if let Err(e) = re_add(ctx, id).await {
                 errors.push(e);
             }
@@ -556,15 +715,25 @@ pub async fn heal_everything(ctx: &Ctx) -> Vec<String> {
 /// The node-pair drop list of a fault, for tests of the partition shapes.
 pub fn partition_drops(fault: &Fault, ids: &[u64], leader: u64) -> Vec<(u64, u64)> {
     match fault {
-        Fault::PartitionIsolate { target: Target::Node(n) } => drops_isolating(ids, *n),
+        Fault::PartitionIsolate {
+            target: Target::Node(n),
+        } => drops_isolating(ids, *n),
         Fault::PartitionIsolate { .. } => drops_isolating(ids, leader),
         Fault::PartitionHalves { minority } => {
-            let majority: Vec<u64> = ids.iter().copied().filter(|i| !minority.contains(i)).collect();
+            let majority: Vec<u64> = ids
+                .iter()
+                .copied()
+                .filter(|i| !minority.contains(i))
+                .collect();
             drops_between(minority, &majority)
         }
         Fault::PartitionBridge { left, right, .. } => drops_between(left, right),
         Fault::PartitionMajoritiesRing { ring } => drops_ring(ring),
-        Fault::PartitionOneWayFromLeader => ids.iter().filter(|&&o| o != leader).map(|&o| (o, leader)).collect(),
+        Fault::PartitionOneWayFromLeader => ids
+            .iter()
+            .filter(|&&o| o != leader)
+            .map(|&o| (o, leader))
+            .collect(),
         _ => Vec::new(),
     }
 }
@@ -603,7 +772,11 @@ mod tests {
             let n = ring.len();
             let mut seen = Vec::new();
             for &node in &ring {
-                let visible: Vec<u64> = ring.iter().copied().filter(|o| !drops.contains(&(node, *o))).collect();
+                let visible: Vec<u64> = ring
+                    .iter()
+                    .copied()
+                    .filter(|o| !drops.contains(&(node, *o)))
+                    .collect();
                 assert!(visible.len() > n / 2, "{node} sees {visible:?}");
                 assert!(visible.contains(&node));
                 seen.push(visible);

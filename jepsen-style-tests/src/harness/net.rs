@@ -42,7 +42,10 @@ pub fn netns_name(id: u64) -> String {
 }
 
 pub fn node_ip(id: u64) -> Ipv4Addr {
-    assert!((1..=NODE_ID_MAX).contains(&id), "node id {id} outside 1..={NODE_ID_MAX}");
+    assert!(
+        (1..=NODE_ID_MAX).contains(&id),
+        "node id {id} outside 1..={NODE_ID_MAX}"
+    );
     Ipv4Addr::new(10, 77, 0, id as u8)
 }
 
@@ -56,7 +59,11 @@ fn run(args: &[&str]) -> Result<(), String> {
     if out.status.success() {
         Ok(())
     } else {
-        Err(format!("{}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()))
+        Err(format!(
+            "{}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
     }
 }
 
@@ -71,12 +78,20 @@ fn nft_in(id: u64, script: &str) -> Result<(), String> {
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| format!("ip netns exec {ns} nft: {e}"))?;
-    child.stdin.take().expect("piped").write_all(script.as_bytes()).map_err(|e| format!("nft stdin: {e}"))?;
+    child
+        .stdin
+        .take()
+        .expect("piped")
+        .write_all(script.as_bytes())
+        .map_err(|e| format!("nft stdin: {e}"))?;
     let out = child.wait_with_output().map_err(|e| format!("nft: {e}"))?;
     if out.status.success() {
         Ok(())
     } else {
-        Err(format!("nft in {ns}: {}: {script}", String::from_utf8_lossy(&out.stderr).trim()))
+        Err(format!(
+            "nft in {ns}: {}: {script}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
     }
 }
 
@@ -103,7 +118,9 @@ impl Net {
         }
         for program in ["ip", "nft"] {
             if !on_path(program) {
-                return Err(format!("`{program}` not found on PATH (apt-get install iproute2 nftables)"));
+                return Err(format!(
+                    "`{program}` not found on PATH (apt-get install iproute2 nftables)"
+                ));
             }
         }
         Ok(())
@@ -121,11 +138,25 @@ impl Net {
         // Processes are left alone here: a loopback run may be going on.
         let removed = cleanup_leftovers(false);
         if !removed.is_empty() {
-            eprintln!("jepsen: removed leftovers of an earlier run: {}", removed.join(", "));
+            eprintln!(
+                "jepsen: removed leftovers of an earlier run: {}",
+                removed.join(", ")
+            );
         }
-        let mut net = Net { node_ids: Vec::new(), _lock: lock, torn_down: false };
+        let mut net = Net {
+            node_ids: Vec::new(),
+            _lock: lock,
+            torn_down: false,
+        };
         run(&["ip", "link", "add", BRIDGE, "type", "bridge"])?;
-        run(&["ip", "addr", "add", &format!("{HARNESS_IP}/24"), "dev", BRIDGE])?;
+        run(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("{HARNESS_IP}/24"),
+            "dev",
+            BRIDGE,
+        ])?;
         run(&["ip", "link", "set", BRIDGE, "up"])?;
         for &id in node_ids {
             net.add_node(id)?;
@@ -139,12 +170,23 @@ impl Net {
         let peer = format!("{VETH_PREFIX}{id}p");
         run(&["ip", "netns", "add", &ns])?;
         self.node_ids.push(id);
-        run(&["ip", "link", "add", &veth, "type", "veth", "peer", "name", &peer])?;
+        run(&[
+            "ip", "link", "add", &veth, "type", "veth", "peer", "name", &peer,
+        ])?;
         run(&["ip", "link", "set", &peer, "netns", &ns])?;
         run(&["ip", "link", "set", &veth, "master", BRIDGE])?;
         run(&["ip", "link", "set", &veth, "up"])?;
         run(&["ip", "-n", &ns, "link", "set", &peer, "name", "eth0"])?;
-        run(&["ip", "-n", &ns, "addr", "add", &format!("{}/24", node_ip(id)), "dev", "eth0"])?;
+        run(&[
+            "ip",
+            "-n",
+            &ns,
+            "addr",
+            "add",
+            &format!("{}/24", node_ip(id)),
+            "dev",
+            "eth0",
+        ])?;
         run(&["ip", "-n", &ns, "link", "set", "eth0", "up"])?;
         run(&["ip", "-n", &ns, "link", "set", "lo", "up"])?;
         nft_in(id, "table inet jepsen {\n chain input {\n  type filter hook input priority 0; policy accept;\n }\n}\n")
@@ -163,7 +205,12 @@ impl Net {
             let rules: String = drops
                 .iter()
                 .filter(|(a, _)| *a == at)
-                .map(|(_, from)| format!("add rule inet jepsen input ip saddr {} drop\n", node_ip(*from)))
+                .map(|(_, from)| {
+                    format!(
+                        "add rule inet jepsen input ip saddr {} drop\n",
+                        node_ip(*from)
+                    )
+                })
                 .collect();
             if !rules.is_empty() {
                 nft_in(at, &rules)?;
@@ -208,7 +255,11 @@ impl Drop for Net {
 /// the [`RUN_MARKER_ENV`] marker in the process's environment). Returns what
 /// it removed.
 pub fn cleanup_leftovers(kill_processes: bool) -> Vec<String> {
-    let mut removed = if kill_processes { kill_marked_processes() } else { Vec::new() };
+    let mut removed = if kill_processes {
+        kill_marked_processes()
+    } else {
+        Vec::new()
+    };
     if let Ok(out) = Command::new("ip").args(["netns", "list"]).output() {
         for line in String::from_utf8_lossy(&out.stdout).lines() {
             let name = line.split_whitespace().next().unwrap_or("");
@@ -220,9 +271,13 @@ pub fn cleanup_leftovers(kill_processes: bool) -> Vec<String> {
     if let Ok(out) = Command::new("ip").args(["-o", "link", "show"]).output() {
         for line in String::from_utf8_lossy(&out.stdout).lines() {
             // "12: jpv1@if11: <...>" -> "jpv1"
-            let Some(name) = line.split(": ").nth(1) else { continue };
+            let Some(name) = line.split(": ").nth(1) else {
+                continue;
+            };
             let name = name.split('@').next().unwrap_or(name);
-            if (name.starts_with(VETH_PREFIX) || name == BRIDGE) && run(&["ip", "link", "del", name]).is_ok() {
+            if (name.starts_with(VETH_PREFIX) || name == BRIDGE)
+                && run(&["ip", "link", "del", name]).is_ok()
+            {
                 removed.push(format!("link {name}"));
             }
         }
@@ -239,15 +294,28 @@ pub const RUN_MARKER_ENV: &str = "JEPSEN_RUN";
 fn kill_marked_processes() -> Vec<String> {
     let mut killed = Vec::new();
     let me = std::process::id();
-    let Ok(dir) = std::fs::read_dir("/proc") else { return killed };
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return killed;
+    };
     let marker = format!("{RUN_MARKER_ENV}=");
     for entry in dir.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
         if pid == me {
             continue;
         }
-        let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else { continue };
-        if environ.split(|b| *b == 0).any(|var| var.starts_with(marker.as_bytes())) {
+        let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
+            continue;
+        };
+        if environ
+            .split(|b| *b == 0)
+            .any(|var| var.starts_with(marker.as_bytes()))
+        {
             // SAFETY: plain syscalls on a pid we just read; a race with its exit is harmless.
             unsafe {
                 libc::kill(pid as i32, libc::SIGCONT);

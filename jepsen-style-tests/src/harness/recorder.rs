@@ -78,26 +78,59 @@ impl Recorder {
             return false;
         }
         let time_ns = self.now_ns();
-        events.push(Event { process, kind: EventType::Invoke, f, value, time_ns, index: None });
+        events.push(Event {
+            process,
+            kind: EventType::Invoke,
+            f,
+            value,
+            time_ns,
+            index: None,
+        });
         self.invokes.fetch_add(1, Ordering::Relaxed);
         true
     }
 
     /// Records the completion of `process`'s open operation. Always recorded,
     /// even past [`EVENTS_MAX`], so no invocation is left without its answer.
-    pub fn complete(&self, process: u64, kind: EventType, f: BookingF, value: Value, index: Option<u64>) {
-        assert!(kind != EventType::Invoke, "a completion cannot be an invoke");
+    pub fn complete(
+        &self,
+        process: u64,
+        kind: EventType,
+        f: BookingF,
+        value: Value,
+        index: Option<u64>,
+    ) {
+        assert!(
+            kind != EventType::Invoke,
+            "a completion cannot be an invoke"
+        );
         let mut events = self.events.lock().expect("recorder lock poisoned");
         let time_ns = self.now_ns();
-        events.push(Event { process, kind, f, value, time_ns, index });
-        let counter = if kind == EventType::Ok { &self.completions_ok } else { &self.completions_other };
+        events.push(Event {
+            process,
+            kind,
+            f,
+            value,
+            time_ns,
+            index,
+        });
+        let counter = if kind == EventType::Ok {
+            &self.completions_ok
+        } else {
+            &self.completions_other
+        };
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A fault started; returns its index for [`Recorder::fault_healed`].
     pub fn fault_started(&self, kind: &str, detail: String) -> usize {
         let mut faults = self.faults.lock().expect("recorder lock poisoned");
-        faults.push(FaultWindow { kind: kind.to_string(), detail, start_ns: self.now_ns(), end_ns: None });
+        faults.push(FaultWindow {
+            kind: kind.to_string(),
+            detail,
+            start_ns: self.now_ns(),
+            end_ns: None,
+        });
         faults.len() - 1
     }
 
@@ -112,7 +145,12 @@ impl Recorder {
     /// Closes every fault window still open (the final heal).
     pub fn close_all_faults(&self) {
         let now = self.now_ns();
-        for f in self.faults.lock().expect("recorder lock poisoned").iter_mut() {
+        for f in self
+            .faults
+            .lock()
+            .expect("recorder lock poisoned")
+            .iter_mut()
+        {
             f.end_ns.get_or_insert(now);
         }
     }

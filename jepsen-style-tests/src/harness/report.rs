@@ -29,7 +29,10 @@ pub const PLOT_WIDTH_PX: u32 = 1200;
 pub const PLOT_HEIGHT_PX: u32 = 500;
 
 fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 fn outcome_colour(r: &BookingResult) -> &'static str {
@@ -43,9 +46,16 @@ fn outcome_colour(r: &BookingResult) -> &'static str {
 
 /// A self-contained HTML page: SVG lanes per process, fault windows shaded,
 /// offending operations outlined in black.
-pub fn timeline_html(title: &str, ops: &[BookingOp], faults: &[FaultWindow], end_ns: u64, offending: &[usize]) -> String {
+pub fn timeline_html(
+    title: &str,
+    ops: &[BookingOp],
+    faults: &[FaultWindow],
+    end_ns: u64,
+    offending: &[usize],
+) -> String {
     let processes: std::collections::BTreeSet<u64> = ops.iter().map(|o| o.process).collect();
-    let lane_of: std::collections::BTreeMap<u64, usize> = processes.iter().enumerate().map(|(i, p)| (*p, i)).collect();
+    let lane_of: std::collections::BTreeMap<u64, usize> =
+        processes.iter().enumerate().map(|(i, p)| (*p, i)).collect();
     let lane_h = 14.0;
     let left = 60.0;
     let width = 1600.0;
@@ -54,7 +64,10 @@ pub fn timeline_html(title: &str, ops: &[BookingOp], faults: &[FaultWindow], end
     let end_ns = end_ns.max(1);
     let x = |t: u64| left + (t as f64 / end_ns as f64) * (width - left - 10.0);
     let mut svg = String::new();
-    let _ = write!(svg, r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="10">"#);
+    let _ = write!(
+        svg,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="10">"#
+    );
     for f in faults {
         let (x0, x1) = (x(f.start_ns), x(f.end_ns.unwrap_or(end_ns)));
         let _ = write!(
@@ -69,14 +82,22 @@ pub fn timeline_html(title: &str, ops: &[BookingOp], faults: &[FaultWindow], end
         );
     }
     for (p, lane) in &lane_of {
-        let _ = write!(svg, r#"<text x="2" y="{:.1}">p{p}</text>"#, top + lane_h * (*lane as f64) + 10.0);
+        let _ = write!(
+            svg,
+            r#"<text x="2" y="{:.1}">p{p}</text>"#,
+            top + lane_h * (*lane as f64) + 10.0
+        );
     }
     for op in ops.iter().take(TIMELINE_OPS_MAX) {
         let lane = lane_of[&op.process];
         let x0 = x(op.invoke_ns);
         let x1 = x(op.complete_ns.unwrap_or(end_ns));
         let y = top + lane_h * lane as f64 + 1.0;
-        let stroke = if offending.contains(&op.id) { r#" stroke="black" stroke-width="2""# } else { "" };
+        let stroke = if offending.contains(&op.id) {
+            r#" stroke="black" stroke-width="2""#
+        } else {
+            ""
+        };
         let result = match &op.result {
             BookingResult::Ok(r) => format!("ok {}", r.to_value()),
             BookingResult::Refused(r) => format!("refused {}", r.error),
@@ -94,13 +115,19 @@ pub fn timeline_html(title: &str, ops: &[BookingOp], faults: &[FaultWindow], end
             op.call.f(),
             html_escape(&format!("{} -> {result}", op.call.to_value())),
             op.invoke_ns as f64 / 1e9,
-            op.complete_ns.map(|t| format!("{:.3}s", t as f64 / 1e9)).unwrap_or_else(|| "open".into()),
+            op.complete_ns
+                .map(|t| format!("{:.3}s", t as f64 / 1e9))
+                .unwrap_or_else(|| "open".into()),
             op.index
         );
     }
     svg.push_str("</svg>");
     let left_out = ops.len().saturating_sub(TIMELINE_OPS_MAX);
-    let note = if left_out > 0 { format!("<p>{left_out} later operations are not drawn.</p>") } else { String::new() };
+    let note = if left_out > 0 {
+        format!("<p>{left_out} later operations are not drawn.</p>")
+    } else {
+        String::new()
+    };
     format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>{t}</title></head><body style=\"font-family:sans-serif\">\
          <h1>{t}</h1><p>One lane per client process; time runs right ({:.1} s in all). \
@@ -126,11 +153,18 @@ pub struct PlotAxes {
 
 /// Latency (ms) over time (s): one dot per completed operation, fault
 /// windows shaded. Returns the PNG bytes and the axes' meaning.
-pub fn latency_png(ops: &[BookingOp], faults: &[FaultWindow], end_ns: u64) -> Result<(Vec<u8>, PlotAxes), String> {
+pub fn latency_png(
+    ops: &[BookingOp],
+    faults: &[FaultWindow],
+    end_ns: u64,
+) -> Result<(Vec<u8>, PlotAxes), String> {
     let (w, h) = (PLOT_WIDTH_PX, PLOT_HEIGHT_PX);
     let mut latencies: Vec<f64> = ops
         .iter()
-        .filter_map(|o| o.complete_ns.map(|c| c.saturating_sub(o.invoke_ns) as f64 / 1e6))
+        .filter_map(|o| {
+            o.complete_ns
+                .map(|c| c.saturating_sub(o.invoke_ns) as f64 / 1e6)
+        })
         .collect();
     latencies.sort_by(|a, b| a.total_cmp(b));
     // The 99.9th percentile, so a few timeouts do not flatten everything else.
@@ -161,7 +195,10 @@ pub fn latency_png(ops: &[BookingOp], faults: &[FaultWindow], end_ns: u64) -> Re
         let grid = RGBColor(225, 225, 225);
         let secs = x_max_s.ceil() as u64;
         chart
-            .draw_series((0..=secs).map(|s| PathElement::new(vec![(s as f64, 0.0), (s as f64, y_max_ms)], grid)))
+            .draw_series(
+                (0..=secs)
+                    .map(|s| PathElement::new(vec![(s as f64, 0.0), (s as f64, y_max_ms)], grid)),
+            )
             .map_err(|e| format!("plot: {e}"))?;
         let steps = (y_max_ms / 100.0).floor() as u64;
         chart
@@ -186,7 +223,11 @@ pub fn latency_png(ops: &[BookingOp], faults: &[FaultWindow], end_ns: u64) -> Re
                     BookingResult::Unknown => RGBColor(224, 154, 26),
                 };
                 let lat = (c.saturating_sub(o.invoke_ns) as f64 / 1e6).min(y_max_ms);
-                Some(Circle::new((o.invoke_ns as f64 / 1e9, lat), 2, colour.filled()))
+                Some(Circle::new(
+                    (o.invoke_ns as f64 / 1e9, lat),
+                    2,
+                    colour.filled(),
+                ))
             }))
             .map_err(|e| format!("plot: {e}"))?;
         root.present().map_err(|e| format!("plot: {e}"))?;
@@ -208,7 +249,11 @@ fn crc32(bytes: &[u8]) -> u32 {
     for &b in bytes {
         crc ^= b as u32;
         for _ in 0..8 {
-            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xedb8_8320 } else { crc >> 1 };
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xedb8_8320
+            } else {
+                crc >> 1
+            };
         }
     }
     !crc
@@ -236,7 +281,11 @@ fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
 /// a zlib stream of stored (uncompressed) deflate blocks: larger than a
 /// compressed PNG, but every viewer reads it and it needs no codec.
 pub fn encode_png(width: u32, height: u32, rgb: &[u8]) -> Vec<u8> {
-    assert_eq!(rgb.len(), (width * height * 3) as usize, "buffer size does not match the image");
+    assert_eq!(
+        rgb.len(),
+        (width * height * 3) as usize,
+        "buffer size does not match the image"
+    );
     let row = (width * 3) as usize;
     let mut raw = Vec::with_capacity((row + 1) * height as usize);
     for y in 0..height as usize {

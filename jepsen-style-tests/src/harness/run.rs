@@ -66,7 +66,10 @@ pub enum Verdict3 {
 
 #[derive(Debug)]
 pub enum RunOutcome {
-    Checked { verdict: Verdict3, ops: usize },
+    Checked {
+        verdict: Verdict3,
+        ops: usize,
+    },
     /// The nemesis needs what this machine lacks (the reason is printed).
     Skipped(String),
 }
@@ -95,7 +98,10 @@ fn write_json(path: &Path, value: &impl Serialize) -> Result<(), String> {
 
 /// Prints the schedule (the seed reproduces it).
 pub fn print_schedule(steps: &[Step], seed: u64, kind: NemesisKind) {
-    eprintln!("jepsen: nemesis {kind:?}, seed {seed}: {} fault(s)", steps.len());
+    eprintln!(
+        "jepsen: nemesis {kind:?}, seed {seed}: {} fault(s)",
+        steps.len()
+    );
     for s in steps {
         eprintln!("  {s}");
     }
@@ -123,7 +129,9 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, String> {
             eprintln!("jepsen: pause, clock and membership faults.");
             eprintln!("jepsen: ************************************************************");
             if opts.nemesis.needs_network() {
-                return Ok(RunOutcome::Skipped(format!("nemesis `partition` needs root, ip and nft: {why}")));
+                return Ok(RunOutcome::Skipped(format!(
+                    "nemesis `partition` needs root, ip and nft: {why}"
+                )));
             }
             false
         }
@@ -137,23 +145,45 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, String> {
 
     let cluster_dir = opts.out.join("cluster");
     if cluster_dir.exists() {
-        std::fs::remove_dir_all(&cluster_dir).map_err(|e| format!("{}: {e}", cluster_dir.display()))?;
+        std::fs::remove_dir_all(&cluster_dir)
+            .map_err(|e| format!("{}: {e}", cluster_dir.display()))?;
     }
     let timing = Timing::default();
     let cluster = tokio::task::block_in_place(|| {
-        Cluster::start(&opts.booking_bin, &cluster_dir, opts.nodes, network, &timing, opts.node_env.clone())
+        Cluster::start(
+            &opts.booking_bin,
+            &cluster_dir,
+            opts.nodes,
+            network,
+            &timing,
+            opts.node_env.clone(),
+        )
     })?;
     let endpoints: Vec<(u64, String)> = ids.iter().map(|&id| (id, cluster.endpoint(id))).collect();
     eprintln!(
         "jepsen: {} nodes on {} ({})",
         opts.nodes,
-        if network { "network namespaces" } else { "loopback" },
-        endpoints.iter().map(|(_, e)| e.as_str()).collect::<Vec<_>>().join(", ")
+        if network {
+            "network namespaces"
+        } else {
+            "loopback"
+        },
+        endpoints
+            .iter()
+            .map(|(_, e)| e.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     let cluster = Arc::new(Mutex::new(cluster));
-    let client = Client::with_options(endpoints.iter().map(|(_, e)| e.clone()), workload_client_options())
-        .map_err(|e| format!("client: {e}"))?;
-    client.wait_for_leader(Duration::from_secs(30)).await.map_err(|e| format!("cluster did not elect a leader: {e}"))?;
+    let client = Client::with_options(
+        endpoints.iter().map(|(_, e)| e.clone()),
+        workload_client_options(),
+    )
+    .map_err(|e| format!("client: {e}"))?;
+    client
+        .wait_for_leader(Duration::from_secs(30))
+        .await
+        .map_err(|e| format!("cluster did not elect a leader: {e}"))?;
     workload::setup_event(&client, &cfg, Duration::from_secs(30)).await?;
 
     let recorder = Arc::new(Recorder::new());
@@ -206,7 +236,10 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, String> {
     let _ = stop_tx.send(true);
     let _ = nemesis_task.await;
     progress.abort();
-    eprintln!("jepsen: workload done after {:.1} s; healing", recorder.now_ns() as f64 / 1e9);
+    eprintln!(
+        "jepsen: workload done after {:.1} s; healing",
+        recorder.now_ns() as f64 / 1e9
+    );
     let heal_errors = nemesis::heal_everything(&ctx).await;
     for e in &heal_errors {
         eprintln!("jepsen: heal: {e}");
@@ -215,7 +248,8 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, String> {
 
     // The history and the final states.
     let events = recorder.events();
-    let ops = booking::decode(events.clone()).map_err(|e| format!("decoding our own history: {e}"))?;
+    let ops =
+        booking::decode(events.clone()).map_err(|e| format!("decoding our own history: {e}"))?;
     let mut history_file = Vec::new();
     history::write_jsonl(&mut history_file, &events).map_err(|e| format!("history: {e}"))?;
     write_file(&opts.out.join("history.jsonl"), &history_file)?;
@@ -232,7 +266,10 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, String> {
 
     // Checks.
     eprintln!("jepsen: checking {} operations", ops.len());
-    let budget = Budget { time_limit: Duration::from_secs(opts.check_time_limit_s), ..Budget::default() };
+    let budget = Budget {
+        time_limit: Duration::from_secs(opts.check_time_limit_s),
+        ..Budget::default()
+    };
     let check_started = Instant::now();
     let per_seat = seat::check_seats(&ops, &budget);
     let lin_took = check_started.elapsed();
@@ -248,7 +285,11 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, String> {
     }
     let lin_verdict = per_seat.overall();
     let lin_json = linearizability_json(&per_seat, &ops, lin_took);
-    let mut verdict = if results.iter().all(|r| r.valid) { Verdict3::Valid } else { Verdict3::Invalid };
+    let mut verdict = if results.iter().all(|r| r.valid) {
+        Verdict3::Valid
+    } else {
+        Verdict3::Invalid
+    };
     match &lin_verdict {
         Verdict::NotLinearizable(_) => verdict = Verdict3::Invalid,
         Verdict::Unknown(_) if verdict == Verdict3::Valid => verdict = Verdict3::Unknown,
@@ -263,13 +304,23 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, String> {
     let offending: Vec<usize> = results
         .iter()
         .flat_map(|r| r.offending_ops.iter().copied())
-        .chain(per_seat.violations().flat_map(|(_, e)| e.candidates.clone()))
+        .chain(
+            per_seat
+                .violations()
+                .flat_map(|(_, e)| e.candidates.clone()),
+        )
         .collect();
 
     // Pictures.
     let faults = recorder.faults();
-    let title = format!("jepsen {:?} / {:?}, seed {}, {} s", opts.workload, opts.nemesis, opts.seed, opts.time_limit_s);
-    write_file(&opts.out.join("timeline.html"), report::timeline_html(&title, &ops, &faults, end_ns, &offending).as_bytes())?;
+    let title = format!(
+        "jepsen {:?} / {:?}, seed {}, {} s",
+        opts.workload, opts.nemesis, opts.seed, opts.time_limit_s
+    );
+    write_file(
+        &opts.out.join("timeline.html"),
+        report::timeline_html(&title, &ops, &faults, end_ns, &offending).as_bytes(),
+    )?;
     let plot = match report::latency_png(&ops, &faults, end_ns) {
         Ok((png, axes)) => {
             write_file(&opts.out.join("latency.png"), &png)?;
@@ -308,8 +359,20 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, String> {
         "node_logs": cluster_logs.iter().map(|(id, p)| json!({"node": id, "log": p})).collect::<Vec<_>>(),
     });
     write_json(&opts.out.join("results.json"), &results_json)?;
-    print_summary(&opts, &results, &lin_verdict, &per_seat, &counts, verdict, lin_took, &ops);
-    Ok(RunOutcome::Checked { verdict, ops: ops.len() })
+    print_summary(
+        &opts,
+        &results,
+        &lin_verdict,
+        &per_seat,
+        &counts,
+        verdict,
+        lin_took,
+        &ops,
+    );
+    Ok(RunOutcome::Checked {
+        verdict,
+        ops: ops.len(),
+    })
 }
 
 async fn read_final_states(
@@ -318,7 +381,13 @@ async fn read_final_states(
     ops: &[BookingOp],
 ) -> (Vec<ReplicaState>, Vec<NodeFinal>, Option<String>) {
     // Settle at least one expiry-sweep interval apart, so ticks are done.
-    let finals = match final_state::wait_converged(endpoints, Duration::from_millis(500), Duration::from_secs(60)).await {
+    let finals = match final_state::wait_converged(
+        endpoints,
+        Duration::from_millis(500),
+        Duration::from_secs(60),
+    )
+    .await
+    {
         Ok(f) => f,
         Err(e) => return (Vec::new(), Vec::new(), Some(e)),
     };
@@ -328,7 +397,9 @@ async fn read_final_states(
     for op in ops {
         match &op.result {
             BookingResult::Ok(BookingRet::Held(h)) => hold_max = hold_max.max(h.hold_id),
-            BookingResult::Ok(BookingRet::Confirmed(c)) => booking_max = booking_max.max(c.booking_id),
+            BookingResult::Ok(BookingRet::Confirmed(c)) => {
+                booking_max = booking_max.max(c.booking_id)
+            }
             BookingResult::Unknown => unknown += 1,
             _ => {}
         }
@@ -339,7 +410,11 @@ async fn read_final_states(
     let seats = cfg.seat_ids();
     let mut replicas = Vec::new();
     for node in &finals {
-        let endpoint = &endpoints.iter().find(|(id, _)| *id == node.node_id).expect("known node").1;
+        let endpoint = &endpoints
+            .iter()
+            .find(|(id, _)| *id == node.node_id)
+            .expect("known node")
+            .1;
         match final_state::read_replica(
             node,
             endpoint,
@@ -367,7 +442,10 @@ pub struct OpCounts {
 }
 
 fn op_counts(ops: &[BookingOp]) -> OpCounts {
-    let mut c = OpCounts { total: ops.len(), ..Default::default() };
+    let mut c = OpCounts {
+        total: ops.len(),
+        ..Default::default()
+    };
     for op in ops {
         match op.result {
             BookingResult::Ok(_) => c.ok += 1,
@@ -375,7 +453,9 @@ fn op_counts(ops: &[BookingOp]) -> OpCounts {
             BookingResult::Failed => c.failed += 1,
             BookingResult::Unknown => c.unknown += 1,
         }
-        *c.by_f.entry(format!("{:?}", op.call.f()).to_lowercase()).or_default() += 1;
+        *c.by_f
+            .entry(format!("{:?}", op.call.f()).to_lowercase())
+            .or_default() += 1;
     }
     c
 }
@@ -445,7 +525,10 @@ fn print_summary(
     ops: &[BookingOp],
 ) {
     eprintln!();
-    eprintln!("== jepsen {:?} under {:?}, seed {}, {} s, {} nodes", opts.workload, opts.nemesis, opts.seed, opts.time_limit_s, opts.nodes);
+    eprintln!(
+        "== jepsen {:?} under {:?}, seed {}, {} s, {} nodes",
+        opts.workload, opts.nemesis, opts.seed, opts.time_limit_s, opts.nodes
+    );
     eprintln!(
         "   {} operations: {} ok, {} refused by the store, {} failed, {} unknown",
         counts.total, counts.ok, counts.refused, counts.failed, counts.unknown
@@ -455,18 +538,40 @@ fn print_summary(
         Verdict::NotLinearizable(_) => "NOT LINEARIZABLE".to_string(),
         Verdict::Unknown(why) => format!("unknown ({why})"),
     };
-    eprintln!("   {:<32} {lin_text} ({} seats, {:.2?})", "linearizable per seat", per_seat.keys.len(), lin_took);
+    eprintln!(
+        "   {:<32} {lin_text} ({} seats, {:.2?})",
+        "linearizable per seat",
+        per_seat.keys.len(),
+        lin_took
+    );
     for (seat, e) in per_seat.violations() {
-        eprintln!("     seat {seat}: state {} after {} ops; none of ops {:?} fits next", e.state, e.linearized.len(), e.candidates);
+        eprintln!(
+            "     seat {seat}: state {} after {} ops; none of ops {:?} fits next",
+            e.state,
+            e.linearized.len(),
+            e.candidates
+        );
         for &id in &e.candidates {
             if let Some(o) = ops.iter().find(|o| o.id == id) {
-                eprintln!("       op {id} p{} {} -> {}", o.process, o.call.to_value(), result_json(&o.result));
+                eprintln!(
+                    "       op {id} p{} {} -> {}",
+                    o.process,
+                    o.call.to_value(),
+                    result_json(&o.result)
+                );
             }
         }
     }
     for r in results {
-        let status = if r.valid { "ok".to_string() } else { format!("FAILED ({} findings)", r.findings.len()) };
-        eprintln!("   {:<32} {status} ({} checked, {} unjudged)", r.checker, r.checked, r.unjudged);
+        let status = if r.valid {
+            "ok".to_string()
+        } else {
+            format!("FAILED ({} findings)", r.findings.len())
+        };
+        eprintln!(
+            "   {:<32} {status} ({} checked, {} unjudged)",
+            r.checker, r.checked, r.unjudged
+        );
         for f in r.findings.iter().take(5) {
             eprintln!("     {} (ops {:?})", f.message, f.ops);
         }

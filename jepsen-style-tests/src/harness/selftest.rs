@@ -59,7 +59,8 @@ pub const BUGS: &[Bug] = &[
     },
     Bug {
         name: "clock-in-apply",
-        what: "raft-node/state-machine glue: apply reads the local clock instead of the entry's stamp",
+        what:
+            "raft-node/state-machine glue: apply reads the local clock instead of the entry's stamp",
         workload: WorkloadKind::Expiry,
         nemesis: NemesisKind::Clock,
         nemesis_without_network: NemesisKind::Clock,
@@ -96,9 +97,12 @@ pub enum CaseResult {
 
 fn marker_in_logs(out: &Path, bug: &str) -> bool {
     let logs = out.join("cluster").join("logs");
-    let Ok(dir) = std::fs::read_dir(&logs) else { return false };
+    let Ok(dir) = std::fs::read_dir(&logs) else {
+        return false;
+    };
     let needle = format!("{BUG_MARKER}{bug}");
-    dir.flatten().any(|e| std::fs::read_to_string(e.path()).is_ok_and(|t| t.contains(&needle)))
+    dir.flatten()
+        .any(|e| std::fs::read_to_string(e.path()).is_ok_and(|t| t.contains(&needle)))
 }
 
 /// Runs the control case and every bug; `base` supplies binary, nodes, time limit and seed.
@@ -107,11 +111,24 @@ pub async fn selftest(base: RunOptions, only: Option<String>) -> Vec<(String, Ca
     let network = super::net::Net::check_available().is_ok() && base.allow_netns;
     if only.is_none() {
         let out = base.out.join("control");
-        let opts = RunOptions { out, node_env: Vec::new(), ..base.clone() };
+        let opts = RunOptions {
+            out,
+            node_env: Vec::new(),
+            ..base.clone()
+        };
         let r = match run::run(opts).await {
-            Ok(RunOutcome::Checked { verdict: Verdict3::Valid, .. }) => CaseResult::ControlValid,
-            Ok(RunOutcome::Checked { verdict: Verdict3::Invalid, .. }) => CaseResult::ControlInvalid,
-            Ok(RunOutcome::Checked { verdict: Verdict3::Unknown, .. }) => CaseResult::Unknown,
+            Ok(RunOutcome::Checked {
+                verdict: Verdict3::Valid,
+                ..
+            }) => CaseResult::ControlValid,
+            Ok(RunOutcome::Checked {
+                verdict: Verdict3::Invalid,
+                ..
+            }) => CaseResult::ControlInvalid,
+            Ok(RunOutcome::Checked {
+                verdict: Verdict3::Unknown,
+                ..
+            }) => CaseResult::Unknown,
             Ok(RunOutcome::Skipped(why)) => CaseResult::NotRunnable(why),
             Err(e) => CaseResult::HarnessError(e),
         };
@@ -124,7 +141,9 @@ pub async fn selftest(base: RunOptions, only: Option<String>) -> Vec<(String, Ca
         if bug.name == "gateway-retry-new-id" {
             results.push((
                 bug.name.to_string(),
-                CaseResult::NotRunnable("needs the HTTP gateway workload, which the harness does not drive yet".into()),
+                CaseResult::NotRunnable(
+                    "needs the HTTP gateway workload, which the harness does not drive yet".into(),
+                ),
             ));
             continue;
         }
@@ -132,18 +151,34 @@ pub async fn selftest(base: RunOptions, only: Option<String>) -> Vec<(String, Ca
         let opts = RunOptions {
             out: out.clone(),
             workload: bug.workload,
-            nemesis: if network { bug.nemesis } else { bug.nemesis_without_network },
+            nemesis: if network {
+                bug.nemesis
+            } else {
+                bug.nemesis_without_network
+            },
             node_env: vec![(BUG_ENV.to_string(), bug.name.to_string())],
             ..base.clone()
         };
-        eprintln!("jepsen selftest: {} ({}); expect {} to catch it", bug.name, bug.what, bug.caught_by);
+        eprintln!(
+            "jepsen selftest: {} ({}); expect {} to catch it",
+            bug.name, bug.what, bug.caught_by
+        );
         let outcome = run::run(opts).await;
         let hooked = marker_in_logs(&out, bug.name);
         let r = match outcome {
             _ if !hooked => CaseResult::HookMissing,
-            Ok(RunOutcome::Checked { verdict: Verdict3::Invalid, .. }) => CaseResult::Caught,
-            Ok(RunOutcome::Checked { verdict: Verdict3::Valid, .. }) => CaseResult::Missed,
-            Ok(RunOutcome::Checked { verdict: Verdict3::Unknown, .. }) => CaseResult::Unknown,
+            Ok(RunOutcome::Checked {
+                verdict: Verdict3::Invalid,
+                ..
+            }) => CaseResult::Caught,
+            Ok(RunOutcome::Checked {
+                verdict: Verdict3::Valid,
+                ..
+            }) => CaseResult::Missed,
+            Ok(RunOutcome::Checked {
+                verdict: Verdict3::Unknown,
+                ..
+            }) => CaseResult::Unknown,
             Ok(RunOutcome::Skipped(why)) => CaseResult::NotRunnable(why),
             Err(e) => CaseResult::HarnessError(e),
         };

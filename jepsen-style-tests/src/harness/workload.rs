@@ -35,8 +35,8 @@ use state_machine::{
 
 use super::recorder::Recorder;
 use crate::booking::{
-    BookingCall, BookingRef, BookingRet, Cancelled, Confirmed, Held, HoldArgs, HoldRef, ReadArgs, Released, SeatRead,
-    SeatView,
+    BookingCall, BookingRef, BookingRet, Cancelled, Confirmed, Held, HoldArgs, HoldRef, ReadArgs,
+    Released, SeatRead, SeatView,
 };
 use crate::history::EventType;
 
@@ -96,13 +96,19 @@ pub struct WorkloadConfig {
 
 impl WorkloadConfig {
     pub fn seat_ids(&self) -> Vec<String> {
-        (1..=self.seats).map(|n| format!("{SECTION}-{ROW}-{n}")).collect()
+        (1..=self.seats)
+            .map(|n| format!("{SECTION}-{ROW}-{n}"))
+            .collect()
     }
 }
 
 /// Creates the event and opens its sale; tolerant of a retry that finds the
 /// event already there. Bounded by `deadline`.
-pub async fn setup_event(client: &Client, cfg: &WorkloadConfig, deadline: Duration) -> Result<(), String> {
+pub async fn setup_event(
+    client: &Client,
+    cfg: &WorkloadConfig,
+    deadline: Duration,
+) -> Result<(), String> {
     let spec = EventSpec {
         id: Some(EVENT_ID.into()),
         name: "Jepsen".into(),
@@ -116,10 +122,18 @@ pub async fn setup_event(client: &Client, cfg: &WorkloadConfig, deadline: Durati
             id: SECTION.into(),
             name: "Section A".into(),
             price_cents: 1_000,
-            rows: vec![RowSpec { label: ROW.into(), seats: cfg.seats }],
+            rows: vec![RowSpec {
+                label: ROW.into(),
+                seats: cfg.seats,
+            }],
         }],
     };
-    let commands = [Command::CreateEvent(spec), Command::OpenSale { event_id: EVENT_ID.into() }];
+    let commands = [
+        Command::CreateEvent(spec),
+        Command::OpenSale {
+            event_id: EVENT_ID.into(),
+        },
+    ];
     let started = Instant::now();
     for command in commands {
         loop {
@@ -190,7 +204,12 @@ impl Proc {
 
     /// Issues one write, retrying an unknown outcome up to `same_id_retries`
     /// times with the same request id (the operation stays open meanwhile).
-    async fn write(&mut self, call: BookingCall, command: Command, same_id_retries: u32) -> Written {
+    async fn write(
+        &mut self,
+        call: BookingCall,
+        command: Command,
+        same_id_retries: u32,
+    ) -> Written {
         let rec = &self.shared.recorder;
         let f = call.f();
         rec.invoke(self.id, f, call.to_value());
@@ -199,7 +218,9 @@ impl Proc {
         let mut result = client.submit_with_id(request_id, command.clone()).await;
         for _ in 0..same_id_retries {
             match &result {
-                Err(e) if !e.is_definite() => result = client.submit_with_id(request_id, command.clone()).await,
+                Err(e) if !e.is_definite() => {
+                    result = client.submit_with_id(request_id, command.clone()).await
+                }
                 _ => break,
             }
         }
@@ -207,20 +228,38 @@ impl Proc {
             Ok(submitted) => match submitted.outcome {
                 Ok(reply) => match self.ret_of(&call, &reply) {
                     Some(ret) => {
-                        rec.complete(self.id, EventType::Ok, f, ret.to_value(), Some(submitted.log_index));
+                        rec.complete(
+                            self.id,
+                            EventType::Ok,
+                            f,
+                            ret.to_value(),
+                            Some(submitted.log_index),
+                        );
                         Written::Ok(Box::new(reply))
                     }
                     None => {
                         // A reply of the wrong kind: the command's effect is not
                         // known, so the history must not claim either way.
                         let value = json!({"unexpected_reply": format!("{reply:?}")});
-                        rec.complete(self.id, EventType::Info, f, value, Some(submitted.log_index));
+                        rec.complete(
+                            self.id,
+                            EventType::Info,
+                            f,
+                            value,
+                            Some(submitted.log_index),
+                        );
                         Written::Unknown
                     }
                 },
                 Err(refusal) => {
                     let code = refusal.code();
-                    rec.complete(self.id, EventType::Fail, f, json!({"error": code}), Some(submitted.log_index));
+                    rec.complete(
+                        self.id,
+                        EventType::Fail,
+                        f,
+                        json!({"error": code}),
+                        Some(submitted.log_index),
+                    );
                     Written::Refused
                 }
             },
@@ -238,18 +277,29 @@ impl Proc {
     fn ret_of(&self, call: &BookingCall, reply: &Reply) -> Option<BookingRet> {
         let ttl = self.shared.cfg.hold_ttl_ms;
         Some(match (call, reply) {
-            (BookingCall::Hold(_), Reply::Held { hold_id, expires_at_ms, .. }) => BookingRet::Held(Held {
+            (
+                BookingCall::Hold(_),
+                Reply::Held {
+                    hold_id,
+                    expires_at_ms,
+                    ..
+                },
+            ) => BookingRet::Held(Held {
                 hold_id: *hold_id,
                 expires_at_ms: *expires_at_ms,
                 at_ms: expires_at_ms.saturating_sub(ttl),
             }),
-            (BookingCall::Release(_), Reply::Released { .. }) => BookingRet::Released(Released { at_ms: None }),
+            (BookingCall::Release(_), Reply::Released { .. }) => {
+                BookingRet::Released(Released { at_ms: None })
+            }
             (BookingCall::Confirm(_), Reply::Confirmed(b)) => BookingRet::Confirmed(Confirmed {
                 booking_id: b.booking_id,
                 hold_expires_at_ms: None,
                 at_ms: b.created_at_ms,
             }),
-            (BookingCall::Cancel(_), Reply::BookingCancelled { .. }) => BookingRet::Cancelled(Cancelled { at_ms: None }),
+            (BookingCall::Cancel(_), Reply::BookingCancelled { .. }) => {
+                BookingRet::Cancelled(Cancelled { at_ms: None })
+            }
             _ => return None,
         })
     }
@@ -257,13 +307,27 @@ impl Proc {
     /// A linearizable read of one seat (through the availability map).
     async fn read(&mut self, seat: &str) {
         let rec = &self.shared.recorder;
-        let call = BookingCall::Read(ReadArgs { seat: seat.to_string() });
+        let call = BookingCall::Read(ReadArgs {
+            seat: seat.to_string(),
+        });
         rec.invoke(self.id, call.f(), call.to_value());
-        let result =
-            self.shared.client.read(Query::Availability { event_id: EVENT_ID.into() }, Consistency::Linearizable).await;
+        let result = self
+            .shared
+            .client
+            .read(
+                Query::Availability {
+                    event_id: EVENT_ID.into(),
+                },
+                Consistency::Linearizable,
+            )
+            .await;
         match result {
             Ok((QueryResult::Availability(Ok(view)), index)) => {
-                let n: usize = seat.rsplit('-').next().and_then(|s| s.parse().ok()).unwrap_or(0);
+                let n: usize = seat
+                    .rsplit('-')
+                    .next()
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(0);
                 let state = view
                     .sections
                     .iter()
@@ -278,8 +342,17 @@ impl Proc {
                 };
                 match seat_view {
                     Some(seat_view) => {
-                        let ret = BookingRet::Read(SeatRead { seat: seat_view, at_ms: Some(view.clock_ms) });
-                        rec.complete(self.id, EventType::Ok, call.f(), ret.to_value(), Some(index));
+                        let ret = BookingRet::Read(SeatRead {
+                            seat: seat_view,
+                            at_ms: Some(view.clock_ms),
+                        });
+                        rec.complete(
+                            self.id,
+                            EventType::Ok,
+                            call.f(),
+                            ret.to_value(),
+                            Some(index),
+                        );
                     }
                     None => rec.complete(
                         self.id,
@@ -298,7 +371,13 @@ impl Proc {
                 None,
             ),
             // A read has no effect: any failure is a `fail`.
-            Err(e) => rec.complete(self.id, EventType::Fail, call.f(), client_error_value(&e), None),
+            Err(e) => rec.complete(
+                self.id,
+                EventType::Fail,
+                call.f(),
+                client_error_value(&e),
+                None,
+            ),
         }
     }
 
@@ -328,12 +407,22 @@ impl Proc {
 
     async fn hold(&mut self, seats: Vec<String>, retries: u32) -> Option<HoldRef> {
         let holder = self.holder();
-        let call = BookingCall::Hold(HoldArgs { seats: seats.clone(), holder: holder.clone() });
-        let command =
-            Command::Hold { event_id: EVENT_ID.into(), holder: holder.clone(), selection: state_machine::Selection::Seats(seats.clone()) };
+        let call = BookingCall::Hold(HoldArgs {
+            seats: seats.clone(),
+            holder: holder.clone(),
+        });
+        let command = Command::Hold {
+            event_id: EVENT_ID.into(),
+            holder: holder.clone(),
+            selection: state_machine::Selection::Seats(seats.clone()),
+        };
         match self.write(call, command, retries).await {
             Written::Ok(reply) => match *reply {
-                Reply::Held { hold_id, .. } => Some(HoldRef { hold_id, holder, seats }),
+                Reply::Held { hold_id, .. } => Some(HoldRef {
+                    hold_id,
+                    holder,
+                    seats,
+                }),
                 _ => None,
             },
             _ => None,
@@ -346,25 +435,36 @@ impl Proc {
             holder: hold.holder.clone(),
             payment_ref: format!("pay-{}", hold.hold_id),
         };
-        self.write(BookingCall::Confirm(hold.clone()), command, retries).await
+        self.write(BookingCall::Confirm(hold.clone()), command, retries)
+            .await
     }
 
     async fn release(&mut self, hold: &HoldRef) -> Written {
-        let command = Command::Release { hold_id: hold.hold_id, holder: hold.holder.clone() };
-        self.write(BookingCall::Release(hold.clone()), command, 0).await
+        let command = Command::Release {
+            hold_id: hold.hold_id,
+            holder: hold.holder.clone(),
+        };
+        self.write(BookingCall::Release(hold.clone()), command, 0)
+            .await
     }
 
     async fn cancel(&mut self, booking: &BookingRef) -> Written {
-        let command = Command::CancelBooking { booking_id: booking.booking_id, holder: booking.holder.clone() };
-        self.write(BookingCall::Cancel(booking.clone()), command, 0).await
+        let command = Command::CancelBooking {
+            booking_id: booking.booking_id,
+            holder: booking.holder.clone(),
+        };
+        self.write(BookingCall::Cancel(booking.clone()), command, 0)
+            .await
     }
 
     fn booking_of(hold: &HoldRef, written: &Written) -> Option<BookingRef> {
         match written {
             Written::Ok(reply) => match reply.as_ref() {
-                Reply::Confirmed(b) => {
-                    Some(BookingRef { booking_id: b.booking_id, holder: hold.holder.clone(), seats: hold.seats.clone() })
-                }
+                Reply::Confirmed(b) => Some(BookingRef {
+                    booking_id: b.booking_id,
+                    holder: hold.holder.clone(),
+                    seats: hold.seats.clone(),
+                }),
                 _ => None,
             },
             _ => None,
@@ -471,8 +571,14 @@ pub async fn run(shared: Arc<Shared>) {
     for id in 0..shared.cfg.processes {
         let shared = shared.clone();
         tasks.push(tokio::spawn(async move {
-            let rng = StdRng::seed_from_u64(shared.cfg.seed.wrapping_mul(1_000_003).wrapping_add(id));
-            let mut p = Proc { id, shared, rng, holds_invoked: 0 };
+            let rng =
+                StdRng::seed_from_u64(shared.cfg.seed.wrapping_mul(1_000_003).wrapping_add(id));
+            let mut p = Proc {
+                id,
+                shared,
+                rng,
+                holds_invoked: 0,
+            };
             match p.shared.cfg.kind {
                 WorkloadKind::Register => p.run_register().await,
                 WorkloadKind::Sellout => p.run_sellout().await,

@@ -364,18 +364,38 @@ mod tests {
     #[test]
     fn refused_multi_seat_hold_does_not_claim_each_seat_taken() {
         // Goal: "some seat of A-1-1 and A-1-2 was taken" is not read as "A-1-1 was taken".
-        let two = BookingCall::Hold(HoldArgs { seats: vec![SEAT.into(), "A-1-2".into()], holder: "b".into() });
-        let h = H::new().op(hold("a"), held(1, 1000, 5), (0, 1)).op(two, refused(SEAT_UNAVAILABLE, 10), (2, 3));
+        let two = BookingCall::Hold(HoldArgs {
+            seats: vec![SEAT.into(), "A-1-2".into()],
+            holder: "b".into(),
+        });
+        let h = H::new().op(hold("a"), held(1, 1000, 5), (0, 1)).op(
+            two,
+            refused(SEAT_UNAVAILABLE, 10),
+            (2, 3),
+        );
         assert_eq!(h.verdict(), Verdict::Linearizable);
-        let two = BookingCall::Hold(HoldArgs { seats: vec!["A-1-2".into(), SEAT.into()], holder: "c".into() });
+        let two = BookingCall::Hold(HoldArgs {
+            seats: vec!["A-1-2".into(), SEAT.into()],
+            holder: "c".into(),
+        });
         let h = H::new()
             .op(read(), saw(SeatView::Available, 1), (0, 1))
             .op(two, refused(SEAT_UNAVAILABLE, 10), (2, 3))
             .op(read(), saw(SeatView::HeldUnnamed, 11), (4, 5));
-        assert!(!h.verdict().is_linearizable(), "a read of an unnamed hold with no hold before it must fail");
-        let two = BookingCall::Hold(HoldArgs { seats: vec!["A-1-2".into(), SEAT.into()], holder: "d".into() });
+        assert!(
+            !h.verdict().is_linearizable(),
+            "a read of an unnamed hold with no hold before it must fail"
+        );
+        let two = BookingCall::Hold(HoldArgs {
+            seats: vec!["A-1-2".into(), SEAT.into()],
+            holder: "d".into(),
+        });
         // The case that used to fail: this seat free, the other one taken.
-        let h = H::new().op(read(), saw(SeatView::Available, 1), (0, 1)).op(two, refused(SEAT_UNAVAILABLE, 10), (2, 3));
+        let h = H::new().op(read(), saw(SeatView::Available, 1), (0, 1)).op(
+            two,
+            refused(SEAT_UNAVAILABLE, 10),
+            (2, 3),
+        );
         assert_eq!(h.verdict(), Verdict::Linearizable);
     }
 
@@ -383,10 +403,27 @@ mod tests {
     fn unnamed_reads_match_any_holder_of_the_right_kind() {
         // Goal: `held_unnamed` fits any live hold and `booked_unnamed` any booking, and not each other.
         let base = || H::new().op(hold("a"), held(1, 1000, 5), (0, 1));
-        assert_eq!(base().op(read(), saw(SeatView::HeldUnnamed, 6), (2, 3)).verdict(), Verdict::Linearizable);
-        assert!(!base().op(read(), saw(SeatView::BookedUnnamed, 6), (2, 3)).verdict().is_linearizable());
-        let booked = base().op(BookingCall::Confirm(hold_ref("a", 1)), confirmed(7, 20), (2, 3));
-        assert_eq!(booked.op(read(), saw(SeatView::BookedUnnamed, 21), (4, 5)).verdict(), Verdict::Linearizable);
+        assert_eq!(
+            base()
+                .op(read(), saw(SeatView::HeldUnnamed, 6), (2, 3))
+                .verdict(),
+            Verdict::Linearizable
+        );
+        assert!(!base()
+            .op(read(), saw(SeatView::BookedUnnamed, 6), (2, 3))
+            .verdict()
+            .is_linearizable());
+        let booked = base().op(
+            BookingCall::Confirm(hold_ref("a", 1)),
+            confirmed(7, 20),
+            (2, 3),
+        );
+        assert_eq!(
+            booked
+                .op(read(), saw(SeatView::BookedUnnamed, 21), (4, 5))
+                .verdict(),
+            Verdict::Linearizable
+        );
     }
 
     #[test]

@@ -10,7 +10,9 @@ use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
-use cluster_config::{BookingSection, ClusterConfig, ClusterSection, GatewaySection, NodeSection, RaftSection};
+use cluster_config::{
+    BookingSection, ClusterConfig, ClusterSection, GatewaySection, NodeSection, RaftSection,
+};
 use proto::booking as pb;
 use proto::booking::booking_client::BookingClient;
 use raft_node::NodeError;
@@ -26,14 +28,19 @@ pub const WAIT: Duration = Duration::from_secs(30);
 /// timing bounds meaningful.
 pub fn serial() -> MutexGuard<'static, ()> {
     static LOCK: OnceLock<Mutex<()>> = OnceLock::new();
-    LOCK.get_or_init(|| Mutex::new(())).lock().unwrap_or_else(|p| p.into_inner())
+    LOCK.get_or_init(|| Mutex::new(()))
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
 }
 
 pub fn init_tracing() {
     static ONCE: OnceLock<()> = OnceLock::new();
     ONCE.get_or_init(|| {
         let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| "warn".into()),
+            )
             .with_test_writer()
             .try_init();
     });
@@ -48,7 +55,11 @@ pub fn free_addr() -> SocketAddr {
     for _ in 0..1000 {
         let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
         let addr = l.local_addr().unwrap();
-        if given.lock().unwrap_or_else(|p| p.into_inner()).insert(addr.port()) {
+        if given
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(addr.port())
+        {
             return addr;
         }
     }
@@ -87,16 +98,34 @@ impl Cluster {
     pub fn new(name: &str, n: u64, raft: RaftSection) -> Cluster {
         init_tracing();
         let dir = tempfile::tempdir().expect("tempdir");
-        let nodes = (1..=n).map(|id| NodeSection { id, addr: free_addr(), metrics_addr: None }).collect();
+        let nodes = (1..=n)
+            .map(|id| NodeSection {
+                id,
+                addr: free_addr(),
+                metrics_addr: None,
+            })
+            .collect();
         let config = ClusterConfig {
-            cluster: ClusterSection { name: name.to_string(), data_dir: dir.path().join("data") },
+            cluster: ClusterSection {
+                name: name.to_string(),
+                data_dir: dir.path().join("data"),
+            },
             raft,
-            booking: BookingSection { hold_ttl_ms: 600_000, payment_window_ms: 120_000, expiry_sweep_ms: 100 },
+            booking: BookingSection {
+                hold_ttl_ms: 600_000,
+                payment_window_ms: 120_000,
+                expiry_sweep_ms: 100,
+            },
             nodes,
             gateway: GatewaySection::default(),
             base_dir: dir.path().to_path_buf(),
         };
-        Cluster { dir, config, node_configs: BTreeMap::new(), running: BTreeMap::new() }
+        Cluster {
+            dir,
+            config,
+            node_configs: BTreeMap::new(),
+            running: BTreeMap::new(),
+        }
     }
 
     /// Starts every configured node; node 1 bootstraps.
@@ -110,7 +139,10 @@ impl Cluster {
     }
 
     pub fn config_of(&self, id: u64) -> ClusterConfig {
-        self.node_configs.get(&id).cloned().unwrap_or_else(|| self.config.clone())
+        self.node_configs
+            .get(&id)
+            .cloned()
+            .unwrap_or_else(|| self.config.clone())
     }
 
     pub fn data_dir(&self, id: u64) -> PathBuf {
@@ -124,7 +156,11 @@ impl Cluster {
     /// Adds node `id` to the configuration that node `id` itself runs with.
     pub fn configure_extra_node(&mut self, id: u64) {
         let mut cfg = self.config.clone();
-        cfg.nodes.push(NodeSection { id, addr: free_addr(), metrics_addr: None });
+        cfg.nodes.push(NodeSection {
+            id,
+            addr: free_addr(),
+            metrics_addr: None,
+        });
         self.node_configs.insert(id, cfg);
     }
 
@@ -134,14 +170,23 @@ impl Cluster {
         let handle = tokio::spawn(raft_node::run_node(cfg, id, bootstrap, async move {
             let _ = rx.await;
         }));
-        self.running.insert(id, RunningNode { stop: Some(tx), handle });
+        self.running.insert(
+            id,
+            RunningNode {
+                stop: Some(tx),
+                handle,
+            },
+        );
     }
 
     /// Stops node `id` gracefully and waits until it has released its data.
     pub async fn stop(&mut self, id: u64) -> Result<(), NodeError> {
         let mut n = self.running.remove(&id).expect("node is running");
         let _ = n.stop.take().expect("stop sender").send(());
-        tokio::time::timeout(WAIT, n.handle).await.expect("node stops within the bound").expect("node task")
+        tokio::time::timeout(WAIT, n.handle)
+            .await
+            .expect("node stops within the bound")
+            .expect("node task")
     }
 
     pub async fn stop_all(&mut self) {
@@ -207,18 +252,33 @@ impl Cluster {
 
     /// Submits through node `via`, following `not_leader` redirects and
     /// retrying `unavailable` (same request id: deduplicated). Bounded.
-    pub async fn submit(&self, via: u64, client_id: u64, request_id: u64, command: &Command) -> (Outcome, u64) {
+    pub async fn submit(
+        &self,
+        via: u64,
+        client_id: u64,
+        request_id: u64,
+        command: &Command,
+    ) -> (Outcome, u64) {
         let body = serde_json::to_vec(command).unwrap();
         let mut target = self.addr(via).to_string();
         for _ in 0..300 {
-            let ch = tonic::transport::Endpoint::from_shared(format!("http://{target}")).unwrap().connect_lazy();
+            let ch = tonic::transport::Endpoint::from_shared(format!("http://{target}"))
+                .unwrap()
+                .connect_lazy();
             let mut c = BookingClient::new(ch);
-            let mut req = tonic::Request::new(pb::SubmitRequest { client_id, request_id, command_json: body.clone() });
+            let mut req = tonic::Request::new(pb::SubmitRequest {
+                client_id,
+                request_id,
+                command_json: body.clone(),
+            });
             req.set_timeout(Duration::from_secs(15));
             match c.submit(req).await {
                 Ok(r) => {
                     let r = r.into_inner();
-                    return (serde_json::from_slice(&r.outcome_json).expect("outcome json"), r.log_index);
+                    return (
+                        serde_json::from_slice(&r.outcome_json).expect("outcome json"),
+                        r.log_index,
+                    );
                 }
                 Err(s) => {
                     if let Some(addr) = s.metadata().get("booking-leader-addr") {
@@ -227,12 +287,22 @@ impl Cluster {
                         continue;
                     }
                     assert!(
-                        matches!(s.code(), tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Unknown),
+                        matches!(
+                            s.code(),
+                            tonic::Code::Unavailable
+                                | tonic::Code::DeadlineExceeded
+                                | tonic::Code::Unknown
+                        ),
                         "unexpected error: {s:?}"
                     );
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     // After a failure, ask the node we started from again.
-                    target = self.running.keys().next().map(|id| self.addr(*id).to_string()).unwrap_or(target);
+                    target = self
+                        .running
+                        .keys()
+                        .next()
+                        .map(|id| self.addr(*id).to_string())
+                        .unwrap_or(target);
                 }
             }
         }
@@ -240,13 +310,24 @@ impl Cluster {
     }
 
     /// `submit`, asserting the command succeeded.
-    pub async fn submit_ok(&self, via: u64, client_id: u64, request_id: u64, command: &Command) -> u64 {
+    pub async fn submit_ok(
+        &self,
+        via: u64,
+        client_id: u64,
+        request_id: u64,
+        command: &Command,
+    ) -> u64 {
         let (o, idx) = self.submit(via, client_id, request_id, command).await;
         assert!(o.is_ok(), "command {command:?} refused: {o:?}");
         idx
     }
 
-    pub async fn read(&self, id: u64, consistency: pb::Consistency, query: &Query) -> Result<(QueryResult, u64), tonic::Status> {
+    pub async fn read(
+        &self,
+        id: u64,
+        consistency: pb::Consistency,
+        query: &Query,
+    ) -> Result<(QueryResult, u64), tonic::Status> {
         let mut c = self.client(id).await;
         let mut req = tonic::Request::new(pb::ReadRequest {
             consistency: consistency as i32,
@@ -254,7 +335,10 @@ impl Cluster {
         });
         req.set_timeout(Duration::from_secs(10));
         let r = c.read(req).await?.into_inner();
-        Ok((serde_json::from_slice(&r.result_json).expect("result json"), r.applied_index))
+        Ok((
+            serde_json::from_slice(&r.result_json).expect("result json"),
+            r.applied_index,
+        ))
     }
 }
 
@@ -278,8 +362,9 @@ where
 
 /// A small reserved-seating event: section A, rows 1..=rows of `seats` seats.
 pub fn event_command(event_id: &str, rows: u32, seats: u32, hold_ttl_ms: u64) -> Command {
-    let rows: Vec<serde_json::Value> =
-        (1..=rows).map(|r| serde_json::json!({"label": r.to_string(), "seats": seats})).collect();
+    let rows: Vec<serde_json::Value> = (1..=rows)
+        .map(|r| serde_json::json!({"label": r.to_string(), "seats": seats}))
+        .collect();
     let spec = serde_json::json!({
         "id": event_id,
         "name": "Test concert",
@@ -299,7 +384,9 @@ pub fn hold_command(event_id: &str, holder: &str, seats: &[&str]) -> Command {
 }
 
 pub fn open_sale(event_id: &str) -> Command {
-    Command::OpenSale { event_id: event_id.to_string() }
+    Command::OpenSale {
+        event_id: event_id.to_string(),
+    }
 }
 
 /// (available, held, booked) of an event as `QueryResult::Event` reports it.

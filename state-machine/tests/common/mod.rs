@@ -12,10 +12,20 @@ pub fn std_spec(id: &str, rows: u32, seats: u32, ga: u32, ttl_ms: u64) -> EventS
         id: "A".into(),
         name: "Stalls".into(),
         price_cents: 5000,
-        rows: (1..=rows).map(|r| RowSpec { label: r.to_string(), seats }).collect(),
+        rows: (1..=rows)
+            .map(|r| RowSpec {
+                label: r.to_string(),
+                seats,
+            })
+            .collect(),
     }];
     if ga > 0 {
-        sections.push(SectionSpec::GeneralAdmission { id: "GA".into(), name: "Standing".into(), capacity: ga, price_cents: 2000 });
+        sections.push(SectionSpec::GeneralAdmission {
+            id: "GA".into(),
+            name: "Standing".into(),
+            capacity: ga,
+            price_cents: 2000,
+        });
     }
     EventSpec {
         id: Some(id.into()),
@@ -48,15 +58,33 @@ pub fn render_outcome(o: &Outcome) -> String {
     match o {
         Ok(r) => match r {
             Reply::EventCreated { event_id } => format!("ok created event={event_id}"),
-            Reply::SaleOpened { fans_shuffled, .. } => format!("ok opened shuffled={fans_shuffled}"),
+            Reply::SaleOpened { fans_shuffled, .. } => {
+                format!("ok opened shuffled={fans_shuffled}")
+            }
             Reply::SaleClosed { .. } => "ok closed".into(),
-            Reply::Held { hold_id, seats, general_admission, expires_at_ms, total_cents, .. } => {
-                let ga = general_admission.as_ref().map(|g| format!(" ga={}:{}", g.section, g.count)).unwrap_or_default();
+            Reply::Held {
+                hold_id,
+                seats,
+                general_admission,
+                expires_at_ms,
+                total_cents,
+                ..
+            } => {
+                let ga = general_admission
+                    .as_ref()
+                    .map(|g| format!(" ga={}:{}", g.section, g.count))
+                    .unwrap_or_default();
                 format!("ok held hold={hold_id} seats={} expires={expires_at_ms} total={total_cents}{ga}", join(seats))
             }
-            Reply::HoldExtended { hold_id, expires_at_ms } => format!("ok extended hold={hold_id} expires={expires_at_ms}"),
+            Reply::HoldExtended {
+                hold_id,
+                expires_at_ms,
+            } => format!("ok extended hold={hold_id} expires={expires_at_ms}"),
             Reply::Released { hold_id } => format!("ok released hold={hold_id}"),
-            Reply::PaymentBegun { hold_id, expires_at_ms } => {
+            Reply::PaymentBegun {
+                hold_id,
+                expires_at_ms,
+            } => {
                 format!("ok payment_begun hold={hold_id} expires={expires_at_ms}")
             }
             Reply::Confirmed(b) => format!(
@@ -68,11 +96,23 @@ pub fn render_outcome(o: &Outcome) -> String {
                 b.total_cents
             ),
             Reply::PaymentFailed { hold_id } => format!("ok payment_failed hold={hold_id}"),
-            Reply::BookingCancelled { booking_id, tickets_revoked } => {
-                format!("ok cancelled booking={booking_id} revoked={}", join(tickets_revoked))
+            Reply::BookingCancelled {
+                booking_id,
+                tickets_revoked,
+            } => {
+                format!(
+                    "ok cancelled booking={booking_id} revoked={}",
+                    join(tickets_revoked)
+                )
             }
-            Reply::CheckedIn { ticket_id, checked_in_at_ms } => format!("ok checked_in ticket={ticket_id} at={checked_in_at_ms}"),
-            Reply::QueueJoined { queue, already_joined } => format!("ok joined {} already={already_joined}", render_queue(queue)),
+            Reply::CheckedIn {
+                ticket_id,
+                checked_in_at_ms,
+            } => format!("ok checked_in ticket={ticket_id} at={checked_in_at_ms}"),
+            Reply::QueueJoined {
+                queue,
+                already_joined,
+            } => format!("ok joined {} already={already_joined}", render_queue(queue)),
             Reply::QueueLeft { .. } => "ok left".into(),
             Reply::WebhookRecorded { new } => format!("ok webhook new={new}"),
             Reply::OutboxAcked { removed } => format!("ok acked removed={removed}"),
@@ -82,12 +122,23 @@ pub fn render_outcome(o: &Outcome) -> String {
         Err(e) => {
             let detail = match e {
                 BookingError::SeatUnavailable { seats } => format!(" seats={}", join(seats)),
-                BookingError::NotEnoughSeats { requested, available } => format!(" requested={requested} available={available}"),
-                BookingError::TooManySeats { requested, max } => format!(" requested={requested} max={max}"),
-                BookingError::AlreadyConfirmed { booking_id, .. } => format!(" booking={booking_id}"),
-                BookingError::ExtendLimitReached { max_expires_at_ms, .. } => format!(" max={max_expires_at_ms}"),
+                BookingError::NotEnoughSeats {
+                    requested,
+                    available,
+                } => format!(" requested={requested} available={available}"),
+                BookingError::TooManySeats { requested, max } => {
+                    format!(" requested={requested} max={max}")
+                }
+                BookingError::AlreadyConfirmed { booking_id, .. } => {
+                    format!(" booking={booking_id}")
+                }
+                BookingError::ExtendLimitReached {
+                    max_expires_at_ms, ..
+                } => format!(" max={max_expires_at_ms}"),
                 BookingError::HoldNotActive { status, .. } => format!(" status={status}"),
-                BookingError::AlreadyCheckedIn { checked_in_at_ms, .. } => format!(" at={checked_in_at_ms}"),
+                BookingError::AlreadyCheckedIn {
+                    checked_in_at_ms, ..
+                } => format!(" at={checked_in_at_ms}"),
                 BookingError::UnknownSeat { seat } => format!(" seat={seat}"),
                 _ => String::new(),
             };
@@ -111,7 +162,9 @@ pub fn render_change(c: &SeatChange) -> String {
         SeatStatus::Available => format!("{}:available", c.seat),
         SeatStatus::Held => format!("{}:held", c.seat),
         SeatStatus::Booked => format!("{}:booked", c.seat),
-        SeatStatus::GeneralAdmission { held, sold, .. } => format!("{}:held={held}/sold={sold}", c.seat),
+        SeatStatus::GeneralAdmission { held, sold, .. } => {
+            format!("{}:held={held}/sold={sold}", c.seat)
+        }
     }
 }
 
@@ -121,7 +174,11 @@ pub fn apply_checked(state: &mut BookingState, index: u64, batch: &Batch) -> App
     if let Err(e) = state.check_invariants() {
         panic!("invariant broken after entry {index}: {e}");
     }
-    assert_eq!(out.outcomes.len(), batch.requests.len(), "one outcome per request");
+    assert_eq!(
+        out.outcomes.len(),
+        batch.requests.len(),
+        "one outcome per request"
+    );
     out
 }
 
@@ -150,27 +207,73 @@ impl Rng {
 pub fn random_batches(seed: u64, entries: usize) -> Vec<Batch> {
     let mut rng = Rng(seed | 1);
     let mut queued = std_spec("queued", 3, 8, 6, 20_000);
-    queued.waiting_room = Some(WaitingRoomSpec { enabled: true, admit_batch: 3 });
+    queued.waiting_room = Some(WaitingRoomSpec {
+        enabled: true,
+        admit_batch: 3,
+    });
     let mut batches = vec![Batch {
         stamp_ms: 1_000,
         requests: vec![
-            Request { client_id: 100, request_id: 1, command: Command::CreateEvent(std_spec("gig", 4, 10, 8, 10_000)) },
-            Request { client_id: 100, request_id: 2, command: Command::CreateEvent(queued) },
-            Request { client_id: 100, request_id: 3, command: Command::JoinQueue { event_id: "queued".into(), user: "u1".into() } },
-            Request { client_id: 100, request_id: 4, command: Command::JoinQueue { event_id: "queued".into(), user: "u2".into() } },
-            Request { client_id: 100, request_id: 5, command: Command::OpenSale { event_id: "gig".into() } },
-            Request { client_id: 100, request_id: 6, command: Command::OpenSale { event_id: "queued".into() } },
+            Request {
+                client_id: 100,
+                request_id: 1,
+                command: Command::CreateEvent(std_spec("gig", 4, 10, 8, 10_000)),
+            },
+            Request {
+                client_id: 100,
+                request_id: 2,
+                command: Command::CreateEvent(queued),
+            },
+            Request {
+                client_id: 100,
+                request_id: 3,
+                command: Command::JoinQueue {
+                    event_id: "queued".into(),
+                    user: "u1".into(),
+                },
+            },
+            Request {
+                client_id: 100,
+                request_id: 4,
+                command: Command::JoinQueue {
+                    event_id: "queued".into(),
+                    user: "u2".into(),
+                },
+            },
+            Request {
+                client_id: 100,
+                request_id: 5,
+                command: Command::OpenSale {
+                    event_id: "gig".into(),
+                },
+            },
+            Request {
+                client_id: 100,
+                request_id: 6,
+                command: Command::OpenSale {
+                    event_id: "queued".into(),
+                },
+            },
         ],
     }];
     let mut replica = BookingState::new();
     let first = replica.apply(1, &batches[0]);
     let mut holds: Vec<(u64, String)> = Vec::new();
     let mut bookings: Vec<(u64, String, Vec<u64>)> = Vec::new();
-    let learn = |out: &ApplyOutput, batch: &Batch, holds: &mut Vec<(u64, String)>, bookings: &mut Vec<(u64, String, Vec<u64>)>| {
+    let learn = |out: &ApplyOutput,
+                 batch: &Batch,
+                 holds: &mut Vec<(u64, String)>,
+                 bookings: &mut Vec<(u64, String, Vec<u64>)>| {
         for (o, r) in out.outcomes.iter().zip(&batch.requests) {
             match (o, &r.command) {
-                (Ok(Reply::Held { hold_id, .. }), Command::Hold { holder, .. }) => holds.push((*hold_id, holder.clone())),
-                (Ok(Reply::Confirmed(b)), _) => bookings.push((b.booking_id, b.holder.clone(), b.tickets.iter().map(|t| t.ticket_id).collect())),
+                (Ok(Reply::Held { hold_id, .. }), Command::Hold { holder, .. }) => {
+                    holds.push((*hold_id, holder.clone()))
+                }
+                (Ok(Reply::Confirmed(b)), _) => bookings.push((
+                    b.booking_id,
+                    b.holder.clone(),
+                    b.tickets.iter().map(|t| t.ticket_id).collect(),
+                )),
                 _ => {}
             }
         }
@@ -193,7 +296,9 @@ pub fn random_batches(seed: u64, entries: usize) -> Vec<Batch> {
             let event_id = if rng.below(3) == 0 { "queued" } else { "gig" }.to_string();
             // Mostly a recent real hold with its owner; sometimes anything.
             let (hold_id, hold_owner) = match holds.len() {
-                n if n > 0 && rng.below(5) != 0 => holds[n - 1 - rng.below(n.min(6) as u64) as usize].clone(),
+                n if n > 0 && rng.below(5) != 0 => {
+                    holds[n - 1 - rng.below(n.min(6) as u64) as usize].clone()
+                }
                 _ => (1 + rng.below(40), format!("u{c}")),
             };
             let (booking_id, booking_owner, tickets) = match bookings.len() {
@@ -207,40 +312,84 @@ pub fn random_batches(seed: u64, entries: usize) -> Vec<Batch> {
             } else if kind == 10 {
                 holder = booking_owner;
             }
-            if let Some(n) = holder.strip_prefix('u').and_then(|n| n.parse::<usize>().ok()) {
+            if let Some(n) = holder
+                .strip_prefix('u')
+                .and_then(|n| n.parse::<usize>().ok())
+            {
                 c = n % 8;
             }
             next_req[c] += 1;
             let command = match kind {
                 0..=3 => {
                     let k = 1 + rng.below(3);
-                    let seats = (0..k).map(|_| format!("A-{}-{}", 1 + rng.below(3), 1 + rng.below(8))).collect();
-                    Command::Hold { event_id, holder, selection: Selection::Seats(seats) }
+                    let seats = (0..k)
+                        .map(|_| format!("A-{}-{}", 1 + rng.below(3), 1 + rng.below(8)))
+                        .collect();
+                    Command::Hold {
+                        event_id,
+                        holder,
+                        selection: Selection::Seats(seats),
+                    }
                 }
                 4 => Command::Hold {
                     event_id,
                     holder,
-                    selection: Selection::BestAvailable { count: 1 + rng.below(4) as u32, section: None, allow_non_adjacent: rng.below(2) == 0 },
+                    selection: Selection::BestAvailable {
+                        count: 1 + rng.below(4) as u32,
+                        section: None,
+                        allow_non_adjacent: rng.below(2) == 0,
+                    },
                 },
-                5 => Command::Hold { event_id, holder, selection: Selection::GeneralAdmission { section: "GA".into(), count: 1 + rng.below(3) as u32 } },
+                5 => Command::Hold {
+                    event_id,
+                    holder,
+                    selection: Selection::GeneralAdmission {
+                        section: "GA".into(),
+                        count: 1 + rng.below(3) as u32,
+                    },
+                },
                 6 => Command::Release { hold_id, holder },
                 7 => Command::BeginPayment { hold_id, holder },
-                8 | 9 => Command::Confirm { hold_id, holder, payment_ref: format!("p{hold_id}") },
+                8 | 9 => Command::Confirm {
+                    hold_id,
+                    holder,
+                    payment_ref: format!("p{hold_id}"),
+                },
                 10 => Command::CancelBooking { booking_id, holder },
                 11 => Command::ExtendHold { hold_id, holder },
-                12 => Command::JoinQueue { event_id: "queued".into(), user: holder },
-                13 => Command::CheckIn { ticket_id: tickets[rng.below(tickets.len() as u64) as usize] },
-                14 => Command::RecordWebhook { webhook_id: format!("w{}", rng.below(10)) },
-                _ => Command::AckOutbox { up_to: rng.below(10) },
+                12 => Command::JoinQueue {
+                    event_id: "queued".into(),
+                    user: holder,
+                },
+                13 => Command::CheckIn {
+                    ticket_id: tickets[rng.below(tickets.len() as u64) as usize],
+                },
+                14 => Command::RecordWebhook {
+                    webhook_id: format!("w{}", rng.below(10)),
+                },
+                _ => Command::AckOutbox {
+                    up_to: rng.below(10),
+                },
             };
-            let req = Request { client_id: c as u64 + 1, request_id: next_req[c], command };
+            let req = Request {
+                client_id: c as u64 + 1,
+                request_id: next_req[c],
+                command,
+            };
             sent.push(req.clone());
             requests.push(req);
         }
         if rng.below(10) == 0 {
-            requests.push(Request { client_id: 0, request_id: 0, command: Command::Tick });
+            requests.push(Request {
+                client_id: 0,
+                request_id: 0,
+                command: Command::Tick,
+            });
         }
-        let batch = Batch { stamp_ms: stamp, requests };
+        let batch = Batch {
+            stamp_ms: stamp,
+            requests,
+        };
         let out = replica.apply(e as u64 + 2, &batch);
         learn(&out, &batch, &mut holds, &mut bookings);
         batches.push(batch);

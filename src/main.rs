@@ -12,7 +12,8 @@
 //! any logic a library could own; each subcommand is a thin call into one.
 //!
 //! Exit codes: 0 after a clean stop, 1 when a node or a child failed at run
-//! time, 2 for a usage or configuration error (the message names the key).
+//! time, 2 for a usage or configuration error (the message names the key), or
+//! for `BOOKING_FAULT_BUG` set in a build without `fault-injection-bugs`.
 
 mod gateway;
 mod up;
@@ -133,6 +134,9 @@ pub(crate) fn load_config(path: &std::path::Path) -> anyhow::Result<ClusterConfi
 }
 
 async fn run_node(config_path: PathBuf, id: u64, bootstrap: bool) -> anyhow::Result<ExitCode> {
+    // BOOKING_FAULT_BUG: an unknown bug name, or any name in a build without
+    // the `fault-injection-bugs` feature, refuses to start (exit 2).
+    raft_node::fault_bugs::select_from_env().map_err(UsageError)?;
     let config = load_config(&config_path)?;
     if config.node(id).is_none() {
         let ids: Vec<String> = config.nodes.iter().map(|n| n.id.to_string()).collect();

@@ -16,6 +16,8 @@
 //! - [`watch`]: the ring of recent seat changes and its subscribers.
 //! - [`metrics`]: counters and the Prometheus text endpoint.
 //! - [`error`]: `NodeError`, its classifier and its gRPC mapping.
+//! - [`fault_bugs`]: deliberate bugs for `jepsen selftest`, compiled only with
+//!   the cargo feature `fault-injection-bugs` (off in every normal build).
 //!
 //! Choices worth knowing:
 //! - Writes and linearizable reads are not forwarded between nodes: a follower
@@ -33,6 +35,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod error;
+pub mod fault_bugs;
 pub mod metrics;
 pub mod network;
 pub mod node;

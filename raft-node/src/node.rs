@@ -585,6 +585,9 @@ pub async fn run_node(
     bootstrap: bool,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), NodeError> {
+    // Before anything touches storage: the deliberate bugs (if any) change how
+    // the data directory is opened.
+    crate::fault_bugs::select_from_env().map_err(NodeError::Config)?;
     let me = config
         .node(node_id)
         .ok_or_else(|| {

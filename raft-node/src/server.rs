@@ -208,7 +208,18 @@ impl Booking for BookingService {
                 serde_json::from_slice(&r.query_json).map_err(|e| invalid("query_json", e))?;
             match pb::Consistency::try_from(r.consistency) {
                 Ok(pb::Consistency::Linearizable) => {
-                    self.core.linearizable_barrier().await?;
+                    // BUG (fault-injection-bugs, stale-local-reads): answer from
+                    // this node's applied state with no ReadIndex round and no
+                    // leader check. Caught by the selftest's register workload
+                    // (reads spread over every node): "linearizable per seat".
+                    #[cfg(feature = "fault-injection-bugs")]
+                    let barrier =
+                        !crate::fault_bugs::active(crate::fault_bugs::FaultBug::StaleLocalReads);
+                    #[cfg(not(feature = "fault-injection-bugs"))]
+                    let barrier = true;
+                    if barrier {
+                        self.core.linearizable_barrier().await?;
+                    }
                 }
                 Ok(pb::Consistency::Stale) => Counters::add(&self.core.counters.reads_stale, 1),
                 Err(_) => return Err(invalid("consistency", r.consistency)),

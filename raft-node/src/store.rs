@@ -152,7 +152,17 @@ const SLED_LOCK_WAIT_STEPS: u32 = 100;
 fn open_sled(sled_path: &Path) -> Result<sled::Db, NodeError> {
     let mut attempt = 0;
     loop {
-        match sled::Config::new().path(sled_path).open() {
+        let config = sled::Config::new().path(sled_path);
+        // BUG (fault-injection-bugs, ack-without-flush): no periodic flush
+        // either, so unflushed log writes stay in sled's in-process buffers
+        // and die with a `kill -9`.
+        #[cfg(feature = "fault-injection-bugs")]
+        let config = if crate::fault_bugs::active(crate::fault_bugs::FaultBug::AckWithoutFlush) {
+            config.flush_every_ms(None)
+        } else {
+            config
+        };
+        match config.open() {
             Ok(db) => return Ok(db),
             Err(sled::Error::Io(e))
                 if e.kind() == std::io::ErrorKind::WouldBlock || e.to_string().contains("lock") =>
@@ -465,6 +475,21 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
+        // BUG (fault-injection-bugs, ack-without-flush): the committed index
+        // is written without a flush too; otherwise this flush, which follows
+        // every commit, would make the appended entries durable after all.
+        #[cfg(feature = "fault-injection-bugs")]
+        if crate::fault_bugs::active(crate::fault_bugs::FaultBug::AckWithoutFlush) {
+            if let Some(c) = committed {
+                let bytes = encode(&c).map_err(sto_err)?;
+                self.inner
+                    .meta
+                    .insert(KEY_COMMITTED, bytes)
+                    .map_err(|e| sto_err(format!("sled write: {e}")))?;
+                self.inner.committed_index.store(c.index, Ordering::Relaxed);
+                return Ok(());
+            }
+        }
         match committed {
             Some(c) => self.write_meta(KEY_COMMITTED, &c).await.map_err(sto_err)?,
             None => {
@@ -505,6 +530,16 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .log
             .apply_batch(batch)
             .map_err(|e| sto_err(format!("sled write of tree {TREE_LOG}: {e}")))?;
+        // BUG (fault-injection-bugs, ack-without-flush): tell openraft the
+        // entries are stored while they sit in sled's memory, and never flush
+        // them. Caught by the selftest's register x kill run (kill -9 of a
+        // majority or all): acknowledged bookings missing after the restart,
+        // and reads that contradict acknowledged writes ("linearizable per seat").
+        #[cfg(feature = "fault-injection-bugs")]
+        if crate::fault_bugs::active(crate::fault_bugs::FaultBug::AckWithoutFlush) {
+            callback.log_io_completed(Ok(()));
+            return Ok(());
+        }
         // Durable before openraft counts it: the callback is the promise.
         let flushed = self.flush().await;
         match flushed {
@@ -637,6 +672,22 @@ impl SmStore {
         self.inner.state.write().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// BUG helper (fault-injection-bugs, clock-in-apply): this replica's wall
+    /// clock plus the offset the clock nemesis wrote next to its data.
+    #[cfg(feature = "fault-injection-bugs")]
+    fn local_clock_ms(&self) -> u64 {
+        let offset_file = std::env::var(crate::node::FAULT_CLOCK_ENV)
+            .is_ok_and(|v| v == "1")
+            .then(|| {
+                self.inner
+                    .path
+                    .parent()
+                    .map(|d| d.join(crate::node::CLOCK_OFFSET_FILE))
+            })
+            .flatten();
+        crate::node::StampClock::new(offset_file).now_ms()
+    }
+
     /// The watch hub this store publishes applied changes to.
     pub fn hub(&self) -> &Arc<WatchHub> {
         &self.inner.hub
@@ -736,6 +787,22 @@ impl RaftStateMachine<TypeConfig> for SmStore {
                 let response = match entry.payload {
                     EntryPayload::Blank => EntryResponse::default(),
                     EntryPayload::Normal(batch) => {
+                        // BUG (fault-injection-bugs, clock-in-apply): log time
+                        // taken from this replica's clock (with the nemesis's
+                        // offset) instead of the leader's stamp, so replicas
+                        // diverge. Caught by the selftest's expiry x clock run:
+                        // "replica_hashes_equal" (and "no_confirm_past_expiry").
+                        #[cfg(feature = "fault-injection-bugs")]
+                        let batch =
+                            if crate::fault_bugs::active(crate::fault_bugs::FaultBug::ClockInApply)
+                            {
+                                state_machine::Batch {
+                                    stamp_ms: self.local_clock_ms(),
+                                    ..batch
+                                }
+                            } else {
+                                batch
+                            };
                         let out = s.booking.apply(index, &batch);
                         assert_eq!(
                             out.outcomes.len(),

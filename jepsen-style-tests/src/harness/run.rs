@@ -196,8 +196,14 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, String> {
     });
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let deadline = Instant::now() + Duration::from_millis(time_limit_ms);
+    let node_clients = endpoints
+        .iter()
+        .map(|(_, e)| Client::with_options([e.as_str()], workload_client_options()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("client: {e}"))?;
     let shared = Arc::new(Shared {
         client: client.clone(),
+        node_clients,
         recorder: recorder.clone(),
         cfg: cfg.clone(),
         deadline,

@@ -18,7 +18,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::nemesis::NemesisKind;
+use super::nemesis::{self, Fault, NemesisKind, Step, Target};
 use super::run::{self, RunOptions, RunOutcome, Verdict3};
 use super::workload::WorkloadKind;
 
@@ -38,6 +38,39 @@ pub struct Bug {
     pub nemesis_without_network: NemesisKind,
     /// Which checker is expected to catch it.
     pub caught_by: &'static str,
+    /// Seconds of workload for this case (`None`: the selftest's `--time-limit`).
+    pub time_limit_s: Option<u64>,
+    /// A fault schedule that can expose the bug: the selftest uses the first
+    /// seed from `--seed` on (at most [`SEED_SEARCH_MAX`] further) whose
+    /// schedule passes this test, so the case does not depend on luck.
+    pub schedule_fits: fn(&[Step], u64) -> bool,
+}
+
+/// How many seeds past `--seed` a case looks at for a schedule that fits.
+pub const SEED_SEARCH_MAX: u64 = 1_000;
+
+/// While `true`, the `gateway-retry-new-id` case may come back `NotRunnable`
+/// without failing the selftest: the harness has no gateway workload yet.
+/// Set it to `false` when the gateway case runs (helper W's change).
+pub const GATEWAY_CASE_PENDING: bool = true;
+
+fn any_schedule(_: &[Step], _: u64) -> bool {
+    true
+}
+
+/// At least two kills of a majority or of every node: only those can lose
+/// writes a majority acknowledged without making them durable.
+fn kills_a_majority_twice(steps: &[Step], nodes: u64) -> bool {
+    steps
+        .iter()
+        .filter(|s| match &s.fault {
+            Fault::Kill {
+                target: Target::Nodes(ns),
+            } => ns.len() as u64 > nodes / 2,
+            _ => false,
+        })
+        .count()
+        >= 2
 }
 
 pub const BUGS: &[Bug] = &[
@@ -48,6 +81,8 @@ pub const BUGS: &[Bug] = &[
         nemesis: NemesisKind::Partition,
         nemesis_without_network: NemesisKind::Pause,
         caught_by: "linearizable per seat",
+        time_limit_s: None,
+        schedule_fits: any_schedule,
     },
     Bug {
         name: "ack-without-flush",
@@ -56,6 +91,8 @@ pub const BUGS: &[Bug] = &[
         nemesis: NemesisKind::Kill,
         nemesis_without_network: NemesisKind::Kill,
         caught_by: "acknowledged_bookings_present / linearizable per seat",
+        time_limit_s: None,
+        schedule_fits: kills_a_majority_twice,
     },
     Bug {
         name: "clock-in-apply",
@@ -65,6 +102,8 @@ pub const BUGS: &[Bug] = &[
         nemesis: NemesisKind::Clock,
         nemesis_without_network: NemesisKind::Clock,
         caught_by: "replica_hashes_equal / no_confirm_past_expiry",
+        time_limit_s: None,
+        schedule_fits: any_schedule,
     },
     Bug {
         name: "gateway-retry-new-id",
@@ -73,6 +112,8 @@ pub const BUGS: &[Bug] = &[
         nemesis: NemesisKind::Partition,
         nemesis_without_network: NemesisKind::Kill,
         caught_by: "no_seat_sold_twice / no_phantom_bookings (needs the gateway workload)",
+        time_limit_s: None,
+        schedule_fits: any_schedule,
     },
 ];
 
@@ -148,20 +189,37 @@ pub async fn selftest(base: RunOptions, only: Option<String>) -> Vec<(String, Ca
             continue;
         }
         let out: PathBuf = base.out.join(bug.name);
+        let nemesis = if network {
+            bug.nemesis
+        } else {
+            bug.nemesis_without_network
+        };
+        let time_limit_s = bug.time_limit_s.unwrap_or(base.time_limit_s);
+        let Some(seed) = seed_for(bug, nemesis, &base, time_limit_s, network) else {
+            results.push((
+                bug.name.to_string(),
+                CaseResult::HarnessError(format!(
+                    "no seed in {}..={} gives a {nemesis:?} schedule that can expose the bug \
+                     in {time_limit_s} s (raise --time-limit)",
+                    base.seed,
+                    base.seed + SEED_SEARCH_MAX
+                )),
+            ));
+            continue;
+        };
         let opts = RunOptions {
             out: out.clone(),
             workload: bug.workload,
-            nemesis: if network {
-                bug.nemesis
-            } else {
-                bug.nemesis_without_network
-            },
+            nemesis,
+            seed,
+            time_limit_s,
             node_env: vec![(BUG_ENV.to_string(), bug.name.to_string())],
             ..base.clone()
         };
         eprintln!(
-            "jepsen selftest: {} ({}); expect {} to catch it",
-            bug.name, bug.what, bug.caught_by
+            "jepsen selftest: {} ({}); {:?} x {nemesis:?}, seed {seed}, {time_limit_s} s; \
+             expect {} to catch it",
+            bug.name, bug.what, bug.workload, bug.caught_by
         );
         let outcome = run::run(opts).await;
         let hooked = marker_in_logs(&out, bug.name);
@@ -185,4 +243,59 @@ pub async fn selftest(base: RunOptions, only: Option<String>) -> Vec<(String, Ca
         results.push((bug.name.to_string(), r));
     }
     results
+}
+
+/// The first seed from `base.seed` on whose schedule fits `bug`.
+fn seed_for(
+    bug: &Bug,
+    nemesis: NemesisKind,
+    base: &RunOptions,
+    time_limit_s: u64,
+    network: bool,
+) -> Option<u64> {
+    let ids: Vec<u64> = (1..=base.nodes).collect();
+    (base.seed..=base.seed.saturating_add(SEED_SEARCH_MAX)).find(|&seed| {
+        let steps = nemesis::schedule(nemesis, seed, time_limit_s * 1000, &ids, network);
+        (bug.schedule_fits)(&steps, base.nodes)
+    })
+}
+
+/// Whether one case's result lets the selftest pass: the control run valid,
+/// every bug caught, except the gateway case while [`GATEWAY_CASE_PENDING`].
+pub fn case_passes(name: &str, result: &CaseResult) -> bool {
+    match result {
+        CaseResult::Caught | CaseResult::ControlValid => true,
+        CaseResult::NotRunnable(_) => GATEWAY_CASE_PENDING && name == "gateway-retry-new-id",
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_kill_case_finds_a_seed_with_two_majority_kills_in_30_s() {
+        let bug = BUGS.iter().find(|b| b.name == "ack-without-flush").unwrap();
+        let ids = [1, 2, 3];
+        let seed = (1..=SEED_SEARCH_MAX)
+            .find(|&s| {
+                let steps = nemesis::schedule(NemesisKind::Kill, s, 30_000, &ids, false);
+                (bug.schedule_fits)(&steps, 3)
+            })
+            .expect("a seed fits");
+        assert!(seed < 50, "seed {seed}: the search should be short");
+    }
+
+    #[test]
+    fn only_the_pending_gateway_case_may_be_not_runnable() {
+        let nr = CaseResult::NotRunnable("x".into());
+        assert_eq!(
+            case_passes("gateway-retry-new-id", &nr),
+            GATEWAY_CASE_PENDING
+        );
+        assert!(!case_passes("stale-local-reads", &nr));
+        assert!(!case_passes("stale-local-reads", &CaseResult::Missed));
+        assert!(case_passes("stale-local-reads", &CaseResult::Caught));
+    }
 }

@@ -2,8 +2,8 @@
 //! client library and record each one (invoke, then `ok`/`fail`/`info`).
 //!
 //! Owns: the test event (created once per run), the three workloads
-//! ([`WorkloadKind`]) and the translation of client results into history
-//! values in the shapes of `booking.rs`:
+//! ([`WorkloadKind`]), which node a read goes to, and the translation of
+//! client results into history values in the shapes of `booking.rs`:
 //! - a store refusal (`Ok(Err(BookingError))`) is `fail {"error": code}`;
 //! - a client error the classifier calls definite is `fail {"client_error"}`;
 //! - any other client error is `info` (the write may have applied).
@@ -158,6 +158,12 @@ fn tracing_note(message: &str) {
 /// Shared by every process of a run.
 pub struct Shared {
     pub client: Client,
+    /// One client per node, each knowing only that node. The register
+    /// workload sends half its reads through a random one of them, so a
+    /// follower's linearizable read (a ReadIndex asked of the leader) is
+    /// checked too, not only the leader's; empty: every read goes through
+    /// `client`.
+    pub node_clients: Vec<Client>,
     pub recorder: Arc<Recorder>,
     pub cfg: WorkloadConfig,
     pub deadline: Instant,
@@ -311,9 +317,16 @@ impl Proc {
             seat: seat.to_string(),
         });
         rec.invoke(self.id, call.f(), call.to_value());
-        let result = self
-            .shared
-            .client
+        let pinned = &self.shared.node_clients;
+        let client = if self.shared.cfg.kind == WorkloadKind::Register
+            && !pinned.is_empty()
+            && self.rng.random_bool(0.5)
+        {
+            &pinned[self.rng.random_range(0..pinned.len())]
+        } else {
+            &self.shared.client
+        };
+        let result = client
             .read(
                 Query::Availability {
                     event_id: EVENT_ID.into(),

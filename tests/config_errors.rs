@@ -93,3 +93,29 @@ fn missing_file_is_named() {
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("/nonexistent/cluster.toml"), "{stderr}");
 }
+
+// Goal: a normal build contains no deliberate bugs: asked for one through
+// BOOKING_FAULT_BUG, the node refuses to start (exit 2) instead of silently
+// running clean, so `jepsen selftest` can never pass on the wrong binary.
+// (Also guards the workspace build: if feature unification ever enabled
+// `fault-injection-bugs`, this binary would start instead.)
+#[cfg(not(feature = "fault-injection-bugs"))]
+#[test]
+fn fault_bug_requested_of_a_normal_build_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cluster.toml");
+    std::fs::write(&path, NODES).unwrap();
+    let output = Command::new(common::booking_bin())
+        .args(["node", "--config"])
+        .arg(&path)
+        .args(["--id", "1"])
+        .env("BOOKING_FAULT_BUG", "stale-local-reads")
+        .output()
+        .expect("run booking");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("built without fault-injection-bugs"),
+        "{stderr}"
+    );
+}

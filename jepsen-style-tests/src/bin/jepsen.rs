@@ -11,7 +11,9 @@
 //!   or a replica could not be read), 3 skipped (the nemesis needs root, `ip`
 //!   and `nft`), 4 the harness failed (cluster would not start, ...), 130
 //!   interrupted.
-//! - `selftest`: 0 every bug caught and the control run valid, 1 otherwise.
+//! - `selftest`: 0 every bug caught and the control run valid, 1 otherwise
+//!   (the gateway case may be "not run" while `GATEWAY_CASE_PENDING`); the
+//!   verdict per case is written to `<out>/selftest.json`.
 //! - `cleanup`: 0.
 
 use std::path::{Path, PathBuf};
@@ -264,9 +266,14 @@ async fn selftest_command(common: CommonArgs, only: Option<String>) -> ExitCode 
     eprintln!();
     eprintln!("== jepsen selftest");
     let mut all_good = true;
+    let mut cases = Vec::new();
     for (name, r) in &results {
         let good = selftest::case_passes(name, r);
         all_good &= good;
+        cases.push(serde_json::json!({
+            "case": name, "result": format!("{r:?}"), "passes": good,
+            "report": common.out.join(if name.starts_with("control") { "control" } else { name }),
+        }));
         let text = match r {
             CaseResult::Caught => "caught (good)".to_string(),
             CaseResult::ControlValid => "valid (good)".to_string(),
@@ -284,6 +291,18 @@ async fn selftest_command(common: CommonArgs, only: Option<String>) -> ExitCode 
             CaseResult::HarnessError(e) => format!("HARNESS ERROR: {e}"),
         };
         eprintln!("   {name:<24} {text}");
+    }
+    // The verdict per case, for scripts and the CI test.
+    let summary = serde_json::json!({"passes": all_good, "cases": cases});
+    let path = common.out.join("selftest.json");
+    if let Err(e) = std::fs::create_dir_all(&common.out).and_then(|()| {
+        std::fs::write(
+            &path,
+            serde_json::to_vec_pretty(&summary).unwrap_or_default(),
+        )
+    }) {
+        eprintln!("jepsen selftest: {}: {e}", path.display());
+        all_good = false;
     }
     ExitCode::from(if all_good { 0 } else { 1 })
 }

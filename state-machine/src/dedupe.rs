@@ -122,6 +122,11 @@ impl RequestTable {
         }
     }
 
+    /// Log time of the oldest remembered outcome (the next to expire).
+    pub fn oldest_at_ms(&self) -> Option<u64> {
+        self.entries.front().map(|e| e.at_ms)
+    }
+
     pub fn trim(&mut self, max_entries: u32) {
         while self.entries.len() > max_entries as usize {
             self.pop_oldest();
@@ -223,6 +228,11 @@ impl WebhookTable {
             let (_, id) = self.order.pop_front().expect("non-empty");
             self.seen.remove(&id);
         }
+    }
+
+    /// Log time of the oldest remembered id (the next to expire).
+    pub fn oldest_at_ms(&self) -> Option<u64> {
+        self.order.front().map(|(at, _)| *at)
     }
 
     pub fn trim(&mut self, max_entries: u32) {

@@ -309,6 +309,26 @@ impl Event {
             .sum()
     }
 
+    /// Free reserved seats in one section, or in every reserved section
+    /// (`None`): what best-available can choose from.
+    pub fn reserved_available(&self, section: Option<u32>) -> u32 {
+        match section {
+            Some(si) => {
+                let s = &self.layout.sections[si as usize];
+                let c = &self.counters[si as usize];
+                s.capacity - c.held - c.booked
+            }
+            None => self
+                .layout
+                .sections
+                .iter()
+                .zip(&self.counters)
+                .filter(|(s, _)| s.ga_capacity.is_none())
+                .map(|(s, c)| s.capacity - c.held - c.booked)
+                .sum(),
+        }
+    }
+
     /// Best-available: `count` adjacent seats in one row of `section` (or of
     /// every reserved section, in definition order). Rows in definition order
     /// are better first; within a row the block closest to the centre wins
@@ -325,23 +345,13 @@ impl Event {
         section: Option<u32>,
         allow_non_adjacent: bool,
     ) -> Result<Vec<u32>, u32> {
-        let (row_start, row_end, available) = match section {
+        let available = self.reserved_available(section);
+        let (row_start, row_end) = match section {
             Some(si) => {
                 let s = &self.layout.sections[si as usize];
-                let c = &self.counters[si as usize];
-                (s.row_start, s.row_end, s.capacity - c.held - c.booked)
+                (s.row_start, s.row_end)
             }
-            None => {
-                let available = self
-                    .layout
-                    .sections
-                    .iter()
-                    .zip(&self.counters)
-                    .filter(|(s, _)| s.ga_capacity.is_none())
-                    .map(|(s, c)| s.capacity - c.held - c.booked)
-                    .sum();
-                (0, self.layout.rows.len() as u32, available)
-            }
+            None => (0, self.layout.rows.len() as u32),
         };
         if available < count {
             return Err(available);

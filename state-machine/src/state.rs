@@ -155,6 +155,21 @@ struct Ctx<'a> {
     changes: &'a mut Vec<SeatChange>,
 }
 
+/// How a `Hold` that passed every read-only check takes its seats.
+enum HoldPlan {
+    /// Exactly these seats, all checked free.
+    Seats(Vec<u32>),
+    /// A best-available search; enough seats are free in scope, but the search
+    /// may still refuse (no block fits without `allow_non_adjacent`).
+    BestAvailable {
+        count: u32,
+        section: Option<u32>,
+        allow_non_adjacent: bool,
+    },
+    /// (section index, count) of general admission, checked available.
+    GeneralAdmission(u32, u32),
+}
+
 impl BookingState {
     pub fn new() -> Self {
         Self::default()
@@ -197,7 +212,7 @@ impl BookingState {
                 position,
                 changes: &mut out.changes,
             };
-            let dedupe = req.client_id != 0 && !matches!(req.command, Command::Tick);
+            let dedupe = is_deduplicated(req);
             if dedupe {
                 if let Some(first) = self.dedupe.get(req.client_id, req.request_id) {
                     out.outcomes.push(first);
@@ -235,6 +250,66 @@ impl BookingState {
             next = Some(self.clock_ms);
         }
         next
+    }
+
+    /// Read-only: the answer `apply` would give `request` in an entry stamped
+    /// at the current log time (`clock_ms`), when that answer changes nothing
+    /// but the dedupe table: the outcome remembered for an already-applied
+    /// request id, or a refusal of a `Hold` (sale not open, not admitted,
+    /// unknown event/seat/section, seat unavailable, not enough seats, bad
+    /// count). `None` means "only the log can answer": the hold would take
+    /// seats or needs a best-available search, the command is not a `Hold`, or
+    /// housekeeping is due at `clock_ms` (an entry would first change state).
+    ///
+    /// The hold's refusals come from the same `plan_hold` that `apply` runs,
+    /// so the two cannot drift; `tests/precheck.rs` checks that a `Some` here
+    /// equals what `apply` on a clone answers, with nothing else changed. The
+    /// caller (the leader's fast path) is responsible for this state being
+    /// current: a ReadIndex round and applied >= its index, and no deadline
+    /// due by its own clock (see `next_deadline_ms`).
+    pub fn precheck(&self, request: &Request) -> Option<Outcome> {
+        if self.housekeeping_due() {
+            return None;
+        }
+        if is_deduplicated(request) {
+            if let Some(first) = self.dedupe.get(request.client_id, request.request_id) {
+                return Some(first);
+            }
+        }
+        match &request.command {
+            Command::Hold {
+                event_id,
+                holder,
+                selection,
+            } => match self.plan_hold(event_id, holder, selection) {
+                Err(refusal) => Some(Err(refusal)),
+                Ok(_) => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// True when `housekeeping` at `clock_ms` would change something: one
+    /// condition per loop of `housekeeping`, in its order.
+    fn housekeeping_due(&self) -> bool {
+        let clock = self.clock_ms;
+        let due = |at: Option<u64>| at.is_some_and(|at| at <= clock);
+        due(self.scheduled_opens.first().map(|s| s.0))
+            || due(self.expiry.first().map(|e| e.0))
+            || due(self.lapses.first().map(|l| l.0))
+            || due(self
+                .forget
+                .front()
+                .map(|f| f.0.saturating_add(self.settings.hold_retention_ms)))
+            || due(self
+                .dedupe
+                .oldest_at_ms()
+                .map(|at| at.saturating_add(self.settings.dedupe_ttl_ms)))
+            || due(self
+                .webhooks
+                .oldest_at_ms()
+                .map(|at| at.saturating_add(self.settings.webhook_dedupe_ttl_ms)))
+            || self.queue_events.iter().any(|&e| self.can_admit(e))
     }
 
     fn can_admit(&self, event: u32) -> bool {
@@ -580,24 +655,25 @@ impl BookingState {
         })
     }
 
-    fn hold(
-        &mut self,
+    /// Every refusal `Hold` can meet before it takes anything, decided
+    /// read-only. Shared by `hold` (apply) and [`BookingState::precheck`], so
+    /// the fast path and the log path cannot disagree on a refusal.
+    fn plan_hold(
+        &self,
         event_id: &str,
         holder: &str,
         selection: &Selection,
-        ctx: &mut Ctx,
-    ) -> Outcome {
+    ) -> Result<(u32, HoldPlan), BookingError> {
         check_text("holder", holder, MAX_HOLDER_LEN)?;
         let event = self.event_index(event_id)?;
-        let clock = self.clock_ms;
-        let ev = &mut self.events[event as usize];
+        let ev = &self.events[event as usize];
         if ev.sale != SaleState::Open {
             return Err(BookingError::SaleNotOpen {
                 event_id: event_id.into(),
             });
         }
         if let Some(queue) = &ev.queue {
-            if !queue.is_admitted(holder, clock) {
+            if !queue.is_admitted(holder, self.clock_ms) {
                 return Err(BookingError::NotAdmitted {
                     event_id: event_id.into(),
                     holder: holder.into(),
@@ -619,7 +695,7 @@ impl BookingState {
                 Ok(())
             }
         };
-        let (seats, ga) = match selection {
+        let plan = match selection {
             Selection::Seats(ids) => {
                 if ids.is_empty() {
                     return Err(BookingError::InvalidRequest {
@@ -647,7 +723,7 @@ impl BookingState {
                 if !taken.is_empty() {
                     return Err(BookingError::SeatUnavailable { seats: taken });
                 }
-                (seats, None)
+                HoldPlan::Seats(seats)
             }
             Selection::BestAvailable {
                 count,
@@ -668,13 +744,18 @@ impl BookingState {
                     }
                     None => None,
                 };
-                let seats =
-                    ev.find_best(*count, section, *allow_non_adjacent)
-                        .map_err(|available| BookingError::NotEnoughSeats {
-                            requested: *count,
-                            available,
-                        })?;
-                (seats, None)
+                let available = ev.reserved_available(section);
+                if available < *count {
+                    return Err(BookingError::NotEnoughSeats {
+                        requested: *count,
+                        available,
+                    });
+                }
+                HoldPlan::BestAvailable {
+                    count: *count,
+                    section,
+                    allow_non_adjacent: *allow_non_adjacent,
+                }
             }
             Selection::GeneralAdmission { section, count } => {
                 let si = section_index(ev, section)?;
@@ -693,8 +774,38 @@ impl BookingState {
                         available,
                     });
                 }
-                (Vec::new(), Some((si, *count)))
+                HoldPlan::GeneralAdmission(si, *count)
             }
+        };
+        Ok((event, plan))
+    }
+
+    fn hold(
+        &mut self,
+        event_id: &str,
+        holder: &str,
+        selection: &Selection,
+        ctx: &mut Ctx,
+    ) -> Outcome {
+        let (event, plan) = self.plan_hold(event_id, holder, selection)?;
+        let clock = self.clock_ms;
+        let ev = &mut self.events[event as usize];
+        let (seats, ga) = match plan {
+            HoldPlan::Seats(seats) => (seats, None),
+            HoldPlan::BestAvailable {
+                count,
+                section,
+                allow_non_adjacent,
+            } => {
+                let seats =
+                    ev.find_best(count, section, allow_non_adjacent)
+                        .map_err(|available| BookingError::NotEnoughSeats {
+                            requested: count,
+                            available,
+                        })?;
+                (seats, None)
+            }
+            HoldPlan::GeneralAdmission(si, count) => (Vec::new(), Some((si, count))),
         };
         // Decided: take the seats.
         let hold_id = self.next_hold_id;
@@ -1078,6 +1189,12 @@ fn ga_change(ev: &Event, si: u32) -> SeatChange {
             sold: c.booked,
         },
     }
+}
+
+/// Whether `apply` remembers this request's outcome (and answers a repeat
+/// with it): every request with a client id, except `Tick`.
+fn is_deduplicated(request: &Request) -> bool {
+    request.client_id != 0 && !matches!(request.command, Command::Tick)
 }
 
 fn check_text(field: &str, value: &str, max_len: usize) -> Result<(), BookingError> {

@@ -84,7 +84,7 @@ struct Inner {
 #[derive(Clone, Copy)]
 enum CallKind {
     /// A command carrying a dedupe key; answered by the leader only.
-    Write { request_id: u64 },
+    Write { client_id: u64, request_id: u64 },
     /// Membership administration: answered by the leader, no dedupe key,
     /// idempotent by value.
     Admin,
@@ -216,8 +216,40 @@ impl Client {
         request_id: u64,
         command: Command,
     ) -> Result<Submitted, ClientError> {
+        self.submit_as(self.inner.client_id, request_id, command)
+            .await
+    }
+
+    /// Proposes `command` under a caller-chosen `(client_id, request_id)`,
+    /// for callers whose retries may come through another process: the HTTP
+    /// gateway derives both ids from (user, `Idempotency-Key`), so the same
+    /// key sent to any gateway, or to one after a restart, names the same
+    /// request and gets the outcome the state machine remembered.
+    ///
+    /// The caller owns the uniqueness of its ids: a pair reused for a
+    /// different command is answered with the first command's outcome.
+    /// `client_id` must not be 0 (0 means "never deduplicated" to the state
+    /// machine; such a call is rejected here with `invalid_argument`, nothing
+    /// sent). Callers should keep their client ids apart from random ones
+    /// (the gateway sets the top bit on derived ids).
+    ///
+    /// The command always goes through the log, on every attempt: its outcome
+    /// must be in the exactly-once table, or a retry through another process
+    /// could be judged anew and answered differently.
+    pub async fn submit_as(
+        &self,
+        client_id: u64,
+        request_id: u64,
+        command: Command,
+    ) -> Result<Submitted, ClientError> {
+        if client_id == 0 {
+            return Err(ClientError::Rejected {
+                code: "invalid_argument".into(),
+                message: "client_id 0 is never deduplicated; submit_as needs a non-zero id".into(),
+            });
+        }
         let request = Request {
-            client_id: self.inner.client_id,
+            client_id,
             request_id,
             command,
         };
@@ -231,10 +263,16 @@ impl Client {
             command_json,
         };
         let routed = self
-            .route(CallKind::Write { request_id }, move |mut c| {
-                let message = message.clone();
-                async move { c.submit(message).await }
-            })
+            .route(
+                CallKind::Write {
+                    client_id,
+                    request_id,
+                },
+                move |mut c| {
+                    let message = message.clone();
+                    async move { c.submit(message).await }
+                },
+            )
             .await?;
         let response = routed.value;
         Ok(Submitted {
@@ -270,6 +308,7 @@ impl Client {
         let routed = self
             .route(
                 CallKind::Write {
+                    client_id: self.inner.client_id,
                     request_id: first_id,
                 },
                 move |mut c| {
@@ -775,8 +814,11 @@ impl Client {
             tokio::time::sleep(pause).await;
         }
         Err(match kind {
-            CallKind::Write { request_id } if maybe_applied => ClientError::OutcomeUnknown {
-                client_id: self.inner.client_id,
+            CallKind::Write {
+                client_id,
+                request_id,
+            } if maybe_applied => ClientError::OutcomeUnknown {
+                client_id,
                 request_id: Some(request_id),
                 attempts,
                 last_error,
@@ -905,6 +947,18 @@ mod tests {
             vec!["http://127.0.0.1:1", "http://127.0.0.1:2"]
         );
         assert_eq!(strip_scheme("http://10.0.0.1:7101/"), "10.0.0.1:7101");
+    }
+
+    // Goal: submit_as refuses client id 0 (never deduplicated) before sending anything.
+    #[tokio::test]
+    async fn submit_as_refuses_client_id_zero() {
+        let client = Client::connect(["127.0.0.1:1"]).unwrap();
+        let e = client
+            .submit_as(0, 1, Command::Tick)
+            .await
+            .expect_err("client id 0 is refused");
+        assert_eq!(e.code(), "invalid_argument");
+        assert!(e.is_definite());
     }
 
     // Goal: learned addresses are bounded by ENDPOINTS_MAX.

@@ -21,7 +21,8 @@
 //!   resolves an unknown outcome much later may see the command applied twice.
 //! - `client_id` is random per [`Client`]: two processes never share one, but
 //!   a restarted process starts a new one, so it cannot dedupe against writes
-//!   of its previous life.
+//!   of its previous life. A caller that must ([`Client::submit_as`], used by
+//!   the gateway for `Idempotency-Key`) names its requests itself.
 //! - A transport error other than a refused connection is treated as "may
 //!   have been applied" (the request may have reached the node).
 

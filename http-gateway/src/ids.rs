@@ -33,6 +33,13 @@ pub mod step {
     pub const CANCEL_BOOKING: u64 = 5;
 }
 
+/// True for a client id this module derived (a retry must come to the same
+/// result, so the request must be named by exactly these ids everywhere);
+/// false for a fresh one.
+pub fn is_derived(client_id: u64) -> bool {
+    client_id & DERIVED_BIT != 0
+}
+
 /// Derived `(client_id, request_id)` of an idempotent user request.
 pub fn idempotent(user: &str, scope: &str, key: &str) -> (u64, u64) {
     let client = hash_u64(&[b"idem-client", user.as_bytes()]) | DERIVED_BIT;
@@ -127,6 +134,9 @@ mod tests {
         assert!(idempotent("a", "b", "c").0 & DERIVED_BIT != 0);
         let fresh = FreshIds::new();
         assert_eq!(fresh.next().0 & DERIVED_BIT, 0);
+        assert!(is_derived(idempotent("a", "b", "c").0));
+        assert!(is_derived(for_hold(7)) && is_derived(for_booking(7)));
+        assert!(!is_derived(fresh.next().0));
         assert_ne!(fresh.next(), fresh.next());
     }
 }

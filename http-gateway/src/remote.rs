@@ -6,21 +6,19 @@
 //! on its own (the client's bounded retry loop already does, with the same
 //! ids) or know protobuf.
 //!
-//! Caveat (exactly-once across gateways): `client::Client` sends every
-//! command under its own random `client_id`; it has no call that takes the
-//! caller's. So the gateway's `(client_id, request_id)` is folded into a
-//! request id under the client's id: `request_id' = H(client_id, request_id)`
-//! with the top bit set (the client's own counter never reaches it). Retries
-//! through THIS gateway process (a repeated Idempotency-Key, a repeated
-//! checkout) get the remembered outcome; a different gateway, or this one
-//! after a restart, does not. Lifting this needs
-//! `Client::submit_as(client_id, request_id, command)` in the client crate;
-//! then [`ClientCluster::submit`] passes the ids through unchanged.
+//! Exactly-once across gateways: a request whose ids the gateway derived
+//! (an `Idempotency-Key`, a payment step of a hold; [`crate::ids`], top bit
+//! set) is sent with `Client::submit_as` under exactly those
+//! `(client_id, request_id)`, so the same key through ANY gateway, or through
+//! this one after a restart, names the same request in the replicated
+//! exactly-once table and gets the remembered outcome. `submit_as` always goes
+//! through the log. A request with fresh ids (a repeat must be judged anew) is
+//! sent with the client's own ids (`Client::submit`): the same semantics, and
+//! it may use whatever fast path the client offers for first attempts.
 
 use std::time::Duration;
 
 use futures::StreamExt;
-use sha2::{Digest, Sha256};
 use state_machine::{Outcome, Query, Request};
 
 use crate::cluster::{
@@ -53,17 +51,6 @@ impl ClientCluster {
                 reason: e.to_string(),
             })
     }
-
-    /// The request id under this client's id that stands for the gateway's
-    /// `(client_id, request_id)`.
-    fn folded_request_id(request: &Request) -> u64 {
-        let digest = Sha256::new()
-            .chain_update(b"booking-gateway-fold-v1")
-            .chain_update(request.client_id.to_be_bytes())
-            .chain_update(request.request_id.to_be_bytes())
-            .finalize();
-        u64::from_be_bytes(digest[..8].try_into().expect("8 bytes")) | (1 << 63)
-    }
 }
 
 fn cluster_error(e: client::ClientError) -> ClusterError {
@@ -93,12 +80,14 @@ fn cluster_error(e: client::ClientError) -> ClusterError {
 impl Cluster for ClientCluster {
     fn submit(&self, request: Request) -> BoxFuture<'_, Result<Outcome, ClusterError>> {
         Box::pin(async move {
-            let request_id = Self::folded_request_id(&request);
-            match self
-                .client
-                .submit_with_id(request_id, request.command)
-                .await
-            {
+            let submitted = if crate::ids::is_derived(request.client_id) {
+                self.client
+                    .submit_as(request.client_id, request.request_id, request.command)
+                    .await
+            } else {
+                self.client.submit_detailed(request.command).await
+            };
+            match submitted {
                 Ok(submitted) => Ok(submitted.outcome),
                 // Only the flattening helpers return refusals as errors; keep
                 // the contract anyway.
@@ -209,27 +198,3 @@ impl Cluster for ClientCluster {
 /// How long `booking gateway` should wait for a leader before serving anyway
 /// (`/readyz` answers 503 until one exists).
 pub const STARTUP_LEADER_WAIT: Duration = Duration::from_secs(10);
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn folded_ids_are_stable_and_distinct() {
-        // Goal: the same gateway ids fold to the same client request id; different ones do not.
-        let r = |c, q| Request {
-            client_id: c,
-            request_id: q,
-            command: state_machine::Command::Tick,
-        };
-        assert_eq!(
-            ClientCluster::folded_request_id(&r(1, 2)),
-            ClientCluster::folded_request_id(&r(1, 2))
-        );
-        assert_ne!(
-            ClientCluster::folded_request_id(&r(1, 2)),
-            ClientCluster::folded_request_id(&r(2, 1))
-        );
-        assert!(ClientCluster::folded_request_id(&r(1, 2)) >= 1 << 63);
-    }
-}

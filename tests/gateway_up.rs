@@ -2,9 +2,13 @@
 //! event, a hold and a lost race for the same seat, then a clean SIGTERM
 //! stop of everything.
 //!
-//! Ports 31600–31700 (nodes 31601–31603, gateway 31650), distinct from the
-//! other root tests. Every wait is a poll with a generous bound, because CI
-//! machines are loaded; no fixed sleeps.
+//! A second `up` on the same data directory reuses it: the demo event and a
+//! booking made in the first run are still there.
+//!
+//! Ports 31600–31700 (nodes 31601–31603, gateway 31650) and 32400–32450 for
+//! the second test (nodes 32401–32403, gateway 32450), distinct from the
+//! other root tests. The two tests run one at a time. Every wait is a poll
+//! with a generous bound, because CI machines are loaded; no fixed sleeps.
 
 mod common;
 
@@ -18,6 +22,8 @@ use serde_json::{json, Value};
 const PORT_BASE: u16 = 31600;
 const NODES: u16 = 3;
 const GATEWAY_PORT: u16 = PORT_BASE + 50;
+/// Ports of the data-reuse test.
+const REUSE_PORT_BASE: u16 = 32400;
 const ADMIN: &str = "gateway-up-test-admin";
 /// Bound on each awaited condition.
 const WAIT: Duration = Duration::from_secs(60);
@@ -26,24 +32,26 @@ const WAIT: Duration = Duration::from_secs(60);
 /// stops its own children, and SIGKILL if it does not exit in time.
 struct Up {
     child: Option<Child>,
-    dir: tempfile::TempDir,
+    dir: PathBuf,
 }
 
 impl Up {
-    fn start() -> Up {
-        let dir = tempfile::tempdir().expect("temp dir");
+    /// `booking up` with a cluster.toml in `dir` (written if missing): nodes
+    /// on `port_base + 1..=3`, the gateway on `port_base + 50`.
+    fn start(dir: &Path, port_base: u16) -> Up {
+        let gateway_port = port_base + 50;
         let mut text = format!(
             "[cluster]\nname = \"gateway-up\"\ndata_dir = \"data\"\n\n\
              [raft]\nheartbeat_interval_ms = 100\nelection_timeout_ms = [400, 800]\n\n\
-             [gateway]\nlisten = \"127.0.0.1:{GATEWAY_PORT}\"\nadmin_token = \"{ADMIN}\"\n"
+             [gateway]\nlisten = \"127.0.0.1:{gateway_port}\"\nadmin_token = \"{ADMIN}\"\n"
         );
         for id in 1..=NODES {
             text.push_str(&format!(
                 "\n[[node]]\nid = {id}\naddr = \"127.0.0.1:{}\"\n",
-                PORT_BASE + id
+                port_base + id
             ));
         }
-        let config = dir.path().join("cluster.toml");
+        let config = dir.join("cluster.toml");
         std::fs::write(&config, text).expect("write cluster.toml");
         let child = Command::new(common::booking_bin())
             .args(["up", "--config"])
@@ -53,18 +61,18 @@ impl Up {
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
             )
             .stdin(Stdio::null())
-            .stdout(File::create(dir.path().join("up.out")).unwrap())
-            .stderr(File::create(dir.path().join("up.err")).unwrap())
+            .stdout(File::create(dir.join("up.out")).unwrap())
+            .stderr(File::create(dir.join("up.err")).unwrap())
             .spawn()
             .expect("start booking up");
         Up {
             child: Some(child),
-            dir,
+            dir: dir.to_path_buf(),
         }
     }
 
     fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
+        self.dir.join(name)
     }
 
     fn stdout(&self) -> String {
@@ -121,6 +129,12 @@ impl Drop for Up {
     }
 }
 
+/// The tests of this binary each start a whole cluster: one at a time.
+async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
+    static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    LOCK.lock().await
+}
+
 fn port_open(port: u16) -> bool {
     std::net::TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200))
         .is_ok()
@@ -171,11 +185,13 @@ async fn up_serves_the_gateway_with_a_demo_event_and_stops_cleanly() {
     // Goal: `booking up` starts nodes and a gateway, creates the demo event,
     // prints the page URL, serves holds with one winner per seat, and stops
     // every child on SIGTERM.
+    let _serial = serial().await;
     assert!(
         !port_open(GATEWAY_PORT),
         "port {GATEWAY_PORT} is already in use"
     );
-    let mut up = Up::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut up = Up::start(dir.path(), PORT_BASE);
     let base = format!("http://127.0.0.1:{GATEWAY_PORT}");
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(15))
@@ -263,4 +279,112 @@ async fn up_serves_the_gateway_with_a_demo_event_and_stops_cleanly() {
         async move { open.is_empty().then_some(()) }
     })
     .await;
+}
+
+/// Waits for `up` to print its page URL (it is serving), panicking with its output.
+async fn wait_serving(up: &Up, base: &str) {
+    let page_line = format!("page       {base}/");
+    let out = up.path("up.out");
+    let deadline = Instant::now() + WAIT * 2;
+    while !contains(&out, &page_line) {
+        assert!(
+            Instant::now() < deadline,
+            "`up` did not print its page URL\n{}",
+            up.output()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// SIGTERM, then a clean exit and every port closed.
+async fn stop(mut up: Up, port_base: u16) {
+    up.signal(libc::SIGTERM);
+    let status = up
+        .wait_exit(WAIT)
+        .unwrap_or_else(|| panic!("`up` still running after SIGTERM\n{}", up.output()));
+    assert!(
+        status.success(),
+        "`up` exited with {status}\n{}",
+        up.output()
+    );
+    let mut ports: Vec<u16> = (1..=NODES).map(|id| port_base + id).collect();
+    ports.push(port_base + 50);
+    common::wait_for("every port to close", WAIT, || {
+        let open: Vec<u16> = ports.iter().copied().filter(|p| port_open(*p)).collect();
+        async move { open.is_empty().then_some(()) }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_second_up_reuses_the_data_directory() {
+    // Goal: `booking up` twice on one directory: the second run finds the
+    // demo event (does not create it again), and a booking and a held seat
+    // made in the first run are still there.
+    let _serial = serial().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let base = format!("http://127.0.0.1:{}", REUSE_PORT_BASE + 50);
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(15))
+        .build()
+        .unwrap();
+
+    // First run: a booking of A-3-3 and a hold on A-3-4.
+    let up = Up::start(dir.path(), REUSE_PORT_BASE);
+    wait_serving(&up, &base).await;
+    assert!(up.stdout().contains("created"), "{}", up.output());
+    let alice = session(&http, &base, "alice").await;
+    let (status, held, text) = hold(&http, &base, &alice, "A-3-3").await;
+    assert_eq!(status, 201, "hold: {text}\n{}", up.output());
+    let hold_id = held["hold_id"].as_u64().expect("hold_id");
+    let (status, booking, text) = send(
+        http.post(format!("{base}/v1/holds/{hold_id}/checkout"))
+            .bearer_auth(&alice)
+            .json(&json!({ "payment_method": "tok_ok" })),
+    )
+    .await;
+    assert_eq!(status, 201, "checkout: {text}");
+    let booking_id = booking["booking_id"].as_u64().expect("booking_id");
+    let (status, second, text) = hold(&http, &base, &alice, "A-3-4").await;
+    assert_eq!(status, 201, "second hold: {text}");
+    let second_id = second["hold_id"].as_u64().unwrap();
+    stop(up, REUSE_PORT_BASE).await;
+
+    // Second run on the same directory.
+    let up = Up::start(dir.path(), REUSE_PORT_BASE);
+    wait_serving(&up, &base).await;
+    assert!(
+        up.stdout().contains("reused from the data directory"),
+        "the second run did not reuse the demo event\n{}",
+        up.output()
+    );
+    // Sessions are derived from the cluster name and admin token: the old token still works.
+    let (status, found, text) = send(
+        http.get(format!("{base}/v1/bookings/{booking_id}"))
+            .bearer_auth(&alice),
+    )
+    .await;
+    assert_eq!(
+        status,
+        200,
+        "booking after restart: {text}\n{}",
+        up.output()
+    );
+    assert_eq!(found["seats"], json!(["A-3-3"]), "{text}");
+    let (status, found, text) = send(
+        http.get(format!("{base}/v1/holds/{second_id}"))
+            .bearer_auth(&alice),
+    )
+    .await;
+    assert_eq!(status, 200, "hold after restart: {text}");
+    assert_eq!(found["status"], "active", "{text}");
+    // The seats are still taken for everyone else.
+    let bob = session(&http, &base, "bob").await;
+    for seat in ["A-3-3", "A-3-4"] {
+        let (status, _, text) = hold(&http, &base, &bob, seat).await;
+        assert_eq!(status, 409, "bob on {seat} after restart: {text}");
+    }
+    let (status, _, text) = hold(&http, &base, &bob, "A-3-5").await;
+    assert_eq!(status, 201, "a free seat after restart: {text}");
+    stop(up, REUSE_PORT_BASE).await;
 }

@@ -240,3 +240,152 @@ pub fn json_of(output: &Output) -> serde_json::Value {
 pub fn path_str(path: &Path) -> &str {
     path.to_str().expect("utf-8 temp path")
 }
+
+/// A `booking gateway` process of a [`TestCluster`], SIGKILLed on drop.
+pub struct GatewayProc {
+    child: Option<Child>,
+    /// `http://127.0.0.1:<port>`.
+    pub base: String,
+    pub port: u16,
+    pub log: PathBuf,
+    config_path: PathBuf,
+}
+
+impl GatewayProc {
+    /// Starts `booking gateway` with `config_path`, whose `[gateway] listen`
+    /// is `127.0.0.1:port`; output appended to `log`.
+    pub fn start(config_path: &Path, port: u16, log: &Path) -> GatewayProc {
+        let mut proc = GatewayProc {
+            child: None,
+            base: format!("http://127.0.0.1:{port}"),
+            port,
+            log: log.to_path_buf(),
+            config_path: config_path.to_path_buf(),
+        };
+        proc.restart();
+        proc
+    }
+
+    /// Starts the process again (after [`GatewayProc::kill9`]).
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "gateway {} still running", self.port);
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let child = Command::new(booking_bin())
+            .args(["gateway", "--config"])
+            .arg(&self.config_path)
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start booking gateway");
+        self.child = Some(child);
+    }
+
+    /// SIGKILL and reap.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Waits until `/readyz` answers 200 (a leader is known); the log tail
+    /// in the panic message otherwise.
+    pub async fn wait_ready(&mut self, http: &reqwest::Client) {
+        let url = format!("{}/readyz", self.base);
+        let deadline = Instant::now() + WAIT * 2;
+        loop {
+            if let Ok(r) = http.get(&url).send().await {
+                if r.status().as_u16() == 200 {
+                    return;
+                }
+            }
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!(
+                        "gateway {} exited with {status}\n{}",
+                        self.port,
+                        self.log_tail()
+                    );
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "gateway {} not ready in {:?}\n{}",
+                self.port,
+                WAIT * 2,
+                self.log_tail()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        let tail = &lines[lines.len().saturating_sub(30)..];
+        format!(
+            "--- gateway {} (last {} lines)\n{}",
+            self.port,
+            tail.len(),
+            tail.join("\n")
+        )
+    }
+}
+
+impl Drop for GatewayProc {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+impl TestCluster {
+    /// Starts a `booking gateway` of this cluster listening on `port`: a copy
+    /// of cluster.toml whose only difference is `[gateway] listen`, in the
+    /// same directory, so every gateway shares the data dir (ticket key) and
+    /// the derived token secret.
+    pub fn start_gateway(&self, port: u16) -> GatewayProc {
+        let text = std::fs::read_to_string(&self.config_path).expect("read cluster.toml");
+        let listen = text
+            .lines()
+            .find(|l| l.starts_with("listen = "))
+            .expect("cluster.toml has [gateway] listen")
+            .to_string();
+        let text = text.replace(&listen, &format!("listen = \"127.0.0.1:{port}\""));
+        let path = self.dir.path().join(format!("gateway-{port}.toml"));
+        std::fs::write(&path, text).expect("write gateway config");
+        let log = self
+            .dir
+            .path()
+            .join("logs")
+            .join(format!("gateway-{port}.log"));
+        GatewayProc::start(&path, port, &log)
+    }
+
+    /// A client that talks to node `id` only (for per-node stale reads).
+    pub fn node_client(&self, id: u64) -> Client {
+        let options = ClientOptions {
+            request_timeout_ms: 2_000,
+            retry_budget_ms: 3_000,
+            attempts_max: 3,
+            ..ClientOptions::default()
+        };
+        Client::with_options([self.addrs[&id].as_str()], options).expect("node client")
+    }
+}
+
+/// Serialises the tests of one binary that start whole clusters: the CI
+/// machine has two cores, and two 3-node clusters plus gateways at once make
+/// every bound in them tighter than it needs to be.
+pub async fn heavy_test_lock() -> tokio::sync::MutexGuard<'static, ()> {
+    static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    LOCK.lock().await
+}

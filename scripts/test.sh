@@ -6,9 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # The deliberately broken node for `jepsen selftest`, built first and copied
-# aside: the same workspace-wide dependency features as the build below, so
-# only raft-node and the booking binary compile twice (once with the bugs),
-# and the normal build then re-links target/release/booking without them.
+# aside. Building only the binary resolves features without the dev-dependencies,
+# so a few crates (openraft and what depends on it) compile twice on a cold
+# cache; the normal build below then re-links target/release/booking without
+# the bugs. Costs a few minutes, measured in CI's log.
 cargo build --workspace --release --bin booking --features booking/fault-injection-bugs
 cp target/release/booking target/release/booking-fault-bugs
 

@@ -123,8 +123,8 @@ async fn resume_from_forgotten_history_asks_for_resync() {
             .status,
         201
     );
-    let now = gw.fake.applied_index();
-    gw.fake.forget_history_before(now + 1);
+    let now = gw.fake().applied_index();
+    gw.fake().forget_history_before(now + 1);
     let mut ws = connect(&gw, "?from=1").await;
     assert_eq!(next(&mut ws).await["type"], "resync");
     let snap = next(&mut ws).await;

@@ -1,14 +1,23 @@
-//! Test harness: a gateway over the in-memory fake cluster on an ephemeral
-//! loopback port, with fixed keys, a simulated payment provider the test can
-//! inspect, and small HTTP helpers.
+//! Test harness shared by every test file of this crate: a gateway on an
+//! ephemeral loopback port, over either the in-memory fake cluster
+//! ([`start`], [`start_on`]) or a real in-process 3-node cluster
+//! ([`start_real`], see [`real`]), with fixed keys, a simulated payment
+//! provider the test can inspect, and small HTTP helpers. Scenarios that run
+//! against both backends live in [`scenarios`].
+//!
+//! Must not: sleep as synchronisation (every wait polls a condition with a
+//! bound) or leave nodes or gateways running after its handle is dropped.
 
 #![allow(dead_code)]
+
+pub mod real;
+pub mod scenarios;
 
 use std::sync::Arc;
 
 use http_gateway::fake::FakeCluster;
 use http_gateway::keys::Keys;
-use http_gateway::{AppState, GatewaySettings, SimulatedProvider};
+use http_gateway::{AppState, Cluster, GatewaySettings, SimulatedProvider};
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -18,7 +27,11 @@ pub const WEBHOOK_SECRET: &str = "whsec_test";
 
 pub struct Gw {
     pub base: String,
-    pub fake: Arc<FakeCluster>,
+    /// The fake cluster under this gateway (None over a real cluster).
+    fake: Option<Arc<FakeCluster>>,
+    /// The real cluster under this gateway (None over the fake); kept alive
+    /// as long as the gateway.
+    pub real: Option<Arc<real::RealCluster>>,
     pub pay: Arc<SimulatedProvider>,
     pub http: reqwest::Client,
     stop: Option<oneshot::Sender<()>>,
@@ -56,9 +69,33 @@ pub async fn start() -> Gw {
 
 /// A gateway over `fake` (two gateways may share one fake cluster).
 pub async fn start_on(fake: Arc<FakeCluster>, settings: GatewaySettings) -> Gw {
+    let mut gw = start_over(fake.clone(), settings).await;
+    gw.fake = Some(fake);
+    gw
+}
+
+/// A gateway over a fresh real 3-node cluster with default settings.
+pub async fn start_real() -> Gw {
+    start_real_on(Arc::new(real::RealCluster::start().await), settings()).await
+}
+
+/// A gateway over `cluster` through `ClientCluster` (a client that knows
+/// every node); several gateways may share one cluster.
+pub async fn start_real_on(cluster: Arc<real::RealCluster>, settings: GatewaySettings) -> Gw {
+    let mut gw = start_over(
+        Arc::new(http_gateway::ClientCluster::new(cluster.client())),
+        settings,
+    )
+    .await;
+    gw.real = Some(cluster);
+    gw
+}
+
+/// A gateway over any [`Cluster`], with the test keys.
+pub async fn start_over(cluster: Arc<dyn Cluster>, settings: GatewaySettings) -> Gw {
     let pay = Arc::new(SimulatedProvider::new());
     let keys = Keys::for_tests("token-secret", "ticket-seed", WEBHOOK_SECRET);
-    let state = AppState::new(settings, fake.clone(), pay.clone(), keys).expect("settings valid");
+    let state = AppState::new(settings, cluster, pay.clone(), keys).expect("settings valid");
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
@@ -71,7 +108,8 @@ pub async fn start_on(fake: Arc<FakeCluster>, settings: GatewaySettings) -> Gw {
     });
     Gw {
         base,
-        fake,
+        fake: None,
+        real: None,
         pay,
         http: reqwest::Client::new(),
         stop: Some(stop_tx),
@@ -94,6 +132,29 @@ pub fn event_spec(id: &str) -> Value {
     })
 }
 
+/// Bound on every awaited condition.
+pub const WAIT: std::time::Duration = std::time::Duration::from_secs(20);
+/// Pause between two looks at a condition.
+pub const POLL: std::time::Duration = std::time::Duration::from_millis(50);
+/// [`Gw::state_snapshot`] looks at most this many hold and booking ids.
+const SNAPSHOT_IDS_MAX: u64 = 200;
+
+/// Seat states of every reserved row of an availability answer, as one
+/// string per row, each section's `available/held/booked` counts first.
+pub fn seat_rows(availability: &Value) -> Vec<String> {
+    let mut rows = Vec::new();
+    for s in availability["sections"].as_array().expect("sections") {
+        rows.push(format!(
+            "{}:{}/{}/{}",
+            s["section"], s["available"], s["held"], s["booked"]
+        ));
+        for row in s["rows"].as_array().expect("rows") {
+            rows.push(row["states"].as_str().expect("states").to_string());
+        }
+    }
+    rows
+}
+
 pub struct Resp {
     pub status: u16,
     pub headers: reqwest::header::HeaderMap,
@@ -102,6 +163,13 @@ pub struct Resp {
 }
 
 impl Gw {
+    /// The fake cluster under this gateway; panics over a real one.
+    pub fn fake(&self) -> &Arc<FakeCluster> {
+        self.fake
+            .as_ref()
+            .expect("this test needs the fake cluster")
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }
@@ -175,23 +243,78 @@ impl Gw {
             .await
     }
 
-    /// Seat states of every reserved row, as one string per row.
+    /// Seat states of every reserved row, as one string per row (each
+    /// section's counts first), read linearizably.
     pub async fn seat_map(&self, event: &str) -> Vec<String> {
         let r = self
             .get(&format!("/v1/events/{event}/availability"), None)
             .await;
         assert_eq!(r.status, 200, "availability: {}", r.text);
-        let mut rows = Vec::new();
-        for s in r.body["sections"].as_array().unwrap() {
-            rows.push(format!(
-                "{}:{}/{}/{}",
-                s["section"], s["available"], s["held"], s["booked"]
-            ));
-            for row in s["rows"].as_array().unwrap() {
-                rows.push(row["states"].as_str().unwrap().to_string());
+        seat_rows(&r.body)
+    }
+
+    /// The seat map as every node of the real cluster sees it, each read
+    /// from that node's own state (a gateway whose client knows only that
+    /// node, `?consistency=stale`) once it has applied at least as far as a
+    /// linearizable read made first. One entry per node, in node id order.
+    pub async fn seat_map_on_every_node(&self, event: &str) -> Vec<Vec<String>> {
+        let real = self
+            .real
+            .as_ref()
+            .expect("this check needs the real cluster");
+        let r = self
+            .get(&format!("/v1/events/{event}/availability"), None)
+            .await;
+        assert_eq!(r.status, 200, "availability: {}", r.text);
+        let index = r.body["applied_index"].as_u64().expect("applied_index");
+        let mut maps = Vec::new();
+        for id in real.node_ids() {
+            let node_gw = start_over(
+                Arc::new(http_gateway::ClientCluster::new(real.node_client(id))),
+                settings(),
+            )
+            .await;
+            let path = format!("/v1/events/{event}/availability?consistency=stale");
+            let deadline = tokio::time::Instant::now() + WAIT;
+            loop {
+                let r = node_gw.get(&path, None).await;
+                assert_eq!(r.status, 200, "node {id} availability: {}", r.text);
+                if r.body["applied_index"].as_u64() >= Some(index) {
+                    maps.push(seat_rows(&r.body));
+                    break;
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "node {id} never applied index {index}: {}",
+                    r.text
+                );
+                tokio::time::sleep(POLL).await;
             }
         }
-        rows
+        maps
+    }
+
+    /// What a request could change, as the admin sees it: the seat map of
+    /// each event and every hold and booking (ids from 1 up to the first
+    /// unknown one). Equal snapshots before and after mean nothing changed.
+    pub async fn state_snapshot(&self, events: &[&str]) -> Value {
+        let mut maps = Vec::new();
+        for e in events {
+            maps.push(json!(self.seat_map(e).await));
+        }
+        let mut holds = Vec::new();
+        let mut bookings = Vec::new();
+        for (kind, out) in [("holds", &mut holds), ("bookings", &mut bookings)] {
+            for id in 1..=SNAPSHOT_IDS_MAX {
+                let r = self.get(&format!("/v1/{kind}/{id}"), Some(ADMIN)).await;
+                if r.status == 404 {
+                    break;
+                }
+                assert_eq!(r.status, 200, "{kind}/{id}: {}", r.text);
+                out.push(r.body);
+            }
+        }
+        json!({ "seat_maps": maps, "holds": holds, "bookings": bookings })
     }
 
     /// Holds `seats` for `token` and pays with `method`; returns the checkout answer.

@@ -1,6 +1,8 @@
 //! The seat-map page in headless Chromium, driven over the DevTools protocol:
 //! sign in, pick the event, click two seats, hold, pay with `tok_ok`, and see
-//! two tickets with QR codes while the live map shows the seats booked.
+//! two tickets with QR codes while the live map shows the seats booked; a
+//! second browser session (its own browser context) watching the same event
+//! sees the held seat change colour on its canvas.
 //!
 //! Needs Debian's `chromium`. Without it the test says so loudly and skips,
 //! unless CI=true and `.ci/apt-packages` lists chromium, where it fails.
@@ -21,6 +23,19 @@ type Ws =
 
 /// Bound on every awaited condition.
 const WAIT: Duration = Duration::from_secs(20);
+
+/// Seat colours of the page (`COLORS` in static/index.html).
+const AVAILABLE_RGB: &str = "#4caf50";
+const HELD_RGB: &str = "#ffb300";
+
+/// A page expression: the colour painted at the centre of `seat` on the map.
+fn pixel(seat: &str) -> String {
+    format!(
+        r##"(() => {{ const s = seats.get("{seat}");
+            const d = ctx.getImageData(s.x + cell / 2, s.y + cell / 2, 1, 1).data;
+            return "#" + [d[0], d[1], d[2]].map((v) => v.toString(16).padStart(2, "0")).join(""); }})()"##
+    )
+}
 
 fn chromium() -> Option<&'static str> {
     ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
@@ -119,6 +134,12 @@ async fn seat_map_page_holds_pays_and_shows_tickets() {
             "--no-sandbox",
             "--disable-gpu",
             "--no-first-run",
+            // This machine has no network beyond loopback: no background
+            // fetches, updates or sync to be refused.
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-quic",
             "--remote-debugging-port=0",
         ])
         .arg(format!("--user-data-dir={}", profile.path().display()))
@@ -128,15 +149,17 @@ async fn seat_map_page_holds_pays_and_shows_tickets() {
         .kill_on_drop(true)
         .spawn()
         .expect("chromium starts");
-    // Chromium writes its DevTools port to this file once it listens.
+    // Chromium writes its DevTools port and browser endpoint to this file
+    // once it listens.
     let port_file = profile.path().join("DevToolsActivePort");
     let deadline = tokio::time::Instant::now() + WAIT;
-    let port = loop {
-        if let Some(p) = std::fs::read_to_string(&port_file)
-            .ok()
-            .and_then(|t| t.lines().next()?.trim().parse::<u16>().ok())
+    let (port, browser_path) = loop {
+        let text = std::fs::read_to_string(&port_file).unwrap_or_default();
+        let mut lines = text.lines();
+        if let (Some(Ok(port)), Some(path)) =
+            (lines.next().map(|l| l.trim().parse::<u16>()), lines.next())
         {
-            break p;
+            break (port, path.trim().to_string());
         }
         assert!(
             tokio::time::Instant::now() < deadline,
@@ -161,6 +184,44 @@ async fn seat_map_page_holds_pays_and_shows_tickets() {
         .await
         .unwrap();
     let mut cdp = Cdp { ws, next_id: 0 };
+
+    // A second browser session (its own browser context: no shared storage)
+    // watching the same event, to see the first one's hold change colour.
+    let (ws, _) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}{browser_path}"))
+        .await
+        .expect("browser endpoint");
+    let mut browser = Cdp { ws, next_id: 0 };
+    let context = browser.call("Target.createBrowserContext", json!({})).await["result"]
+        ["browserContextId"]
+        .clone();
+    let target = browser
+        .call(
+            "Target.createTarget",
+            json!({ "url": format!("{}/", gw.base), "browserContextId": context }),
+        )
+        .await["result"]["targetId"]
+        .as_str()
+        .expect("a target id")
+        .to_string();
+    let (ws, _) =
+        tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/devtools/page/{target}"))
+            .await
+            .expect("second page endpoint");
+    let mut watcher = Cdp { ws, next_id: 0 };
+    watcher
+        .until(
+            "events listed (second session)",
+            r#"document.getElementById("event").options.length > 1"#,
+        )
+        .await;
+    watcher.eval(r#"const e = document.getElementById("event"); e.value = "gig"; e.dispatchEvent(new Event("change")); true"#).await;
+    watcher
+        .until(
+            "live map (second session)",
+            r#"seats.size === 30 && document.getElementById("status").textContent.startsWith("live")"#,
+        )
+        .await;
+    assert_eq!(watcher.eval(&pixel("A-2-4")).await, json!(AVAILABLE_RGB));
 
     cdp.until(
         "events listed",
@@ -203,6 +264,14 @@ async fn seat_map_page_holds_pays_and_shows_tickets() {
         r#"seats.get("A-2-4").state === "held""#,
     )
     .await;
+    // The second session sees the held seats change colour, live.
+    watcher
+        .until(
+            "seat held in the second session",
+            r#"seats.get("A-2-4").state === "held""#,
+        )
+        .await;
+    assert_eq!(watcher.eval(&pixel("A-2-4")).await, json!(HELD_RGB));
     cdp.eval(r##"document.querySelector("#holdbox button").click(); true"##)
         .await;
     cdp.until(

@@ -4,6 +4,8 @@
 # benchmarks share one build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Formatting first: it is the cheapest check and fails fast.
+cargo fmt --all --check
 
 # The deliberately broken node for `jepsen selftest`, built first and copied
 # aside. Building only the binary resolves features without the dev-dependencies,

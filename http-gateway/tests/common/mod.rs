@@ -278,8 +278,15 @@ impl Gw {
             let deadline = tokio::time::Instant::now() + WAIT;
             loop {
                 let r = node_gw.get(&path, None).await;
-                assert_eq!(r.status, 200, "node {id} availability: {}", r.text);
-                if r.body["applied_index"].as_u64() >= Some(index) {
+                // A lagging node may not have applied the event's creation yet.
+                let lagging = r.status == 404 && r.body["code"] == "unknown_event";
+                assert!(
+                    r.status == 200 || lagging,
+                    "node {id} availability: {} {}",
+                    r.status,
+                    r.text
+                );
+                if r.status == 200 && r.body["applied_index"].as_u64() >= Some(index) {
                     maps.push(seat_rows(&r.body));
                     break;
                 }

@@ -109,6 +109,9 @@ pub struct GatewaySection {
     /// Bearer token for admin calls (creating events). The gateway refuses the
     /// default token on a non-loopback address.
     pub admin_token: String,
+    /// Upper bound on one gateway call to the cluster, in ms; a write that
+    /// times out answers 503 `outcome_unknown`.
+    pub cluster_timeout_ms: u64,
 }
 
 /// Every default in one place. A key absent from the file takes these values.
@@ -143,6 +146,8 @@ pub mod defaults {
     pub const GATEWAY_LISTEN: &str = "127.0.0.1:8080";
     /// `gateway.admin_token`. Only acceptable on loopback (the gateway checks).
     pub const ADMIN_TOKEN: &str = "dev-admin-token";
+    /// `gateway.cluster_timeout_ms`.
+    pub const GATEWAY_CLUSTER_TIMEOUT_MS: u64 = 5_000;
 }
 
 /// Upper bounds that validation enforces, so a typo (an extra zero, seconds
@@ -203,6 +208,7 @@ impl Default for GatewaySection {
                 .parse()
                 .expect("default gateway address parses"),
             admin_token: defaults::ADMIN_TOKEN.to_string(),
+            cluster_timeout_ms: defaults::GATEWAY_CLUSTER_TIMEOUT_MS,
         }
     }
 }

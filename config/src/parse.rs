@@ -72,6 +72,7 @@ struct RawNode {
 struct RawGateway {
     listen: Opt<SocketAddr>,
     admin_token: Opt<String>,
+    cluster_timeout_ms: Opt<u64>,
 }
 
 /// The text and its origin, to turn a span into `path:line:col` and a key.
@@ -459,11 +460,23 @@ fn gateway_section(
             "must not be empty".to_string(),
         ));
     }
+    let (cluster_timeout_ms, timeout_span) = take(raw.cluster_timeout_ms, d.cluster_timeout_ms);
+    if cluster_timeout_ms == 0 || cluster_timeout_ms > limits::RAFT_TIMEOUT_MS_MAX {
+        return Err(src.error(
+            "gateway.cluster_timeout_ms",
+            timeout_span,
+            format!(
+                "{cluster_timeout_ms} is out of range: must be between 1 and {}",
+                limits::RAFT_TIMEOUT_MS_MAX
+            ),
+        ));
+    }
     check_gateway_clash(
         src,
         GatewaySection {
             listen,
             admin_token,
+            cluster_timeout_ms,
         },
         listen_span,
         nodes,

@@ -346,6 +346,24 @@ fn out_of_range_values_are_refused() {
     );
 }
 
+// Goal: the gateway's cluster timeout defaults to 5 s, parses, and refuses 0 and absurd values.
+#[test]
+fn gateway_cluster_timeout_parses_and_is_bounded() {
+    assert_eq!(parse(ONE_NODE).unwrap().gateway.cluster_timeout_ms, 5_000);
+    let config = parse(&format!("[gateway]\ncluster_timeout_ms = 1000\n{ONE_NODE}")).unwrap();
+    assert_eq!(config.gateway.cluster_timeout_ms, 1_000);
+    assert_refused(
+        &format!("[gateway]\ncluster_timeout_ms = 0\n{ONE_NODE}"),
+        "gateway.cluster_timeout_ms",
+        2,
+    );
+    assert_refused(
+        &format!("[gateway]\ncluster_timeout_ms = 999999999\n{ONE_NODE}"),
+        "gateway.cluster_timeout_ms",
+        2,
+    );
+}
+
 // Goal: bad cluster names and empty data_dir are refused.
 #[test]
 fn bad_cluster_section_is_refused() {

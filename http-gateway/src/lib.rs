@@ -22,6 +22,8 @@
 //! - [`ratelimit`], [`metrics`]: middleware.
 //! - `api`: the handlers; `live`: the WebSocket feed; `openapi`: the document;
 //!   `notify`: the outbox sender.
+//! - `fault` (feature `fault-injection-bugs` only): the deliberate bug
+//!   `jepsen selftest` must catch.
 //!
 //! Caveats:
 //! - Rate limits are per gateway process.
@@ -36,6 +38,8 @@ pub mod auth;
 pub mod cluster;
 #[cfg(any(test, feature = "fake-cluster"))]
 pub mod fake;
+#[cfg(feature = "fault-injection-bugs")]
+pub mod fault;
 pub mod ids;
 pub mod keys;
 pub mod metrics;

@@ -6,7 +6,7 @@
 //! [`SettingsError`]. Must not: read files (secrets are loaded by
 //! [`crate::keys`]) or open sockets.
 //!
-//! Caveat: keys other than `listen` and `admin_token` are not yet in
+//! Caveat: keys other than `listen`, `admin_token` and `cluster_timeout_ms` are not yet in
 //! `cluster.toml`; until the config crate grows them they are set in code
 //! (`booking gateway` uses the defaults below). See
 //! `docs/config-and-node-interface.md`, "gateway needs these config keys".
@@ -127,12 +127,14 @@ pub enum SettingsError {
 }
 
 impl GatewaySettings {
-    /// Settings from a parsed `cluster.toml`: `[gateway]` keys, the cluster
+    /// Settings from a parsed `cluster.toml`: `[gateway]` keys (`listen`,
+    /// `admin_token`, `cluster_timeout_ms`), the cluster
     /// name, and `<data_dir>/gateway` for key files; the rest defaulted.
     pub fn from_config(config: &cluster_config::ClusterConfig) -> GatewaySettings {
         GatewaySettings {
             listen: config.gateway.listen,
             admin_token: config.gateway.admin_token.clone(),
+            cluster_timeout_ms: config.gateway.cluster_timeout_ms,
             data_dir: config.data_dir().join("gateway"),
             cluster_name: config.cluster.name.clone(),
             ..GatewaySettings::default()

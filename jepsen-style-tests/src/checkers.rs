@@ -58,7 +58,12 @@ pub struct CheckResult {
 }
 
 impl CheckResult {
-    fn new(checker: &'static str, findings: Vec<Finding>, checked: usize, unjudged: usize) -> Self {
+    pub fn new(
+        checker: &'static str,
+        findings: Vec<Finding>,
+        checked: usize,
+        unjudged: usize,
+    ) -> Self {
         let mut offending_ops: Vec<usize> = findings
             .iter()
             .flat_map(|f| f.ops.iter().copied())

@@ -102,20 +102,68 @@ pub(crate) async fn submit(
     ids: (u64, u64),
     command: Command,
 ) -> Result<Reply, Problem> {
+    #[cfg(feature = "fault-injection-bugs")]
+    let buggy_retry = crate::fault::retry_new_id()
+        && matches!(
+            command,
+            Command::Hold { .. } | Command::BeginPayment { .. } | Command::Confirm { .. }
+        );
+    #[cfg(feature = "fault-injection-bugs")]
+    let retry_command = buggy_retry.then(|| command.clone());
     let request = Request {
         client_id: ids.0,
         request_id: ids.1,
         command,
     };
+    #[allow(unused_mut)]
+    let mut result = submit_once(state, request).await;
+    // The deliberate bug `gateway-retry-new-id`: an unknown outcome is
+    // retried here with NEW ids, so a first attempt that committed is
+    // applied twice. The correct gateway answers 503 and lets the caller
+    // retry with the same Idempotency-Key.
+    #[cfg(feature = "fault-injection-bugs")]
+    if let Some(command) = retry_command {
+        let mut extra = 0;
+        while extra < crate::fault::RETRY_NEW_ID_ATTEMPTS_MAX
+            && matches!(&result, Err(e) if e.is_retryable())
+        {
+            extra += 1;
+            tokio::time::sleep(Duration::from_millis(crate::fault::RETRY_NEW_ID_PAUSE_MS)).await;
+            let (client_id, request_id) = state.fresh_ids.next();
+            tracing::warn!(
+                command = command.name(),
+                attempt = extra,
+                "fault-injection bug: retrying an unknown outcome with new request ids"
+            );
+            result = submit_once(
+                state,
+                Request {
+                    client_id,
+                    request_id,
+                    command: command.clone(),
+                },
+            )
+            .await;
+        }
+    }
+    match result {
+        Err(e) => Err(e.into()),
+        Ok(Ok(reply)) => Ok(reply),
+        Ok(Err(refusal)) => Err(refusal.into()),
+    }
+}
+
+/// One bounded call to the cluster; a timeout is an unknown outcome.
+async fn submit_once(
+    state: &AppState,
+    request: Request,
+) -> Result<state_machine::Outcome, crate::cluster::ClusterError> {
     let timeout = Duration::from_millis(state.settings.cluster_timeout_ms);
     match tokio::time::timeout(timeout, state.cluster.submit(request)).await {
         Err(_) => Err(crate::cluster::ClusterError::OutcomeUnknown {
             reason: "timed out".into(),
-        }
-        .into()),
-        Ok(Err(e)) => Err(e.into()),
-        Ok(Ok(Ok(reply))) => Ok(reply),
-        Ok(Ok(Err(refusal))) => Err(refusal.into()),
+        }),
+        Ok(r) => r,
     }
 }
 

@@ -219,6 +219,7 @@ fn options(common: &CommonArgs, workload: WorkloadKind, nemesis: NemesisKind) ->
         allow_netns: !common.no_netns,
         keep_data: common.keep_data,
         node_env: Vec::new(),
+        gateway_env: Vec::new(),
     }
 }
 

@@ -80,7 +80,7 @@ type SpawnRequest = (Command, std::sync::mpsc::Sender<std::io::Result<Child>>);
 /// `PR_SET_PDEATHSIG` fires when the *thread* that forked the child exits,
 /// and tokio's blocking threads exit when idle: a node restarted from one of
 /// them was SIGKILLed seconds later. Forking from this one thread avoids it.
-fn spawn_from_lasting_thread(command: Command) -> std::io::Result<Child> {
+pub(crate) fn spawn_from_lasting_thread(command: Command) -> std::io::Result<Child> {
     static SPAWNER: std::sync::OnceLock<std::sync::Mutex<std::sync::mpsc::Sender<SpawnRequest>>> =
         std::sync::OnceLock::new();
     let sender = SPAWNER.get_or_init(|| {

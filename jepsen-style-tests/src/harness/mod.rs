@@ -3,7 +3,8 @@
 //!
 //! Owns: real `booking node` processes ([`cluster`]), their network
 //! namespaces and nftables partitions ([`net`]), the seeded fault schedule and
-//! its execution ([`nemesis`]), the client workloads ([`workload`]), the
+//! its execution ([`nemesis`]), the client workloads ([`workload`], and through the HTTP
+//! gateway [`gateway_workload`]), the
 //! history recorder ([`recorder`]), reading every replica after the heal
 //! ([`final_state`]), the pictures of the report ([`report`]), one whole run
 //! ([`run`]) and the deliberately broken builds that prove the suite can fail
@@ -22,6 +23,7 @@
 
 pub mod cluster;
 pub mod final_state;
+pub mod gateway_workload;
 pub mod nemesis;
 pub mod net;
 pub mod recorder;

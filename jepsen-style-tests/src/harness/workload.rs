@@ -58,16 +58,20 @@ pub enum WorkloadKind {
     Sellout,
     /// Short TTLs: hold, wait around the TTL, then confirm; run it under clock skew.
     Expiry,
+    /// Fans race for seats through a `booking gateway` process over HTTP
+    /// (see `gateway_workload`); this module only creates its event.
+    Gateway,
 }
 
 impl WorkloadKind {
-    pub const ALL: [&'static str; 3] = ["register", "sellout", "expiry"];
+    pub const ALL: [&'static str; 4] = ["register", "sellout", "expiry", "gateway-sellout"];
 
     pub fn parse(s: &str) -> Option<WorkloadKind> {
         Some(match s {
             "register" => WorkloadKind::Register,
             "sellout" | "sell-out" => WorkloadKind::Sellout,
             "expiry" => WorkloadKind::Expiry,
+            "gateway-sellout" | "gateway" => WorkloadKind::Gateway,
             _ => return None,
         })
     }
@@ -78,6 +82,9 @@ impl WorkloadKind {
             WorkloadKind::Register => (8, 6, 10_000),
             WorkloadKind::Sellout => (24, 4, 30_000),
             WorkloadKind::Expiry => (8, 16, 1_500),
+            // Holds outlive any run, so a hold nobody asked for is still
+            // there to see after the heal.
+            WorkloadKind::Gateway => (16, 200, 600_000),
         }
     }
 }
@@ -596,6 +603,8 @@ pub async fn run(shared: Arc<Shared>) {
                 WorkloadKind::Register => p.run_register().await,
                 WorkloadKind::Sellout => p.run_sellout().await,
                 WorkloadKind::Expiry => p.run_expiry().await,
+                // Driven over HTTP by `gateway_workload::run`, not here.
+                WorkloadKind::Gateway => {}
             }
         }));
     }

@@ -209,8 +209,12 @@ fn mac_parts(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
 }
 
 /// Reads a 32-byte hex seed, or writes a fresh random one (mode 0600) if the
-/// file does not exist. Two gateways racing to create it: `create_new` makes
-/// one win and the other read the winner's seed.
+/// file does not exist. Two gateways may race to create it (tests and `up`
+/// start several at once), so the seed is written and synced in a private
+/// temporary file first and then hard-linked into place: the link either
+/// appears complete or fails with `AlreadyExists`, and then the loser reads
+/// the winner's seed. (Creating the final file directly let a loser read it
+/// empty, between the winner's create and its write.)
 fn load_or_create_seed(path: &Path) -> Result<[u8; 32], SettingsError> {
     let err = |message: String| SettingsError::KeyFile {
         path: path.to_path_buf(),
@@ -219,11 +223,20 @@ fn load_or_create_seed(path: &Path) -> Result<[u8; 32], SettingsError> {
     match std::fs::read_to_string(path) {
         Ok(text) => parse_seed(&text).map_err(err),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
-            }
+            let dir = match path.parent() {
+                Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+                _ => std::path::PathBuf::from("."),
+            };
+            std::fs::create_dir_all(&dir).map_err(|e| err(e.to_string()))?;
             let mut seed = [0u8; 32];
             getrandom::fill(&mut seed).map_err(|e| err(format!("no randomness: {e}")))?;
+            let mut nonce = [0u8; 8];
+            getrandom::fill(&mut nonce).map_err(|e| err(format!("no randomness: {e}")))?;
+            let tmp = dir.join(format!(
+                ".ticket-key.{}.{}.tmp",
+                std::process::id(),
+                hex::encode(nonce)
+            ));
             let mut options = std::fs::OpenOptions::new();
             options.write(true).create_new(true);
             #[cfg(unix)]
@@ -231,14 +244,15 @@ fn load_or_create_seed(path: &Path) -> Result<[u8; 32], SettingsError> {
                 use std::os::unix::fs::OpenOptionsExt;
                 options.mode(0o600);
             }
-            match options.open(path) {
-                Ok(mut f) => {
-                    use std::io::Write;
-                    f.write_all(hex::encode(seed).as_bytes())
-                        .map_err(|e| err(e.to_string()))?;
-                    f.sync_all().map_err(|e| err(e.to_string()))?;
-                    Ok(seed)
-                }
+            let written = options.open(&tmp).and_then(|mut f| {
+                use std::io::Write;
+                f.write_all(hex::encode(seed).as_bytes())?;
+                f.sync_all()
+            });
+            let linked = written.and_then(|()| std::fs::hard_link(&tmp, path));
+            let _ = std::fs::remove_file(&tmp);
+            match linked {
+                Ok(()) => Ok(seed),
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                     let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
                     parse_seed(&text).map_err(err)
@@ -290,6 +304,31 @@ mod tests {
             keys.verify_queue_token(&q),
             Some(("e".into(), "alice".into()))
         );
+    }
+
+    #[test]
+    fn racing_creators_all_read_one_complete_seed() {
+        // Goal: gateways starting together never read a half-written key
+        // file and all end up with the same seed (a real race seen in CI).
+        for round in 0..20 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("sub").join("ticket-key.hex");
+            let seeds: Vec<[u8; 32]> = std::thread::scope(|s| {
+                let hs: Vec<_> = (0..8)
+                    .map(|_| s.spawn(|| load_or_create_seed(&path)))
+                    .collect();
+                hs.into_iter()
+                    .map(|h| {
+                        h.join()
+                            .unwrap()
+                            .unwrap_or_else(|e| panic!("round {round}: {e}"))
+                    })
+                    .collect()
+            });
+            assert!(seeds.iter().all(|s| *s == seeds[0]), "round {round}");
+            let leftovers = std::fs::read_dir(path.parent().unwrap()).unwrap().count();
+            assert_eq!(leftovers, 1, "round {round}: temporary files left behind");
+        }
     }
 
     #[test]

@@ -13,7 +13,6 @@
 //! `dedupe_ttl_ms` must exceed how long clients retry.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::hash::{BuildHasherDefault, Hasher};
 
 use serde::{Deserialize, Serialize};
 
@@ -22,7 +21,7 @@ use crate::command::Outcome;
 /// Remembered request results. Outcomes are stored postcard-encoded in one
 /// byte ring (no allocation per entry, ~40 bytes instead of a 208-byte
 /// `Outcome` plus its heap parts) and decoded only when a duplicate arrives.
-/// Entries are ordered by insertion (= log time); a hash index finds a key.
+/// Entries are ordered by insertion (= log time); an ordered index finds a key.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct RequestTable {
     /// Oldest first; `entries[i]` has sequence number `first_seq + i`.
@@ -175,32 +174,10 @@ impl RequestTable {
     }
 }
 
-/// A hash index because this lookup runs for every request against up to
-/// `dedupe_max_entries` keys, where an ordered tree costs several cache
-/// misses. Deterministic hasher (no random seed); only `get`, `insert` and
-/// `remove` are used, never iteration.
-type KeyIndex = std::collections::HashMap<(u64, u64), u64, BuildHasherDefault<KeyHasher>>;
-
-/// Multiply-rotate mixing of the two u64 halves of a key; keys are not
-/// attacker-chosen in a way that matters (a client can only slow its own
-/// lookups), and determinism matters more than DoS resistance here.
-#[derive(Default)]
-struct KeyHasher(u64);
-
-impl Hasher for KeyHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.write_u64(*b as u64);
-        }
-    }
-    fn write_u64(&mut self, v: u64) {
-        self.0 = (self.0.rotate_left(29) ^ v).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
-    fn finish(&self) -> u64 {
-        let x = self.0;
-        x ^ (x >> 32)
-    }
-}
+/// An ordered index: deterministic by construction, so no argument about
+/// hashers or iteration order is needed in the pure state machine. It is
+/// derived from `entries` and never serialized.
+type KeyIndex = BTreeMap<(u64, u64), u64>;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct WebhookTable {

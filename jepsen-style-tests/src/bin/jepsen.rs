@@ -11,9 +11,8 @@
 //!   or a replica could not be read), 3 skipped (the nemesis needs root, `ip`
 //!   and `nft`), 4 the harness failed (cluster would not start, ...), 130
 //!   interrupted.
-//! - `selftest`: 0 every bug caught and the control run valid, 1 otherwise
-//!   (the gateway case may be "not run" while `GATEWAY_CASE_PENDING`); the
-//!   verdict per case is written to `<out>/selftest.json`.
+//! - `selftest`: 0 every bug caught and the control run valid, 1 otherwise;
+//!   the verdict per case is written to `<out>/selftest.json`.
 //! - `cleanup`: 0.
 
 use std::path::{Path, PathBuf};
@@ -269,7 +268,7 @@ async fn selftest_command(common: CommonArgs, only: Option<String>) -> ExitCode 
     let mut all_good = true;
     let mut cases = Vec::new();
     for (name, r) in &results {
-        let good = selftest::case_passes(name, r);
+        let good = selftest::case_passes(r);
         all_good &= good;
         cases.push(serde_json::json!({
             "case": name, "result": format!("{r:?}"), "passes": good,
@@ -283,9 +282,6 @@ async fn selftest_command(common: CommonArgs, only: Option<String>) -> ExitCode 
                 "HOOK MISSING: no `{}{name}` line in the node logs; build booking with --features fault-injection-bugs",
                 selftest::BUG_MARKER
             ),
-            CaseResult::NotRunnable(why) if good => {
-                format!("not run (tolerated until the gateway case lands): {why}")
-            }
             CaseResult::NotRunnable(why) => format!("NOT RUN: {why}"),
             CaseResult::ControlInvalid => "CONTROL RUN INVALID: see its report".to_string(),
             CaseResult::Unknown => "UNKNOWN: a check ran out of budget".to_string(),

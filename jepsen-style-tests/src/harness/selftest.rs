@@ -49,10 +49,6 @@ pub struct Bug {
 /// How many seeds past `--seed` a case looks at for a schedule that fits.
 pub const SEED_SEARCH_MAX: u64 = 1_000;
 
-/// While `true`, the `gateway-retry-new-id` case may come back `NotRunnable`
-/// without failing the selftest. `false`: the gateway workload runs it.
-pub const GATEWAY_CASE_PENDING: bool = false;
-
 fn any_schedule(_: &[Step], _: u64) -> bool {
     true
 }
@@ -264,13 +260,9 @@ fn seed_for(
 }
 
 /// Whether one case's result lets the selftest pass: the control run valid,
-/// every bug caught, except the gateway case while [`GATEWAY_CASE_PENDING`].
-pub fn case_passes(name: &str, result: &CaseResult) -> bool {
-    match result {
-        CaseResult::Caught | CaseResult::ControlValid => true,
-        CaseResult::NotRunnable(_) => GATEWAY_CASE_PENDING && name == "gateway-retry-new-id",
-        _ => false,
-    }
+/// every bug caught.
+pub fn case_passes(result: &CaseResult) -> bool {
+    matches!(result, CaseResult::Caught | CaseResult::ControlValid)
 }
 
 #[cfg(test)]
@@ -291,14 +283,11 @@ mod tests {
     }
 
     #[test]
-    fn only_the_pending_gateway_case_may_be_not_runnable() {
-        let nr = CaseResult::NotRunnable("x".into());
-        assert_eq!(
-            case_passes("gateway-retry-new-id", &nr),
-            GATEWAY_CASE_PENDING
-        );
-        assert!(!case_passes("stale-local-reads", &nr));
-        assert!(!case_passes("stale-local-reads", &CaseResult::Missed));
-        assert!(case_passes("stale-local-reads", &CaseResult::Caught));
+    fn only_caught_bugs_and_a_valid_control_pass() {
+        assert!(!case_passes(&CaseResult::NotRunnable("x".into())));
+        assert!(!case_passes(&CaseResult::Missed));
+        assert!(!case_passes(&CaseResult::ControlInvalid));
+        assert!(case_passes(&CaseResult::Caught));
+        assert!(case_passes(&CaseResult::ControlValid));
     }
 }

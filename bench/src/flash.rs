@@ -155,7 +155,13 @@ pub struct FlashReport {
     pub checkout_p99_ms: f64,
     pub start_lag_p99_ms: f64,
     pub commands_proposed: Option<u64>,
+    /// Human summary of the next two fields.
     pub answered_without_log_write: String,
+    /// Answers the nodes gave without a log write during the sale (their
+    /// `booking_answered_without_log_write_total`, summed).
+    pub answered_without_log_write_count: Option<u64>,
+    /// That count over the hold requests sent (only holds can take the path).
+    pub share_without_log_write: Option<f64>,
     pub echo_requests_per_s: Option<f64>,
     pub fraction_of_echo: Option<f64>,
     pub png: Option<String>,
@@ -243,8 +249,28 @@ async fn fan(shared: Arc<Shared>, i: u64, scheduled: Duration) {
     }
 }
 
-/// Sum of `booking_commands_proposed_total` over the nodes' metrics endpoints.
-async fn commands_proposed(metrics_urls: &[String]) -> Option<u64> {
+/// The node counters the report needs, summed over the nodes.
+#[derive(Clone, Copy)]
+struct NodeCounters {
+    commands_proposed: u64,
+    answered_without_log_write: u64,
+}
+
+async fn node_counters(metrics_urls: &[String]) -> Option<NodeCounters> {
+    Some(NodeCounters {
+        commands_proposed: counter_sum(metrics_urls, "booking_commands_proposed_total").await?,
+        // A node without the fast path has no such series: count 0.
+        answered_without_log_write: counter_sum(
+            metrics_urls,
+            "booking_answered_without_log_write_total",
+        )
+        .await
+        .unwrap_or(0),
+    })
+}
+
+/// Sum of one counter over the nodes' metrics endpoints.
+async fn counter_sum(metrics_urls: &[String], name: &str) -> Option<u64> {
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .build()
@@ -254,7 +280,7 @@ async fn commands_proposed(metrics_urls: &[String]) -> Option<u64> {
         let text = http.get(url).send().await.ok()?.text().await.ok()?;
         let line = text
             .lines()
-            .find(|l| l.starts_with("booking_commands_proposed_total"))?;
+            .find(|l| l.starts_with(name) && l[name.len()..].starts_with('{'))?;
         total += line.rsplit(' ').next()?.parse::<u64>().ok()?;
     }
     Some(total)
@@ -354,7 +380,7 @@ pub async fn run(
         tokens.push(l.await??);
     }
 
-    let proposed_before = commands_proposed(metrics_urls).await;
+    let counters_before = node_counters(metrics_urls).await;
     let bar = if quiet {
         indicatif::ProgressBar::hidden()
     } else {
@@ -442,7 +468,7 @@ pub async fn run(
     }
     let run = shared.start.elapsed();
     bar.finish_and_clear();
-    let proposed_after = commands_proposed(metrics_urls).await;
+    let counters_after = node_counters(metrics_urls).await;
 
     let (sold_per_replica, held_per_replica) = if endpoints.is_empty() {
         (Vec::new(), Vec::new())
@@ -459,13 +485,24 @@ pub async fn run(
     let http_requests = shared.http_requests.load(Ordering::Relaxed);
     let secs = run.as_secs_f64().max(1e-9);
     let sellout_ms = t.sellout.map(|d| d.as_millis() as u64);
-    let commands = match (proposed_before, proposed_after) {
-        (Some(a), Some(b)) => Some(b.saturating_sub(a)),
+    let delta = match (counters_before, counters_after) {
+        (Some(a), Some(b)) => Some(NodeCounters {
+            commands_proposed: b.commands_proposed.saturating_sub(a.commands_proposed),
+            answered_without_log_write: b
+                .answered_without_log_write
+                .saturating_sub(a.answered_without_log_write),
+        }),
         _ => None,
     };
-    let without_log = match commands {
-        Some(c) => format!(
-            "not measured per request (the node has no fast-path counter); {c} commands proposed for {hold_requests} hold + {} checkout requests",
+    let commands = delta.map(|d| d.commands_proposed);
+    let without_count = delta.map(|d| d.answered_without_log_write);
+    let share_without = without_count.map(|n| n as f64 / hold_requests.max(1) as f64);
+    let without_log = match delta {
+        Some(d) => format!(
+            "{:.1}% of hold requests ({} of {hold_requests}); {} commands proposed for {hold_requests} hold + {} checkout requests",
+            100.0 * share_without.unwrap_or(0.0),
+            d.answered_without_log_write,
+            d.commands_proposed,
             http_requests - hold_requests
         ),
         None => "not measured (no node metrics)".to_string(),
@@ -510,6 +547,8 @@ pub async fn run(
         start_lag_p99_ms: t.start_lag.quantile_ms(0.99),
         commands_proposed: commands,
         answered_without_log_write: without_log,
+        answered_without_log_write_count: without_count,
+        share_without_log_write: share_without,
         echo_requests_per_s: None,
         fraction_of_echo: None,
         png: None,
@@ -554,7 +593,10 @@ pub fn print_table(r: &FlashReport) {
         r.checkout_p50_ms, r.checkout_p99_ms
     );
     println!("  fan start lag p99     {:.2} ms", r.start_lag_p99_ms);
-    println!("  without a log write   {}", r.answered_without_log_write);
+    println!(
+        "  share of requests answered without a log write   {}",
+        r.answered_without_log_write
+    );
     if let (Some(e), Some(f)) = (r.echo_requests_per_s, r.fraction_of_echo) {
         println!(
             "  echo baseline         {e:.0} req/s; full stack = {:.1}% of it (http requests/s)",

@@ -17,6 +17,14 @@
 //!   with the same ids (that is what makes the retry safe).
 //! - `invalid_argument`, `membership`, or an unknown code marked `not_applied`
 //!   end the call at once with [`ClientError::Rejected`].
+//! - First sends: a write whose request id this client just minted
+//!   ([`Client::submit`], [`Client::submit_detailed`], or
+//!   [`Client::submit_new_with_id`]) is marked `first_send` until an attempt
+//!   of it has an unknown outcome. The leader may answer such a send's
+//!   refusal without a log write. Every later attempt, and every call of
+//!   [`Client::submit_with_id`] (a caller's resend), is unmarked and goes
+//!   through the log: an earlier copy may still be in flight and commit, so
+//!   "refused" from the current state could be a lie.
 //! - The loop stops after `attempts_max` attempts or `retry_budget_ms`, then
 //!   answers [`ClientError::OutcomeUnknown`] if any attempt of a write may have
 //!   been applied, else [`ClientError::Unavailable`] (definite: nothing applied).
@@ -84,7 +92,8 @@ struct Inner {
 #[derive(Clone, Copy)]
 enum CallKind {
     /// A command carrying a dedupe key; answered by the leader only.
-    Write { client_id: u64, request_id: u64 },
+    /// `fresh`: no earlier call sent this request id (of this client id).
+    Write { client_id: u64, request_id: u64, fresh: bool },
     /// Membership administration: answered by the leader, no dedupe key,
     /// idempotent by value.
     Admin,
@@ -205,18 +214,20 @@ impl Client {
     /// leader and number of attempts.
     pub async fn submit_detailed(&self, command: Command) -> Result<Submitted, ClientError> {
         let request_id = self.next_request_id();
-        self.submit_with_id(request_id, command).await
+        self.submit_inner(self.inner.client_id, request_id, command, true)
+            .await
     }
 
     /// Proposes `command` under an explicit request id of this client: how a
     /// caller resolves [`ClientError::OutcomeUnknown`] (same id, same command:
     /// the store returns the first outcome if the first attempt applied).
+    /// Treated as a resend: always answered through the log.
     pub async fn submit_with_id(
         &self,
         request_id: u64,
         command: Command,
     ) -> Result<Submitted, ClientError> {
-        self.submit_as(self.inner.client_id, request_id, command)
+        self.submit_inner(self.inner.client_id, request_id, command, false)
             .await
     }
 
@@ -248,6 +259,29 @@ impl Client {
                 message: "client_id 0 is never deduplicated; submit_as needs a non-zero id".into(),
             });
         }
+        self.submit_inner(client_id, request_id, command, false).await
+    }
+
+
+    /// [`Client::submit_with_id`] for an id the caller guarantees was never
+    /// sent before by this client (a fresh id of its own scheme): the first
+    /// attempt is marked `first_send`, so the leader may answer a refusal
+    /// without a log write. Never use it to resend.
+    pub async fn submit_new_with_id(
+        &self,
+        request_id: u64,
+        command: Command,
+    ) -> Result<Submitted, ClientError> {
+        self.submit_inner(self.inner.client_id, request_id, command, true).await
+    }
+
+    async fn submit_inner(
+        &self,
+        client_id: u64,
+        request_id: u64,
+        command: Command,
+        fresh: bool,
+    ) -> Result<Submitted, ClientError> {
         let request = Request {
             client_id,
             request_id,
@@ -261,15 +295,18 @@ impl Client {
             client_id: request.client_id,
             request_id,
             command_json,
+            first_send: false,
         };
         let routed = self
-            .route(
+            .route_marked(
                 CallKind::Write {
                     client_id,
                     request_id,
+                    fresh,
                 },
-                move |mut c| {
-                    let message = message.clone();
+                move |mut c, first_send| {
+                    let mut message = message.clone();
+                    message.first_send = first_send;
                     async move { c.submit(message).await }
                 },
             )
@@ -281,6 +318,7 @@ impl Client {
             log_index: response.log_index,
             leader_id: response.leader_id,
             attempts: routed.attempts,
+            answered_without_log_write: response.answered_without_log_write,
         })
     }
 
@@ -302,6 +340,8 @@ impl Client {
                 client_id: self.inner.client_id,
                 request_id: first_id + i as u64,
                 command_json,
+                // SubmitBatch always goes through the log.
+                first_send: false,
             });
         }
         let message = pb::SubmitBatchRequest { requests };
@@ -310,6 +350,7 @@ impl Client {
                 CallKind::Write {
                     client_id: self.inner.client_id,
                     request_id: first_id,
+                    fresh: false,
                 },
                 move |mut c| {
                     let message = message.clone();
@@ -337,6 +378,7 @@ impl Client {
                     log_index: r.log_index,
                     leader_id: r.leader_id,
                     attempts: routed.attempts,
+                    answered_without_log_write: r.answered_without_log_write,
                 })
             })
             .collect()
@@ -721,6 +763,21 @@ impl Client {
         F: FnMut(BookingClient<Channel>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
+        self.route_marked(kind, move |c, _first_send| call(c)).await
+    }
+
+    /// The retry loop. `call` also gets whether this attempt is a first send:
+    /// a fresh write none of whose earlier attempts may have been applied
+    /// (redirects and "not applied" refusals leave nothing in flight).
+    async fn route_marked<T, F, Fut>(
+        &self,
+        kind: CallKind,
+        mut call: F,
+    ) -> Result<Routed<T>, ClientError>
+    where
+        F: FnMut(BookingClient<Channel>, bool) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
         /// Redirects followed in a row without pausing.
         const REDIRECTS_IN_A_ROW_MAX: u32 = 2;
         let options = &self.inner.options;
@@ -744,7 +801,8 @@ impl Client {
             attempts += 1;
             let timeout = options.request_timeout().min(budget - elapsed);
             let client = self.channel(&target)?;
-            let failure = match tokio::time::timeout(timeout, call(client)).await {
+            let first_send = matches!(kind, CallKind::Write { fresh: true, .. }) && !maybe_applied;
+            let failure = match tokio::time::timeout(timeout, call(client, first_send)).await {
                 Ok(Ok(response)) => {
                     if kind.answered_by_leader() {
                         *lock(&self.inner.leader) = Some(target);
@@ -817,6 +875,7 @@ impl Client {
             CallKind::Write {
                 client_id,
                 request_id,
+                ..
             } if maybe_applied => ClientError::OutcomeUnknown {
                 client_id,
                 request_id: Some(request_id),
@@ -887,6 +946,7 @@ fn convert_status(s: pb::StatusResponse) -> NodeStatus {
             .map(|r| (r.node_id, r.matched_index))
             .collect(),
         state_hash: s.state_hash.iter().map(|b| format!("{b:02x}")).collect(),
+        answered_without_log_write: s.answered_without_log_write,
     }
 }
 

@@ -30,6 +30,10 @@ pub struct Submitted {
     pub leader_id: u64,
     /// Attempts it took, redirects included (1 = first try).
     pub attempts: u32,
+    /// The leader answered from its applied state after a ReadIndex round,
+    /// without a log write (only ever a refusal or a remembered outcome of a
+    /// first send); `log_index` is then the applied index it reflects.
+    pub answered_without_log_write: bool,
 }
 
 /// One member in a node's view of the membership.
@@ -63,6 +67,8 @@ pub struct NodeStatus {
     pub replication: Vec<(u64, Option<u64>)>,
     /// Hex of the state machine's blake3 hash.
     pub state_hash: String,
+    /// Submits this node answered without a log write since it started.
+    pub answered_without_log_write: u64,
 }
 
 impl NodeStatus {

@@ -72,6 +72,7 @@ impl Booking for FakeNode {
                     outcome_json: serde_json::to_vec(&outcome).unwrap(),
                     log_index: 7,
                     leader_id: self.id,
+                    answered_without_log_write: false,
                 }))
             }
             Action::NotLeader { leader_addr } => {

@@ -83,6 +83,14 @@ pub struct ClusterStatus {
     pub members: Vec<MemberStatus>,
 }
 
+/// The answer to [`Cluster::submit_first`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct FirstAnswer {
+    pub outcome: Outcome,
+    /// True when the leader answered without a log write (a refusal).
+    pub answered_without_log_write: bool,
+}
+
 /// Why the cluster could not answer. Domain refusals (seat taken, hold
 /// expired) are not errors here: they are the `Err` side of an [`Outcome`].
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -136,6 +144,20 @@ impl ClusterError {
 pub trait Cluster: Send + Sync + 'static {
     /// Proposes one command and waits for its outcome.
     fn submit(&self, request: Request) -> BoxFuture<'_, Result<Outcome, ClusterError>>;
+
+    /// [`Cluster::submit`] for a request whose `(client_id, request_id)` was
+    /// never sent before (fresh ids; never a retry, never an
+    /// `Idempotency-Key`): the leader may answer a refusal it proves current
+    /// without a log write, and the answer says so. The default proposes
+    /// through `submit`.
+    fn submit_first(&self, request: Request) -> BoxFuture<'_, Result<FirstAnswer, ClusterError>> {
+        Box::pin(async move {
+            Ok(FirstAnswer {
+                outcome: self.submit(request).await?,
+                answered_without_log_write: false,
+            })
+        })
+    }
 
     /// Answers a query at the asked consistency.
     fn read(

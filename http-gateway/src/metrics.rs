@@ -2,7 +2,8 @@
 //!
 //! Owns: the registry; requests by route, method and status; latency
 //! histograms by route; live WebSocket clients; waiting-room length as last
-//! seen; payment outcomes. Must not: label by anything a client controls
+//! seen; payment outcomes; cluster submits answered with and without a log
+//! write. Must not: label by anything a client controls
 //! freely (raw paths, ids): routes are axum's matched patterns, so label
 //! cardinality is bounded by the route table.
 
@@ -29,6 +30,10 @@ pub struct Metrics {
     pub queue_waiting: IntGaugeVec,
     pub payments: IntCounterVec,
     pub notifications_sent: IntGauge,
+    /// Commands submitted to the cluster, by how they were answered: `log`
+    /// (proposed and applied) or `without_log_write` (a refusal the leader
+    /// proved current from its applied state; fresh requests only).
+    pub cluster_submits: IntCounterVec,
     /// Event ids that have a waiting-room gauge, to bound its cardinality.
     queue_events: std::sync::Mutex<std::collections::HashSet<String>>,
 }
@@ -79,8 +84,17 @@ impl Metrics {
             "Outbox messages written to the sink by this gateway",
         )
         .expect("metric definition");
+        let cluster_submits = IntCounterVec::new(
+            Opts::new(
+                "gateway_cluster_submits_total",
+                "Commands submitted to the cluster, by answer path (log, without_log_write)",
+            ),
+            &["answered"],
+        )
+        .expect("metric definition");
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(cluster_submits.clone()),
             Box::new(latency.clone()),
             Box::new(ws_clients.clone()),
             Box::new(queue_waiting.clone()),
@@ -97,6 +111,7 @@ impl Metrics {
             queue_waiting,
             payments,
             notifications_sent,
+            cluster_submits,
             queue_events: Default::default(),
         }
     }

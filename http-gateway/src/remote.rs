@@ -22,8 +22,8 @@ use futures::StreamExt;
 use state_machine::{Outcome, Query, Request};
 
 use crate::cluster::{
-    BoxFuture, Cluster, ClusterError, ClusterStatus, Consistency, MemberStatus, ReadAnswer,
-    WatchItem, WatchStream,
+    BoxFuture, Cluster, ClusterError, ClusterStatus, Consistency, FirstAnswer, MemberStatus,
+    ReadAnswer, WatchItem, WatchStream,
 };
 
 /// `Retry-After` hint when the cluster has no leader, in ms: about one
@@ -92,6 +92,33 @@ impl Cluster for ClientCluster {
                 // Only the flattening helpers return refusals as errors; keep
                 // the contract anyway.
                 Err(client::ClientError::Refused(e)) => Ok(Err(e)),
+                Err(e) => Err(cluster_error(e)),
+            }
+        })
+    }
+
+    fn submit_first(&self, request: Request) -> BoxFuture<'_, Result<FirstAnswer, ClusterError>> {
+        Box::pin(async move {
+            // A fresh gateway request becomes a fresh request id of this
+            // client (never sent before), so its first attempt may be marked
+            // `first_send`. Derived (keyed) ids always go through the log.
+            let submitted = if crate::ids::is_derived(request.client_id) {
+                self.client
+                    .submit_as(request.client_id, request.request_id, request.command)
+                    .await
+            } else {
+                self.client.submit_detailed(request.command).await
+            };
+            match submitted
+            {
+                Ok(submitted) => Ok(FirstAnswer {
+                    outcome: submitted.outcome,
+                    answered_without_log_write: submitted.answered_without_log_write,
+                }),
+                Err(client::ClientError::Refused(e)) => Ok(FirstAnswer {
+                    outcome: Err(e),
+                    answered_without_log_write: false,
+                }),
                 Err(e) => Err(cluster_error(e)),
             }
         })

@@ -27,6 +27,12 @@ pub struct Counters {
     pub reads_stale: AtomicU64,
     pub ticks_proposed: AtomicU64,
     pub proposals_rejected_full: AtomicU64,
+    /// First sends answered from the applied state after a ReadIndex round,
+    /// without a log write (refusals and remembered outcomes).
+    pub answered_without_log_write: AtomicU64,
+    /// First sends the local look called a refusal that, after the ReadIndex
+    /// round, had to go through the log anyway.
+    pub fast_path_fallbacks: AtomicU64,
 }
 
 impl Counters {
@@ -165,6 +171,18 @@ pub fn render(node_id: u64, counters: &Counters, raft: &Raft, commit_index: u64)
         "Commands refused because the proposer queue was full.",
         "counter",
         c(&counters.proposals_rejected_full),
+    );
+    gauge(
+        "booking_answered_without_log_write_total",
+        "Submits answered from the applied state after a ReadIndex round, without a log write.",
+        "counter",
+        c(&counters.answered_without_log_write),
+    );
+    gauge(
+        "booking_fast_path_fallbacks_total",
+        "Submits that looked like refusals but were proposed after the ReadIndex round.",
+        "counter",
+        c(&counters.fast_path_fallbacks),
     );
     out
 }

@@ -125,6 +125,14 @@ struct Pending {
 
 type ReadReply = oneshot::Sender<Result<u64, NodeError>>;
 
+/// One caller waiting for the next ReadIndex round.
+struct ReadWaiter {
+    reply: ReadReply,
+    /// Accept only a round this node ran as leader (the fast path of
+    /// `submit_first`); a round asked of another node answers an error.
+    leader_only: bool,
+}
+
 /// Everything a handler needs. Shared as `Arc<NodeCore>`.
 pub struct NodeCore {
     pub id: NodeId,
@@ -140,7 +148,7 @@ pub struct NodeCore {
     pub propose_batch_max: usize,
     pub rpc_timeout: Duration,
     propose_tx: mpsc::Sender<Pending>,
-    read_tx: mpsc::Sender<ReadReply>,
+    read_tx: mpsc::Sender<ReadWaiter>,
 }
 
 impl NodeCore {
@@ -227,6 +235,96 @@ impl NodeCore {
         Ok(out)
     }
 
+    /// A client's first send of a request id (see `SubmitRequest.first_send`):
+    /// a refusal the leader can prove current is answered without a log write
+    /// (`true` in the answer, with the applied index it reflects); anything
+    /// else is proposed exactly as [`NodeCore::submit`] does.
+    pub async fn submit_first(&self, request: Request) -> Result<(Outcome, u64, bool), NodeError> {
+        if let Some((outcome, applied)) = self.answer_without_log_write(&request).await {
+            Counters::add(&self.counters.answered_without_log_write, 1);
+            return Ok((outcome, applied, true));
+        }
+        let (outcome, index) = self
+            .submit(vec![request])
+            .await?
+            .pop()
+            .expect("one answer per request");
+        Ok((outcome, index, false))
+    }
+
+    /// The fast path. Safe only because every step holds (ARCHITECTURE.md,
+    /// "Refusals without a log write"):
+    /// 1. this node leads; a follower never answers a write (no leases either:
+    ///    leadership is confirmed by a quorum round, never by a clock);
+    /// 2. a ReadIndex round started after the request arrived, and the local
+    ///    apply reached its index, so the state reflects every write
+    ///    acknowledged before the request (the answer is linearizable at the
+    ///    applied index);
+    /// 3. no deadline (expiry, lapse, scheduled opening, admission) is due by
+    ///    the clock a proposal would be stamped with, so the log would not
+    ///    first change the state this answer reads;
+    /// 4. `BookingState::precheck` answers: a hold refusal or a remembered
+    ///    outcome, decided by the same code as `apply`.
+    ///
+    /// A cheap look at the local state first means only likely refusals pay
+    /// for the ReadIndex round; successes go straight to the proposer. Any
+    /// doubt (round failed, leadership moved, state changed) returns `None`:
+    /// the log then answers, which is always correct.
+    async fn answer_without_log_write(&self, request: &Request) -> Option<(Outcome, u64)> {
+        if self.current_leader() != Some(self.id) {
+            return None;
+        }
+        if self.sm.read().booking.precheck(request).is_none() {
+            return None;
+        }
+        let read_index = self.leader_read_index_coalesced().await.ok()?;
+        self.wait_applied(read_index, Duration::from_millis(READ_WAIT_MS))
+            .await
+            .ok()?;
+        if self.current_leader() != Some(self.id) {
+            return None;
+        }
+        let now_ms = self.clock.now_ms();
+        let s = self.sm.read();
+        let applied = s.last_applied.map(|l| l.index).unwrap_or(0);
+        let answer = if applied < read_index
+            || s.booking
+                .next_deadline_ms()
+                .is_some_and(|due| due <= now_ms)
+        {
+            None
+        } else {
+            s.booking
+                .precheck(request)
+                .map(|outcome| (outcome, applied))
+        };
+        drop(s);
+        if answer.is_none() {
+            Counters::add(&self.counters.fast_path_fallbacks, 1);
+        }
+        answer
+    }
+
+    /// A coalesced ReadIndex round that this node ran as leader; an error if
+    /// the round was asked of another node (leadership moved meanwhile).
+    async fn leader_read_index_coalesced(&self) -> Result<u64, NodeError> {
+        let (tx, rx) = oneshot::channel();
+        match self.read_tx.try_send(ReadWaiter {
+            reply: tx,
+            leader_only: true,
+        }) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                return Err(NodeError::Overloaded("read queue is full".into()))
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => return Err(NodeError::ShuttingDown),
+        }
+        tokio::time::timeout(Duration::from_millis(READ_WAIT_MS), rx)
+            .await
+            .map_err(|_| NodeError::OutcomeUnknown("read index round timed out".into()))?
+            .map_err(|_| NodeError::ShuttingDown)?
+    }
+
     /// Waits until a linearizable read may be served from local state:
     /// one coalesced ReadIndex round (on the leader, or asked of it), then
     /// the local apply catching up. Returns the read index.
@@ -241,7 +339,10 @@ impl NodeCore {
     /// Joins the next ReadIndex round (see `reader_task`) and returns its index.
     pub async fn read_index_coalesced(&self) -> Result<u64, NodeError> {
         let (tx, rx) = oneshot::channel();
-        match self.read_tx.try_send(tx) {
+        match self.read_tx.try_send(ReadWaiter {
+            reply: tx,
+            leader_only: false,
+        }) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => {
                 return Err(NodeError::Overloaded("read queue is full".into()))
@@ -286,10 +387,17 @@ impl NodeCore {
     }
 
     /// One ReadIndex round for every waiter queued: locally on the leader, by
-    /// RPC to the leader on a follower.
-    async fn read_round(&self) -> Result<u64, NodeError> {
+    /// RPC to the leader on a follower. Also says whether this node ran it as
+    /// leader.
+    async fn read_round(&self) -> (Result<u64, NodeError>, bool) {
         match self.current_leader() {
-            Some(l) if l == self.id => self.leader_read_index().await,
+            Some(l) if l == self.id => (self.leader_read_index().await, true),
+            other => (self.read_round_remote(other).await, false),
+        }
+    }
+
+    async fn read_round_remote(&self, leader: Option<NodeId>) -> Result<u64, NodeError> {
+        match leader {
             Some(l) => {
                 let addr = self.addr_of(l).ok_or(NodeError::NoLeader)?;
                 let channel = self.pool.get(&addr).map_err(NodeError::Internal)?;
@@ -478,7 +586,7 @@ async fn proposer_task(
 /// began before they asked).
 async fn reader_task(
     core: Arc<NodeCore>,
-    mut rx: mpsc::Receiver<ReadReply>,
+    mut rx: mpsc::Receiver<ReadWaiter>,
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
@@ -490,9 +598,12 @@ async fn reader_task(
         while let Ok(w) = rx.try_recv() {
             waiters.push(w);
         }
-        let result = core.read_round().await;
+        let (result, as_leader) = core.read_round().await;
         for w in waiters {
-            let _ = w.send(match &result {
+            let _ = w.reply.send(match &result {
+                Ok(_) if w.leader_only && !as_leader => Err(NodeError::OutcomeUnknown(
+                    "the read index round ran on another node".into(),
+                )),
                 Ok(i) => Ok(*i),
                 Err(e) => Err(clone_read_error(e)),
             });

@@ -119,6 +119,7 @@ impl BookingService {
                     outcome_json,
                     log_index,
                     leader_id: self.core.id,
+                    answered_without_log_write: false,
                 })
             })
             .collect()
@@ -157,7 +158,15 @@ impl Booking for BookingService {
             request_id = r.request_id
         );
         async move {
-            let reqs = self.requests(vec![r])?;
+            let first_send = r.first_send;
+            let mut reqs = self.requests(vec![r])?;
+            if first_send {
+                let request = reqs.pop().expect("one request");
+                let (outcome, log_index, without_log) = self.core.submit_first(request).await?;
+                let mut resp = self.responses(vec![(outcome, log_index)])?.remove(0);
+                resp.answered_without_log_write = without_log;
+                return Ok(Response::new(resp));
+            }
             let outs = self.core.submit(reqs).await?;
             let mut resp = self.responses(outs)?;
             Ok(Response::new(resp.remove(0)))
@@ -345,6 +354,10 @@ impl Booking for BookingService {
             members: members_of(core),
             replication,
             state_hash,
+            answered_without_log_write: core
+                .counters
+                .answered_without_log_write
+                .load(std::sync::atomic::Ordering::Relaxed),
         }))
     }
 

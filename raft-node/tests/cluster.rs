@@ -44,6 +44,7 @@ async fn three_nodes_elect_and_a_hold_written_via_a_follower_reads_back_lineariz
             client_id: 1,
             request_id: 1,
             command_json: serde_json::to_vec(&event_command("e1", 2, 10, 600_000)).unwrap(),
+            first_send: false,
         })
         .await
         .expect_err("a follower does not accept writes");
@@ -76,6 +77,7 @@ async fn three_nodes_elect_and_a_hold_written_via_a_follower_reads_back_lineariz
             client_id: 1,
             request_id: 2,
             command_json: b"{not json".to_vec(),
+            first_send: false,
         })
         .await
         .expect_err("garbage is refused");

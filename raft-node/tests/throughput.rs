@@ -42,6 +42,7 @@ async fn measure_write_latency_and_throughput() {
                 client_id: 2,
                 request_id: i + 1,
                 command_json: cmd,
+                first_send: false,
             })
             .await
             .expect("submit");
@@ -72,6 +73,7 @@ async fn measure_write_latency_and_throughput() {
                     client_id: 100 + k,
                     request_id: i + 1,
                     command_json: cmd,
+                    first_send: false,
                 })
                 .await
                 .expect("submit");

@@ -150,16 +150,20 @@ pub async fn create_hold(
     check_event_id(&event_id)?;
     let key = idempotency_key(&headers)?;
     let selection = selection_of(body)?;
-    let ids = match &key {
-        Some(k) => ids::idempotent(&user.0, "hold", k),
-        None => state.fresh_ids.next(),
-    };
     let command = Command::Hold {
         event_id,
         holder: user.0.clone(),
         selection,
     };
-    match submit(&state, ids, command).await? {
+    // With an Idempotency-Key the hold always goes through the log: another
+    // gateway (or an earlier try) may have sent the same derived ids, and a
+    // copy in flight could still succeed. Without one the ids are fresh, so a
+    // provable refusal may be answered without a log write.
+    let reply = match &key {
+        Some(k) => submit(&state, ids::idempotent(&user.0, "hold", k), command).await?,
+        None => submit_fresh(&state, command).await?,
+    };
+    match reply {
         Reply::Held {
             hold_id,
             event_id,

@@ -159,17 +159,56 @@ async fn submit_once(
     request: Request,
 ) -> Result<state_machine::Outcome, crate::cluster::ClusterError> {
     let timeout = Duration::from_millis(state.settings.cluster_timeout_ms);
-    match tokio::time::timeout(timeout, state.cluster.submit(request)).await {
-        Err(_) => Err(crate::cluster::ClusterError::OutcomeUnknown {
-            reason: "timed out".into(),
-        }),
-        Ok(r) => r,
-    }
+    let outcome = match tokio::time::timeout(timeout, state.cluster.submit(request)).await {
+        Err(_) => {
+            return Err(crate::cluster::ClusterError::OutcomeUnknown {
+                reason: "timed out".into(),
+            })
+        }
+        Ok(r) => r?,
+    };
+    state
+        .metrics
+        .cluster_submits
+        .with_label_values(&["log"])
+        .inc();
+    Ok(outcome)
 }
 
-/// Submits with fresh ids (a repeat is judged anew).
+/// Submits with fresh ids (a repeat is judged anew). Fresh ids were never
+/// sent, so the leader may answer a refusal without a log write
+/// ([`crate::cluster::Cluster::submit_first`]); a request that carries an
+/// `Idempotency-Key` must use [`submit`] with its derived ids instead, since
+/// another gateway may have sent the same key.
 pub(crate) async fn submit_fresh(state: &AppState, command: Command) -> Result<Reply, Problem> {
-    submit(state, state.fresh_ids.next(), command).await
+    let (client_id, request_id) = state.fresh_ids.next();
+    let request = Request {
+        client_id,
+        request_id,
+        command,
+    };
+    let timeout = Duration::from_millis(state.settings.cluster_timeout_ms);
+    let answer = match tokio::time::timeout(timeout, state.cluster.submit_first(request)).await {
+        Err(_) => {
+            return Err(crate::cluster::ClusterError::OutcomeUnknown {
+                reason: "timed out".into(),
+            }
+            .into())
+        }
+        Ok(Err(e)) => return Err(e.into()),
+        Ok(Ok(answer)) => answer,
+    };
+    let path = if answer.answered_without_log_write {
+        "without_log_write"
+    } else {
+        "log"
+    };
+    state
+        .metrics
+        .cluster_submits
+        .with_label_values(&[path])
+        .inc();
+    answer.outcome.map_err(Problem::from)
 }
 
 /// Reads one query, bounded by `cluster_timeout_ms`.

@@ -270,6 +270,7 @@ impl Cluster {
                 client_id,
                 request_id,
                 command_json: body.clone(),
+                first_send: false,
             });
             req.set_timeout(Duration::from_secs(15));
             match c.submit(req).await {

@@ -36,6 +36,8 @@ struct FakeNode {
     plan: Arc<Mutex<VecDeque<Action>>>,
     /// `(client_id, request_id)` of every Submit received, in order.
     seen: Arc<Mutex<Vec<(u64, u64)>>>,
+    /// `first_send` of every Submit received, in order.
+    first_sends: Arc<Mutex<Vec<bool>>>,
 }
 
 fn error_status(code: &'static str, outcome: &'static str) -> Status {
@@ -62,6 +64,7 @@ impl Booking for FakeNode {
             .lock()
             .unwrap()
             .push((request.client_id, request.request_id));
+        self.first_sends.lock().unwrap().push(request.first_send);
         let action = self.plan.lock().unwrap().pop_front().unwrap_or(Action::Ok);
         match action {
             Action::Ok => {
@@ -152,6 +155,7 @@ async fn fake_node(id: u64, plan: Vec<Action>) -> (SocketAddr, FakeNode) {
         id,
         plan: Arc::new(Mutex::new(plan.into())),
         seen: Arc::new(Mutex::new(Vec::new())),
+        first_sends: Arc::new(Mutex::new(Vec::new())),
     };
     let incoming =
         tonic::transport::server::TcpIncoming::bind("127.0.0.1:0".parse().unwrap()).unwrap();
@@ -373,4 +377,35 @@ fn bad_endpoints_are_refused() {
         Client::connect(["http://bad host:1"]),
         Err(ClientError::InvalidEndpoint { .. })
     ));
+}
+
+// Goal: only a first send is marked `first_send`: it stays marked across
+// "not applied" refusals, and is unmarked from the first attempt after an
+// unknown outcome on; an explicit-id call is a resend unless said new.
+#[tokio::test]
+async fn only_first_sends_are_marked() {
+    let (addr, node) = fake_node(
+        1,
+        vec![
+            Action::Error {
+                code: "no_leader",
+                outcome: "not_applied",
+            },
+            Action::Error {
+                code: "outcome_unknown",
+                outcome: "unknown",
+            },
+            Action::Ok,
+        ],
+    )
+    .await;
+    let client = Client::with_options([addr.to_string()], fast_options()).unwrap();
+    let submitted = client.submit_detailed(command()).await.unwrap();
+    assert_eq!(submitted.attempts, 3);
+    assert!(!submitted.answered_without_log_write);
+    assert_eq!(*node.first_sends.lock().unwrap(), vec![true, true, false]);
+    node.first_sends.lock().unwrap().clear();
+    client.submit_with_id(77, command()).await.unwrap();
+    client.submit_new_with_id(78, command()).await.unwrap();
+    assert_eq!(*node.first_sends.lock().unwrap(), vec![false, true]);
 }

@@ -105,6 +105,12 @@ impl StampClock {
             .max(0) as u64
     }
 
+    /// The stamp [`StampClock::stamp`] would give now, without taking it.
+    pub fn peek(&self, floor_ms: u64) -> u64 {
+        let last = *self.last_stamp_ms.lock().unwrap_or_else(|p| p.into_inner());
+        self.now_ms().max(last).max(floor_ms)
+    }
+
     /// `max(now_ms + clock_offset_ms, last_stamp_ms, floor_ms)` (DESIGN §3):
     /// `floor_ms` is the state machine's clock, so a new leader whose clock is
     /// behind never stamps below the log time already reached.
@@ -261,7 +267,7 @@ impl NodeCore {
     ///    acknowledged before the request (the answer is linearizable at the
     ///    applied index);
     /// 3. no deadline (expiry, lapse, scheduled opening, admission) is due by
-    ///    the clock a proposal would be stamped with, so the log would not
+    ///    the stamp a proposal would carry now, so the log would not
     ///    first change the state this answer reads;
     /// 4. `BookingState::precheck` answers: a hold refusal or a remembered
     ///    outcome, decided by the same code as `apply`.
@@ -284,13 +290,15 @@ impl NodeCore {
         if self.current_leader() != Some(self.id) {
             return None;
         }
-        let now_ms = self.clock.now_ms();
         let s = self.sm.read();
+        // The stamp a proposal would carry now (ahead of the wall clock after
+        // a clock step back).
+        let stamp_ms = self.clock.peek(s.booking.clock_ms());
         let applied = s.last_applied.map(|l| l.index).unwrap_or(0);
         let answer = if applied < read_index
             || s.booking
                 .next_deadline_ms()
-                .is_some_and(|due| due <= now_ms)
+                .is_some_and(|due| due <= stamp_ms)
         {
             None
         } else {

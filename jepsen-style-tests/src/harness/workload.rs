@@ -228,7 +228,9 @@ impl Proc {
         rec.invoke(self.id, f, call.to_value());
         let client = &self.shared.client;
         let request_id = client.next_request_id();
-        let mut result = client.submit_with_id(request_id, command.clone()).await;
+        // The first send of a fresh id may be refused without a log write;
+        // the same-id retries below always go through the log.
+        let mut result = client.submit_new_with_id(request_id, command.clone()).await;
         for _ in 0..same_id_retries {
             match &result {
                 Err(e) if !e.is_definite() => {

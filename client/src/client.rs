@@ -93,7 +93,11 @@ struct Inner {
 enum CallKind {
     /// A command carrying a dedupe key; answered by the leader only.
     /// `fresh`: no earlier call sent this request id (of this client id).
-    Write { client_id: u64, request_id: u64, fresh: bool },
+    Write {
+        client_id: u64,
+        request_id: u64,
+        fresh: bool,
+    },
     /// Membership administration: answered by the leader, no dedupe key,
     /// idempotent by value.
     Admin,
@@ -259,9 +263,9 @@ impl Client {
                 message: "client_id 0 is never deduplicated; submit_as needs a non-zero id".into(),
             });
         }
-        self.submit_inner(client_id, request_id, command, false).await
+        self.submit_inner(client_id, request_id, command, false)
+            .await
     }
-
 
     /// [`Client::submit_with_id`] for an id the caller guarantees was never
     /// sent before by this client (a fresh id of its own scheme): the first
@@ -272,7 +276,8 @@ impl Client {
         request_id: u64,
         command: Command,
     ) -> Result<Submitted, ClientError> {
-        self.submit_inner(self.inner.client_id, request_id, command, true).await
+        self.submit_inner(self.inner.client_id, request_id, command, true)
+            .await
     }
 
     async fn submit_inner(

@@ -109,8 +109,7 @@ impl Cluster for ClientCluster {
             } else {
                 self.client.submit_detailed(request.command).await
             };
-            match submitted
-            {
+            match submitted {
                 Ok(submitted) => Ok(FirstAnswer {
                     outcome: submitted.outcome,
                     answered_without_log_write: submitted.answered_without_log_write,

@@ -92,10 +92,20 @@ impl HoldTarget for ViaClient {
     }
 }
 
-/// Holds through the HTTP gateway, one signed-in user per worker.
+/// Signed-in users each gateway worker rotates through. The gateway limits
+/// each user to 50 requests/s (burst 100); one user per worker would measure
+/// that limit, not the store, once a worker passes 50 holds/s.
+pub const USERS_PER_WORKER: usize = 8;
+
+/// Holds through the HTTP gateway, [`USERS_PER_WORKER`] signed-in users per
+/// worker, used in turn.
 pub struct ViaGateway {
     pool: FanPool,
+    /// `workers * USERS_PER_WORKER` tokens; worker `w` owns the slice
+    /// starting at `w * USERS_PER_WORKER`.
     tokens: Vec<String>,
+    /// Per worker: how many holds it has sent (picks the next user).
+    sent: Vec<std::sync::atomic::AtomicUsize>,
     event_id: String,
     client: Client,
 }
@@ -113,14 +123,18 @@ impl ViaGateway {
         http::wait_ready(gateway_url, std::time::Duration::from_secs(30)).await?;
         let event_id = format!("peers-gw-{round}");
         http::create_event(gateway_url, admin_token, &event_id, seats).await?;
-        let mut tokens = Vec::with_capacity(workers);
-        for w in 0..workers {
-            tokens.push(pool.login(w as u64, &format!("peer{w}")).await?);
+        let mut tokens = Vec::with_capacity(workers * USERS_PER_WORKER);
+        for u in 0..workers * USERS_PER_WORKER {
+            tokens.push(pool.login(u as u64, &format!("peer{u}")).await?);
         }
+        let sent = (0..workers)
+            .map(|_| std::sync::atomic::AtomicUsize::new(0))
+            .collect();
         let client = Client::with_options(endpoints.to_vec(), ClientOptions::default())?;
         Ok(Arc::new(ViaGateway {
             pool,
             tokens,
+            sent,
             event_id,
             client,
         }))
@@ -136,14 +150,11 @@ impl HoldTarget for ViaGateway {
     ) -> BoxFuture<'a, anyhow::Result<bool>> {
         Box::pin(async move {
             let seat = http::seat_id(seat);
+            let turn = self.sent[worker].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let token = &self.tokens[worker * USERS_PER_WORKER + turn % USERS_PER_WORKER];
             match self
                 .pool
-                .hold(
-                    worker as u64,
-                    &self.tokens[worker],
-                    &self.event_id,
-                    Some(&seat),
-                )
+                .hold(worker as u64, token, &self.event_id, Some(&seat))
                 .await
             {
                 HoldAnswer::Held { .. } => Ok(true),

@@ -18,6 +18,11 @@
 mod gateway;
 mod up;
 
+/// mimalloc instead of glibc malloc: the gateway and the nodes allocate per
+/// request (HTTP, JSON, gRPC frames) from many threads; see docs/BENCHMARKS.md.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;

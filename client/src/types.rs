@@ -24,7 +24,8 @@ pub struct Submitted {
     pub outcome: Outcome,
     /// The request id the command carried (every attempt used this one).
     pub request_id: u64,
-    /// Log index of the entry that carried it.
+    /// Log index of the entry that decided it (for a deduplicated retry,
+    /// the entry that first applied the request).
     pub log_index: u64,
     /// The node that answered (the leader at the time).
     pub leader_id: u64,

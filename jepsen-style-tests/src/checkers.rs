@@ -122,16 +122,17 @@ fn possible_cancels(ops: &[BookingOp]) -> HashMap<BookingId, Vec<&BookingOp>> {
     cancels
 }
 
-/// Could `a` have taken effect before `b`? Yes unless `b` completed before `a`
-/// was invoked (real time; an unknown completion is +infinity). A reply's log
-/// index does not narrow this: a retried write that the state machine
-/// deduplicated answers with the index of the retry's entry, which is later
-/// than the entry that really applied it, so an index is only an upper bound
-/// of when the op took effect. (Ordering by index alone once reported a
-/// cancel retried across a kill as coming after the resale it made room for.)
+/// Could `a` have taken effect before `b`? When both replies carry a log
+/// index, the log decides: the store answers every request, a deduplicated
+/// retry included, with the index of the entry that first applied it, so the
+/// indexes are the order in which the ops took effect. Otherwise real time
+/// decides: yes unless `b` completed before `a` was invoked (an unknown
+/// completion is +infinity).
 fn may_precede(a: &BookingOp, b: &BookingOp) -> bool {
-    let by_index = matches!((a.index, b.index), (Some(ia), Some(ib)) if ia < ib);
-    by_index || a.invoke_ns <= b.complete_ns.unwrap_or(u64::MAX)
+    match (a.index, b.index) {
+        (Some(ia), Some(ib)) => ia < ib,
+        _ => a.invoke_ns <= b.complete_ns.unwrap_or(u64::MAX),
+    }
 }
 
 /// No seat is sold to two bookings without a cancel between the two sales.

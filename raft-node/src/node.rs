@@ -470,7 +470,7 @@ fn answer_entry(
 ) {
     match result {
         Ok(Ok(resp)) => {
-            let EntryResponse { outcomes } = resp.data;
+            let EntryResponse { outcomes, indexes } = resp.data;
             assert_eq!(
                 outcomes.len(),
                 replies.len(),
@@ -479,8 +479,11 @@ fn answer_entry(
                 outcomes.len(),
                 replies.len()
             );
-            for (reply, outcome) in replies.into_iter().zip(outcomes) {
-                let _ = reply.send(Ok((outcome, resp.log_id.index)));
+            for (i, (reply, outcome)) in replies.into_iter().zip(outcomes).enumerate() {
+                // A deduplicated retry answers with the index of the entry
+                // that first applied it, not this one.
+                let index = indexes.get(i).copied().unwrap_or(resp.log_id.index);
+                let _ = reply.send(Ok((outcome, index)));
             }
         }
         Ok(Err(ClientWriteError::ForwardToLeader(f))) => {

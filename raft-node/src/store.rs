@@ -815,6 +815,7 @@ impl RaftStateMachine<TypeConfig> for SmStore {
                         published.push((index, out.changes));
                         EntryResponse {
                             outcomes: out.outcomes,
+                            indexes: out.indexes,
                         }
                     }
                     EntryPayload::Membership(m) => {

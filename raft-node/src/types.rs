@@ -37,8 +37,12 @@ pub type StoredMembership = openraft::StoredMembership<NodeId, Node>;
 pub type StorageError = openraft::StorageError<NodeId>;
 
 /// What applying one log entry answered: one `Outcome` per request of the
-/// entry's batch, in order. Empty for blank and membership entries.
+/// entry's batch, in order, and for each the log index of the entry that
+/// decided it (this entry's, or for a deduplicated retry the entry that first
+/// applied the request). Empty for blank and membership entries.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct EntryResponse {
     pub outcomes: Vec<state_machine::Outcome>,
+    #[serde(default)]
+    pub indexes: Vec<u64>,
 }

@@ -268,6 +268,11 @@ pub struct SeatChange {
 pub struct ApplyOutput {
     /// One per request, in the batch's order.
     pub outcomes: Vec<Outcome>,
+    /// One per outcome: the log index of the entry that decided it. This
+    /// entry's index, except for a deduplicated retry, whose remembered
+    /// outcome came from an earlier entry: that entry's index (or this one's
+    /// when it is not known: remembered in a format-1 snapshot).
+    pub indexes: Vec<u64>,
     /// Seat changes caused by this entry: expiries at its start, then each
     /// command's effects.
     pub changes: Vec<SeatChange>,

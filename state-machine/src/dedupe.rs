@@ -1,7 +1,8 @@
 //! Bounded memories of what was already done: request results and webhook ids.
 //!
-//! Owns: the `(client_id, request_id)` → first `Outcome` table that makes
-//! retries exactly-once, and the table of payment-provider webhook event ids.
+//! Owns: the `(client_id, request_id)` → first `Outcome` (and the log index
+//! of the entry that first applied it) table that makes retries exactly-once,
+//! and the table of payment-provider webhook event ids.
 //! Must not: use a hash map (iteration order would reach snapshots) or a clock
 //! (entries age in log time, `clock_ms`).
 //!
@@ -12,9 +13,10 @@
 //! order. A request retried after its entry was dropped is applied again;
 //! `dedupe_ttl_ms` must exceed how long clients retry.
 
+use std::cell::Cell;
 use std::collections::{BTreeMap, VecDeque};
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::command::Outcome;
 
@@ -36,20 +38,89 @@ pub(crate) struct RequestTable {
     index: KeyIndex,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 struct Remembered {
     at_ms: u64,
     client_id: u64,
     request_id: u64,
     /// Length of the encoded outcome in `bytes`.
     len: u32,
+    /// Log index of the entry that first applied the request; 0 when not
+    /// known (remembered in a snapshot of format 1, which did not carry it).
+    index: u64,
+}
+
+thread_local! {
+    /// Set while a format-1 snapshot decodes (see `snapshot::restore`):
+    /// its `Remembered` records lack `index`.
+    static DECODING_FORMAT_1: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Decodes format-1 snapshots for as long as it lives.
+pub(crate) struct Format1Guard(());
+
+impl Format1Guard {
+    pub(crate) fn new() -> Self {
+        DECODING_FORMAT_1.with(|f| f.set(true));
+        Format1Guard(())
+    }
+}
+
+impl Drop for Format1Guard {
+    fn drop(&mut self) {
+        DECODING_FORMAT_1.with(|f| f.set(false));
+    }
+}
+
+/// `Remembered` as snapshot format 1 wrote it.
+#[derive(Deserialize)]
+struct RememberedFormat1 {
+    at_ms: u64,
+    client_id: u64,
+    request_id: u64,
+    len: u32,
+}
+
+/// `Remembered` as snapshot format 2 writes it.
+#[derive(Deserialize)]
+struct RememberedFormat2 {
+    at_ms: u64,
+    client_id: u64,
+    request_id: u64,
+    len: u32,
+    index: u64,
+}
+
+impl<'de> Deserialize<'de> for Remembered {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        if DECODING_FORMAT_1.with(Cell::get) {
+            let r = RememberedFormat1::deserialize(d)?;
+            return Ok(Remembered {
+                at_ms: r.at_ms,
+                client_id: r.client_id,
+                request_id: r.request_id,
+                len: r.len,
+                index: 0,
+            });
+        }
+        let r = RememberedFormat2::deserialize(d)?;
+        Ok(Remembered {
+            at_ms: r.at_ms,
+            client_id: r.client_id,
+            request_id: r.request_id,
+            len: r.len,
+            index: r.index,
+        })
+    }
 }
 
 impl RequestTable {
-    /// The first outcome of this request, if remembered.
-    pub fn get(&self, client_id: u64, request_id: u64) -> Option<Outcome> {
+    /// The first outcome of this request and the log index of the entry that
+    /// applied it (0: not known, see `Remembered::index`), if remembered.
+    pub fn get(&self, client_id: u64, request_id: u64) -> Option<(Outcome, u64)> {
         let seq = *self.index.get(&(client_id, request_id))?;
-        Some(self.decode_at((seq - self.first_seq) as usize))
+        let i = (seq - self.first_seq) as usize;
+        Some((self.decode_at(i), self.entries[i].index))
     }
 
     fn decode_at(&self, i: usize) -> Outcome {
@@ -76,11 +147,13 @@ impl RequestTable {
             .expect("a remembered outcome decodes (it was encoded by this build)")
     }
 
+    /// Remembers `outcome`, decided by the entry at log `index`.
     pub fn insert(
         &mut self,
         client_id: u64,
         request_id: u64,
         at_ms: u64,
+        index: u64,
         outcome: &Outcome,
         max_entries: u32,
     ) {
@@ -99,6 +172,7 @@ impl RequestTable {
             client_id,
             request_id,
             len,
+            index,
         });
         self.trim(max_entries);
     }

@@ -12,6 +12,10 @@
 //!          only: canonical, no hash-map order; derived indexes skipped)
 //! checksum 32 bytes blake3 of everything before it
 //! ```
+//! Version 2 added the first-applied log index to each remembered request
+//! outcome (the dedupe table). Version 1 snapshots still restore: their
+//! remembered outcomes get index 0 ("not known"), and a retry answered from
+//! one reports its own entry's index, as version 1 builds did.
 //! `state_hash()` is blake3 of the payload alone, so two replicas that applied
 //! the same log have equal hashes. Restore verifies magic, version, length and
 //! checksum, decodes, rebuilds the derived indexes and then checks every
@@ -21,7 +25,9 @@ use crate::error::SnapshotError;
 use crate::state::BookingState;
 
 pub const SNAPSHOT_MAGIC: &[u8; 8] = b"BKSMSNAP";
-pub const SNAPSHOT_VERSION: u32 = 1;
+pub const SNAPSHOT_VERSION: u32 = 2;
+/// The oldest version [`BookingState::restore`] still reads.
+pub const SNAPSHOT_VERSION_MIN: u32 = 1;
 const HEADER_LEN: usize = 8 + 4 + 8;
 const CHECKSUM_LEN: usize = 32;
 
@@ -53,7 +59,7 @@ impl BookingState {
             return Err(SnapshotError::BadMagic);
         }
         let version = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
-        if version != SNAPSHOT_VERSION {
+        if !(SNAPSHOT_VERSION_MIN..=SNAPSHOT_VERSION).contains(&version) {
             return Err(SnapshotError::UnsupportedVersion {
                 found: version,
                 supported: SNAPSHOT_VERSION,
@@ -68,8 +74,11 @@ impl BookingState {
         if blake3::hash(body).as_bytes() != checksum {
             return Err(SnapshotError::ChecksumMismatch);
         }
-        let mut state: BookingState = postcard::from_bytes(&body[HEADER_LEN..])
-            .map_err(|e| SnapshotError::Decode(e.to_string()))?;
+        let decoded = {
+            let _format_1 = (version == 1).then(crate::dedupe::Format1Guard::new);
+            postcard::from_bytes::<BookingState>(&body[HEADER_LEN..])
+        };
+        let mut state = decoded.map_err(|e| SnapshotError::Decode(e.to_string()))?;
         state.rebuild_indexes_checked()?;
         Ok(state)
     }

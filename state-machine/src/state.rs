@@ -202,6 +202,7 @@ impl BookingState {
         // One seat change per request is the common case; size for it up front.
         let mut out = ApplyOutput {
             outcomes: Vec::with_capacity(batch.requests.len()),
+            indexes: Vec::with_capacity(batch.requests.len()),
             changes: Vec::with_capacity(batch.requests.len()),
         };
         self.housekeeping(index, batch.stamp_ms, &mut out.changes);
@@ -214,8 +215,11 @@ impl BookingState {
             };
             let dedupe = is_deduplicated(req);
             if dedupe {
-                if let Some(first) = self.dedupe.get(req.client_id, req.request_id) {
+                if let Some((first, first_index)) = self.dedupe.get(req.client_id, req.request_id) {
                     out.outcomes.push(first);
+                    // 0: remembered before snapshots carried the index.
+                    out.indexes
+                        .push(if first_index == 0 { index } else { first_index });
                     continue;
                 }
             }
@@ -225,11 +229,13 @@ impl BookingState {
                     req.client_id,
                     req.request_id,
                     self.clock_ms,
+                    index,
                     &outcome,
                     self.settings.dedupe_max_entries,
                 );
             }
             out.outcomes.push(outcome);
+            out.indexes.push(index);
         }
         out
     }
@@ -272,7 +278,7 @@ impl BookingState {
             return None;
         }
         if is_deduplicated(request) {
-            if let Some(first) = self.dedupe.get(request.client_id, request.request_id) {
+            if let Some((first, _)) = self.dedupe.get(request.client_id, request.request_id) {
                 return Some(first);
             }
         }

@@ -157,3 +157,63 @@ fn snapshot_of_an_inconsistent_state_is_refused() {
         other => panic!("expected an invariant error, got {other:?}"),
     }
 }
+
+/// The request the first entry of `random_batches` carries as (client 100,
+/// request 5): `OpenSale` of "gig".
+fn retry_of_first_entry() -> Batch {
+    Batch {
+        stamp_ms: 0,
+        requests: vec![Request {
+            client_id: 100,
+            request_id: 5,
+            command: Command::OpenSale {
+                event_id: "gig".into(),
+            },
+        }],
+    }
+}
+
+#[test]
+fn a_deduplicated_retry_reports_the_index_that_first_applied_it() {
+    // Goal: a retry answered from the dedupe table carries the first outcome
+    // and the log index of the entry that applied it, also after a snapshot.
+    let batches = random_batches(3, 120);
+    let (state, outs) = run(&batches);
+    let first = outs[0].outcomes[4].clone();
+    assert_eq!(outs[0].indexes, vec![1; 6]);
+    for mut s in [
+        state.clone(),
+        BookingState::restore(&state.snapshot()).expect("restore"),
+    ] {
+        let out = s.apply(500, &retry_of_first_entry());
+        assert_eq!(out.outcomes, vec![first.clone()]);
+        assert_eq!(out.indexes, vec![1], "the first-applied index, not 500");
+    }
+    // A fresh request reports its own entry.
+    for (i, out) in outs.iter().enumerate() {
+        assert_eq!(out.indexes.len(), out.outcomes.len());
+        assert!(out.indexes.iter().all(|&x| x >= 1 && x <= i as u64 + 1));
+    }
+}
+
+#[test]
+fn a_format_1_snapshot_restores_and_its_retries_report_their_own_index() {
+    // Goal: snapshots written before the dedupe table carried the first index
+    // (format 1; the fixture is `random_batches(3, 120)` applied by that build)
+    // still restore; a retry remembered there answers with its own entry's
+    // index, as that build did; what it writes next is format 2.
+    let bytes = include_bytes!("data/snapshot-v1.bin");
+    assert_eq!(u32::from_le_bytes(bytes[8..12].try_into().unwrap()), 1);
+    assert!(SNAPSHOT_VERSION_MIN <= 1 && SNAPSHOT_VERSION == 2);
+    let mut old = BookingState::restore(bytes).expect("a format-1 snapshot restores");
+    let (fresh, _) = run(&random_batches(3, 120));
+    assert_eq!(old.applied_index(), fresh.applied_index());
+    assert_eq!(old.clock_ms(), fresh.clock_ms());
+    let again = BookingState::restore(&old.snapshot()).expect("re-encoded as format 2");
+    assert!(again == old);
+    let out = old.apply(500, &retry_of_first_entry());
+    let mut fresh = fresh;
+    let fresh_out = fresh.apply(500, &retry_of_first_entry());
+    assert_eq!(out.outcomes, fresh_out.outcomes);
+    assert_eq!((out.indexes, fresh_out.indexes), (vec![500], vec![1]));
+}

@@ -160,12 +160,30 @@ fn a_cancel_invoked_after_the_resale_does_not_excuse_it() {
 }
 
 #[test]
-fn a_deduplicated_cancel_with_a_later_index_may_still_excuse_a_resale() {
-    // Goal: a retried cancel answers with its retry's (later) log index, so an
-    // index after the resale does not prove the cancel came after it.
+fn a_deduplicated_cancel_is_ordered_by_the_index_that_first_applied_it() {
+    // Goal: a cancel retried across a kill completes after the resale it made
+    // room for; its reply names the entry that first applied it (4, before the
+    // resale at 5), so the resale is explained.
+    let mut h = H::default();
+    h.confirm("S", "a", 1, confirmed(10, 5, None), (0, 1), Some(3));
+    h.cancel("S", "a", 10, cancelled(), (2, 9), Some(4));
+    h.confirm("S", "b", 2, confirmed(11, 6, None), (4, 5), Some(5));
+    assert!(no_seat_sold_twice(&h.0).valid);
+}
+
+#[test]
+fn with_exact_indexes_a_cancel_logged_after_the_resale_does_not_excuse_it() {
+    // Goal: indexes are exact, so overlapping real time no longer hides a
+    // cancel that the log put after the resale; without indexes real time
+    // still decides (and then it may excuse it).
     let mut h = H::default();
     h.confirm("S", "a", 1, confirmed(10, 5, None), (0, 1), Some(3));
     h.cancel("S", "a", 10, cancelled(), (2, 9), Some(9));
+    h.confirm("S", "b", 2, confirmed(11, 6, None), (4, 5), Some(4));
+    assert!(!no_seat_sold_twice(&h.0).valid);
+    let mut h = H::default();
+    h.confirm("S", "a", 1, confirmed(10, 5, None), (0, 1), Some(3));
+    h.cancel("S", "a", 10, cancelled(), (2, 9), None);
     h.confirm("S", "b", 2, confirmed(11, 6, None), (4, 5), Some(4));
     assert!(no_seat_sold_twice(&h.0).valid);
 }

@@ -219,6 +219,11 @@ pub struct ReplicaState {
     pub seats: BTreeMap<SeatId, SeatView>,
     /// `BookingState::state_hash()`, hex.
     pub state_hash: String,
+    /// The replica does not know the run's event at all, although the setup
+    /// created it and the store acknowledged that before the workload began
+    /// (then `seats` is empty).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub event_missing: bool,
 }
 
 impl BookingCall {

@@ -13,7 +13,12 @@
 //!   was the target of a confirm that may have happened), for that seat;
 //! - [`no_confirm_past_expiry`]: no confirm acknowledged at a log time at or
 //!   after its hold's expiry;
-//! - [`replica_hashes_equal`]: all replicas' state hashes agree.
+//! - [`replica_hashes_equal`]: all replicas' state hashes agree;
+//! - [`no_resurrections`]: no replica shows a booking whose cancel, or a
+//!   hold whose release or confirm, was acknowledged;
+//! - [`event_present`]: every replica knows the event the setup created;
+//! - [`ids_issued_once`]: no hold id acknowledged to two holds, no booking id
+//!   to two holds (ids reused after acknowledged log entries were lost).
 //!
 //! Each checker errs towards *valid* where the history cannot decide (an
 //! `info` cancel may have happened; without log indexes, real-time order is
@@ -298,6 +303,132 @@ pub fn no_confirm_past_expiry(ops: &[BookingOp]) -> CheckResult {
         }
     }
     CheckResult::new("no_confirm_past_expiry", findings, checked, unjudged)
+}
+
+/// The store never hands one id to two requests: each hold id comes back in
+/// at most one acknowledged hold (every hold invocation is its own request;
+/// a same-id retry stays inside its operation), and each booking id comes
+/// from one hold only. A store that loses acknowledged log entries and
+/// reuses their positions (a kill of every node after an acknowledgement
+/// that was only in memory) hands the lost ids out again, which per-seat
+/// linearizability can miss when the lost stretch left each seat as it found
+/// it.
+pub fn ids_issued_once(ops: &[BookingOp]) -> CheckResult {
+    let mut holds: BTreeMap<HoldId, &BookingOp> = BTreeMap::new();
+    let mut bookings: BTreeMap<BookingId, (HoldId, &BookingOp)> = BTreeMap::new();
+    let mut findings = Vec::new();
+    for op in ops {
+        match (&op.call, &op.result) {
+            (BookingCall::Hold(_), BookingResult::Ok(BookingRet::Held(h))) => {
+                if let Some(first) = holds.insert(h.hold_id, op) {
+                    findings.push(Finding {
+                        message: format!(
+                            "hold id {} acknowledged to two holds: op {} and op {}",
+                            h.hold_id, first.id, op.id
+                        ),
+                        ops: vec![first.id, op.id],
+                        seat: None,
+                        node: None,
+                    });
+                }
+            }
+            (BookingCall::Confirm(r), BookingResult::Ok(BookingRet::Confirmed(c))) => {
+                match bookings.get(&c.booking_id) {
+                    Some((hold_id, first)) if *hold_id != r.hold_id => {
+                        findings.push(Finding {
+                            message: format!(
+                                "booking id {} acknowledged for hold {} (op {}) and for hold {} (op {})",
+                                c.booking_id, hold_id, first.id, r.hold_id, op.id
+                            ),
+                            ops: vec![first.id, op.id],
+                            seat: None,
+                            node: None,
+                        });
+                    }
+                    Some(_) => {}
+                    None => {
+                        bookings.insert(c.booking_id, (r.hold_id, op));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    CheckResult::new("ids_issued_once", findings, holds.len() + bookings.len(), 0)
+}
+
+/// What an acknowledged write removed stays removed: after heal, no replica
+/// shows a booking whose cancel was acknowledged, nor a seat held by a hold
+/// whose release or confirm was acknowledged. Ids are never reused and
+/// neither a cancelled booking nor a released or confirmed hold can come
+/// back, so each such seat proves an acknowledged write was lost (the
+/// counterpart of [`acknowledged_bookings_present`] for cancels and
+/// releases).
+pub fn no_resurrections(ops: &[BookingOp], replicas: &[ReplicaState]) -> CheckResult {
+    let mut cancelled: BTreeMap<BookingId, usize> = BTreeMap::new();
+    let mut hold_done: BTreeMap<HoldId, usize> = BTreeMap::new();
+    for op in ops {
+        match (&op.call, &op.result) {
+            (BookingCall::Cancel(b), BookingResult::Ok(BookingRet::Cancelled(_))) => {
+                cancelled.insert(b.booking_id, op.id);
+            }
+            (BookingCall::Release(r), BookingResult::Ok(BookingRet::Released(_)))
+            | (BookingCall::Confirm(r), BookingResult::Ok(BookingRet::Confirmed(_))) => {
+                hold_done.insert(r.hold_id, op.id);
+            }
+            _ => {}
+        }
+    }
+    let mut findings = Vec::new();
+    for replica in replicas {
+        for (seat, view) in &replica.seats {
+            let (what, op) = match view {
+                SeatView::Booked { booking_id, .. } => match cancelled.get(booking_id) {
+                    Some(&op) => (format!("booked by booking {booking_id}"), op),
+                    None => continue,
+                },
+                SeatView::Held { hold_id, .. } => match hold_done.get(hold_id) {
+                    Some(&op) => (format!("held by hold {hold_id}"), op),
+                    None => continue,
+                },
+                _ => continue,
+            };
+            findings.push(Finding {
+                message: format!(
+                    "node {} shows seat {seat} {what}, which op {op} had acknowledged removing",
+                    replica.node
+                ),
+                ops: vec![op],
+                seat: Some(seat.clone()),
+                node: Some(replica.node.clone()),
+            });
+        }
+    }
+    CheckResult::new(
+        "no_resurrections",
+        findings,
+        cancelled.len() + hold_done.len(),
+        0,
+    )
+}
+
+/// Every replica knows the run's event: its creation was acknowledged before
+/// the workload began, so a replica without it lost acknowledged writes.
+pub fn event_present(replicas: &[ReplicaState]) -> CheckResult {
+    let findings = replicas
+        .iter()
+        .filter(|r| r.event_missing)
+        .map(|r| Finding {
+            message: format!(
+                "node {} does not know the run's event, whose creation was acknowledged at setup",
+                r.node
+            ),
+            ops: Vec::new(),
+            seat: None,
+            node: Some(r.node.clone()),
+        })
+        .collect();
+    CheckResult::new("event_present", findings, replicas.len(), 0)
 }
 
 /// All replicas report the same state hash.

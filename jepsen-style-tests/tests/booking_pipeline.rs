@@ -133,6 +133,7 @@ fn replica(node: &str, a11: SeatView, hash: &str) -> ReplicaState {
             .into_iter()
             .collect(),
         state_hash: hash.into(),
+        event_missing: false,
     }
 }
 

@@ -25,8 +25,9 @@ pub enum FaultBug {
     /// Linearizable reads answered from local applied state on any node,
     /// without a ReadIndex round or a leader check.
     StaleLocalReads,
-    /// Log appends (and the committed index) acknowledged to openraft without
-    /// flushing sled; sled's periodic flush is off too.
+    /// Log appends (and the committed id) acknowledged to openraft while they
+    /// sit in an in-process buffer that reaches sled every 5 s (`store.rs`,
+    /// `WriteBack`).
     AckWithoutFlush,
     /// The apply glue gives the state machine the local (offset-able) wall
     /// clock as the entry's log time instead of the leader's stamp.
@@ -80,14 +81,20 @@ pub fn select_from_env() -> Result<(), String> {
                 })?,
         ),
     };
-    let set = *ACTIVE.get_or_init(|| chosen);
+    // `booking node` selects before it loads the config, and `run_node`
+    // selects again (for embedders): only the call that made the choice logs.
+    let mut first = false;
+    let set = *ACTIVE.get_or_init(|| {
+        first = true;
+        chosen
+    });
     if set != chosen {
         return Err(format!(
             "{FAULT_BUG_ENV}: bug {:?} already selected in this process",
             set.map(FaultBug::name)
         ));
     }
-    if let Some(bug) = chosen {
+    if let (true, Some(bug)) = (first, chosen) {
         tracing::warn!("fault-injection bug enabled: {}", bug.name());
     }
     Ok(())

@@ -17,6 +17,8 @@
 //! a restart restores it and re-applies the committed log after it (openraft
 //! does that, using `read_committed`). So `applied_state` reports the
 //! snapshot's log id after a restart, never an id whose effects were lost.
+//! (The deliberate bug `ack-without-flush`, compiled only with the feature
+//! `fault-injection-bugs`, breaks exactly this promise: see `WriteBack`.)
 //!
 //! Must not: interpret commands (that is `state_machine`). Caveat: sled's flush
 //! uses `sync_file_range` on Linux: it survives a process kill, not
@@ -153,15 +155,6 @@ fn open_sled(sled_path: &Path) -> Result<sled::Db, NodeError> {
     let mut attempt = 0;
     loop {
         let config = sled::Config::new().path(sled_path);
-        // BUG (fault-injection-bugs, ack-without-flush): no periodic flush
-        // either, so unflushed log writes stay in sled's in-process buffers
-        // and die with a `kill -9`.
-        #[cfg(feature = "fault-injection-bugs")]
-        let config = if crate::fault_bugs::active(crate::fault_bugs::FaultBug::AckWithoutFlush) {
-            config.flush_every_ms(None)
-        } else {
-            config
-        };
         match config.open() {
             Ok(db) => return Ok(db),
             Err(sled::Error::Io(e))
@@ -267,7 +260,34 @@ struct LogInner {
     path: PathBuf,
     /// Last committed index saved, for metrics and `Status` (0 if none).
     committed_index: AtomicU64,
+    /// BUG (fault-injection-bugs, ack-without-flush): `Some` only when that
+    /// bug is active; see [`WriteBack`].
+    #[cfg(feature = "fault-injection-bugs")]
+    write_back: Option<std::sync::Mutex<WriteBack>>,
 }
+
+/// BUG (fault-injection-bugs, ack-without-flush): appended entries and the
+/// committed id kept in this process and acknowledged to openraft at once;
+/// they reach sled only when the wall clock enters a new
+/// [`WRITE_BACK_PERIOD_MS`] period (aligned, so every node of a cluster loses
+/// the same stretch), or at a clean shutdown. A `kill -9` of every node loses
+/// the acknowledged, committed tail since the last boundary on all of them.
+/// The vote stays durable: the restarted nodes are a working Raft cluster
+/// that has quietly forgotten entries, not one that trips openraft's own
+/// assertions. Caught by the selftest's register x kill case.
+#[cfg(feature = "fault-injection-bugs")]
+#[derive(Default)]
+struct WriteBack {
+    /// Encoded entries by index, not yet in the `log` tree.
+    entries: std::collections::BTreeMap<u64, Vec<u8>>,
+    /// A committed id not yet in the `meta` tree (`Some(None)`: a removal).
+    committed: Option<Option<LogId>>,
+    /// The period of the last write-back.
+    period: u64,
+}
+
+#[cfg(feature = "fault-injection-bugs")]
+const WRITE_BACK_PERIOD_MS: u64 = 5_000;
 
 impl LogStore {
     fn open(db: sled::Db, path: &Path) -> Result<LogStore, NodeError> {
@@ -283,6 +303,9 @@ impl LogStore {
                 db: db.clone(),
                 path: path.to_path_buf(),
                 committed_index: AtomicU64::new(0),
+                #[cfg(feature = "fault-injection-bugs")]
+                write_back: crate::fault_bugs::active(crate::fault_bugs::FaultBug::AckWithoutFlush)
+                    .then(Default::default),
             }),
         };
         store.validate()?;
@@ -382,7 +405,61 @@ impl LogStore {
 
     /// Flushes every tree of the node's sled `Db` (shutdown).
     pub async fn flush_all(&self) -> Result<(), String> {
+        #[cfg(feature = "fault-injection-bugs")]
+        self.write_back(true)?;
         self.flush().await
+    }
+
+    /// BUG (fault-injection-bugs, ack-without-flush): the buffer, when the bug
+    /// is active.
+    #[cfg(feature = "fault-injection-bugs")]
+    fn buffer(&self) -> Option<std::sync::MutexGuard<'_, WriteBack>> {
+        let m = self.inner.write_back.as_ref()?;
+        Some(m.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// BUG (fault-injection-bugs, ack-without-flush): moves the buffer into
+    /// sled (no flush: the OS keeps it past a process kill) when a new period
+    /// began, or now if `force`. Entries first, then the committed id, so a
+    /// kill in between never leaves a committed id past the log.
+    #[cfg(feature = "fault-injection-bugs")]
+    fn write_back(&self, force: bool) -> Result<(), String> {
+        let Some(mut wb) = self.buffer() else {
+            return Ok(());
+        };
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        let period = now_ms / WRITE_BACK_PERIOD_MS;
+        if !force && period == wb.period {
+            return Ok(());
+        }
+        wb.period = period;
+        let mut batch = sled::Batch::default();
+        for (index, bytes) in std::mem::take(&mut wb.entries) {
+            batch.insert(&index_key(index), bytes);
+        }
+        self.inner
+            .log
+            .apply_batch(batch)
+            .map_err(|e| format!("sled write of tree {TREE_LOG}: {e}"))?;
+        match wb.committed.take() {
+            Some(Some(c)) => {
+                self.inner
+                    .meta
+                    .insert(KEY_COMMITTED, encode(&c)?)
+                    .map_err(|e| format!("sled write: {e}"))?;
+            }
+            Some(None) => {
+                self.inner
+                    .meta
+                    .remove(KEY_COMMITTED)
+                    .map_err(|e| format!("sled write: {e}"))?;
+            }
+            None => {}
+        }
+        Ok(())
     }
 
     /// The last committed index this node saved (0 if none).
@@ -391,6 +468,17 @@ impl LogStore {
     }
 
     fn last_entry_id(&self) -> Result<Option<LogId>, StorageError> {
+        // BUG (fault-injection-bugs, ack-without-flush): the buffer is the
+        // newest part of the log.
+        #[cfg(feature = "fault-injection-bugs")]
+        if let Some(bytes) = self
+            .buffer()
+            .and_then(|wb| wb.entries.last_key_value().map(|(_, b)| b.clone()))
+        {
+            let entry: Entry = postcard::from_bytes(&bytes)
+                .map_err(|e| sto_read_err(format!("buffered entry does not decode: {e}")))?;
+            return Ok(Some(entry.log_id));
+        }
         let Some((k, v)) = self
             .inner
             .log
@@ -438,6 +526,22 @@ impl RaftLogReader<TypeConfig> for LogStore {
             })?;
             out.push(entry);
         }
+        // BUG (fault-injection-bugs, ack-without-flush): reads see the buffer
+        // (it holds the entries after sled's, or replaces them).
+        #[cfg(feature = "fault-injection-bugs")]
+        if let Some(wb) = self.buffer() {
+            let mut all: std::collections::BTreeMap<u64, Entry> =
+                out.into_iter().map(|e| (e.log_id.index, e)).collect();
+            for (&index, bytes) in &wb.entries {
+                if range.contains(&index) {
+                    let entry: Entry = postcard::from_bytes(bytes).map_err(|e| {
+                        sto_read_err(format!("buffered entry {index} does not decode: {e}"))
+                    })?;
+                    all.insert(index, entry);
+                }
+            }
+            out = all.into_values().collect();
+        }
         Ok(out)
     }
 }
@@ -475,20 +579,16 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
-        // BUG (fault-injection-bugs, ack-without-flush): the committed index
-        // is written without a flush too; otherwise this flush, which follows
-        // every commit, would make the appended entries durable after all.
+        // BUG (fault-injection-bugs, ack-without-flush): the committed id
+        // waits in the buffer with the entries it covers.
         #[cfg(feature = "fault-injection-bugs")]
-        if crate::fault_bugs::active(crate::fault_bugs::FaultBug::AckWithoutFlush) {
-            if let Some(c) = committed {
-                let bytes = encode(&c).map_err(sto_err)?;
-                self.inner
-                    .meta
-                    .insert(KEY_COMMITTED, bytes)
-                    .map_err(|e| sto_err(format!("sled write: {e}")))?;
-                self.inner.committed_index.store(c.index, Ordering::Relaxed);
-                return Ok(());
-            }
+        if let Some(mut wb) = self.buffer() {
+            wb.committed = Some(committed);
+            drop(wb);
+            self.inner
+                .committed_index
+                .store(committed.map(|l| l.index).unwrap_or(0), Ordering::Relaxed);
+            return self.write_back(false).map_err(sto_err);
         }
         match committed {
             Some(c) => self.write_meta(KEY_COMMITTED, &c).await.map_err(sto_err)?,
@@ -507,6 +607,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
+        #[cfg(feature = "fault-injection-bugs")]
+        if let Some(c) = self.buffer().and_then(|wb| wb.committed) {
+            return Ok(c);
+        }
         self.read_meta(KEY_COMMITTED).map_err(sto_read_err)
     }
 
@@ -520,26 +624,33 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: OptionalSend,
     {
         let mut batch = sled::Batch::default();
+        #[cfg(feature = "fault-injection-bugs")]
+        let mut buffered = Vec::new();
         for entry in entries {
             let bytes = encode(&entry).map_err(|e| StorageError::IO {
                 source: StorageIOError::write_log_entry(entry.log_id, AnyError::error(e)),
             })?;
+            #[cfg(feature = "fault-injection-bugs")]
+            buffered.push((entry.log_id.index, bytes.clone()));
             batch.insert(&index_key(entry.log_id.index), bytes);
+        }
+        // BUG (fault-injection-bugs, ack-without-flush): the entries go to the
+        // in-process buffer and openraft hears "stored" at once; sled gets
+        // them at the next period boundary. Caught by the selftest's register
+        // x kill run (kill -9 of every node): acknowledged writes gone after
+        // the restart ("linearizable per seat", acknowledged_bookings_present,
+        // replica_hashes_equal).
+        #[cfg(feature = "fault-injection-bugs")]
+        if let Some(mut wb) = self.buffer() {
+            wb.entries.extend(buffered);
+            drop(wb);
+            callback.log_io_completed(Ok(()));
+            return self.write_back(false).map_err(sto_err);
         }
         self.inner
             .log
             .apply_batch(batch)
             .map_err(|e| sto_err(format!("sled write of tree {TREE_LOG}: {e}")))?;
-        // BUG (fault-injection-bugs, ack-without-flush): tell openraft the
-        // entries are stored while they sit in sled's memory, and never flush
-        // them. Caught by the selftest's register x kill run (kill -9 of a
-        // majority or all): acknowledged bookings missing after the restart,
-        // and reads that contradict acknowledged writes ("linearizable per seat").
-        #[cfg(feature = "fault-injection-bugs")]
-        if crate::fault_bugs::active(crate::fault_bugs::FaultBug::AckWithoutFlush) {
-            callback.log_io_completed(Ok(()));
-            return Ok(());
-        }
         // Durable before openraft counts it: the callback is the promise.
         let flushed = self.flush().await;
         match flushed {
@@ -555,6 +666,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        #[cfg(feature = "fault-injection-bugs")]
+        if let Some(mut wb) = self.buffer() {
+            wb.entries.retain(|&i, _| i < log_id.index);
+        }
         let mut batch = sled::Batch::default();
         for item in self.inner.log.range(index_key(log_id.index)..) {
             let (k, _) = item.map_err(|e| sto_read_err(format!("sled read: {e}")))?;
@@ -573,6 +688,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.write_meta(KEY_LAST_PURGED, &log_id)
             .await
             .map_err(sto_err)?;
+        #[cfg(feature = "fault-injection-bugs")]
+        if let Some(mut wb) = self.buffer() {
+            wb.entries.retain(|&i, _| i > log_id.index);
+        }
         let mut batch = sled::Batch::default();
         for item in self.inner.log.range(..=index_key(log_id.index)) {
             let (k, _) = item.map_err(|e| sto_read_err(format!("sled read: {e}")))?;

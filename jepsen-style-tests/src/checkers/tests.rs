@@ -123,6 +123,7 @@ fn replica(node: &str, seats: &[(&str, SeatView)], hash: &str) -> ReplicaState {
             .map(|(s, v)| (s.to_string(), v.clone()))
             .collect(),
         state_hash: hash.into(),
+        event_missing: false,
     }
 }
 
@@ -289,4 +290,68 @@ fn results_serialise_with_a_top_level_valid() {
     let v = serde_json::to_value(replica_hashes_equal(&[])).unwrap();
     assert_eq!(v["valid"], serde_json::Value::Bool(true));
     assert!(v["offending_ops"].is_array());
+}
+
+#[test]
+fn an_id_handed_out_twice_is_found_but_a_repeated_confirm_is_not() {
+    // Goal: two holds acknowledged with one hold id, or one booking id for two
+    // holds, are findings; confirming the same hold twice (same booking) is not.
+    let mut h = H::default();
+    let a = h.hold("S1", "a", 7, 1000, (0, 1));
+    h.confirm("S1", "a", 7, confirmed(10, 5, None), (2, 3), Some(3));
+    h.confirm("S1", "a", 7, confirmed(10, 5, None), (4, 5), Some(3));
+    h.hold("S2", "b", 8, 1000, (6, 7));
+    assert!(ids_issued_once(&h.0).valid);
+    let b = h.hold("S2", "c", 7, 1000, (8, 9));
+    let r = ids_issued_once(&h.0);
+    assert!(!r.valid);
+    assert_eq!(r.offending_ops, vec![a, b]);
+    let mut h = H::default();
+    let x = h.confirm("S1", "a", 1, confirmed(10, 5, None), (0, 1), Some(3));
+    let y = h.confirm("S2", "b", 2, confirmed(10, 6, None), (2, 3), Some(9));
+    let r = ids_issued_once(&h.0);
+    assert!(!r.valid);
+    assert_eq!(r.offending_ops, vec![x, y]);
+}
+
+#[test]
+fn a_cancelled_booking_or_released_hold_shown_after_heal_is_found() {
+    // Goal: a seat still booked by a booking whose cancel was acknowledged, or
+    // held by a hold whose release/confirm was, is a finding; an unknown
+    // cancel proves nothing.
+    let mut h = H::default();
+    h.confirm("S1", "a", 1, confirmed(10, 5, None), (0, 1), None);
+    let c = h.cancel("S1", "a", 10, cancelled(), (2, 3), None);
+    h.confirm("S2", "b", 2, confirmed(11, 6, None), (0, 1), None);
+    h.cancel("S2", "b", 11, BookingResult::Unknown, (2, 0), None);
+    let held_b = SeatView::Held {
+        hold_id: 2,
+        holder: "b".into(),
+    };
+    let fine = replica(
+        "n1",
+        &[("S1", SeatView::Available), ("S2", booked(11, 2, "b"))],
+        "h",
+    );
+    assert!(no_resurrections(&h.0, std::slice::from_ref(&fine)).valid);
+    let back = replica("n2", &[("S1", booked(10, 1, "a")), ("S2", held_b)], "h");
+    let r = no_resurrections(&h.0, &[fine, back]);
+    assert!(!r.valid);
+    assert_eq!(r.findings.len(), 2, "{:?}", r.findings);
+    assert!(r.offending_ops.contains(&c));
+    assert!(r.findings.iter().all(|f| f.node.as_deref() == Some("n2")));
+}
+
+#[test]
+fn a_replica_without_the_event_is_found() {
+    // Goal: a replica that lost the acknowledged event creation is a finding.
+    let fine = replica("n1", &[("S1", SeatView::Available)], "h");
+    assert!(event_present(std::slice::from_ref(&fine)).valid);
+    let gone = ReplicaState {
+        event_missing: true,
+        ..replica("n2", &[], "g")
+    };
+    let r = event_present(&[fine, gone]);
+    assert!(!r.valid);
+    assert_eq!(r.findings[0].node.as_deref(), Some("n2"));
 }

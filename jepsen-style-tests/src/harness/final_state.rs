@@ -128,6 +128,15 @@ pub async fn read_replica(
         )
         .await
         .map_err(|e| format!("node {}: availability: {e}", node.node_id))?;
+    if let QueryResult::Availability(Err(state_machine::BookingError::UnknownEvent { .. })) = result
+    {
+        return Ok(ReplicaState {
+            node: format!("n{}", node.node_id),
+            seats: BTreeMap::new(),
+            state_hash: node.state_hash.clone(),
+            event_missing: true,
+        });
+    }
     let QueryResult::Availability(Ok(view)) = result else {
         return Err(format!(
             "node {}: availability: unexpected answer {result:?}",
@@ -216,6 +225,7 @@ pub async fn read_replica(
         node: format!("n{}", node.node_id),
         seats: map,
         state_hash: node.state_hash.clone(),
+        event_missing: false,
     })
 }
 

@@ -769,6 +769,7 @@ mod tests {
                 .map(|(s, v)| (s.to_string(), v.clone()))
                 .collect(),
             state_hash: "h".into(),
+            event_missing: false,
         }
     }
 

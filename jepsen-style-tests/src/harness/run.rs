@@ -311,7 +311,10 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, String> {
     let lin_ops: &[BookingOp] = if gateway_workload { &[] } else { &ops };
     let per_seat = seat::check_seats(lin_ops, &budget);
     let lin_took = check_started.elapsed();
-    let mut results: Vec<CheckResult> = vec![checkers::no_seat_sold_twice(&ops)];
+    let mut results: Vec<CheckResult> = vec![
+        checkers::no_seat_sold_twice(&ops),
+        checkers::ids_issued_once(&ops),
+    ];
     // Checkout extends a hold (payment pin), so the hold's reply does not
     // bound the confirm in the gateway workload.
     if !gateway_workload {
@@ -321,6 +324,8 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, String> {
     if !replicas.is_empty() {
         results.push(checkers::acknowledged_bookings_present(&ops, &replicas));
         results.push(checkers::no_phantom_bookings(&ops, &replicas));
+        results.push(checkers::no_resurrections(&ops, &replicas));
+        results.push(checkers::event_present(&replicas));
         results.push(checkers::replica_hashes_equal(&replicas));
         if gateway_workload {
             let requests = gateway_workload::requests_by_holder(&events);

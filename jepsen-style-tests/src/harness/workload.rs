@@ -461,21 +461,21 @@ impl Proc {
             .await
     }
 
-    async fn release(&mut self, hold: &HoldRef) -> Written {
+    async fn release(&mut self, hold: &HoldRef, retries: u32) -> Written {
         let command = Command::Release {
             hold_id: hold.hold_id,
             holder: hold.holder.clone(),
         };
-        self.write(BookingCall::Release(hold.clone()), command, 0)
+        self.write(BookingCall::Release(hold.clone()), command, retries)
             .await
     }
 
-    async fn cancel(&mut self, booking: &BookingRef) -> Written {
+    async fn cancel(&mut self, booking: &BookingRef, retries: u32) -> Written {
         let command = Command::CancelBooking {
             booking_id: booking.booking_id,
             holder: booking.holder.clone(),
         };
-        self.write(BookingCall::Cancel(booking.clone()), command, 0)
+        self.write(BookingCall::Cancel(booking.clone()), command, retries)
             .await
     }
 
@@ -494,28 +494,42 @@ impl Proc {
     }
 
     async fn run_register(&mut self) {
+        // Writes that end unknown are retried with the same request id (the
+        // dedupe answers with the first outcome), so few seats end up held or
+        // booked by someone who no longer knows it. Without that, and with
+        // one booking slot per process, orphaned bookings filled all six
+        // seats within seconds of a kill and the rest of the run was refused
+        // holds and reads: a store that lost writes then had little to lose.
+        const SAME_ID_RETRIES: u32 = 3;
         let mut hold: Option<HoldRef> = None;
-        let mut booking: Option<BookingRef> = None;
+        // Oldest first; at most 2 (the third is cancelled before a new hold).
+        let mut bookings: Vec<BookingRef> = Vec::new();
         while self.shared.go_on() {
             // Cancels are rare enough that many bookings stay, so the replica checks
             // can judge them (a booking that may have been cancelled is unjudged).
-            if let Some(b) = booking.clone().filter(|_| self.rng.random_bool(0.2)) {
-                if !matches!(self.cancel(&b).await, Written::Failed) {
-                    booking = None;
+            if !bookings.is_empty() && (bookings.len() >= 2 || self.rng.random_bool(0.2)) {
+                let b = bookings[0].clone();
+                // Kept when the cancel certainly or possibly did not happen,
+                // to try again (a repeat of a done cancel is refused).
+                if !matches!(
+                    self.cancel(&b, SAME_ID_RETRIES).await,
+                    Written::Failed | Written::Unknown
+                ) {
+                    bookings.remove(0);
                 }
             } else if let Some(h) = hold.clone() {
                 match self.rng.random_range(0..10) {
                     0..=3 => {
-                        let w = self.confirm(&h, 0).await;
+                        let w = self.confirm(&h, SAME_ID_RETRIES).await;
                         if let Some(b) = Self::booking_of(&h, &w) {
-                            booking = Some(b);
+                            bookings.push(b);
                         }
                         if !matches!(w, Written::Failed) {
                             hold = None;
                         }
                     }
                     4..=6 => {
-                        if !matches!(self.release(&h).await, Written::Failed) {
+                        if !matches!(self.release(&h, SAME_ID_RETRIES).await, Written::Failed) {
                             hold = None;
                         }
                     }
@@ -527,7 +541,7 @@ impl Proc {
             } else if self.rng.random_bool(0.6) {
                 let count = if self.rng.random_bool(0.2) { 2 } else { 1 };
                 let seats = self.random_seats(count);
-                hold = self.hold(seats, 0).await;
+                hold = self.hold(seats, SAME_ID_RETRIES).await;
             } else {
                 let seat = self.random_seat();
                 self.read(&seat).await;
@@ -560,7 +574,7 @@ impl Proc {
         let mut bookings: Vec<BookingRef> = Vec::new();
         while self.shared.go_on() {
             if let Some(b) = bookings.pop() {
-                self.cancel(&b).await;
+                self.cancel(&b, 0).await;
                 continue;
             }
             let seats = vec![self.random_seat()];

@@ -211,7 +211,8 @@ async fn converged_views(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idempotency_key_names_one_hold_across_gateways_and_restarts() {
     // Goal: the same (user, Idempotency-Key) through gateway A, gateway B and
-    // a restarted A gives the same hold and creates one hold; the key is per user.
+    // a restarted A gives the same hold and creates one hold; the key is per
+    // user; a keyed refusal is replayed, never judged anew.
     let _serial = common::heavy_test_lock().await;
     let cluster = cluster(32100).await;
     let http = http();
@@ -251,6 +252,46 @@ async fn idempotency_key_names_one_hold_across_gateways_and_restarts() {
     let theirs = hold(&http, &b.base, &bob, "idem", &["A-1-1"], Some("k-1")).await;
     assert_eq!(theirs.status, 409, "bob with alice's key: {}", theirs.text);
     assert_eq!(theirs.body["code"], "seat_unavailable", "{}", theirs.text);
+
+    // A keyed refusal is remembered too (it went through the log): after the
+    // seat is freed, bob's key still answers 409 through the other gateway,
+    // while a request without a key (or with a new one) is judged anew.
+    let refused = hold(&http, &b.base, &bob, "idem", &["A-1-2"], None).await;
+    assert_eq!(refused.status, 201, "bob takes A-1-2: {}", refused.text);
+    let bobs_hold = refused.body["hold_id"].as_u64().unwrap();
+    let keyed = hold(&http, &a.base, &alice, "idem", &["A-1-2"], Some("k-2")).await;
+    assert_eq!(keyed.status, 409, "alice on bob's seat: {}", keyed.text);
+    let released = send(
+        http.delete(format!("{}/v1/holds/{bobs_hold}", a.base))
+            .bearer_auth(&bob),
+    )
+    .await;
+    assert!(
+        released.status < 300,
+        "release: {} {}",
+        released.status,
+        released.text
+    );
+    let replay = hold(&http, &b.base, &alice, "idem", &["A-1-2"], Some("k-2")).await;
+    assert_eq!(
+        replay.status, 409,
+        "the same key after the seat was freed: {}",
+        replay.text
+    );
+    let fresh = hold(&http, &b.base, &alice, "idem", &["A-1-2"], Some("k-3")).await;
+    assert_eq!(fresh.status, 201, "a new key: {}", fresh.text);
+    let second_hold = fresh.body["hold_id"].as_u64().unwrap();
+    let released = send(
+        http.delete(format!("{}/v1/holds/{second_hold}", b.base))
+            .bearer_auth(&alice),
+    )
+    .await;
+    assert!(
+        released.status < 300,
+        "release: {} {}",
+        released.status,
+        released.text
+    );
 
     // One hold: exactly one seat is held, on every node.
     for (id, seats) in converged_views(&cluster, "idem").await {

@@ -137,6 +137,21 @@ async fn hold(
     send(req).await
 }
 
+/// Releases `hold_id` through the gateway at `base`; the release must succeed.
+async fn release(http: &reqwest::Client, base: &str, token: &str, hold_id: u64) {
+    let released = send(
+        http.delete(format!("{base}/v1/holds/{hold_id}"))
+            .bearer_auth(token),
+    )
+    .await;
+    assert!(
+        released.status < 300,
+        "release of hold {hold_id}: {} {}",
+        released.status,
+        released.text
+    );
+}
+
 /// Starts a 3-node cluster from `base` and waits for a leader.
 async fn cluster(base: u16) -> TestCluster {
     let mut cluster = TestCluster::new(base, 3);
@@ -261,17 +276,7 @@ async fn idempotency_key_names_one_hold_across_gateways_and_restarts() {
     let bobs_hold = refused.body["hold_id"].as_u64().unwrap();
     let keyed = hold(&http, &a.base, &alice, "idem", &["A-1-2"], Some("k-2")).await;
     assert_eq!(keyed.status, 409, "alice on bob's seat: {}", keyed.text);
-    let released = send(
-        http.delete(format!("{}/v1/holds/{bobs_hold}", a.base))
-            .bearer_auth(&bob),
-    )
-    .await;
-    assert!(
-        released.status < 300,
-        "release: {} {}",
-        released.status,
-        released.text
-    );
+    release(&http, &a.base, &bob, bobs_hold).await;
     let replay = hold(&http, &b.base, &alice, "idem", &["A-1-2"], Some("k-2")).await;
     assert_eq!(
         replay.status, 409,
@@ -281,17 +286,7 @@ async fn idempotency_key_names_one_hold_across_gateways_and_restarts() {
     let fresh = hold(&http, &b.base, &alice, "idem", &["A-1-2"], Some("k-3")).await;
     assert_eq!(fresh.status, 201, "a new key: {}", fresh.text);
     let second_hold = fresh.body["hold_id"].as_u64().unwrap();
-    let released = send(
-        http.delete(format!("{}/v1/holds/{second_hold}", b.base))
-            .bearer_auth(&alice),
-    )
-    .await;
-    assert!(
-        released.status < 300,
-        "release: {} {}",
-        released.status,
-        released.text
-    );
+    release(&http, &b.base, &alice, second_hold).await;
 
     // One hold: exactly one seat is held, on every node.
     for (id, seats) in converged_views(&cluster, "idem").await {
@@ -617,17 +612,7 @@ async fn live_feed_crosses_gateways_and_resumes_without_a_gap() {
         made.push(seat.to_string());
     }
     let first_id = first.body["hold_id"].as_u64().unwrap();
-    let released = send(
-        http.delete(format!("{}/v1/holds/{first_id}", a.base))
-            .bearer_auth(&alice),
-    )
-    .await;
-    assert!(
-        released.status < 300,
-        "release: {} {}",
-        released.status,
-        released.text
-    );
+    release(&http, &a.base, &alice, first_id).await;
     let last_seat = "A-2-10";
     let h = hold(&http, &a.base, &alice, EVENT, &[last_seat], None).await;
     assert_eq!(h.status, 201, "{}", h.text);

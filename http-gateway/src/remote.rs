@@ -77,50 +77,44 @@ fn cluster_error(e: client::ClientError) -> ClusterError {
     }
 }
 
+impl ClientCluster {
+    /// One write. Derived (keyed) ids go through `submit_as`, always via the
+    /// log, since another gateway may have sent the same key. A fresh gateway
+    /// request becomes a fresh request id of this client (never sent before),
+    /// so its first attempt is marked `first_send` and the leader may answer a
+    /// refusal without a log write.
+    async fn submit_routed(&self, request: Request) -> Result<FirstAnswer, ClusterError> {
+        let submitted = if crate::ids::is_derived(request.client_id) {
+            self.client
+                .submit_as(request.client_id, request.request_id, request.command)
+                .await
+        } else {
+            self.client.submit_detailed(request.command).await
+        };
+        match submitted {
+            Ok(submitted) => Ok(FirstAnswer {
+                outcome: submitted.outcome,
+                answered_without_log_write: submitted.answered_without_log_write,
+            }),
+            // Only the flattening helpers return refusals as errors; keep the
+            // contract anyway.
+            Err(client::ClientError::Refused(e)) => Ok(FirstAnswer {
+                outcome: Err(e),
+                answered_without_log_write: false,
+            }),
+            Err(e) => Err(cluster_error(e)),
+        }
+    }
+}
+
 impl Cluster for ClientCluster {
     fn submit(&self, request: Request) -> BoxFuture<'_, Result<Outcome, ClusterError>> {
-        Box::pin(async move {
-            let submitted = if crate::ids::is_derived(request.client_id) {
-                self.client
-                    .submit_as(request.client_id, request.request_id, request.command)
-                    .await
-            } else {
-                self.client.submit_detailed(request.command).await
-            };
-            match submitted {
-                Ok(submitted) => Ok(submitted.outcome),
-                // Only the flattening helpers return refusals as errors; keep
-                // the contract anyway.
-                Err(client::ClientError::Refused(e)) => Ok(Err(e)),
-                Err(e) => Err(cluster_error(e)),
-            }
-        })
+        Box::pin(async move { Ok(self.submit_routed(request).await?.outcome) })
     }
 
     fn submit_first(&self, request: Request) -> BoxFuture<'_, Result<FirstAnswer, ClusterError>> {
-        Box::pin(async move {
-            // A fresh gateway request becomes a fresh request id of this
-            // client (never sent before), so its first attempt may be marked
-            // `first_send`. Derived (keyed) ids always go through the log.
-            let submitted = if crate::ids::is_derived(request.client_id) {
-                self.client
-                    .submit_as(request.client_id, request.request_id, request.command)
-                    .await
-            } else {
-                self.client.submit_detailed(request.command).await
-            };
-            match submitted {
-                Ok(submitted) => Ok(FirstAnswer {
-                    outcome: submitted.outcome,
-                    answered_without_log_write: submitted.answered_without_log_write,
-                }),
-                Err(client::ClientError::Refused(e)) => Ok(FirstAnswer {
-                    outcome: Err(e),
-                    answered_without_log_write: false,
-                }),
-                Err(e) => Err(cluster_error(e)),
-            }
-        })
+        // `submit_routed` already marks fresh ids as first sends.
+        Box::pin(self.submit_routed(request))
     }
 
     fn read(

@@ -231,9 +231,15 @@ impl Proc {
         // The first send of a fresh id may be refused without a log write;
         // the same-id retries below always go through the log.
         let mut result = client.submit_new_with_id(request_id, command.clone()).await;
+        // Whether an earlier call of this operation ended unknown: then a
+        // retry's own "nothing was applied" says nothing about that earlier
+        // call, which may still commit; only an outcome from the store (the
+        // dedupe table answers a retry with the first outcome) settles it.
+        let mut unknown_before = false;
         for _ in 0..same_id_retries {
             match &result {
                 Err(e) if !e.is_definite() => {
+                    unknown_before = true;
                     result = client.submit_with_id(request_id, command.clone()).await
                 }
                 _ => break,
@@ -278,7 +284,7 @@ impl Proc {
                     Written::Refused
                 }
             },
-            Err(e) if e.is_definite() => {
+            Err(e) if e.is_definite() && !unknown_before => {
                 rec.complete(self.id, EventType::Fail, f, client_error_value(&e), None);
                 Written::Failed
             }

@@ -283,7 +283,7 @@ impl NodeCore {
         if self.sm.read().booking.precheck(request).is_none() {
             return None;
         }
-        let read_index = self.leader_read_index_coalesced().await.ok()?;
+        let read_index = self.join_read_round(true).await.ok()?;
         self.wait_applied(read_index, Duration::from_millis(READ_WAIT_MS))
             .await
             .ok()?;
@@ -313,26 +313,6 @@ impl NodeCore {
         answer
     }
 
-    /// A coalesced ReadIndex round that this node ran as leader; an error if
-    /// the round was asked of another node (leadership moved meanwhile).
-    async fn leader_read_index_coalesced(&self) -> Result<u64, NodeError> {
-        let (tx, rx) = oneshot::channel();
-        match self.read_tx.try_send(ReadWaiter {
-            reply: tx,
-            leader_only: true,
-        }) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                return Err(NodeError::Overloaded("read queue is full".into()))
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => return Err(NodeError::ShuttingDown),
-        }
-        tokio::time::timeout(Duration::from_millis(READ_WAIT_MS), rx)
-            .await
-            .map_err(|_| NodeError::OutcomeUnknown("read index round timed out".into()))?
-            .map_err(|_| NodeError::ShuttingDown)?
-    }
-
     /// Waits until a linearizable read may be served from local state:
     /// one coalesced ReadIndex round (on the leader, or asked of it), then
     /// the local apply catching up. Returns the read index.
@@ -346,10 +326,17 @@ impl NodeCore {
 
     /// Joins the next ReadIndex round (see `reader_task`) and returns its index.
     pub async fn read_index_coalesced(&self) -> Result<u64, NodeError> {
+        self.join_read_round(false).await
+    }
+
+    /// Joins the next ReadIndex round; with `leader_only`, a round that ran on
+    /// another node (leadership moved meanwhile) is an error (the fast path of
+    /// `submit_first` needs a round this node ran as leader).
+    async fn join_read_round(&self, leader_only: bool) -> Result<u64, NodeError> {
         let (tx, rx) = oneshot::channel();
         match self.read_tx.try_send(ReadWaiter {
             reply: tx,
-            leader_only: false,
+            leader_only,
         }) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => {
@@ -357,12 +344,10 @@ impl NodeCore {
             }
             Err(mpsc::error::TrySendError::Closed(_)) => return Err(NodeError::ShuttingDown),
         }
-        let wait = Duration::from_millis(READ_WAIT_MS);
-        let index = tokio::time::timeout(wait, rx)
+        tokio::time::timeout(Duration::from_millis(READ_WAIT_MS), rx)
             .await
             .map_err(|_| NodeError::OutcomeUnknown("read index round timed out".into()))?
-            .map_err(|_| NodeError::ShuttingDown)??;
-        Ok(index)
+            .map_err(|_| NodeError::ShuttingDown)?
     }
 
     /// Waits until the local state machine applied `index`.

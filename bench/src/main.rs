@@ -91,7 +91,7 @@ struct FlashArgs {
     #[arg(long, default_value_t = 256)]
     echo_connections: usize,
     /// Where to write the throughput/latency PNG ("" for none).
-    #[arg(long, default_value = "flash-sale.png")]
+    #[arg(long, default_value = "reports/flash-sale.png")]
     png: String,
     /// Print one JSON object instead of the table.
     #[arg(long)]

@@ -18,6 +18,10 @@ pub fn draw(path: &Path, timeline: &Timeline) -> anyhow::Result<()> {
     let peak = used.iter().map(|b| b.0).max().unwrap_or(1).max(1) as f64;
     let p99: Vec<f64> = used.iter().map(|b| b.1.quantile_ms(0.99)).collect();
     let p99_max = p99.iter().cloned().fold(1.0, f64::max);
+    // The default lands under `reports/` (git-ignored), which may not exist yet.
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
     let root = BitMapBackend::new(path, (1000, 600)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| anyhow::anyhow!("{e}"))?;
     let (top, bottom) = root.split_vertically(300);

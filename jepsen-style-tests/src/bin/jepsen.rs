@@ -82,7 +82,7 @@ struct CommonArgs {
     #[arg(long, default_value_t = 3)]
     nodes: u64,
     /// Report directory (created; an existing one is overwritten).
-    #[arg(long, default_value = "jepsen-report")]
+    #[arg(long, default_value = "reports/jepsen")]
     out: PathBuf,
     /// The release `booking` binary to run (not built by the harness).
     #[arg(long, env = "BOOKING_BIN")]

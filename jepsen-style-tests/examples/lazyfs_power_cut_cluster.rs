@@ -67,10 +67,14 @@ fn parse_args() -> Result<Args, String> {
             "--tries" => args.tries = value()?.parse().map_err(|e| format!("--tries: {e}"))?,
             "--holds" => args.holds = value()?.parse().map_err(|e| format!("--holds: {e}"))?,
             "--concurrency" => {
-                args.concurrency = value()?.parse().map_err(|e| format!("--concurrency: {e}"))?
+                args.concurrency = value()?
+                    .parse()
+                    .map_err(|e| format!("--concurrency: {e}"))?
             }
             "--fsync-delay-ms" => {
-                args.fsync_delay_ms = value()?.parse().map_err(|e| format!("--fsync-delay-ms: {e}"))?
+                args.fsync_delay_ms = value()?
+                    .parse()
+                    .map_err(|e| format!("--fsync-delay-ms: {e}"))?
             }
             "--out" => args.out = value()?.into(),
             other => return Err(format!("unknown argument {other}")),
@@ -136,7 +140,9 @@ async fn hold_present(client: &Client, hold_id: u64, holder: &str) -> Option<boo
             .await
         {
             Ok((QueryResult::Hold(Ok(view)), _)) => return Some(view.holder == holder),
-            Ok((QueryResult::Hold(Err(BookingError::UnknownHold { .. })), _)) => return Some(false),
+            Ok((QueryResult::Hold(Err(BookingError::UnknownHold { .. })), _)) => {
+                return Some(false)
+            }
             Ok((other, _)) => {
                 eprintln!("hold {hold_id}: unexpected answer {other:?}");
                 return None;
@@ -162,9 +168,19 @@ async fn one_try(args: &Args, try_no: u32) -> Result<TryResult, String> {
             backing: None,
             fsync_delay_ms: args.fsync_delay_ms,
         };
-        mounts.push(LazyFsMount::mount(&dir.join("data").join(format!("node-{id}")), options)?);
+        mounts.push(LazyFsMount::mount(
+            &dir.join("data").join(format!("node-{id}")),
+            options,
+        )?);
     }
-    let mut cluster = Cluster::start(&args.booking_bin, &dir, NODES, false, &Timing::default(), vec![])?;
+    let mut cluster = Cluster::start(
+        &args.booking_bin,
+        &dir,
+        NODES,
+        false,
+        &Timing::default(),
+        vec![],
+    )?;
     let client = Client::connect(cluster.endpoints()).map_err(|e| e.to_string())?;
     client
         .wait_for_leader(LEADER_TIMEOUT)
@@ -206,7 +222,10 @@ async fn one_try(args: &Args, try_no: u32) -> Result<TryResult, String> {
     };
     if let Err(e) = client.wait_for_leader(LEADER_TIMEOUT).await {
         result.recovered = false;
-        result.note = format!("no leader after the power cut: {e}; node logs in {}", dir.join("logs").display());
+        result.note = format!(
+            "no leader after the power cut: {e}; node logs in {}",
+            dir.join("logs").display()
+        );
         result.lost = result.acknowledged;
         return Ok(result);
     }
@@ -277,6 +296,9 @@ fn main() -> std::process::ExitCode {
             }
         }
     }
-    println!("{}", serde_json::to_string_pretty(&results).unwrap_or_default());
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&results).unwrap_or_default()
+    );
     std::process::ExitCode::SUCCESS
 }

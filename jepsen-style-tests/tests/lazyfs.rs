@@ -85,7 +85,11 @@ fn unsynced_write_is_gone_after_a_power_cut() {
     assert_eq!(read(&root.join("a")).unwrap(), b"hello");
     let report = fs.power_cut();
     assert_eq!(read(&root.join("a")), None, "a file nobody synced is gone");
-    assert_eq!((report.inodes_dropped, report.bytes_lost), (1, 0), "{report:?}");
+    assert_eq!(
+        (report.inodes_dropped, report.bytes_lost),
+        (1, 0),
+        "{report:?}"
+    );
     // The name made durable (directory fsync), the data not: empty.
     let b = root.join("b");
     let mut f = File::create(&b).unwrap();
@@ -93,15 +97,26 @@ fn unsynced_write_is_gone_after_a_power_cut() {
     drop(f);
     sync_dir(&root);
     let report = fs.power_cut();
-    assert_eq!(read(&b).unwrap(), b"", "a synced name without synced data is empty");
-    assert_eq!((report.files_rolled_back, report.bytes_lost), (1, 10), "{report:?}");
+    assert_eq!(
+        read(&b).unwrap(),
+        b"",
+        "a synced name without synced data is empty"
+    );
+    assert_eq!(
+        (report.files_rolled_back, report.bytes_lost),
+        (1, 10),
+        "{report:?}"
+    );
 }
 
 #[test]
 fn synced_write_survives_and_the_unsynced_tail_does_not() {
     let dir = TestDir::new("synced");
-    let Some(fs) = mount_or_skip("synced_write_survives_and_the_unsynced_tail_does_not", &dir, 0)
-    else {
+    let Some(fs) = mount_or_skip(
+        "synced_write_survives_and_the_unsynced_tail_does_not",
+        &dir,
+        0,
+    ) else {
         return;
     };
     let root = fs.mountpoint().to_path_buf();
@@ -117,14 +132,21 @@ fn synced_write_survives_and_the_unsynced_tail_does_not() {
     // file systems, its name durable.
     assert_eq!(read(&path).unwrap(), b"synced");
     assert_eq!(report.bytes_lost, 14, "{report:?}");
-    assert_eq!(fs::metadata(&path).unwrap().len(), 6, "the length rolled back too");
+    assert_eq!(
+        fs::metadata(&path).unwrap().len(),
+        6,
+        "the length rolled back too"
+    );
 }
 
 #[test]
 fn rename_is_durable_only_after_the_directory_is_synced() {
     let dir = TestDir::new("rename");
-    let Some(fs) = mount_or_skip("rename_is_durable_only_after_the_directory_is_synced", &dir, 0)
-    else {
+    let Some(fs) = mount_or_skip(
+        "rename_is_durable_only_after_the_directory_is_synced",
+        &dir,
+        0,
+    ) else {
         return;
     };
     let root = fs.mountpoint().to_path_buf();
@@ -170,7 +192,10 @@ fn fsync_delay_is_added_to_each_fsync() {
         f.sync_data().unwrap();
     }
     let took = started.elapsed();
-    assert!(took >= Duration::from_millis(200), "4 fsyncs at 50 ms took {took:?}");
+    assert!(
+        took >= Duration::from_millis(200),
+        "4 fsyncs at 50 ms took {took:?}"
+    );
     fs.set_fsync_delay_ms(0);
     let started = Instant::now();
     f.sync_data().unwrap();
@@ -200,7 +225,10 @@ fn a_clean_unmount_saves_into_the_backing_directory_and_a_mount_loads_it() {
     fs::write(mnt.join("d/new"), b"kept by a clean unmount").unwrap();
     fs.unmount().unwrap();
     assert!(!lazyfs::is_lazyfs_mount(&mnt.canonicalize().unwrap()));
-    assert_eq!(read(&backing.join("d/new")).unwrap(), b"kept by a clean unmount");
+    assert_eq!(
+        read(&backing.join("d/new")).unwrap(),
+        b"kept by a clean unmount"
+    );
 }
 
 // ----- sled 0.34 on the lazy file system -----------------------------------
@@ -320,7 +348,13 @@ fn sled_scenario(test: &str, extra: ExtraSync) -> Option<Result<u32, String>> {
     let fs = mount_or_skip(test, &dir, 0)?;
     let path = fs.mountpoint().join("sled");
     let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "sled_writer_child", "--ignored", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "sled_writer_child",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(WRITER_ENV, format!("{}\n{extra:?}", path.display()))
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -358,7 +392,11 @@ fn sled_flush_async_plus_sync_all_keeps_every_key() {
     let Some(result) = sled_scenario("sled-flush-sync", ExtraSync::All) else {
         return;
     };
-    assert_eq!(result, Ok(SLED_KEYS), "flush_async + sync_all of db, conf and the directories");
+    assert_eq!(
+        result,
+        Ok(SLED_KEYS),
+        "flush_async + sync_all of db, conf and the directories"
+    );
 }
 
 #[test]
@@ -368,5 +406,9 @@ fn sled_flush_async_plus_sync_data_of_the_db_file_keeps_every_key() {
     let Some(result) = sled_scenario("sled-flush-syncdata-db", ExtraSync::DbOnly) else {
         return;
     };
-    assert_eq!(result, Ok(SLED_KEYS), "flush_async + sync_data of the db file");
+    assert_eq!(
+        result,
+        Ok(SLED_KEYS),
+        "flush_async + sync_data of the db file"
+    );
 }

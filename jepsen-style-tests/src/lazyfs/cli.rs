@@ -81,7 +81,9 @@ fn serve_control(listener: UnixListener, shared: Arc<Shared>) {
     // One client at a time: requests are rare and each is quick.
     for stream in listener.incoming() {
         let Ok(stream) = stream else { continue };
-        let Ok(write_half) = stream.try_clone() else { continue };
+        let Ok(write_half) = stream.try_clone() else {
+            continue;
+        };
         let mut reader = BufReader::new(std::io::Read::take(stream, CONTROL_LINE_MAX * 64));
         let mut writer = write_half;
         let mut line = String::new();
@@ -153,7 +155,10 @@ pub fn run(args: LazyfsArgs) -> ExitCode {
         }
         if sig == libc::SIGUSR1 {
             let report = mount.power_cut();
-            println!("jepsen lazyfs: power cut: {}", serde_json::to_string(&report).unwrap_or_default());
+            println!(
+                "jepsen lazyfs: power cut: {}",
+                serde_json::to_string(&report).unwrap_or_default()
+            );
             continue;
         }
         break;

@@ -26,9 +26,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use fuser::{
     AccessFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation,
-    INodeNo, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
-    ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, Request,
-    TimeOrNow, WriteFlags,
+    INodeNo, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
+    ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, Request, TimeOrNow, WriteFlags,
 };
 
 use super::model::{
@@ -203,7 +202,16 @@ impl LazyFs {
         }
     }
 
-    fn make(&self, req: &Request, parent: u64, name: &OsStr, kind: Kind, perm: u32, target: Option<&Path>, reply: ReplyEntry) {
+    fn make(
+        &self,
+        req: &Request,
+        parent: u64,
+        name: &OsStr,
+        kind: Kind,
+        perm: u32,
+        target: Option<&Path>,
+        reply: ReplyEntry,
+    ) {
         let mut model = self.shared.lock();
         match model.create(
             parent,
@@ -303,7 +311,15 @@ impl Filesystem for LazyFs {
         self.make(req, parent.0, name, Kind::File, mode & !umask, None, reply);
     }
 
-    fn mkdir(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, reply: ReplyEntry) {
+    fn mkdir(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        reply: ReplyEntry,
+    ) {
         self.make(req, parent.0, name, Kind::Dir, mode & !umask, None, reply);
     }
 
@@ -315,8 +331,23 @@ impl Filesystem for LazyFs {
         answer(self.shared.lock().remove(parent.0, name, true), reply);
     }
 
-    fn symlink(&self, req: &Request, parent: INodeNo, link_name: &OsStr, target: &Path, reply: ReplyEntry) {
-        self.make(req, parent.0, link_name, Kind::Symlink, 0o777, Some(target), reply);
+    fn symlink(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        link_name: &OsStr,
+        target: &Path,
+        reply: ReplyEntry,
+    ) {
+        self.make(
+            req,
+            parent.0,
+            link_name,
+            Kind::Symlink,
+            0o777,
+            Some(target),
+            reply,
+        );
     }
 
     fn rename(
@@ -406,7 +437,14 @@ impl Filesystem for LazyFs {
         }
     }
 
-    fn flush(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _lock_owner: LockOwner,
+        reply: ReplyEmpty,
+    ) {
         // close(2) is not a durability point.
         reply.ok();
     }
@@ -425,7 +463,14 @@ impl Filesystem for LazyFs {
         reply.ok();
     }
 
-    fn fsync(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+    fn fsync(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
         // fdatasync and fsync are one durability point here: the data and
         // the length (which fdatasync must persist to make the data
         // readable); other metadata is not modelled.
@@ -445,7 +490,14 @@ impl Filesystem for LazyFs {
         }
     }
 
-    fn readdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
+    fn readdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
         let model = self.shared.lock();
         let entries = match model.list(ino.0) {
             Ok(e) => e,
@@ -458,7 +510,12 @@ impl Filesystem for LazyFs {
         ];
         // Offsets are positions in name order: a listing that races a
         // create or unlink may skip or repeat a name, as POSIX allows.
-        for (i, (name, child, kind)) in dots.into_iter().chain(entries).enumerate().skip(offset as usize) {
+        for (i, (name, child, kind)) in dots
+            .into_iter()
+            .chain(entries)
+            .enumerate()
+            .skip(offset as usize)
+        {
             let kind = match kind {
                 Kind::Dir => FileType::Directory,
                 Kind::File => FileType::RegularFile,
@@ -471,12 +528,26 @@ impl Filesystem for LazyFs {
         reply.ok();
     }
 
-    fn releasedir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _flags: OpenFlags, reply: ReplyEmpty) {
+    fn releasedir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
         self.shared.lock().release(fh.0);
         reply.ok();
     }
 
-    fn fsyncdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+    fn fsyncdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
         self.sync(ino.0, true, reply);
     }
 
@@ -528,7 +599,13 @@ impl Filesystem for LazyFs {
         match result {
             Ok((ino, fh)) => {
                 let a = attr(ino, model.get(ino).expect("just created"));
-                reply.created(&TTL, &a, Generation(0), FileHandle(fh), FopenFlags::FOPEN_DIRECT_IO)
+                reply.created(
+                    &TTL,
+                    &a,
+                    Generation(0),
+                    FileHandle(fh),
+                    FopenFlags::FOPEN_DIRECT_IO,
+                )
             }
             Err(e) => reply.error(errno(e)),
         }

@@ -87,4 +87,6 @@ pub mod model;
 pub mod mount;
 
 pub use model::{CutReport, Stats};
-pub use mount::{is_lazyfs_mount, unavailable_reason, unmount_all_under, LazyFsMount, LazyFsOptions};
+pub use mount::{
+    is_lazyfs_mount, unavailable_reason, unmount_all_under, LazyFsMount, LazyFsOptions,
+};

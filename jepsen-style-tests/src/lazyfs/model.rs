@@ -140,9 +140,16 @@ impl Content {
 pub enum Node {
     /// A directory's *current* entries; its durable entries are the inodes
     /// whose `durable_loc` names it.
-    Dir { entries: BTreeMap<OsString, u64> },
-    File { current: Content, durable: Content },
-    Symlink { target: PathBuf },
+    Dir {
+        entries: BTreeMap<OsString, u64>,
+    },
+    File {
+        current: Content,
+        durable: Content,
+    },
+    Symlink {
+        target: PathBuf,
+    },
 }
 
 /// The kind of an inode, for attributes and directory listings.
@@ -196,7 +203,9 @@ impl Inode {
 
     fn bytes(&self) -> u64 {
         match &self.node {
-            Node::File { current, durable } => current.allocated_bytes() + durable.allocated_bytes(),
+            Node::File { current, durable } => {
+                current.allocated_bytes() + durable.allocated_bytes()
+            }
             _ => 0,
         }
     }
@@ -328,10 +337,7 @@ impl Model {
     }
 
     pub fn lookup(&self, parent: u64, name: &OsStr) -> Res<u64> {
-        self.entries(parent)?
-            .get(name)
-            .copied()
-            .ok_or(libc::ENOENT)
+        self.entries(parent)?.get(name).copied().ok_or(libc::ENOENT)
     }
 
     /// A directory's entries in name order, for `readdir`.
@@ -339,11 +345,7 @@ impl Model {
         let entries = self.entries(dir)?;
         Ok(entries
             .iter()
-            .filter_map(|(name, ino)| {
-                self.inodes
-                    .get(ino)
-                    .map(|i| (name.clone(), *ino, i.kind()))
-            })
+            .filter_map(|(name, ino)| self.inodes.get(ino).map(|i| (name.clone(), *ino, i.kind())))
             .collect())
     }
 
@@ -759,12 +761,14 @@ impl Model {
     /// and each inode durably in it that has since moved or been unlinked.
     fn persist_dir_entries(&mut self, dir: u64) -> Res<()> {
         let mut inos: Vec<u64> = self.entries(dir)?.values().copied().collect();
-        inos.extend(self.inodes.iter().filter_map(|(ino, i)| {
-            match &i.durable_loc {
-                Some((p, _)) if *p == dir && i.durable_loc != i.loc => Some(*ino),
-                _ => None,
-            }
-        }));
+        inos.extend(
+            self.inodes
+                .iter()
+                .filter_map(|(ino, i)| match &i.durable_loc {
+                    Some((p, _)) if *p == dir && i.durable_loc != i.loc => Some(*ino),
+                    _ => None,
+                }),
+        );
         for ino in inos {
             self.persist_name(ino);
         }
@@ -922,7 +926,10 @@ mod tests {
         let r = m.power_cut();
         assert_eq!(r.files_rolled_back, 1);
         assert_eq!(r.bytes_lost, 5);
-        assert_eq!(read_all(&m, m.lookup(ROOT, OsStr::new("a")).unwrap()), b"synced");
+        assert_eq!(
+            read_all(&m, m.lookup(ROOT, OsStr::new("a")).unwrap()),
+            b"synced"
+        );
     }
 
     #[test]
@@ -973,21 +980,45 @@ mod tests {
         let tmp = file(&mut m, ROOT, "snap.tmp");
         m.write(tmp, 0, b"new").unwrap();
         fsync(&mut m, tmp);
-        m.rename(ROOT, OsStr::new("snap.tmp"), ROOT, OsStr::new("snap"), false)
-            .unwrap();
-        assert_eq!(read_all(&m, m.lookup(ROOT, OsStr::new("snap")).unwrap()), b"new");
+        m.rename(
+            ROOT,
+            OsStr::new("snap.tmp"),
+            ROOT,
+            OsStr::new("snap"),
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            read_all(&m, m.lookup(ROOT, OsStr::new("snap")).unwrap()),
+            b"new"
+        );
         m.power_cut();
-        assert_eq!(read_all(&m, m.lookup(ROOT, OsStr::new("snap")).unwrap()), b"old");
-        assert_eq!(read_all(&m, m.lookup(ROOT, OsStr::new("snap.tmp")).unwrap()), b"new");
+        assert_eq!(
+            read_all(&m, m.lookup(ROOT, OsStr::new("snap")).unwrap()),
+            b"old"
+        );
+        assert_eq!(
+            read_all(&m, m.lookup(ROOT, OsStr::new("snap.tmp")).unwrap()),
+            b"new"
+        );
 
         // ... then with the directory fsync: the new state, and no tmp.
         let tmp = m.lookup(ROOT, OsStr::new("snap.tmp")).unwrap();
         m.open(tmp).unwrap();
-        m.rename(ROOT, OsStr::new("snap.tmp"), ROOT, OsStr::new("snap"), false)
-            .unwrap();
+        m.rename(
+            ROOT,
+            OsStr::new("snap.tmp"),
+            ROOT,
+            OsStr::new("snap"),
+            false,
+        )
+        .unwrap();
         fsyncdir(&mut m, ROOT);
         m.power_cut();
-        assert_eq!(read_all(&m, m.lookup(ROOT, OsStr::new("snap")).unwrap()), b"new");
+        assert_eq!(
+            read_all(&m, m.lookup(ROOT, OsStr::new("snap")).unwrap()),
+            b"new"
+        );
         assert_eq!(m.lookup(ROOT, OsStr::new("snap.tmp")), Err(libc::ENOENT));
     }
 
@@ -1015,7 +1046,8 @@ mod tests {
         m.write(f, 0, b"1").unwrap();
         fsync(&mut m, f);
         fsync(&mut m, q);
-        m.rename(p, OsStr::new("f"), q, OsStr::new("g"), false).unwrap();
+        m.rename(p, OsStr::new("f"), q, OsStr::new("g"), false)
+            .unwrap();
         // Only the source directory is synced: the move is durable as a whole.
         fsyncdir(&mut m, p);
         m.power_cut();

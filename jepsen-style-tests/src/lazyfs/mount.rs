@@ -90,7 +90,9 @@ impl LazyFsMount {
             .map_err(|e| format!("{}: {e}", mountpoint.display()))?;
         let mut model = Model::new();
         // SAFETY: getuid/getgid have no preconditions.
-        set_root_owner(&mut model, unsafe { libc::getuid() }, unsafe { libc::getgid() });
+        set_root_owner(&mut model, unsafe { libc::getuid() }, unsafe {
+            libc::getgid()
+        });
         if let Some(backing) = &options.backing {
             std::fs::create_dir_all(backing).map_err(|e| format!("{}: {e}", backing.display()))?;
             load_tree(&mut model, backing, ROOT)
@@ -113,7 +115,12 @@ impl LazyFsMount {
         // and the owner.
         config.acl = SessionACL::RootAndOwner;
         let session = fuser::spawn_mount(LazyFs::new(shared.clone()), &mountpoint, &config)
-            .map_err(|e| format!("mounting the lazy file system on {}: {e}", mountpoint.display()))?;
+            .map_err(|e| {
+                format!(
+                    "mounting the lazy file system on {}: {e}",
+                    mountpoint.display()
+                )
+            })?;
         let mount = LazyFsMount {
             mountpoint,
             options,
@@ -175,7 +182,8 @@ impl LazyFsMount {
             Some(backing) => {
                 let mut model = self.shared.lock();
                 model.sync_everything();
-                save_tree(&model, backing).map_err(|e| format!("saving into {}: {e}", backing.display()))
+                save_tree(&model, backing)
+                    .map_err(|e| format!("saving into {}: {e}", backing.display()))
             }
             None => Ok(()),
         };
@@ -225,7 +233,8 @@ pub fn is_lazyfs_mount(path: &Path) -> bool {
     let want = path.to_string_lossy();
     mounts.lines().any(|line| {
         let mut fields = line.split_whitespace();
-        let (Some(source), Some(target), Some(fstype)) = (fields.next(), fields.next(), fields.next())
+        let (Some(source), Some(target), Some(fstype)) =
+            (fields.next(), fields.next(), fields.next())
         else {
             return false;
         };
@@ -277,7 +286,15 @@ fn load_tree(model: &mut Model, dir: &Path, parent: u64) -> std::io::Result<()> 
             load_tree(model, &entry.path(), ino)?;
         } else if meta.is_file() {
             let ino = model
-                .create(parent, &name, Kind::File, perm, meta.uid(), meta.gid(), None)
+                .create(
+                    parent,
+                    &name,
+                    Kind::File,
+                    perm,
+                    meta.uid(),
+                    meta.gid(),
+                    None,
+                )
                 .map_err(errno)?;
             use std::io::Read;
             let mut f = std::fs::File::open(entry.path())?;
@@ -294,7 +311,15 @@ fn load_tree(model: &mut Model, dir: &Path, parent: u64) -> std::io::Result<()> 
         } else if meta.file_type().is_symlink() {
             let target = std::fs::read_link(entry.path())?;
             model
-                .create(parent, &name, Kind::Symlink, 0o777, meta.uid(), meta.gid(), Some(target))
+                .create(
+                    parent,
+                    &name,
+                    Kind::Symlink,
+                    0o777,
+                    meta.uid(),
+                    meta.gid(),
+                    Some(target),
+                )
                 .map_err(errno)?;
         }
         // Sockets, fifos and devices are not carried over.
@@ -351,7 +376,9 @@ fn write_tree(model: &Model, dir: u64, path: &Path) -> std::io::Result<()> {
                 f.sync_all()?;
             }
             Kind::Symlink => {
-                if let super::model::Node::Symlink { target: to } = &model.get(ino).map_err(errno)?.node {
+                if let super::model::Node::Symlink { target: to } =
+                    &model.get(ino).map_err(errno)?.node
+                {
                     std::os::unix::fs::symlink(to, &target)?;
                 }
             }

@@ -31,7 +31,7 @@ use fuser::{
 };
 
 use super::model::{
-    Inode, Kind, Model, PendingSync, MAX_INODES, MAX_NAME_BYTES, MAX_TOTAL_BYTES, ROOT,
+    Inode, Kind, Model, Owner, PendingSync, MAX_INODES, MAX_NAME_BYTES, MAX_TOTAL_BYTES, ROOT,
 };
 
 /// Attributes and entries are never cached by the kernel: a power cut
@@ -187,6 +187,16 @@ fn attr(ino: u64, inode: &Inode) -> FileAttr {
     }
 }
 
+/// The owner of an inode a request creates: the caller, with `mode`'s
+/// permission bits.
+fn owner(req: &Request, mode: u32) -> Owner {
+    Owner {
+        perm: (mode & 0o7777) as u16,
+        uid: req.uid(),
+        gid: req.gid(),
+    }
+}
+
 fn to_time(t: TimeOrNow) -> SystemTime {
     match t {
         TimeOrNow::SpecificTime(t) => t,
@@ -204,24 +214,15 @@ impl LazyFs {
 
     fn make(
         &self,
-        req: &Request,
         parent: u64,
         name: &OsStr,
         kind: Kind,
-        perm: u32,
+        owner: Owner,
         target: Option<&Path>,
         reply: ReplyEntry,
     ) {
         let mut model = self.shared.lock();
-        match model.create(
-            parent,
-            name,
-            kind,
-            (perm & 0o7777) as u16,
-            req.uid(),
-            req.gid(),
-            target.map(Path::to_path_buf),
-        ) {
+        match model.create(parent, name, kind, owner, target.map(Path::to_path_buf)) {
             Ok(ino) => self.reply_entry(&model, ino, reply),
             Err(e) => reply.error(errno(e)),
         }
@@ -308,7 +309,14 @@ impl Filesystem for LazyFs {
         if mode & libc::S_IFMT != libc::S_IFREG {
             return reply.error(Errno::EPERM);
         }
-        self.make(req, parent.0, name, Kind::File, mode & !umask, None, reply);
+        self.make(
+            parent.0,
+            name,
+            Kind::File,
+            owner(req, mode & !umask),
+            None,
+            reply,
+        );
     }
 
     fn mkdir(
@@ -320,7 +328,14 @@ impl Filesystem for LazyFs {
         umask: u32,
         reply: ReplyEntry,
     ) {
-        self.make(req, parent.0, name, Kind::Dir, mode & !umask, None, reply);
+        self.make(
+            parent.0,
+            name,
+            Kind::Dir,
+            owner(req, mode & !umask),
+            None,
+            reply,
+        );
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
@@ -340,11 +355,10 @@ impl Filesystem for LazyFs {
         reply: ReplyEntry,
     ) {
         self.make(
-            req,
             parent.0,
             link_name,
             Kind::Symlink,
-            0o777,
+            owner(req, 0o777),
             Some(target),
             reply,
         );
@@ -586,15 +600,7 @@ impl Filesystem for LazyFs {
     ) {
         let mut model = self.shared.lock();
         let result = model
-            .create(
-                parent.0,
-                name,
-                Kind::File,
-                ((mode & !umask) & 0o7777) as u16,
-                req.uid(),
-                req.gid(),
-                None,
-            )
+            .create(parent.0, name, Kind::File, owner(req, mode & !umask), None)
             .and_then(|ino| model.open(ino).map(|fh| (ino, fh)));
         match result {
             Ok((ino, fh)) => {

@@ -135,6 +135,14 @@ impl Content {
     }
 }
 
+/// Permission bits and owner of a new inode.
+#[derive(Clone, Copy, Debug)]
+pub struct Owner {
+    pub perm: u16,
+    pub uid: u32,
+    pub gid: u32,
+}
+
 /// What an inode is.
 #[derive(Clone, Debug)]
 pub enum Node {
@@ -374,11 +382,10 @@ impl Model {
         parent: u64,
         name: &OsStr,
         kind: Kind,
-        perm: u16,
-        uid: u32,
-        gid: u32,
+        owner: Owner,
         symlink_target: Option<PathBuf>,
     ) -> Res<u64> {
+        let Owner { perm, uid, gid } = owner;
         Self::check_name(name)?;
         if self.entries(parent)?.contains_key(name) {
             return Err(libc::EEXIST);
@@ -876,13 +883,21 @@ impl Model {
 mod tests {
     use super::*;
 
+    fn owner(perm: u16) -> Owner {
+        Owner {
+            perm,
+            uid: 0,
+            gid: 0,
+        }
+    }
+
     fn file(m: &mut Model, parent: u64, name: &str) -> u64 {
-        m.create(parent, OsStr::new(name), Kind::File, 0o644, 0, 0, None)
+        m.create(parent, OsStr::new(name), Kind::File, owner(0o644), None)
             .unwrap()
     }
 
     fn dir(m: &mut Model, parent: u64, name: &str) -> u64 {
-        m.create(parent, OsStr::new(name), Kind::Dir, 0o755, 0, 0, None)
+        m.create(parent, OsStr::new(name), Kind::Dir, owner(0o755), None)
             .unwrap()
     }
 
@@ -1102,11 +1117,11 @@ mod tests {
         assert_eq!(m.write(a, MAX_FILE_BYTES, b"x"), Err(libc::EFBIG));
         let long = "n".repeat(MAX_NAME_BYTES + 1);
         assert_eq!(
-            m.create(ROOT, OsStr::new(&long), Kind::File, 0o644, 0, 0, None),
+            m.create(ROOT, OsStr::new(&long), Kind::File, owner(0o644), None),
             Err(libc::ENAMETOOLONG)
         );
         assert_eq!(
-            m.create(ROOT, OsStr::new("a"), Kind::File, 0o644, 0, 0, None),
+            m.create(ROOT, OsStr::new("a"), Kind::File, owner(0o644), None),
             Err(libc::EEXIST)
         );
     }

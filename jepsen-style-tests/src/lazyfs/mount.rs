@@ -22,7 +22,7 @@ use std::time::Duration;
 use fuser::{BackgroundSession, Config, MountOption, SessionACL};
 
 use super::fuse::{set_root_owner, LazyFs, Shared};
-use super::model::{CutReport, Kind, Model, Stats, ROOT};
+use super::model::{CutReport, Kind, Model, Owner, Stats, ROOT};
 
 /// How long an unmount may wait for the FUSE thread to finish.
 const UNMOUNT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -278,23 +278,19 @@ fn load_tree(model: &mut Model, dir: &Path, parent: u64) -> std::io::Result<()> 
         let meta = std::fs::symlink_metadata(entry.path())?;
         let name = entry.file_name();
         use std::os::unix::fs::MetadataExt;
-        let perm = (meta.mode() & 0o7777) as u16;
+        let owner = Owner {
+            perm: (meta.mode() & 0o7777) as u16,
+            uid: meta.uid(),
+            gid: meta.gid(),
+        };
         if meta.is_dir() {
             let ino = model
-                .create(parent, &name, Kind::Dir, perm, meta.uid(), meta.gid(), None)
+                .create(parent, &name, Kind::Dir, owner, None)
                 .map_err(errno)?;
             load_tree(model, &entry.path(), ino)?;
         } else if meta.is_file() {
             let ino = model
-                .create(
-                    parent,
-                    &name,
-                    Kind::File,
-                    perm,
-                    meta.uid(),
-                    meta.gid(),
-                    None,
-                )
+                .create(parent, &name, Kind::File, owner, None)
                 .map_err(errno)?;
             use std::io::Read;
             let mut f = std::fs::File::open(entry.path())?;
@@ -315,9 +311,10 @@ fn load_tree(model: &mut Model, dir: &Path, parent: u64) -> std::io::Result<()> 
                     parent,
                     &name,
                     Kind::Symlink,
-                    0o777,
-                    meta.uid(),
-                    meta.gid(),
+                    Owner {
+                        perm: 0o777,
+                        ..owner
+                    },
                     Some(target),
                 )
                 .map_err(errno)?;

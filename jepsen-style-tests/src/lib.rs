@@ -24,6 +24,8 @@
 //!   nemesis, workloads through the client library, the report directory.
 //!   It records `booking::BookingEvent`s, then calls `booking::decode`,
 //!   `models::seat::check_seats` and the `checkers` functions on the result.
+//! - [`lazyfs`]: a FUSE file system that keeps only fsynced bytes, with a
+//!   power-cut operation, for the `power-loss` nemesis.
 //!
 //! Caveat: every search is bounded; a check that runs out of budget answers
 //! "unknown" and never guesses.
@@ -34,6 +36,7 @@ pub mod corpus;
 pub mod error;
 pub mod harness;
 pub mod history;
+pub mod lazyfs;
 pub mod linearizability;
 pub mod models;
 

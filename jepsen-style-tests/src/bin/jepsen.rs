@@ -2,7 +2,7 @@
 //!
 //! Owns: argument parsing, output and exit codes, the Ctrl-C handler. The
 //! checking and the harness live in the library. Subcommands:
-//! `check-register FILE`, `run`, `selftest`, `cleanup`.
+//! `check-register FILE`, `run`, `selftest`, `cleanup`, `lazyfs`, `lazyfs-ctl`.
 //!
 //! Exit codes (scripts and the CI test rely on these):
 //! - `check-register`: 0 linearizable, 1 not linearizable, 2 unknown (budget
@@ -69,6 +69,11 @@ enum Command {
     /// Removes namespaces, links and node processes a killed run left behind
     /// (by the `jepsen-`/`jp` name prefix and the JEPSEN_RUN marker).
     Cleanup,
+    /// Runs a lazy file system (keeps only fsynced bytes) until SIGINT or
+    /// SIGTERM; SIGUSR1 or `lazyfs-ctl cut` cuts its power.
+    Lazyfs(jepsen_style_tests::lazyfs::cli::LazyfsArgs),
+    /// Talks to a running `jepsen lazyfs`: `cut`, `stats`, `fsync-delay-ms N`.
+    LazyfsCtl(jepsen_style_tests::lazyfs::cli::LazyfsCtlArgs),
 }
 
 #[derive(clap::Args, Clone)]
@@ -146,6 +151,8 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
+        Command::Lazyfs(args) => jepsen_style_tests::lazyfs::cli::run(args),
+        Command::LazyfsCtl(args) => jepsen_style_tests::lazyfs::cli::ctl(args),
     }
 }
 

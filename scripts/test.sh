@@ -6,6 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # Formatting first: it is the cheapest check and fails fast.
 cargo fmt --all --check
+# The `booking` binary alone must resolve the same dependency features as the
+# workspace build, so `cargo run --release -- up` reuses this build.
+./scripts/check-feature-alignment.sh
 
 # The deliberately broken node for `jepsen selftest`, built first and copied
 # aside. Building only the binary resolves features without the dev-dependencies,

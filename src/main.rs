@@ -8,7 +8,7 @@
 //!   as child processes on this machine, with a demo event (see [`up`]).
 //!
 //! Owns: the command line, the tracing subscriber (set up here and nowhere
-//! else; `RUST_LOG`, default `info`) and the process exit code. Must not: hold
+//! else; `RUST_LOG`, default [`DEFAULT_LOG_FILTER`]) and the process exit code. Must not: hold
 //! any logic a library could own; each subcommand is a thin call into one.
 //!
 //! Exit codes: 0 after a clean stop, 1 when a node or a child failed at run
@@ -110,9 +110,20 @@ fn main() -> ExitCode {
     }
 }
 
+/// The log filter when `RUST_LOG` is not set: our own lines at info, and
+/// openraft's only from warn up (its info level narrates every vote).
+pub(crate) const DEFAULT_LOG_FILTER: &str = "info,openraft=warn";
+
+/// The filter `booking up` gives its children when `RUST_LOG` is not set:
+/// openraft is silent, because while the nodes start one after another its
+/// warnings and errors (`Unreachable node`, ignored vote responses) are
+/// expected noise; the node logs leader changes itself. An explicit
+/// `RUST_LOG` always wins.
+pub(crate) const UP_CHILD_LOG_FILTER: &str = "info,openraft=off";
+
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -47,6 +47,14 @@ pub const KILL_WAIT: Duration = Duration::from_secs(5);
 /// capacity of the exit channel, so a child's exit report never blocks.
 pub const CHILDREN_MAX: usize = cluster_config::limits::NODES_MAX + 4;
 
+/// Children log with [`crate::UP_CHILD_LOG_FILTER`] unless the user set
+/// `RUST_LOG` (which they then inherit unchanged).
+fn quiet_unless_asked(command: &mut Command) {
+    if std::env::var_os("RUST_LOG").is_none() {
+        command.env("RUST_LOG", crate::UP_CHILD_LOG_FILTER);
+    }
+}
+
 pub async fn run(config_path: PathBuf) -> anyhow::Result<ExitCode> {
     let config = crate::load_config(&config_path)?;
     let config_path = std::path::absolute(&config_path).unwrap_or(config_path);
@@ -82,6 +90,7 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<ExitCode> {
         if bootstrap_id == Some(node.id) {
             command.arg("--bootstrap");
         }
+        quiet_unless_asked(&mut command);
         if let Err(e) = supervisor.spawn(&format!("node-{}", node.id), command) {
             supervisor.stop().await;
             return Err(e);
@@ -125,6 +134,7 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<ExitCode> {
     }
     let mut command = Command::new(&exe);
     command.arg("gateway").arg("--config").arg(&config_path);
+    quiet_unless_asked(&mut command);
     if let Err(e) = supervisor.spawn("gateway", command) {
         eprintln!("booking up: {e:#}; stopping the cluster");
         supervisor.stop().await;

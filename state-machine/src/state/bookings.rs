@@ -41,7 +41,8 @@ pub(crate) struct Booking {
     pub created_at_ms: u64,
     /// Log time of the `CancelBooking`, once cancelled.
     pub cancelled_at_ms: Option<u64>,
-    /// Ids of its tickets, one per seat or general-admission place, in seat order.
+    /// Ids of its tickets, one per seat (in the hold's seat order) or
+    /// general-admission place.
     pub tickets: Vec<u64>,
 }
 

@@ -39,7 +39,10 @@ pub(crate) struct Hold {
     /// Moved by `ExtendHold` and `BeginPayment`; mirrored in the expiry queue
     /// while live.
     pub expires_at_ms: u64,
-    /// Log time it was released or expired; drives forgetting it.
+    /// Log time it was released or expired (None while live or confirmed).
+    /// Forgetting is driven by the `forget` queue, which carries the same
+    /// time; no rule reads this copy today, but it is part of the snapshot
+    /// format, so it stays.
     pub ended_at_ms: Option<u64>,
     /// The booking it became, once confirmed (so a second `Confirm` can name it).
     pub booking_id: Option<u64>,

@@ -73,16 +73,17 @@ pub struct BookingState {
     pub(crate) events: Vec<Event>,
     /// Public event id (slug) → dense event number, to resolve commands.
     pub(crate) event_by_id: BTreeMap<String, u32>,
-    /// Live holds, confirmed ones, and finished (released or expired) ones
-    /// until `hold_retention_ms` after they ended, so a late `Confirm` still
-    /// gets `hold_expired` rather than `unknown_hold`. By hold id.
+    /// Live holds, confirmed ones (their bookings point at them), and
+    /// finished (released or expired) ones until `hold_retention_ms` after
+    /// they ended, so a client can still read what became of its hold;
+    /// forgetting bounds memory. By hold id.
     pub(crate) holds: BTreeMap<u64, Hold>,
     /// Every booking ever confirmed, cancelled ones included. By booking id.
     pub(crate) bookings: BTreeMap<u64, Booking>,
     /// Every ticket ever issued, revoked ones included. By ticket id.
     pub(crate) tickets: BTreeMap<u64, Ticket>,
-    /// Id of the next hold; ids below it existed (used to tell a forgotten
-    /// hold from one that never was).
+    /// Id of the next hold. Ids below it existed, so a command naming a
+    /// forgotten hold still gets `hold_expired` rather than `unknown_hold`.
     pub(crate) next_hold_id: u64,
     /// Id of the next booking.
     pub(crate) next_booking_id: u64,

@@ -43,7 +43,7 @@ impl BookingState {
                         hold.expires_at_ms
                     ));
                 }
-                if !self.expiry.contains(&(hold.expires_at_ms, hold_id)) {
+                if !self.derived.expiry.contains(&(hold.expires_at_ms, hold_id)) {
                     return Err(format!("live hold {hold_id} missing from the expiry queue"));
                 }
                 for &seat in &hold.seats {
@@ -61,10 +61,10 @@ impl BookingState {
                 }
             }
         }
-        if self.expiry.len() != live {
+        if self.derived.expiry.len() != live {
             return Err(format!(
                 "expiry queue has {} entries for {live} live holds",
-                self.expiry.len()
+                self.derived.expiry.len()
             ));
         }
         for (&booking_id, b) in &self.bookings {
@@ -213,7 +213,7 @@ impl BookingState {
                     ));
                 }
                 for (u, until) in admitted {
-                    if !self.lapses.contains(&(until, ei as u32, u.clone())) {
+                    if !self.derived.lapses.contains(&(until, ei as u32, u.clone())) {
                         return Err(format!(
                             "event {}: admitted {u} missing from the lapse queue",
                             ev.id

@@ -14,11 +14,16 @@
 //! Layout:
 //! - [`command`]: `Request`, `Batch`, `Command`, `Selection`, `Reply`, `ApplyOutput`, `SeatChange`.
 //! - [`query`]: `Query`, `QueryResult`; [`view`]: the read-only shapes they return.
-//! - [`spec`]: event definitions (the `POST /v1/events` JSON) and validation; [`limits`]: the bounds.
+//! - [`spec`]: event definitions (the `POST /v1/events` JSON) and validation,
+//!   with the RFC 3339 parser in `spec/rfc3339.rs`; [`limits`]: the bounds.
 //! - [`settings`]: replicated tunables changed by `Configure`.
 //! - [`error`]: `BookingError` (with `code()`), `SnapshotError`.
-//! - `state`: `BookingState` and every command's rules; `event`: one event's
-//!   seats and best-available; `waiting_room`; `dedupe`; `snapshot`; `invariants`.
+//! - `state`: `BookingState`, `apply`, `precheck` and housekeeping, with the
+//!   command rules by family in `state/{holds,bookings,sales,queue,service}.rs`
+//!   and the derived indexes (never saved) in `state/derived.rs`.
+//! - `event`: one event's seats, counters and free-seat index, with the
+//!   best-available search in `event/best_available.rs`; `waiting_room`;
+//!   `dedupe`; `snapshot`; `invariants`.
 //!
 //! Caveats: see `state` for the time model and the expiry boundary rule
 //! (a hold with `expires_at_ms = t` is expired once `clock_ms >= t`), `dedupe`

@@ -135,7 +135,7 @@ impl BookingState {
                 applied_index: self.applied_index,
                 clock_ms: self.clock_ms,
                 events: self.events.len() as u64,
-                holds_live: self.expiry.len() as u64,
+                holds_live: self.derived.expiry.len() as u64,
                 holds_remembered: self.holds.len() as u64,
                 bookings: self.bookings.len() as u64,
                 tickets: self.tickets.len() as u64,

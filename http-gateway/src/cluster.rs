@@ -242,3 +242,58 @@ impl Cluster for TimedWrites {
         self.inner.status()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use state_machine::Command;
+
+    use super::*;
+
+    /// A cluster that never answers.
+    struct Stuck;
+
+    impl Cluster for Stuck {
+        fn submit(&self, _request: Request) -> BoxFuture<'_, Result<Outcome, ClusterError>> {
+            Box::pin(std::future::pending())
+        }
+
+        fn read(
+            &self,
+            _query: Query,
+            _consistency: Consistency,
+        ) -> BoxFuture<'_, Result<ReadAnswer, ClusterError>> {
+            Box::pin(std::future::pending())
+        }
+
+        fn watch(
+            &self,
+            _event_id: String,
+            _from_index: u64,
+        ) -> BoxFuture<'_, Result<WatchStream, ClusterError>> {
+            Box::pin(std::future::pending())
+        }
+
+        fn status(&self) -> BoxFuture<'_, Result<ClusterStatus, ClusterError>> {
+            Box::pin(std::future::pending())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_write_that_outlasts_the_bound_has_an_unknown_outcome() {
+        // Goal: both kinds of write end at `cluster_timeout_ms` as "outcome unknown".
+        let cluster = TimedWrites::new(Arc::new(Stuck), Duration::from_millis(20));
+        let request = Request {
+            client_id: 1,
+            request_id: 1,
+            command: Command::Tick,
+        };
+        let timed_out = ClusterError::OutcomeUnknown {
+            reason: "timed out".into(),
+        };
+        assert_eq!(
+            cluster.submit(request.clone()).await.unwrap_err(),
+            timed_out
+        );
+        assert_eq!(cluster.submit_first(request).await.unwrap_err(), timed_out);
+    }
+}

@@ -6,11 +6,13 @@
 //! - `fast_path`: refusals answered without a log write;
 //! - `startup`: [`run_node`], wiring and shutdown.
 //!
-//! Owns: every background task of a node and their bounds; the decision of
-//! which errors a client sees. Must not: decide booking semantics (commands are
-//! opaque here) or hold the state-machine lock across an `.await`.
+//! Owns (this file): [`NodeCore`], who leads, the redirect errors a client
+//! sees, openraft's fatal errors as `NodeError`, role names. The module as a
+//! whole owns every background task of a node and their bounds. Must not:
+//! decide booking semantics (commands are opaque here) or hold the
+//! state-machine lock across an `.await`.
 //!
-//! Bounds (what happens when full):
+//! Bounds (what happens when full; each is declared in its submodule):
 //! - proposer queue `propose_batch_max * PROPOSE_QUEUE_BATCHES` commands:
 //!   a submit that does not fit is refused with `overloaded`
 //!   (RESOURCE_EXHAUSTED, not applied); a `SubmitBatch` fits whole or not at all.

@@ -33,28 +33,10 @@ pub fn ticket_key_path(settings: &GatewaySettings) -> PathBuf {
         .unwrap_or_else(|| settings.data_dir.join("ticket-key.hex"))
 }
 
-/// The deliberate-bug selector (`jepsen selftest`): with the feature, read
-/// and logged by `http_gateway::fault`; without it, a set variable is refused
-/// so a test never mistakes this build for a broken one.
-fn fault_injection_check() -> Result<(), UsageError> {
-    #[cfg(feature = "fault-injection-bugs")]
-    {
-        http_gateway::fault::init_from_env().map_err(UsageError)?;
-    }
-    #[cfg(not(feature = "fault-injection-bugs"))]
-    {
-        if let Some(name) = std::env::var_os("BOOKING_FAULT_BUG") {
-            return Err(UsageError(format!(
-                "BOOKING_FAULT_BUG={name:?} is set, but this gateway was built without the \
-                 `fault-injection-bugs` feature; unset it or use a faulty build"
-            )));
-        }
-    }
-    Ok(())
-}
-
 pub async fn run(config_path: PathBuf) -> anyhow::Result<ExitCode> {
-    fault_injection_check()?;
+    // BOOKING_FAULT_BUG: an unknown bug name, or any name in a build without
+    // the `fault-injection-bugs` feature, refuses to start (exit 2).
+    http_gateway::fault::select_from_env().map_err(UsageError)?;
     let config = crate::load_config(&config_path)?;
     let settings = settings(&config);
     // Checked before binding, so the default admin token on a public address

@@ -152,7 +152,7 @@ pub(crate) fn load_config(path: &std::path::Path) -> anyhow::Result<ClusterConfi
 async fn run_node(config_path: PathBuf, id: u64, bootstrap: bool) -> anyhow::Result<ExitCode> {
     // BOOKING_FAULT_BUG: an unknown bug name, or any name in a build without
     // the `fault-injection-bugs` feature, refuses to start (exit 2).
-    raft_node::fault_bugs::select_from_env().map_err(UsageError)?;
+    raft_node::bugs::select_from_env().map_err(UsageError)?;
     let config = load_config(&config_path)?;
     if config.node(id).is_none() {
         let ids: Vec<String> = config.nodes.iter().map(|n| n.id.to_string()).collect();

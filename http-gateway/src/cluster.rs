@@ -2,8 +2,9 @@
 //! store: submit a command, read a query, watch seat changes, ask for status.
 //!
 //! Owns: the [`Cluster`] trait, its error enum [`ClusterError`] (with the
-//! retry classification handlers need), and the shapes of read answers and
-//! watch streams. Must not: know gRPC, openraft or HTTP. The real
+//! retry classification handlers need), the shapes of read answers and
+//! watch streams, and [`TimedWrites`], the bound on every write (a write that
+//! times out has an unknown outcome). Must not: know gRPC, openraft or HTTP. The real
 //! implementation wraps the `client` crate; the in-memory
 //! [`crate::fake::FakeCluster`] backs the fast tests.
 //!
@@ -17,6 +18,8 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
 
 use futures::Stream;
 use serde::Serialize;
@@ -176,4 +179,121 @@ pub trait Cluster: Send + Sync + 'static {
 
     /// Leader, term, members and indexes as one node sees them.
     fn status(&self) -> BoxFuture<'_, Result<ClusterStatus, ClusterError>>;
+}
+
+/// A [`Cluster`] whose writes (`submit`, `submit_first`) end after
+/// `cluster_timeout_ms` with [`ClusterError::OutcomeUnknown`] (the write may
+/// still commit); reads, watches and status pass through (their handlers
+/// bound them and answer a timeout differently). The app wraps every cluster
+/// in it at start, so anything wrapped around it (the deliberate bug
+/// `gateway-retry-new-id`) bounds each of its calls the same way.
+pub(crate) struct TimedWrites {
+    inner: Arc<dyn Cluster>,
+    /// `cluster_timeout_ms` of the settings.
+    timeout: Duration,
+}
+
+impl TimedWrites {
+    pub(crate) fn new(inner: Arc<dyn Cluster>, timeout: Duration) -> TimedWrites {
+        TimedWrites { inner, timeout }
+    }
+
+    fn timed_out() -> ClusterError {
+        ClusterError::OutcomeUnknown {
+            reason: "timed out".into(),
+        }
+    }
+}
+
+impl Cluster for TimedWrites {
+    fn submit(&self, request: Request) -> BoxFuture<'_, Result<Outcome, ClusterError>> {
+        Box::pin(async move {
+            tokio::time::timeout(self.timeout, self.inner.submit(request))
+                .await
+                .unwrap_or_else(|_| Err(TimedWrites::timed_out()))
+        })
+    }
+
+    fn submit_first(&self, request: Request) -> BoxFuture<'_, Result<FirstAnswer, ClusterError>> {
+        Box::pin(async move {
+            tokio::time::timeout(self.timeout, self.inner.submit_first(request))
+                .await
+                .unwrap_or_else(|_| Err(TimedWrites::timed_out()))
+        })
+    }
+
+    fn read(
+        &self,
+        query: Query,
+        consistency: Consistency,
+    ) -> BoxFuture<'_, Result<ReadAnswer, ClusterError>> {
+        self.inner.read(query, consistency)
+    }
+
+    fn watch(
+        &self,
+        event_id: String,
+        from_index: u64,
+    ) -> BoxFuture<'_, Result<WatchStream, ClusterError>> {
+        self.inner.watch(event_id, from_index)
+    }
+
+    fn status(&self) -> BoxFuture<'_, Result<ClusterStatus, ClusterError>> {
+        self.inner.status()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use state_machine::Command;
+
+    use super::*;
+
+    /// A cluster that never answers.
+    struct Stuck;
+
+    impl Cluster for Stuck {
+        fn submit(&self, _request: Request) -> BoxFuture<'_, Result<Outcome, ClusterError>> {
+            Box::pin(std::future::pending())
+        }
+
+        fn read(
+            &self,
+            _query: Query,
+            _consistency: Consistency,
+        ) -> BoxFuture<'_, Result<ReadAnswer, ClusterError>> {
+            Box::pin(std::future::pending())
+        }
+
+        fn watch(
+            &self,
+            _event_id: String,
+            _from_index: u64,
+        ) -> BoxFuture<'_, Result<WatchStream, ClusterError>> {
+            Box::pin(std::future::pending())
+        }
+
+        fn status(&self) -> BoxFuture<'_, Result<ClusterStatus, ClusterError>> {
+            Box::pin(std::future::pending())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_write_that_outlasts_the_bound_has_an_unknown_outcome() {
+        // Goal: both kinds of write end at `cluster_timeout_ms` as "outcome unknown".
+        let cluster = TimedWrites::new(Arc::new(Stuck), Duration::from_millis(20));
+        let request = Request {
+            client_id: 1,
+            request_id: 1,
+            command: Command::Tick,
+        };
+        let timed_out = ClusterError::OutcomeUnknown {
+            reason: "timed out".into(),
+        };
+        assert_eq!(
+            cluster.submit(request.clone()).await.unwrap_err(),
+            timed_out
+        );
+        assert_eq!(cluster.submit_first(request).await.unwrap_err(), timed_out);
+    }
 }

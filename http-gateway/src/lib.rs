@@ -22,8 +22,9 @@
 //! - [`ratelimit`], [`metrics`]: middleware.
 //! - `api`: the handlers; `live`: the WebSocket feed; `openapi`: the document;
 //!   `notify`: the outbox sender.
-//! - `fault` (feature `fault-injection-bugs` only): the deliberate bug
-//!   `jepsen selftest` must catch.
+//! - [`fault`]: which deliberate bug was chosen at start, and the gateway's
+//!   bug `jepsen selftest` must catch (a wrapper around the cluster, compiled
+//!   only with the feature `fault-injection-bugs`).
 //!
 //! Caveats:
 //! - Rate limits are per gateway process.
@@ -38,7 +39,6 @@ pub mod auth;
 pub mod cluster;
 #[cfg(any(test, feature = "fake-cluster"))]
 pub mod fake;
-#[cfg(feature = "fault-injection-bugs")]
 pub mod fault;
 pub mod ids;
 pub mod keys;
@@ -100,7 +100,9 @@ impl Deref for AppState {
 
 impl AppState {
     /// Validates the settings and assembles the state. Keys are given (see
-    /// [`Keys::load`]) so tests can fix them.
+    /// [`Keys::load`]) so tests can fix them. Every write to `cluster` is
+    /// bounded by `cluster_timeout_ms` ([`cluster::TimedWrites`]); the
+    /// deliberate bug, if one was chosen at start, wraps that ([`fault::wrap`]).
     pub fn new(
         settings: GatewaySettings,
         cluster: Arc<dyn Cluster>,
@@ -108,6 +110,8 @@ impl AppState {
         keys: Keys,
     ) -> Result<AppState, SettingsError> {
         settings.validate()?;
+        let timeout = Duration::from_millis(settings.cluster_timeout_ms);
+        let cluster = fault::wrap(Arc::new(cluster::TimedWrites::new(cluster, timeout)));
         Ok(AppState(Arc::new(App {
             limits: RateLimits::new(&settings),
             ws_slots: Arc::new(Semaphore::new(settings.ws_clients_max)),

@@ -69,13 +69,12 @@ fn selftest_catches_every_node_bug_and_passes_the_control_run() {
     // Each bug was caught in every run we made (see the README's catch-rate
     // table): every case must be Caught, the control run valid, and the
     // command must exit 0; anything else means the suite lost its teeth.
-    for bug in [
-        "stale-local-reads",
-        "ack-without-flush",
-        "clock-in-apply",
-        "gateway-retry-new-id",
-    ] {
-        assert_eq!(result_of(bug), "Caught", "{bug}; all cases: {summary:#}");
+    for bug in fault_bugs::Bug::ALL {
+        assert_eq!(
+            result_of(bug.name()),
+            "Caught",
+            "{bug}; all cases: {summary:#}"
+        );
     }
     for c in cases {
         let r = &c["result"];

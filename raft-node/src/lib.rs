@@ -16,8 +16,9 @@
 //! - [`watch`]: the ring of recent seat changes and its subscribers.
 //! - [`metrics`]: counters and the Prometheus text endpoint.
 //! - [`error`]: `NodeError`, its classifier and its gRPC mapping.
-//! - [`fault_bugs`]: deliberate bugs for `jepsen selftest`, compiled only with
-//!   the cargo feature `fault-injection-bugs` (off in every normal build).
+//! - [`bugs`]: which deliberate bug for `jepsen selftest` was chosen at start
+//!   (the bugs sit at their sites, compiled only with the cargo feature
+//!   `fault-injection-bugs`, off in every normal build).
 //!
 //! Choices worth knowing:
 //! - Writes and linearizable reads are not forwarded between nodes: a follower
@@ -34,8 +35,8 @@
 // fixed by its trait signatures; boxing them here would only add conversions.
 #![allow(clippy::result_large_err)]
 
+pub mod bugs;
 pub mod error;
-pub mod fault_bugs;
 pub mod metrics;
 pub mod network;
 pub mod node;

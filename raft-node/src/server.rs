@@ -221,12 +221,7 @@ impl Booking for BookingService {
                     // this node's applied state with no ReadIndex round and no
                     // leader check. Caught by the selftest's register workload
                     // (reads spread over every node): "linearizable per seat".
-                    #[cfg(feature = "fault-injection-bugs")]
-                    let barrier =
-                        !crate::fault_bugs::active(crate::fault_bugs::FaultBug::StaleLocalReads);
-                    #[cfg(not(feature = "fault-injection-bugs"))]
-                    let barrier = true;
-                    if barrier {
+                    if !crate::bugs::active(crate::bugs::Bug::StaleLocalReads) {
                         self.core.linearizable_barrier().await?;
                     }
                 }

@@ -95,87 +95,30 @@ pub fn router(state: AppState) -> Router {
     .with_state(state)
 }
 
-/// Submits one command with the given ids, bounded by `cluster_timeout_ms`.
+/// Submits one command with the given ids, bounded by `cluster_timeout_ms`
+/// (the app's cluster bounds every write: [`crate::cluster::TimedWrites`]).
 /// Domain refusals come back as problems.
 pub(crate) async fn submit(
     state: &AppState,
     ids: (u64, u64),
     command: Command,
 ) -> Result<Reply, Problem> {
-    #[cfg(feature = "fault-injection-bugs")]
-    let buggy_retry = crate::fault::retry_new_id()
-        && matches!(
-            command,
-            Command::Hold { .. } | Command::BeginPayment { .. } | Command::Confirm { .. }
-        );
-    #[cfg(feature = "fault-injection-bugs")]
-    let retry_command = buggy_retry.then(|| command.clone());
     let request = Request {
         client_id: ids.0,
         request_id: ids.1,
         command,
     };
-    #[allow(unused_mut)]
-    let mut result = submit_once(state, request).await;
-    // The deliberate bug `gateway-retry-new-id`: an unknown outcome is
-    // retried here with NEW ids, so a first attempt that committed is
-    // applied twice. The correct gateway answers 503 and lets the caller
-    // retry with the same Idempotency-Key.
-    #[cfg(feature = "fault-injection-bugs")]
-    if let Some(command) = retry_command {
-        let mut extra = 0;
-        while extra < crate::fault::RETRY_NEW_ID_ATTEMPTS_MAX
-            && matches!(&result, Err(e) if e.is_retryable())
-        {
-            extra += 1;
-            tokio::time::sleep(Duration::from_millis(crate::fault::RETRY_NEW_ID_PAUSE_MS)).await;
-            let (client_id, request_id) = state.fresh_ids.next();
-            tracing::warn!(
-                command = command.name(),
-                attempt = extra,
-                "fault-injection bug: retrying an unknown outcome with new request ids"
-            );
-            result = submit_once(
-                state,
-                Request {
-                    client_id,
-                    request_id,
-                    command: command.clone(),
-                },
-            )
-            .await;
-        }
-    }
-    match result {
-        Err(e) => Err(e.into()),
-        Ok(Ok(reply)) => Ok(reply),
-        Ok(Err(refusal)) => Err(refusal.into()),
-    }
-}
-
-/// One bounded call to the cluster; a timeout is an unknown outcome.
-async fn submit_once(
-    state: &AppState,
-    request: Request,
-) -> Result<state_machine::Outcome, crate::cluster::ClusterError> {
-    let timeout = Duration::from_millis(state.settings.cluster_timeout_ms);
-    let outcome = match tokio::time::timeout(timeout, state.cluster.submit(request)).await {
-        Err(_) => {
-            return Err(crate::cluster::ClusterError::OutcomeUnknown {
-                reason: "timed out".into(),
-            })
-        }
-        Ok(r) => r?,
-    };
+    let outcome = state.cluster.submit(request).await?;
     state
         .metrics
         .cluster_submits
         .with_label_values(&["log"])
         .inc();
-    Ok(outcome)
+    outcome.map_err(Problem::from)
 }
 
-/// Submits with fresh ids (a repeat is judged anew). Fresh ids were never
+/// Submits with fresh ids (a repeat is judged anew), bounded by
+/// `cluster_timeout_ms` like [`submit`]. Fresh ids were never
 /// sent, so the leader may answer a refusal without a log write
 /// ([`crate::cluster::Cluster::submit_first`]); a request that carries an
 /// `Idempotency-Key` must use [`submit`] with its derived ids instead, since
@@ -187,17 +130,7 @@ pub(crate) async fn submit_fresh(state: &AppState, command: Command) -> Result<R
         request_id,
         command,
     };
-    let timeout = Duration::from_millis(state.settings.cluster_timeout_ms);
-    let answer = match tokio::time::timeout(timeout, state.cluster.submit_first(request)).await {
-        Err(_) => {
-            return Err(crate::cluster::ClusterError::OutcomeUnknown {
-                reason: "timed out".into(),
-            }
-            .into())
-        }
-        Ok(Err(e)) => return Err(e.into()),
-        Ok(Ok(answer)) => answer,
-    };
+    let answer = state.cluster.submit_first(request).await?;
     let path = if answer.answered_without_log_write {
         "without_log_write"
     } else {

@@ -287,7 +287,7 @@ async fn selftest_command(common: CommonArgs, only: Option<String>) -> ExitCode 
             CaseResult::Missed => "NOT CAUGHT: the checkers passed a broken build".to_string(),
             CaseResult::HookMissing => format!(
                 "HOOK MISSING: no `{}{name}` line in the node logs; build booking with --features fault-injection-bugs",
-                selftest::BUG_MARKER
+                fault_bugs::ENABLED_MARKER
             ),
             CaseResult::NotRunnable(why) => format!("NOT RUN: {why}"),
             CaseResult::ControlInvalid => "CONTROL RUN INVALID: see its report".to_string(),

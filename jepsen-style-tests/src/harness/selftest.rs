@@ -2,14 +2,16 @@
 //! broken builds of the store and expects a checker to catch each bug, plus
 //! one run of the unbroken build that must pass.
 //!
-//! Owns: the list of bugs ([`BUGS`]), which workload and nemesis expose each,
-//! and the verdict of the selftest (every bug caught, the control run valid).
+//! Owns: the selftest case of every bug ([`BUGS`]: which workload and nemesis
+//! expose it), and the verdict of the selftest (every bug caught, the control
+//! run valid). The bugs, their names, the environment variable and the log
+//! line are the `fault-bugs` crate's.
 //!
 //! The hooks live in the store's crates, not here (see the README, "Hooks the
 //! selftest needs"): the `booking` binary built with the cargo feature
 //! `fault-injection-bugs` reads the environment variable
-//! [`BUG_ENV`] = one of the bug names below and, at start, logs the line
-//! `fault-injection bug enabled: <name>` ([`BUG_MARKER`]). The selftest looks
+//! [`fault_bugs::ENV`] = one of the bug names and, at start, logs the line
+//! `fault-injection bug enabled: <name>` ([`fault_bugs::ENABLED_MARKER`]). The selftest looks
 //! for that line in the node logs: a binary without the hook is reported as
 //! "hook missing", never as "bug not caught".
 //!
@@ -22,14 +24,11 @@ use super::nemesis::{self, Fault, NemesisKind, Step, Target};
 use super::run::{self, RunOptions, RunOutcome, Verdict3};
 use super::workload::WorkloadKind;
 
-/// The environment variable that selects a compiled-in bug.
-pub const BUG_ENV: &str = "BOOKING_FAULT_BUG";
-/// The line a node logs at start when a bug is active.
-pub const BUG_MARKER: &str = "fault-injection bug enabled: ";
+use fault_bugs::{Bug, ENABLED_MARKER};
 
 /// One deliberately broken build.
-pub struct Bug {
-    pub name: &'static str,
+pub struct BugCase {
+    pub bug: Bug,
     /// Where the bug lives and what it does.
     pub what: &'static str,
     pub workload: WorkloadKind,
@@ -44,6 +43,13 @@ pub struct Bug {
     /// seed from `--seed` on (at most [`SEED_SEARCH_MAX`] further) whose
     /// schedule passes this test, so the case does not depend on luck.
     pub schedule_fits: fn(&[Step], u64) -> bool,
+}
+
+impl BugCase {
+    /// The bug's name (`BOOKING_FAULT_BUG`, the report's case name).
+    pub fn name(&self) -> &'static str {
+        self.bug.name()
+    }
 }
 
 /// How many seeds past `--seed` a case looks at for a schedule that fits.
@@ -71,9 +77,10 @@ fn kills_every_node_twice(steps: &[Step], nodes: u64) -> bool {
         >= 1
 }
 
-pub const BUGS: &[Bug] = &[
-    Bug {
-        name: "stale-local-reads",
+/// Every bug of [`Bug::ALL`], once.
+pub const BUGS: &[BugCase] = &[
+    BugCase {
+        bug: Bug::StaleLocalReads,
         what: "raft-node: linearizable reads answered from local state without ReadIndex",
         workload: WorkloadKind::Register,
         nemesis: NemesisKind::Partition,
@@ -82,8 +89,8 @@ pub const BUGS: &[Bug] = &[
         time_limit_s: None,
         schedule_fits: any_schedule,
     },
-    Bug {
-        name: "ack-without-flush",
+    BugCase {
+        bug: Bug::AckWithoutFlush,
         what: "raft-node: log appends and the committed id acknowledged from an in-process buffer written to sled every 5 s",
         workload: WorkloadKind::Register,
         nemesis: NemesisKind::Kill,
@@ -92,8 +99,8 @@ pub const BUGS: &[Bug] = &[
         time_limit_s: None,
         schedule_fits: kills_every_node_twice,
     },
-    Bug {
-        name: "clock-in-apply",
+    BugCase {
+        bug: Bug::ClockInApply,
         what:
             "raft-node/state-machine glue: apply reads the local clock instead of the entry's stamp",
         workload: WorkloadKind::Expiry,
@@ -103,8 +110,8 @@ pub const BUGS: &[Bug] = &[
         time_limit_s: None,
         schedule_fits: any_schedule,
     },
-    Bug {
-        name: "gateway-retry-new-id",
+    BugCase {
+        bug: Bug::GatewayRetryNewId,
         what: "http-gateway: a hold or checkout whose cluster call timed out is retried by the gateway with a new request id",
         // Kills (of the leader, a majority, all) leave gateway calls in flight
         // that commit after the gateway's 1 s cluster timeout fired.
@@ -142,7 +149,7 @@ fn marker_in_logs(out: &Path, bug: &str) -> bool {
     let Ok(dir) = std::fs::read_dir(&logs) else {
         return false;
     };
-    let needle = format!("{BUG_MARKER}{bug}");
+    let needle = format!("{ENABLED_MARKER}{bug}");
     dir.flatten()
         .any(|e| std::fs::read_to_string(e.path()).is_ok_and(|t| t.contains(&needle)))
 }
@@ -177,10 +184,10 @@ pub async fn selftest(base: RunOptions, only: Option<String>) -> Vec<(String, Ca
         results.push(("control (no bug)".to_string(), r));
     }
     for bug in BUGS {
-        if only.as_deref().is_some_and(|o| o != bug.name) {
+        if only.as_deref().is_some_and(|o| o != bug.name()) {
             continue;
         }
-        let out: PathBuf = base.out.join(bug.name);
+        let out: PathBuf = base.out.join(bug.name());
         let nemesis = if network {
             bug.nemesis
         } else {
@@ -189,7 +196,7 @@ pub async fn selftest(base: RunOptions, only: Option<String>) -> Vec<(String, Ca
         let time_limit_s = bug.time_limit_s.unwrap_or(base.time_limit_s);
         let Some(seed) = seed_for(bug, nemesis, &base, time_limit_s, network) else {
             results.push((
-                bug.name.to_string(),
+                bug.name().to_string(),
                 CaseResult::HarnessError(format!(
                     "no seed in {}..={} gives a {nemesis:?} schedule that can expose the bug \
                      in {time_limit_s} s (raise --time-limit)",
@@ -209,10 +216,10 @@ pub async fn selftest(base: RunOptions, only: Option<String>) -> Vec<(String, Ca
             node_env: if bug.workload == WorkloadKind::Gateway {
                 Vec::new()
             } else {
-                vec![(BUG_ENV.to_string(), bug.name.to_string())]
+                vec![(fault_bugs::ENV.to_string(), bug.name().to_string())]
             },
             gateway_env: if bug.workload == WorkloadKind::Gateway {
-                vec![(BUG_ENV.to_string(), bug.name.to_string())]
+                vec![(fault_bugs::ENV.to_string(), bug.name().to_string())]
             } else {
                 Vec::new()
             },
@@ -221,10 +228,13 @@ pub async fn selftest(base: RunOptions, only: Option<String>) -> Vec<(String, Ca
         eprintln!(
             "jepsen selftest: {} ({}); {:?} x {nemesis:?}, seed {seed}, {time_limit_s} s; \
              expect {} to catch it",
-            bug.name, bug.what, bug.workload, bug.caught_by
+            bug.name(),
+            bug.what,
+            bug.workload,
+            bug.caught_by
         );
         let outcome = run::run(opts).await;
-        let hooked = marker_in_logs(&out, bug.name);
+        let hooked = marker_in_logs(&out, bug.name());
         let r = match outcome {
             _ if !hooked => CaseResult::HookMissing,
             Ok(RunOutcome::Checked {
@@ -242,14 +252,14 @@ pub async fn selftest(base: RunOptions, only: Option<String>) -> Vec<(String, Ca
             Ok(RunOutcome::Skipped(why)) => CaseResult::NotRunnable(why),
             Err(e) => CaseResult::HarnessError(e),
         };
-        results.push((bug.name.to_string(), r));
+        results.push((bug.name().to_string(), r));
     }
     results
 }
 
 /// The first seed from `base.seed` on whose schedule fits `bug`.
 fn seed_for(
-    bug: &Bug,
+    bug: &BugCase,
     nemesis: NemesisKind,
     base: &RunOptions,
     time_limit_s: u64,
@@ -274,7 +284,7 @@ mod tests {
 
     #[test]
     fn the_kill_case_finds_a_seed_with_two_kills_of_every_node_in_30_s() {
-        let bug = BUGS.iter().find(|b| b.name == "ack-without-flush").unwrap();
+        let bug = BUGS.iter().find(|b| b.bug == Bug::AckWithoutFlush).unwrap();
         let ids = [1, 2, 3];
         for from in 1..=6 {
             let seed = (from..=from + SEED_SEARCH_MAX)
@@ -287,6 +297,13 @@ mod tests {
             let steps = nemesis::schedule(NemesisKind::Kill, seed, 30_000, &ids, false);
             eprintln!("--seed {from}: schedule seed {seed}: {steps:?}");
         }
+    }
+
+    #[test]
+    fn every_bug_has_one_case() {
+        // Goal: a bug added to `fault_bugs::Bug` cannot be left out of the selftest.
+        let cases: Vec<Bug> = BUGS.iter().map(|c| c.bug).collect();
+        assert_eq!(cases, Bug::ALL.to_vec());
     }
 
     #[test]

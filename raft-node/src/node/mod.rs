@@ -1,0 +1,139 @@
+//! The running node: the shared context every RPC handler uses
+//! ([`NodeCore`]: leader and redirect answers), and its parts:
+//! - `clock`: the stamp clock and the clock-offset hook;
+//! - `proposer`: stamping and batching writes on the leader, the expiry `Tick`;
+//! - `read`: linearizable reads through coalesced ReadIndex rounds;
+//! - `fast_path`: refusals answered without a log write;
+//! - `startup`: [`run_node`], wiring and shutdown.
+//!
+//! Owns (this file): [`NodeCore`], who leads, the redirect errors a client
+//! sees, openraft's fatal errors as `NodeError`, role names. The module as a
+//! whole owns every background task of a node and their bounds. Must not:
+//! decide booking semantics (commands are opaque here) or hold the
+//! state-machine lock across an `.await`.
+//!
+//! Bounds (what happens when full; each is declared in its submodule):
+//! - proposer queue `propose_batch_max * PROPOSE_QUEUE_BATCHES` commands:
+//!   a submit that does not fit is refused with `overloaded`
+//!   (RESOURCE_EXHAUSTED, not applied); a `SubmitBatch` fits whole or not at all.
+//! - entries in flight (proposed, not yet answered) `PROPOSE_INFLIGHT_MAX`: the
+//!   proposer waits, so the queue fills and submits are refused as above.
+//! - one entry carries at most `propose_batch_max` commands; it lingers at
+//!   most `propose_linger_us` for more (below 1 ms: one scheduler yield, since
+//!   tokio timers have millisecond resolution).
+//! - a write waits `PROPOSE_WAIT_MS` for its entry to apply, then answers
+//!   `outcome_unknown` (the entry may still commit; a retry is deduplicated).
+//! - read waiters `READ_QUEUE_MAX`: more are refused with `overloaded`.
+
+mod clock;
+mod fast_path;
+mod proposer;
+mod read;
+mod startup;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::error::ForwardToLeader;
+use openraft::{BasicNode, ServerState};
+use tokio::sync::mpsc;
+
+use crate::error::NodeError;
+use crate::metrics::Counters;
+use crate::network::ChannelPool;
+use crate::store::{LogStore, SmStore};
+use crate::types::{NodeId, Raft};
+
+pub use clock::{StampClock, CLOCK_OFFSET_FILE, CLOCK_OFFSET_REFRESH_MS, FAULT_CLOCK_ENV};
+pub use proposer::{PROPOSE_INFLIGHT_MAX, PROPOSE_QUEUE_BATCHES, PROPOSE_WAIT_MS};
+pub use read::{READ_QUEUE_MAX, READ_WAIT_MS};
+pub use startup::{run_node, SHUTDOWN_TASK_WAIT_MS};
+
+use proposer::Pending;
+use read::ReadWaiter;
+
+/// Everything a handler needs. Shared as `Arc<NodeCore>`.
+pub struct NodeCore {
+    pub id: NodeId,
+    pub cluster_name: String,
+    pub raft: Raft,
+    pub sm: SmStore,
+    pub log: LogStore,
+    pub counters: Arc<Counters>,
+    pub clock: StampClock,
+    pub pool: ChannelPool,
+    /// Addresses from cluster.toml, a fallback for leader hints.
+    pub config_addrs: BTreeMap<NodeId, String>,
+    pub propose_batch_max: usize,
+    pub rpc_timeout: Duration,
+    propose_tx: mpsc::Sender<Pending>,
+    read_tx: mpsc::Sender<ReadWaiter>,
+}
+
+impl NodeCore {
+    /// The address of `id`: from the membership, else from the config.
+    pub fn addr_of(&self, id: NodeId) -> Option<String> {
+        let m = self.raft.metrics().borrow().membership_config.clone();
+        m.membership()
+            .get_node(&id)
+            .map(|n| n.addr.clone())
+            .or_else(|| self.config_addrs.get(&id).cloned())
+    }
+
+    /// The known leader, if any.
+    pub fn current_leader(&self) -> Option<NodeId> {
+        self.raft.metrics().borrow().current_leader
+    }
+
+    /// The error to answer when this node is not the leader.
+    pub fn not_leader(&self, leader: Option<NodeId>) -> NodeError {
+        match leader {
+            Some(l) if l != self.id => match self.addr_of(l) {
+                Some(addr) => NodeError::NotLeader {
+                    leader_id: l,
+                    leader_addr: addr,
+                },
+                None => NodeError::NoLeader,
+            },
+            _ => NodeError::NoLeader,
+        }
+    }
+
+    fn forward_err(&self, f: &ForwardToLeader<NodeId, BasicNode>) -> NodeError {
+        match (f.leader_id, &f.leader_node) {
+            (Some(id), Some(n)) if id != self.id => NodeError::NotLeader {
+                leader_id: id,
+                leader_addr: n.addr.clone(),
+            },
+            (Some(id), None) => self.not_leader(Some(id)),
+            _ => NodeError::NoLeader,
+        }
+    }
+
+    /// Ok if this node is the leader; the redirect error otherwise.
+    pub fn ensure_leader(&self) -> Result<(), NodeError> {
+        match self.current_leader() {
+            Some(l) if l == self.id => Ok(()),
+            other => Err(self.not_leader(other)),
+        }
+    }
+}
+
+pub(crate) fn fatal_to_error(e: openraft::error::Fatal<NodeId>) -> NodeError {
+    match e {
+        openraft::error::Fatal::Stopped => NodeError::ShuttingDown,
+        other => NodeError::Storage(other.to_string()),
+    }
+}
+
+/// The role name for `Status`.
+pub fn role_name(s: ServerState) -> &'static str {
+    match s {
+        ServerState::Leader => "Leader",
+        ServerState::Follower => "Follower",
+        ServerState::Candidate => "Candidate",
+        ServerState::Learner => "Learner",
+        ServerState::Shutdown => "Shutdown",
+    }
+}

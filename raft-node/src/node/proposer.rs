@@ -1,0 +1,253 @@
+//! The proposer: stamps and batches writes on the leader, and proposes the
+//! expiry `Tick`.
+//!
+//! Owns: [`NodeCore::submit`] (a batch queued whole or refused whole), the
+//! proposer task (commands packed into entries of at most
+//! `propose_batch_max`, lingering `propose_linger_us`, stamped with the stamp
+//! clock, at most [`PROPOSE_INFLIGHT_MAX`] entries in flight), answering each
+//! caller of an entry, and the tick task. Must not: interpret commands, or
+//! hold the state-machine lock across an `.await`.
+//!
+//! Bounds (what happens when full): the queue holds `propose_batch_max *`
+//! [`PROPOSE_QUEUE_BATCHES`] commands, and a submit that does not fit is
+//! refused with `overloaded` (RESOURCE_EXHAUSTED, not applied); with
+//! [`PROPOSE_INFLIGHT_MAX`] entries in flight the proposer waits, so the queue
+//! fills; a write waits [`PROPOSE_WAIT_MS`] for its entry, then answers
+//! `outcome_unknown` (the entry may still commit; a retry is deduplicated).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::error::ClientWriteError;
+use openraft::BasicNode;
+use state_machine::{Batch, Command, Outcome, Request};
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
+
+use super::{fatal_to_error, NodeCore};
+use crate::error::NodeError;
+use crate::metrics::Counters;
+use crate::types::{EntryResponse, NodeId};
+
+/// Queue depth of the proposer, in batches of `propose_batch_max` commands.
+pub const PROPOSE_QUEUE_BATCHES: usize = 8;
+/// Entries proposed and not yet answered.
+pub const PROPOSE_INFLIGHT_MAX: usize = 64;
+/// How long a write waits for its entry to be applied.
+pub const PROPOSE_WAIT_MS: u64 = 10_000;
+
+type WriteReply = oneshot::Sender<Result<(Outcome, u64), NodeError>>;
+
+pub(super) struct Pending {
+    pub(super) request: Request,
+    pub(super) reply: WriteReply,
+}
+
+impl NodeCore {
+    /// Proposes `requests` (one or more entries, batched with other callers'
+    /// commands) and answers each one's outcome and log index, in order.
+    pub async fn submit(&self, requests: Vec<Request>) -> Result<Vec<(Outcome, u64)>, NodeError> {
+        if requests.is_empty() {
+            return Err(NodeError::InvalidArgument("empty batch".into()));
+        }
+        self.ensure_leader()?;
+        // Reserve room for the whole batch first, so it is queued whole or
+        // refused whole (never half proposed).
+        let mut permits = Vec::with_capacity(requests.len());
+        for _ in 0..requests.len() {
+            match self.propose_tx.try_reserve() {
+                Ok(p) => permits.push(p),
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    Counters::add(
+                        &self.counters.proposals_rejected_full,
+                        requests.len() as u64,
+                    );
+                    return Err(NodeError::Overloaded("proposer queue is full".into()));
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => return Err(NodeError::ShuttingDown),
+            }
+        }
+        let mut replies = Vec::with_capacity(requests.len());
+        for (permit, request) in permits.into_iter().zip(requests) {
+            let (tx, rx) = oneshot::channel();
+            permit.send(Pending { request, reply: tx });
+            replies.push(rx);
+        }
+        let mut out = Vec::with_capacity(replies.len());
+        for rx in replies {
+            out.push(rx.await.map_err(|_| NodeError::ShuttingDown)??);
+        }
+        Ok(out)
+    }
+}
+
+/// Answers every caller of one entry.
+fn answer_entry(
+    core: &NodeCore,
+    replies: Vec<WriteReply>,
+    result: Result<
+        Result<
+            openraft::raft::ClientWriteResponse<crate::types::TypeConfig>,
+            ClientWriteError<NodeId, BasicNode>,
+        >,
+        NodeError,
+    >,
+) {
+    match result {
+        Ok(Ok(resp)) => {
+            let EntryResponse { outcomes, indexes } = resp.data;
+            assert_eq!(
+                outcomes.len(),
+                replies.len(),
+                "entry {} answered {} outcomes for {} requests",
+                resp.log_id.index,
+                outcomes.len(),
+                replies.len()
+            );
+            for (i, (reply, outcome)) in replies.into_iter().zip(outcomes).enumerate() {
+                // A deduplicated retry answers with the index of the entry
+                // that first applied it, not this one.
+                let index = indexes.get(i).copied().unwrap_or(resp.log_id.index);
+                let _ = reply.send(Ok((outcome, index)));
+            }
+        }
+        Ok(Err(ClientWriteError::ForwardToLeader(f))) => {
+            // Rejected before append, or appended and then truncated by a new
+            // leader: either way it can never commit.
+            for reply in replies {
+                let _ = reply.send(Err(core.forward_err(&f)));
+            }
+        }
+        Ok(Err(ClientWriteError::ChangeMembershipError(e))) => {
+            for reply in replies {
+                let _ = reply.send(Err(NodeError::Internal(format!(
+                    "unexpected membership error on a write: {e}"
+                ))));
+            }
+        }
+        Err(e) => {
+            let text = e.to_string();
+            let class_unknown = matches!(e, NodeError::OutcomeUnknown(_));
+            for reply in replies {
+                let _ = reply.send(Err(if class_unknown {
+                    NodeError::OutcomeUnknown(text.clone())
+                } else {
+                    NodeError::ShuttingDown
+                }));
+            }
+        }
+    }
+}
+
+/// Collects queued commands into entries and proposes them in queue order.
+pub(super) async fn proposer_task(
+    core: Arc<NodeCore>,
+    mut rx: mpsc::Receiver<Pending>,
+    linger: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let inflight = Arc::new(Semaphore::new(PROPOSE_INFLIGHT_MAX));
+    let max = core.propose_batch_max.max(1);
+    loop {
+        let first = tokio::select! {
+            p = rx.recv() => match p { Some(p) => p, None => break },
+            _ = stop.changed() => break,
+        };
+        let mut batch = vec![first];
+        let drain = |rx: &mut mpsc::Receiver<Pending>, batch: &mut Vec<Pending>| {
+            while batch.len() < max {
+                match rx.try_recv() {
+                    Ok(p) => batch.push(p),
+                    Err(_) => break,
+                }
+            }
+        };
+        drain(&mut rx, &mut batch);
+        if batch.len() < max && !linger.is_zero() {
+            if linger >= Duration::from_millis(1) {
+                let deadline = tokio::time::Instant::now() + linger;
+                while batch.len() < max {
+                    match tokio::time::timeout_at(deadline, rx.recv()).await {
+                        Ok(Some(p)) => {
+                            batch.push(p);
+                            drain(&mut rx, &mut batch);
+                        }
+                        _ => break,
+                    }
+                }
+            } else {
+                tokio::task::yield_now().await;
+                drain(&mut rx, &mut batch);
+            }
+        }
+        let Ok(permit) = inflight.clone().acquire_owned().await else {
+            break;
+        };
+        // Callers that gave up (client hung up) are still proposed: a retry of
+        // theirs is deduplicated, and dropping here would not save much.
+        let (requests, replies): (Vec<Request>, Vec<WriteReply>) =
+            batch.into_iter().map(|p| (p.request, p.reply)).unzip();
+        let floor_ms = core.sm.read().booking.clock_ms();
+        let stamp_ms = core.clock.stamp(floor_ms);
+        Counters::add(&core.counters.entries_proposed, 1);
+        Counters::add(&core.counters.commands_proposed, requests.len() as u64);
+        // `client_write_ff` only enqueues into openraft, in order, so entries
+        // reach the log in stamp order; the wait for the outcome is spawned.
+        let rx_result = core
+            .raft
+            .client_write_ff(Batch { stamp_ms, requests })
+            .await;
+        let core2 = core.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let result = match rx_result {
+                Err(fatal) => Err(fatal_to_error(fatal)),
+                Ok(rx) => {
+                    match tokio::time::timeout(Duration::from_millis(PROPOSE_WAIT_MS), rx).await {
+                        Err(_) => Err(NodeError::OutcomeUnknown(format!(
+                            "entry not applied within {PROPOSE_WAIT_MS} ms"
+                        ))),
+                        Ok(Err(_)) => Err(NodeError::ShuttingDown),
+                        Ok(Ok(r)) => Ok(r),
+                    }
+                }
+            };
+            answer_entry(&core2, replies, result);
+        });
+    }
+}
+
+/// On the leader, every `expiry_sweep_ms`: if a deadline has passed, propose
+/// one `Tick` (at most one in flight; dropped when the queue is full, since a
+/// lost tick changes nothing a client asked for).
+pub(super) async fn tick_task(
+    core: Arc<NodeCore>,
+    sweep: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut interval = tokio::time::interval(sweep.max(Duration::from_millis(10)));
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {}
+            _ = stop.changed() => break,
+        }
+        if core.current_leader() != Some(core.id) {
+            continue;
+        }
+        let due = core.sm.read().booking.next_deadline_ms();
+        let Some(due) = due else { continue };
+        if due > core.clock.now_ms() {
+            continue;
+        }
+        let tick = Request {
+            client_id: 0,
+            request_id: 0,
+            command: Command::Tick,
+        };
+        Counters::add(&core.counters.ticks_proposed, 1);
+        match core.submit(vec![tick]).await {
+            Ok(_) => {}
+            Err(e) => tracing::debug!(error = %e, "tick not applied"),
+        }
+    }
+}

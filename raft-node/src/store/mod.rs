@@ -1,0 +1,182 @@
+//! The sled-backed stores openraft runs on, and the data directory that holds
+//! them.
+//!
+//! Owns: opening a node's data directory ([`open_data_dir`]: identity check,
+//! one sled `Db`, every record decoded once), the names of its sled trees and
+//! keys, and the encoding helpers every store shares (postcard, blake3
+//! checksums, storage errors).
+//!
+//! Layout of `<data_dir>/node-<id>/`:
+//! - `booking-node.meta`: JSON identity record (format, cluster name, node id),
+//!   written on first start; a directory for another cluster or node refuses to
+//!   start ([`identity`]).
+//! - `sled/`: one sled `Db` with trees `log` (big-endian index → postcard
+//!   `Entry`), `meta` (`vote`, `committed`, `last_purged`: postcard) and `sm`
+//!   (`snapshot`: postcard `SnapshotRecord` followed by its blake3).
+//!
+//! Submodules:
+//! - [`identity`]: the identity record.
+//! - [`log`]: [`LogStore`], the Raft log, vote and committed id.
+//! - `write_back`: the deliberate bug `ack-without-flush` the log store calls
+//!   (compiled only with the feature `fault-injection-bugs`; a no-op type
+//!   otherwise).
+//! - [`sm`]: [`SmStore`], the in-memory `BookingState` and its apply glue.
+//! - `snapshot`: the durable snapshot record, building and loading it.
+//!
+//! Durability: entries, the vote and the committed id are flushed
+//! (`flush_async().await`) before openraft hears they are stored. The state
+//! machine itself lives in memory; its durable form is the newest snapshot, and
+//! a restart restores it and re-applies the committed log after it (openraft
+//! does that, using `read_committed`). So `applied_state` reports the
+//! snapshot's log id after a restart, never an id whose effects were lost.
+//! (The deliberate bug `ack-without-flush` breaks exactly this promise: see
+//! `write_back`.)
+//!
+//! Must not: interpret commands (that is `state_machine`). Caveat: sled's flush
+//! uses `sync_file_range` on Linux: it survives a process kill, not
+//! necessarily a power loss (sled issue #1452).
+
+pub mod identity;
+pub mod log;
+pub mod sm;
+mod snapshot;
+mod write_back;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use openraft::{AnyError, StorageIOError};
+use serde::Serialize;
+
+use crate::error::NodeError;
+use crate::metrics::Counters;
+use crate::types::StorageError;
+use crate::watch::WatchHub;
+
+pub use identity::{FORMAT_VERSION, IDENTITY_FILE};
+pub use log::LogStore;
+pub use sm::{SmState, SmStore};
+
+const TREE_LOG: &str = "log";
+const TREE_META: &str = "meta";
+const TREE_SM: &str = "sm";
+const KEY_VOTE: &[u8] = b"vote";
+const KEY_COMMITTED: &[u8] = b"committed";
+const KEY_LAST_PURGED: &[u8] = b"last_purged";
+const KEY_SNAPSHOT: &[u8] = b"snapshot";
+const CHECKSUM_BYTES: usize = 32;
+
+fn sto_err(msg: String) -> StorageError {
+    StorageError::IO {
+        source: StorageIOError::write(AnyError::error(msg)),
+    }
+}
+
+fn sto_read_err(msg: String) -> StorageError {
+    StorageError::IO {
+        source: StorageIOError::read(AnyError::error(msg)),
+    }
+}
+
+fn index_key(index: u64) -> [u8; 8] {
+    index.to_be_bytes()
+}
+
+fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, String> {
+    postcard::to_stdvec(v).map_err(|e| format!("encode: {e}"))
+}
+
+fn with_checksum(mut bytes: Vec<u8>) -> Vec<u8> {
+    let sum = blake3::hash(&bytes);
+    bytes.extend_from_slice(sum.as_bytes());
+    bytes
+}
+
+fn strip_checksum(bytes: &[u8]) -> Result<&[u8], String> {
+    if bytes.len() < CHECKSUM_BYTES {
+        return Err(format!(
+            "record of {} bytes is shorter than its checksum",
+            bytes.len()
+        ));
+    }
+    let (body, sum) = bytes.split_at(bytes.len() - CHECKSUM_BYTES);
+    if blake3::hash(body).as_bytes() != sum {
+        return Err("checksum mismatch (blake3)".to_string());
+    }
+    Ok(body)
+}
+
+/// An opened node data directory: the identity checked, sled opened, every
+/// record decoded once.
+pub struct DataDir {
+    pub path: PathBuf,
+    pub log: LogStore,
+    pub sm: SmStore,
+}
+
+/// Opens (creating on first start) `path` for `cluster_name`/`node_id`.
+/// Refuses a foreign or damaged directory with an error naming the file.
+pub fn open_data_dir(
+    path: &Path,
+    cluster_name: &str,
+    node_id: u64,
+    hub: Arc<WatchHub>,
+    counters: Arc<Counters>,
+) -> Result<DataDir, NodeError> {
+    identity::check_identity(path, cluster_name, node_id)?;
+    let sled_path = path.join("sled");
+    let db = open_sled(&sled_path)?;
+    let log = LogStore::open(db.clone(), &sled_path)?;
+    let sm = SmStore::open(db, &sled_path, hub, counters)?;
+    Ok(DataDir {
+        path: path.to_path_buf(),
+        log,
+        sm,
+    })
+}
+
+/// How long to wait for another holder of the sled lock to let go (a node of
+/// the same process still shutting down), in 100 ms steps.
+const SLED_LOCK_WAIT_STEPS: u32 = 100;
+
+fn open_sled(sled_path: &Path) -> Result<sled::Db, NodeError> {
+    let mut attempt = 0;
+    loop {
+        let config = sled::Config::new().path(sled_path);
+        match config.open() {
+            Ok(db) => return Ok(db),
+            Err(sled::Error::Io(e))
+                if e.kind() == std::io::ErrorKind::WouldBlock || e.to_string().contains("lock") =>
+            {
+                attempt += 1;
+                if attempt >= SLED_LOCK_WAIT_STEPS {
+                    return Err(NodeError::data_dir(
+                        sled_path,
+                        format!("the database is locked by another process (is this node already running?): {e}"),
+                    ));
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            Err(e) => {
+                return Err(NodeError::data_dir(
+                    sled_path,
+                    format!("sled could not open the database: {e}"),
+                ));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checksum_round_trip_and_detects_a_flipped_bit() {
+        let b = with_checksum(vec![1, 2, 3]);
+        assert_eq!(strip_checksum(&b).unwrap(), &[1, 2, 3]);
+        let mut bad = b.clone();
+        bad[0] ^= 1;
+        assert!(strip_checksum(&bad).is_err());
+    }
+}

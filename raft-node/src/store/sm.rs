@@ -1,0 +1,259 @@
+//! The state-machine store: the in-memory `BookingState`, what it has
+//! applied, and the glue that applies committed entries to it.
+//!
+//! Owns: [`SmStore`] (openraft's `RaftStateMachine`), the one lock over
+//! [`SmState`] (a reader sees the booking state and its applied id together),
+//! publishing each entry's seat changes to the watch hub, restoring the
+//! newest snapshot at start and installing one sent by the leader. The
+//! durable snapshot record itself is `snapshot.rs`.
+//!
+//! Must not: decide anything about bookings (`BookingState::apply` does), read
+//! a clock or hold the lock across an `.await`. The one exception is the
+//! deliberate bug `clock-in-apply`, marked at its site; the check is a
+//! constant `false` in a normal build.
+
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Instant;
+
+use openraft::storage::RaftStateMachine;
+use openraft::{EntryPayload, OptionalSend, Snapshot};
+use state_machine::BookingState;
+
+use super::snapshot::load_snapshot;
+use super::{sto_read_err, TREE_SM};
+use crate::bugs::Bug;
+use crate::error::NodeError;
+use crate::metrics::Counters;
+use crate::types::{
+    Entry, EntryResponse, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
+};
+use crate::watch::{ResyncReason, WatchHub};
+
+/// What the state machine has applied. Guarded by one lock so a reader sees
+/// the booking state and its applied id together.
+pub struct SmState {
+    pub booking: BookingState,
+    pub last_applied: Option<LogId>,
+    pub last_membership: StoredMembership,
+}
+
+/// The state machine and its durable snapshot. Cloning shares it (the clone is
+/// also the snapshot builder).
+#[derive(Clone)]
+pub struct SmStore {
+    pub(super) inner: Arc<SmInner>,
+}
+
+pub(super) struct SmInner {
+    pub(super) db: sled::Db,
+    pub(super) tree: sled::Tree,
+    pub(super) path: PathBuf,
+    state: RwLock<SmState>,
+    /// Distinguishes snapshots built at the same log id.
+    pub(super) snapshot_seq: AtomicU64,
+    hub: Arc<WatchHub>,
+    pub(super) counters: Arc<Counters>,
+}
+
+impl SmStore {
+    pub(super) fn open(
+        db: sled::Db,
+        path: &Path,
+        hub: Arc<WatchHub>,
+        counters: Arc<Counters>,
+    ) -> Result<SmStore, NodeError> {
+        let tree = db.open_tree(TREE_SM).map_err(|e| {
+            NodeError::data_dir(path, format!("cannot open sled tree {TREE_SM:?}: {e}"))
+        })?;
+        let mut state = SmState {
+            booking: BookingState::new(),
+            last_applied: None,
+            last_membership: Default::default(),
+        };
+        if let Some(record) =
+            load_snapshot(&tree, path).map_err(|e| NodeError::data_dir(path, e))?
+        {
+            state.booking = BookingState::restore(&record.data).map_err(|e| {
+                NodeError::data_dir(
+                    path,
+                    format!(
+                        "tree {TREE_SM}: snapshot {} does not restore: {e}",
+                        record.meta.snapshot_id
+                    ),
+                )
+            })?;
+            state.last_applied = record.meta.last_log_id;
+            state.last_membership = record.meta.last_membership;
+        }
+        hub.reset(
+            state.last_applied.map(|l| l.index).unwrap_or(0),
+            ResyncReason::TooOld,
+        );
+        Ok(SmStore {
+            inner: Arc::new(SmInner {
+                db,
+                tree,
+                path: path.to_path_buf(),
+                state: RwLock::new(state),
+                snapshot_seq: AtomicU64::new(0),
+                hub,
+                counters,
+            }),
+        })
+    }
+
+    /// Read access to the applied state (stale reads, status, tick deadline).
+    pub fn read(&self) -> RwLockReadGuard<'_, SmState> {
+        // Poisoning means a panic inside apply: an invariant broke and the
+        // process is going down anyway; reading what is there is no worse.
+        self.inner.state.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, SmState> {
+        self.inner.state.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// BUG helper (fault-injection-bugs, clock-in-apply): this replica's wall
+    /// clock plus the offset the clock nemesis wrote next to its data. Called
+    /// only when that bug is active.
+    fn local_clock_ms(&self) -> u64 {
+        let offset_file = std::env::var(crate::node::FAULT_CLOCK_ENV)
+            .is_ok_and(|v| v == "1")
+            .then(|| {
+                self.inner
+                    .path
+                    .parent()
+                    .map(|d| d.join(crate::node::CLOCK_OFFSET_FILE))
+            })
+            .flatten();
+        crate::node::StampClock::new(offset_file).now_ms()
+    }
+
+    /// The watch hub this store publishes applied changes to.
+    pub fn hub(&self) -> &Arc<WatchHub> {
+        &self.inner.hub
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for SmStore {
+    type SnapshotBuilder = SmStore;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
+        let s = self.read();
+        Ok((s.last_applied, s.last_membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<EntryResponse>, StorageError>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let started = Instant::now();
+        let mut responses = Vec::new();
+        let mut published = Vec::new();
+        let mut commands = 0u64;
+        {
+            let mut s = self.write();
+            for entry in entries {
+                let index = entry.log_id.index;
+                s.last_applied = Some(entry.log_id);
+                let response = match entry.payload {
+                    EntryPayload::Blank => EntryResponse::default(),
+                    EntryPayload::Normal(batch) => {
+                        // BUG (fault-injection-bugs, clock-in-apply): log time
+                        // taken from this replica's clock (with the nemesis's
+                        // offset) instead of the leader's stamp, so replicas
+                        // diverge. Caught by the selftest's expiry x clock run:
+                        // "replica_hashes_equal" (and "no_confirm_past_expiry").
+                        let batch = if crate::bugs::active(Bug::ClockInApply) {
+                            state_machine::Batch {
+                                stamp_ms: self.local_clock_ms(),
+                                ..batch
+                            }
+                        } else {
+                            batch
+                        };
+                        let out = s.booking.apply(index, &batch);
+                        assert_eq!(
+                            out.outcomes.len(),
+                            batch.requests.len(),
+                            "state machine answered {} outcomes for {} requests at index {index}",
+                            out.outcomes.len(),
+                            batch.requests.len()
+                        );
+                        commands += batch.requests.len() as u64;
+                        published.push((index, out.changes));
+                        EntryResponse {
+                            outcomes: out.outcomes,
+                            indexes: out.indexes,
+                        }
+                    }
+                    EntryPayload::Membership(m) => {
+                        s.last_membership = StoredMembership::new(Some(entry.log_id), m);
+                        EntryResponse::default()
+                    }
+                };
+                responses.push(response);
+            }
+        }
+        let c = &self.inner.counters;
+        Counters::add(&c.entries_applied, responses.len() as u64);
+        Counters::add(&c.commands_applied, commands);
+        Counters::add(&c.apply_time_us, started.elapsed().as_micros() as u64);
+        for (index, changes) in published {
+            self.inner.hub.publish(index, changes);
+        }
+        Ok(responses)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError> {
+        let data = snapshot.into_inner();
+        // Verify before anything is replaced: a damaged transfer must not
+        // become this node's state.
+        let booking = BookingState::restore(&data).map_err(|e| {
+            sto_read_err(format!(
+                "snapshot {} received from the leader does not restore: {e}",
+                meta.snapshot_id
+            ))
+        })?;
+        // Durable first, then in memory: after a crash in between, start-up
+        // restores this same snapshot.
+        self.persist_snapshot(meta, data).await?;
+        {
+            let mut s = self.write();
+            s.booking = booking;
+            s.last_applied = meta.last_log_id;
+            s.last_membership = meta.last_membership.clone();
+        }
+        Counters::add(&self.inner.counters.snapshots_installed, 1);
+        self.inner.hub.reset(
+            meta.last_log_id.map(|l| l.index).unwrap_or(0),
+            ResyncReason::SnapshotInstalled,
+        );
+        tracing::info!(snapshot = %meta.snapshot_id, "snapshot installed");
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
+        let record = load_snapshot(&self.inner.tree, &self.inner.path).map_err(sto_read_err)?;
+        Ok(record.map(|r| Snapshot {
+            meta: r.meta,
+            snapshot: Box::new(Cursor::new(r.data)),
+        }))
+    }
+}

@@ -19,7 +19,7 @@ use client::state_machine::{
     AvailabilityView, BookingView, Command, EventSpec, EventSummary, EventView, Query, QueryResult,
     Reply, Selection,
 };
-use client::{Client, ClientError, ClientOptions, ClusterStatus, Consistency, NodeStatus};
+use client::{Client, ClientError, ClientOptions, ClusterStatus, Consistency, Ids, NodeStatus};
 use serde_json::json;
 
 /// Talk to a booking cluster.
@@ -234,7 +234,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         file.display()
                     ))
                 })?;
-                let reply = client.execute(Command::CreateEvent(spec)).await?;
+                let reply = write(&client, Command::CreateEvent(spec)).await?;
                 let Reply::EventCreated { event_id } = reply else {
                     bail!("unexpected reply {reply:?}")
                 };
@@ -272,11 +272,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 Ok(())
             }
             EventCmd::Open { id } => {
-                let reply = client
-                    .execute(Command::OpenSale {
+                let reply = write(
+                    &client,
+                    Command::OpenSale {
                         event_id: id.clone(),
-                    })
-                    .await?;
+                    },
+                )
+                .await?;
                 print(
                     cli.json,
                     json!({ "event_id": id, "sale": "open", "reply": reply }),
@@ -285,11 +287,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 Ok(())
             }
             EventCmd::Close { id } => {
-                let reply = client
-                    .execute(Command::CloseSale {
+                let reply = write(
+                    &client,
+                    Command::CloseSale {
                         event_id: id.clone(),
-                    })
-                    .await?;
+                    },
+                )
+                .await?;
                 print(
                     cli.json,
                     json!({ "event_id": id, "sale": "closed", "reply": reply }),
@@ -342,7 +346,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             } else {
                 return Err(Usage("give --seats, --best or --ga".into()).into());
             };
-            let reply = client.hold(event, holder, selection).await?;
+            let reply = write(
+                &client,
+                Command::Hold {
+                    event_id: event.clone(),
+                    holder: holder.clone(),
+                    selection,
+                },
+            )
+            .await?;
             let Reply::Held {
                 hold_id,
                 event_id,
@@ -374,7 +386,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Cmd::Release { hold, holder } => {
-            let reply = client.release(*hold, holder).await?;
+            let reply = write(
+                &client,
+                Command::Release {
+                    hold_id: *hold,
+                    holder: holder.clone(),
+                },
+            )
+            .await?;
             let Reply::Released { hold_id } = reply else {
                 bail!("unexpected reply {reply:?}")
             };
@@ -390,7 +409,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             payment_ref,
             holder,
         } => {
-            let reply = client.confirm(*hold, holder, payment_ref).await?;
+            let reply = write(
+                &client,
+                Command::Confirm {
+                    hold_id: *hold,
+                    holder: holder.clone(),
+                    payment_ref: payment_ref.clone(),
+                },
+            )
+            .await?;
             let Reply::Confirmed(booking) = reply else {
                 bail!("unexpected reply {reply:?}")
             };
@@ -447,6 +474,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Cmd::Snapshot => snapshot(&client, cli.json).await,
     }
+}
+
+/// Every write of bookctl: a first send of new ids (a one-shot CLI never
+/// resends), the store's refusal as [`ClientError::Refused`] (exit 1).
+async fn write(client: &Client, command: Command) -> Result<Reply, ClientError> {
+    client.submit(Ids::New, command).await?.into_reply()
 }
 
 async fn read(

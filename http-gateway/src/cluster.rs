@@ -83,9 +83,9 @@ pub struct ClusterStatus {
     pub members: Vec<MemberStatus>,
 }
 
-/// The answer to [`Cluster::submit_first`].
+/// The answer to [`Cluster::submit_first_send`].
 #[derive(Clone, Debug, PartialEq)]
-pub struct FirstAnswer {
+pub struct FirstSendAnswer {
     pub outcome: Outcome,
     /// True when the leader answered without a log write (a refusal).
     pub answered_without_log_write: bool,
@@ -145,14 +145,17 @@ pub trait Cluster: Send + Sync + 'static {
     /// Proposes one command and waits for its outcome.
     fn submit(&self, request: Request) -> BoxFuture<'_, Result<Outcome, ClusterError>>;
 
-    /// [`Cluster::submit`] for a request whose `(client_id, request_id)` was
-    /// never sent before (fresh ids; never a retry, never an
-    /// `Idempotency-Key`): the leader may answer a refusal it proves current
-    /// without a log write, and the answer says so. The default proposes
-    /// through `submit`.
-    fn submit_first(&self, request: Request) -> BoxFuture<'_, Result<FirstAnswer, ClusterError>> {
+    /// [`Cluster::submit`] for a first send: a request whose
+    /// `(client_id, request_id)` was never sent before (new ids from
+    /// [`crate::ids::NewIds`]; never a retry, never an `Idempotency-Key`):
+    /// the leader may answer a refusal it proves current without a log
+    /// write, and the answer says so. The default proposes through `submit`.
+    fn submit_first_send(
+        &self,
+        request: Request,
+    ) -> BoxFuture<'_, Result<FirstSendAnswer, ClusterError>> {
         Box::pin(async move {
-            Ok(FirstAnswer {
+            Ok(FirstSendAnswer {
                 outcome: self.submit(request).await?,
                 answered_without_log_write: false,
             })

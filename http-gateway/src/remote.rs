@@ -24,7 +24,7 @@ use futures::StreamExt;
 use state_machine::{Outcome, Query, Request};
 
 use crate::cluster::{
-    BoxFuture, Cluster, ClusterError, ClusterStatus, Consistency, FirstAnswer, MemberStatus,
+    BoxFuture, Cluster, ClusterError, ClusterStatus, Consistency, FirstSendAnswer, MemberStatus,
     ReadAnswer, WatchItem, WatchStream,
 };
 
@@ -85,7 +85,7 @@ impl ClientCluster {
     /// sent the same key. New gateway ids are sent as [`Ids::New`] (new ids of
     /// this client, never sent before), so the send is a first send and the
     /// leader may answer a refusal without a log write.
-    async fn submit_routed(&self, request: Request) -> Result<FirstAnswer, ClusterError> {
+    async fn submit_routed(&self, request: Request) -> Result<FirstSendAnswer, ClusterError> {
         let ids = if crate::ids::is_derived(request.client_id) {
             Ids::Derived(RequestIds {
                 client_id: request.client_id,
@@ -96,13 +96,13 @@ impl ClientCluster {
         };
         let submitted = self.client.submit(ids, request.command).await;
         match submitted {
-            Ok(submitted) => Ok(FirstAnswer {
+            Ok(submitted) => Ok(FirstSendAnswer {
                 outcome: submitted.outcome,
                 answered_without_log_write: submitted.answered_without_log_write,
             }),
             // `submit` returns refusals inside `Ok`; only
             // `Submitted::into_reply` makes this error. Keep the contract anyway.
-            Err(client::ClientError::Refused(e)) => Ok(FirstAnswer {
+            Err(client::ClientError::Refused(e)) => Ok(FirstSendAnswer {
                 outcome: Err(e),
                 answered_without_log_write: false,
             }),
@@ -116,7 +116,10 @@ impl Cluster for ClientCluster {
         Box::pin(async move { Ok(self.submit_routed(request).await?.outcome) })
     }
 
-    fn submit_first(&self, request: Request) -> BoxFuture<'_, Result<FirstAnswer, ClusterError>> {
+    fn submit_first_send(
+        &self,
+        request: Request,
+    ) -> BoxFuture<'_, Result<FirstSendAnswer, ClusterError>> {
         // `submit_routed` already sends new ids as first sends.
         Box::pin(self.submit_routed(request))
     }

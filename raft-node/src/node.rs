@@ -135,7 +135,7 @@ type ReadReply = oneshot::Sender<Result<u64, NodeError>>;
 struct ReadWaiter {
     reply: ReadReply,
     /// Accept only a round this node ran as leader (the fast path of
-    /// `submit_first`); a round asked of another node answers an error.
+    /// `submit_first_send`); a round asked of another node answers an error.
     leader_only: bool,
 }
 
@@ -245,7 +245,10 @@ impl NodeCore {
     /// a refusal the leader can prove current is answered without a log write
     /// (`true` in the answer, with the applied index it reflects); anything
     /// else is proposed exactly as [`NodeCore::submit`] does.
-    pub async fn submit_first(&self, request: Request) -> Result<(Outcome, u64, bool), NodeError> {
+    pub async fn submit_first_send(
+        &self,
+        request: Request,
+    ) -> Result<(Outcome, u64, bool), NodeError> {
         if let Some((outcome, applied)) = self.answer_without_log_write(&request).await {
             Counters::add(&self.counters.answered_without_log_write, 1);
             return Ok((outcome, applied, true));
@@ -331,7 +334,7 @@ impl NodeCore {
 
     /// Joins the next ReadIndex round; with `leader_only`, a round that ran on
     /// another node (leadership moved meanwhile) is an error (the fast path of
-    /// `submit_first` needs a round this node ran as leader).
+    /// `submit_first_send` needs a round this node ran as leader).
     async fn join_read_round(&self, leader_only: bool) -> Result<u64, NodeError> {
         let (tx, rx) = oneshot::channel();
         match self.read_tx.try_send(ReadWaiter {

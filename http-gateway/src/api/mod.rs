@@ -129,7 +129,7 @@ pub(crate) async fn submit(
         {
             extra += 1;
             tokio::time::sleep(Duration::from_millis(crate::fault::RETRY_NEW_ID_PAUSE_MS)).await;
-            let (client_id, request_id) = state.fresh_ids.next();
+            let (client_id, request_id) = state.new_ids.next();
             tracing::warn!(
                 command = command.name(),
                 attempt = extra,
@@ -175,20 +175,24 @@ async fn submit_once(
     Ok(outcome)
 }
 
-/// Submits with fresh ids (a repeat is judged anew). Fresh ids were never
-/// sent, so the leader may answer a refusal without a log write
-/// ([`crate::cluster::Cluster::submit_first`]); a request that carries an
+/// Submits under new ids (a repeat is judged anew) as a first send: new ids
+/// were never sent, so the leader may answer a refusal without a log write
+/// ([`crate::cluster::Cluster::submit_first_send`]); a request that carries an
 /// `Idempotency-Key` must use [`submit`] with its derived ids instead, since
 /// another gateway may have sent the same key.
-pub(crate) async fn submit_fresh(state: &AppState, command: Command) -> Result<Reply, Problem> {
-    let (client_id, request_id) = state.fresh_ids.next();
+pub(crate) async fn submit_first_send(
+    state: &AppState,
+    command: Command,
+) -> Result<Reply, Problem> {
+    let (client_id, request_id) = state.new_ids.next();
     let request = Request {
         client_id,
         request_id,
         command,
     };
     let timeout = Duration::from_millis(state.settings.cluster_timeout_ms);
-    let answer = match tokio::time::timeout(timeout, state.cluster.submit_first(request)).await {
+    let answer = match tokio::time::timeout(timeout, state.cluster.submit_first_send(request)).await
+    {
         Err(_) => {
             return Err(crate::cluster::ClusterError::OutcomeUnknown {
                 reason: "timed out".into(),

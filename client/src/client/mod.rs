@@ -1,21 +1,21 @@
 //! [`Client`]: who the client is (its random client id and request-id
 //! counter), which nodes it knows, one pooled gRPC channel per node, and the
 //! cached leader. Every call goes through the one bounded retry loop of
-//! [`retry`].
+//! `retry.rs`.
 //!
 //! Layout (each submodule adds methods to [`Client`]):
 //! - this file: construction, the endpoint list (seeds plus addresses learned
 //!   from redirects and membership, at most [`ENDPOINTS_MAX`]), the channel
 //!   pool and the leader cache;
-//! - [`retry`]: the retry loop and its exact semantics;
-//! - [`write`]: [`Client::submit`], the only write, with [`Ids`] saying who
+//! - `retry.rs`: the retry loop and its exact semantics;
+//! - `write.rs`: [`Client::submit`], the only write, with [`Ids`] saying who
 //!   named the request and so whether the leader may answer without a log
 //!   write;
-//! - [`read`]: queries and the watch stream;
-//! - [`admin`]: status, leader wait, membership and snapshots.
+//! - `read.rs`: queries and the watch stream;
+//! - `admin.rs`: status, leader wait, membership and snapshots.
 //!
 //! Must not: know openraft or sled, let a protobuf type out of this crate, or
-//! retry anywhere but in [`retry`].
+//! retry anywhere but in `retry.rs`.
 
 mod admin;
 mod read;

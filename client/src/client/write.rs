@@ -33,7 +33,7 @@ pub struct RequestIds {
 ///
 /// Within one call, a first send stays a first send across redirects and
 /// "not applied" refusals and stops being one after an attempt with an
-/// unknown outcome (see [`super::retry`]).
+/// unknown outcome (the retry semantics are in `client/retry.rs`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Ids {
     /// The client mints the ids ([`Client::mint_ids`]: its own client id, a
@@ -102,7 +102,7 @@ impl Submitted {
 impl Client {
     /// Proposes one command under `ids` and returns the store's outcome (a
     /// refusal is `Ok` with `Err` in [`Submitted::outcome`]). Retries with the
-    /// same ids as described in [`super::retry`]; only [`Ids::New`] and
+    /// same ids as described in `client/retry.rs`; only [`Ids::New`] and
     /// [`Ids::FirstSend`] may be answered without a log write.
     ///
     /// Explicit ids with client id 0 (never deduplicated) are rejected here

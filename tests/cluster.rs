@@ -15,7 +15,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use client::state_machine::{Command as Cmd, Query, QueryResult, Reply, Selection};
-use client::{Client, Consistency};
+use client::{Client, ClientError, Consistency, Ids};
 use common::{event_spec, json_of, wait_for, TestCluster, WAIT};
 
 /// Serialises the cluster tests of this binary.
@@ -27,17 +27,23 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// One write as a first send of new ids, a refusal as `ClientError::Refused`.
+async fn write(client: &Client, command: Cmd) -> Result<Reply, ClientError> {
+    client.submit(Ids::New, command).await?.into_reply()
+}
+
 async fn create_open_event(client: &Client, event_id: &str) {
-    client
-        .execute(Cmd::CreateEvent(event_spec(event_id)))
+    write(client, Cmd::CreateEvent(event_spec(event_id)))
         .await
         .expect("create event");
-    client
-        .execute(Cmd::OpenSale {
+    write(
+        client,
+        Cmd::OpenSale {
             event_id: event_id.to_string(),
-        })
-        .await
-        .expect("open sale");
+        },
+    )
+    .await
+    .expect("open sale");
 }
 
 async fn status_view(client: &Client) -> client::state_machine::StatusView {
@@ -178,7 +184,7 @@ async fn write_retried_across_leader_kill_applies_once() {
     let in_flight = {
         let client = client.clone();
         let command = command.clone();
-        tokio::spawn(async move { client.submit_detailed(command).await })
+        tokio::spawn(async move { client.submit(Ids::New, command).await })
     };
     wait_for("the leader to append the hold", WAIT, || async {
         let status = client.node_status(&leader_addr).await.ok()?;
@@ -219,7 +225,7 @@ async fn write_retried_across_leader_kill_applies_once() {
     }
     // Resending the same request id answers the remembered outcome.
     let again = client
-        .submit_with_id(submitted.request_id, command)
+        .submit(Ids::Resend(submitted.ids), command)
         .await
         .unwrap();
     assert_eq!(again.outcome, submitted.outcome);
@@ -264,12 +270,14 @@ async fn duplicate_request_id_applies_once() {
         holder: "bob".into(),
         selection: Selection::Seats(vec!["A-2-1".into()]),
     };
-    let request_id = client.next_request_id();
+    // Both sends are resends (as a caller resolving an unknown outcome would
+    // send them), so both go through the log.
+    let ids = client.mint_ids();
     let first = client
-        .submit_with_id(request_id, command.clone())
+        .submit(Ids::Resend(ids), command.clone())
         .await
         .unwrap();
-    let second = client.submit_with_id(request_id, command).await.unwrap();
+    let second = client.submit(Ids::Resend(ids), command).await.unwrap();
     assert!(matches!(first.outcome, Ok(Reply::Held { .. })), "{first:?}");
     assert_eq!(first.outcome, second.outcome);
     assert_eq!(status_view(&client).await.holds_live, 1);
@@ -305,18 +313,20 @@ async fn five_node_cluster_survives_two_failures() {
     let leader_status = status.leader.expect("a leader");
     assert_eq!(leader_status.members.iter().filter(|m| m.voter).count(), 5);
 
-    let reply = client
-        .hold(
-            "gig",
-            "carol",
-            Selection::BestAvailable {
+    let reply = write(
+        &client,
+        Cmd::Hold {
+            event_id: "gig".into(),
+            holder: "carol".into(),
+            selection: Selection::BestAvailable {
                 count: 2,
                 section: None,
                 allow_non_adjacent: false,
             },
-        )
-        .await
-        .unwrap();
+        },
+    )
+    .await
+    .unwrap();
     assert!(
         matches!(reply, Reply::Held { ref seats, .. } if seats.len() == 2),
         "{reply:?}"
@@ -330,10 +340,16 @@ async fn five_node_cluster_survives_two_failures() {
         .unwrap();
     cluster.kill9(leader);
     cluster.kill9(other);
-    let reply = client
-        .hold("gig", "dave", Selection::Seats(vec!["A-2-10".into()]))
-        .await
-        .unwrap_or_else(|e| panic!("3 of 5 still serve: {e}\n{}", cluster.logs()));
+    let reply = write(
+        &client,
+        Cmd::Hold {
+            event_id: "gig".into(),
+            holder: "dave".into(),
+            selection: Selection::Seats(vec!["A-2-10".into()]),
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("3 of 5 still serve: {e}\n{}", cluster.logs()));
     assert!(matches!(reply, Reply::Held { .. }), "{reply:?}");
     let new_leader = cluster.wait_leader(&client).await;
     assert!(new_leader != leader && new_leader != other);

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use client::state_machine::{Command, EventSpec, Reply, Selection};
-use client::{Client, ClientOptions};
+use client::{Client, ClientOptions, Ids};
 
 const ROWS: u32 = 100;
 const SEATS_PER_ROW: u32 = 1_000;
@@ -53,12 +53,19 @@ async fn main() -> anyhow::Result<()> {
             "sections":[{{"kind":"reserved","id":"A","name":"A","price_cents":100,"rows":[{}]}}]}}"#,
         rows.join(",")
     ))?;
-    admin.execute(Command::CreateEvent(spec)).await?;
     admin
-        .execute(Command::OpenSale {
-            event_id: event_id.clone(),
-        })
-        .await?;
+        .submit(Ids::New, Command::CreateEvent(spec))
+        .await?
+        .into_reply()?;
+    admin
+        .submit(
+            Ids::New,
+            Command::OpenSale {
+                event_id: event_id.clone(),
+            },
+        )
+        .await?
+        .into_reply()?;
 
     let next_seat = Arc::new(AtomicU64::new(0));
     println!("clients  holds  holds/s  p50_ms  p99_ms  max_ms  errors");
@@ -84,11 +91,16 @@ async fn main() -> anyhow::Result<()> {
                         n % u64::from(SEATS_PER_ROW) + 1
                     );
                     let t = Instant::now();
-                    let result = client
-                        .hold(&event_id, &format!("fan-{c}"), Selection::Seats(vec![seat]))
-                        .await;
-                    match result {
-                        Ok(Reply::Held { .. }) => latencies_us.push(t.elapsed().as_micros() as u64),
+                    let hold = Command::Hold {
+                        event_id: event_id.clone(),
+                        holder: format!("fan-{c}"),
+                        selection: Selection::Seats(vec![seat]),
+                    };
+                    let result = client.submit(Ids::New, hold).await;
+                    match result.map(|s| s.outcome) {
+                        Ok(Ok(Reply::Held { .. })) => {
+                            latencies_us.push(t.elapsed().as_micros() as u64)
+                        }
                         _ => errors += 1,
                     }
                 }

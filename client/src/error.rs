@@ -5,8 +5,8 @@
 //! (refused, rejected, or certainly never applied); false when a write's
 //! outcome is unknown. An unknown outcome is resolved by sending the same
 //! command again with the SAME `(client_id, request_id)`
-//! ([`crate::Client::submit_with_id`]): the state machine returns the
-//! remembered outcome instead of applying twice.
+//! ([`crate::Ids::Resend`]): the state machine returns the remembered outcome
+//! instead of applying twice.
 //!
 //! Must not: build statuses (that is raft-node's side); it only reads them, by
 //! the codes pinned in docs/config-and-node-interface.md.
@@ -17,9 +17,9 @@ use state_machine::BookingError;
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ClientError {
     /// The store applied the command and refused it (seat taken, hold expired,
-    /// not the owner, ...). Definite: the command changed nothing. Only
-    /// returned by the flattening helpers ([`crate::Client::execute`] and the
-    /// typed commands); [`crate::Client::submit`] returns it inside `Ok`.
+    /// not the owner, ...). Definite: the command changed nothing. Only made
+    /// by [`crate::Submitted::into_reply`]; [`crate::Client::submit`] returns
+    /// it inside `Ok`.
     #[error("refused by the store: {0} ({code})", code = .0.code())]
     Refused(BookingError),
     /// A node refused the request before proposing it (malformed, too big, a
@@ -44,8 +44,8 @@ pub enum ClientError {
     },
     /// A write may or may not have been applied: an attempt timed out, lost its
     /// connection, or its leader changed after proposing, and the bounded
-    /// retries (all with the same ids) did not reach an answer. Resolve it with
-    /// [`crate::Client::submit_with_id`] and `request_id`.
+    /// retries (all with the same ids) did not reach an answer. Resolve it by
+    /// submitting the same command with [`crate::Ids::Resend`] of these ids.
     #[error(
         "outcome unknown after {attempts} attempt(s){ids}: it may or may not have been applied: {last_error}",
         ids = match request_id {
@@ -56,8 +56,8 @@ pub enum ClientError {
     OutcomeUnknown {
         /// The client id the request carried.
         client_id: u64,
-        /// The request id to retry with (the first of a batch); `None` for
-        /// membership calls, which carry no ids and are idempotent by value.
+        /// The request id to retry with; `None` for membership calls, which
+        /// carry no ids and are idempotent by value.
         request_id: Option<u64>,
         /// How many attempts were made.
         attempts: u32,

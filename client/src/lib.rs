@@ -4,8 +4,10 @@
 //! is the HTTP gateway.
 //!
 //! Layout:
-//! - [`client`]: [`Client`], its channel pool, leader cache and the one bounded
-//!   retry loop (its docs state the retry semantics exactly).
+//! - [`client`]: [`Client`], its channel pool and leader cache, split by
+//!   concept: the one bounded retry loop (its docs state the retry semantics
+//!   exactly), writes ([`Client::submit`] with [`Ids`]), reads and watch,
+//!   administration.
 //! - [`error`]: [`ClientError`] with [`ClientError::is_definite`] (is the
 //!   outcome known?) and [`ClientError::is_retryable`].
 //! - [`options`]: [`ClientOptions`], every timeout and retry bound.
@@ -21,8 +23,8 @@
 //!   resolves an unknown outcome much later may see the command applied twice.
 //! - `client_id` is random per [`Client`]: two processes never share one, but
 //!   a restarted process starts a new one, so it cannot dedupe against writes
-//!   of its previous life. A caller that must ([`Client::submit_as`], used by
-//!   the gateway for `Idempotency-Key`) names its requests itself.
+//!   of its previous life. A caller that must ([`Ids::Derived`], used by the
+//!   gateway for `Idempotency-Key`) names its requests itself.
 //! - A transport error other than a refused connection is treated as "may
 //!   have been applied" (the request may have reached the node).
 
@@ -31,12 +33,12 @@ pub mod error;
 pub mod options;
 pub mod types;
 
-pub use client::{Client, ENDPOINTS_MAX};
+pub use client::{Client, Ids, RequestIds, Submitted, ENDPOINTS_MAX};
 pub use error::ClientError;
 pub use options::ClientOptions;
 pub use types::{
     ClusterStatus, Consistency, EndpointStatus, Member, MembershipChange, NodeStatus, ResyncReason,
-    Submitted, WatchItem,
+    WatchItem,
 };
 
 /// The domain types callers build commands and queries from.

@@ -1,9 +1,12 @@
-//! The client's own view types: what `status`, `submit`, `watch` and the
-//! membership calls return. Built from protobuf messages here so no caller
-//! sees a generated type.
+//! The client's own view types: what `status`, `watch` and the membership
+//! calls return, and the read consistency. Built from protobuf messages in
+//! the `client` module so no caller sees a generated type. (A write's answer,
+//! [`crate::Submitted`], lives with the write in `client/write.rs`.)
+//!
+//! Must not: hold behaviour beyond small accessors.
 
 use serde::Serialize;
-use state_machine::{Outcome, SeatChange};
+use state_machine::SeatChange;
 
 /// Read consistency.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize)]
@@ -15,26 +18,6 @@ pub enum Consistency {
     /// The answering node's local state, possibly behind; the returned
     /// applied index says how far.
     Stale,
-}
-
-/// A command's outcome with where and how it was decided.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Submitted {
-    /// The store's answer (a refusal is `Err` inside).
-    pub outcome: Outcome,
-    /// The request id the command carried (every attempt used this one).
-    pub request_id: u64,
-    /// Log index of the entry that decided it (for a deduplicated retry,
-    /// the entry that first applied the request).
-    pub log_index: u64,
-    /// The node that answered (the leader at the time).
-    pub leader_id: u64,
-    /// Attempts it took, redirects included (1 = first try).
-    pub attempts: u32,
-    /// The leader answered from its applied state after a ReadIndex round,
-    /// without a log write (only ever a refusal or a remembered outcome of a
-    /// first send); `log_index` is then the applied index it reflects.
-    pub answered_without_log_write: bool,
 }
 
 /// One member in a node's view of the membership.

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use client::state_machine::{Command, Outcome, Reply};
-use client::{Client, ClientError, ClientOptions};
+use client::{Client, ClientError, ClientOptions, Ids, RequestIds};
 use proto::booking as pb;
 use proto::booking::booking_server::{Booking, BookingServer};
 use tonic::metadata::MetadataValue;
@@ -204,14 +204,14 @@ async fn follows_the_leader_hint_and_caches_it() {
     )
     .await;
     let client = Client::with_options([follower_addr.to_string()], fast_options()).unwrap();
-    let first = client.submit_detailed(command()).await.unwrap();
+    let first = client.submit(Ids::New, command()).await.unwrap();
     assert_eq!(first.attempts, 2);
     assert_eq!(first.leader_id, 2);
     assert_eq!(
         client.cached_leader(),
         Some(format!("http://{leader_addr}"))
     );
-    let second = client.submit_detailed(command()).await.unwrap();
+    let second = client.submit(Ids::New, command()).await.unwrap();
     assert_eq!(second.attempts, 1, "the cached leader is asked first");
     assert_eq!(follower.seen.lock().unwrap().len(), 1);
     assert_eq!(leader.seen.lock().unwrap().len(), 2);
@@ -233,19 +233,20 @@ async fn unknown_outcome_is_retried_with_the_same_ids() {
     )
     .await;
     let client = Client::with_options([addr.to_string()], fast_options()).unwrap();
-    let submitted = client.submit_detailed(command()).await.unwrap();
+    let submitted = client.submit(Ids::New, command()).await.unwrap();
     assert_eq!(submitted.attempts, 3);
     let seen = node.seen.lock().unwrap().clone();
     assert_eq!(seen.len(), 3);
     assert!(
         seen.iter()
-            .all(|&ids| ids == (client.client_id(), submitted.request_id)),
+            .all(|&ids| ids == (submitted.ids.client_id, submitted.ids.request_id)),
         "{seen:?}"
     );
+    assert_eq!(submitted.ids.client_id, client.client_id());
     assert_eq!(
         submitted.outcome,
         Ok(Reply::Released {
-            hold_id: submitted.request_id
+            hold_id: submitted.ids.request_id
         })
     );
 }
@@ -256,7 +257,12 @@ async fn request_ids_increase() {
     let (addr, node) = fake_node(1, vec![]).await;
     let client = Client::with_options([addr.to_string()], fast_options()).unwrap();
     for _ in 0..3 {
-        assert!(client.submit(command()).await.unwrap().is_ok());
+        assert!(client
+            .submit(Ids::New, command())
+            .await
+            .unwrap()
+            .outcome
+            .is_ok());
     }
     let seen = node.seen.lock().unwrap().clone();
     assert_ne!(client.client_id(), 0);
@@ -275,7 +281,7 @@ async fn exhausted_after_unknown_is_outcome_unknown() {
     ];
     let (addr, _node) = fake_node(1, plan).await;
     let client = Client::with_options([addr.to_string()], fast_options()).unwrap();
-    let err = client.submit(command()).await.unwrap_err();
+    let err = client.submit(Ids::New, command()).await.unwrap_err();
     assert!(
         matches!(
             err,
@@ -291,14 +297,41 @@ async fn exhausted_after_unknown_is_outcome_unknown() {
     assert!(err.is_retryable());
 }
 
-// Goal: a retry under the reported request id resolves an unknown outcome.
+// Goal: a resend under the ids an unknown outcome reported carries exactly those ids.
 #[tokio::test]
-async fn submit_with_id_reuses_the_given_id() {
-    let (addr, node) = fake_node(1, vec![]).await;
+async fn resend_reuses_the_reported_ids() {
+    let (addr, node) = fake_node(
+        1,
+        vec![
+            Action::Error {
+                code: "outcome_unknown",
+                outcome: "unknown"
+            };
+            5
+        ],
+    )
+    .await;
     let client = Client::with_options([addr.to_string()], fast_options()).unwrap();
-    let submitted = client.submit_with_id(42, command()).await.unwrap();
-    assert_eq!(submitted.request_id, 42);
-    assert_eq!(node.seen.lock().unwrap()[0], (client.client_id(), 42));
+    let ClientError::OutcomeUnknown {
+        client_id,
+        request_id: Some(request_id),
+        ..
+    } = client.submit(Ids::New, command()).await.unwrap_err()
+    else {
+        panic!("five unknown answers end in OutcomeUnknown with the ids")
+    };
+    let ids = RequestIds {
+        client_id,
+        request_id,
+    };
+    let submitted = client.submit(Ids::Resend(ids), command()).await.unwrap();
+    assert_eq!(submitted.ids, ids);
+    let seen = node.seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 6);
+    assert!(
+        seen.iter().all(|&s| s == (client_id, request_id)),
+        "{seen:?}"
+    );
 }
 
 // Goal: exhausting retries that were all refused before proposing is a definite Unavailable.
@@ -313,7 +346,7 @@ async fn exhausted_without_proposal_is_definite_unavailable() {
     ];
     let (addr, _node) = fake_node(1, plan).await;
     let client = Client::with_options([addr.to_string()], fast_options()).unwrap();
-    let err = client.submit(command()).await.unwrap_err();
+    let err = client.submit(Ids::New, command()).await.unwrap_err();
     assert!(
         matches!(err, ClientError::Unavailable { attempts: 5, .. }),
         "{err:?}"
@@ -334,7 +367,7 @@ async fn invalid_argument_is_rejected_without_retry() {
     )
     .await;
     let client = Client::with_options([addr.to_string()], fast_options()).unwrap();
-    let err = client.submit(command()).await.unwrap_err();
+    let err = client.submit(Ids::New, command()).await.unwrap_err();
     assert!(
         matches!(&err, ClientError::Rejected { code, .. } if code == "invalid_argument"),
         "{err:?}"
@@ -353,12 +386,12 @@ async fn refused_connection_moves_on_to_the_next_endpoint() {
     let (addr, node) = fake_node(3, vec![]).await;
     let client =
         Client::with_options([dead_addr.to_string(), addr.to_string()], fast_options()).unwrap();
-    let submitted = client.submit_detailed(command()).await.unwrap();
+    let submitted = client.submit(Ids::New, command()).await.unwrap();
     assert_eq!(submitted.leader_id, 3);
     assert_eq!(node.seen.lock().unwrap().len(), 1);
 
     let only_dead = Client::with_options([dead_addr.to_string()], fast_options()).unwrap();
-    let err = only_dead.submit(command()).await.unwrap_err();
+    let err = only_dead.submit(Ids::New, command()).await.unwrap_err();
     assert!(
         matches!(err, ClientError::Unavailable { .. }),
         "a refused connection applied nothing: {err:?}"
@@ -381,7 +414,7 @@ fn bad_endpoints_are_refused() {
 
 // Goal: only a first send is marked `first_send`: it stays marked across
 // "not applied" refusals, and is unmarked from the first attempt after an
-// unknown outcome on; an explicit-id call is a resend unless said new.
+// unknown outcome on; explicit ids are a first send only as `Ids::FirstSend`.
 #[tokio::test]
 async fn only_first_sends_are_marked() {
     let (addr, node) = fake_node(
@@ -400,12 +433,75 @@ async fn only_first_sends_are_marked() {
     )
     .await;
     let client = Client::with_options([addr.to_string()], fast_options()).unwrap();
-    let submitted = client.submit_detailed(command()).await.unwrap();
+    let submitted = client.submit(Ids::New, command()).await.unwrap();
     assert_eq!(submitted.attempts, 3);
     assert!(!submitted.answered_without_log_write);
     assert_eq!(*node.first_sends.lock().unwrap(), vec![true, true, false]);
     node.first_sends.lock().unwrap().clear();
-    client.submit_with_id(77, command()).await.unwrap();
-    client.submit_new_with_id(78, command()).await.unwrap();
+    let own = |request_id| RequestIds {
+        client_id: client.client_id(),
+        request_id,
+    };
+    client
+        .submit(Ids::Resend(own(77)), command())
+        .await
+        .unwrap();
+    client
+        .submit(Ids::FirstSend(own(78)), command())
+        .await
+        .unwrap();
     assert_eq!(*node.first_sends.lock().unwrap(), vec![false, true]);
+}
+
+// Goal: `Ids::FirstSend` follows the same rule as `Ids::New` within a call:
+// marked across "not applied", unmarked after an unknown outcome.
+#[tokio::test]
+async fn first_send_ids_are_unmarked_after_an_unknown_outcome() {
+    let (addr, node) = fake_node(
+        1,
+        vec![
+            Action::Error {
+                code: "overloaded",
+                outcome: "not_applied",
+            },
+            Action::Error {
+                code: "outcome_unknown",
+                outcome: "unknown",
+            },
+            Action::Ok,
+        ],
+    )
+    .await;
+    let client = Client::with_options([addr.to_string()], fast_options()).unwrap();
+    let ids = client.mint_ids();
+    let submitted = client.submit(Ids::FirstSend(ids), command()).await.unwrap();
+    assert_eq!(submitted.ids, ids);
+    assert_eq!(*node.first_sends.lock().unwrap(), vec![true, true, false]);
+}
+
+// Goal: derived ids (another process may send them too) are sent unchanged
+// and never marked `first_send`, not even on their first attempt.
+#[tokio::test]
+async fn derived_ids_are_never_marked_and_sent_unchanged() {
+    let (addr, node) = fake_node(
+        1,
+        vec![Action::Error {
+            code: "no_leader",
+            outcome: "not_applied",
+        }],
+    )
+    .await;
+    let client = Client::with_options([addr.to_string()], fast_options()).unwrap();
+    let ids = RequestIds {
+        client_id: (1 << 63) | 5,
+        request_id: 9,
+    };
+    let submitted = client.submit(Ids::Derived(ids), command()).await.unwrap();
+    assert_eq!(submitted.ids, ids);
+    assert_eq!(submitted.attempts, 2);
+    assert_eq!(*node.first_sends.lock().unwrap(), vec![false, false]);
+    assert_eq!(
+        *node.seen.lock().unwrap(),
+        vec![(ids.client_id, 9), (ids.client_id, 9)]
+    );
 }

@@ -86,9 +86,9 @@ pub struct ClusterStatus {
     pub members: Vec<MemberStatus>,
 }
 
-/// The answer to [`Cluster::submit_first`].
+/// The answer to [`Cluster::submit_first_send`].
 #[derive(Clone, Debug, PartialEq)]
-pub struct FirstAnswer {
+pub struct FirstSendAnswer {
     pub outcome: Outcome,
     /// True when the leader answered without a log write (a refusal).
     pub answered_without_log_write: bool,
@@ -148,14 +148,17 @@ pub trait Cluster: Send + Sync + 'static {
     /// Proposes one command and waits for its outcome.
     fn submit(&self, request: Request) -> BoxFuture<'_, Result<Outcome, ClusterError>>;
 
-    /// [`Cluster::submit`] for a request whose `(client_id, request_id)` was
-    /// never sent before (fresh ids; never a retry, never an
-    /// `Idempotency-Key`): the leader may answer a refusal it proves current
-    /// without a log write, and the answer says so. The default proposes
-    /// through `submit`.
-    fn submit_first(&self, request: Request) -> BoxFuture<'_, Result<FirstAnswer, ClusterError>> {
+    /// [`Cluster::submit`] for a first send: a request whose
+    /// `(client_id, request_id)` was never sent before (new ids from
+    /// [`crate::ids::NewIds`]; never a retry, never an `Idempotency-Key`):
+    /// the leader may answer a refusal it proves current without a log
+    /// write, and the answer says so. The default proposes through `submit`.
+    fn submit_first_send(
+        &self,
+        request: Request,
+    ) -> BoxFuture<'_, Result<FirstSendAnswer, ClusterError>> {
         Box::pin(async move {
-            Ok(FirstAnswer {
+            Ok(FirstSendAnswer {
                 outcome: self.submit(request).await?,
                 answered_without_log_write: false,
             })
@@ -181,7 +184,7 @@ pub trait Cluster: Send + Sync + 'static {
     fn status(&self) -> BoxFuture<'_, Result<ClusterStatus, ClusterError>>;
 }
 
-/// A [`Cluster`] whose writes (`submit`, `submit_first`) end after
+/// A [`Cluster`] whose writes (`submit`, `submit_first_send`) end after
 /// `cluster_timeout_ms` with [`ClusterError::OutcomeUnknown`] (the write may
 /// still commit); reads, watches and status pass through (their handlers
 /// bound them and answer a timeout differently). The app wraps every cluster
@@ -214,9 +217,12 @@ impl Cluster for TimedWrites {
         })
     }
 
-    fn submit_first(&self, request: Request) -> BoxFuture<'_, Result<FirstAnswer, ClusterError>> {
+    fn submit_first_send(
+        &self,
+        request: Request,
+    ) -> BoxFuture<'_, Result<FirstSendAnswer, ClusterError>> {
         Box::pin(async move {
-            tokio::time::timeout(self.timeout, self.inner.submit_first(request))
+            tokio::time::timeout(self.timeout, self.inner.submit_first_send(request))
                 .await
                 .unwrap_or_else(|_| Err(TimedWrites::timed_out()))
         })
@@ -294,6 +300,9 @@ mod tests {
             cluster.submit(request.clone()).await.unwrap_err(),
             timed_out
         );
-        assert_eq!(cluster.submit_first(request).await.unwrap_err(), timed_out);
+        assert_eq!(
+            cluster.submit_first_send(request).await.unwrap_err(),
+            timed_out
+        );
     }
 }

@@ -78,10 +78,10 @@ mod retry_new_id {
     use state_machine::{Command, Outcome, Query, Request};
 
     use crate::cluster::{
-        BoxFuture, Cluster, ClusterError, ClusterStatus, Consistency, FirstAnswer, ReadAnswer,
+        BoxFuture, Cluster, ClusterError, ClusterStatus, Consistency, FirstSendAnswer, ReadAnswer,
         WatchStream,
     };
-    use crate::ids::FreshIds;
+    use crate::ids::NewIds;
 
     /// Extra attempts (each with fresh ids) the buggy retry makes.
     const RETRY_NEW_ID_ATTEMPTS_MAX: u32 = 3;
@@ -94,14 +94,14 @@ mod retry_new_id {
     pub struct RetryNewId {
         inner: Arc<dyn Cluster>,
         /// Where the new ids come from (fresh: never sent before).
-        fresh_ids: FreshIds,
+        new_ids: NewIds,
     }
 
     impl RetryNewId {
         pub fn new(inner: Arc<dyn Cluster>) -> RetryNewId {
             RetryNewId {
                 inner,
-                fresh_ids: FreshIds::new(),
+                new_ids: NewIds::new(),
             }
         }
     }
@@ -124,7 +124,7 @@ mod retry_new_id {
                     {
                         extra += 1;
                         tokio::time::sleep(Duration::from_millis(RETRY_NEW_ID_PAUSE_MS)).await;
-                        let (client_id, request_id) = self.fresh_ids.next();
+                        let (client_id, request_id) = self.new_ids.next();
                         tracing::warn!(
                             command = command.name(),
                             attempt = extra,
@@ -144,11 +144,11 @@ mod retry_new_id {
             })
         }
 
-        fn submit_first(
+        fn submit_first_send(
             &self,
             request: Request,
-        ) -> BoxFuture<'_, Result<FirstAnswer, ClusterError>> {
-            self.inner.submit_first(request)
+        ) -> BoxFuture<'_, Result<FirstSendAnswer, ClusterError>> {
+            self.inner.submit_first_send(request)
         }
 
         fn read(

@@ -8,9 +8,11 @@
 //!   number as request id). They are plain SHA-256 of the inputs, with no
 //!   gateway secret, so ANY gateway of the cluster derives the same ids and
 //!   gets the remembered outcome. Derived client ids have the top bit set.
-//! - fresh ids, when a repeat must be judged anew (check-in twice must fail
+//!   Sent as `client::Ids::Derived`: always through the log.
+//! - new ids, when a repeat must be judged anew (check-in twice must fail
 //!   the second time): a random per-process client id with the top bit
-//!   clear, and a counter.
+//!   clear, and a counter. Never sent before, so their send is a first send
+//!   (the leader may answer a refusal without a log write).
 //!
 //! Must not: reuse a derived id for a different command: the state machine
 //! would answer with the first command's outcome. Scopes keep them apart.
@@ -35,7 +37,7 @@ pub mod step {
 
 /// True for a client id this module derived (a retry must come to the same
 /// result, so the request must be named by exactly these ids everywhere);
-/// false for a fresh one.
+/// false for new ids ([`NewIds`]).
 pub fn is_derived(client_id: u64) -> bool {
     client_id & DERIVED_BIT != 0
 }
@@ -74,15 +76,16 @@ fn hash_u64(parts: &[&[u8]]) -> u64 {
     u64::from_be_bytes(digest[..8].try_into().expect("8 bytes"))
 }
 
-/// Fresh ids for requests that must not be deduplicated against earlier ones.
+/// New ids, never sent before, for requests that must not be deduplicated
+/// against earlier ones.
 #[derive(Debug)]
-pub struct FreshIds {
+pub struct NewIds {
     client_id: u64,
     next: AtomicU64,
 }
 
-impl FreshIds {
-    pub fn new() -> FreshIds {
+impl NewIds {
+    pub fn new() -> NewIds {
         let mut bytes = [0u8; 8];
         // Without OS randomness, fall back to the time: uniqueness across
         // gateways is then only probable, which is acceptable for a fallback
@@ -95,7 +98,7 @@ impl FreshIds {
             bytes = (nanos as u64).to_be_bytes();
         }
         let client_id = (u64::from_be_bytes(bytes) & !DERIVED_BIT).max(1);
-        FreshIds {
+        NewIds {
             client_id,
             next: AtomicU64::new(1),
         }
@@ -106,9 +109,9 @@ impl FreshIds {
     }
 }
 
-impl Default for FreshIds {
+impl Default for NewIds {
     fn default() -> Self {
-        FreshIds::new()
+        NewIds::new()
     }
 }
 
@@ -132,11 +135,11 @@ mod tests {
             idempotent("alice", "queue", "k1").1
         );
         assert!(idempotent("a", "b", "c").0 & DERIVED_BIT != 0);
-        let fresh = FreshIds::new();
-        assert_eq!(fresh.next().0 & DERIVED_BIT, 0);
+        let new = NewIds::new();
+        assert_eq!(new.next().0 & DERIVED_BIT, 0);
         assert!(is_derived(idempotent("a", "b", "c").0));
         assert!(is_derived(for_hold(7)) && is_derived(for_booking(7)));
-        assert!(!is_derived(fresh.next().0));
-        assert_ne!(fresh.next(), fresh.next());
+        assert!(!is_derived(new.next().0));
+        assert_ne!(new.next(), new.next());
     }
 }

@@ -70,7 +70,7 @@ pub use payments::{PaymentProvider, SimulatedProvider};
 pub use remote::ClientCluster;
 pub use settings::{GatewaySettings, SettingsError};
 
-use crate::ids::FreshIds;
+use crate::ids::NewIds;
 use crate::keys::Keys;
 use crate::metrics::Metrics;
 use crate::ratelimit::RateLimits;
@@ -84,7 +84,7 @@ pub struct App {
     pub cluster: Arc<dyn Cluster>,
     pub payments: Arc<dyn PaymentProvider>,
     pub keys: Keys,
-    pub fresh_ids: FreshIds,
+    pub new_ids: NewIds,
     pub metrics: Metrics,
     pub limits: RateLimits,
     /// One permit per live WebSocket client (bound: `ws_clients_max`).
@@ -119,7 +119,7 @@ impl AppState {
             cluster,
             payments,
             keys,
-            fresh_ids: FreshIds::new(),
+            new_ids: NewIds::new(),
             metrics: Metrics::new(),
         })))
     }

@@ -32,7 +32,7 @@ pub struct Metrics {
     pub notifications_sent: IntGauge,
     /// Commands submitted to the cluster, by how they were answered: `log`
     /// (proposed and applied) or `without_log_write` (a refusal the leader
-    /// proved current from its applied state; fresh requests only).
+    /// proved current from its applied state; first sends only).
     pub cluster_submits: IntCounterVec,
     /// Event ids that have a waiting-room gauge, to bound its cardinality.
     queue_events: std::sync::Mutex<std::collections::HashSet<String>>,

@@ -72,7 +72,7 @@ pub async fn round(state: &AppState, sink: &Path) -> Result<usize, String> {
     .await
     .map_err(|e| e.to_string())?
     .map_err(|e| format!("cannot write {}: {e}", sink.display()))?;
-    crate::api::submit_fresh(state, Command::AckOutbox { up_to: last })
+    crate::api::submit_first_send(state, Command::AckOutbox { up_to: last })
         .await
         .map_err(|p| p.detail)?;
     state.metrics.notifications_sent.add(messages.len() as i64);

@@ -8,21 +8,23 @@
 //!
 //! Exactly-once across gateways: a request whose ids the gateway derived
 //! (an `Idempotency-Key`, a payment step of a hold; [`crate::ids`], top bit
-//! set) is sent with `Client::submit_as` under exactly those
+//! set) is sent as `client::Ids::Derived` under exactly those
 //! `(client_id, request_id)`, so the same key through ANY gateway, or through
 //! this one after a restart, names the same request in the replicated
-//! exactly-once table and gets the remembered outcome. `submit_as` always goes
-//! through the log. A request with fresh ids (a repeat must be judged anew) is
-//! sent with the client's own ids (`Client::submit`): the same semantics, and
-//! it may use whatever fast path the client offers for first attempts.
+//! exactly-once table and gets the remembered outcome. Derived ids always go
+//! through the log. A request with new ids (a repeat must be judged anew) is
+//! sent as `client::Ids::New`: the client mints ids of its own in place of
+//! the gateway's (both are random per process and never sent before, so the
+//! semantics are the same), and the send is a first send.
 
 use std::time::Duration;
 
+use client::{Ids, RequestIds};
 use futures::StreamExt;
 use state_machine::{Outcome, Query, Request};
 
 use crate::cluster::{
-    BoxFuture, Cluster, ClusterError, ClusterStatus, Consistency, FirstAnswer, MemberStatus,
+    BoxFuture, Cluster, ClusterError, ClusterStatus, Consistency, FirstSendAnswer, MemberStatus,
     ReadAnswer, WatchItem, WatchStream,
 };
 
@@ -78,27 +80,29 @@ fn cluster_error(e: client::ClientError) -> ClusterError {
 }
 
 impl ClientCluster {
-    /// One write. Derived (keyed) ids go through `submit_as`, always via the
-    /// log, since another gateway may have sent the same key. A fresh gateway
-    /// request becomes a fresh request id of this client (never sent before),
-    /// so its first attempt is marked `first_send` and the leader may answer a
-    /// refusal without a log write.
-    async fn submit_routed(&self, request: Request) -> Result<FirstAnswer, ClusterError> {
-        let submitted = if crate::ids::is_derived(request.client_id) {
-            self.client
-                .submit_as(request.client_id, request.request_id, request.command)
-                .await
+    /// One write, from either trait method. Derived (keyed) ids are sent as
+    /// [`Ids::Derived`], always via the log, since another gateway may have
+    /// sent the same key. New gateway ids are sent as [`Ids::New`] (new ids of
+    /// this client, never sent before), so the send is a first send and the
+    /// leader may answer a refusal without a log write.
+    async fn submit_routed(&self, request: Request) -> Result<FirstSendAnswer, ClusterError> {
+        let ids = if crate::ids::is_derived(request.client_id) {
+            Ids::Derived(RequestIds {
+                client_id: request.client_id,
+                request_id: request.request_id,
+            })
         } else {
-            self.client.submit_detailed(request.command).await
+            Ids::New
         };
+        let submitted = self.client.submit(ids, request.command).await;
         match submitted {
-            Ok(submitted) => Ok(FirstAnswer {
+            Ok(submitted) => Ok(FirstSendAnswer {
                 outcome: submitted.outcome,
                 answered_without_log_write: submitted.answered_without_log_write,
             }),
-            // Only the flattening helpers return refusals as errors; keep the
-            // contract anyway.
-            Err(client::ClientError::Refused(e)) => Ok(FirstAnswer {
+            // `submit` returns refusals inside `Ok`; only
+            // `Submitted::into_reply` makes this error. Keep the contract anyway.
+            Err(client::ClientError::Refused(e)) => Ok(FirstSendAnswer {
                 outcome: Err(e),
                 answered_without_log_write: false,
             }),
@@ -112,8 +116,11 @@ impl Cluster for ClientCluster {
         Box::pin(async move { Ok(self.submit_routed(request).await?.outcome) })
     }
 
-    fn submit_first(&self, request: Request) -> BoxFuture<'_, Result<FirstAnswer, ClusterError>> {
-        // `submit_routed` already marks fresh ids as first sends.
+    fn submit_first_send(
+        &self,
+        request: Request,
+    ) -> BoxFuture<'_, Result<FirstSendAnswer, ClusterError>> {
+        // `submit_routed` already sends new ids as first sends.
         Box::pin(self.submit_routed(request))
     }
 

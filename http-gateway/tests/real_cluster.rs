@@ -59,7 +59,7 @@ async fn races_on_a_real_cluster() {
 async fn payments_tickets_and_idempotency_on_a_real_cluster() {
     // Goal: idempotency, tok_ok/declined/flaky, tickets (forged, tampered, check-in twice) and cancel through the real log.
     let gw = start_real().await;
-    // Same gateway twice: across gateways needs `Client::submit_as` (see ClientCluster).
+    // Same gateway twice: across gateways needs `client::Ids::Derived` (see ClientCluster).
     scenarios::same_idempotency_key_same_hold(&gw, &gw).await;
     scenarios::checkout_tickets_and_check_in(&gw).await;
     scenarios::declined_payment_releases_the_seats(&gw).await;

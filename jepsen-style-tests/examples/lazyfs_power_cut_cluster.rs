@@ -34,11 +34,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use client::{Client, ClientError, Consistency};
+use client::{Client, ClientError, Consistency, Ids};
 use jepsen_style_tests::harness::cluster::{Cluster, Timing};
 use jepsen_style_tests::harness::workload::{setup_event, WorkloadConfig, WorkloadKind, EVENT_ID};
 use jepsen_style_tests::lazyfs::{self, CutReport, LazyFsMount, LazyFsOptions};
-use state_machine::{BookingError, Query, QueryResult, Reply, Selection};
+use state_machine::{BookingError, Command, Query, QueryResult, Reply, Selection};
 
 /// Nodes in the cluster.
 const NODES: u64 = 3;
@@ -124,9 +124,15 @@ async fn submit_holds(client: &Client, holds: u32, concurrency: usize) -> Vec<(u
                 }
                 let holder = format!("h-{n}");
                 let seat = format!("A-1-{n}");
+                let hold = Command::Hold {
+                    event_id: EVENT_ID.to_string(),
+                    holder: holder.clone(),
+                    selection: Selection::Seats(vec![seat]),
+                };
                 match client
-                    .hold(EVENT_ID, &holder, Selection::Seats(vec![seat]))
+                    .submit(Ids::New, hold)
                     .await
+                    .and_then(client::Submitted::into_reply)
                 {
                     Ok(Reply::Held { hold_id, .. }) => acked.push((hold_id, holder)),
                     Ok(other) => eprintln!("hold {n}: unexpected reply {other:?}"),

@@ -162,7 +162,8 @@ impl Booking for BookingService {
             let mut reqs = self.requests(vec![r])?;
             if first_send {
                 let request = reqs.pop().expect("one request");
-                let (outcome, log_index, without_log) = self.core.submit_first(request).await?;
+                let (outcome, log_index, without_log) =
+                    self.core.submit_first_send(request).await?;
                 let mut resp = self.responses(vec![(outcome, log_index)])?.remove(0);
                 resp.answered_without_log_write = without_log;
                 return Ok(Response::new(resp));

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
-use client::{Client, ClientError, ClientOptions, Consistency};
+use client::{Client, ClientOptions, Consistency, Ids};
 use state_machine::{BookingError, Command, EventSpec, Query, QueryResult, Reply, Selection};
 
 use super::{BoxFuture, HoldTarget};
@@ -52,12 +52,19 @@ impl ViaClient {
         let event_id = format!("peers-client-{round}");
         let spec: EventSpec =
             serde_json::from_value(http::event_spec(&event_id, seats)).context("event spec")?;
-        client.execute(Command::CreateEvent(spec)).await?;
         client
-            .execute(Command::OpenSale {
-                event_id: event_id.clone(),
-            })
-            .await?;
+            .submit(Ids::New, Command::CreateEvent(spec))
+            .await?
+            .into_reply()?;
+        client
+            .submit(
+                Ids::New,
+                Command::OpenSale {
+                    event_id: event_id.clone(),
+                },
+            )
+            .await?
+            .into_reply()?;
         Ok(Arc::new(ViaClient { client, event_id }))
     }
 }
@@ -70,19 +77,16 @@ impl HoldTarget for ViaClient {
         holder: &'a str,
     ) -> BoxFuture<'a, anyhow::Result<bool>> {
         Box::pin(async move {
-            match self
-                .client
-                .hold(
-                    &self.event_id,
-                    holder,
-                    Selection::Seats(vec![http::seat_id(seat)]),
-                )
-                .await
-            {
+            let hold = Command::Hold {
+                event_id: self.event_id.clone(),
+                holder: holder.to_string(),
+                selection: Selection::Seats(vec![http::seat_id(seat)]),
+            };
+            match self.client.submit(Ids::New, hold).await?.outcome {
                 Ok(Reply::Held { .. }) => Ok(true),
                 Ok(other) => bail!("unexpected reply {other:?}"),
-                Err(ClientError::Refused(BookingError::SeatUnavailable { .. })) => Ok(false),
-                Err(e) => Err(e.into()),
+                Err(BookingError::SeatUnavailable { .. }) => Ok(false),
+                Err(refusal) => Err(client::ClientError::Refused(refusal).into()),
             }
         })
     }

@@ -14,7 +14,7 @@ use serde_json::json;
 use state_machine::{BookingError, BookingView, Command, Query, QueryResult, Reply, TicketView};
 
 use super::holds::booking_json;
-use super::{read, submit, submit_fresh, unexpected};
+use super::{read, submit, submit_first_send, unexpected};
 use crate::auth::{Admin, Caller, User};
 use crate::cluster::Consistency;
 use crate::ids::{self, step};
@@ -238,8 +238,8 @@ pub async fn check_in(
     _admin: Admin,
     ApiPath(ticket_id): ApiPath<u64>,
 ) -> Result<Response, Problem> {
-    // Fresh ids: a second check-in must be refused, not answered from memory.
-    match submit_fresh(&state, Command::CheckIn { ticket_id }).await? {
+    // New ids: a second check-in must be refused, not answered from memory.
+    match submit_first_send(&state, Command::CheckIn { ticket_id }).await? {
         Reply::CheckedIn {
             ticket_id,
             checked_in_at_ms,

@@ -14,7 +14,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use state_machine::{Command, EventSpec, Query, QueryResult, Reply};
 
-use super::{check_event_id, read, submit_fresh, unexpected};
+use super::{check_event_id, read, submit_first_send, unexpected};
 use crate::auth::Admin;
 use crate::cluster::Consistency;
 use crate::problem::{ApiJson, ApiPath, ApiQuery, Problem};
@@ -29,7 +29,7 @@ pub async fn create_event(
     // Validate here too so a bad definition never costs a log entry.
     spec.validate()
         .map_err(|reason| Problem::unprocessable("invalid_event", reason))?;
-    match submit_fresh(&state, Command::CreateEvent(spec)).await? {
+    match submit_first_send(&state, Command::CreateEvent(spec)).await? {
         Reply::EventCreated { event_id } => {
             tracing::Span::current().record("event", event_id.as_str());
             let mut response = (
@@ -155,7 +155,7 @@ pub async fn open_sale(
     ApiPath(event_id): ApiPath<String>,
 ) -> Result<Response, Problem> {
     check_event_id(&event_id)?;
-    match submit_fresh(&state, Command::OpenSale { event_id }).await? {
+    match submit_first_send(&state, Command::OpenSale { event_id }).await? {
         Reply::SaleOpened {
             event_id,
             fans_shuffled,
@@ -174,7 +174,7 @@ pub async fn close_sale(
     ApiPath(event_id): ApiPath<String>,
 ) -> Result<Response, Problem> {
     check_event_id(&event_id)?;
-    match submit_fresh(&state, Command::CloseSale { event_id }).await? {
+    match submit_first_send(&state, Command::CloseSale { event_id }).await? {
         Reply::SaleClosed { event_id } => {
             Ok(axum::Json(json!({ "event_id": event_id, "sale": "closed" })).into_response())
         }

@@ -27,7 +27,7 @@ use state_machine::{
     BookingError, BookingView, Command, HoldView, Query, QueryResult, Reply, Selection,
 };
 
-use super::{check_event_id, read, submit, submit_fresh, unexpected};
+use super::{check_event_id, read, submit, submit_first_send, unexpected};
 use crate::auth::{Caller, User};
 use crate::cluster::Consistency;
 use crate::ids::{self, step};
@@ -157,11 +157,12 @@ pub async fn create_hold(
     };
     // With an Idempotency-Key the hold always goes through the log: another
     // gateway (or an earlier try) may have sent the same derived ids, and a
-    // copy in flight could still succeed. Without one the ids are fresh, so a
-    // provable refusal may be answered without a log write.
+    // copy in flight could still succeed. Without one the ids are new, so it
+    // is a first send and a provable refusal may be answered without a log
+    // write.
     let reply = match &key {
         Some(k) => submit(&state, ids::idempotent(&user.0, "hold", k), command).await?,
-        None => submit_fresh(&state, command).await?,
+        None => submit_first_send(&state, command).await?,
     };
     match reply {
         Reply::Held {
@@ -555,7 +556,7 @@ pub async fn webhook(
             ))
         }
     };
-    let new = match submit_fresh(
+    let new = match submit_first_send(
         &state,
         Command::RecordWebhook {
             webhook_id: event.id.clone(),

@@ -117,20 +117,22 @@ pub(crate) async fn submit(
     outcome.map_err(Problem::from)
 }
 
-/// Submits with fresh ids (a repeat is judged anew), bounded by
-/// `cluster_timeout_ms` like [`submit`]. Fresh ids were never
-/// sent, so the leader may answer a refusal without a log write
-/// ([`crate::cluster::Cluster::submit_first`]); a request that carries an
+/// Submits under new ids (a repeat is judged anew) as a first send, bounded by
+/// `cluster_timeout_ms` like [`submit`]. New ids were never sent, so the leader may answer a refusal without a log write
+/// ([`crate::cluster::Cluster::submit_first_send`]); a request that carries an
 /// `Idempotency-Key` must use [`submit`] with its derived ids instead, since
 /// another gateway may have sent the same key.
-pub(crate) async fn submit_fresh(state: &AppState, command: Command) -> Result<Reply, Problem> {
-    let (client_id, request_id) = state.fresh_ids.next();
+pub(crate) async fn submit_first_send(
+    state: &AppState,
+    command: Command,
+) -> Result<Reply, Problem> {
+    let (client_id, request_id) = state.new_ids.next();
     let request = Request {
         client_id,
         request_id,
         command,
     };
-    let answer = state.cluster.submit_first(request).await?;
+    let answer = state.cluster.submit_first_send(request).await?;
     let path = if answer.answered_without_log_write {
         "without_log_write"
     } else {

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use state_machine::{Command, Query, QueryResult, QueueView, Reply};
 
-use super::{check_event_id, read, submit_fresh, unexpected};
+use super::{check_event_id, read, submit_first_send, unexpected};
 use crate::auth::User;
 use crate::cluster::Consistency;
 use crate::problem::{ApiPath, Problem};
@@ -75,7 +75,7 @@ pub async fn join(
         event_id: event_id.clone(),
         user: user.0.clone(),
     };
-    match submit_fresh(&state, command).await? {
+    match submit_first_send(&state, command).await? {
         Reply::QueueJoined {
             queue,
             already_joined,

@@ -115,9 +115,13 @@ impl RealCluster {
     pub async fn configure(&self, settings: state_machine::Settings) {
         let outcome = self
             .client()
-            .submit(state_machine::Command::Configure(settings))
+            .submit(
+                client::Ids::New,
+                state_machine::Command::Configure(settings),
+            )
             .await
-            .expect("configure reaches the cluster");
+            .expect("configure reaches the cluster")
+            .outcome;
         outcome.expect("the settings are valid");
     }
 }

@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use client::{Client, ClientError, Consistency};
+use client::{Client, ClientError, Consistency, Ids};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
@@ -144,7 +144,11 @@ pub async fn setup_event(
     let started = Instant::now();
     for command in commands {
         loop {
-            match client.submit(command.clone()).await {
+            match client
+                .submit(Ids::New, command.clone())
+                .await
+                .map(|s| s.outcome)
+            {
                 Ok(Ok(_)) | Ok(Err(BookingError::EventExists { .. })) => break,
                 Ok(Err(e)) => return Err(format!("{}: refused: {e}", command.name())),
                 Err(e) if started.elapsed() < deadline => {
@@ -227,10 +231,10 @@ impl Proc {
         let f = call.f();
         rec.invoke(self.id, f, call.to_value());
         let client = &self.shared.client;
-        let request_id = client.next_request_id();
-        // The first send of a fresh id may be refused without a log write;
+        let ids = client.mint_ids();
+        // The first send of new ids may be refused without a log write;
         // the same-id retries below always go through the log.
-        let mut result = client.submit_new_with_id(request_id, command.clone()).await;
+        let mut result = client.submit(Ids::FirstSend(ids), command.clone()).await;
         // Whether an earlier call of this operation ended unknown: then a
         // retry's own "nothing was applied" says nothing about that earlier
         // call, which may still commit; only an outcome from the store (the
@@ -240,7 +244,7 @@ impl Proc {
             match &result {
                 Err(e) if !e.is_definite() => {
                     unknown_before = true;
-                    result = client.submit_with_id(request_id, command.clone()).await
+                    result = client.submit(Ids::Resend(ids), command.clone()).await
                 }
                 _ => break,
             }

@@ -2,7 +2,7 @@
 //! the leader can prove would be refused is answered from its applied state
 //! (ARCHITECTURE.md, "Refusals without a log write").
 //!
-//! Owns: [`NodeCore::submit_first`] and the rules that make such an answer
+//! Owns: [`NodeCore::submit_first_send`] and the rules that make such an answer
 //! safe. Must not: answer anything but a refusal or a remembered outcome
 //! (`BookingState::precheck` decides, with the same code as apply), answer on
 //! a follower, or write anything; any doubt falls back to the proposer.
@@ -21,7 +21,10 @@ impl NodeCore {
     /// a refusal the leader can prove current is answered without a log write
     /// (`true` in the answer, with the applied index it reflects); anything
     /// else is proposed exactly as [`NodeCore::submit`] does.
-    pub async fn submit_first(&self, request: Request) -> Result<(Outcome, u64, bool), NodeError> {
+    pub async fn submit_first_send(
+        &self,
+        request: Request,
+    ) -> Result<(Outcome, u64, bool), NodeError> {
         if let Some((outcome, applied)) = self.answer_without_log_write(&request).await {
             Counters::add(&self.counters.answered_without_log_write, 1);
             return Ok((outcome, applied, true));

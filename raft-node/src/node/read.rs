@@ -33,7 +33,7 @@ type ReadReply = oneshot::Sender<Result<u64, NodeError>>;
 pub(super) struct ReadWaiter {
     reply: ReadReply,
     /// Accept only a round this node ran as leader (the fast path of
-    /// `submit_first`); a round asked of another node answers an error.
+    /// `submit_first_send`); a round asked of another node answers an error.
     leader_only: bool,
 }
 
@@ -56,7 +56,7 @@ impl NodeCore {
 
     /// Joins the next ReadIndex round; with `leader_only`, a round that ran on
     /// another node (leadership moved meanwhile) is an error (the fast path of
-    /// `submit_first` needs a round this node ran as leader).
+    /// `submit_first_send` needs a round this node ran as leader).
     pub(super) async fn join_read_round(&self, leader_only: bool) -> Result<u64, NodeError> {
         let (tx, rx) = oneshot::channel();
         match self.read_tx.try_send(ReadWaiter {

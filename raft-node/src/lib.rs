@@ -14,6 +14,8 @@
 //! - [`node`]: `run_node`, the proposer, the ReadIndex coalescer, the tick
 //!   proposer and the stamp clock.
 //! - [`watch`]: the ring of recent seat changes and its subscribers.
+//! - [`leader_log`]: one info line per leadership change (openraft's own
+//!   election narration is filtered out by default).
 //! - [`metrics`]: counters and the Prometheus text endpoint.
 //! - [`error`]: `NodeError`, its classifier and its gRPC mapping.
 //! - [`bugs`]: which deliberate bug for `jepsen selftest` was chosen at start
@@ -37,6 +39,7 @@
 
 pub mod bugs;
 pub mod error;
+pub mod leader_log;
 pub mod metrics;
 pub mod network;
 pub mod node;

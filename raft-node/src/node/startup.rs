@@ -193,6 +193,11 @@ pub async fn run_node(
         Duration::from_millis(config.booking.expiry_sweep_ms),
         stop_rx.clone(),
     )));
+    tasks.push(tokio::spawn(crate::leader_log::leader_log_task(
+        core.raft.clone(),
+        node_id,
+        stop_rx.clone(),
+    )));
     if fault_clock {
         tasks.push(tokio::spawn(clock_task(core.clone(), stop_rx.clone())));
     }

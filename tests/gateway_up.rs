@@ -116,12 +116,12 @@ async fn up_serves_the_gateway_with_a_demo_event_and_stops_cleanly() {
 
     wait_serving(&up, &base).await;
     let printed = up.output();
+    assert!(demo_line(&up).contains("created"), "{}", up.log_tail());
     assert!(
-        demo_line(&up).contains("created"),
+        printed.contains("[gateway] admin_token"),
         "{}",
         up.log_tail()
     );
-    assert!(printed.contains("[gateway] admin_token"), "{}", up.log_tail());
 
     let (status, _, text) = send(http.get(format!("{base}/healthz"))).await;
     assert_eq!(status, 200, "healthz: {text}\n{}", up.log_tail());

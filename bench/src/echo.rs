@@ -40,7 +40,12 @@ pub async fn measure(
     let mut cmd = Command::new(std::env::current_exe()?);
     cmd.arg("echo-server").arg("--port").arg(port.to_string());
     let mut child = Child::spawn("echo", cmd, &log_dir.join("echo.log"))?;
-    child.wait_listening(SocketAddr::from(([127, 0, 0, 1], port)), Duration::from_secs(10)).await?;
+    child
+        .wait_listening(
+            SocketAddr::from(([127, 0, 0, 1], port)),
+            Duration::from_secs(10),
+        )
+        .await?;
     let pool = FanPool::new(&format!("http://127.0.0.1:{port}"))?;
     let done = Arc::new(AtomicU64::new(0));
     let start = Instant::now();

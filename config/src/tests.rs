@@ -239,7 +239,8 @@ fn mismatch(case: &Refusal) -> Option<String> {
     if !shown.contains(case.fragment) {
         wrong.push(format!("the message lacks {:?}", case.fragment));
     }
-    (!wrong.is_empty()).then(|| format!("{}: {}\n    message: {shown}", case.what, wrong.join("; ")))
+    (!wrong.is_empty())
+        .then(|| format!("{}: {}\n    message: {shown}", case.what, wrong.join("; ")))
 }
 
 // Goal: every bad file of the table is refused, naming its key and line in the message.

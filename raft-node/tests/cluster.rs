@@ -246,7 +246,10 @@ async fn a_node_stopped_past_a_snapshot_and_purge_catches_up_by_snapshot() {
             .await;
         last = idx;
     }
-    let purged = wait_for("the leader purged its log past the lagging node", WAIT, || async {
+    let purged = wait_for(
+        "the leader purged its log past the lagging node",
+        WAIT,
+        || async {
             let s = c.status(leader).await?;
             (s.purged_index > 10 && s.snapshot_index > 10).then_some(s.purged_index)
         },
@@ -354,19 +357,23 @@ async fn a_hold_expires_through_the_log_and_frees_its_seat_on_every_replica() {
         assert_eq!(event_counts(&r).1, 1, "node {id} sees the hold first");
     }
     for id in 1..=3 {
-        wait_for("the expired hold's seat is free on every node", WAIT, || async {
-            let (r, _) = c
-                .read(
-                    id,
-                    pb::Consistency::Stale,
-                    &Query::Event {
-                        event_id: "x".into(),
-                    },
-                )
-                .await
-                .ok()?;
-            (event_counts(&r) == (10, 0, 0)).then_some(())
-        })
+        wait_for(
+            "the expired hold's seat is free on every node",
+            WAIT,
+            || async {
+                let (r, _) = c
+                    .read(
+                        id,
+                        pb::Consistency::Stale,
+                        &Query::Event {
+                            event_id: "x".into(),
+                        },
+                    )
+                    .await
+                    .ok()?;
+                (event_counts(&r) == (10, 0, 0)).then_some(())
+            },
+        )
         .await;
     }
     let mut c = c;

@@ -90,7 +90,12 @@ impl ConfigFile {
     /// ranges, so their addresses can be named in assertions).
     pub fn with_nodes_from_port(mut self, base_port: u16, count: u16) -> ConfigFile {
         self.nodes = (1..=count)
-            .map(|id| node(u64::from(id), SocketAddr::from(([127, 0, 0, 1], base_port + id))))
+            .map(|id| {
+                node(
+                    u64::from(id),
+                    SocketAddr::from(([127, 0, 0, 1], base_port + id)),
+                )
+            })
             .collect();
         self
     }

@@ -388,9 +388,17 @@ impl GatewayProc {
 
     /// Polls `GET /readyz` until 200 (the gateway listens and sees a
     /// leader), for at most `limit`; fails at once if the process exits.
-    pub async fn wait_ready(&mut self, http: &reqwest::Client, limit: Duration) -> Result<(), Error> {
+    pub async fn wait_ready(
+        &mut self,
+        http: &reqwest::Client,
+        limit: Duration,
+    ) -> Result<(), Error> {
         let url = format!("{}/readyz", self.url);
-        let what = format!("{} to answer 200 on /readyz (log {})", self.name, self.log.display());
+        let what = format!(
+            "{} to answer 200 on /readyz (log {})",
+            self.name,
+            self.log.display()
+        );
         let child = &mut self.child;
         wait_until(&what, limit, || {
             let alive = match child.as_mut() {
@@ -400,7 +408,10 @@ impl GatewayProc {
             let get = http.get(&url).send();
             async move {
                 alive?;
-                Ok(get.await.is_ok_and(|r| r.status().as_u16() == 200).then_some(()))
+                Ok(get
+                    .await
+                    .is_ok_and(|r| r.status().as_u16() == 200)
+                    .then_some(()))
             }
         })
         .await

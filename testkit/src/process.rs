@@ -255,10 +255,7 @@ impl Drop for Child {
 /// Stops every child at once under one deadline: SIGCONT and SIGTERM to
 /// all, then SIGKILL to those still running after `grace`.
 pub fn stop_all<'a>(children: impl IntoIterator<Item = &'a mut Child>, grace: Duration) {
-    let mut running: Vec<&mut Child> = children
-        .into_iter()
-        .filter(|c| c.inner.is_some())
-        .collect();
+    let mut running: Vec<&mut Child> = children.into_iter().filter(|c| c.inner.is_some()).collect();
     for child in &running {
         let _ = child.signal(libc::SIGCONT);
         let _ = child.signal(libc::SIGTERM);

@@ -263,9 +263,12 @@ impl UpProc {
     /// its output in the panic message if it did not exit.
     pub fn terminate(&mut self, limit: Duration) -> ExitStatus {
         self.signal(libc::SIGTERM);
-        self.child
-            .wait_exit(limit)
-            .unwrap_or_else(|| panic!("`up` still running {limit:?} after SIGTERM\n{}", self.output()))
+        self.child.wait_exit(limit).unwrap_or_else(|| {
+            panic!(
+                "`up` still running {limit:?} after SIGTERM\n{}",
+                self.output()
+            )
+        })
     }
 }
 

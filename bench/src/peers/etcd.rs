@@ -76,7 +76,11 @@ impl EtcdCluster {
             )?);
         }
         for ((c, _), m) in ports.iter().zip(members.iter_mut()) {
-            m.wait_listening(SocketAddr::from(([127, 0, 0, 1], *c)), Duration::from_secs(30)).await?;
+            m.wait_listening(
+                SocketAddr::from(([127, 0, 0, 1], *c)),
+                Duration::from_secs(30),
+            )
+            .await?;
         }
         let client_urls: Vec<String> = ports
             .iter()

@@ -102,7 +102,12 @@ impl PgServer {
             ])
             .args(["-c", "fsync=on", "-c", "synchronous_commit=on"]);
         let mut child = Child::spawn("postgres", cmd, &dir.path().join("postgres.log"))?;
-        child.wait_listening(SocketAddr::from(([127, 0, 0, 1], port)), Duration::from_secs(30)).await?;
+        child
+            .wait_listening(
+                SocketAddr::from(([127, 0, 0, 1], port)),
+                Duration::from_secs(30),
+            )
+            .await?;
         let server = PgServer {
             _child: child,
             port,

@@ -57,7 +57,12 @@ impl RedisServer {
         .arg("--dir")
         .arg(dir.path());
         let mut child = Child::spawn("redis", cmd, &dir.path().join("redis.log"))?;
-        child.wait_listening(SocketAddr::from(([127, 0, 0, 1], port)), Duration::from_secs(20)).await?;
+        child
+            .wait_listening(
+                SocketAddr::from(([127, 0, 0, 1], port)),
+                Duration::from_secs(20),
+            )
+            .await?;
         Ok(RedisServer {
             _child: child,
             url: format!("redis://127.0.0.1:{port}/"),

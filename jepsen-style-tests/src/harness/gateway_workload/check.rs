@@ -9,7 +9,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
-use crate::booking::{BookingCall, BookingF, BookingOp, BookingResult, BookingRet, ReplicaState, SeatView};
+use crate::booking::{
+    BookingCall, BookingF, BookingOp, BookingResult, BookingRet, ReplicaState, SeatView,
+};
 use crate::checkers::{CheckResult, Finding};
 use crate::history::{Event, EventType};
 

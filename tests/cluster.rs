@@ -5,8 +5,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 use client::state_machine::{Command as Cmd, Query, QueryResult, Reply, Selection};
 use client::{Client, Consistency};
 use common::{json_of, test_event, wait_for, TestCluster, UpProc, WAIT};

@@ -119,7 +119,7 @@ impl ConfigFile {
     }
 
     /// The file's text.
-    pub fn to_toml(&self) -> String {
+    fn to_toml(&self) -> String {
         let shape = Shape {
             cluster: &self.cluster,
             raft: &self.raft,

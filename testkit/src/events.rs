@@ -79,7 +79,7 @@ impl TestEvent {
     }
 
     /// The event as the state machine's spec.
-    pub fn spec(&self) -> EventSpec {
+    fn spec(&self) -> EventSpec {
         serde_json::from_value(self.json()).expect("a test event is a valid spec")
     }
 

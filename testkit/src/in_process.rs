@@ -17,7 +17,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -46,7 +46,7 @@ const SUBMIT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Sets a `tracing` subscriber for the test process once: `RUST_LOG` or
 /// `warn`, written through the test harness's capture.
-pub fn init_tracing() {
+fn init_tracing() {
     static ONCE: OnceLock<()> = OnceLock::new();
     ONCE.get_or_init(|| {
         let _ = tracing_subscriber::fmt()
@@ -116,11 +116,6 @@ impl Cluster {
         }
         c.wait_leader().await;
         c
-    }
-
-    /// The temporary directory the cluster lives in.
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
     }
 
     /// The config node `id` runs with.

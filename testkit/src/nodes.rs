@@ -157,7 +157,7 @@ impl NodeProcs {
     }
 
     /// Whether node `id` runs (reaps it if it has exited).
-    pub fn is_running(&mut self, id: u64) -> bool {
+    fn is_running(&mut self, id: u64) -> bool {
         let Ok(node) = self.node_mut(id) else {
             return false;
         };
@@ -275,11 +275,6 @@ impl NodeProcs {
         &self.config_path
     }
 
-    /// The directory holding `cluster.toml`, `logs/` and (by default) `data/`.
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     pub fn log_path(&self, id: u64) -> PathBuf {
         self.dir.join("logs").join(format!("node-{id}.log"))
     }
@@ -290,11 +285,6 @@ impl NodeProcs {
             .into_iter()
             .map(|id| process::log_tail(&format!("node {id}"), &self.log_path(id), lines))
             .collect()
-    }
-
-    /// The pid of node `id`, while it runs.
-    pub fn pid(&self, id: u64) -> Option<u32> {
-        self.nodes.get(&id)?.child.as_ref()?.pid()
     }
 
     /// Starts a `booking gateway` of this cluster as `name`, with the
@@ -318,7 +308,6 @@ impl NodeProcs {
             config_path,
             log: self.dir.join("logs").join(format!("{name}.log")),
             url: format!("http://{}", config.gateway.listen),
-            listen: config.gateway.listen,
             rust_log: self.launch.rust_log.clone(),
             env: env.to_vec(),
             child: None,
@@ -348,7 +337,6 @@ pub struct GatewayProc {
     log: PathBuf,
     /// `http://<listen>`.
     pub url: String,
-    pub listen: SocketAddr,
     rust_log: String,
     env: Vec<(String, String)>,
     child: Option<Child>,

@@ -40,7 +40,7 @@ use std::time::{Duration, Instant};
 use crate::{wait_until, Error};
 
 /// How long a stopping child gets after SIGTERM before SIGKILL.
-pub const STOP_GRACE: Duration = Duration::from_secs(5);
+pub(crate) const STOP_GRACE: Duration = Duration::from_secs(5);
 /// How long a SIGKILLed child may take to be reaped before the stop gives up
 /// on it (a process in uninterruptible sleep cannot die at once).
 const KILL_WAIT: Duration = Duration::from_secs(5);
@@ -48,7 +48,7 @@ const KILL_WAIT: Duration = Duration::from_secs(5);
 const REAP_POLL: Duration = Duration::from_millis(20);
 /// The environment variable that turns on the prefixed echo of every
 /// child's output to the harness's stderr.
-pub const ECHO_ENV: &str = "TESTKIT_ECHO";
+const ECHO_ENV: &str = "TESTKIT_ECHO";
 
 /// Process groups of every live child, by group id, so a Ctrl-C handler can
 /// stop them all: `process::exit` runs no destructors.
@@ -127,28 +127,24 @@ impl Child {
         })
     }
 
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
     /// The file the child's output goes to.
     pub fn log_path(&self) -> &Path {
         &self.log
     }
 
     /// The pid (also the process group id), while the child is unreaped.
-    pub fn pid(&self) -> Option<u32> {
+    fn pid(&self) -> Option<u32> {
         self.inner.as_ref().map(|c| c.id())
     }
 
     /// Whether the child still runs; reaps it if it has exited.
-    pub fn is_running(&mut self) -> bool {
+    pub(crate) fn is_running(&mut self) -> bool {
         self.check_alive().is_ok()
     }
 
     /// `Err(Exited)` if the child has exited (it crashed or refused its
     /// config); reaps it then.
-    pub fn check_alive(&mut self) -> Result<(), Error> {
+    pub(crate) fn check_alive(&mut self) -> Result<(), Error> {
         let Some(child) = self.inner.as_mut() else {
             return Err(Error::Node(format!("{} is not running", self.name)));
         };
@@ -254,7 +250,7 @@ impl Drop for Child {
 
 /// Stops every child at once under one deadline: SIGCONT and SIGTERM to
 /// all, then SIGKILL to those still running after `grace`.
-pub fn stop_all<'a>(children: impl IntoIterator<Item = &'a mut Child>, grace: Duration) {
+pub(crate) fn stop_all<'a>(children: impl IntoIterator<Item = &'a mut Child>, grace: Duration) {
     let mut running: Vec<&mut Child> = children.into_iter().filter(|c| c.inner.is_some()).collect();
     for child in &running {
         let _ = child.signal(libc::SIGCONT);
@@ -294,7 +290,7 @@ pub fn terminate_all_live(grace: Duration) {
 }
 
 /// The last `lines` lines of the file at `log`, under a header naming `name`.
-pub fn log_tail(name: &str, log: &Path, lines: usize) -> String {
+pub(crate) fn log_tail(name: &str, log: &Path, lines: usize) -> String {
     let text = std::fs::read_to_string(log).unwrap_or_default();
     let all: Vec<&str> = text.lines().collect();
     let tail = &all[all.len().saturating_sub(lines)..];

@@ -23,7 +23,7 @@ use crate::Error;
 /// loaded, and a bound only has to catch a hang, not measure anything.
 pub const WAIT: Duration = Duration::from_secs(30);
 /// Pause between two looks at a condition.
-pub const POLL: Duration = Duration::from_millis(50);
+const POLL: Duration = Duration::from_millis(50);
 /// Most ports [`free_addr`] asks the OS for before giving up.
 const FREE_PORT_TRIES_MAX: usize = 1_000;
 

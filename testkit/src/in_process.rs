@@ -73,7 +73,7 @@ pub struct Cluster {
     node_configs: BTreeMap<u64, ClusterConfig>,
     running: BTreeMap<u64, RunningNode>,
     // Last: the data outlives the nodes' tasks being told to stop.
-    dir: tempfile::TempDir,
+    _dir: tempfile::TempDir,
 }
 
 impl Cluster {
@@ -104,7 +104,7 @@ impl Cluster {
             config,
             node_configs: BTreeMap::new(),
             running: BTreeMap::new(),
-            dir,
+            _dir: dir,
         }
     }
 

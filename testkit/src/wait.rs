@@ -96,7 +96,7 @@ mod tests {
 
     // Goal: free_addr never repeats a port within one process.
     #[test]
-    fn free_addr_hands_out_each_port_once() {
+    fn no_port_is_handed_out_twice() {
         let ports: BTreeSet<u16> = (0..200).map(|_| free_addr().port()).collect();
         assert_eq!(ports.len(), 200);
     }

@@ -139,6 +139,11 @@ impl Cluster {
         format!("http://{}", self.addr(id))
     }
 
+    /// `http://<addr>` of every node, in id order.
+    pub fn endpoints(&self) -> Vec<String> {
+        self.procs.endpoints()
+    }
+
     pub fn net(&self) -> Option<&Net> {
         self.net.as_ref()
     }

@@ -1,31 +1,13 @@
 //! Multi-process tests of the root binary, the client and bookctl against
 //! real `booking node` processes on loopback. Each test has its own port range
-//! and temp dir; they run one at a time (a shared lock) so elections on a
+//! and temp dir; they run one at a time (`testkit::serial`) so elections on a
 //! small shared machine are not starved by a neighbouring cluster.
-
-// The lock that serialises these tests is held for each whole test on purpose;
-// every test has its own runtime, so holding it across awaits cannot deadlock.
-#![allow(clippy::await_holding_lock)]
 
 mod common;
 
-use std::fs::File;
-use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
-
 use client::state_machine::{Command as Cmd, Query, QueryResult, Reply, Selection};
 use client::{Client, ClientError, Consistency, Ids};
-use common::{event_spec, json_of, wait_for, TestCluster, WAIT};
-
-/// Serialises the cluster tests of this binary.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
+use common::{json_of, test_event, wait_for, TestCluster, UpProc, WAIT};
 
 /// One write as a first send of new ids, a refusal as `ClientError::Refused`.
 async fn write(client: &Client, command: Cmd) -> Result<Reply, ClientError> {
@@ -33,7 +15,7 @@ async fn write(client: &Client, command: Cmd) -> Result<Reply, ClientError> {
 }
 
 async fn create_open_event(client: &Client, event_id: &str) {
-    write(client, Cmd::CreateEvent(event_spec(event_id)))
+    write(client, test_event(event_id).create())
         .await
         .expect("create event");
     write(
@@ -57,41 +39,12 @@ async fn status_view(client: &Client) -> client::state_machine::StatusView {
     }
 }
 
-/// `booking up` as a child, SIGTERMed (then SIGKILLed) when the test ends.
-struct UpGuard(Child);
-
-impl Drop for UpGuard {
-    fn drop(&mut self) {
-        if matches!(self.0.try_wait(), Ok(None)) {
-            // SAFETY: kill(2) on our unreaped child.
-            unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
-            let deadline = Instant::now() + Duration::from_secs(20);
-            while Instant::now() < deadline && matches!(self.0.try_wait(), Ok(None)) {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
-
 // Goal: `booking up` starts every node of a config, a leader is elected (bookctl status --json shows it), and SIGTERM stops all nodes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn up_starts_the_cluster_and_stops_it_on_sigterm() {
-    let _serial = serial();
+    let _serial = testkit::serial().await;
     let cluster = TestCluster::new(31100, 3);
-    let out_path = cluster.dir.path().join("up.log");
-    let out = File::create(&out_path).unwrap();
-    let child = Command::new(common::booking_bin())
-        .args(["up", "--config"])
-        .arg(&cluster.config_path)
-        .stdin(Stdio::null())
-        .stdout(out.try_clone().unwrap())
-        .stderr(out)
-        .spawn()
-        .expect("start booking up");
-    let mut up = UpGuard(child);
-    let read_log = || std::fs::read_to_string(&out_path).unwrap_or_default();
+    let mut up = UpProc::start(&cluster.config_path, &cluster.dir.path().join("up.log"));
 
     let status = wait_for("bookctl status --json to show a leader", WAIT, || async {
         let output = cluster.bookctl(&["status", "--json", "--timeout-ms", "1000"]);
@@ -108,10 +61,10 @@ async fn up_starts_the_cluster_and_stops_it_on_sigterm() {
     assert!(members.iter().any(|m| m["role"] == "Leader"), "{status}");
 
     wait_for("up to print the endpoints", WAIT, || async {
-        read_log().contains("is up: leader node").then_some(())
+        up.output().contains("is up: leader node").then_some(())
     })
     .await;
-    let log = read_log();
+    let log = up.output();
     assert!(
         log.contains("[node-1] ") && log.contains("[node-3] "),
         "child output is prefixed:\n{log}"
@@ -121,23 +74,11 @@ async fn up_starts_the_cluster_and_stops_it_on_sigterm() {
         "endpoints printed:\n{log}"
     );
 
-    // SAFETY: kill(2) on our unreaped child.
-    unsafe { libc::kill(up.0.id() as i32, libc::SIGTERM) };
-    let deadline = Instant::now() + WAIT;
-    let exit = loop {
-        if let Some(exit) = up.0.try_wait().unwrap() {
-            break exit;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "booking up did not exit within {WAIT:?} of SIGTERM"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let exit = up.terminate(WAIT);
     assert!(
         exit.success(),
         "clean stop exits 0: {exit:?}\n{}",
-        read_log()
+        up.output()
     );
     for addr in cluster.addrs.values() {
         assert!(
@@ -150,7 +91,7 @@ async fn up_starts_the_cluster_and_stops_it_on_sigterm() {
 // Goal: a hold whose first attempt is cut off by kill -9 of the leader is retried with the same request id and applies exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn write_retried_across_leader_kill_applies_once() {
-    let _serial = serial();
+    let _serial = testkit::serial().await;
     let mut cluster = TestCluster::new(31200, 3);
     cluster.start_all();
     let client = cluster.client();
@@ -258,7 +199,7 @@ async fn write_retried_across_leader_kill_applies_once() {
 // Goal: a duplicate (client_id, request_id) returns the first outcome and does not apply again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn duplicate_request_id_applies_once() {
-    let _serial = serial();
+    let _serial = testkit::serial().await;
     let mut cluster = TestCluster::new(31500, 3);
     cluster.start_all();
     let client = cluster.client();
@@ -302,7 +243,7 @@ async fn duplicate_request_id_applies_once() {
 // Goal: a 5-node cluster from a config elects a leader, serves writes, and keeps serving after two nodes (the leader among them) are killed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_node_cluster_survives_two_failures() {
-    let _serial = serial();
+    let _serial = testkit::serial().await;
     let mut cluster = TestCluster::new(31300, 5);
     cluster.start_all();
     let client = cluster.client();
@@ -359,7 +300,7 @@ async fn five_node_cluster_survives_two_failures() {
 // Goal: bookctl creates an event and holds, refuses, releases and confirms with --json output and the documented exit codes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bookctl_hold_release_confirm_round_trip() {
-    let _serial = serial();
+    let _serial = testkit::serial().await;
     let mut cluster = TestCluster::new(31400, 3);
     cluster.start_all();
     let client = cluster.client();
@@ -379,7 +320,7 @@ async fn bookctl_hold_release_confirm_round_trip() {
     assert!(status["leader"].as_u64().is_some(), "{status}");
 
     let event_file = cluster.dir.path().join("event.json");
-    std::fs::write(&event_file, common::event_json("show")).unwrap();
+    std::fs::write(&event_file, test_event("show").json().to_string()).unwrap();
     let created = json_of(&ok(&[
         "event",
         "create",

@@ -1,19 +1,55 @@
-//! `booking node` refuses a bad cluster.toml before starting anything: the
-//! message names the file, the line and the key, and the exit code is 2.
+//! `booking node` refuses a bad start before starting anything: the message
+//! names the file, the line and the key (or the bad `--id`, or the missing
+//! file), and the exit code is 2. One table of cases, run by one loop.
 
 mod common;
 
+use std::path::PathBuf;
 use std::process::Command;
 
-/// Runs `booking node --config <file with text> --id 1`; returns (exit code, stderr).
-fn run_node_with(text: &str) -> (Option<i32>, String) {
+/// Two valid nodes.
+const NODES: &str =
+    "[[node]]\nid = 1\naddr = \"127.0.0.1:31901\"\n[[node]]\nid = 2\naddr = \"127.0.0.1:31902\"\n";
+
+/// One refused start: the file's text (`None`: there is no file), the
+/// `--id` asked for, and the fragments stderr must contain.
+struct Refusal {
+    what: &'static str,
+    text: Option<String>,
+    id: &'static str,
+    fragments: &'static [&'static str],
+}
+
+/// Every refused start, one per line.
+#[rustfmt::skip]
+fn refusals() -> Vec<Refusal> {
+    let with_nodes = |section: &str| Some(format!("{section}{NODES}"));
+    vec![
+        Refusal { what: "an unknown key", text: with_nodes("[raft]\nheartbeat_interval_ms = 100\nelection_timeout = 5\n"), id: "1", fragments: &["raft.election_timeout", "cluster.toml:3:", "unknown field"] },
+        Refusal { what: "a duplicate node id", text: Some("[[node]]\nid = 1\naddr = \"127.0.0.1:31901\"\n[[node]]\nid = 1\naddr = \"127.0.0.1:31902\"\n".into()), id: "1", fragments: &["node[2].id", "cluster.toml:5:"] },
+        Refusal { what: "a bad election timeout", text: with_nodes("[raft]\nheartbeat_interval_ms = 100\nelection_timeout_ms = [900, 800]\n"), id: "1", fragments: &["raft.election_timeout_ms", "cluster.toml:3:"] },
+        Refusal { what: "an id that is not in the file", text: Some(NODES.into()), id: "7", fragments: &["--id 7", "ids: 1, 2"] },
+        Refusal { what: "a missing file", text: None, id: "1", fragments: &["/nonexistent/cluster.toml"] },
+    ]
+}
+
+/// Runs `booking node --config <file> --id <id>` with `env`; returns
+/// (exit code, stderr).
+fn run_node(text: Option<&str>, id: &str, env: &[(&str, &str)]) -> (Option<i32>, String) {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("cluster.toml");
-    std::fs::write(&path, text).unwrap();
+    let path = match text {
+        Some(text) => {
+            let path = dir.path().join("cluster.toml");
+            std::fs::write(&path, text).unwrap();
+            path
+        }
+        None => PathBuf::from("/nonexistent/cluster.toml"),
+    };
     let output = Command::new(common::booking_bin())
         .args(["node", "--config"])
         .arg(&path)
-        .args(["--id", "1"])
+        .args(["--id", id])
+        .envs(env.iter().copied())
         .output()
         .expect("run booking");
     (
@@ -22,76 +58,26 @@ fn run_node_with(text: &str) -> (Option<i32>, String) {
     )
 }
 
-const NODES: &str =
-    "[[node]]\nid = 1\naddr = \"127.0.0.1:31901\"\n[[node]]\nid = 2\naddr = \"127.0.0.1:31902\"\n";
-
-// Goal: an unknown key stops the node with the key and its line.
+// Goal: every bad start of the table exits 2 with a message naming what is wrong.
 #[test]
-fn unknown_key_is_named_with_its_line() {
-    let (code, stderr) = run_node_with(&format!(
-        "[raft]\nheartbeat_interval_ms = 100\nelection_timeout = 5\n{NODES}"
-    ));
-    assert_eq!(code, Some(2), "{stderr}");
-    assert!(stderr.contains("raft.election_timeout"), "{stderr}");
-    assert!(stderr.contains("cluster.toml:3:"), "{stderr}");
-    assert!(stderr.contains("unknown field"), "{stderr}");
-}
-
-// Goal: a duplicate node id stops the node, naming the second node's id line.
-#[test]
-fn duplicate_node_id_is_named() {
-    let text = "[[node]]\nid = 1\naddr = \"127.0.0.1:31901\"\n[[node]]\nid = 1\naddr = \"127.0.0.1:31902\"\n";
-    let (code, stderr) = run_node_with(text);
-    assert_eq!(code, Some(2), "{stderr}");
-    assert!(
-        stderr.contains("node[2].id") && stderr.contains("cluster.toml:5:"),
-        "{stderr}"
-    );
-}
-
-// Goal: a bad election timeout stops the node, naming the key.
-#[test]
-fn bad_timeout_is_named() {
-    let (code, stderr) = run_node_with(&format!(
-        "[raft]\nheartbeat_interval_ms = 100\nelection_timeout_ms = [900, 800]\n{NODES}"
-    ));
-    assert_eq!(code, Some(2), "{stderr}");
-    assert!(
-        stderr.contains("raft.election_timeout_ms") && stderr.contains("cluster.toml:3:"),
-        "{stderr}"
-    );
-}
-
-// Goal: an id that is not in the file is a usage error naming the known ids.
-#[test]
-fn unknown_node_id_is_a_usage_error() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("cluster.toml");
-    std::fs::write(&path, NODES).unwrap();
-    let output = Command::new(common::booking_bin())
-        .args(["node", "--config"])
-        .arg(&path)
-        .args(["--id", "7"])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{stderr}");
-    assert!(
-        stderr.contains("--id 7") && stderr.contains("ids: 1, 2"),
-        "{stderr}"
-    );
-}
-
-// Goal: a missing file is reported with its path.
-#[test]
-fn missing_file_is_named() {
-    let output = Command::new(common::booking_bin())
-        .args(["node", "--config", "/nonexistent/cluster.toml", "--id", "1"])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("/nonexistent/cluster.toml"), "{stderr}");
+fn every_bad_start_is_refused_naming_the_key_and_line() {
+    let mut failures = Vec::new();
+    for case in refusals() {
+        let (code, stderr) = run_node(case.text.as_deref(), case.id, &[]);
+        let missing: Vec<&str> = case
+            .fragments
+            .iter()
+            .copied()
+            .filter(|f| !stderr.contains(f))
+            .collect();
+        if code != Some(2) || !missing.is_empty() {
+            failures.push(format!(
+                "{}: exit {code:?}, missing {missing:?}\n    stderr: {stderr}",
+                case.what
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
 // Goal: a normal build contains no deliberate bugs: asked for one through
@@ -102,18 +88,12 @@ fn missing_file_is_named() {
 #[cfg(not(feature = "fault-injection-bugs"))]
 #[test]
 fn fault_bug_requested_of_a_normal_build_refuses_to_start() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("cluster.toml");
-    std::fs::write(&path, NODES).unwrap();
-    let output = Command::new(common::booking_bin())
-        .args(["node", "--config"])
-        .arg(&path)
-        .args(["--id", "1"])
-        .env("BOOKING_FAULT_BUG", "stale-local-reads")
-        .output()
-        .expect("run booking");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    let (code, stderr) = run_node(
+        Some(NODES),
+        "1",
+        &[("BOOKING_FAULT_BUG", "stale-local-reads")],
+    );
+    assert_eq!(code, Some(2), "{stderr}");
     assert!(
         stderr.contains("built without fault-injection-bugs"),
         "{stderr}"

@@ -11,7 +11,7 @@
 //!
 //! Ports: 32100–32399 (nodes base+1..3, gateways base+50 and base+51), apart
 //! from the other root tests. The tests of this binary run one at a time
-//! ([`common::heavy_test_lock`]). Every wait is a poll with a generous bound.
+//! (`testkit::serial`). Every wait is a poll with a generous bound.
 
 mod common;
 
@@ -89,16 +89,7 @@ async fn create_open_event(
     rows: u32,
     seats_per_row: u32,
 ) {
-    let rows: Vec<Value> = (1..=rows)
-        .map(|r| json!({ "label": r.to_string(), "seats": seats_per_row }))
-        .collect();
-    let spec = json!({
-        "id": event_id,
-        "name": "Fault gig",
-        "venue": "Loopback Hall",
-        "starts_at": "2030-01-01T20:00:00Z",
-        "sections": [{"kind": "reserved", "id": "A", "name": "Stalls", "price_cents": 5000, "rows": rows}]
-    });
+    let spec = testkit::TestEvent::reserved(event_id, rows, seats_per_row).json();
     let a = send(
         http.post(format!("{base}/v1/events"))
             .bearer_auth(ADMIN)
@@ -228,7 +219,7 @@ async fn idempotency_key_names_one_hold_across_gateways_and_restarts() {
     // Goal: the same (user, Idempotency-Key) through gateway A, gateway B and
     // a restarted A gives the same hold and creates one hold; the key is per
     // user; a keyed refusal is replayed, never judged anew.
-    let _serial = common::heavy_test_lock().await;
+    let _serial = testkit::serial().await;
     let cluster = cluster(32100).await;
     let http = http();
     let mut a = cluster.start_gateway(32150);
@@ -324,7 +315,7 @@ async fn leader_killed_during_a_sale_gives_no_wrong_answer() {
     // Goal: with the leader SIGKILLed mid-sale, the gateway answers only 201,
     // 409 or 503 + Retry-After; every 201 is on every node after recovery,
     // no seat has two owners, a 409 seat is really taken, and 201s resume.
-    let _serial = common::heavy_test_lock().await;
+    let _serial = testkit::serial().await;
     const EVENT: &str = "sale";
     const ROWS: u32 = 100;
     const SEATS_PER_ROW: u32 = 100;
@@ -567,7 +558,7 @@ async fn live_feed_crosses_gateways_and_resumes_without_a_gap() {
     // Goal: a watcher on gateway B sees a hold made through gateway A; a
     // client that disconnects and resumes with ?from= gets exactly the
     // changes an uninterrupted watcher saw.
-    let _serial = common::heavy_test_lock().await;
+    let _serial = testkit::serial().await;
     const EVENT: &str = "live";
     let cluster = cluster(32300).await;
     let http = http();

@@ -12,12 +12,12 @@
 
 mod common;
 
-use std::fs::File;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Duration;
 
+use common::UpProc;
 use serde_json::{json, Value};
+use testkit::ConfigFile;
 
 const PORT_BASE: u16 = 31600;
 const NODES: u16 = 3;
@@ -28,111 +28,27 @@ const ADMIN: &str = "gateway-up-test-admin";
 /// Bound on each awaited condition.
 const WAIT: Duration = Duration::from_secs(60);
 
-/// The `booking up` process; on drop (a failed test) it gets SIGTERM so it
-/// stops its own children, and SIGKILL if it does not exit in time.
-struct Up {
-    child: Option<Child>,
-    dir: PathBuf,
+/// `booking up` with a cluster.toml in `dir` (rewritten each time): nodes
+/// on `port_base + 1..=3`, the gateway on `port_base + 50`; its output in
+/// `<dir>/<log_name>`, one file per run so a run never reads the last one's.
+fn start_up(dir: &Path, port_base: u16, log_name: &str) -> UpProc {
+    let mut file = ConfigFile::new("gateway-up")
+        .with_nodes_from_port(port_base, NODES)
+        .with_gateway_listen(([127, 0, 0, 1], port_base + 50).into());
+    file.gateway.admin_token = ADMIN.into();
+    let config = dir.join("cluster.toml");
+    file.write(&config).expect("write cluster.toml");
+    UpProc::start(&config, &dir.join(log_name))
 }
 
-impl Up {
-    /// `booking up` with a cluster.toml in `dir` (written if missing): nodes
-    /// on `port_base + 1..=3`, the gateway on `port_base + 50`.
-    fn start(dir: &Path, port_base: u16) -> Up {
-        let gateway_port = port_base + 50;
-        let mut text = format!(
-            "[cluster]\nname = \"gateway-up\"\ndata_dir = \"data\"\n\n\
-             [raft]\nheartbeat_interval_ms = 100\nelection_timeout_ms = [400, 800]\n\n\
-             [gateway]\nlisten = \"127.0.0.1:{gateway_port}\"\nadmin_token = \"{ADMIN}\"\n"
-        );
-        for id in 1..=NODES {
-            text.push_str(&format!(
-                "\n[[node]]\nid = {id}\naddr = \"127.0.0.1:{}\"\n",
-                port_base + id
-            ));
-        }
-        let config = dir.join("cluster.toml");
-        std::fs::write(&config, text).expect("write cluster.toml");
-        let child = Command::new(common::booking_bin())
-            .args(["up", "--config"])
-            .arg(&config)
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
-            )
-            .stdin(Stdio::null())
-            .stdout(File::create(dir.join("up.out")).unwrap())
-            .stderr(File::create(dir.join("up.err")).unwrap())
-            .spawn()
-            .expect("start booking up");
-        Up {
-            child: Some(child),
-            dir: dir.to_path_buf(),
-        }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.join(name)
-    }
-
-    fn stdout(&self) -> String {
-        std::fs::read_to_string(self.path("up.out")).unwrap_or_default()
-    }
-
-    /// Both output files, for failure messages.
-    fn output(&self) -> String {
-        let err = std::fs::read_to_string(self.path("up.err")).unwrap_or_default();
-        let tail: Vec<&str> = err.lines().rev().take(80).collect();
-        let tail: Vec<&str> = tail.into_iter().rev().collect();
-        format!(
-            "--- stdout\n{}\n--- stderr (last 80 lines)\n{}",
-            self.stdout(),
-            tail.join("\n")
-        )
-    }
-
-    fn signal(&self, signal: i32) {
-        if let Some(child) = &self.child {
-            // SAFETY: kill(2) on a child we have not reaped.
-            unsafe { libc::kill(child.id() as i32, signal) };
-        }
-    }
-
-    /// Waits for `up` to exit; None after `limit`.
-    fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
-        let deadline = Instant::now() + limit;
-        loop {
-            let child = self.child.as_mut()?;
-            if let Some(status) = child.try_wait().expect("try_wait") {
-                self.child = None;
-                return Some(status);
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Up {
-    fn drop(&mut self) {
-        if self.child.is_some() {
-            self.signal(libc::SIGTERM);
-            if self.wait_exit(Duration::from_secs(30)).is_none() {
-                if let Some(mut child) = self.child.take() {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                }
-            }
-        }
-    }
-}
-
-/// The tests of this binary each start a whole cluster: one at a time.
-async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
-    static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-    LOCK.lock().await
+/// The line where `up` says what it did about the demo event (its output
+/// also holds its children's log lines, so a word alone proves nothing).
+fn demo_line(up: &UpProc) -> String {
+    up.output()
+        .lines()
+        .find(|l| l.contains("demo event"))
+        .unwrap_or_default()
+        .to_string()
 }
 
 fn port_open(port: u16) -> bool {
@@ -185,36 +101,30 @@ async fn up_serves_the_gateway_with_a_demo_event_and_stops_cleanly() {
     // Goal: `booking up` starts nodes and a gateway, creates the demo event,
     // prints the page URL, serves holds with one winner per seat, and stops
     // every child on SIGTERM.
-    let _serial = serial().await;
+    let _serial = testkit::serial().await;
     assert!(
         !port_open(GATEWAY_PORT),
         "port {GATEWAY_PORT} is already in use"
     );
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut up = Up::start(dir.path(), PORT_BASE);
+    let up = start_up(dir.path(), PORT_BASE, "up.log");
     let base = format!("http://127.0.0.1:{GATEWAY_PORT}");
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(15))
         .build()
         .unwrap();
 
-    let page_line = format!("page       {base}/");
-    let out = up.path("up.out");
-    common::wait_for("`up` to print the page URL", WAIT * 2, || {
-        let ready = contains(&out, &page_line);
-        async move { ready.then_some(()) }
-    })
-    .await;
-    let printed = up.stdout();
+    wait_serving(&up, &base).await;
+    let printed = up.output();
+    assert!(demo_line(&up).contains("created"), "{}", up.log_tail());
     assert!(
-        printed.contains("demo event") && printed.contains("created"),
+        printed.contains("[gateway] admin_token"),
         "{}",
-        up.output()
+        up.log_tail()
     );
-    assert!(printed.contains("[gateway] admin_token"), "{}", up.output());
 
     let (status, _, text) = send(http.get(format!("{base}/healthz"))).await;
-    assert_eq!(status, 200, "healthz: {text}\n{}", up.output());
+    assert_eq!(status, 200, "healthz: {text}\n{}", up.log_tail());
     let page = http.get(format!("{base}/")).send().await.expect("GET /");
     assert_eq!(page.status().as_u16(), 200);
     let content_type = page.headers()["content-type"].to_str().unwrap().to_string();
@@ -263,49 +173,28 @@ async fn up_serves_the_gateway_with_a_demo_event_and_stops_cleanly() {
     );
 
     // SIGTERM stops `up`, which stops the gateway and every node.
-    up.signal(libc::SIGTERM);
-    let status = up
-        .wait_exit(WAIT)
-        .unwrap_or_else(|| panic!("`up` still running after SIGTERM\n{}", up.output()));
-    assert!(
-        status.success(),
-        "`up` exited with {status}\n{}",
-        up.output()
-    );
-    let mut ports: Vec<u16> = (1..=NODES).map(|id| PORT_BASE + id).collect();
-    ports.push(GATEWAY_PORT);
-    common::wait_for("every port to close", WAIT, || {
-        let open: Vec<u16> = ports.iter().copied().filter(|p| port_open(*p)).collect();
-        async move { open.is_empty().then_some(()) }
-    })
-    .await;
+    stop(up, PORT_BASE).await;
 }
 
 /// Waits for `up` to print its page URL (it is serving), panicking with its output.
-async fn wait_serving(up: &Up, base: &str) {
+async fn wait_serving(up: &UpProc, base: &str) {
     let page_line = format!("page       {base}/");
-    let out = up.path("up.out");
-    let deadline = Instant::now() + WAIT * 2;
-    while !contains(&out, &page_line) {
-        assert!(
-            Instant::now() < deadline,
-            "`up` did not print its page URL\n{}",
-            up.output()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    let wait = common::wait_until("`up` to print its page URL", WAIT * 2, || {
+        let ready = contains(up.log_path(), &page_line);
+        async move { Ok(ready.then_some(())) }
+    });
+    if let Err(e) = wait.await {
+        panic!("{e}\n{}", up.log_tail());
     }
 }
 
 /// SIGTERM, then a clean exit and every port closed.
-async fn stop(mut up: Up, port_base: u16) {
-    up.signal(libc::SIGTERM);
-    let status = up
-        .wait_exit(WAIT)
-        .unwrap_or_else(|| panic!("`up` still running after SIGTERM\n{}", up.output()));
+async fn stop(mut up: UpProc, port_base: u16) {
+    let status = up.terminate(WAIT);
     assert!(
         status.success(),
         "`up` exited with {status}\n{}",
-        up.output()
+        up.log_tail()
     );
     let mut ports: Vec<u16> = (1..=NODES).map(|id| port_base + id).collect();
     ports.push(port_base + 50);
@@ -321,7 +210,7 @@ async fn a_second_up_reuses_the_data_directory() {
     // Goal: `booking up` twice on one directory: the second run finds the
     // demo event (does not create it again), and a booking and a held seat
     // made in the first run are still there.
-    let _serial = serial().await;
+    let _serial = testkit::serial().await;
     let dir = tempfile::tempdir().expect("temp dir");
     let base = format!("http://127.0.0.1:{}", REUSE_PORT_BASE + 50);
     let http = reqwest::Client::builder()
@@ -330,12 +219,12 @@ async fn a_second_up_reuses_the_data_directory() {
         .unwrap();
 
     // First run: a booking of A-3-3 and a hold on A-3-4.
-    let up = Up::start(dir.path(), REUSE_PORT_BASE);
+    let up = start_up(dir.path(), REUSE_PORT_BASE, "up-1.log");
     wait_serving(&up, &base).await;
-    assert!(up.stdout().contains("created"), "{}", up.output());
+    assert!(demo_line(&up).contains("created"), "{}", up.log_tail());
     let alice = session(&http, &base, "alice").await;
     let (status, held, text) = hold(&http, &base, &alice, "A-3-3").await;
-    assert_eq!(status, 201, "hold: {text}\n{}", up.output());
+    assert_eq!(status, 201, "hold: {text}\n{}", up.log_tail());
     let hold_id = held["hold_id"].as_u64().expect("hold_id");
     let (status, booking, text) = send(
         http.post(format!("{base}/v1/holds/{hold_id}/checkout"))
@@ -351,12 +240,12 @@ async fn a_second_up_reuses_the_data_directory() {
     stop(up, REUSE_PORT_BASE).await;
 
     // Second run on the same directory.
-    let up = Up::start(dir.path(), REUSE_PORT_BASE);
+    let up = start_up(dir.path(), REUSE_PORT_BASE, "up-2.log");
     wait_serving(&up, &base).await;
     assert!(
-        up.stdout().contains("reused from the data directory"),
+        demo_line(&up).contains("reused from the data directory"),
         "the second run did not reuse the demo event\n{}",
-        up.output()
+        up.log_tail()
     );
     // Sessions are derived from the cluster name and admin token: the old token still works.
     let (status, found, text) = send(
@@ -368,7 +257,7 @@ async fn a_second_up_reuses_the_data_directory() {
         status,
         200,
         "booking after restart: {text}\n{}",
-        up.output()
+        up.log_tail()
     );
     assert_eq!(found["seats"], json!(["A-3-3"]), "{text}");
     let (status, found, text) = send(

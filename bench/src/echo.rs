@@ -18,7 +18,8 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 
 use crate::http::FanPool;
-use crate::procs::{free_port, wait_port, Child};
+use testkit::free_addr;
+use testkit::process::Child;
 
 /// Serves `POST /echo` on 127.0.0.1:`port` until SIGTERM.
 pub async fn serve(port: u16) -> anyhow::Result<()> {
@@ -35,16 +36,16 @@ pub async fn measure(
     connections: usize,
     log_dir: &std::path::Path,
 ) -> anyhow::Result<f64> {
-    let port = free_port()?;
+    let port = free_addr().port();
     let mut cmd = Command::new(std::env::current_exe()?);
     cmd.arg("echo-server").arg("--port").arg(port.to_string());
     let mut child = Child::spawn("echo", cmd, &log_dir.join("echo.log"))?;
-    wait_port(
-        SocketAddr::from(([127, 0, 0, 1], port)),
-        Duration::from_secs(10),
-        &mut child,
-    )
-    .await?;
+    child
+        .wait_listening(
+            SocketAddr::from(([127, 0, 0, 1], port)),
+            Duration::from_secs(10),
+        )
+        .await?;
     let pool = FanPool::new(&format!("http://127.0.0.1:{port}"))?;
     let done = Arc::new(AtomicU64::new(0));
     let start = Instant::now();

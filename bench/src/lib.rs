@@ -6,9 +6,12 @@
 //!   the replica audit, the report; [`echo`]: the no-op axum echo ceiling.
 //! - [`peers`]: `bench peers`: the closed-loop hold workload and one module
 //!   per system (ours via client and gateway, etcd, Redis, PostgreSQL).
-//! - [`cluster`]: starting our 3-node cluster and gateway as processes.
-//! - [`http`]: the gateway calls and the seat layout; [`procs`]: child
-//!   processes that always stop; [`stats`], [`plot`]: histograms and the PNG.
+//! - [`cluster`]: our 3-node cluster and gateway as processes (started
+//!   through `testkit`, like every cluster of the workspace).
+//! - [`http`]: the gateway calls and the seat layout; [`stats`], [`plot`]:
+//!   histograms and the PNG. Child processes (nodes, the echo server, the
+//!   peers) are `testkit::process::Child`ren: they stop when dropped and
+//!   die with the bench.
 //!
 //! Owns: load generation and reporting. Must not: reach into a node's memory
 //! (it drives processes through HTTP, gRPC via `client`, and signals), or
@@ -23,5 +26,4 @@ pub mod flash;
 pub mod http;
 pub mod peers;
 pub mod plot;
-pub mod procs;
 pub mod stats;

@@ -1,7 +1,6 @@
 //! `bench`: `bench flash-sale` and `bench peers` (see the library docs and
-//! docs/BENCHMARKS.md). Two hidden subcommands run the child processes the
-//! benchmarks start from this same binary: `echo-server` (the ceiling) and
-//! `gateway-standin` (the gateway, when `booking` has no `gateway` yet).
+//! docs/BENCHMARKS.md). A hidden subcommand runs the child process the
+//! benchmark starts from this same binary: `echo-server` (the ceiling).
 //!
 //! Owns: the command line and the order of a run. Must not: hold logic a
 //! module could own. Exit codes: 0 done with a clean audit, 1 error, 3 the
@@ -37,11 +36,6 @@ enum Cmd {
     EchoServer {
         #[arg(long)]
         port: u16,
-    },
-    #[command(hide = true)]
-    GatewayStandin {
-        #[arg(long)]
-        config: PathBuf,
     },
 }
 
@@ -157,18 +151,37 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Cmd::EchoServer { port } => bench::echo::serve(port).await.map(|_| ExitCode::SUCCESS),
-        Cmd::GatewayStandin { config } => cluster::run_gateway_standin(&config)
-            .await
-            .map(|_| ExitCode::SUCCESS),
         Cmd::FlashSale(a) => {
-            bench::procs::install_signal_handler();
+            install_signal_handler();
             flash_sale(a).await
         }
         Cmd::Peers(a) => {
-            bench::procs::install_signal_handler();
+            install_signal_handler();
             peers_cmd(a).await
         }
     }
+}
+
+/// How long children get after SIGTERM when the bench is interrupted.
+const INTERRUPT_GRACE: Duration = Duration::from_millis(1_500);
+
+/// Installs a Ctrl-C/SIGTERM handler that stops every live child (SIGTERM,
+/// a grace period, SIGKILL) and exits 130. Drop guards do not run on
+/// `process::exit`, hence testkit's registry of live children.
+fn install_signal_handler() {
+    tokio::spawn(async {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            return;
+        };
+        tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+        eprintln!("\nbench: interrupted; stopping child processes");
+        tokio::task::block_in_place(|| testkit::process::terminate_all_live(INTERRUPT_GRACE));
+        std::process::exit(130);
+    });
 }
 
 async fn flash_sale(a: FlashArgs) -> anyhow::Result<ExitCode> {
@@ -212,18 +225,12 @@ async fn flash_sale(a: FlashArgs) -> anyhow::Result<ExitCode> {
                 .clone()
                 .unwrap_or_else(cluster::default_booking_bin);
             cluster = LocalCluster::start(&bin, true).await?;
-            let cfg = cluster_config::ClusterConfig::load(&cluster.config_path)?;
-            let metrics = cfg
-                .nodes
-                .iter()
-                .filter_map(|n| n.metrics_addr.map(|m| format!("http://{m}/metrics")))
-                .collect();
             (
                 cluster.gateway_url.clone(),
                 cluster.admin_token.clone(),
                 cluster.endpoints.clone(),
-                metrics,
-                cluster.gateway_kind.to_string(),
+                cluster.metrics_urls(),
+                "booking gateway".to_string(),
             )
         }
     };

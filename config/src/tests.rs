@@ -1,5 +1,6 @@
 //! Unit tests: the shipped files parse to the documented defaults, and every
-//! kind of bad file is refused with an error that names its key and line.
+//! kind of bad file is refused with an error that names its key and line
+//! (one table, [`refusals`], run by one loop).
 
 use std::path::Path;
 
@@ -12,25 +13,6 @@ const ONE_NODE: &str = "[[node]]\nid = 1\naddr = \"127.0.0.1:7101\"\n";
 
 fn parse(text: &str) -> Result<ClusterConfig, ConfigError> {
     ClusterConfig::from_toml_str(text, Path::new(ORIGIN))
-}
-
-/// Parses `text`, expects a refusal, and checks the key, the line and that the
-/// rendered message carries both (an operator reads only the message).
-#[track_caller]
-fn assert_refused(text: &str, key: &str, line: usize) -> ConfigError {
-    let err = parse(text).expect_err("the file should be refused");
-    assert_eq!(err.key(), Some(key), "wrong key in: {err}");
-    assert_eq!(err.line(), Some(line), "wrong line in: {err}");
-    let shown = err.to_string();
-    assert!(
-        shown.contains(&format!("`{key}`")),
-        "message does not name the key: {shown}"
-    );
-    assert!(
-        shown.contains(&format!("{ORIGIN}:{line}:")),
-        "message does not name the line: {shown}"
-    );
-    err
 }
 
 fn nodes3() -> String {
@@ -128,172 +110,93 @@ fn missing_file_names_the_path() {
     );
 }
 
-// Goal: a TOML syntax error names its line.
+// Goal: the gateway's cluster timeout defaults to 5 s and parses (its bounds are in the table).
 #[test]
-fn syntax_error_names_the_line() {
-    let err = parse(&format!("{ONE_NODE}[raft]\nheartbeat_interval_ms = = 5\n")).unwrap_err();
-    assert_eq!(err.line(), Some(5), "{err}");
-    assert_eq!(err.key(), Some("raft.heartbeat_interval_ms"), "{err}");
+fn gateway_cluster_timeout_parses() {
+    assert_eq!(parse(ONE_NODE).unwrap().gateway.cluster_timeout_ms, 5_000);
+    let config = parse(&format!("[gateway]\ncluster_timeout_ms = 1000\n{ONE_NODE}")).unwrap();
+    assert_eq!(config.gateway.cluster_timeout_ms, 1_000);
 }
 
-// Goal: an unknown key in a section is refused with its dotted name and line.
-#[test]
-fn unknown_key_in_section_is_refused() {
-    let err = assert_refused(
-        &format!("[raft]\nheartbeat_interval_ms = 100\nheartbeat_ms = 50\n{ONE_NODE}"),
-        "raft.heartbeat_ms",
-        3,
-    );
-    assert!(err.to_string().contains("unknown field"), "{err}");
+/// One bad file: what it shows, its text, the key and line the error must
+/// name, and a fragment the message must also carry (an operator reads only
+/// the message).
+struct Refusal {
+    what: &'static str,
+    text: String,
+    key: String,
+    /// `None`: the problem is at no place in the file (a missing table).
+    line: Option<usize>,
+    fragment: &'static str,
 }
 
-// Goal: an unknown top-level table is refused.
-#[test]
-fn unknown_section_is_refused() {
-    assert_refused(&format!("{ONE_NODE}\n[rafts]\nx = 1\n"), "rafts", 5);
+fn refused(
+    what: &'static str,
+    text: String,
+    key: &str,
+    line: Option<usize>,
+    fragment: &'static str,
+) -> Refusal {
+    Refusal {
+        what,
+        text,
+        key: key.to_string(),
+        line,
+        fragment,
+    }
 }
 
-// Goal: an unknown key inside a [[node]] is refused with the node's position.
-#[test]
-fn unknown_key_in_node_is_refused() {
-    assert_refused(
-        &format!(
-            "{}[[node]]\nid = 4\naddr = \"127.0.0.1:7104\"\nport = 3\n",
-            nodes3()
-        ),
-        "node[4].port",
-        16,
-    );
+/// `section` followed by one node.
+fn before_node(section: &str) -> String {
+    format!("{section}{ONE_NODE}")
 }
 
-// Goal: a value of the wrong type names its key.
-#[test]
-fn wrong_type_is_refused() {
-    assert_refused(
-        &format!("[booking]\nhold_ttl_ms = \"ten minutes\"\n{ONE_NODE}"),
-        "booking.hold_ttl_ms",
-        2,
-    );
+/// One node followed by `section`.
+fn after_node(section: &str) -> String {
+    format!("{ONE_NODE}{section}")
 }
 
-// Goal: an address that does not parse names its key.
-#[test]
-fn bad_address_is_refused() {
-    assert_refused(
-        "[[node]]\nid = 1\naddr = \"localhost\"\n",
-        "node[1].addr",
-        3,
-    );
-}
-
-// Goal: a file without nodes is refused, naming `node`.
-#[test]
-fn empty_node_list_is_refused() {
-    let err = parse("[cluster]\nname = \"x\"\n").unwrap_err();
-    assert_eq!(err.key(), Some("node"), "{err}");
-    assert!(err.to_string().contains("at least one node"), "{err}");
-    assert_refused("node = []\n", "node", 1);
-}
-
-// Goal: a node without an address is refused.
-#[test]
-fn node_without_addr_is_refused() {
-    let err = parse("[[node]]\nid = 1\n").unwrap_err();
-    assert!(err.to_string().contains("addr"), "{err}");
-    assert_eq!(err.key(), Some("node[1]"), "{err}");
-}
-
-// Goal: two nodes with one id are refused at the second one.
-#[test]
-fn duplicate_node_id_is_refused() {
-    let text = "[[node]]\nid = 1\naddr = \"127.0.0.1:7101\"\n[[node]]\nid = 1\naddr = \"127.0.0.1:7102\"\n";
-    let err = assert_refused(text, "node[2].id", 5);
-    assert!(err.to_string().contains("duplicate node id 1"), "{err}");
-}
-
-// Goal: two nodes with one address are refused at the second one.
-#[test]
-fn duplicate_node_addr_is_refused() {
-    let text = "[[node]]\nid = 1\naddr = \"127.0.0.1:7101\"\n[[node]]\nid = 2\naddr = \"127.0.0.1:7101\"\n";
-    let err = assert_refused(text, "node[2].addr", 6);
-    assert!(err.to_string().contains("node[1].addr"), "{err}");
-}
-
-// Goal: a metrics address equal to another node's gRPC address is refused.
-#[test]
-fn metrics_addr_clashing_with_a_node_addr_is_refused() {
-    let text = "[[node]]\nid = 1\naddr = \"127.0.0.1:7101\"\n[[node]]\nid = 2\naddr = \"127.0.0.1:7102\"\nmetrics_addr = \"127.0.0.1:7101\"\n";
-    assert_refused(text, "node[2].metrics_addr", 7);
-}
-
-// Goal: node id 0 is refused.
-#[test]
-fn node_id_zero_is_refused() {
-    assert_refused(
-        "[[node]]\nid = 0\naddr = \"127.0.0.1:7101\"\n",
-        "node[1].id",
-        2,
-    );
-}
-
-// Goal: port 0 and 0.0.0.0 are refused as node addresses (peers dial them).
-#[test]
-fn undialable_node_addr_is_refused() {
-    assert_refused(
-        "[[node]]\nid = 1\naddr = \"127.0.0.1:0\"\n",
-        "node[1].addr",
-        3,
-    );
-    assert_refused(
-        "[[node]]\nid = 1\naddr = \"0.0.0.0:7101\"\n",
-        "node[1].addr",
-        3,
-    );
-}
-
-// Goal: election timeout min not above the heartbeat is refused.
-#[test]
-fn election_min_not_above_heartbeat_is_refused() {
-    let text = format!(
-        "[raft]\nheartbeat_interval_ms = 400\nelection_timeout_ms = [400, 800]\n{ONE_NODE}"
-    );
-    let err = assert_refused(&text, "raft.election_timeout_ms", 3);
-    assert!(err.to_string().contains("heartbeat_interval_ms"), "{err}");
-    // With the election timeout defaulted, the heartbeat (the key in the file) is blamed.
-    assert_refused(
-        &format!("[raft]\nheartbeat_interval_ms = 500\n{ONE_NODE}"),
-        "raft.heartbeat_interval_ms",
-        2,
-    );
-}
-
-// Goal: election timeout min ≥ max is refused.
-#[test]
-fn election_min_not_below_max_is_refused() {
-    let err = assert_refused(
-        &format!("[raft]\nelection_timeout_ms = [800, 800]\n{ONE_NODE}"),
-        "raft.election_timeout_ms",
-        2,
-    );
-    assert!(
-        err.to_string().contains("min must be less than max"),
-        "{err}"
-    );
-}
-
-// Goal: an election timeout that is not a pair is refused.
-#[test]
-fn election_timeout_not_a_pair_is_refused() {
-    assert_refused(
-        &format!("[raft]\nelection_timeout_ms = [400]\n{ONE_NODE}"),
-        "raft.election_timeout_ms",
-        2,
-    );
-}
-
-// Goal: zero timeouts and sizes are refused, each by name.
-#[test]
-fn zero_values_are_refused() {
+/// Every kind of bad file, one per line.
+#[rustfmt::skip]
+fn refusals() -> Vec<Refusal> {
+    let mut table = vec![
+        refused("a TOML syntax error", after_node("[raft]\nheartbeat_interval_ms = = 5\n"), "raft.heartbeat_interval_ms", Some(5), ""),
+        refused("an unknown key in a section", before_node("[raft]\nheartbeat_interval_ms = 100\nheartbeat_ms = 50\n"), "raft.heartbeat_ms", Some(3), "unknown field"),
+        refused("an unknown top-level table", after_node("\n[rafts]\nx = 1\n"), "rafts", Some(5), ""),
+        refused("an unknown key in a [[node]]", format!("{}[[node]]\nid = 4\naddr = \"127.0.0.1:7104\"\nport = 3\n", nodes3()), "node[4].port", Some(16), ""),
+        refused("a value of the wrong type", before_node("[booking]\nhold_ttl_ms = \"ten minutes\"\n"), "booking.hold_ttl_ms", Some(2), ""),
+        refused("an address that does not parse", "[[node]]\nid = 1\naddr = \"localhost\"\n".into(), "node[1].addr", Some(3), ""),
+        refused("no [[node]] at all", "[cluster]\nname = \"x\"\n".into(), "node", None, "at least one node"),
+        refused("an empty node list", "node = []\n".into(), "node", Some(1), "at least one node"),
+        refused("a node without an address", "[[node]]\nid = 1\n".into(), "node[1]", Some(1), "missing field `addr`"),
+        refused("two nodes with one id", "[[node]]\nid = 1\naddr = \"127.0.0.1:7101\"\n[[node]]\nid = 1\naddr = \"127.0.0.1:7102\"\n".into(), "node[2].id", Some(5), "duplicate node id 1"),
+        refused("two nodes with one address", "[[node]]\nid = 1\naddr = \"127.0.0.1:7101\"\n[[node]]\nid = 2\naddr = \"127.0.0.1:7101\"\n".into(), "node[2].addr", Some(6), "node[1].addr"),
+        refused("a metrics address on another node's gRPC address", "[[node]]\nid = 1\naddr = \"127.0.0.1:7101\"\n[[node]]\nid = 2\naddr = \"127.0.0.1:7102\"\nmetrics_addr = \"127.0.0.1:7101\"\n".into(), "node[2].metrics_addr", Some(7), ""),
+        refused("node id 0", "[[node]]\nid = 0\naddr = \"127.0.0.1:7101\"\n".into(), "node[1].id", Some(2), ""),
+        refused("port 0 (peers dial it)", "[[node]]\nid = 1\naddr = \"127.0.0.1:0\"\n".into(), "node[1].addr", Some(3), ""),
+        refused("0.0.0.0 (peers dial it)", "[[node]]\nid = 1\naddr = \"0.0.0.0:7101\"\n".into(), "node[1].addr", Some(3), ""),
+        refused("an election timeout min not above the heartbeat", before_node("[raft]\nheartbeat_interval_ms = 400\nelection_timeout_ms = [400, 800]\n"), "raft.election_timeout_ms", Some(3), "heartbeat_interval_ms"),
+        // With the election timeout defaulted, the heartbeat (the key in the file) is blamed.
+        refused("a heartbeat not below the default election timeout", before_node("[raft]\nheartbeat_interval_ms = 500\n"), "raft.heartbeat_interval_ms", Some(2), ""),
+        refused("an election timeout min not below its max", before_node("[raft]\nelection_timeout_ms = [800, 800]\n"), "raft.election_timeout_ms", Some(2), "min must be less than max"),
+        refused("an election timeout that is not a pair", before_node("[raft]\nelection_timeout_ms = [400]\n"), "raft.election_timeout_ms", Some(2), ""),
+        refused("a zero election timeout", before_node("[raft]\nelection_timeout_ms = [0, 800]\n"), "raft.election_timeout_ms", Some(2), ""),
+        refused("an absurd linger", before_node("[raft]\npropose_linger_us = 5000000\n"), "raft.propose_linger_us", Some(2), ""),
+        refused("an absurd batch", before_node("[raft]\npropose_batch_max = 1000000\n"), "raft.propose_batch_max", Some(2), ""),
+        refused("an absurd hold TTL", before_node("[booking]\nhold_ttl_ms = 999999999999\n"), "booking.hold_ttl_ms", Some(2), ""),
+        refused("a negative heartbeat", before_node("[raft]\nheartbeat_interval_ms = -5\n"), "raft.heartbeat_interval_ms", Some(2), ""),
+        refused("a zero gateway cluster timeout", before_node("[gateway]\ncluster_timeout_ms = 0\n"), "gateway.cluster_timeout_ms", Some(2), ""),
+        refused("an absurd gateway cluster timeout", before_node("[gateway]\ncluster_timeout_ms = 999999999\n"), "gateway.cluster_timeout_ms", Some(2), ""),
+        refused("an empty cluster name", before_node("[cluster]\nname = \"\"\n"), "cluster.name", Some(2), ""),
+        refused("a cluster name with a space", before_node("[cluster]\nname = \"a b\"\n"), "cluster.name", Some(2), ""),
+        refused("a blank data_dir", before_node("[cluster]\ndata_dir = \" \"\n"), "cluster.data_dir", Some(2), ""),
+        refused("a gateway on a node's port", after_node("[gateway]\nlisten = \"127.0.0.1:7101\"\n"), "gateway.listen", Some(5), ""),
+        refused("an empty admin token", after_node("[gateway]\nadmin_token = \"\"\n"), "gateway.admin_token", Some(5), ""),
+        refused("an unknown gateway key", after_node("[gateway]\nlisten = \"127.0.0.1:8080\"\nbogus = 1\n"), "gateway.bogus", Some(6), ""),
+        // Comments do not confuse the key lookup for errors.
+        refused("a typo among comments", before_node("# top comment\n[raft] # the raft section\nheartbeat_interval_ms = 100 # ms\nsnapshot_evry = 3 # typo\n"), "raft.snapshot_evry", Some(4), ""),
+    ];
+    // Zero timeouts and sizes, each by name.
     for key in [
         "heartbeat_interval_ms",
         "snapshot_every_entries",
@@ -301,112 +204,48 @@ fn zero_values_are_refused() {
         "rpc_timeout_ms",
         "propose_batch_max",
     ] {
-        assert_refused(
-            &format!("[raft]\n{key} = 0\n{ONE_NODE}"),
-            &format!("raft.{key}"),
-            2,
-        );
+        let text = before_node(&format!("[raft]\n{key} = 0\n"));
+        table.push(refused("a zero raft value", text, &format!("raft.{key}"), Some(2), ""));
     }
-    assert_refused(
-        &format!("[raft]\nelection_timeout_ms = [0, 800]\n{ONE_NODE}"),
-        "raft.election_timeout_ms",
-        2,
-    );
     for key in ["hold_ttl_ms", "payment_window_ms", "expiry_sweep_ms"] {
-        assert_refused(
-            &format!("[booking]\n{key} = 0\n{ONE_NODE}"),
-            &format!("booking.{key}"),
-            2,
-        );
+        let text = before_node(&format!("[booking]\n{key} = 0\n"));
+        table.push(refused("a zero booking value", text, &format!("booking.{key}"), Some(2), ""));
     }
+    table
 }
 
-// Goal: absurdly large values are refused (a bound on everything).
-#[test]
-fn out_of_range_values_are_refused() {
-    assert_refused(
-        &format!("[raft]\npropose_linger_us = 5000000\n{ONE_NODE}"),
-        "raft.propose_linger_us",
-        2,
-    );
-    assert_refused(
-        &format!("[raft]\npropose_batch_max = 1000000\n{ONE_NODE}"),
-        "raft.propose_batch_max",
-        2,
-    );
-    assert_refused(
-        &format!("[booking]\nhold_ttl_ms = 999999999999\n{ONE_NODE}"),
-        "booking.hold_ttl_ms",
-        2,
-    );
-    assert_refused(
-        &format!("[raft]\nheartbeat_interval_ms = -5\n{ONE_NODE}"),
-        "raft.heartbeat_interval_ms",
-        2,
-    );
+/// What is wrong with the answer to `case`, if anything.
+fn mismatch(case: &Refusal) -> Option<String> {
+    let err = match parse(&case.text) {
+        Ok(_) => return Some("accepted".into()),
+        Err(err) => err,
+    };
+    let shown = err.to_string();
+    let mut wrong = Vec::new();
+    if err.key() != Some(case.key.as_str()) {
+        wrong.push(format!("key {:?}, expected {:?}", err.key(), case.key));
+    }
+    if err.line() != case.line {
+        wrong.push(format!("line {:?}, expected {:?}", err.line(), case.line));
+    }
+    if !shown.contains(&format!("`{}`", case.key)) {
+        wrong.push("the message does not name the key".into());
+    }
+    if let Some(line) = case.line {
+        if !shown.contains(&format!("{ORIGIN}:{line}:")) {
+            wrong.push("the message does not name the line".into());
+        }
+    }
+    if !shown.contains(case.fragment) {
+        wrong.push(format!("the message lacks {:?}", case.fragment));
+    }
+    (!wrong.is_empty())
+        .then(|| format!("{}: {}\n    message: {shown}", case.what, wrong.join("; ")))
 }
 
-// Goal: the gateway's cluster timeout defaults to 5 s, parses, and refuses 0 and absurd values.
+// Goal: every bad file of the table is refused, naming its key and line in the message.
 #[test]
-fn gateway_cluster_timeout_parses_and_is_bounded() {
-    assert_eq!(parse(ONE_NODE).unwrap().gateway.cluster_timeout_ms, 5_000);
-    let config = parse(&format!("[gateway]\ncluster_timeout_ms = 1000\n{ONE_NODE}")).unwrap();
-    assert_eq!(config.gateway.cluster_timeout_ms, 1_000);
-    assert_refused(
-        &format!("[gateway]\ncluster_timeout_ms = 0\n{ONE_NODE}"),
-        "gateway.cluster_timeout_ms",
-        2,
-    );
-    assert_refused(
-        &format!("[gateway]\ncluster_timeout_ms = 999999999\n{ONE_NODE}"),
-        "gateway.cluster_timeout_ms",
-        2,
-    );
-}
-
-// Goal: bad cluster names and empty data_dir are refused.
-#[test]
-fn bad_cluster_section_is_refused() {
-    assert_refused(
-        &format!("[cluster]\nname = \"\"\n{ONE_NODE}"),
-        "cluster.name",
-        2,
-    );
-    assert_refused(
-        &format!("[cluster]\nname = \"a b\"\n{ONE_NODE}"),
-        "cluster.name",
-        2,
-    );
-    assert_refused(
-        &format!("[cluster]\ndata_dir = \" \"\n{ONE_NODE}"),
-        "cluster.data_dir",
-        2,
-    );
-}
-
-// Goal: a gateway on a node's port or with an empty token is refused.
-#[test]
-fn bad_gateway_section_is_refused() {
-    assert_refused(
-        &format!("{ONE_NODE}[gateway]\nlisten = \"127.0.0.1:7101\"\n"),
-        "gateway.listen",
-        5,
-    );
-    assert_refused(
-        &format!("{ONE_NODE}[gateway]\nadmin_token = \"\"\n"),
-        "gateway.admin_token",
-        5,
-    );
-    assert_refused(
-        &format!("{ONE_NODE}[gateway]\nlisten = \"127.0.0.1:8080\"\nbogus = 1\n"),
-        "gateway.bogus",
-        6,
-    );
-}
-
-// Goal: comments and multi-line arrays do not confuse key lookup for errors.
-#[test]
-fn key_lookup_handles_comments() {
-    let text = "# top comment\n[raft] # the raft section\nheartbeat_interval_ms = 100 # ms\nsnapshot_evry = 3 # typo\n";
-    assert_refused(&format!("{text}{ONE_NODE}"), "raft.snapshot_evry", 4);
+fn every_bad_file_is_refused_naming_its_key_and_line() {
+    let failures: Vec<String> = refusals().iter().filter_map(mismatch).collect();
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

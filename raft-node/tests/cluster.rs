@@ -3,10 +3,6 @@
 //! snapshot catch-up, membership changes, expiry through the log, the watch
 //! stream and the metrics endpoint. (Damaged data directories: data_dir.rs.)
 
-// Cluster tests hold a std mutex across awaits on purpose: it serialises
-// tests that each run their own runtime (see common::serial).
-#![allow(clippy::await_holding_lock)]
-
 mod common;
 
 use std::time::Duration;
@@ -26,7 +22,7 @@ fn hold_id(o: &Outcome) -> u64 {
 async fn three_nodes_elect_and_a_hold_written_via_a_follower_reads_back_linearizably_everywhere() {
     // Goal: a write sent to a follower is redirected (exact status + metadata),
     // lands once, and every node serves it on a linearizable read.
-    let _serial = serial();
+    let _serial = serial().await;
     let mut c = Cluster::new("elect", 3, raft_section());
     for n in c.config.nodes.iter_mut() {
         n.metrics_addr = Some(free_addr());
@@ -161,7 +157,7 @@ async fn leader_stop_elects_a_new_leader_keeps_every_acknowledged_hold_and_the_o
 ) {
     // Goal: after the leader goes away nothing acknowledged is missing, a new
     // leader serves, and the old leader rejoins from its data directory.
-    let _serial = serial();
+    let _serial = serial().await;
     let mut c = Cluster::start_all("failover", 3, raft_section()).await;
     let old = c.wait_leader().await;
     c.submit_ok(old, 7, 1, &event_command("e", 5, 20, 600_000))
@@ -213,7 +209,7 @@ async fn leader_stop_elects_a_new_leader_keeps_every_acknowledged_hold_and_the_o
 async fn a_node_stopped_past_a_snapshot_and_purge_catches_up_by_snapshot() {
     // Goal: a follower behind the leader's purged log is sent a snapshot and
     // ends with the same state hash.
-    let _serial = serial();
+    let _serial = serial().await;
     let mut raft = raft_section();
     raft.snapshot_every_entries = 20;
     raft.max_in_snapshot_log_to_keep = 2;
@@ -252,6 +248,7 @@ async fn a_node_stopped_past_a_snapshot_and_purge_catches_up_by_snapshot() {
     }
     let purged = wait_for(
         "the leader purged its log past the lagging node",
+        WAIT,
         || async {
             let s = c.status(leader).await?;
             (s.purged_index > 10 && s.snapshot_index > 10).then_some(s.purged_index)
@@ -283,7 +280,7 @@ async fn a_node_stopped_past_a_snapshot_and_purge_catches_up_by_snapshot() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_fourth_node_joins_as_learner_is_promoted_and_another_node_is_removed() {
     // Goal: membership changes while serving: add learner, promote, remove.
-    let _serial = serial();
+    let _serial = serial().await;
     let mut c = Cluster::start_all("members", 3, raft_section()).await;
     let leader = c.wait_leader().await;
     c.submit_ok(leader, 3, 1, &event_command("m", 2, 10, 600_000))
@@ -335,7 +332,7 @@ async fn a_fourth_node_joins_as_learner_is_promoted_and_another_node_is_removed(
 async fn a_hold_expires_through_the_log_and_frees_its_seat_on_every_replica() {
     // Goal: the leader's Tick proposer expires a due hold, and every replica
     // (read stale, locally) shows the seat free again.
-    let _serial = serial();
+    let _serial = serial().await;
     let c = Cluster::start_all("expiry", 3, raft_section()).await;
     let leader = c.wait_leader().await;
     c.submit_ok(leader, 5, 1, &event_command("x", 1, 10, 1_000))
@@ -360,19 +357,23 @@ async fn a_hold_expires_through_the_log_and_frees_its_seat_on_every_replica() {
         assert_eq!(event_counts(&r).1, 1, "node {id} sees the hold first");
     }
     for id in 1..=3 {
-        wait_for("the expired hold's seat is free on every node", || async {
-            let (r, _) = c
-                .read(
-                    id,
-                    pb::Consistency::Stale,
-                    &Query::Event {
-                        event_id: "x".into(),
-                    },
-                )
-                .await
-                .ok()?;
-            (event_counts(&r) == (10, 0, 0)).then_some(())
-        })
+        wait_for(
+            "the expired hold's seat is free on every node",
+            WAIT,
+            || async {
+                let (r, _) = c
+                    .read(
+                        id,
+                        pb::Consistency::Stale,
+                        &Query::Event {
+                            event_id: "x".into(),
+                        },
+                    )
+                    .await
+                    .ok()?;
+                (event_counts(&r) == (10, 0, 0)).then_some(())
+            },
+        )
         .await;
     }
     let mut c = c;
@@ -383,7 +384,7 @@ async fn a_hold_expires_through_the_log_and_frees_its_seat_on_every_replica() {
 async fn watch_streams_committed_seat_changes_from_an_index_and_resyncs_when_too_old() {
     // Goal: a watcher on a follower sees each committed change of its event
     // with the log index, and an index older than the ring gets a resync.
-    let _serial = serial();
+    let _serial = serial().await;
     let mut c = Cluster::start_all("watch", 3, raft_section()).await;
     let leader = c.wait_leader().await;
     let follower = (1..=3).find(|id| *id != leader).unwrap();
@@ -421,7 +422,7 @@ async fn watch_streams_committed_seat_changes_from_an_index_and_resyncs_when_too
     fc.trigger_snapshot(pb::TriggerSnapshotRequest {})
         .await
         .expect("trigger snapshot");
-    wait_for("the follower's snapshot", || async {
+    wait_for("the follower's snapshot", WAIT, || async {
         (c.status(follower).await?.snapshot_index >= idx).then_some(())
     })
     .await;

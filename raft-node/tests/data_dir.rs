@@ -1,10 +1,6 @@
 //! Goal: a foreign, damaged or unrecognisable data directory refuses to start
 //! with an error that names the file and the problem.
 
-// Cluster tests hold a std mutex across awaits on purpose: it serialises
-// tests that each run their own runtime (see common::serial).
-#![allow(clippy::await_holding_lock)]
-
 mod common;
 
 use common::*;
@@ -30,7 +26,7 @@ async fn run_once(c: &mut Cluster) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn damaged_or_foreign_data_directories_refuse_to_start_naming_the_file() {
-    let _serial = serial();
+    let _serial = serial().await;
     let mut c = Cluster::new("dirs", 1, raft_section());
     run_once(&mut c).await;
     let dir = c.data_dir(1);
@@ -74,12 +70,7 @@ async fn damaged_or_foreign_data_directories_refuse_to_start_naming_the_file() {
     let mut c2 = Cluster::new("dirs2", 1, raft_section());
     run_once(&mut c2).await;
     {
-        let mut cl = Cluster {
-            dir: tempfile::tempdir().unwrap(),
-            config: c2.config.clone(),
-            node_configs: Default::default(),
-            running: Default::default(),
-        };
+        let mut cl = Cluster::with_config(c2.config.clone());
         cl.start(1, false);
         cl.wait_leader().await;
         let mut client = cl.client(1).await;
@@ -87,7 +78,7 @@ async fn damaged_or_foreign_data_directories_refuse_to_start_naming_the_file() {
             .trigger_snapshot(proto::booking::TriggerSnapshotRequest {})
             .await
             .unwrap();
-        wait_for("a snapshot", || async {
+        wait_for("a snapshot", WAIT, || async {
             (cl.status(1).await?.snapshot_index > 0).then_some(())
         })
         .await;

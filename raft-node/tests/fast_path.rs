@@ -3,10 +3,6 @@
 //! resend, a hold that would succeed, a first send to a follower — still goes
 //! through the log, exactly as before.
 
-// Cluster tests hold a std mutex across awaits on purpose: it serialises
-// tests that each run their own runtime (see common::serial).
-#![allow(clippy::await_holding_lock)]
-
 mod common;
 
 use common::*;
@@ -38,7 +34,7 @@ fn outcome(r: &pb::SubmitResponse) -> Outcome {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn provable_refusals_skip_the_log_and_resends_do_not() {
-    let _serial = serial();
+    let _serial = serial().await;
     let mut c = Cluster::new("fastpath", 3, raft_section());
     for id in 1..=3 {
         c.start(id, id == 1);

@@ -3,10 +3,6 @@
 //! default; run with
 //! `cargo test -p raft-node --release --test throughput -- --ignored --nocapture`.
 
-// Cluster tests hold a std mutex across awaits on purpose: it serialises
-// tests that each run their own runtime (see common::serial).
-#![allow(clippy::await_holding_lock)]
-
 mod common;
 
 use std::time::{Duration, Instant};
@@ -22,7 +18,7 @@ fn pct(sorted: &[Duration], p: f64) -> Duration {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "measurement, not a check"]
 async fn measure_write_latency_and_throughput() {
-    let _serial = serial();
+    let _serial = serial().await;
     let mut c = Cluster::start_all("bench", 3, raft_section()).await;
     let leader = c.wait_leader().await;
     c.submit_ok(leader, 1, 1, &event_command("b", 50, 1000, 600_000))

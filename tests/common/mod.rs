@@ -1,24 +1,36 @@
-//! Test harness for real `booking` processes on loopback: a cluster.toml in a
-//! temp dir, node processes that are SIGKILLed when the test ends (pass or
-//! panic), bookctl invocations, and polling with generous bounds instead of
-//! fixed sleeps.
+//! What the root package's tests add to `testkit`: the paths of this
+//! package's binaries, a [`TestCluster`] of real `booking node` processes
+//! on fixed loopback ports (SIGKILLed when the test ends, pass or panic)
+//! with a client and `bookctl` aimed at it, gateways beside it, and small
+//! output helpers.
 //!
-//! Each test picks its own port range (see the `*_PORT_BASE` constants in the
-//! test files) so tests in different binaries never collide.
+//! Must not: start processes or write configs any other way than through
+//! `testkit` (one way to start a cluster), or sleep as synchronisation.
+//!
+//! Each test picks its own port range (see the `*_PORT_BASE` constants and
+//! the port numbers in the test files) so tests in different binaries never
+//! collide.
 
-#![allow(dead_code)] // each test binary uses a different subset
+#![allow(dead_code, unused_imports)] // each test binary uses a different subset
 
-use std::collections::BTreeMap;
-use std::fs::File;
-use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, ExitStatus, Output};
+use std::time::Duration;
 
 use client::{Client, ClientOptions};
+use testkit::nodes::{Launch, NodeProcs};
+use testkit::process::Child;
+use testkit::{ConfigFile, TestEvent};
 
-/// How long any awaited condition may take before the test fails.
-pub const WAIT: Duration = Duration::from_secs(30);
+pub use testkit::{wait_for, wait_until, WAIT};
+
+/// Lines of each log shown in a failure message.
+const LOG_TAIL_LINES: usize = 30;
+/// How long a stopping `booking up` gets after SIGTERM: more than its own
+/// grace for its children (10 s), so it never dies before them.
+const UP_STOP_GRACE: Duration = Duration::from_secs(20);
+/// Lines of `booking up`'s output (its children's included) in a failure message.
+const UP_LOG_TAIL_LINES: usize = 80;
 
 pub fn booking_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_booking"))
@@ -36,120 +48,65 @@ pub fn bookctl_bin() -> PathBuf {
     path
 }
 
-/// Polls `check` every 50 ms until it returns `Some`, for at most `limit`.
-pub async fn wait_for<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// A cluster description in its own temp dir, and the node processes started from it.
 pub struct TestCluster {
-    pub dir: tempfile::TempDir,
+    /// Node ids to `host:port`.
+    pub addrs: std::collections::BTreeMap<u64, String>,
     pub config_path: PathBuf,
-    /// node id → `host:port`.
-    pub addrs: BTreeMap<u64, String>,
-    procs: BTreeMap<u64, Child>,
+    procs: NodeProcs,
+    // Last: the directory outlives the processes.
+    pub dir: tempfile::TempDir,
 }
 
 impl TestCluster {
     /// Writes a cluster.toml with `n` nodes on `127.0.0.1:base+1..=base+n`
     /// and a gateway on `base+50`.
-    pub fn new(base_port: u16, n: u64) -> TestCluster {
+    pub fn new(base_port: u16, n: u16) -> TestCluster {
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut text = format!(
-            "[cluster]\nname = \"test-{base_port}\"\ndata_dir = \"data\"\n\n\
-             [raft]\nheartbeat_interval_ms = 100\nelection_timeout_ms = [400, 800]\n\n\
-             [gateway]\nlisten = \"127.0.0.1:{}\"\n",
-            base_port + 50
-        );
-        let mut addrs = BTreeMap::new();
-        for id in 1..=n {
-            let addr = format!("127.0.0.1:{}", base_port + id as u16);
-            text.push_str(&format!("\n[[node]]\nid = {id}\naddr = \"{addr}\"\n"));
-            addrs.insert(id, addr);
-        }
-        let config_path = dir.path().join("cluster.toml");
-        std::fs::write(&config_path, text).expect("write cluster.toml");
-        std::fs::create_dir_all(dir.path().join("logs")).unwrap();
+        let file = ConfigFile::new(&format!("test-{base_port}"))
+            .with_nodes_from_port(base_port, n)
+            .with_gateway_listen(([127, 0, 0, 1], base_port + 50).into());
+        let procs = NodeProcs::create(&booking_bin(), dir.path(), file, Launch::inherit_rust_log())
+            .expect("a test cluster's directory and config");
         TestCluster {
+            addrs: procs
+                .ids()
+                .into_iter()
+                .map(|id| (id, procs.addr(id).to_string()))
+                .collect(),
+            config_path: procs.config_path().to_path_buf(),
+            procs,
             dir,
-            config_path,
-            addrs,
-            procs: BTreeMap::new(),
         }
     }
 
     pub fn config(&self) -> cluster_config::ClusterConfig {
-        cluster_config::ClusterConfig::load(&self.config_path).expect("test config is valid")
-    }
-
-    pub fn log_path(&self, id: u64) -> PathBuf {
-        self.dir.path().join("logs").join(format!("node-{id}.log"))
+        self.procs.config().clone()
     }
 
     /// Starts `booking node` for `id`, its output appended to logs/node-<id>.log.
     pub fn start(&mut self, id: u64, bootstrap: bool) {
-        let log = File::options()
-            .create(true)
-            .append(true)
-            .open(self.log_path(id))
-            .unwrap();
-        let mut command = Command::new(booking_bin());
-        command
-            .args(["node", "--config"])
-            .arg(&self.config_path)
-            .args(["--id", &id.to_string()])
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
-            )
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log);
-        if bootstrap {
-            command.arg("--bootstrap");
-        }
-        let child = command.spawn().expect("start booking node");
-        self.procs.insert(id, child);
+        self.procs
+            .start(id, bootstrap)
+            .unwrap_or_else(|e| panic!("start node {id}: {e}"));
     }
 
     /// Starts every node, bootstrapping from the lowest id.
     pub fn start_all(&mut self) {
-        let ids: Vec<u64> = self.addrs.keys().copied().collect();
-        for (i, id) in ids.into_iter().enumerate() {
-            self.start(id, i == 0);
-        }
-    }
-
-    pub fn pid(&self, id: u64) -> i32 {
-        self.procs[&id].id() as i32
+        self.procs
+            .start_all()
+            .unwrap_or_else(|e| panic!("start the nodes: {e}"));
     }
 
     pub fn signal(&self, id: u64, signal: i32) {
-        // SAFETY: kill(2) on a child we have not reaped yet.
-        let rc = unsafe { libc::kill(self.pid(id), signal) };
-        assert_eq!(rc, 0, "kill({id}, {signal}) failed");
+        self.procs
+            .signal(id, signal)
+            .unwrap_or_else(|e| panic!("kill({id}, {signal}): {e}"));
     }
 
-    /// SIGKILL and reap node `id`.
+    /// SIGKILL and reap node `id` (nothing if it is not running).
     pub fn kill9(&mut self, id: u64) {
-        if let Some(mut child) = self.procs.remove(&id) {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        let _ = self.procs.kill(id);
     }
 
     pub fn client(&self) -> Client {
@@ -159,7 +116,18 @@ impl TestCluster {
             attempts_max: 40,
             ..ClientOptions::default()
         };
-        Client::from_config(&self.config(), options).expect("client")
+        Client::from_config(self.procs.config(), options).expect("client")
+    }
+
+    /// A client that talks to node `id` only (for per-node stale reads).
+    pub fn node_client(&self, id: u64) -> Client {
+        let options = ClientOptions {
+            request_timeout_ms: 2_000,
+            retry_budget_ms: 3_000,
+            attempts_max: 3,
+            ..ClientOptions::default()
+        };
+        Client::with_options([self.addrs[&id].as_str()], options).expect("node client")
     }
 
     /// Waits until some node leads; returns its id.
@@ -183,46 +151,136 @@ impl TestCluster {
 
     /// The tail of every node's log, for failure messages.
     pub fn logs(&self) -> String {
-        let mut out = String::new();
-        for id in self.addrs.keys() {
-            let text = std::fs::read_to_string(self.log_path(*id)).unwrap_or_default();
-            let lines: Vec<&str> = text.lines().collect();
-            let tail = &lines[lines.len().saturating_sub(30)..];
-            out.push_str(&format!(
-                "--- node {id} (last {} lines)\n{}\n",
-                tail.len(),
-                tail.join("\n")
-            ));
+        self.procs.logs_tail(LOG_TAIL_LINES)
+    }
+
+    /// Starts a `booking gateway` of this cluster listening on `port`: the
+    /// cluster's config with only `[gateway] listen` changed, in the same
+    /// directory, so every gateway shares the data dir (ticket key) and the
+    /// derived token secret.
+    pub fn start_gateway(&self, port: u16) -> GatewayProc {
+        let mut gateway = self.procs.file().gateway.clone();
+        gateway.listen = ([127, 0, 0, 1], port).into();
+        let proc = self
+            .procs
+            .start_gateway(&format!("gateway-{port}"), gateway, &[])
+            .unwrap_or_else(|e| panic!("start gateway {port}: {e}"));
+        GatewayProc {
+            base: proc.url.clone(),
+            port,
+            proc,
         }
-        out
     }
 }
 
 impl Drop for TestCluster {
     fn drop(&mut self) {
-        let ids: Vec<u64> = self.procs.keys().copied().collect();
-        for id in ids {
-            // Continue first, in case the test stopped it and then panicked.
-            if let Some(child) = self.procs.get(&id) {
-                // SAFETY: kill(2) on an unreaped child.
-                unsafe { libc::kill(child.id() as i32, libc::SIGCONT) };
-            }
-            self.kill9(id);
-        }
+        // A finished or failed test need not wait for graceful stops.
+        self.procs.kill_all();
     }
 }
 
-/// A small reserved-seat event: section A, rows 1 and 2 of 10 seats, 50.00 each.
-pub fn event_json(event_id: &str) -> String {
-    format!(
-        r#"{{"id":"{event_id}","name":"Test gig","venue":"Loopback Hall","starts_at":"2030-01-01T20:00:00Z",
-            "sections":[{{"kind":"reserved","id":"A","name":"Stalls","price_cents":5000,
-                          "rows":[{{"label":"1","seats":10}},{{"label":"2","seats":10}}]}}]}}"#
-    )
+/// A `booking gateway` process of a [`TestCluster`], SIGKILLed on drop.
+pub struct GatewayProc {
+    /// `http://127.0.0.1:<port>`.
+    pub base: String,
+    pub port: u16,
+    proc: testkit::nodes::GatewayProc,
 }
 
-pub fn event_spec(event_id: &str) -> client::state_machine::EventSpec {
-    serde_json::from_str(&event_json(event_id)).expect("event spec parses")
+impl GatewayProc {
+    /// Starts the process again (after [`GatewayProc::kill9`]).
+    pub fn restart(&mut self) {
+        self.proc
+            .restart()
+            .unwrap_or_else(|e| panic!("restart gateway {}: {e}", self.port));
+    }
+
+    /// SIGKILL and reap.
+    pub fn kill9(&mut self) {
+        self.proc.kill();
+    }
+
+    /// Waits until `/readyz` answers 200 (a leader is known); the log tail
+    /// in the panic message otherwise.
+    pub async fn wait_ready(&mut self, http: &reqwest::Client) {
+        if let Err(e) = self.proc.wait_ready(http, WAIT * 2).await {
+            panic!("gateway {}: {e}\n{}", self.port, self.log_tail());
+        }
+    }
+
+    pub fn log_tail(&self) -> String {
+        self.proc.log_tail(LOG_TAIL_LINES)
+    }
+}
+
+impl Drop for GatewayProc {
+    fn drop(&mut self) {
+        self.proc.kill();
+    }
+}
+
+/// A `booking up` process, its stdout and stderr in one log file. Dropped
+/// (a failed test), it gets SIGTERM so it stops its own children, and
+/// SIGKILL only after [`UP_STOP_GRACE`].
+pub struct UpProc {
+    child: Child,
+}
+
+impl UpProc {
+    /// `booking up --config <config>`, output to `log` (appended).
+    pub fn start(config: &Path, log: &Path) -> UpProc {
+        let mut command = Command::new(booking_bin());
+        command.args(["up", "--config"]).arg(config).env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+        );
+        let child = Child::spawn("up", command, log).expect("start booking up");
+        UpProc { child }
+    }
+
+    /// Everything `up` printed so far.
+    pub fn output(&self) -> String {
+        std::fs::read_to_string(self.child.log_path()).unwrap_or_default()
+    }
+
+    pub fn log_path(&self) -> &Path {
+        self.child.log_path()
+    }
+
+    /// The end of `up`'s output, for failure messages.
+    pub fn log_tail(&self) -> String {
+        self.child.log_tail(UP_LOG_TAIL_LINES)
+    }
+
+    pub fn signal(&self, signal: i32) {
+        self.child
+            .signal(signal)
+            .unwrap_or_else(|e| panic!("signal {signal} to up: {e}"));
+    }
+
+    /// SIGTERM, then waits up to `limit` for `up` to exit; its status, with
+    /// its output in the panic message if it did not exit.
+    pub fn terminate(&mut self, limit: Duration) -> ExitStatus {
+        self.signal(libc::SIGTERM);
+        self.child.wait_exit(limit).unwrap_or_else(|| {
+            panic!(
+                "`up` still running {limit:?} after SIGTERM\n{}",
+                self.output()
+            )
+        })
+    }
+}
+
+impl Drop for UpProc {
+    fn drop(&mut self) {
+        self.child.stop(UP_STOP_GRACE);
+    }
+}
+
+/// The small event of these tests: section A, rows 1 and 2 of 10 seats, 50.00 each.
+pub fn test_event(event_id: &str) -> TestEvent {
+    TestEvent::reserved(event_id, 2, 10)
 }
 
 /// Parses bookctl's stdout as JSON, with its stderr in the panic message.
@@ -239,153 +297,4 @@ pub fn json_of(output: &Output) -> serde_json::Value {
 
 pub fn path_str(path: &Path) -> &str {
     path.to_str().expect("utf-8 temp path")
-}
-
-/// A `booking gateway` process of a [`TestCluster`], SIGKILLed on drop.
-pub struct GatewayProc {
-    child: Option<Child>,
-    /// `http://127.0.0.1:<port>`.
-    pub base: String,
-    pub port: u16,
-    pub log: PathBuf,
-    config_path: PathBuf,
-}
-
-impl GatewayProc {
-    /// Starts `booking gateway` with `config_path`, whose `[gateway] listen`
-    /// is `127.0.0.1:port`; output appended to `log`.
-    pub fn start(config_path: &Path, port: u16, log: &Path) -> GatewayProc {
-        let mut proc = GatewayProc {
-            child: None,
-            base: format!("http://127.0.0.1:{port}"),
-            port,
-            log: log.to_path_buf(),
-            config_path: config_path.to_path_buf(),
-        };
-        proc.restart();
-        proc
-    }
-
-    /// Starts the process again (after [`GatewayProc::kill9`]).
-    pub fn restart(&mut self) {
-        assert!(self.child.is_none(), "gateway {} still running", self.port);
-        let log = File::options()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .unwrap();
-        let child = Command::new(booking_bin())
-            .args(["gateway", "--config"])
-            .arg(&self.config_path)
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
-            )
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("start booking gateway");
-        self.child = Some(child);
-    }
-
-    /// SIGKILL and reap.
-    pub fn kill9(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// Waits until `/readyz` answers 200 (a leader is known); the log tail
-    /// in the panic message otherwise.
-    pub async fn wait_ready(&mut self, http: &reqwest::Client) {
-        let url = format!("{}/readyz", self.base);
-        let deadline = Instant::now() + WAIT * 2;
-        loop {
-            if let Ok(r) = http.get(&url).send().await {
-                if r.status().as_u16() == 200 {
-                    return;
-                }
-            }
-            if let Some(child) = self.child.as_mut() {
-                if let Ok(Some(status)) = child.try_wait() {
-                    panic!(
-                        "gateway {} exited with {status}\n{}",
-                        self.port,
-                        self.log_tail()
-                    );
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "gateway {} not ready in {:?}\n{}",
-                self.port,
-                WAIT * 2,
-                self.log_tail()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    pub fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        let tail = &lines[lines.len().saturating_sub(30)..];
-        format!(
-            "--- gateway {} (last {} lines)\n{}",
-            self.port,
-            tail.len(),
-            tail.join("\n")
-        )
-    }
-}
-
-impl Drop for GatewayProc {
-    fn drop(&mut self) {
-        self.kill9();
-    }
-}
-
-impl TestCluster {
-    /// Starts a `booking gateway` of this cluster listening on `port`: a copy
-    /// of cluster.toml whose only difference is `[gateway] listen`, in the
-    /// same directory, so every gateway shares the data dir (ticket key) and
-    /// the derived token secret.
-    pub fn start_gateway(&self, port: u16) -> GatewayProc {
-        let text = std::fs::read_to_string(&self.config_path).expect("read cluster.toml");
-        let listen = text
-            .lines()
-            .find(|l| l.starts_with("listen = "))
-            .expect("cluster.toml has [gateway] listen")
-            .to_string();
-        let text = text.replace(&listen, &format!("listen = \"127.0.0.1:{port}\""));
-        let path = self.dir.path().join(format!("gateway-{port}.toml"));
-        std::fs::write(&path, text).expect("write gateway config");
-        let log = self
-            .dir
-            .path()
-            .join("logs")
-            .join(format!("gateway-{port}.log"));
-        GatewayProc::start(&path, port, &log)
-    }
-
-    /// A client that talks to node `id` only (for per-node stale reads).
-    pub fn node_client(&self, id: u64) -> Client {
-        let options = ClientOptions {
-            request_timeout_ms: 2_000,
-            retry_budget_ms: 3_000,
-            attempts_max: 3,
-            ..ClientOptions::default()
-        };
-        Client::with_options([self.addrs[&id].as_str()], options).expect("node client")
-    }
-}
-
-/// Serialises the tests of one binary that start whole clusters: the CI
-/// machine has two cores, and two 3-node clusters plus gateways at once make
-/// every bound in them tighter than it needs to be.
-pub async fn heavy_test_lock() -> tokio::sync::MutexGuard<'static, ()> {
-    static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-    LOCK.lock().await
 }

@@ -21,7 +21,8 @@ use base64::Engine;
 use serde_json::{json, Value};
 
 use super::{BoxFuture, HoldTarget};
-use crate::procs::{free_port, wait_port, Child};
+use testkit::free_addr;
+use testkit::process::Child;
 
 pub const NAME: &str = "etcd 3.4 (3n)";
 pub const BIN: &str = "etcd";
@@ -41,8 +42,8 @@ impl EtcdCluster {
     pub async fn start() -> anyhow::Result<EtcdCluster> {
         let dir = tempfile::Builder::new().prefix("bench-etcd-").tempdir()?;
         let ports: Vec<(u16, u16)> = (0..3)
-            .map(|_| Ok((free_port()?, free_port()?)))
-            .collect::<anyhow::Result<_>>()?;
+            .map(|_| (free_addr().port(), free_addr().port()))
+            .collect();
         let initial: Vec<String> = ports
             .iter()
             .enumerate()
@@ -75,10 +76,9 @@ impl EtcdCluster {
             )?);
         }
         for ((c, _), m) in ports.iter().zip(members.iter_mut()) {
-            wait_port(
+            m.wait_listening(
                 SocketAddr::from(([127, 0, 0, 1], *c)),
                 Duration::from_secs(30),
-                m,
             )
             .await?;
         }

@@ -21,7 +21,8 @@ use tokio::sync::Mutex;
 use tokio_postgres::{Client, NoTls, Statement};
 
 use super::{BoxFuture, HoldTarget};
-use crate::procs::{free_port, wait_port, Child};
+use testkit::free_addr;
+use testkit::process::Child;
 
 /// Most worker connections (the server is started with room for them).
 pub const CONNECTIONS_MAX: usize = 256;
@@ -87,7 +88,7 @@ impl PgServer {
         if !out.status.success() {
             bail!("initdb failed: {}", String::from_utf8_lossy(&out.stderr));
         }
-        let port = free_port()?;
+        let port = free_addr().port();
         let mut cmd = as_postgres(&bin.join("postgres"));
         cmd.arg("-D")
             .arg(&data)
@@ -101,12 +102,12 @@ impl PgServer {
             ])
             .args(["-c", "fsync=on", "-c", "synchronous_commit=on"]);
         let mut child = Child::spawn("postgres", cmd, &dir.path().join("postgres.log"))?;
-        wait_port(
-            SocketAddr::from(([127, 0, 0, 1], port)),
-            Duration::from_secs(30),
-            &mut child,
-        )
-        .await?;
+        child
+            .wait_listening(
+                SocketAddr::from(([127, 0, 0, 1], port)),
+                Duration::from_secs(30),
+            )
+            .await?;
         let server = PgServer {
             _child: child,
             port,

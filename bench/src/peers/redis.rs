@@ -16,7 +16,8 @@ use anyhow::Context;
 use redis::aio::MultiplexedConnection;
 
 use super::{BoxFuture, HoldTarget};
-use crate::procs::{free_port, wait_port, Child};
+use testkit::free_addr;
+use testkit::process::Child;
 
 pub const BIN: &str = "redis-server";
 /// Hold TTL given to `PX`, in ms (the same 10 minutes as our default hold).
@@ -33,7 +34,7 @@ pub struct RedisServer {
 impl RedisServer {
     pub async fn start() -> anyhow::Result<RedisServer> {
         let dir = tempfile::Builder::new().prefix("bench-redis-").tempdir()?;
-        let port = free_port()?;
+        let port = free_addr().port();
         let mut cmd = Command::new(BIN);
         cmd.args([
             "--port",
@@ -56,12 +57,12 @@ impl RedisServer {
         .arg("--dir")
         .arg(dir.path());
         let mut child = Child::spawn("redis", cmd, &dir.path().join("redis.log"))?;
-        wait_port(
-            SocketAddr::from(([127, 0, 0, 1], port)),
-            Duration::from_secs(20),
-            &mut child,
-        )
-        .await?;
+        child
+            .wait_listening(
+                SocketAddr::from(([127, 0, 0, 1], port)),
+                Duration::from_secs(20),
+            )
+            .await?;
         Ok(RedisServer {
             _child: child,
             url: format!("redis://127.0.0.1:{port}/"),

@@ -119,17 +119,9 @@ pub async fn start_over(cluster: Arc<dyn Cluster>, settings: GatewaySettings) ->
 
 /// A small reserved section A (3 rows × 10 seats) and a GA section of 100.
 pub fn event_spec(id: &str) -> Value {
-    json!({
-        "id": id,
-        "name": "Test Gig",
-        "venue": "Test Hall",
-        "starts_at": "2030-01-01T20:00:00Z",
-        "sections": [
-            {"kind": "reserved", "id": "A", "name": "Stalls", "price_cents": 5000,
-             "rows": [{"label": "1", "seats": 10}, {"label": "2", "seats": 10}, {"label": "3", "seats": 10}]},
-            {"kind": "general_admission", "id": "GA", "name": "Floor", "capacity": 100, "price_cents": 2000}
-        ]
-    })
+    testkit::TestEvent::reserved(id, 3, 10)
+        .with_general_admission(100)
+        .json()
 }
 
 /// Bound on every awaited condition.

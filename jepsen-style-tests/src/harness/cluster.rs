@@ -1,34 +1,35 @@
 //! The cluster under test: real `booking node` processes, each with its own
 //! data directory, log file and (as root) network namespace.
 //!
-//! Owns: the run's `cluster.toml`, starting, killing (SIGKILL), pausing
-//! (SIGSTOP/SIGCONT) and restarting node processes, and each node's
-//! clock-offset file (`<data dir>/node-<id>/clock-offset-ms`, read by the node
-//! when started with `BOOKING_FAULT_CLOCK=1`).
+//! Owns: the run's cluster description (timing, addresses: one per
+//! namespace, or free loopback ports), the environment every node gets
+//! (the `JEPSEN_RUN` marker, `BOOKING_FAULT_CLOCK=1`, a bug selector), the
+//! network, and each node's clock-offset file (`<data
+//! dir>/node-<id>/clock-offset-ms`, read by the node when started with
+//! `BOOKING_FAULT_CLOCK=1`). Starting, killing (SIGKILL), pausing
+//! (SIGSTOP/SIGCONT), restarting and stopping the processes, their logs and
+//! the `cluster.toml` are `testkit`'s (children die with the harness,
+//! `PR_SET_PDEATHSIG`).
 //!
 //! Must not: build anything (it runs the binary it is given) or reach into a
 //! node's memory. Every process it starts carries `JEPSEN_RUN=<tag>` in its
-//! environment so `jepsen cleanup` can find leftovers, and dies with the
-//! harness (`PR_SET_PDEATHSIG`).
+//! environment so `jepsen cleanup` can find leftovers.
 //!
 //! Caveat: in loopback mode (no root) the nodes listen on 127.0.0.1 ports
 //! picked free at start; another program may take a port while a node is
 //! down, and the restart then fails (reported, not hidden).
 
-use std::collections::BTreeMap;
-use std::fs::OpenOptions;
-use std::net::{SocketAddr, TcpListener};
-use std::os::unix::process::CommandExt;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+
+use testkit::config::node;
+use testkit::nodes::{GatewayProc, Launch, NodeProcs};
+use testkit::{free_addr, ConfigFile};
 
 use super::net::{self, Net, RUN_MARKER_ENV};
 
 /// gRPC port of every node in network-namespace mode (each has its own address).
 pub const NETNS_PORT: u16 = 7101;
-/// How long a stopping node gets after SIGTERM before SIGKILL.
-const STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// Raft timing of the cluster under test, written into its `cluster.toml`.
 #[derive(Clone, Debug)]
@@ -52,64 +53,18 @@ impl Default for Timing {
     }
 }
 
-struct NodeProc {
-    id: u64,
-    addr: SocketAddr,
-    child: Option<Child>,
-    paused: bool,
-    log_path: PathBuf,
-}
-
 /// A running cluster. Dropping it stops every node and removes the network.
 pub struct Cluster {
-    booking_bin: PathBuf,
-    config_path: PathBuf,
-    data_dir: PathBuf,
-    nodes: BTreeMap<u64, NodeProc>,
+    // Before `net`: the nodes stop before their namespaces go.
+    procs: NodeProcs,
     /// `Some` in network-namespace mode.
     net: Option<Net>,
+    /// `JEPSEN_RUN` of every process of this run.
     run_tag: String,
-    /// Extra environment for every node (e.g. a fault-injection bug selector).
-    extra_env: Vec<(String, String)>,
 }
 
-/// A spawn request for the spawner thread, and where to send the child.
-type SpawnRequest = (Command, std::sync::mpsc::Sender<std::io::Result<Child>>);
-
-/// Spawns `command` from one thread that lives as long as the harness.
-/// `PR_SET_PDEATHSIG` fires when the *thread* that forked the child exits,
-/// and tokio's blocking threads exit when idle: a node restarted from one of
-/// them was SIGKILLed seconds later. Forking from this one thread avoids it.
-pub(crate) fn spawn_from_lasting_thread(command: Command) -> std::io::Result<Child> {
-    static SPAWNER: std::sync::OnceLock<std::sync::Mutex<std::sync::mpsc::Sender<SpawnRequest>>> =
-        std::sync::OnceLock::new();
-    let sender = SPAWNER.get_or_init(|| {
-        // Unbounded, but each request waits for its answer below, so it
-        // holds at most one request per calling thread.
-        let (tx, rx) = std::sync::mpsc::channel::<SpawnRequest>();
-        std::thread::Builder::new()
-            .name("jepsen-spawner".into())
-            .spawn(move || {
-                for (mut command, reply) in rx {
-                    let _ = reply.send(command.spawn());
-                }
-            })
-            .expect("cannot start the spawner thread");
-        std::sync::Mutex::new(tx)
-    });
-    let (reply_tx, reply_rx) = std::sync::mpsc::channel();
-    sender
-        .lock()
-        .expect("spawner lock")
-        .send((command, reply_tx))
-        .map_err(|_| std::io::Error::other("spawner thread is gone"))?;
-    reply_rx
-        .recv()
-        .map_err(|_| std::io::Error::other("spawner thread is gone"))?
-}
-
-fn free_loopback_port() -> std::io::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+fn err(e: testkit::Error) -> String {
+    e.to_string()
 }
 
 impl Cluster {
@@ -135,77 +90,58 @@ impl Cluster {
         } else {
             None
         };
-        std::fs::create_dir_all(dir.join("logs")).map_err(|e| format!("{}: {e}", dir.display()))?;
-        let mut nodes = BTreeMap::new();
-        for &id in &ids {
-            let addr = if use_netns {
-                SocketAddr::new(net::node_ip(id).into(), NETNS_PORT)
-            } else {
-                let port = free_loopback_port().map_err(|e| format!("picking a free port: {e}"))?;
-                SocketAddr::from(([127, 0, 0, 1], port))
-            };
-            let log_path = dir.join("logs").join(format!("node-{id}.log"));
-            nodes.insert(
-                id,
-                NodeProc {
-                    id,
-                    addr,
-                    child: None,
-                    paused: false,
-                    log_path,
-                },
-            );
-        }
-        let config_path = dir.join("cluster.toml");
-        let mut toml = format!(
-            "# Written by `jepsen run`.\n[cluster]\nname = \"jepsen\"\ndata_dir = \"data\"\n\n[raft]\n\
-             heartbeat_interval_ms = {}\nelection_timeout_ms = [{}, {}]\nsnapshot_every_entries = {}\n\n\
-             [booking]\nexpiry_sweep_ms = {}\n",
-            timing.heartbeat_interval_ms,
-            timing.election_timeout_ms[0],
-            timing.election_timeout_ms[1],
-            timing.snapshot_every_entries,
-            timing.expiry_sweep_ms
-        );
-        for n in nodes.values() {
-            toml.push_str(&format!(
-                "\n[[node]]\nid = {}\naddr = \"{}\"\n",
-                n.id, n.addr
-            ));
-        }
-        std::fs::write(&config_path, toml)
-            .map_err(|e| format!("{}: {e}", config_path.display()))?;
+        let mut file = ConfigFile::new("jepsen");
+        file.nodes = ids
+            .iter()
+            .map(|&id| {
+                let addr = if use_netns {
+                    SocketAddr::new(net::node_ip(id).into(), NETNS_PORT)
+                } else {
+                    free_addr()
+                };
+                node(id, addr)
+            })
+            .collect();
+        file.raft.heartbeat_interval_ms = timing.heartbeat_interval_ms;
+        file.raft.election_timeout_ms = timing.election_timeout_ms;
+        file.raft.snapshot_every_entries = timing.snapshot_every_entries;
+        file.booking.expiry_sweep_ms = timing.expiry_sweep_ms;
         let run_tag = format!("{}-{}", std::process::id(), dir.display());
-        let mut cluster = Cluster {
-            booking_bin: booking_bin.to_path_buf(),
-            config_path,
-            data_dir: dir.join("data"),
-            nodes,
+        let mut env = vec![
+            (RUN_MARKER_ENV.to_string(), run_tag.clone()),
+            ("BOOKING_FAULT_CLOCK".to_string(), "1".to_string()),
+        ];
+        env.extend(extra_env);
+        let launch = Launch {
+            rust_log: std::env::var("JEPSEN_NODE_LOG").unwrap_or_else(|_| "info".into()),
+            env,
+            wrap: use_netns.then_some(Net::exec_prefix as fn(u64) -> Vec<String>),
+        };
+        let mut procs = NodeProcs::create(booking_bin, dir, file, launch).map_err(err)?;
+        // Only the lowest id initialises the membership, as `booking up` does.
+        procs.start_all().map_err(err)?;
+        Ok(Cluster {
+            procs,
             net,
             run_tag,
-            extra_env,
-        };
-        for id in ids {
-            // Only the lowest id initialises the membership, as `booking up` does.
-            cluster.spawn(id, id == 1)?;
-        }
-        Ok(cluster)
+        })
     }
 
     pub fn ids(&self) -> Vec<u64> {
-        self.nodes.keys().copied().collect()
+        self.procs.ids()
     }
 
     pub fn addr(&self, id: u64) -> SocketAddr {
-        self.nodes[&id].addr
+        self.procs.addr(id)
     }
 
     pub fn endpoint(&self, id: u64) -> String {
         format!("http://{}", self.addr(id))
     }
 
+    /// `http://<addr>` of every node, in id order.
     pub fn endpoints(&self) -> Vec<String> {
-        self.ids().into_iter().map(|id| self.endpoint(id)).collect()
+        self.procs.endpoints()
     }
 
     pub fn net(&self) -> Option<&Net> {
@@ -213,130 +149,49 @@ impl Cluster {
     }
 
     pub fn log_paths(&self) -> Vec<(u64, PathBuf)> {
-        self.nodes
-            .values()
-            .map(|n| (n.id, n.log_path.clone()))
+        self.ids()
+            .into_iter()
+            .map(|id| (id, self.procs.log_path(id)))
             .collect()
     }
 
-    fn node_data_dir(&self, id: u64) -> PathBuf {
-        self.data_dir.join(format!("node-{id}"))
-    }
-
-    fn spawn(&mut self, id: u64, bootstrap: bool) -> Result<(), String> {
-        let node = self.nodes.get(&id).ok_or_else(|| format!("no node {id}"))?;
-        let log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&node.log_path)
-            .map_err(|e| format!("{}: {e}", node.log_path.display()))?;
-        let log2 = log.try_clone().map_err(|e| format!("log file: {e}"))?;
-        let mut argv: Vec<String> = if self.net.is_some() {
-            Net::exec_prefix(id)
-        } else {
-            Vec::new()
-        };
-        argv.push(self.booking_bin.display().to_string());
-        argv.extend(["node", "--config"].map(String::from));
-        argv.push(self.config_path.display().to_string());
-        argv.push("--id".into());
-        argv.push(id.to_string());
-        if bootstrap {
-            argv.push("--bootstrap".into());
-        }
-        let mut command = Command::new(&argv[0]);
-        command
-            .args(&argv[1..])
-            .env(RUN_MARKER_ENV, &self.run_tag)
-            .env("BOOKING_FAULT_CLOCK", "1")
-            .env(
-                "RUST_LOG",
-                std::env::var("JEPSEN_NODE_LOG").unwrap_or_else(|_| "info".into()),
-            )
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(log))
-            .stderr(Stdio::from(log2));
-        for (k, v) in &self.extra_env {
-            command.env(k, v);
-        }
-        // SAFETY: prctl is async-signal-safe; it only asks the kernel to
-        // SIGKILL the node if the harness dies, so nothing outlives a crash.
-        unsafe {
-            command.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
-        let child = spawn_from_lasting_thread(command)
-            .map_err(|e| format!("starting node {id} ({}): {e}", argv.join(" ")))?;
-        let node = self.nodes.get_mut(&id).expect("checked above");
-        node.child = Some(child);
-        node.paused = false;
-        Ok(())
-    }
-
-    fn signal(&self, id: u64, sig: i32) -> Result<(), String> {
-        let child = self.nodes[&id]
-            .child
-            .as_ref()
-            .ok_or_else(|| format!("node {id} is not running"))?;
-        // SAFETY: a pid of our own child that we have not reaped yet.
-        if unsafe { libc::kill(child.id() as i32, sig) } != 0 {
-            return Err(format!(
-                "signal {sig} to node {id}: {}",
-                std::io::Error::last_os_error()
-            ));
-        }
-        Ok(())
-    }
-
-    pub fn is_running(&mut self, id: u64) -> bool {
-        let node = self.nodes.get_mut(&id).expect("known node");
-        match node.child.as_mut().map(|c| c.try_wait()) {
-            Some(Ok(None)) => true,
-            Some(_) => {
-                node.child = None;
-                false
-            }
-            None => false,
-        }
+    /// Starts a `booking gateway` beside the nodes (on the harness's side of
+    /// the network) as `gateway`: the run's file with `gateway` as its
+    /// `[gateway]` section, `JEPSEN_RUN` and `extra_env` in its environment.
+    pub fn start_gateway(
+        &self,
+        gateway: cluster_config::GatewaySection,
+        extra_env: &[(String, String)],
+    ) -> Result<GatewayProc, String> {
+        let mut env = vec![(RUN_MARKER_ENV.to_string(), self.run_tag.clone())];
+        env.extend_from_slice(extra_env);
+        self.procs
+            .start_gateway("gateway", gateway, &env)
+            .map_err(err)
     }
 
     /// SIGKILL, then reap.
     pub fn kill(&mut self, id: u64) -> Result<(), String> {
-        self.signal(id, libc::SIGKILL)?;
-        let node = self.nodes.get_mut(&id).expect("known node");
-        if let Some(mut child) = node.child.take() {
-            let _ = child.wait();
-        }
-        node.paused = false;
-        Ok(())
+        self.procs.kill(id).map_err(err)
     }
 
     /// Starts a node that is not running (from its existing data directory).
     pub fn restart(&mut self, id: u64) -> Result<(), String> {
-        if self.is_running(id) {
-            return Ok(());
-        }
-        self.spawn(id, false)
+        self.procs.restart(id).map_err(err)
     }
 
     pub fn pause(&mut self, id: u64) -> Result<(), String> {
-        self.signal(id, libc::SIGSTOP)?;
-        self.nodes.get_mut(&id).expect("known node").paused = true;
-        Ok(())
+        self.procs.pause(id).map_err(err)
     }
 
     pub fn resume(&mut self, id: u64) -> Result<(), String> {
-        self.signal(id, libc::SIGCONT)?;
-        self.nodes.get_mut(&id).expect("known node").paused = false;
-        Ok(())
+        self.procs.resume(id).map_err(err)
     }
 
     /// Writes the node's clock offset (signed ms), atomically: the node
     /// re-reads the file every 100 ms and must never see half a number.
     pub fn set_clock_offset_ms(&self, id: u64, offset_ms: i64) -> Result<(), String> {
-        let dir = self.node_data_dir(id);
+        let dir = self.procs.config().node_data_dir(id);
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let tmp = dir.join("clock-offset-ms.tmp");
         std::fs::write(&tmp, format!("{offset_ms}\n"))
@@ -355,7 +210,7 @@ impl Cluster {
             }
         }
         for id in self.ids() {
-            if self.nodes[&id].paused {
+            if self.procs.is_paused(id) {
                 if let Err(e) = self.resume(id) {
                     errors.push(e);
                 }
@@ -370,39 +225,10 @@ impl Cluster {
         errors
     }
 
-    /// SIGCONT + SIGTERM every node, then SIGKILL those still up after the grace.
-    pub fn stop_all(&mut self) {
-        for node in self.nodes.values() {
-            if let Some(child) = &node.child {
-                // SAFETY: pids of our unreaped children.
-                unsafe {
-                    libc::kill(child.id() as i32, libc::SIGCONT);
-                    libc::kill(child.id() as i32, libc::SIGTERM);
-                }
-            }
-        }
-        let deadline = Instant::now() + STOP_GRACE;
-        for node in self.nodes.values_mut() {
-            let Some(mut child) = node.child.take() else {
-                continue;
-            };
-            loop {
-                match child.try_wait() {
-                    Ok(Some(_)) | Err(_) => break,
-                    Ok(None) if Instant::now() >= deadline => {
-                        let _ = child.kill();
-                        let _ = child.wait();
-                        break;
-                    }
-                    Ok(None) => std::thread::sleep(Duration::from_millis(20)),
-                }
-            }
-        }
-    }
-
-    /// Stops the nodes and removes the network now (also done on drop).
+    /// Stops the nodes (SIGCONT + SIGTERM, SIGKILL after the grace) and
+    /// removes the network now (also done on drop).
     pub fn shutdown(&mut self) {
-        self.stop_all();
+        self.procs.stop_all();
         if let Some(mut net) = self.net.take() {
             net.teardown();
         }

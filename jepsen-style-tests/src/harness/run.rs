@@ -22,7 +22,7 @@ use serde_json::{json, Value};
 
 use super::cluster::{Cluster, Timing};
 use super::final_state::{self, NodeFinal};
-use super::gateway_workload::{self, GatewayProc, GwShared};
+use super::gateway_workload::{self, GwShared};
 use super::nemesis::{self, NemesisKind, Step};
 use super::net::Net;
 use super::recorder::Recorder;
@@ -192,10 +192,11 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, String> {
     let mut gateway = None;
     if gateway_workload {
         let mut g = tokio::task::block_in_place(|| {
-            GatewayProc::start(&opts.booking_bin, &cluster_dir, &opts.gateway_env)
+            let cluster = cluster.lock().expect("cluster lock");
+            gateway_workload::process::start(&cluster, &opts.gateway_env)
         })?;
         let http = gateway_workload::http_client()?;
-        g.wait_ready(&http).await?;
+        gateway_workload::process::wait_ready(&mut g, &http).await?;
         eprintln!("jepsen: gateway at {}", g.url);
         gateway = Some((g, http));
     }
@@ -290,7 +291,7 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, String> {
     }
 
     let cluster_logs: Vec<(u64, PathBuf)> = cluster.lock().expect("cluster lock").log_paths();
-    let gateway_log = gateway.as_ref().map(|(g, _)| g.log_path.clone());
+    let gateway_log = gateway.as_ref().map(|(g, _)| g.log_path().to_path_buf());
     if let Some((mut g, _)) = gateway.take() {
         tokio::task::block_in_place(|| g.stop());
     }

@@ -1,0 +1,197 @@
+//! Running a schedule: each step's fault applied at its time and undone at
+//! its end, fault windows reported to the recorder, and the final heal.
+//!
+//! Owns: [`Ctx`] (what the nemesis acts through), applying a fault (kills
+//! and pauses directly; partitions, clocks and membership through their own
+//! files), the undo of each, and [`heal_everything`]. Must not: judge
+//! anything or record client operations, or leave a fault in place: `stop`
+//! heals the fault in progress before returning.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use client::Client;
+
+use super::{clock, membership, partition, Fault, Step, Target};
+use crate::harness::cluster::Cluster;
+use crate::harness::recorder::Recorder;
+
+/// What the nemesis acts through.
+pub struct Ctx {
+    pub cluster: Arc<Mutex<Cluster>>,
+    pub client: Client,
+    pub recorder: Arc<Recorder>,
+    /// Progress messages and errors, for the run log.
+    pub log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Ctx {
+    fn note(&self, message: String) {
+        let line = format!(
+            "[{:>7.1}s] nemesis: {message}",
+            self.recorder.now_ns() as f64 / 1e9
+        );
+        self.log.lock().expect("log lock").push(line);
+    }
+
+    pub(super) fn with_cluster<T>(&self, f: impl FnOnce(&mut Cluster) -> T) -> T {
+        // Cluster calls fork `ip`/`nft` or signal processes: short, blocking.
+        tokio::task::block_in_place(|| f(&mut self.cluster.lock().expect("cluster lock")))
+    }
+
+    async fn leader(&self) -> Option<u64> {
+        self.client.status().await.leader.map(|l| l.node_id)
+    }
+
+    pub(super) async fn resolve(&self, target: &Target) -> Result<Vec<u64>, String> {
+        match target {
+            Target::Node(n) => Ok(vec![*n]),
+            Target::Nodes(ns) => Ok(ns.clone()),
+            Target::Leader => self
+                .leader()
+                .await
+                .map(|l| vec![l])
+                .ok_or_else(|| "no leader to target".to_string()),
+        }
+    }
+}
+
+/// The actions needed to undo an applied fault.
+pub(super) enum Undo {
+    Heal,
+    Restart(Vec<u64>),
+    Resume(Vec<u64>),
+    ClockReset(Vec<u64>, Option<tokio::task::JoinHandle<()>>),
+    ReAdd(u64, Option<Box<Undo>>),
+}
+
+/// Applies `fault`; returns how to undo it and what was done.
+pub(super) async fn apply(ctx: &Ctx, fault: &Fault) -> Result<(Undo, String), String> {
+    match fault {
+        Fault::PartitionIsolate { .. }
+        | Fault::PartitionHalves { .. }
+        | Fault::PartitionBridge { .. }
+        | Fault::PartitionMajoritiesRing { .. }
+        | Fault::PartitionOneWayFromLeader => partition::apply(ctx, fault).await,
+        Fault::Kill { target } => {
+            let nodes = ctx.resolve(target).await?;
+            ctx.with_cluster(|c| nodes.iter().try_for_each(|&n| c.kill(n)))?;
+            Ok((Undo::Restart(nodes.clone()), format!("killed {nodes:?}")))
+        }
+        Fault::Pause { target } => {
+            let nodes = ctx.resolve(target).await?;
+            ctx.with_cluster(|c| nodes.iter().try_for_each(|&n| c.pause(n)))?;
+            Ok((Undo::Resume(nodes.clone()), format!("paused {nodes:?}")))
+        }
+        Fault::ClockBump { target, offset_ms } => clock::bump(ctx, target, *offset_ms).await,
+        Fault::ClockStrobe {
+            target,
+            offset_ms,
+            period_ms,
+        } => clock::strobe(ctx, target, *offset_ms, *period_ms).await,
+        Fault::Membership { target, during } => {
+            membership::remove(ctx, target, during.as_deref()).await
+        }
+    }
+}
+
+fn undo(
+    ctx: &Ctx,
+    action: Undo,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + '_>> {
+    Box::pin(async move {
+        match action {
+            Undo::Heal => ctx.with_cluster(|c| c.net().map_or(Ok(()), |n| n.heal())),
+            Undo::Restart(nodes) => {
+                ctx.with_cluster(|c| nodes.iter().try_for_each(|&n| c.restart(n)))
+            }
+            Undo::Resume(nodes) => {
+                ctx.with_cluster(|c| nodes.iter().try_for_each(|&n| c.resume(n)))
+            }
+            Undo::ClockReset(nodes, task) => {
+                if let Some(task) = task {
+                    task.abort();
+                    let _ = task.await;
+                }
+                ctx.with_cluster(|c| nodes.iter().try_for_each(|&n| c.set_clock_offset_ms(n, 0)))
+            }
+            Undo::ReAdd(node, inner) => {
+                // The concurrent fault first: the re-add needs a working majority.
+                if let Some(inner) = inner {
+                    undo(ctx, *inner).await?;
+                }
+                membership::re_add(ctx, node).await
+            }
+        }
+    })
+}
+
+/// Runs the schedule against the cluster, healing each fault at its end.
+/// Returns when the schedule is done or `stop` fires (then it heals the fault
+/// in progress first).
+pub async fn execute(ctx: &Ctx, steps: &[Step], mut stop: tokio::sync::watch::Receiver<bool>) {
+    for step in steps {
+        let start = Duration::from_millis(step.start_ms);
+        let now = Duration::from_nanos(ctx.recorder.now_ns());
+        if start > now {
+            tokio::select! {
+                _ = tokio::time::sleep(start - now) => {}
+                _ = stop.changed() => return,
+            }
+        }
+        let applied = apply(ctx, &step.fault).await;
+        let (undo_action, window) = match applied {
+            Ok((u, detail)) => {
+                ctx.note(format!("{} started: {detail}", step.fault.name()));
+                let w = ctx.recorder.fault_started(step.fault.name(), detail);
+                (u, w)
+            }
+            Err(e) => {
+                ctx.note(format!("{} could not start: {e}", step.fault.name()));
+                continue;
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(step.duration_ms)) => {}
+            _ = stop.changed() => {}
+        }
+        match undo(ctx, undo_action).await {
+            Ok(()) => ctx.note(format!("{} healed", step.fault.name())),
+            Err(e) => ctx.note(format!(
+                "{} heal failed (the final heal retries): {e}",
+                step.fault.name()
+            )),
+        }
+        ctx.recorder.fault_healed(window);
+        if *stop.borrow() {
+            return;
+        }
+    }
+}
+
+/// The final heal: everything back, then every configured node a voter again.
+pub async fn heal_everything(ctx: &Ctx) -> Vec<String> {
+    let mut errors = ctx.with_cluster(|c| c.heal_all());
+    ctx.recorder.close_all_faults();
+    let ids = ctx.with_cluster(|c| c.ids());
+    if let Err(e) = ctx.client.wait_for_leader(Duration::from_secs(30)).await {
+        errors.push(format!("no leader after heal: {e}"));
+        return errors;
+    }
+    let Some(leader) = ctx.client.status().await.leader else {
+        errors.push("no leader after heal".into());
+        return errors;
+    };
+    for id in ids {
+        let voter = leader.members.iter().any(|m| m.node_id == id && m.voter);
+        if !voter {
+            ctx.note(format!(
+                "final heal: node {id} is not a voter; adding it back"
+            ));
+            if let Err(e) = membership::re_add(ctx, id).await {
+                errors.push(e);
+            }
+        }
+    }
+    errors
+}

@@ -1,0 +1,74 @@
+//! Membership faults: a node leaves the voting membership (through the
+//! client's admin API) for the window, possibly while another fault runs,
+//! and is added back as a learner and promoted at the end.
+//!
+//! Must not: stop or start processes (the removed node keeps running), or
+//! wait unbounded for an answer: every admin call has a bound.
+
+use std::time::Duration;
+
+use super::execute::{apply, Ctx, Undo};
+use super::{Fault, Target};
+
+/// Bound on the removal of a node.
+const REMOVE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bound on adding a node back (learner, then voter).
+const RE_ADD_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Removes the target from the membership, then applies `during` (if any)
+/// at the same time; the undo heals `during` first, then adds the node back.
+pub(super) async fn remove(
+    ctx: &Ctx,
+    target: &Target,
+    during: Option<&Fault>,
+) -> Result<(Undo, String), String> {
+    let node = ctx.resolve(target).await?[0];
+    let removed = tokio::time::timeout(REMOVE_TIMEOUT, ctx.client.remove_node(node)).await;
+    let mut detail = match removed {
+        Ok(Ok(change)) => format!("removed node {node} (log index {})", change.log_index),
+        Ok(Err(e)) => return Err(format!("remove node {node}: {e}")),
+        Err(_) => {
+            return Err(format!(
+                "remove node {node}: no answer in {} s",
+                REMOVE_TIMEOUT.as_secs()
+            ))
+        }
+    };
+    let inner = match during {
+        Some(f) => match Box::pin(apply(ctx, f)).await {
+            Ok((undo, d)) => {
+                detail.push_str(&format!("; {d}"));
+                Some(Box::new(undo))
+            }
+            Err(e) => {
+                detail.push_str(&format!("; concurrent fault failed: {e}"));
+                None
+            }
+        },
+        None => None,
+    };
+    Ok((Undo::ReAdd(node, inner), detail))
+}
+
+/// Adds `node` back as a learner and promotes it, within bounded time.
+pub(super) async fn re_add(ctx: &Ctx, node: u64) -> Result<(), String> {
+    let addr = ctx.with_cluster(|c| c.addr(node).to_string());
+    tokio::time::timeout(RE_ADD_TIMEOUT, async {
+        ctx.client
+            .add_learner(node, &addr, true)
+            .await
+            .map_err(|e| format!("add learner {node}: {e}"))?;
+        ctx.client
+            .promote(node)
+            .await
+            .map_err(|e| format!("promote {node}: {e}"))?;
+        Ok::<(), String>(())
+    })
+    .await
+    .map_err(|_| {
+        format!(
+            "re-adding node {node}: no answer in {} s",
+            RE_ADD_TIMEOUT.as_secs()
+        )
+    })?
+}

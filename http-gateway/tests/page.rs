@@ -43,13 +43,6 @@ fn chromium() -> Option<&'static str> {
         .find(|p| Path::new(p).exists())
 }
 
-fn chromium_required() -> bool {
-    let listed =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../.ci/apt-packages"))
-            .is_ok_and(|t| t.lines().any(|l| l.trim() == "chromium"));
-    std::env::var("CI").is_ok_and(|v| v == "true") && listed
-}
-
 struct Cdp {
     ws: Ws,
     next_id: u64,
@@ -118,11 +111,10 @@ impl Cdp {
 async fn seat_map_page_holds_pays_and_shows_tickets() {
     // Goal: a person can sign in, pick seats on the live map, hold, pay and see the QR tickets.
     let Some(browser) = chromium() else {
-        assert!(
-            !chromium_required(),
-            "chromium is listed in .ci/apt-packages but not installed"
+        testkit::skip_or_fail(
+            "seat_map_page_holds_pays_and_shows_tickets",
+            "chromium is not installed (.ci/apt-packages lists it)",
         );
-        eprintln!("\n*** SKIPPED seat_map_page_holds_pays_and_shows_tickets: chromium is not installed ***\n");
         return;
     };
     let gw = start().await;

@@ -12,6 +12,8 @@
 //! - [`config`]: [`ConfigFile`], a typed `cluster.toml` serialised with
 //!   `toml` and validated by `cluster_config` before anyone starts.
 //! - [`events`]: [`TestEvent`], the event the tests create.
+//! - [`skip`]: [`skip_or_fail`], the one way a test says it could not run
+//!   (a failure under `CI=true`; recorded for `./scripts/test.sh`'s summary).
 //! - [`wait`]: [`wait_for`] / [`wait_until`] (poll a condition, bounded,
 //!   with a message), [`free_addr`].
 //! - `in_process` (feature `in-process`): nodes as tasks of the test
@@ -38,11 +40,13 @@ pub mod events;
 pub mod in_process;
 pub mod nodes;
 pub mod process;
+pub mod skip;
 pub mod wait;
 
 pub use config::ConfigFile;
 pub use error::Error;
 pub use events::TestEvent;
+pub use skip::skip_or_fail;
 pub use wait::{free_addr, wait_for, wait_until, WAIT};
 
 /// Serialises the cluster tests of one test binary (one process): two

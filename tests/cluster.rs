@@ -46,14 +46,24 @@ async fn up_starts_the_cluster_and_stops_it_on_sigterm() {
     let cluster = TestCluster::new(31100, 3);
     let mut up = UpProc::start(&cluster.config_path, &cluster.dir.path().join("up.log"));
 
-    let status = wait_for("bookctl status --json to show a leader", WAIT, || async {
-        let output = cluster.bookctl(&["status", "--json", "--timeout-ms", "1000"]);
-        if !output.status.success() {
-            return None;
-        }
-        let value = json_of(&output);
-        value["leader"].as_u64().map(|_| value)
-    })
+    // `up` starts its nodes one after another, and two of three elect a
+    // leader before the third listens: wait for all three, not the first
+    // leader.
+    let status = wait_for(
+        "bookctl status --json to show a leader and every member reachable",
+        WAIT,
+        || async {
+            let output = cluster.bookctl(&["status", "--json", "--timeout-ms", "1000"]);
+            if !output.status.success() {
+                return None;
+            }
+            let value = json_of(&output);
+            let all_reachable = value["members"]
+                .as_array()
+                .is_some_and(|m| m.len() == 3 && m.iter().all(|m| m["reachable"] == true));
+            (value["leader"].as_u64().is_some() && all_reachable).then_some(value)
+        },
+    )
     .await;
     let members = status["members"].as_array().expect("members");
     assert_eq!(members.len(), 3, "{status}");

@@ -82,7 +82,6 @@ impl NodeCore {
 
 /// Answers every caller of one entry.
 fn answer_entry(
-    core: &NodeCore,
     replies: Vec<WriteReply>,
     result: Result<
         Result<
@@ -111,10 +110,8 @@ fn answer_entry(
             }
         }
         Ok(Err(ClientWriteError::ForwardToLeader(f))) => {
-            // Rejected before append, or appended and then truncated by a new
-            // leader: either way it can never commit.
             for reply in replies {
-                let _ = reply.send(Err(core.forward_err(&f)));
+                let _ = reply.send(Err(lost_leadership_in_flight(&f)));
             }
         }
         Ok(Err(ClientWriteError::ChangeMembershipError(e))) => {
@@ -136,6 +133,25 @@ fn answer_entry(
             }
         }
     }
+}
+
+/// The answer to an entry's callers when openraft says "forward to the
+/// leader" after the entry was handed to it. The entry may have been
+/// appended here and replicated to a follower before this node lost
+/// leadership, and a new leader whose log holds it commits it (with five
+/// voters a deposed leader can reach two followers that then elect one of
+/// themselves). openraft's answer does not say whether the entry was
+/// appended, so "not applied" would sometimes be a lie: the outcome is
+/// unknown, and the client resends under the same ids (deduplicated if it
+/// did commit). The leader hint rides in the text for the logs only.
+fn lost_leadership_in_flight(f: &openraft::error::ForwardToLeader<NodeId, BasicNode>) -> NodeError {
+    let to = match f.leader_id {
+        Some(id) => format!("node {id}"),
+        None => "no known leader".to_string(),
+    };
+    NodeError::OutcomeUnknown(format!(
+        "leadership moved to {to} while the entry was in flight; it may still commit"
+    ))
 }
 
 /// Collects queued commands into entries and proposes them in queue order.
@@ -196,7 +212,6 @@ pub(super) async fn proposer_task(
             .raft
             .client_write_ff(Batch { stamp_ms, requests })
             .await;
-        let core2 = core.clone();
         tokio::spawn(async move {
             let _permit = permit;
             let result = match rx_result {
@@ -211,7 +226,7 @@ pub(super) async fn proposer_task(
                     }
                 }
             };
-            answer_entry(&core2, replies, result);
+            answer_entry(replies, result);
         });
     }
 }
@@ -248,6 +263,30 @@ pub(super) async fn tick_task(
         match core.submit(vec![tick]).await {
             Ok(_) => {}
             Err(e) => tracing::debug!(error = %e, "tick not applied"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::error::ForwardToLeader;
+
+    use super::*;
+
+    // Goal: a write whose entry was handed to openraft and then answered "forward to the leader" is reported as outcome unknown (it may commit through the new leader), never as not applied.
+    #[test]
+    fn forward_to_leader_after_queueing_is_outcome_unknown() {
+        let cases = [
+            ForwardToLeader::new(2, BasicNode::new("127.0.0.1:2")),
+            ForwardToLeader::empty(),
+        ];
+        for f in cases {
+            let error = lost_leadership_in_flight(&f);
+            assert!(
+                matches!(error, NodeError::OutcomeUnknown(_)),
+                "{f:?} answered {error:?}"
+            );
+            assert_eq!(error.code(), "outcome_unknown");
         }
     }
 }

@@ -34,9 +34,12 @@ use crate::watch::{ResyncReason, SubscribeRefused};
 pub fn router(core: Arc<NodeCore>) -> tonic::transport::server::Router {
     tonic::transport::Server::builder()
         .add_service(
-            BookingServer::new(BookingService { core: core.clone() })
-                .max_decoding_message_size(proto::MAX_MESSAGE_BYTES)
-                .max_encoding_message_size(proto::MAX_MESSAGE_BYTES),
+            BookingServer::new(BookingService {
+                core: core.clone(),
+                state_hash: Arc::default(),
+            })
+            .max_decoding_message_size(proto::MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(proto::MAX_MESSAGE_BYTES),
         )
         .add_service(
             RaftServer::new(RaftService { core })
@@ -89,6 +92,46 @@ fn members_of(core: &NodeCore) -> Vec<pb::Member> {
 /// The client API.
 pub struct BookingService {
     core: Arc<NodeCore>,
+    /// The state hash at one applied index (`Status`): computing it
+    /// serialises the whole state under the state lock, and `/readyz`,
+    /// `/v1/cluster` and `bookctl status` call `Status` often, so it is
+    /// computed once per applied index, on a blocking thread.
+    state_hash: Arc<std::sync::Mutex<Option<HashAt>>>,
+}
+
+/// A state hash and the applied index it was computed at.
+type HashAt = (u64, Vec<u8>);
+
+impl BookingService {
+    /// The applied index and the state hash at it, from the cache when
+    /// nothing was applied since it was computed.
+    async fn applied_and_hash(&self) -> Result<(u64, Vec<u8>), Status> {
+        let applied = self
+            .core
+            .sm
+            .read()
+            .last_applied
+            .map(|l| l.index)
+            .unwrap_or(0);
+        if let Some((index, hash)) = self.state_hash.lock().expect("hash cache").as_ref() {
+            if *index == applied {
+                return Ok((applied, hash.clone()));
+            }
+        }
+        let core = self.core.clone();
+        let computed = tokio::task::spawn_blocking(move || {
+            // Index and hash under one read lock, so they always match.
+            let s = core.sm.read();
+            (
+                s.last_applied.map(|l| l.index).unwrap_or(0),
+                s.booking.state_hash().to_vec(),
+            )
+        })
+        .await
+        .map_err(|e| NodeError::Internal(format!("hashing the state: {e}")).to_status())?;
+        *self.state_hash.lock().expect("hash cache") = Some(computed.clone());
+        Ok(computed)
+    }
 }
 
 impl BookingService {
@@ -309,16 +352,11 @@ impl Booking for BookingService {
         &self,
         _request: Request<pb::StatusRequest>,
     ) -> Result<Response<pb::StatusResponse>, Status> {
+        // Before the span guard: an entered span must not live across an await.
+        let (applied_index, state_hash) = self.applied_and_hash().await?;
         let core = &self.core;
         let _span = tracing::debug_span!("status", node_id = core.id).entered();
         let m = core.raft.metrics().borrow().clone();
-        let (applied_index, state_hash) = {
-            let s = core.sm.read();
-            (
-                s.last_applied.map(|l| l.index).unwrap_or(0),
-                s.booking.state_hash().to_vec(),
-            )
-        };
         let replication = m
             .replication
             .as_ref()

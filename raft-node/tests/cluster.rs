@@ -451,3 +451,34 @@ async fn watch_streams_committed_seat_changes_from_an_index_and_resyncs_when_too
     }
     c.stop_all().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn status_hash_is_cached_per_applied_index_and_follows_every_write() {
+    // Goal: Status answers the state hash of exactly its applied index: the same bytes while nothing is applied, a new hash after a write, equal on every replica at one index.
+    let _serial = serial().await;
+    let mut c = Cluster::start_all("status-hash", 3, raft_section()).await;
+    let leader = c.wait_leader().await;
+    c.submit_ok(leader, 9, 1, &event_command("h", 2, 10, 600_000))
+        .await;
+    let (_, idx) = c.submit(leader, 9, 2, &open_sale("h")).await;
+    let before = c.wait_converged(idx).await;
+    // Twice at one index (no write in between; ticks are off for an hour
+    // of hold TTL): the same hash, and the one every replica agreed on.
+    let first = c.status(leader).await.expect("status");
+    let again = c.status(leader).await.expect("status");
+    if first.applied_index == again.applied_index {
+        assert_eq!(first.state_hash, again.state_hash);
+    }
+    let (o, idx2) = c
+        .submit(leader, 9, 3, &hold_command("h", "ann", &["A-1-1"]))
+        .await;
+    hold_id(&o);
+    let after = c.wait_converged(idx2).await;
+    assert_ne!(before, after, "a hold changes the state, so its hash");
+    let s = c.status(leader).await.expect("status");
+    assert!(s.applied_index >= idx2);
+    if s.applied_index == idx2 {
+        assert_eq!(s.state_hash, after);
+    }
+    c.stop_all().await;
+}

@@ -14,7 +14,10 @@ pub struct ClientOptions {
     pub connect_timeout_ms: u64,
     /// Most attempts per call, redirects included. At least 1.
     pub attempts_max: u32,
-    /// Total time one call may spend across its attempts and pauses.
+    /// Total time one call may spend across its attempts and pauses; capped
+    /// at `state_machine::limits::CLIENT_RETRY_BUDGET_MS_MAX`, the bound the
+    /// exactly-once table's shortest TTL is derived from (a retry after the
+    /// cluster forgot its request id would apply again).
     pub retry_budget_ms: u64,
     /// First pause after a failed attempt; doubles per failure (with jitter)
     /// up to `backoff_ms_max`. A redirect to a named leader does not pause.
@@ -29,7 +32,7 @@ impl Default for ClientOptions {
             request_timeout_ms: 5_000,
             connect_timeout_ms: 1_000,
             attempts_max: 12,
-            retry_budget_ms: 30_000,
+            retry_budget_ms: state_machine::limits::CLIENT_RETRY_BUDGET_MS_MAX,
             backoff_ms_initial: 25,
             backoff_ms_max: 1_000,
         }
@@ -46,7 +49,10 @@ impl ClientOptions {
     }
 
     pub(crate) fn retry_budget(&self) -> Duration {
-        Duration::from_millis(self.retry_budget_ms.max(1))
+        Duration::from_millis(
+            self.retry_budget_ms
+                .clamp(1, state_machine::limits::CLIENT_RETRY_BUDGET_MS_MAX),
+        )
     }
 
     /// Pause before attempt `failures + 1`: exponential with "equal jitter"
@@ -65,5 +71,31 @@ impl ClientOptions {
             0
         };
         Duration::from_millis(half + jitter)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Goal: no option makes a client retry one request id longer than the exactly-once table is guaranteed to remember it.
+    #[test]
+    fn the_retry_budget_never_exceeds_what_the_cluster_remembers() {
+        let cap = state_machine::limits::CLIENT_RETRY_BUDGET_MS_MAX;
+        let long = ClientOptions {
+            retry_budget_ms: u64::MAX,
+            ..ClientOptions::default()
+        };
+        assert_eq!(long.retry_budget(), Duration::from_millis(cap));
+        assert_eq!(
+            ClientOptions::default().retry_budget(),
+            Duration::from_millis(cap)
+        );
+        assert!(state_machine::limits::DEDUPE_TTL_MS_MIN > cap);
+        let short = ClientOptions {
+            retry_budget_ms: 4_000,
+            ..ClientOptions::default()
+        };
+        assert_eq!(short.retry_budget(), Duration::from_millis(4_000));
     }
 }

@@ -6,6 +6,17 @@
 //! Caveat: raising a bound is safe for existing snapshots, lowering one is not
 //! (an old event could then fail re-validation, which restore does not redo).
 
+/// The longest a client keeps retrying one request id, across all its
+/// attempts (the `client` crate caps `retry_budget_ms` at this). The
+/// exactly-once table must remember an outcome longer than any retry can
+/// arrive, so `Settings::dedupe_ttl_ms` may not be shorter than
+/// [`DEDUPE_TTL_MS_MIN`].
+pub const CLIENT_RETRY_BUDGET_MS_MAX: u64 = 30_000;
+/// Shortest `dedupe_ttl_ms` `Configure` accepts: twice the client's retry
+/// budget, because the budget runs on the client's clock and the TTL in log
+/// time, which a leader's clock running fast can advance sooner.
+pub const DEDUPE_TTL_MS_MIN: u64 = 2 * CLIENT_RETRY_BUDGET_MS_MAX;
+
 /// Seats (reserved seats plus general-admission capacity) in one event.
 pub const MAX_SEATS_PER_EVENT: u32 = 200_000;
 /// Seats in one row of a reserved section.

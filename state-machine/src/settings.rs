@@ -73,7 +73,14 @@ impl Settings {
             1_000,
             3_600_000,
         )?;
-        range("dedupe_ttl_ms", self.dedupe_ttl_ms, 1_000, 7 * 86_400_000)?;
+        // Never shorter than a client may retry one request id: a retry that
+        // outlives its remembered outcome would apply a second time.
+        range(
+            "dedupe_ttl_ms",
+            self.dedupe_ttl_ms,
+            crate::limits::DEDUPE_TTL_MS_MIN,
+            7 * 86_400_000,
+        )?;
         range(
             "dedupe_max_entries",
             self.dedupe_max_entries as u64,

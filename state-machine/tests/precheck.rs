@@ -87,7 +87,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (u.clone(), 1..16u64).prop_map(|(user, hold)| Op::Confirm { user, hold }),
         2 => u.clone().prop_map(|user| Op::Join { user }),
         1 => u.prop_map(|user| Op::Leave { user }),
-        1 => (1_000..30_000u64, 0..30_000u64).prop_map(|(dedupe_ttl_ms, hold_retention_ms)| Op::Configure { dedupe_ttl_ms, hold_retention_ms }),
+        1 => (state_machine::limits::DEDUPE_TTL_MS_MIN..state_machine::limits::DEDUPE_TTL_MS_MIN + 30_000u64, 0..30_000u64).prop_map(|(dedupe_ttl_ms, hold_retention_ms)| Op::Configure { dedupe_ttl_ms, hold_retention_ms }),
         1 => Just(Op::Tick),
     ]
 }

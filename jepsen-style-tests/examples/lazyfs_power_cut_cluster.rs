@@ -197,6 +197,8 @@ async fn one_try(args: &Args, try_no: u32) -> Result<TryResult, String> {
         false,
         &Timing::default(),
         vec![],
+        // This example mounts its own lazy file systems (above).
+        false,
     )?;
     let client = Client::connect(cluster.endpoints()).map_err(|e| e.to_string())?;
     client

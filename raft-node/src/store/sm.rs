@@ -120,15 +120,11 @@ impl SmStore {
     /// clock plus the offset the clock nemesis wrote next to its data. Called
     /// only when that bug is active.
     fn local_clock_ms(&self) -> u64 {
-        let offset_file = std::env::var(crate::node::FAULT_CLOCK_ENV)
-            .is_ok_and(|v| v == "1")
-            .then(|| {
-                self.inner
-                    .path
-                    .parent()
-                    .map(|d| d.join(crate::node::CLOCK_OFFSET_FILE))
-            })
-            .flatten();
+        let offset_file = self
+            .inner
+            .path
+            .parent()
+            .and_then(crate::node::fault_offset_file);
         crate::node::StampClock::new(offset_file).now_ms()
     }
 

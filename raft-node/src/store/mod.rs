@@ -215,3 +215,6 @@ mod tests {
         assert!(strip_checksum(&bad).is_err());
     }
 }
+
+#[cfg(test)]
+mod ordering_tests;

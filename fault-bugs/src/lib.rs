@@ -62,15 +62,20 @@ pub enum Bug {
     /// http-gateway: a hold, begin-payment or confirm whose cluster call ended
     /// with an unknown outcome is retried by the gateway with NEW request ids.
     GatewayRetryNewId,
+    /// raft-node: the durability step after sled's flush (fsync of new blobs
+    /// and directories, fdatasync of sled's `db`) is skipped, so an
+    /// acknowledged write survives a kill but not a power cut.
+    SkipFdatasync,
 }
 
 impl Bug {
     /// Every deliberate bug.
-    pub const ALL: [Bug; 4] = [
+    pub const ALL: [Bug; 5] = [
         Bug::StaleLocalReads,
         Bug::AckWithoutFlush,
         Bug::ClockInApply,
         Bug::GatewayRetryNewId,
+        Bug::SkipFdatasync,
     ];
 
     /// The name [`ENV`] takes.
@@ -80,13 +85,17 @@ impl Bug {
             Bug::AckWithoutFlush => "ack-without-flush",
             Bug::ClockInApply => "clock-in-apply",
             Bug::GatewayRetryNewId => "gateway-retry-new-id",
+            Bug::SkipFdatasync => "skip-fdatasync",
         }
     }
 
     /// The process the bug lives in.
     pub const fn component(self) -> Component {
         match self {
-            Bug::StaleLocalReads | Bug::AckWithoutFlush | Bug::ClockInApply => Component::Node,
+            Bug::StaleLocalReads
+            | Bug::AckWithoutFlush
+            | Bug::ClockInApply
+            | Bug::SkipFdatasync => Component::Node,
             Bug::GatewayRetryNewId => Component::Gateway,
         }
     }

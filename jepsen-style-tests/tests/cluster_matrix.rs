@@ -1,13 +1,13 @@
 //! Goal: a short fault matrix against the real release `booking` binary finds
-//! no violation (partition, kill, pause, clock and membership faults on 3 nodes,
-//! and the HTTP gateway workload under kills; 30 s each).
+//! no violation (partition, kill, pause, clock, membership and power-loss
+//! faults on 3 nodes, and the HTTP gateway workload under kills; 30 s each).
 //!
 //! Runs the `jepsen` binary of this crate, one run after another (the
 //! networked runs share fixed namespace names). The `booking` binary is
 //! `<repo>/target/release/booking` (the CI command builds the workspace in
 //! release first) or `$BOOKING_BIN`. Without it, or without root for the
-//! partition run, the test prints a loud SKIP, except under `CI=true`, where
-//! it fails. Each run's report stays in `<target tmp>/jepsen-matrix/<name>`.
+//! partition run (or root, `/dev/fuse` and `fusermount3` for the power-loss
+//! run), the test prints a loud SKIP, except under `CI=true`, where it fails. Each run's report stays in `<target tmp>/jepsen-matrix/<name>`.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -20,6 +20,7 @@ const MATRIX: &[(&str, &str, &str, u64)] = &[
     ("expiry-clock", "expiry", "clock", 4),
     ("sellout-membership", "sellout", "membership", 5),
     ("gateway-kill", "gateway-sellout", "kill", 6),
+    ("register-power-loss", "register", "power-loss", 7),
 ];
 const TIME_LIMIT_S: &str = "30";
 const EXIT_SKIPPED: i32 = 3;
@@ -86,7 +87,9 @@ fn short_fault_matrix_finds_no_violation() {
                 );
             }
             Some(EXIT_SKIPPED) => {
-                skip_or_fail(&format!("{name}: partitions need root, ip and nft"))
+                skip_or_fail(&format!(
+                    "{name}: partitions need root, ip and nft; power loss needs root, /dev/fuse and fusermount3"
+                ))
             }
             other => failures.push(format!(
                 "{name}: exit {other:?}; report in {}",

@@ -7,8 +7,9 @@
 //! where it fails. One test in this file: the networked runs use fixed
 //! namespace names, and cargo runs test binaries one after another, so it
 //! never overlaps `cluster_matrix`. Reports stay in
-//! `<target tmp>/jepsen-selftest/`. Five runs of 30 s of workload each (the
-//! control and four bugs), about 4-5 minutes in all.
+//! `<target tmp>/jepsen-selftest/`. Six runs of 30 s of workload each (the
+//! control and five bugs; `skip-fdatasync` under the power-loss nemesis,
+//! which needs root, `/dev/fuse` and `fusermount3`), about 5-6 minutes in all.
 
 use std::path::PathBuf;
 use std::process::Command;

@@ -9,7 +9,8 @@
 //! `BUG (fault-injection-bugs, <name>)` and naming the selftest case that
 //! catches it: `stale-local-reads` in `server.rs` (the linearizable read),
 //! `ack-without-flush` in `store/write_back.rs` (compiled only with the cargo
-//! feature `fault-injection-bugs`), `clock-in-apply` in `store/sm.rs` (apply).
+//! feature `fault-injection-bugs`), `clock-in-apply` in `store/sm.rs` (apply),
+//! `skip-fdatasync` in `store/durable.rs` (the durability step).
 //! Without the feature [`active`] is a constant `false`, so the sites read the
 //! same in both builds and a normal build contains none of the bugs; a set
 //! `BOOKING_FAULT_BUG` then refuses to start.

@@ -30,8 +30,10 @@
 //! - The state machine lives in memory; its durable form is the newest
 //!   snapshot plus the log after it.
 //!
-//! Caveats: sled 0.34's flush survives a process kill, not necessarily a power
-//! loss; the watch ring is in memory and starts empty after a restart.
+//! Caveats: sled 0.34's own flush survives a process kill but not a power
+//! loss, so the store adds its own fsyncs after it (`store`, and
+//! ARCHITECTURE.md "Durability"); the watch ring is in memory and starts
+//! empty after a restart.
 
 // openraft's error types (`StorageError`, `RPCError`) are large by design and
 // fixed by its trait signatures; boxing them here would only add conversions.

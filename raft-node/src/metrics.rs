@@ -33,6 +33,10 @@ pub struct Counters {
     /// First sends the local look called a refusal that, after the ReadIndex
     /// round, had to go through the log anyway.
     pub fast_path_fallbacks: AtomicU64,
+    /// Durability steps after a sled flush (`store::durable`), and their
+    /// total time: the fsync cost every acknowledged write pays.
+    pub fsyncs: AtomicU64,
+    pub fsync_time_us: AtomicU64,
 }
 
 impl Counters {
@@ -141,6 +145,18 @@ pub fn render(node_id: u64, counters: &Counters, raft: &Raft, commit_index: u64)
         "Snapshots received and installed.",
         "counter",
         c(&counters.snapshots_installed),
+    );
+    gauge(
+        "booking_fsyncs_total",
+        "Durability steps (blob and directory fsyncs, fdatasync of sled's db) after a flush.",
+        "counter",
+        c(&counters.fsyncs),
+    );
+    gauge(
+        "booking_fsync_time_us_total",
+        "Time spent in those durability steps, in microseconds.",
+        "counter",
+        c(&counters.fsync_time_us),
     );
     gauge(
         "booking_reads_linearizable_total",

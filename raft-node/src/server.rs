@@ -139,13 +139,29 @@ impl BookingService {
         reqs.into_iter()
             .enumerate()
             .map(|(i, r)| {
+                // A bound on the JSON first: decoding a huge body costs
+                // memory before its encoded size could be checked.
+                if r.command_json.len() > crate::node::COMMAND_BYTES_MAX * 4 {
+                    return Err(invalid(
+                        &format!("requests[{i}].command_json"),
+                        format!(
+                            "{} bytes of JSON is far past COMMAND_BYTES_MAX {}",
+                            r.command_json.len(),
+                            crate::node::COMMAND_BYTES_MAX
+                        ),
+                    ));
+                }
                 let command: Command = serde_json::from_slice(&r.command_json)
                     .map_err(|e| invalid(&format!("requests[{i}].command_json"), e))?;
-                Ok(SmRequest {
+                let request = SmRequest {
                     client_id: r.client_id,
                     request_id: r.request_id,
                     command,
-                })
+                };
+                // Refused at the API, before any path (fast refusal or log).
+                crate::node::request_bytes(&request)
+                    .map_err(|e| invalid(&format!("requests[{i}]"), e))?;
+                Ok(request)
             })
             .collect()
     }

@@ -79,6 +79,31 @@ async fn three_nodes_elect_and_a_hold_written_via_a_follower_reads_back_lineariz
         .expect_err("garbage is refused");
     assert_eq!(err.code(), tonic::Code::InvalidArgument);
 
+    // A command past the byte bound is refused at the API (nothing is
+    // proposed), on the leader as on a follower.
+    let huge_holder = "x".repeat(raft_node::node::COMMAND_BYTES_MAX + 1);
+    let huge = serde_json::to_vec(&hold_command("e1", &huge_holder, &["A-1-1"])).unwrap();
+    let mut lc = c.client(leader).await;
+    let applied_before = c.status(leader).await.unwrap().applied_index;
+    for client in [&mut lc, &mut fc] {
+        let err = client
+            .submit(pb::SubmitRequest {
+                client_id: 1,
+                request_id: 9,
+                command_json: huge.clone(),
+                first_send: true,
+            })
+            .await
+            .expect_err("an oversized command is refused");
+        assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+        assert!(err.message().contains("COMMAND_BYTES_MAX"), "{err:?}");
+    }
+    assert_eq!(
+        c.status(leader).await.unwrap().applied_index,
+        applied_before,
+        "the oversized command reached the log"
+    );
+
     let (o, _) = c
         .submit(follower, 1, 1, &event_command("e1", 2, 10, 600_000))
         .await;

@@ -85,22 +85,36 @@ async fn damaged_or_foreign_data_directories_refuse_to_start_naming_the_file() {
         cl.stop(1).await.unwrap();
     }
     let dir2 = c2.data_dir(1);
+    let snapshot_file = std::fs::read_dir(&dir2)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "snap"))
+        .expect("a snapshot file in the data directory");
+    let mut v = std::fs::read(&snapshot_file).unwrap();
+    let mid = v.len() / 2;
+    v[mid] ^= 0x55;
+    std::fs::write(&snapshot_file, v).unwrap();
+    let text = start_err(&c2, 1).await.to_string();
+    let name = snapshot_file.file_name().unwrap().to_string_lossy();
+    assert!(
+        text.contains("checksum mismatch") && text.contains(name.as_ref()),
+        "{text}"
+    );
+
+    // A log purged past its snapshot (an older build could leave one): the
+    // purge point is set to the committed id of a directory with no snapshot.
+    let mut c4 = Cluster::new("dirs4", 1, raft_section());
+    run_once(&mut c4).await;
     {
-        let db = sled::open(dir2.join("sled")).unwrap();
-        let sm = db.open_tree("sm").unwrap();
-        let mut v = sm
-            .get("snapshot")
-            .unwrap()
-            .expect("snapshot record")
-            .to_vec();
-        let mid = v.len() / 2;
-        v[mid] ^= 0x55;
-        sm.insert("snapshot", v).unwrap();
+        let db = sled::open(c4.data_dir(1).join("sled")).unwrap();
+        let meta = db.open_tree("meta").unwrap();
+        let committed = meta.get("committed").unwrap().expect("a committed id");
+        meta.insert("last_purged", committed).unwrap();
         db.flush().unwrap();
     }
-    let text = start_err(&c2, 1).await.to_string();
+    let text = start_err(&c4, 1).await.to_string();
     assert!(
-        text.contains("checksum mismatch") && text.contains("snapshot"),
+        text.contains("purged up to index") && text.contains("newest snapshot ends at index none"),
         "{text}"
     );
 

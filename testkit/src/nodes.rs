@@ -157,7 +157,7 @@ impl NodeProcs {
     }
 
     /// Whether node `id` runs (reaps it if it has exited).
-    fn is_running(&mut self, id: u64) -> bool {
+    pub fn is_running(&mut self, id: u64) -> bool {
         let Ok(node) = self.node_mut(id) else {
             return false;
         };

@@ -9,7 +9,8 @@
 //!   exhausted) or unusable input.
 //! - `run`: 0 valid, 1 a checker failed, 2 unknown (a check ran out of budget
 //!   or a replica could not be read), 3 skipped (the nemesis needs root, `ip`
-//!   and `nft`), 4 the harness failed (cluster would not start, ...), 130
+//!   and `nft`, or for `power-loss` root, `/dev/fuse` and `fusermount3`), 4
+//!   the harness failed (cluster would not start, ...), 130
 //!   interrupted.
 //! - `selftest`: 0 every bug caught and the control run valid, 1 otherwise;
 //!   the verdict per case is written to `<out>/selftest.json`.
@@ -67,8 +68,14 @@ enum Command {
         only: Option<String>,
     },
     /// Removes namespaces, links and node processes a killed run left behind
-    /// (by the `jepsen-`/`jp` name prefix and the JEPSEN_RUN marker).
-    Cleanup,
+    /// (by the `jepsen-`/`jp` name prefix and the JEPSEN_RUN marker), then
+    /// unmounts the lazy file systems (`power-loss`) left under `--under`.
+    Cleanup {
+        /// Unmount lazy file systems at or below this directory only (other
+        /// users' runs elsewhere on the machine keep theirs).
+        #[arg(long, default_value = ".")]
+        under: PathBuf,
+    },
     /// Runs a lazy file system (keeps only fsynced bytes) until SIGINT or
     /// SIGTERM; SIGUSR1 or `lazyfs-ctl cut` cuts its power.
     Lazyfs(jepsen_style_tests::lazyfs::cli::LazyfsArgs),
@@ -114,7 +121,7 @@ struct RunArgs {
     /// register | sellout | expiry
     #[arg(long, default_value = "register")]
     workload: String,
-    /// none | partition | kill | pause | clock | membership | mixed
+    /// none | partition | kill | pause | clock | membership | mixed | power-loss
     #[arg(long, default_value = "mixed")]
     nemesis: String,
     #[command(flatten)]
@@ -141,8 +148,15 @@ fn main() -> ExitCode {
         Command::CheckRegister { file, time_limit_s } => check_register(&file, time_limit_s),
         Command::Run(args) => with_runtime(run_command(args)),
         Command::Selftest { common, only } => with_runtime(selftest_command(common, only)),
-        Command::Cleanup => {
-            let removed = net::cleanup_leftovers(true);
+        Command::Cleanup { under } => {
+            // Processes first: a node still running keeps its mount busy.
+            let mut removed = net::cleanup_leftovers(true);
+            let under = under.canonicalize().unwrap_or(under);
+            removed.extend(
+                jepsen_style_tests::lazyfs::unmount_all_under(&under)
+                    .into_iter()
+                    .map(|p| format!("lazy file system mount {}", p.display())),
+            );
             if removed.is_empty() {
                 eprintln!("jepsen cleanup: nothing to remove");
             }

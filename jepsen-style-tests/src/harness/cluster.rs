@@ -4,9 +4,13 @@
 //! Owns: the run's cluster description (timing, addresses: one per
 //! namespace, or free loopback ports), the environment every node gets
 //! (the `JEPSEN_RUN` marker, `BOOKING_FAULT_CLOCK=1`, a bug selector), the
-//! network, and each node's clock-offset file (`<data
-//! dir>/node-<id>/clock-offset-ms`, read by the node when started with
-//! `BOOKING_FAULT_CLOCK=1`). Starting, killing (SIGKILL), pausing
+//! network, each node's clock-offset file (`<run dir>/control/node-<id>.clock-offset-ms`,
+//! read by the node when started with `BOOKING_FAULT_CLOCK=1` and
+//! `BOOKING_FAULT_CLOCK_DIR=<run dir>/control`) and, for the `power-loss`
+//! nemesis, a lazy file system (keeps only fsynced bytes) mounted on each
+//! node's data directory, whose power it cuts. Harness-control files live
+//! outside the data directories, so a power cut never rolls them back.
+//! Starting, killing (SIGKILL), pausing
 //! (SIGSTOP/SIGCONT), restarting and stopping the processes, their logs and
 //! the `cluster.toml` are `testkit`'s (children die with the harness,
 //! `PR_SET_PDEATHSIG`).
@@ -27,6 +31,7 @@ use testkit::nodes::{GatewayProc, Launch, NodeProcs};
 use testkit::{free_addr, ConfigFile};
 
 use super::net::{self, Net, RUN_MARKER_ENV};
+use crate::lazyfs::{CutReport, LazyFsMount, LazyFsOptions};
 
 /// gRPC port of every node in network-namespace mode (each has its own address).
 pub const NETNS_PORT: u16 = 7101;
@@ -55,8 +60,14 @@ impl Default for Timing {
 
 /// A running cluster. Dropping it stops every node and removes the network.
 pub struct Cluster {
-    // Before `net`: the nodes stop before their namespaces go.
+    // Before `mounts` and `net`: the nodes stop before their file systems
+    // and namespaces go.
     procs: NodeProcs,
+    /// Lazy file systems on the nodes' data directories, by node id
+    /// (empty unless started with `lazy_disks`).
+    mounts: std::collections::BTreeMap<u64, LazyFsMount>,
+    /// Where the harness's control files (clock offsets) live.
+    control_dir: PathBuf,
     /// `Some` in network-namespace mode.
     net: Option<Net>,
     /// `JEPSEN_RUN` of every process of this run.
@@ -69,7 +80,9 @@ fn err(e: testkit::Error) -> String {
 
 impl Cluster {
     /// Writes the config under `dir` and starts `count` nodes (ids 1..=count).
-    /// With `use_netns`, creates the namespaces first.
+    /// With `use_netns`, creates the namespaces first; with `lazy_disks`,
+    /// mounts a lazy file system on every node's data directory first (needs
+    /// root, `/dev/fuse` and `fusermount3`).
     pub fn start(
         booking_bin: &Path,
         dir: &Path,
@@ -77,6 +90,7 @@ impl Cluster {
         use_netns: bool,
         timing: &Timing,
         extra_env: Vec<(String, String)>,
+        lazy_disks: bool,
     ) -> Result<Cluster, String> {
         if !booking_bin.is_file() {
             return Err(format!(
@@ -107,9 +121,19 @@ impl Cluster {
         file.raft.snapshot_every_entries = timing.snapshot_every_entries;
         file.booking.expiry_sweep_ms = timing.expiry_sweep_ms;
         let run_tag = format!("{}-{}", std::process::id(), dir.display());
+        let control_dir = dir.join("control");
+        std::fs::create_dir_all(&control_dir)
+            .map_err(|e| format!("{}: {e}", control_dir.display()))?;
+        let control_dir = control_dir
+            .canonicalize()
+            .map_err(|e| format!("{}: {e}", control_dir.display()))?;
         let mut env = vec![
             (RUN_MARKER_ENV.to_string(), run_tag.clone()),
             ("BOOKING_FAULT_CLOCK".to_string(), "1".to_string()),
+            (
+                "BOOKING_FAULT_CLOCK_DIR".to_string(),
+                control_dir.display().to_string(),
+            ),
         ];
         env.extend(extra_env);
         let launch = Launch {
@@ -117,14 +141,44 @@ impl Cluster {
             env,
             wrap: use_netns.then_some(Net::exec_prefix as fn(u64) -> Vec<String>),
         };
-        let mut procs = NodeProcs::create(booking_bin, dir, file, launch).map_err(err)?;
-        // Only the lowest id initialises the membership, as `booking up` does.
-        procs.start_all().map_err(err)?;
-        Ok(Cluster {
+        let procs = NodeProcs::create(booking_bin, dir, file, launch).map_err(err)?;
+        let mut mounts = std::collections::BTreeMap::new();
+        if lazy_disks {
+            for &id in &ids {
+                let data_dir = procs.config().node_data_dir(id);
+                let mount = LazyFsMount::mount(&data_dir, LazyFsOptions::default())
+                    .map_err(|e| format!("node {id}: {e}"))?;
+                mounts.insert(id, mount);
+            }
+        }
+        let mut cluster = Cluster {
             procs,
+            mounts,
+            control_dir,
             net,
             run_tag,
-        })
+        };
+        // Only the lowest id initialises the membership, as `booking up` does.
+        cluster.procs.start_all().map_err(err)?;
+        Ok(cluster)
+    }
+
+    /// Whether the nodes' data directories are lazy file systems.
+    pub fn has_lazy_disks(&self) -> bool {
+        !self.mounts.is_empty()
+    }
+
+    /// Cuts the power of node `id`'s data directory: every file back to its
+    /// last fsync. The node must be dead (killed first, as a power cut would).
+    pub fn power_cut(&mut self, id: u64) -> Result<CutReport, String> {
+        if self.procs.is_running(id) {
+            return Err(format!("node {id} still runs; kill it before the cut"));
+        }
+        let mount = self
+            .mounts
+            .get(&id)
+            .ok_or_else(|| format!("node {id} has no lazy file system"))?;
+        Ok(mount.power_cut())
     }
 
     pub fn ids(&self) -> Vec<u64> {
@@ -191,12 +245,11 @@ impl Cluster {
     /// Writes the node's clock offset (signed ms), atomically: the node
     /// re-reads the file every 100 ms and must never see half a number.
     pub fn set_clock_offset_ms(&self, id: u64, offset_ms: i64) -> Result<(), String> {
-        let dir = self.procs.config().node_data_dir(id);
-        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        let tmp = dir.join("clock-offset-ms.tmp");
+        let dir = &self.control_dir;
+        let tmp = dir.join(format!("node-{id}.clock-offset-ms.tmp"));
         std::fs::write(&tmp, format!("{offset_ms}\n"))
             .map_err(|e| format!("{}: {e}", tmp.display()))?;
-        std::fs::rename(&tmp, dir.join("clock-offset-ms"))
+        std::fs::rename(&tmp, dir.join(format!("node-{id}.clock-offset-ms")))
             .map_err(|e| format!("clock offset of node {id}: {e}"))
     }
 
@@ -229,6 +282,13 @@ impl Cluster {
     /// removes the network now (also done on drop).
     pub fn shutdown(&mut self) {
         self.procs.stop_all();
+        // After the nodes: nothing holds a file on them any more. Unmounted
+        // without saving: what a run leaves on a lazy disk is not kept.
+        for (id, mount) in std::mem::take(&mut self.mounts) {
+            if let Err(e) = mount.unmount() {
+                eprintln!("jepsen: lazy file system of node {id}: {e}");
+            }
+        }
         if let Some(mut net) = self.net.take() {
             net.teardown();
         }

@@ -139,6 +139,13 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, String> {
             false
         }
     };
+    if opts.nemesis.needs_lazy_disks() {
+        if let Some(why) = crate::lazyfs::unavailable_reason() {
+            return Ok(RunOutcome::Skipped(format!(
+                "nemesis `power-loss` needs a lazy file system: {why}"
+            )));
+        }
+    }
     std::fs::create_dir_all(&opts.out).map_err(|e| format!("{}: {e}", opts.out.display()))?;
     let ids: Vec<u64> = (1..=opts.nodes).collect();
     let time_limit_ms = opts.time_limit_s * 1000;
@@ -148,6 +155,8 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, String> {
 
     let cluster_dir = opts.out.join("cluster");
     if cluster_dir.exists() {
+        // A lazy file system an earlier, killed run left mounted here.
+        crate::lazyfs::unmount_all_under(&cluster_dir);
         std::fs::remove_dir_all(&cluster_dir)
             .map_err(|e| format!("{}: {e}", cluster_dir.display()))?;
     }
@@ -160,6 +169,7 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, String> {
             network,
             &timing,
             opts.node_env.clone(),
+            opts.nemesis.needs_lazy_disks(),
         )
     })?;
     let endpoints: Vec<(u64, String)> = ids.iter().map(|&id| (id, cluster.endpoint(id))).collect();

@@ -77,6 +77,24 @@ fn kills_every_node_twice(steps: &[Step], nodes: u64) -> bool {
         >= 1
 }
 
+/// At least two power cuts of every node at once: `skip-fdatasync` leaves
+/// acknowledged writes in the page cache (a kill keeps them) until sled's
+/// 500 ms background sync, so only a cut of every node can lose them
+/// everywhere; two, so that one landing just after a background sync (little
+/// lost) does not decide the case.
+fn cuts_every_node_twice(steps: &[Step], nodes: u64) -> bool {
+    steps
+        .iter()
+        .filter(|s| match &s.fault {
+            Fault::PowerCut {
+                target: Target::Nodes(ns),
+            } => ns.len() as u64 == nodes,
+            _ => false,
+        })
+        .count()
+        >= 2
+}
+
 /// Every bug of [`Bug::ALL`], once.
 pub const BUGS: &[BugCase] = &[
     BugCase {
@@ -121,6 +139,16 @@ pub const BUGS: &[BugCase] = &[
         caught_by: "no_unrequested_holds / no_phantom_bookings",
         time_limit_s: None,
         schedule_fits: any_schedule,
+    },
+    BugCase {
+        bug: Bug::SkipFdatasync,
+        what: "raft-node: the durability step after sled's flush (fsync of blobs and directories, fdatasync of sled's db) skipped",
+        workload: WorkloadKind::Register,
+        nemesis: NemesisKind::PowerLoss,
+        nemesis_without_network: NemesisKind::PowerLoss,
+        caught_by: "ids_issued_once / no_resurrections / linearizable per seat / replica_hashes_equal",
+        time_limit_s: None,
+        schedule_fits: cuts_every_node_twice,
     },
 ];
 

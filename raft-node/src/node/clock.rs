@@ -23,6 +23,29 @@ pub const CLOCK_OFFSET_REFRESH_MS: u64 = 100;
 pub const CLOCK_OFFSET_FILE: &str = "clock-offset-ms";
 /// Environment variable that enables the clock-offset hook (`1`).
 pub const FAULT_CLOCK_ENV: &str = "BOOKING_FAULT_CLOCK";
+/// Environment variable naming a directory that holds the offset files
+/// instead (`<dir>/<data dir's name>.clock-offset-ms`, e.g.
+/// `node-2.clock-offset-ms`). The Jepsen suite sets it so its control files
+/// live outside a data directory that a simulated power cut rolls back.
+pub const FAULT_CLOCK_DIR_ENV: &str = "BOOKING_FAULT_CLOCK_DIR";
+
+/// The clock-offset file of the node whose data directory is `data_dir`, or
+/// `None` unless `BOOKING_FAULT_CLOCK=1`.
+pub fn fault_offset_file(data_dir: &std::path::Path) -> Option<PathBuf> {
+    if !std::env::var(FAULT_CLOCK_ENV).is_ok_and(|v| v == "1") {
+        return None;
+    }
+    match std::env::var_os(FAULT_CLOCK_DIR_ENV) {
+        Some(dir) if !dir.is_empty() => {
+            let name = data_dir
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "node".into());
+            Some(PathBuf::from(dir).join(format!("{name}.{CLOCK_OFFSET_FILE}")))
+        }
+        _ => Some(data_dir.join(CLOCK_OFFSET_FILE)),
+    }
+}
 
 fn wall_ms() -> u64 {
     SystemTime::now()

@@ -45,8 +45,14 @@ use crate::network::ChannelPool;
 use crate::store::{LogStore, SmStore};
 use crate::types::{NodeId, Raft};
 
-pub use clock::{StampClock, CLOCK_OFFSET_FILE, CLOCK_OFFSET_REFRESH_MS, FAULT_CLOCK_ENV};
-pub use proposer::{PROPOSE_INFLIGHT_MAX, PROPOSE_QUEUE_BATCHES, PROPOSE_WAIT_MS};
+pub use clock::{
+    fault_offset_file, StampClock, CLOCK_OFFSET_FILE, CLOCK_OFFSET_REFRESH_MS, FAULT_CLOCK_DIR_ENV,
+    FAULT_CLOCK_ENV,
+};
+pub use proposer::{
+    request_bytes, COMMAND_BYTES_MAX, ENTRY_BYTES_MAX, PROPOSE_INFLIGHT_MAX, PROPOSE_QUEUE_BATCHES,
+    PROPOSE_WAIT_MS,
+};
 pub use read::{READ_QUEUE_MAX, READ_WAIT_MS};
 pub use startup::{run_node, SHUTDOWN_TASK_WAIT_MS};
 

@@ -8,7 +8,11 @@
 //! caller of an entry, and the tick task. Must not: interpret commands, or
 //! hold the state-machine lock across an `.await`.
 //!
-//! Bounds (what happens when full): the queue holds `propose_batch_max *`
+//! Bounds (what happens when full): a command whose encoded bytes pass
+//! [`COMMAND_BYTES_MAX`] is refused (`invalid_argument`, nothing applied); an
+//! entry holds at most [`ENTRY_BYTES_MAX`] bytes of commands (the next
+//! command waits for the next entry), so every log entry stays below sled's
+//! blob threshold (see `store::durable`); the queue holds `propose_batch_max *`
 //! [`PROPOSE_QUEUE_BATCHES`] commands, and a submit that does not fit is
 //! refused with `overloaded` (RESOURCE_EXHAUSTED, not applied); with
 //! [`PROPOSE_INFLIGHT_MAX`] entries in flight the proposer waits, so the queue
@@ -34,11 +38,34 @@ pub const PROPOSE_QUEUE_BATCHES: usize = 8;
 pub const PROPOSE_INFLIGHT_MAX: usize = 64;
 /// How long a write waits for its entry to be applied.
 pub const PROPOSE_WAIT_MS: u64 = 10_000;
+/// Largest command, in postcard-encoded bytes (ids included). A large event
+/// (1 000 rows listed one by one) is about 10 KiB.
+pub const COMMAND_BYTES_MAX: usize = 64 * 1024;
+/// Largest sum of encoded command bytes in one entry: with the entry's own
+/// header and sled's message header it stays below sled 0.34's blob threshold
+/// (131 052 bytes with the default 512 KiB segment), so an entry is never a
+/// blob file of its own.
+pub const ENTRY_BYTES_MAX: usize = 96 * 1024;
+
+/// The encoded size of `request`, or why it is refused (too large).
+pub fn request_bytes(request: &Request) -> Result<usize, NodeError> {
+    let bytes = postcard::to_stdvec(request)
+        .map_err(|e| NodeError::InvalidArgument(format!("command does not encode: {e}")))?
+        .len();
+    if bytes > COMMAND_BYTES_MAX {
+        return Err(NodeError::InvalidArgument(format!(
+            "command of {bytes} bytes exceeds COMMAND_BYTES_MAX {COMMAND_BYTES_MAX}"
+        )));
+    }
+    Ok(bytes)
+}
 
 type WriteReply = oneshot::Sender<Result<(Outcome, u64), NodeError>>;
 
 pub(super) struct Pending {
     pub(super) request: Request,
+    /// `request`'s encoded size ([`request_bytes`]).
+    pub(super) bytes: usize,
     pub(super) reply: WriteReply,
 }
 
@@ -49,6 +76,11 @@ impl NodeCore {
         if requests.is_empty() {
             return Err(NodeError::InvalidArgument("empty batch".into()));
         }
+        // Sized (and refused if too large) before anything is queued.
+        let sizes = requests
+            .iter()
+            .map(request_bytes)
+            .collect::<Result<Vec<_>, _>>()?;
         self.ensure_leader()?;
         // Reserve room for the whole batch first, so it is queued whole or
         // refused whole (never half proposed).
@@ -67,9 +99,13 @@ impl NodeCore {
             }
         }
         let mut replies = Vec::with_capacity(requests.len());
-        for (permit, request) in permits.into_iter().zip(requests) {
+        for ((permit, request), bytes) in permits.into_iter().zip(requests).zip(sizes) {
             let (tx, rx) = oneshot::channel();
-            permit.send(Pending { request, reply: tx });
+            permit.send(Pending {
+                request,
+                bytes,
+                reply: tx,
+            });
             replies.push(rx);
         }
         let mut out = Vec::with_capacity(replies.len());
@@ -163,38 +199,41 @@ pub(super) async fn proposer_task(
 ) {
     let inflight = Arc::new(Semaphore::new(PROPOSE_INFLIGHT_MAX));
     let max = core.propose_batch_max.max(1);
+    // A command that did not fit the previous entry's byte bound: it opens
+    // the next entry.
+    let mut carry: Option<Pending> = None;
     loop {
-        let first = tokio::select! {
-            p = rx.recv() => match p { Some(p) => p, None => break },
-            _ = stop.changed() => break,
+        let first = match carry.take() {
+            Some(p) => p,
+            None => tokio::select! {
+                p = rx.recv() => match p { Some(p) => p, None => break },
+                _ = stop.changed() => break,
+            },
         };
-        let mut batch = vec![first];
-        let drain = |rx: &mut mpsc::Receiver<Pending>, batch: &mut Vec<Pending>| {
-            while batch.len() < max {
-                match rx.try_recv() {
-                    Ok(p) => batch.push(p),
-                    Err(_) => break,
-                }
-            }
+        let mut batch = EntryBatch {
+            bytes: first.bytes,
+            items: vec![first],
+            max,
         };
-        drain(&mut rx, &mut batch);
-        if batch.len() < max && !linger.is_zero() {
+        batch.drain(&mut rx, &mut carry);
+        if batch.open(&carry) && !linger.is_zero() {
             if linger >= Duration::from_millis(1) {
                 let deadline = tokio::time::Instant::now() + linger;
-                while batch.len() < max {
+                while batch.open(&carry) {
                     match tokio::time::timeout_at(deadline, rx.recv()).await {
                         Ok(Some(p)) => {
-                            batch.push(p);
-                            drain(&mut rx, &mut batch);
+                            batch.push_or_carry(p, &mut carry);
+                            batch.drain(&mut rx, &mut carry);
                         }
                         _ => break,
                     }
                 }
             } else {
                 tokio::task::yield_now().await;
-                drain(&mut rx, &mut batch);
+                batch.drain(&mut rx, &mut carry);
             }
         }
+        let batch = batch.items;
         let Ok(permit) = inflight.clone().acquire_owned().await else {
             break;
         };
@@ -228,6 +267,43 @@ pub(super) async fn proposer_task(
             };
             answer_entry(replies, result);
         });
+    }
+}
+
+/// The commands of the entry being packed, within both bounds.
+struct EntryBatch {
+    items: Vec<Pending>,
+    /// Encoded bytes of `items`.
+    bytes: usize,
+    /// `propose_batch_max`.
+    max: usize,
+}
+
+impl EntryBatch {
+    /// Whether more may join: room left and nothing carried over.
+    fn open(&self, carry: &Option<Pending>) -> bool {
+        self.items.len() < self.max && carry.is_none()
+    }
+
+    /// Adds `p`, or keeps it for the next entry when the bytes would pass
+    /// [`ENTRY_BYTES_MAX`].
+    fn push_or_carry(&mut self, p: Pending, carry: &mut Option<Pending>) {
+        if self.bytes + p.bytes > ENTRY_BYTES_MAX {
+            *carry = Some(p);
+        } else {
+            self.bytes += p.bytes;
+            self.items.push(p);
+        }
+    }
+
+    /// Takes what is queued now, while the entry is open.
+    fn drain(&mut self, rx: &mut mpsc::Receiver<Pending>, carry: &mut Option<Pending>) {
+        while self.open(carry) {
+            match rx.try_recv() {
+                Ok(p) => self.push_or_carry(p, carry),
+                Err(_) => break,
+            }
+        }
     }
 }
 

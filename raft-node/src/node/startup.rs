@@ -18,7 +18,7 @@ use openraft::{BasicNode, SnapshotPolicy};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use super::clock::{clock_task, StampClock, CLOCK_OFFSET_FILE, FAULT_CLOCK_ENV};
+use super::clock::{clock_task, fault_offset_file, StampClock};
 use super::proposer::{proposer_task, tick_task, PROPOSE_QUEUE_BATCHES};
 use super::read::{reader_task, READ_QUEUE_MAX};
 use super::{fatal_to_error, NodeCore};
@@ -52,7 +52,9 @@ fn openraft_config(config: &ClusterConfig) -> Result<openraft::Config, NodeError
 /// Runs one node until `shutdown` resolves. `bootstrap` initialises the
 /// membership from the config's `[[node]]` list only when this node has never
 /// been initialised (empty data directory). Set `BOOKING_FAULT_CLOCK=1` to let
-/// `<data dir>/clock-offset-ms` (signed ms) shift the leader's stamp clock.
+/// `<data dir>/clock-offset-ms` (signed ms; or the file
+/// [`fault_offset_file`] names under `BOOKING_FAULT_CLOCK_DIR`) shift the
+/// leader's stamp clock.
 pub async fn run_node(
     config: ClusterConfig,
     node_id: u64,
@@ -102,10 +104,8 @@ pub async fn run_node(
         ))
     })?;
 
-    let fault_clock = std::env::var(FAULT_CLOCK_ENV)
-        .map(|v| v == "1")
-        .unwrap_or(false);
-    let offset_file = fault_clock.then(|| data_dir.join(CLOCK_OFFSET_FILE));
+    let offset_file = fault_offset_file(&data_dir);
+    let fault_clock = offset_file.is_some();
     let (propose_tx, propose_rx) =
         mpsc::channel(config.raft.propose_batch_max.max(1) * PROPOSE_QUEUE_BATCHES);
     let (read_tx, read_rx) = mpsc::channel(READ_QUEUE_MAX);

@@ -3,9 +3,13 @@
 //!
 //! Owns: [`LogStore`] (openraft's `RaftLogStorage` and `RaftLogReader`), the
 //! check of every log record at start (decodes, no gaps, leftovers of an
-//! interrupted purge removed), and the durability promise: entries, the vote
-//! and the committed id are flushed (`flush_async().await`) before openraft
-//! hears they are stored.
+//! interrupted purge removed), and the durability promise: entries, the vote,
+//! the committed id, truncations and purges are flushed (`flush_async().await`)
+//! and then made durable across a power cut ([`DiskSync`]) before openraft
+//! hears they are stored; and the purge rule: the log is never purged past
+//! the newest *durable* snapshot (a purge waits up to
+//! [`PURGE_WAIT_SNAPSHOT_MS`] for the snapshot that covers it, then purges
+//! only what a durable snapshot covers).
 //!
 //! Must not: interpret entries (commands are opaque here), or acknowledge
 //! anything not yet flushed. The one exception is the deliberate bug
@@ -15,13 +19,15 @@
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{AnyError, LogState, OptionalSend, RaftLogReader, StorageIOError};
 use serde::{Deserialize, Serialize};
 
+use super::durable::DiskSync;
 use super::write_back::WriteBack;
 use super::{
     encode, index_key, sto_err, sto_read_err, KEY_COMMITTED, KEY_LAST_PURGED, KEY_VOTE, TREE_LOG,
@@ -29,6 +35,11 @@ use super::{
 };
 use crate::error::NodeError;
 use crate::types::{Entry, LogId, StorageError, TypeConfig, Vote};
+
+/// How long a purge waits for a durable snapshot that covers it. openraft
+/// purges right after handing an installed snapshot to the state machine,
+/// so the purge may arrive while that snapshot is still being written.
+pub const PURGE_WAIT_SNAPSHOT_MS: u64 = 10_000;
 
 /// The Raft log, vote and committed id in sled. Cloning shares the trees
 /// (the clone is the log reader openraft hands to replication tasks).
@@ -42,6 +53,13 @@ struct LogInner {
     log: sled::Tree,
     meta: sled::Tree,
     path: PathBuf,
+    /// Makes flushed bytes survive a power cut.
+    disk: Arc<DiskSync>,
+    /// The last log id of the newest durable snapshot (`snapshot.rs`).
+    snapshot_floor: tokio::sync::watch::Receiver<Option<LogId>>,
+    /// `false` only for openraft's conformance suite, which purges logs
+    /// without any snapshot (see [`LogStore::allow_purge_without_snapshot`]).
+    purge_needs_snapshot: AtomicBool,
     /// Last committed index saved, for metrics and `Status` (0 if none).
     committed_index: AtomicU64,
     /// BUG (fault-injection-bugs, ack-without-flush): holds appended entries
@@ -51,7 +69,12 @@ struct LogInner {
 }
 
 impl LogStore {
-    pub(super) fn open(db: sled::Db, path: &Path) -> Result<LogStore, NodeError> {
+    pub(super) fn open(
+        db: sled::Db,
+        path: &Path,
+        disk: Arc<DiskSync>,
+        snapshot_floor: tokio::sync::watch::Receiver<Option<LogId>>,
+    ) -> Result<LogStore, NodeError> {
         let tree = |name: &str| {
             db.open_tree(name).map_err(|e| {
                 NodeError::data_dir(path, format!("cannot open sled tree {name:?}: {e}"))
@@ -66,6 +89,9 @@ impl LogStore {
                 meta,
                 db: db.clone(),
                 path: path.to_path_buf(),
+                disk,
+                snapshot_floor,
+                purge_needs_snapshot: AtomicBool::new(true),
                 committed_index: AtomicU64::new(0),
             }),
         };
@@ -155,13 +181,55 @@ impl LogStore {
         self.flush().await
     }
 
+    /// sled's flush, then the durability step: what follows may be
+    /// acknowledged.
     async fn flush(&self) -> Result<(), String> {
         self.inner
             .db
             .flush_async()
             .await
-            .map(|_| ())
-            .map_err(|e| format!("sled flush of {}: {e}", self.inner.path.display()))
+            .map_err(|e| format!("sled flush of {}: {e}", self.inner.path.display()))?;
+        self.inner.disk.sync().await
+    }
+
+    /// The last purged log id on disk.
+    pub fn last_purged(&self) -> Result<Option<LogId>, String> {
+        self.read_meta::<LogId>(KEY_LAST_PURGED)
+    }
+
+    /// Lets `purge` go past the newest durable snapshot. Only for openraft's
+    /// conformance suite, which purges logs of a store that has no snapshot;
+    /// a node never calls it.
+    pub fn allow_purge_without_snapshot(&self) {
+        self.inner
+            .purge_needs_snapshot
+            .store(false, Ordering::Relaxed);
+    }
+
+    /// How far `purge(log_id)` may go: `log_id` once a durable snapshot
+    /// covers it (waiting up to [`PURGE_WAIT_SNAPSHOT_MS`]), otherwise the
+    /// newest durable snapshot's last log id, or nothing.
+    async fn purge_bound(&self, log_id: LogId) -> Option<LogId> {
+        if !self.inner.purge_needs_snapshot.load(Ordering::Relaxed) {
+            return Some(log_id);
+        }
+        let mut floor = self.inner.snapshot_floor.clone();
+        let covered = |f: &Option<LogId>| f.is_some_and(|f| f.index >= log_id.index);
+        let waited = tokio::time::timeout(
+            Duration::from_millis(PURGE_WAIT_SNAPSHOT_MS),
+            floor.wait_for(covered),
+        )
+        .await;
+        if let Ok(Ok(_)) = waited {
+            return Some(log_id);
+        }
+        let f = *self.inner.snapshot_floor.borrow();
+        tracing::warn!(
+            purge_index = log_id.index,
+            snapshot_index = f.map(|f| f.index),
+            "no durable snapshot covers the purge; purging only what one covers"
+        );
+        f.filter(|f| f.index <= log_id.index)
     }
 
     /// Flushes every tree of the node's sled `Db` (shutdown).
@@ -366,6 +434,18 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        // Never past the newest durable snapshot: a restart needs the snapshot
+        // or the entries, and after a crash nothing else is left.
+        let Some(log_id) = self.purge_bound(log_id).await else {
+            return Ok(());
+        };
+        if self
+            .last_purged()
+            .map_err(sto_read_err)?
+            .is_some_and(|p| p.index >= log_id.index)
+        {
+            return Ok(());
+        }
         // The purge point first: after a crash between the two steps, start-up
         // removes the leftovers (see `validate`).
         self.write_meta(KEY_LAST_PURGED, &log_id)

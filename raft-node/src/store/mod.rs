@@ -12,19 +12,28 @@
 //!   start ([`identity`]).
 //! - `sled/`: one sled `Db` with trees `log` (big-endian index → postcard
 //!   `Entry`), `meta` (`vote`, `committed`, `last_purged`: postcard) and `sm`
-//!   (`snapshot`: postcard `SnapshotRecord` followed by its blake3).
+//!   (empty; older directories kept their snapshot there under `snapshot`).
+//! - `snapshot-<index>-<term>-<node>.snap`: the newest durable snapshot,
+//!   postcard `SnapshotRecord` followed by its blake3 (`snapshot`).
 //!
 //! Submodules:
 //! - [`identity`]: the identity record.
 //! - [`log`]: [`LogStore`], the Raft log, vote and committed id.
+//! - `durable`: [`DiskSync`](durable::DiskSync), what makes a flush survive a
+//!   power cut (fsync of new blobs and of changed directories, fdatasync of
+//!   sled's `db` file).
 //! - `write_back`: the deliberate bug `ack-without-flush` the log store calls
 //!   (compiled only with the feature `fault-injection-bugs`; a no-op type
 //!   otherwise).
 //! - [`sm`]: [`SmStore`], the in-memory `BookingState` and its apply glue.
 //! - `snapshot`: the durable snapshot record, building and loading it.
 //!
-//! Durability: entries, the vote and the committed id are flushed
-//! (`flush_async().await`) before openraft hears they are stored. The state
+//! Durability: entries, the vote, the committed id, truncations and purges are
+//! flushed (`flush_async().await`) and synced (`durable`) before openraft
+//! hears they are stored; snapshots are files written tmp → fsync → rename →
+//! fsync of the directory. The log is never purged past the newest durable
+//! snapshot, and a directory whose purge point is past its snapshot (written
+//! by an older build) refuses to start. The state
 //! machine itself lives in memory; its durable form is the newest snapshot, and
 //! a restart restores it and re-applies the committed log after it (openraft
 //! does that, using `read_committed`). So `applied_state` reports the
@@ -32,10 +41,11 @@
 //! (The deliberate bug `ack-without-flush` breaks exactly this promise: see
 //! `write_back`.)
 //!
-//! Must not: interpret commands (that is `state_machine`). Caveat: sled's flush
-//! uses `sync_file_range` on Linux: it survives a process kill, not
-//! necessarily a power loss (sled issue #1452).
+//! Must not: interpret commands (that is `state_machine`). Caveat: sled's own
+//! flush uses `sync_file_range` on Linux, which survives a process kill but
+//! not a power loss (sled issue #1452): hence `durable`.
 
+mod durable;
 pub mod identity;
 pub mod log;
 pub mod sm;
@@ -126,8 +136,33 @@ pub fn open_data_dir(
     identity::check_identity(path, cluster_name, node_id)?;
     let sled_path = path.join("sled");
     let db = open_sled(&sled_path)?;
-    let log = LogStore::open(db.clone(), &sled_path)?;
-    let sm = SmStore::open(db, &sled_path, hub, counters)?;
+    let disk = Arc::new(
+        durable::DiskSync::open(&sled_path, counters.clone())
+            .map_err(|e| NodeError::data_dir(&sled_path, e))?,
+    );
+    let (floor_tx, floor_rx) = tokio::sync::watch::channel(None);
+    let sm = SmStore::open(&db, &sled_path, path, hub, counters, floor_tx)?;
+    let log = LogStore::open(db, &sled_path, disk, floor_rx)?;
+    // An older build could purge the log before the snapshot that covers it
+    // was durable; such a directory can no longer rebuild its state.
+    let purged = log
+        .last_purged()
+        .map_err(|e| NodeError::data_dir(&sled_path, e))?;
+    let snapshot = sm.snapshot_floor();
+    if let Some(p) = purged {
+        if snapshot.is_none_or(|s| s.index < p.index) {
+            return Err(NodeError::data_dir(
+                path,
+                format!(
+                    "the log is purged up to index {} but the newest snapshot ends at index {}: \
+                     the entries between are gone; restore this node from a backup or \
+                     remove it and add it back with an empty directory",
+                    p.index,
+                    snapshot.map_or("none (no snapshot)".to_string(), |s| s.index.to_string())
+                ),
+            ));
+        }
+    }
     Ok(DataDir {
         path: path.to_path_buf(),
         log,
@@ -180,3 +215,6 @@ mod tests {
         assert!(strip_checksum(&bad).is_err());
     }
 }
+
+#[cfg(test)]
+mod ordering_tests;

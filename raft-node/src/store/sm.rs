@@ -22,8 +22,8 @@ use openraft::storage::RaftStateMachine;
 use openraft::{EntryPayload, OptionalSend, Snapshot};
 use state_machine::BookingState;
 
-use super::snapshot::load_snapshot;
-use super::{sto_read_err, TREE_SM};
+use super::snapshot::{Persisted, SnapshotFiles, SnapshotRecord};
+use super::{sto_err, sto_read_err, TREE_SM};
 use crate::bugs::Bug;
 use crate::error::NodeError;
 use crate::metrics::Counters;
@@ -48,9 +48,10 @@ pub struct SmStore {
 }
 
 pub(super) struct SmInner {
-    pub(super) db: sled::Db,
-    pub(super) tree: sled::Tree,
+    /// The sled directory (error messages; its parent is the data directory).
     pub(super) path: PathBuf,
+    /// The durable snapshot files of the data directory.
+    pub(super) snapshots: SnapshotFiles,
     state: RwLock<SmState>,
     /// Distinguishes snapshots built at the same log id.
     pub(super) snapshot_seq: AtomicU64,
@@ -59,30 +60,32 @@ pub(super) struct SmInner {
 }
 
 impl SmStore {
+    /// Opens the state machine of the data directory `data_dir` (sled at
+    /// `path`): restores its newest snapshot and publishes that snapshot's
+    /// last log id on `floor`.
     pub(super) fn open(
-        db: sled::Db,
+        db: &sled::Db,
         path: &Path,
+        data_dir: &Path,
         hub: Arc<WatchHub>,
         counters: Arc<Counters>,
+        floor: tokio::sync::watch::Sender<Option<LogId>>,
     ) -> Result<SmStore, NodeError> {
         let tree = db.open_tree(TREE_SM).map_err(|e| {
             NodeError::data_dir(path, format!("cannot open sled tree {TREE_SM:?}: {e}"))
         })?;
+        let (snapshots, record) = SnapshotFiles::open(data_dir, tree, floor)
+            .map_err(|e| NodeError::data_dir(data_dir, e))?;
         let mut state = SmState {
             booking: BookingState::new(),
             last_applied: None,
             last_membership: Default::default(),
         };
-        if let Some(record) =
-            load_snapshot(&tree, path).map_err(|e| NodeError::data_dir(path, e))?
-        {
+        if let Some(record) = record {
             state.booking = BookingState::restore(&record.data).map_err(|e| {
                 NodeError::data_dir(
-                    path,
-                    format!(
-                        "tree {TREE_SM}: snapshot {} does not restore: {e}",
-                        record.meta.snapshot_id
-                    ),
+                    data_dir,
+                    format!("snapshot {} does not restore: {e}", record.meta.snapshot_id),
                 )
             })?;
             state.last_applied = record.meta.last_log_id;
@@ -94,9 +97,8 @@ impl SmStore {
         );
         Ok(SmStore {
             inner: Arc::new(SmInner {
-                db,
-                tree,
                 path: path.to_path_buf(),
+                snapshots,
                 state: RwLock::new(state),
                 snapshot_seq: AtomicU64::new(0),
                 hub,
@@ -120,16 +122,17 @@ impl SmStore {
     /// clock plus the offset the clock nemesis wrote next to its data. Called
     /// only when that bug is active.
     fn local_clock_ms(&self) -> u64 {
-        let offset_file = std::env::var(crate::node::FAULT_CLOCK_ENV)
-            .is_ok_and(|v| v == "1")
-            .then(|| {
-                self.inner
-                    .path
-                    .parent()
-                    .map(|d| d.join(crate::node::CLOCK_OFFSET_FILE))
-            })
-            .flatten();
+        let offset_file = self
+            .inner
+            .path
+            .parent()
+            .and_then(crate::node::fault_offset_file);
         crate::node::StampClock::new(offset_file).now_ms()
+    }
+
+    /// The last log id of the newest durable snapshot.
+    pub fn snapshot_floor(&self) -> Option<LogId> {
+        self.inner.snapshots.floor()
     }
 
     /// The watch hub this store publishes applied changes to.
@@ -232,8 +235,22 @@ impl RaftStateMachine<TypeConfig> for SmStore {
             ))
         })?;
         // Durable first, then in memory: after a crash in between, start-up
-        // restores this same snapshot.
-        self.persist_snapshot(meta, data).await?;
+        // restores this same snapshot. One older than the durable one (a
+        // leader's snapshot that lost a race with a newer install) is not
+        // written over it; the state still follows openraft.
+        let record = SnapshotRecord {
+            meta: meta.clone(),
+            data,
+        };
+        if let Persisted::Superseded = self
+            .inner
+            .snapshots
+            .persist(&record)
+            .await
+            .map_err(sto_err)?
+        {
+            tracing::warn!(snapshot = %meta.snapshot_id, "installed snapshot is not newer than the durable one; kept the durable one");
+        }
         {
             let mut s = self.write();
             s.booking = booking;
@@ -250,7 +267,12 @@ impl RaftStateMachine<TypeConfig> for SmStore {
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
-        let record = load_snapshot(&self.inner.tree, &self.inner.path).map_err(sto_read_err)?;
+        let record = self
+            .inner
+            .snapshots
+            .load_current()
+            .await
+            .map_err(sto_read_err)?;
         Ok(record.map(|r| Snapshot {
             meta: r.meta,
             snapshot: Box::new(Cursor::new(r.data)),

@@ -1,24 +1,46 @@
-//! The durable snapshot: openraft's snapshot meta plus the bytes of
-//! `BookingState::snapshot`, in the sled tree `sm` under the key `snapshot`,
+//! The durable snapshot: a file in the node's data directory holding
+//! openraft's snapshot meta plus the bytes of `BookingState::snapshot`,
 //! followed by a blake3 of the whole record.
 //!
-//! Owns: writing a snapshot durably (flushed before openraft hears of it),
-//! loading and checking it (checksum, decode), and building one from the
-//! applied state ([`SmStore`] is openraft's `RaftSnapshotBuilder`). Must not:
-//! restore a snapshot into the state (that is `sm.rs`, which verifies before
-//! it replaces anything).
+//! Owns: [`SnapshotFiles`] (writing one durably, finding the newest at start,
+//! reading it back), building a snapshot from the applied state ([`SmStore`]
+//! is openraft's `RaftSnapshotBuilder`), and the *snapshot floor*: the last
+//! log id of the newest durable snapshot, which the log store waits for
+//! before it purges (`log.rs`).
+//!
+//! Files: `snapshot-<index, 20 digits>-<term>-<leader node>.snap`, named by
+//! their last log id so names sort by index. Writing one: `<name>.tmp`,
+//! written and fsynced, renamed to `<name>`, the directory fsynced; only then
+//! is it the current snapshot and is the previous file removed, so a power
+//! cut at any point leaves the previous snapshot or the new one, whole.
+//!
+//! Ordering: one snapshot is written at a time (an async mutex over the
+//! current one), and a snapshot whose last log id is not newer than the
+//! current durable one is not written at all (a build that read the state
+//! before an install of a newer snapshot finished, for example): the newer
+//! one stays. Older data directories kept the snapshot in the sled tree `sm`
+//! under the key `snapshot`; it is read when no file exists and removed once
+//! a file supersedes it.
+//!
+//! Must not: restore a snapshot into the state (that is `sm.rs`, which
+//! verifies before it replaces anything).
 
-use std::io::Cursor;
-use std::path::Path;
+use std::io::{Cursor, Write};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 
 use openraft::{RaftSnapshotBuilder, Snapshot};
 use serde::{Deserialize, Serialize};
+use tokio::sync::{watch, Mutex};
 
 use super::sm::SmStore;
-use super::{encode, sto_err, strip_checksum, with_checksum, KEY_SNAPSHOT, TREE_SM};
+use super::{encode, sto_err, sto_read_err, strip_checksum, with_checksum, KEY_SNAPSHOT, TREE_SM};
 use crate::metrics::Counters;
-use crate::types::{SnapshotMeta, StorageError, TypeConfig};
+use crate::types::{LogId, SnapshotMeta, StorageError, TypeConfig};
+
+const PREFIX: &str = "snapshot-";
+const SUFFIX: &str = ".snap";
+const TMP_SUFFIX: &str = ".snap.tmp";
 
 /// The durable snapshot: openraft's meta plus `BookingState::snapshot` bytes
 /// (which carry their own blake3); the whole record is followed by a blake3
@@ -29,55 +51,203 @@ pub(super) struct SnapshotRecord {
     pub(super) data: Vec<u8>,
 }
 
-impl SmStore {
-    /// Writes the snapshot record and flushes it; returns the data.
-    pub(super) async fn persist_snapshot(
-        &self,
-        meta: &SnapshotMeta,
-        data: Vec<u8>,
-    ) -> Result<Vec<u8>, StorageError> {
-        let record = SnapshotRecord {
-            meta: meta.clone(),
-            data,
-        };
-        let bytes = with_checksum(encode(&record).map_err(sto_err)?);
-        self.inner
-            .tree
-            .insert(KEY_SNAPSHOT, bytes)
-            .map_err(|e| sto_err(format!("sled write of tree {TREE_SM}: {e}")))?;
-        self.inner
-            .db
-            .flush_async()
-            .await
-            .map_err(|e| sto_err(format!("sled flush of {}: {e}", self.inner.path.display())))?;
-        Ok(record.data)
+/// Where the current durable snapshot is.
+#[derive(Clone, Debug)]
+enum Location {
+    File(PathBuf),
+    /// An older data directory's record in the sled tree `sm`.
+    Legacy,
+}
+
+#[derive(Clone, Debug)]
+struct Current {
+    last_log_id: Option<LogId>,
+    location: Location,
+}
+
+/// The snapshot files of one data directory.
+pub(super) struct SnapshotFiles {
+    dir: PathBuf,
+    /// The sled tree `sm` of older directories (legacy snapshot key).
+    legacy: sled::Tree,
+    /// The newest durable snapshot; held while one is written.
+    current: Mutex<Option<Current>>,
+    /// The newest durable snapshot's last log id, for the log store's purge.
+    floor: watch::Sender<Option<LogId>>,
+}
+
+/// What [`SnapshotFiles::persist`] did.
+pub(super) enum Persisted {
+    /// The snapshot is durable and current.
+    Written,
+    /// A snapshot at least as new was already durable; nothing written.
+    Superseded,
+}
+
+fn file_name(last_log_id: Option<LogId>) -> String {
+    match last_log_id {
+        Some(l) => format!(
+            "{PREFIX}{:020}-{}-{}{SUFFIX}",
+            l.index, l.leader_id.term, l.leader_id.node_id
+        ),
+        None => format!("{PREFIX}{:020}-none{SUFFIX}", 0),
     }
 }
 
-/// The stored snapshot record, checked, if there is one.
-pub(super) fn load_snapshot(
-    tree: &sled::Tree,
-    path: &Path,
-) -> Result<Option<SnapshotRecord>, String> {
-    let Some(bytes) = tree
-        .get(KEY_SNAPSHOT)
-        .map_err(|e| format!("sled read of tree {TREE_SM}: {e}"))?
-    else {
-        return Ok(None);
-    };
-    let body = strip_checksum(&bytes)
-        .map_err(|e| format!("{}: tree {TREE_SM}, key snapshot: {e}", path.display()))?;
-    postcard::from_bytes(body).map(Some).map_err(|e| {
-        format!(
-            "{}: tree {TREE_SM}, key snapshot: does not decode: {e}",
-            path.display()
-        )
-    })
+fn decode_record(bytes: &[u8], what: &str) -> Result<SnapshotRecord, String> {
+    let body = strip_checksum(bytes).map_err(|e| format!("{what}: {e}"))?;
+    postcard::from_bytes(body).map_err(|e| format!("{what}: does not decode: {e}"))
+}
+
+/// tmp → fsync → rename → fsync of the directory.
+fn write_durably(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<PathBuf> {
+    let tmp = dir.join(format!("{name}.tmp"));
+    let path = dir.join(name);
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(&tmp, &path)?;
+    std::fs::File::open(dir)?.sync_all()?;
+    Ok(path)
+}
+
+impl SnapshotFiles {
+    /// Finds the newest snapshot of `dir` (removing leftovers of interrupted
+    /// writes and superseded files) and returns it with the store. A newest
+    /// file that is damaged refuses to start, naming it.
+    pub(super) fn open(
+        dir: &Path,
+        legacy: sled::Tree,
+        floor: watch::Sender<Option<LogId>>,
+    ) -> Result<(SnapshotFiles, Option<SnapshotRecord>), String> {
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))? {
+            let entry = entry.map_err(|e| format!("{}: {e}", dir.display()))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with(PREFIX) && name.ends_with(TMP_SUFFIX) {
+                // An interrupted write: never renamed, so never current.
+                std::fs::remove_file(entry.path())
+                    .map_err(|e| format!("{}: {e}", entry.path().display()))?;
+            } else if name.starts_with(PREFIX) && name.ends_with(SUFFIX) {
+                names.push(name);
+            }
+        }
+        names.sort();
+        let (record, current) = match names.pop() {
+            Some(newest) => {
+                let path = dir.join(&newest);
+                let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+                let record = decode_record(&bytes, &path.display().to_string())?;
+                // Superseded by the newest, which is durable (renamed and
+                // its directory fsynced before anything else happened).
+                for old in names {
+                    let _ = std::fs::remove_file(dir.join(old));
+                }
+                let current = Current {
+                    last_log_id: record.meta.last_log_id,
+                    location: Location::File(path),
+                };
+                (Some(record), Some(current))
+            }
+            None => {
+                let bytes = legacy
+                    .get(KEY_SNAPSHOT)
+                    .map_err(|e| format!("sled read of tree {TREE_SM}: {e}"))?;
+                match bytes {
+                    None => (None, None),
+                    Some(bytes) => {
+                        let what = format!("{}: tree {TREE_SM}, key snapshot", dir.display());
+                        let record = decode_record(&bytes, &what)?;
+                        let current = Current {
+                            last_log_id: record.meta.last_log_id,
+                            location: Location::Legacy,
+                        };
+                        (Some(record), Some(current))
+                    }
+                }
+            }
+        };
+        floor.send_replace(current.as_ref().and_then(|c| c.last_log_id));
+        Ok((
+            SnapshotFiles {
+                dir: dir.to_path_buf(),
+                legacy,
+                current: Mutex::new(current),
+                floor,
+            },
+            record,
+        ))
+    }
+
+    /// Writes `record` durably unless a snapshot at least as new already is.
+    pub(super) async fn persist(&self, record: &SnapshotRecord) -> Result<Persisted, String> {
+        let mut current = self.current.lock().await;
+        if let Some(c) = &*current {
+            if record.meta.last_log_id <= c.last_log_id {
+                return Ok(Persisted::Superseded);
+            }
+        }
+        let bytes = with_checksum(encode(record)?);
+        let name = file_name(record.meta.last_log_id);
+        let dir = self.dir.clone();
+        let path = tokio::task::spawn_blocking(move || write_durably(&dir, &name, &bytes))
+            .await
+            .map_err(|e| format!("the snapshot write task failed: {e}"))?
+            .map_err(|e| format!("{}: writing a snapshot: {e}", self.dir.display()))?;
+        let previous = current.replace(Current {
+            last_log_id: record.meta.last_log_id,
+            location: Location::File(path),
+        });
+        self.floor.send_replace(record.meta.last_log_id);
+        // The new one is durable: the previous one may go now.
+        match previous.map(|p| p.location) {
+            Some(Location::File(old)) => {
+                if let Err(e) = std::fs::remove_file(&old) {
+                    tracing::warn!(file = %old.display(), "could not remove a superseded snapshot: {e}");
+                }
+            }
+            Some(Location::Legacy) => {
+                self.legacy
+                    .remove(KEY_SNAPSHOT)
+                    .map_err(|e| format!("sled write of tree {TREE_SM}: {e}"))?;
+            }
+            None => {}
+        }
+        Ok(Persisted::Written)
+    }
+
+    /// The current durable snapshot, read back and checked.
+    pub(super) async fn load_current(&self) -> Result<Option<SnapshotRecord>, String> {
+        let current = self.current.lock().await;
+        let Some(c) = &*current else {
+            return Ok(None);
+        };
+        match &c.location {
+            Location::File(path) => {
+                let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+                decode_record(&bytes, &path.display().to_string()).map(Some)
+            }
+            Location::Legacy => {
+                let bytes = self
+                    .legacy
+                    .get(KEY_SNAPSHOT)
+                    .map_err(|e| format!("sled read of tree {TREE_SM}: {e}"))?
+                    .ok_or_else(|| format!("tree {TREE_SM}: the snapshot vanished"))?;
+                decode_record(&bytes, &format!("tree {TREE_SM}, key snapshot")).map(Some)
+            }
+        }
+    }
+
+    /// The last log id of the newest durable snapshot.
+    pub(super) fn floor(&self) -> Option<LogId> {
+        *self.floor.borrow()
+    }
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SmStore {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
-        let (data, meta) = {
+        let record = {
             let s = self.read();
             let seq = self.inner.snapshot_seq.fetch_add(1, Ordering::Relaxed);
             let snapshot_id = match s.last_applied {
@@ -92,14 +262,35 @@ impl RaftSnapshotBuilder<TypeConfig> for SmStore {
                 last_membership: s.last_membership.clone(),
                 snapshot_id,
             };
-            (s.booking.snapshot(), meta)
+            SnapshotRecord {
+                meta,
+                data: s.booking.snapshot(),
+            }
         };
-        let data = self.persist_snapshot(&meta, data).await?;
-        Counters::add(&self.inner.counters.snapshots_built, 1);
-        tracing::info!(snapshot = %meta.snapshot_id, bytes = data.len(), "snapshot built");
-        Ok(Snapshot {
-            meta,
-            snapshot: Box::new(Cursor::new(data)),
-        })
+        let files = &self.inner.snapshots;
+        match files.persist(&record).await.map_err(sto_err)? {
+            Persisted::Written => {
+                Counters::add(&self.inner.counters.snapshots_built, 1);
+                tracing::info!(snapshot = %record.meta.snapshot_id, bytes = record.data.len(), "snapshot built");
+                Ok(Snapshot {
+                    meta: record.meta,
+                    snapshot: Box::new(Cursor::new(record.data)),
+                })
+            }
+            Persisted::Superseded => {
+                // An install of a newer snapshot finished while this one was
+                // being built: the newer one stays, and is what was "built".
+                tracing::info!(snapshot = %record.meta.snapshot_id, "snapshot build superseded by a newer durable snapshot");
+                let newer = files
+                    .load_current()
+                    .await
+                    .map_err(sto_read_err)?
+                    .ok_or_else(|| sto_read_err("the superseding snapshot vanished".into()))?;
+                Ok(Snapshot {
+                    meta: newer.meta,
+                    snapshot: Box::new(Cursor::new(newer.data)),
+                })
+            }
+        }
     }
 }

@@ -78,6 +78,29 @@ pub(super) async fn apply(ctx: &Ctx, fault: &Fault) -> Result<(Undo, String), St
             ctx.with_cluster(|c| nodes.iter().try_for_each(|&n| c.kill(n)))?;
             Ok((Undo::Restart(nodes.clone()), format!("killed {nodes:?}")))
         }
+        Fault::PowerCut { target } => {
+            let nodes = ctx.resolve(target).await?;
+            let cuts = ctx.with_cluster(|c| {
+                nodes.iter().try_for_each(|&n| c.kill(n))?;
+                nodes
+                    .iter()
+                    .map(|&n| c.power_cut(n).map(|r| (n, r)))
+                    .collect::<Result<Vec<_>, String>>()
+            })?;
+            let lost: Vec<String> = cuts
+                .iter()
+                .map(|(n, r)| {
+                    format!(
+                        "node {n}: {} files rolled back, {} bytes lost, {} inodes dropped",
+                        r.files_rolled_back, r.bytes_lost, r.inodes_dropped
+                    )
+                })
+                .collect();
+            Ok((
+                Undo::Restart(nodes.clone()),
+                format!("killed and cut {nodes:?} ({})", lost.join("; ")),
+            ))
+        }
         Fault::Pause { target } => {
             let nodes = ctx.resolve(target).await?;
             ctx.with_cluster(|c| nodes.iter().try_for_each(|&n| c.pause(n)))?;

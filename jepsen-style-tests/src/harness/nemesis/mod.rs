@@ -8,7 +8,8 @@
 //! end), with one file per fault family that needs more than a signal:
 //! partitions (`partition.rs`), clocks (`clock.rs`) and membership changes
 //! (`membership.rs`); kills and pauses are plain signals through the
-//! cluster.
+//! cluster, and a power cut is a kill followed by a cut of the node's lazy
+//! file system (the cluster's).
 //!
 //! Must not: judge anything or record client operations; it only reports fault
 //! windows to the recorder. Which node is "the leader" is resolved when the
@@ -40,10 +41,13 @@ pub enum NemesisKind {
     Clock,
     Membership,
     Mixed,
+    /// Every node's data directory on a lazy file system; kill every node
+    /// or a majority, roll their files back to the last fsync, restart.
+    PowerLoss,
 }
 
 impl NemesisKind {
-    pub const ALL: [&'static str; 7] = [
+    pub const ALL: [&'static str; 8] = [
         "none",
         "partition",
         "kill",
@@ -51,6 +55,7 @@ impl NemesisKind {
         "clock",
         "membership",
         "mixed",
+        "power-loss",
     ];
 
     pub fn parse(s: &str) -> Option<NemesisKind> {
@@ -62,12 +67,18 @@ impl NemesisKind {
             "clock" => NemesisKind::Clock,
             "membership" => NemesisKind::Membership,
             "mixed" => NemesisKind::Mixed,
+            "power-loss" => NemesisKind::PowerLoss,
             _ => return None,
         })
     }
 
     pub fn needs_network(self) -> bool {
         self == NemesisKind::Partition
+    }
+
+    /// Whether the nodes' data directories must be lazy file systems.
+    pub fn needs_lazy_disks(self) -> bool {
+        self == NemesisKind::PowerLoss
     }
 }
 
@@ -101,6 +112,9 @@ pub enum Fault {
     PartitionOneWayFromLeader,
     /// SIGKILL, restart at the end of the window.
     Kill { target: Target },
+    /// SIGKILL, then every file of the nodes' data directories back to its
+    /// last fsync (a power cut); restart at the end of the window.
+    PowerCut { target: Target },
     /// SIGSTOP, SIGCONT at the end of the window.
     Pause { target: Target },
     /// The node's clock jumps by `offset_ms` for the window.
@@ -131,6 +145,7 @@ impl Fault {
             Fault::PartitionMajoritiesRing { .. } => "partition-majorities-ring",
             Fault::PartitionOneWayFromLeader => "partition-one-way-from-leader",
             Fault::Kill { .. } => "kill",
+            Fault::PowerCut { .. } => "power-cut",
             Fault::Pause { .. } => "pause",
             Fault::ClockBump { .. } => "clock-bump",
             Fault::ClockStrobe { .. } => "clock-strobe",
@@ -189,6 +204,10 @@ fn describe(fault: &Fault) -> String {
         Fault::PartitionMajoritiesRing { ring } => format!("majorities ring {ring:?}"),
         Fault::PartitionOneWayFromLeader => "drop packets from the leader (one way)".into(),
         Fault::Kill { target } => format!("kill -9 {}, restart at the end", target_text(target)),
+        Fault::PowerCut { target } => format!(
+            "kill -9 {} and cut their disks' power, restart at the end",
+            target_text(target)
+        ),
         Fault::Pause { target } => format!("SIGSTOP {}, SIGCONT at the end", target_text(target)),
         Fault::ClockBump { target, offset_ms } => {
             format!("clock of {} {offset_ms:+} ms", target_text(target))

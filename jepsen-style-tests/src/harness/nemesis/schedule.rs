@@ -75,6 +75,18 @@ fn kill_fault(rng: &mut StdRng, ids: &[u64]) -> Fault {
     Fault::Kill { target }
 }
 
+/// Every node most of the time (only then can the whole cluster lose an
+/// unsynced tail), otherwise a majority (the survivors must not hand back
+/// what the cut nodes lost and then lose it in an election).
+fn power_cut_fault(rng: &mut StdRng, ids: &[u64]) -> Fault {
+    let target = if rng.random_bool(0.6) {
+        Target::Nodes(ids.to_vec())
+    } else {
+        Target::Nodes(random_majority(rng, ids))
+    };
+    Fault::PowerCut { target }
+}
+
 fn pause_fault(rng: &mut StdRng, ids: &[u64]) -> Fault {
     let target = match rng.random_range(0..3) {
         0 => Target::Node(ids[rng.random_range(0..ids.len())]),
@@ -158,6 +170,7 @@ pub fn schedule(
             NemesisKind::Pause => pause_fault(&mut rng, ids),
             NemesisKind::Clock => clock_fault(&mut rng, ids),
             NemesisKind::Membership => membership_fault(&mut rng, ids, network),
+            NemesisKind::PowerLoss => power_cut_fault(&mut rng, ids),
             NemesisKind::Mixed => match rng.random_range(0..5) {
                 0 if network => partition_fault(&mut rng, ids),
                 1 => pause_fault(&mut rng, ids),
@@ -166,9 +179,12 @@ pub fn schedule(
                 _ => kill_fault(&mut rng, ids),
             },
         };
-        // Pauses are 1.5-4 s: well past the 800 ms election timeout.
+        // Pauses are 1.5-4 s: well past the 800 ms election timeout. Power
+        // stays off 0.5-2 s: the point is the cut, and short outages leave
+        // room for more cuts in a short run.
         let duration_ms = match fault {
             Fault::Pause { .. } => rng.random_range(1_500..4_000),
+            Fault::PowerCut { .. } => rng.random_range(500..2_000),
             _ => rng.random_range(3_000..8_000),
         };
         if t_ms + duration_ms > end_ms {

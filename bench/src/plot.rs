@@ -107,7 +107,7 @@ fn draw_on<DB: DrawingBackend>(
         .margin(10)
         .x_label_area_size(40)
         .y_label_area_size(70)
-        .build_cartesian_2d(0f64..seconds, (lat_lo..lat_hi).log_scale())
+        .build_cartesian_2d(0f64..seconds, log_axis(lat_lo, lat_hi))
         .map_err(err)?;
     c.configure_mesh()
         .disable_x_mesh()
@@ -152,6 +152,13 @@ where
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
         .draw()
+}
+
+/// The log axis over `lo..hi` (whole decades), widened by a hair: plotters
+/// finds its first tick with `ceil(ln(lo) / ln(10))`, which rounds 0.1 ms
+/// up to 1 ms and would leave the bottom decade unlabelled.
+fn log_axis(lo: f64, hi: f64) -> plotters::coord::combinators::LogCoord<f64> {
+    (lo * 0.999..hi * 1.001).log_scale().into()
 }
 
 /// A log-scale range around the positive values, widened to whole decades

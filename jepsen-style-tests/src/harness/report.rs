@@ -193,6 +193,13 @@ pub fn fault_kinds(faults: &[FaultWindow]) -> Vec<(&str, RGBColor)> {
     kinds
 }
 
+/// The log axis over `lo..hi` (whole decades), widened by a hair: plotters
+/// finds its first tick with `ceil(ln(lo) / ln(10))`, which rounds 0.1 ms
+/// up to 1 ms and would leave the bottom decade unlabelled.
+fn log_axis(lo: f64, hi: f64) -> plotters::coord::combinators::LogCoord<f64> {
+    (lo * 0.999..hi * 1.001).log_scale().into()
+}
+
 /// A log-scale range around the positive values in whole decades (ticks on
 /// 1, 10, 100 ms); 1..10 ms when there is none.
 fn log_range_ms(values: impl Iterator<Item = f64>) -> (f64, f64) {
@@ -250,7 +257,7 @@ fn latency_rgb(
         .margin(10)
         .x_label_area_size(45)
         .y_label_area_size(75)
-        .build_cartesian_2d(0.0..x_max_s, (y_lo..y_hi).log_scale())
+        .build_cartesian_2d(0.0..x_max_s, log_axis(y_lo, y_hi))
         .map_err(err)?;
     // Bands first, so the grid and the dots stay visible on them.
     for (kind, shade) in fault_kinds(faults) {

@@ -609,7 +609,7 @@ pub fn print_table(r: &FlashReport) {
     );
     if let Some(p) = &r.png {
         println!(
-            "  plot                  {p} (top: answered holds/s; bottom: p99 hold ms; x: seconds)"
+            "  plot                  {p} (top: answered holds/s; bottom: p50/p99 hold ms, log; x: seconds)"
         );
     }
 }

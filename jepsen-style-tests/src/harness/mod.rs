@@ -6,7 +6,8 @@
 //! its execution ([`nemesis`]), the client workloads ([`workload`], and through the HTTP
 //! gateway [`gateway_workload`]), the
 //! history recorder ([`recorder`]), reading every replica after the heal
-//! ([`final_state`]), the pictures of the report ([`report`]), one whole run
+//! ([`final_state`]), the pictures of the report ([`report`]) and its
+//! front page ([`index`]), one whole run
 //! ([`run`]) and the deliberately broken builds that prove the suite can fail
 //! ([`selftest`]).
 //!
@@ -24,6 +25,7 @@
 pub mod cluster;
 pub mod final_state;
 pub mod gateway_workload;
+pub mod index;
 pub mod nemesis;
 pub mod net;
 pub mod recorder;

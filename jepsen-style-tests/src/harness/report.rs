@@ -2,20 +2,22 @@
 //!
 //! Owns: [`timeline_html`] (one lane per client process, one bar per
 //! operation coloured by outcome, fault windows shaded, the operation's
-//! details in a tooltip), [`latency_png`] (latency over time, one dot per
-//! operation, fault windows shaded; drawn with plotters' bitmap backend into
-//! a buffer) and a small PNG writer ([`encode_png`]: stored deflate blocks,
-//! so no codec or font library is needed).
+//! details in a tooltip), [`latency_png`] (latency over time on a log scale,
+//! one dot per operation, fault windows shaded and named, a title, axis names
+//! with units and a legend; drawn with plotters' bitmap backend into a buffer,
+//! text in the font `plotkit` embeds) and a small PNG writer ([`encode_png`]:
+//! stored deflate blocks, so no codec library is needed).
 //!
 //! Must not: judge anything; it draws what the history and the checkers say.
 //!
-//! Caveats: the plot has no text (no fonts are assumed on the machine); the
-//! axes are described in `results.json` (`plot`) and the README. The
+//! Caveats: no system fonts are assumed (the font is compiled in); the axes
+//! are also described in `results.json` (`plot`) and the README. The
 //! timeline draws at most [`TIMELINE_OPS_MAX`] operations; past that it says
 //! how many it left out.
 
 use std::fmt::Write as _;
 
+use plotkit::{AXIS_LABEL_PX, FONT_FAMILY, TICK_PX, TITLE_PX};
 use plotters::prelude::*;
 use serde::Serialize;
 
@@ -147,101 +149,193 @@ pub struct PlotAxes {
     pub height_px: u32,
     pub x: String,
     pub y: String,
+    pub y_min_ms: f64,
     pub y_max_ms: f64,
     pub colours: String,
 }
 
-/// Latency (ms) over time (s): one dot per completed operation, fault
-/// windows shaded. Returns the PNG bytes and the axes' meaning.
+/// Fill colours of fault windows, one per fault kind in order of first
+/// appearance (cycled past the last): light enough for dots to show on them.
+pub const FAULT_SHADES: [RGBColor; 6] = [
+    RGBColor(244, 199, 199),
+    RGBColor(199, 214, 244),
+    RGBColor(214, 238, 199),
+    RGBColor(244, 226, 186),
+    RGBColor(226, 206, 240),
+    RGBColor(196, 232, 232),
+];
+
+/// Dot colour of each outcome, with its legend name (as in the timeline).
+const OUTCOMES: [(&str, RGBColor); 4] = [
+    ("ok", RGBColor(58, 154, 72)),
+    ("refused by the store", RGBColor(74, 120, 194)),
+    ("failed", RGBColor(194, 74, 74)),
+    ("unknown (info)", RGBColor(224, 154, 26)),
+];
+
+fn outcome_index(r: &BookingResult) -> usize {
+    match r {
+        BookingResult::Ok(_) => 0,
+        BookingResult::Refused(_) => 1,
+        BookingResult::Failed => 2,
+        BookingResult::Unknown => 3,
+    }
+}
+
+/// The distinct fault kinds in order of first appearance, each with its shade.
+pub fn fault_kinds(faults: &[FaultWindow]) -> Vec<(&str, RGBColor)> {
+    let mut kinds: Vec<(&str, RGBColor)> = Vec::new();
+    for f in faults {
+        if !kinds.iter().any(|(k, _)| *k == f.kind) {
+            kinds.push((&f.kind, FAULT_SHADES[kinds.len() % FAULT_SHADES.len()]));
+        }
+    }
+    kinds
+}
+
+/// The log axis over `lo..hi` (whole decades), widened by a hair: plotters
+/// finds its first tick with `ceil(ln(lo) / ln(10))`, which rounds 0.1 ms
+/// up to 1 ms and would leave the bottom decade unlabelled.
+fn log_axis(lo: f64, hi: f64) -> plotters::coord::combinators::LogCoord<f64> {
+    (lo * 0.999..hi * 1.001).log_scale().into()
+}
+
+/// A log-scale range around the positive values in whole decades (ticks on
+/// 1, 10, 100 ms); 1..10 ms when there is none.
+fn log_range_ms(values: impl Iterator<Item = f64>) -> (f64, f64) {
+    let (lo, hi) = values
+        .filter(|v| *v > 0.0)
+        .fold((f64::MAX, 0f64), |(lo, hi), v| (lo.min(v), hi.max(v)));
+    if hi <= 0.0 {
+        return (1.0, 10.0);
+    }
+    let lo = 10f64.powf(lo.log10().floor());
+    (lo, 10f64.powf(hi.log10().ceil()).max(lo * 10.0))
+}
+
+/// Latency (ms, log scale) over time (s): one dot per completed operation
+/// coloured by outcome, fault windows shaded by kind and named on the band,
+/// a title, axis names with units and a legend. Returns the PNG bytes and
+/// the axes' meaning.
 pub fn latency_png(
+    title: &str,
     ops: &[BookingOp],
     faults: &[FaultWindow],
     end_ns: u64,
 ) -> Result<(Vec<u8>, PlotAxes), String> {
     let (w, h) = (PLOT_WIDTH_PX, PLOT_HEIGHT_PX);
-    let mut latencies: Vec<f64> = ops
-        .iter()
-        .filter_map(|o| {
-            o.complete_ns
-                .map(|c| c.saturating_sub(o.invoke_ns) as f64 / 1e6)
-        })
-        .collect();
-    latencies.sort_by(|a, b| a.total_cmp(b));
-    // The 99.9th percentile, so a few timeouts do not flatten everything else.
-    let y_max_ms = latencies
-        .get(((latencies.len() as f64) * 0.999) as usize)
-        .or(latencies.last())
-        .copied()
-        .unwrap_or(1.0)
-        .max(1.0)
-        * 1.1;
-    let x_max_s = (end_ns as f64 / 1e9).max(0.001);
     let mut buf = vec![255u8; (w * h * 3) as usize];
-    {
-        let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
-        let area = root.margin(10, 10, 10, 10);
-        let mut chart = ChartBuilder::on(&area)
-            .build_cartesian_2d(0.0..x_max_s, 0.0..y_max_ms)
-            .map_err(|e| format!("plot: {e}"))?;
-        let shade = RGBColor(244, 199, 199);
+    let axes = latency_rgb(&mut buf, title, ops, faults, end_ns)?;
+    Ok((encode_png(w, h, &buf), axes))
+}
+
+/// Draws [`latency_png`]'s picture into `buf` (RGB, [`PLOT_WIDTH_PX`] ×
+/// [`PLOT_HEIGHT_PX`]).
+fn latency_rgb(
+    buf: &mut [u8],
+    title: &str,
+    ops: &[BookingOp],
+    faults: &[FaultWindow],
+    end_ns: u64,
+) -> Result<PlotAxes, String> {
+    plotkit::register_font();
+    let (w, h) = (PLOT_WIDTH_PX, PLOT_HEIGHT_PX);
+    let err = |e: DrawingAreaErrorKind<_>| format!("plot: {e}");
+    let latency_ms = |o: &BookingOp| {
+        o.complete_ns
+            .map(|c| c.saturating_sub(o.invoke_ns) as f64 / 1e6)
+    };
+    let (y_lo, y_hi) = log_range_ms(ops.iter().filter_map(latency_ms));
+    let x_max_s = (end_ns as f64 / 1e9).max(0.001);
+    let root = BitMapBackend::with_buffer(buf, (w, h)).into_drawing_area();
+    root.fill(&WHITE).map_err(err)?;
+    let body = root
+        .margin(6, 0, 0, 0)
+        .titled(title, (FONT_FAMILY, TITLE_PX))
+        .map_err(err)?;
+    let mut chart = ChartBuilder::on(&body)
+        .margin(10)
+        .x_label_area_size(45)
+        .y_label_area_size(75)
+        .build_cartesian_2d(0.0..x_max_s, log_axis(y_lo, y_hi))
+        .map_err(err)?;
+    // Bands first, so the grid and the dots stay visible on them.
+    for (kind, shade) in fault_kinds(faults) {
         chart
-            .draw_series(faults.iter().map(|f| {
+            .draw_series(faults.iter().filter(|f| f.kind == kind).map(|f| {
                 let x0 = f.start_ns as f64 / 1e9;
                 let x1 = f.end_ns.unwrap_or(end_ns) as f64 / 1e9;
-                Rectangle::new([(x0, 0.0), (x1, y_max_ms)], shade.filled())
+                Rectangle::new([(x0, y_lo), (x1, y_hi)], shade.filled())
             }))
-            .map_err(|e| format!("plot: {e}"))?;
-        // Axes without labels: a frame, and a light line every second and every 100 ms of latency.
-        let grid = RGBColor(225, 225, 225);
-        let secs = x_max_s.ceil() as u64;
-        chart
-            .draw_series(
-                (0..=secs)
-                    .map(|s| PathElement::new(vec![(s as f64, 0.0), (s as f64, y_max_ms)], grid)),
-            )
-            .map_err(|e| format!("plot: {e}"))?;
-        let steps = (y_max_ms / 100.0).floor() as u64;
-        chart
-            .draw_series((1..=steps.min(200)).map(|k| {
-                let y = k as f64 * 100.0;
-                PathElement::new(vec![(0.0, y), (x_max_s, y)], grid)
-            }))
-            .map_err(|e| format!("plot: {e}"))?;
-        chart
-            .draw_series(std::iter::once(PathElement::new(
-                vec![(0.0, y_max_ms), (0.0, 0.0), (x_max_s, 0.0)],
-                BLACK.stroke_width(2),
-            )))
-            .map_err(|e| format!("plot: {e}"))?;
-        chart
-            .draw_series(ops.iter().filter_map(|o| {
-                let c = o.complete_ns?;
-                let colour = match &o.result {
-                    BookingResult::Ok(_) => RGBColor(58, 154, 72),
-                    BookingResult::Refused(_) => RGBColor(74, 120, 194),
-                    BookingResult::Failed => RGBColor(194, 74, 74),
-                    BookingResult::Unknown => RGBColor(224, 154, 26),
-                };
-                let lat = (c.saturating_sub(o.invoke_ns) as f64 / 1e6).min(y_max_ms);
-                Some(Circle::new(
-                    (o.invoke_ns as f64 / 1e9, lat),
-                    2,
-                    colour.filled(),
-                ))
-            }))
-            .map_err(|e| format!("plot: {e}"))?;
-        root.present().map_err(|e| format!("plot: {e}"))?;
+            .map_err(err)?
+            .label(format!("fault: {kind}"))
+            .legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 18, y + 6)], shade.filled()));
     }
-    let axes = PlotAxes {
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_desc("time since the run started (s)")
+        .y_desc("operation latency (ms, log)")
+        .axis_desc_style((FONT_FAMILY, AXIS_LABEL_PX))
+        .label_style((FONT_FAMILY, TICK_PX))
+        .y_label_formatter(&|v| {
+            if *v >= 1.0 {
+                format!("{v:.0}")
+            } else {
+                format!("{v}")
+            }
+        })
+        .draw()
+        .map_err(err)?;
+    // Each band's name at its top left, so overlapping kinds stay told apart.
+    chart
+        .draw_series(faults.iter().map(|f| {
+            EmptyElement::at((f.start_ns as f64 / 1e9, y_hi))
+                + Text::new(
+                    f.kind.clone(),
+                    (4, 4),
+                    (FONT_FAMILY, TICK_PX)
+                        .into_font()
+                        .color(&RGBColor(120, 30, 30)),
+                )
+        }))
+        .map_err(err)?;
+    for (i, (name, colour)) in OUTCOMES.iter().enumerate() {
+        let dots: Vec<(f64, f64)> = ops
+            .iter()
+            .filter(|o| outcome_index(&o.result) == i)
+            .filter_map(|o| Some((o.invoke_ns as f64 / 1e9, latency_ms(o)?.max(y_lo))))
+            .collect();
+        if dots.is_empty() {
+            continue;
+        }
+        let colour = *colour;
+        chart
+            .draw_series(dots.into_iter().map(|p| Circle::new(p, 2, colour.filled())))
+            .map_err(err)?
+            .label(*name)
+            .legend(move |(x, y)| Circle::new((x + 9, y), 4, colour.filled()));
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .label_font((FONT_FAMILY, TICK_PX))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()
+        .map_err(err)?;
+    root.present().map_err(err)?;
+    Ok(PlotAxes {
         width_px: w,
         height_px: h,
-        x: format!("time since the run started, 0 to {x_max_s:.1} s; a light vertical line every second"),
-        y: format!("latency, 0 to {y_max_ms:.0} ms (capped there); a light horizontal line every 100 ms"),
-        y_max_ms,
-        colours: "green ok, blue refused by the store, red failed, orange unknown (info); red bands are fault windows"
+        x: format!("time since the run started, 0 to {x_max_s:.1} s"),
+        y: format!("operation latency on a log scale, {y_lo} to {y_hi} ms"),
+        y_min_ms: y_lo,
+        y_max_ms: y_hi,
+        colours: "dots: green ok, blue refused by the store, red failed, orange unknown (info); \
+                  bands: fault windows, one shade per kind, named in the legend and on the band"
             .into(),
-    };
-    Ok((encode_png(w, h, &buf), axes))
+    })
 }
 
 fn crc32(bytes: &[u8]) -> u32 {
@@ -315,7 +409,111 @@ pub fn encode_png(width: u32, height: u32, rgb: &[u8]) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
+    use plotkit::non_background_px;
+
     use super::*;
+    use crate::booking::{BookingCall, ReadArgs, Refusal};
+
+    /// Ten seconds of reads, one every 50 ms, latency 1..40 ms with a slow
+    /// tail; a partition from 2 s to 4 s and a kill from 6 s to 7 s.
+    fn fixture() -> (Vec<BookingOp>, Vec<FaultWindow>, u64) {
+        let ops = (0..200u64)
+            .map(|i| {
+                let invoke_ns = i * 50_000_000;
+                let latency_ns = (1 + i % 40) * 1_000_000 * if i % 37 == 0 { 30 } else { 1 };
+                let result = match i % 10 {
+                    0 => BookingResult::Refused(Refusal {
+                        error: "seat_taken".into(),
+                        at_ms: None,
+                    }),
+                    1 => BookingResult::Failed,
+                    2 => BookingResult::Unknown,
+                    _ => BookingResult::Failed,
+                };
+                BookingOp {
+                    id: i as usize,
+                    process: i % 5,
+                    call: BookingCall::Read(ReadArgs { seat: "A1".into() }),
+                    result,
+                    invoke_ns,
+                    complete_ns: Some(invoke_ns + latency_ns),
+                    index: None,
+                }
+            })
+            .collect();
+        let window = |kind: &str, s0: u64, s1: u64| FaultWindow {
+            kind: kind.into(),
+            detail: format!("{kind} for the test"),
+            start_ns: s0 * 1_000_000_000,
+            end_ns: Some(s1 * 1_000_000_000),
+        };
+        let faults = vec![window("partition-halves", 2, 4), window("kill", 6, 7)];
+        (ops, faults, 10_000_000_000)
+    }
+
+    fn count(rgb: &[u8], (x0, y0): (u32, u32), (x1, y1): (u32, u32), c: RGBColor) -> usize {
+        let w = PLOT_WIDTH_PX as usize;
+        (y0 as usize..y1 as usize)
+            .flat_map(|y| (x0 as usize..x1 as usize).map(move |x| (y * w + x) * 3))
+            .filter(|&i| rgb[i..i + 3] == [c.0, c.1, c.2])
+            .count()
+    }
+
+    /// Goal: the latency PNG decodes at its size, has text in the title and
+    /// both axis-name regions, each fault band shaded in its own colour where
+    /// its window is and nowhere else in the plot, and a legend naming them.
+    /// `PLOT_TEST_OUT=dir` keeps a copy to look at.
+    #[test]
+    fn latency_png_has_title_axes_legend_and_fault_bands() {
+        let (ops, faults, end_ns) = fixture();
+        let (png_bytes, axes) = latency_png("latency: test run", &ops, &faults, end_ns).unwrap();
+        if let Some(out) = std::env::var_os("PLOT_TEST_OUT") {
+            std::fs::write(std::path::Path::new(&out).join("latency.png"), &png_bytes).unwrap();
+        }
+        let mut reader = png::Decoder::new(std::io::Cursor::new(png_bytes))
+            .read_info()
+            .unwrap();
+        let mut rgb = vec![0; reader.output_buffer_size()];
+        let info = reader.next_frame(&mut rgb).unwrap();
+        assert_eq!((info.width, info.height), (PLOT_WIDTH_PX, PLOT_HEIGHT_PX));
+        assert_eq!((axes.y_min_ms, axes.y_max_ms), (1.0, 10_000.0));
+        let (w, white) = (PLOT_WIDTH_PX, [255; 3]);
+        // Title centred at the top; its far corners empty.
+        assert!(non_background_px(&rgb, w, (450, 0), (750, 30), white) > 300);
+        assert_eq!(non_background_px(&rgb, w, (0, 0), (100, 30), white), 0);
+        // The y-axis name runs up the left edge, the x-axis name under the plot.
+        assert!(non_background_px(&rgb, w, (5, 100), (30, 420), white) > 200);
+        assert!(non_background_px(&rgb, w, (450, 470), (750, 500), white) > 200);
+        // Plot area: x = 85 + t / 10 s * 1105 px. The partition band covers
+        // 2..4 s (306..527 px), the kill band 6..7 s (748..858 px).
+        let (partition, kill) = (FAULT_SHADES[0], FAULT_SHADES[1]);
+        let rows = (150, 400);
+        assert!(count(&rgb, (330, rows.0), (500, rows.1), partition) > 20_000);
+        assert!(count(&rgb, (770, rows.0), (840, rows.1), kill) > 8_000);
+        assert_eq!(count(&rgb, (100, rows.0), (290, rows.1), partition), 0);
+        assert_eq!(count(&rgb, (100, rows.0), (290, rows.1), kill), 0);
+        assert_eq!(count(&rgb, (545, rows.0), (730, rows.1), partition), 0);
+        assert_eq!(count(&rgb, (330, rows.0), (500, rows.1), kill), 0);
+        // The legend (upper right) shows both shades and the outcome colours.
+        let legend = ((850, 35), (1195, 200));
+        for c in [partition, kill, OUTCOMES[1].1, OUTCOMES[2].1, OUTCOMES[3].1] {
+            assert!(
+                count(&rgb, legend.0, legend.1, c) > 10,
+                "legend lacks {c:?}"
+            );
+        }
+    }
+
+    /// Goal: each fault kind gets one shade, in order of first appearance.
+    #[test]
+    fn fault_kinds_share_a_shade() {
+        let (_, mut faults, _) = fixture();
+        faults.push(faults[0].clone());
+        let kinds = fault_kinds(&faults);
+        assert_eq!(kinds.len(), 2);
+        assert_eq!(kinds[0], ("partition-halves", FAULT_SHADES[0]));
+        assert_eq!(kinds[1], ("kill", FAULT_SHADES[1]));
+    }
 
     /// Goal: the checksums match their published check values, so viewers accept the PNG.
     #[test]

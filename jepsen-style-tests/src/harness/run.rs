@@ -3,7 +3,8 @@
 //!
 //! Owns: the order of those phases, the progress line, `results.json` and the
 //! summary. The report directory holds `history.jsonl`, `results.json`,
-//! `schedule.json`, `nemesis.log`, `timeline.html`, `latency.png` and
+//! `schedule.json`, `nemesis.log`, `timeline.html`, `latency.png`,
+//! `index.html` (links to all of them) and
 //! `cluster/` (the run's `cluster.toml` and `logs/node-<id>.log`; the data
 //! directories are deleted unless `keep_data`).
 //!
@@ -23,6 +24,7 @@ use serde_json::{json, Value};
 use super::cluster::{Cluster, Timing};
 use super::final_state::{self, NodeFinal};
 use super::gateway_workload::{self, GwShared};
+use super::index;
 use super::nemesis::{self, NemesisKind, Step};
 use super::net::Net;
 use super::recorder::Recorder;
@@ -87,6 +89,14 @@ fn workload_client_options() -> ClientOptions {
         retry_budget_ms: 4_000,
         backoff_ms_initial: 25,
         backoff_ms_max: 500,
+    }
+}
+
+fn verdict_word(verdict: Verdict3) -> &'static str {
+    match verdict {
+        Verdict3::Valid => "valid",
+        Verdict3::Invalid => "invalid",
+        Verdict3::Unknown => "unknown",
     }
 }
 
@@ -383,7 +393,7 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, String> {
         &opts.out.join("timeline.html"),
         report::timeline_html(&title, &ops, &faults, end_ns, &offending).as_bytes(),
     )?;
-    let plot = match report::latency_png(&ops, &faults, end_ns) {
+    let plot = match report::latency_png(&format!("latency: {title}"), &ops, &faults, end_ns) {
         Ok((png, axes)) => {
             write_file(&opts.out.join("latency.png"), &png)?;
             Some(axes)
@@ -399,7 +409,7 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, String> {
 
     let results_json = json!({
         "valid": verdict == Verdict3::Valid,
-        "verdict": match verdict { Verdict3::Valid => "valid", Verdict3::Invalid => "invalid", Verdict3::Unknown => "unknown" },
+        "verdict": verdict_word(verdict),
         "workload": cfg,
         "nemesis": opts.nemesis,
         "seed": opts.seed,
@@ -423,6 +433,11 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, String> {
         "node_logs": cluster_logs.iter().map(|(id, p)| json!({"node": id, "log": p})).collect::<Vec<_>>(),
     });
     write_json(&opts.out.join("results.json"), &results_json)?;
+    // Last, so it links everything the run wrote.
+    write_file(
+        &opts.out.join("index.html"),
+        index::index_html(&opts.out, &title, verdict_word(verdict)).as_bytes(),
+    )?;
     print_summary(
         &opts,
         &results,

@@ -34,8 +34,8 @@ const WAIT: Duration = Duration::from_secs(60);
 fn start_up(dir: &Path, port_base: u16, log_name: &str) -> UpProc {
     let mut file = ConfigFile::new("gateway-up")
         .with_nodes_from_port(port_base, NODES)
-        .with_gateway_listen(([127, 0, 0, 1], port_base + 50).into());
-    file.gateway.admin_token = ADMIN.into();
+        .with_gateway_listen(([127, 0, 0, 1], port_base + 50).into())
+        .with_demo_gateway(ADMIN);
     let config = dir.join("cluster.toml");
     file.write(&config).expect("write cluster.toml");
     UpProc::start(&config, &dir.join(log_name))

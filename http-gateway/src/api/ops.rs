@@ -26,11 +26,19 @@ pub struct SessionRequest {
     pub name: String,
 }
 
+/// Demo mode only: a session token for any name. In jwt mode the route
+/// answers 404 (`sessions_disabled`): users sign in at the identity provider.
 #[tracing::instrument(skip_all)]
 pub async fn create_session(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<SessionRequest>,
 ) -> Result<Response, Problem> {
+    if state.settings.auth.mode != crate::settings::AuthMode::Demo {
+        return Err(Problem::not_found(
+            "sessions_disabled",
+            "name-only sessions exist in demo mode only; present a JWT from the identity provider",
+        ));
+    }
     let name = body.name.trim();
     let ok = !name.is_empty()
         && name.len() <= USER_NAME_LEN_MAX
@@ -43,7 +51,7 @@ pub async fn create_session(
             format!("name: 1..={USER_NAME_LEN_MAX} of ASCII letters, digits, '_', '-', '.'"),
         ));
     }
-    let exp_s = unix_now_s() + state.settings.session_ttl_s;
+    let exp_s = unix_now_s() + state.settings.auth.demo_session_ttl_s;
     let token = state.keys.issue_session(name, exp_s);
     Ok((
         StatusCode::CREATED,

@@ -32,12 +32,19 @@ use crate::auth::{Caller, User};
 use crate::cluster::Consistency;
 use crate::ids::{self, step};
 use crate::payments::{verify_webhook, ChargeRequest, ChargeResult, PaymentError, WebhookEvent};
-use crate::problem::{ApiJson, ApiPath, Problem};
+use crate::problem::{not_yours_or_missing, ApiJson, ApiPath, Problem};
 use crate::tickets::sign_code;
 use crate::{rfc3339_ms, unix_now_s, AppState};
 
 /// Longest `Idempotency-Key`, in bytes.
 pub const IDEMPOTENCY_KEY_LEN_MAX: usize = 255;
+/// Longest seat id (`SECTION-ROW-NUMBER`: 16 + 1 + 16 + 1 + 4 characters,
+/// rounded up), in bytes.
+pub const SEAT_ID_LEN_MAX: usize = 40;
+/// Longest section id (the state machine's bound), in bytes.
+pub const SECTION_ID_LEN_MAX: usize = state_machine::limits::MAX_SECTION_ID_LEN;
+/// Characters of a client's input echoed back in an error.
+const ECHO_LEN_MAX: usize = 40;
 /// Most seats one request may name (the state machine's per-hold cap is lower or equal).
 const SEATS_PER_REQUEST_MAX: usize = state_machine::limits::MAX_SEATS_PER_HOLD_LIMIT as usize;
 
@@ -69,6 +76,52 @@ pub struct GeneralAdmissionBody {
     count: u32,
 }
 
+/// At most [`ECHO_LEN_MAX`] characters of client input, for error texts.
+pub(crate) fn echo(input: &str) -> String {
+    match input.char_indices().nth(ECHO_LEN_MAX) {
+        Some((cut, _)) => format!("{}…", &input[..cut]),
+        None => input.to_string(),
+    }
+}
+
+/// Seat ids are `SECTION-ROW-NUMBER` of ASCII letters, digits and dashes;
+/// anything else is refused here, before it costs a log entry or reaches
+/// replicated state.
+fn check_seat_id(seat: &str) -> Result<(), Problem> {
+    let ok = !seat.is_empty()
+        && seat.len() <= SEAT_ID_LEN_MAX
+        && seat.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(Problem::unprocessable(
+            "invalid_seat",
+            format!(
+                "seat {:?}: 1..={SEAT_ID_LEN_MAX} ASCII letters, digits and '-' (like A-12-7)",
+                echo(seat)
+            ),
+        ))
+    }
+}
+
+/// Section ids are 1..=16 ASCII letters and digits.
+fn check_section_id(section: &str) -> Result<(), Problem> {
+    let ok = !section.is_empty()
+        && section.len() <= SECTION_ID_LEN_MAX
+        && section.bytes().all(|b| b.is_ascii_alphanumeric());
+    if ok {
+        Ok(())
+    } else {
+        Err(Problem::unprocessable(
+            "invalid_section",
+            format!(
+                "section {:?}: 1..={SECTION_ID_LEN_MAX} ASCII letters and digits",
+                echo(section)
+            ),
+        ))
+    }
+}
+
 fn selection_of(body: HoldBody) -> Result<Selection, Problem> {
     let chosen = [
         body.seats.is_some(),
@@ -88,22 +141,35 @@ fn selection_of(body: HoldBody) -> Result<Selection, Problem> {
                 format!("seats: between 1 and {SEATS_PER_REQUEST_MAX} seat ids"),
             ));
         }
+        for seat in &seats {
+            check_seat_id(seat)?;
+        }
         return Ok(Selection::Seats(seats));
     }
     if let Some(b) = body.best_available {
+        if let Some(section) = &b.section {
+            check_section_id(section)?;
+        }
         return Ok(Selection::BestAvailable {
             count: b.count,
             section: b.section,
             allow_non_adjacent: b.allow_non_adjacent,
         });
     }
-    let ga = body
-        .general_admission
-        .expect("exactly one selection is present");
-    Ok(Selection::GeneralAdmission {
-        section: ga.section,
-        count: ga.count,
-    })
+    match body.general_admission {
+        Some(ga) => {
+            check_section_id(&ga.section)?;
+            Ok(Selection::GeneralAdmission {
+                section: ga.section,
+                count: ga.count,
+            })
+        }
+        // Unreachable: exactly one selection was counted above.
+        None => Err(Problem::unprocessable(
+            "invalid_selection",
+            "give exactly one of seats, best_available or general_admission",
+        )),
+    }
 }
 
 /// The `Idempotency-Key` header, if present and well-formed.
@@ -193,15 +259,22 @@ pub async fn create_hold(
     }
 }
 
-/// Reads a hold the caller may see; anybody else's is "not found".
+/// Reads a hold the caller may see. Anybody else's, an unknown id and a
+/// forgotten one all answer the same 404, so ids cannot be probed.
 async fn owned_hold(state: &AppState, caller: &Caller, hold_id: u64) -> Result<HoldView, Problem> {
     let answer = read(state, Query::Hold { hold_id }, Consistency::Linearizable).await?;
     let view = match answer.result {
-        QueryResult::Hold(r) => r?,
+        QueryResult::Hold(Ok(view)) => view,
+        QueryResult::Hold(Err(
+            BookingError::UnknownHold { .. }
+            | BookingError::HoldExpired { .. }
+            | BookingError::NotOwner,
+        )) => return Err(not_yours_or_missing()),
+        QueryResult::Hold(Err(e)) => return Err(e.into()),
         _ => return Err(unexpected("hold query")),
     };
     if !caller.may_see(&view.holder) {
-        return Err(BookingError::NotOwner.into());
+        return Err(not_yours_or_missing());
     }
     Ok(view)
 }
@@ -222,8 +295,12 @@ pub async fn release_hold(
     user: User,
     ApiPath(hold_id): ApiPath<u64>,
 ) -> Result<Response, Problem> {
-    // Derived ids: a retried DELETE gets the first answer, not "already released".
-    let ids = (ids::for_hold(hold_id), step::RELEASE);
+    // Ownership first: a stranger's DELETE writes nothing, so it cannot leave
+    // an outcome under ids the owner's release will use.
+    owned_hold(&state, &Caller::User(user.0.clone()), hold_id).await?;
+    // Derived ids (with the caller in them): a retried DELETE gets the first
+    // answer, not "already released".
+    let ids = (ids::for_hold(hold_id, &user.0), step::RELEASE);
     match submit(
         &state,
         ids,
@@ -302,7 +379,7 @@ pub async fn checkout(
         .map_err(|e| Problem::unprocessable("invalid_payment_method", e.to_string()))?;
     let caller = Caller::User(user.0.clone());
     let hold = owned_hold(&state, &caller, hold_id).await?;
-    let client = ids::for_hold(hold_id);
+    let client = ids::for_hold(hold_id, &user.0);
     let holder = user.0.clone();
 
     match submit(
@@ -400,13 +477,8 @@ async fn charge_with_retries(
 }
 
 async fn fail_payment(state: &AppState, hold_id: u64, holder: String) -> Result<(), Problem> {
-    match submit(
-        state,
-        (ids::for_hold(hold_id), step::FAIL_PAYMENT),
-        Command::FailPayment { hold_id, holder },
-    )
-    .await
-    {
+    let ids = (ids::for_hold(hold_id, &holder), step::FAIL_PAYMENT);
+    match submit(state, ids, Command::FailPayment { hold_id, holder }).await {
         Ok(_) => Ok(()),
         // The hold lapsed on its own: the seats are free either way.
         Err(p) if p.code == "hold_expired" => Ok(()),
@@ -421,12 +493,13 @@ async fn confirm(
     holder: String,
     charge_id: String,
 ) -> Result<Response, Problem> {
+    let ids = (ids::for_hold(hold_id, &holder), step::CONFIRM);
     let command = Command::Confirm {
         hold_id,
         holder,
         payment_ref: charge_id.clone(),
     };
-    match submit(state, (ids::for_hold(hold_id), step::CONFIRM), command).await {
+    match submit(state, ids, command).await {
         Ok(Reply::Confirmed(booking)) => {
             state
                 .metrics

@@ -79,7 +79,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/tickets/verify", post(bookings::verify_ticket))
         .route("/v1/tickets/{ticket_id}", get(bookings::get_ticket))
         .route("/v1/tickets/{ticket_id}/qr.svg", get(bookings::ticket_qr))
-        .route("/v1/tickets/{ticket_id}/check-in", post(bookings::check_in))
+        .route("/v1/events/{event_id}/check-in", post(bookings::check_in))
         .route("/v1/cluster", get(ops::cluster_status))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))

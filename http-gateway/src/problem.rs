@@ -184,7 +184,10 @@ pub fn booking_error_status(err: &BookingError) -> StatusCode {
         | BookingCancelled { .. }
         | TicketRevoked { .. }
         | AlreadyCheckedIn { .. }
+        | ChargeMismatch { .. }
+        | CancelClosed { .. }
         | NoWaitingRoom { .. } => StatusCode::CONFLICT,
+        RequestReused { .. } => StatusCode::UNPROCESSABLE_ENTITY,
         UnknownEvent { .. }
         | UnknownHold { .. }
         | NotOwner
@@ -219,6 +222,12 @@ impl From<BookingError> for Problem {
             | BookingError::UnknownTicket { .. } => {
                 return not_yours_or_missing();
             }
+            // Derived ids come from (user, scope, Idempotency-Key): the key
+            // was first used with another body. Stripe answers 400 here.
+            BookingError::RequestReused { .. } => (
+                "idempotency_key_reused",
+                "this Idempotency-Key was used with a different request; use a new key".to_string(),
+            ),
             _ => (err.code(), err.to_string()),
         };
         let mut p = Problem::new(status, code, detail);

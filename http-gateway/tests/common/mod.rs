@@ -58,6 +58,8 @@ pub fn settings() -> GatewaySettings {
             ..Default::default()
         },
         payment_provider: http_gateway::settings::PaymentProviderKind::Simulated,
+        // Races open hundreds of connections from 127.0.0.1 at once.
+        connections_per_address_max: 100_000,
         // Generous limits so tests that fire many requests are not limited.
         rate_per_address_per_s: 100_000,
         rate_per_address_burst: 100_000,

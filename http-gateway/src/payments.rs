@@ -5,8 +5,9 @@
 //! simulated provider's test tokens and its charge ledger, and
 //! `Booking-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`.
 //!
-//! Must not: touch the cluster; the checkout flow in `handlers::checkout`
-//! sequences BeginPayment → charge → Confirm / FailPayment.
+//! Must not: touch the cluster; the checkout flow in `api::holds::checkout`
+//! sequences begin (the provider names the charge) → BeginCharge → charge
+//! → ConfirmCharge / FailPayment.
 //!
 //! Simulated test tokens (`payment_method`):
 //! - `tok_ok`: succeeds.
@@ -83,6 +84,11 @@ pub enum PaymentError {
 pub trait PaymentProvider: Send + Sync + 'static {
     /// Checks the method's shape before anything is reserved for it.
     fn validate_method(&self, payment_method: &str) -> Result<(), PaymentError>;
+    /// Names the charge this request will be (a payment intent: no money
+    /// moves). The same idempotency key always names the same charge. The
+    /// gateway records it in replicated state (`BeginCharge`) before any
+    /// money moves, so only this charge can confirm the hold.
+    fn begin(&self, request: &ChargeRequest) -> BoxFuture<'_, Result<String, PaymentError>>;
     fn charge(&self, request: ChargeRequest) -> BoxFuture<'_, Result<ChargeResult, PaymentError>>;
     /// Gives a charge's money back (idempotent per `charge_id`).
     fn refund(&self, charge_id: String) -> BoxFuture<'_, Result<(), PaymentError>>;
@@ -103,6 +109,9 @@ pub struct NoProvider;
 impl PaymentProvider for NoProvider {
     fn validate_method(&self, _payment_method: &str) -> Result<(), PaymentError> {
         Err(PaymentError::Unavailable)
+    }
+    fn begin(&self, _request: &ChargeRequest) -> BoxFuture<'_, Result<String, PaymentError>> {
+        Box::pin(async { Err(PaymentError::Unavailable) })
     }
     fn charge(&self, _request: ChargeRequest) -> BoxFuture<'_, Result<ChargeResult, PaymentError>> {
         Box::pin(async { Err(PaymentError::Unavailable) })
@@ -251,6 +260,11 @@ impl PaymentProvider for SimulatedProvider {
         }
     }
 
+    fn begin(&self, request: &ChargeRequest) -> BoxFuture<'_, Result<String, PaymentError>> {
+        let charge_id = Self::charge_id(&request.idempotency_key);
+        Box::pin(async move { Ok(charge_id) })
+    }
+
     fn charge(&self, request: ChargeRequest) -> BoxFuture<'_, Result<ChargeResult, PaymentError>> {
         Box::pin(async move {
             self.validate_method(&request.payment_method)?;
@@ -327,6 +341,8 @@ pub struct WebhookEvent {
 pub struct WebhookData {
     pub hold_id: u64,
     pub charge_id: String,
+    /// What the charge took, in cents; must be what the hold's payment began with.
+    pub amount_cents: u64,
 }
 
 /// Why a webhook signature was refused.

@@ -93,9 +93,10 @@ pub async fn cancel_booking(
     let revoked = match submit(
         &state,
         ids,
-        Command::CancelBooking {
+        Command::CancelBookingBefore {
             booking_id,
             holder: user.0,
+            cutoff_ms: state.settings.cancel_cutoff_ms,
         },
     )
     .await?

@@ -1,18 +1,24 @@
 //! Holds, checkout and the payment webhook.
 //!
-//! The checkout flow of one hold (every step's ids are derived from the hold,
-//! so a retry through any gateway gets the remembered outcomes):
-//! 1. `BeginPayment` pins the hold for the payment window.
-//! 2. Charge the provider with idempotency key `hold-<id>`, retrying
-//!    transient failures up to `payment_attempts_max` with doubling backoff.
-//! 3. Success → `Confirm` (201 with tickets). If the hold lapsed meanwhile,
-//!    `Confirm` answers `hold_expired` and the charge is refunded (410).
-//!    Decline or exhausted retries → `FailPayment` (402; seats released).
-//!    Pending → 202; the webhook finishes it.
+//! The checkout flow of one hold (every step's ids are derived from the hold
+//! and its owner, so a retry through any gateway gets the remembered outcomes):
+//! 1. The provider names the charge (idempotency key `hold-<id>`; no money
+//!    moves), and `BeginCharge` pins the hold for the payment window, bound
+//!    to that charge and the hold's total.
+//! 2. Charge the provider, retrying transient failures up to
+//!    `payment_attempts_max` with doubling backoff.
+//! 3. Success → `ConfirmCharge` with the charge and amount (201 with
+//!    tickets). If the hold lapsed meanwhile it answers `hold_expired`, and a
+//!    charge that is not the one begun answers `charge_mismatch`: either way
+//!    the charge is refunded (410 / 409). Decline or exhausted retries →
+//!    `FailPayment` (402; seats released). Pending → 202; the webhook
+//!    finishes it.
 //!
-//! Webhooks: the signature is checked, the effect is applied (idempotent by
-//! derived ids), and only then the event id is recorded with `RecordWebhook`,
-//! so a redelivery after a failure is not mistaken for a duplicate.
+//! Webhooks: the signature is checked; the charge must be the one begun for
+//! the named hold (and the state machine checks the amount too); the effect
+//! is applied (idempotent by derived ids), and only then the event id is
+//! recorded with `RecordWebhook`, so a redelivery after a failure is not
+//! mistaken for a duplicate.
 
 use std::time::Duration;
 
@@ -376,24 +382,42 @@ pub async fn checkout(
     state
         .payments
         .validate_method(&body.payment_method)
-        .map_err(|e| Problem::unprocessable("invalid_payment_method", e.to_string()))?;
+        .map_err(payment_unavailable)?;
     let caller = Caller::User(user.0.clone());
     let hold = owned_hold(&state, &caller, hold_id).await?;
     let client = ids::for_hold(hold_id, &user.0);
     let holder = user.0.clone();
+    let request = ChargeRequest {
+        idempotency_key: payment_key(hold_id),
+        amount_cents: hold.total_cents,
+        payment_method: body.payment_method.clone(),
+        hold_id,
+    };
+    let timeout = Duration::from_millis(state.settings.payment_timeout_ms);
+    let begun_charge = match tokio::time::timeout(timeout, state.payments.begin(&request)).await {
+        Ok(Ok(id)) => id,
+        Ok(Err(e)) => return Err(payment_unavailable(e)),
+        Err(_) => {
+            return Err(payment_unavailable(PaymentError::Transient(
+                "provider timed out".into(),
+            )))
+        }
+    };
 
     match submit(
         &state,
         (client, step::BEGIN_PAYMENT),
-        Command::BeginPayment {
+        Command::BeginCharge {
             hold_id,
             holder: holder.clone(),
+            charge_id: begun_charge.clone(),
+            amount_cents: hold.total_cents,
         },
     )
     .await
     {
         Ok(Reply::PaymentBegun { .. }) => {}
-        Ok(_) => return Err(unexpected("begin_payment")),
+        Ok(_) => return Err(unexpected("begin_charge")),
         // Already paid (a retried checkout): answer with the booking.
         Err(p) if p.code == "already_confirmed" => {
             return confirmed_answer(&state, &caller, hold_id).await
@@ -401,16 +425,11 @@ pub async fn checkout(
         Err(p) => return Err(p),
     }
 
-    let request = ChargeRequest {
-        idempotency_key: payment_key(hold_id),
-        amount_cents: hold.total_cents,
-        payment_method: body.payment_method.clone(),
-        hold_id,
-    };
+    let amount_cents = hold.total_cents;
     let charged = charge_with_retries(&state, request).await;
     match charged {
         Ok(ChargeResult::Succeeded { charge_id }) => {
-            confirm(&state, hold_id, holder, charge_id).await
+            confirm(&state, hold_id, holder, charge_id, amount_cents).await
         }
         Ok(ChargeResult::Pending { charge_id }) => {
             state.metrics.payments.with_label_values(&["pending"]).inc();
@@ -486,18 +505,39 @@ async fn fail_payment(state: &AppState, hold_id: u64, holder: String) -> Result<
     }
 }
 
-/// Confirms a paid hold; refunds if the hold lapsed meanwhile.
+/// A provider that cannot take the payment now: 503, nothing reserved.
+fn payment_unavailable(e: PaymentError) -> Problem {
+    match e {
+        PaymentError::InvalidMethod(m) => Problem::unprocessable("invalid_payment_method", m),
+        PaymentError::Unavailable => Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "payments_unavailable",
+            "this gateway has no payment provider configured",
+        ),
+        PaymentError::Transient(_) => Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "payments_unavailable",
+            "the payment provider did not answer; retry",
+        )
+        .retry_after_ms(1_000),
+    }
+}
+
+/// Confirms a paid hold with the charge and amount its payment began with;
+/// refunds if the hold lapsed meanwhile or the charge is not the one begun.
 async fn confirm(
     state: &AppState,
     hold_id: u64,
     holder: String,
     charge_id: String,
+    amount_cents: u64,
 ) -> Result<Response, Problem> {
     let ids = (ids::for_hold(hold_id, &holder), step::CONFIRM);
-    let command = Command::Confirm {
+    let command = Command::ConfirmCharge {
         hold_id,
         holder,
-        payment_ref: charge_id.clone(),
+        charge_id: charge_id.clone(),
+        amount_cents,
     };
     match submit(state, ids, command).await {
         Ok(Reply::Confirmed(booking)) => {
@@ -517,22 +557,36 @@ async fn confirm(
             Ok(response)
         }
         Ok(_) => Err(unexpected("confirm")),
-        Err(p) if p.code == "hold_expired" => {
+        // Money moved for a hold that lapsed, or for a charge that is not
+        // the one begun: give it back.
+        Err(p) if p.code == "hold_expired" || p.code == "charge_mismatch" => {
             state
                 .metrics
                 .payments
                 .with_label_values(&["refunded"])
                 .inc();
             let refunded = state.payments.refund(charge_id.clone()).await.is_ok();
+            let expired = p.code == "hold_expired";
+            let (status, code, why) = if expired {
+                (
+                    StatusCode::GONE,
+                    "hold_expired",
+                    "the hold expired before the payment completed",
+                )
+            } else {
+                (
+                    StatusCode::CONFLICT,
+                    "charge_mismatch",
+                    "the charge is not the one begun for this hold",
+                )
+            };
             Err(Problem::new(
-                StatusCode::GONE,
-                "hold_expired",
+                status,
+                code,
                 if refunded {
-                    "the hold expired before the payment completed; the charge was refunded"
-                        .to_string()
+                    format!("{why}; the charge was refunded")
                 } else {
-                    "the hold expired before the payment completed; the refund is pending"
-                        .to_string()
+                    format!("{why}; the refund is pending")
                 },
             )
             .with("hold_id", hold_id)
@@ -602,14 +656,29 @@ pub async fn webhook(
     }
     tracing::Span::current().record("webhook", event.id.as_str());
     let hold_id = event.data.hold_id;
-    // The holder comes from replicated state, not from the webhook.
+    // The holder and the charge come from replicated state, not from the webhook.
     let hold = owned_hold(&state, &Caller::Admin, hold_id).await?;
+    // Checked here before anything is written or refunded: a webhook for
+    // another hold, charge or amount changes nothing, and cannot spend the
+    // hold's confirm ids on a refusal. (`BeginCharge` bound the charge to the
+    // hold's total, so the amount must be that total; `ConfirmCharge` checks
+    // both again in the state machine.)
+    if hold.charge_id.as_deref() != Some(event.data.charge_id.as_str())
+        || event.data.amount_cents != hold.total_cents
+    {
+        return Err(Problem::new(
+            StatusCode::CONFLICT,
+            "charge_mismatch",
+            "no payment was begun for this hold with that charge and amount",
+        ));
+    }
     let outcome = match event.kind.as_str() {
         "payment.succeeded" => match confirm(
             &state,
             hold_id,
             hold.holder.clone(),
             event.data.charge_id.clone(),
+            event.data.amount_cents,
         )
         .await
         {

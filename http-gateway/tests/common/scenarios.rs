@@ -151,6 +151,27 @@ pub async fn same_idempotency_key_same_hold(a: &Gw, b: &Gw) {
         .send(send(a, "").header("Idempotency-Key", "bad key with spaces"))
         .await;
     assert_problem(&bad, 400, "invalid_idempotency_key");
+    // The same key with another body, through either gateway: 422, nothing
+    // held, and the key still answers its first request.
+    let before = a.seat_map(event).await;
+    for gw in [a, b] {
+        let reused = gw
+            .send(
+                gw.http
+                    .post(gw.url(&format!("/v1/events/{event}/holds")))
+                    .bearer_auth(&alice)
+                    .header("Idempotency-Key", "key-1")
+                    .json(&json!({ "best_available": { "count": 3, "section": "A" } })),
+            )
+            .await;
+        assert_problem(&reused, 422, "idempotency_key_reused");
+    }
+    assert_eq!(a.seat_map(event).await, before);
+    let again = b.send(send(b, "key-1")).await;
+    assert_eq!(
+        (again.status, &again.body["hold_id"]),
+        (201, &first.body["hold_id"])
+    );
 }
 
 /// tok_ok books with signed tickets; paying again is the same booking with
@@ -527,4 +548,65 @@ pub async fn bad_requests_change_nothing(gw: &Gw) {
         before,
         "bad requests changed the seat map, a hold or a booking"
     );
+}
+
+/// A stranger's release changes nothing and leaves the owner's release
+/// working; a booking cannot be cancelled inside the cutoff before its
+/// event starts (default 24 h).
+pub async fn strangers_and_late_cancels_change_nothing(gw: &Gw) {
+    let event = "rules";
+    gw.open_event(event).await;
+    let alice = gw.session("alice").await;
+    let bob = gw.session("bob").await;
+    let r = gw.hold(&bob, event, json!({ "seats": ["A-1-1"] })).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let hold_id = r.body["hold_id"].as_u64().unwrap();
+    for _ in 0..2 {
+        assert_problem(
+            &gw.delete(&format!("/v1/holds/{hold_id}"), Some(&alice))
+                .await,
+            404,
+            "not_found",
+        );
+    }
+    let r = gw.delete(&format!("/v1/holds/{hold_id}"), Some(&bob)).await;
+    assert_eq!(
+        (r.status, &r.body["status"]),
+        (200, &json!("released")),
+        "{}",
+        r.text
+    );
+    assert_eq!(gw.seat_map(event).await[1], "..........");
+
+    // An event that starts in an hour: inside the 24 h cutoff.
+    let soon = "soon";
+    let mut spec = event_spec(soon);
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    spec["starts_at"] = json!(http_gateway::rfc3339_ms(now_ms + 3_600_000));
+    gw.create_event(spec).await;
+    let r = gw
+        .post(
+            &format!("/v1/events/{soon}/sale/open"),
+            Some(ADMIN),
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let (_, r) = gw.hold_and_pay(&alice, soon, &["A-1-1"], "tok_ok").await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let booking_id = r.body["booking_id"].as_u64().unwrap();
+    assert_problem(
+        &gw.post(
+            &format!("/v1/bookings/{booking_id}/cancel"),
+            Some(&alice),
+            json!({}),
+        )
+        .await,
+        409,
+        "cancel_closed",
+    );
+    assert_eq!(gw.seat_map(soon).await[1], "B.........");
 }

@@ -57,7 +57,7 @@ pub mod settings;
 pub mod tickets;
 
 mod api;
-mod live;
+pub mod live;
 mod notify;
 mod openapi;
 
@@ -101,6 +101,8 @@ pub struct App {
     pub ws_slots: Arc<Semaphore>,
     /// Live WebSocket clients per address key (bound: `ws_clients_per_address_max`).
     pub ws_per_address: AddrCounts,
+    /// One cluster watch per event, shared by its sockets.
+    pub live: live::LiveHub,
 }
 
 impl Deref for AppState {
@@ -135,6 +137,7 @@ impl AppState {
             limits: RateLimits::new(&settings),
             jwt,
             ws_per_address: AddrCounts::default(),
+            live: live::LiveHub::default(),
             ws_slots: Arc::new(Semaphore::new(settings.ws_clients_max)),
             settings,
             cluster,

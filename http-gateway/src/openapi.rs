@@ -321,7 +321,7 @@ mod shapes {
                                     tok_pending, tok_slow_<ms>",
                     "examples": ["tok_ok", "tok_declined", "tok_flaky", "tok_pending"]}}),
             ),
-            ("post", "/v1/tickets/verify") => {
+            ("post", "/v1/tickets/verify") | ("post", "/v1/events/{event_id}/check-in") => {
                 object(&["code"], json!({"code": {"type": "string"}}))
             }
             ("post", "/v1/payments/webhook") => json!({
@@ -329,9 +329,10 @@ mod shapes {
                 "properties": {
                     "id": {"type": "string"},
                     "type": {"type": "string", "enum": ["payment.succeeded", "payment.failed"]},
-                    "data": {"type": "object", "required": ["hold_id", "charge_id"],
+                    "data": {"type": "object", "required": ["hold_id", "charge_id", "amount_cents"],
                              "properties": {"hold_id": {"type": "integer", "format": "int64"},
-                                            "charge_id": {"type": "string"}}}
+                                            "charge_id": {"type": "string"},
+                                            "amount_cents": {"type": "integer", "format": "int64"}}}
                 }
             }),
             _ => return None,

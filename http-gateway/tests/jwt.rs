@@ -355,3 +355,47 @@ fn a_changed_key_file_is_read_again_and_a_missing_one_refused_at_start() {
     verifier.reload_if_changed();
     assert!(verifier.verify(&new.mint("ed2", &claims("bob"))).is_ok());
 }
+
+#[test]
+fn the_readme_mint_script_makes_tokens_the_gateway_accepts() {
+    // Goal: the operator's recipe in the README (scripts/mint-dev-jwt.sh,
+    // openssl only) yields a JWKS and a token this gateway verifies.
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/mint-dev-jwt.sh");
+    let openssl = std::process::Command::new("openssl")
+        .arg("version")
+        .output();
+    if !openssl.is_ok_and(|o| o.status.success()) {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true but openssl is missing"
+        );
+        eprintln!("\n*** SKIPPED the_readme_mint_script_makes_tokens_the_gateway_accepts: no openssl ***\n");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new("bash")
+        .arg(&script)
+        .arg(dir.path())
+        .args(["door-7", "booking:scan", ISSUER, AUDIENCE])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let verifier = JwtVerifier::load(JwtSettings {
+        issuer: ISSUER.into(),
+        audience: AUDIENCE.into(),
+        keys_file: dir.path().join("jwks.json"),
+        leeway_s: 60,
+    })
+    .unwrap();
+    let id = verifier.verify(&token).unwrap();
+    assert_eq!(
+        (id.user.as_str(), id.scan, id.admin),
+        ("door-7", true, false)
+    );
+}

@@ -5,7 +5,7 @@
 //! simulated provider's test tokens and its charge ledger, and
 //! `Booking-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`.
 //!
-//! Must not: touch the cluster; the checkout flow in `api::holds::checkout`
+//! Must not: touch the cluster; the checkout flow in `api::checkout::checkout`
 //! sequences begin (the provider names the charge) → BeginCharge → charge
 //! → ConfirmCharge / FailPayment.
 //!

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::json;
 use state_machine::{BookingView, Command, Query, QueryResult, Reply, TicketView};
 
-use super::holds::booking_json;
+use super::checkout::booking_json;
 use super::{read, submit, submit_first_send, unexpected};
 use crate::auth::{Caller, Scanner, User};
 use crate::cluster::Consistency;

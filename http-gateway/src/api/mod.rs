@@ -7,11 +7,12 @@
 //! unknown routes and methods into problems. Must not: hold domain rules; handlers translate
 //! HTTP to commands and outcomes back.
 //!
-//! Submodules: `events` (events, availability, sale), `holds` (holds,
-//! checkout, webhook), `bookings` (bookings, tickets), `queue` (waiting room),
-//! `ops` (sessions, health, metrics, cluster, page, OpenAPI).
+//! Submodules: `events` (events, availability, sale), `holds` (create,
+//! read, release), `checkout` (checkout, payment webhook), `bookings`
+//! (bookings, tickets), `queue` (waiting room), `ops` (sessions, health, metrics, cluster, page, OpenAPI).
 
 mod bookings;
+mod checkout;
 mod events;
 mod holds;
 mod ops;
@@ -68,8 +69,8 @@ pub fn router(state: AppState) -> Router {
             "/v1/holds/{hold_id}",
             get(holds::get_hold).delete(holds::release_hold),
         )
-        .route("/v1/holds/{hold_id}/checkout", post(holds::checkout))
-        .route("/v1/payments/webhook", post(holds::webhook))
+        .route("/v1/holds/{hold_id}/checkout", post(checkout::checkout))
+        .route("/v1/payments/webhook", post(checkout::webhook))
         .route("/v1/bookings/{booking_id}", get(bookings::get_booking))
         .route(
             "/v1/bookings/{booking_id}/cancel",

@@ -366,11 +366,10 @@ fn the_readme_mint_script_makes_tokens_the_gateway_accepts() {
         .arg("version")
         .output();
     if !openssl.is_ok_and(|o| o.status.success()) {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI=true but openssl is missing"
+        testkit::skip_or_fail(
+            "the_readme_mint_script_makes_tokens_the_gateway_accepts",
+            "openssl is not installed (the script needs it)",
         );
-        eprintln!("\n*** SKIPPED the_readme_mint_script_makes_tokens_the_gateway_accepts: no openssl ***\n");
         return;
     }
     let dir = tempfile::tempdir().unwrap();

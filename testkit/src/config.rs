@@ -188,7 +188,7 @@ mod tests {
         let mut file = ConfigFile::new("round-trip")
             .with_free_nodes(3)
             .with_gateway_listen(free_addr())
-            .with_demo_gateway("secret \"quoted\" token");
+            .with_demo_gateway("secret-\"quoted\"-token");
         file.raft = test_raft();
         file.booking = test_booking();
         file.nodes[1].metrics_addr = Some(free_addr());

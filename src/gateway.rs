@@ -1,10 +1,9 @@
 //! `booking gateway --config FILE`: the HTTP gateway of the file's cluster.
 //!
 //! Connects a `client::Client` to every `[[node]]` of the file, builds
-//! [`GatewaySettings`] from it (`[gateway] listen` and `admin_token`, the
-//! cluster name, key files under `<data_dir>/gateway/`; every other knob at
-//! its default until the config crate has keys for them, see
-//! docs/config-and-node-interface.md), and serves until Ctrl-C or SIGTERM.
+//! [`GatewaySettings`] from it (`[gateway]`, `[auth]`, `[payments]`, secret
+//! files under `<data_dir>/gateway/` unless the file names others), and
+//! serves until Ctrl-C or SIGTERM.
 //!
 //! Owns: the mapping of gateway start-up failures to exit codes (a refused
 //! setting is a usage error, exit 2). Must not: hold any HTTP logic; that is
@@ -20,17 +19,9 @@ use http_gateway::{ClientCluster, GatewayError, GatewaySettings};
 use crate::UsageError;
 
 /// The gateway settings `booking` derives from a cluster file; `up` uses the
-/// same function so it creates the very key file its gateway child reads.
+/// same function so it creates the very secret files its gateway child reads.
 pub fn settings(config: &cluster_config::ClusterConfig) -> GatewaySettings {
     GatewaySettings::from_config(config)
-}
-
-/// Where the gateway of `settings` keeps its ticket signing key.
-pub fn ticket_key_path(settings: &GatewaySettings) -> PathBuf {
-    settings
-        .ticket_key_file
-        .clone()
-        .unwrap_or_else(|| settings.data_dir.join("ticket-key.hex"))
 }
 
 pub async fn run(config_path: PathBuf) -> anyhow::Result<ExitCode> {
@@ -39,8 +30,9 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<ExitCode> {
     http_gateway::fault::select_from_env().map_err(UsageError)?;
     let config = crate::load_config(&config_path)?;
     let settings = settings(&config);
-    // Checked before binding, so the default admin token on a public address
-    // is refused with exit 2 and a message naming the key, not a bind error.
+    // Checked before binding, so demo mode or the simulated provider on a
+    // public address, or jwt mode without its keys, is refused with exit 2
+    // and a message naming the key, not a bind error.
     settings
         .validate()
         .map_err(|e| UsageError(format!("{}: {e}", config_path.display())))?;

@@ -27,8 +27,8 @@ use futures::StreamExt;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
-/// The admin token of [`TestCluster`]'s cluster.toml (the default, loopback only).
-const ADMIN: &str = "dev-admin-token";
+/// The admin token of [`TestCluster`]'s cluster.toml.
+const ADMIN: &str = common::ADMIN_TOKEN;
 
 fn http() -> reqwest::Client {
     reqwest::Client::builder()

@@ -32,10 +32,10 @@ const WAIT: Duration = Duration::from_secs(60);
 /// on `port_base + 1..=3`, the gateway on `port_base + 50`; its output in
 /// `<dir>/<log_name>`, one file per run so a run never reads the last one's.
 fn start_up(dir: &Path, port_base: u16, log_name: &str) -> UpProc {
-    let mut file = ConfigFile::new("gateway-up")
+    let file = ConfigFile::new("gateway-up")
         .with_nodes_from_port(port_base, NODES)
-        .with_gateway_listen(([127, 0, 0, 1], port_base + 50).into());
-    file.gateway.admin_token = ADMIN.into();
+        .with_gateway_listen(([127, 0, 0, 1], port_base + 50).into())
+        .with_demo_gateway(ADMIN);
     let config = dir.join("cluster.toml");
     file.write(&config).expect("write cluster.toml");
     UpProc::start(&config, &dir.join(log_name))

@@ -57,11 +57,11 @@ impl LocalCluster {
             .tempdir()?;
         let mut file = ConfigFile::new("bench")
             .with_free_nodes(NODES)
-            .with_gateway_listen(free_addr());
+            .with_gateway_listen(free_addr())
+            .with_demo_gateway(ADMIN_TOKEN);
         for node in &mut file.nodes {
             node.metrics_addr = Some(free_addr());
         }
-        file.gateway.admin_token = ADMIN_TOKEN.to_string();
         let mut nodes = NodeProcs::create(booking_bin, dir.path(), file, Launch::logging("warn"))?;
         for id in nodes.ids() {
             // Only the lowest id initialises the membership, as `booking up` does.

@@ -47,8 +47,10 @@ struct FlashArgs {
     /// With --target: the nodes' gRPC endpoints for the audit (comma separated).
     #[arg(long, value_delimiter = ',')]
     endpoints: Vec<String>,
-    /// With --target: the admin token.
-    #[arg(long, default_value = "dev-admin-token")]
+    /// With --target: the admin token (`booking up` prints it on its first
+    /// run and keeps it in <data_dir>/gateway/admin-token). The target must
+    /// run `[auth] mode = "demo"`: the bench signs its users in by name.
+    #[arg(long, env = "BOOKING_ADMIN_TOKEN", default_value = "")]
     admin_token: String,
     /// The `booking` binary (default: <repo>/target/release/booking).
     #[arg(long)]

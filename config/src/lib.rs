@@ -16,10 +16,14 @@
 //! - A key whose value is left at its default has no line; an error about a
 //!   combination of keys names the key that is present in the file.
 //! - Validation checks the file against itself (ids, addresses, timeouts); it
-//!   cannot know whether an address is free or reachable.
+//!   cannot know whether an address is free or reachable, nor whether a key
+//!   file exists: the gateway checks its files (`[auth] jwt_keys_file`, the
+//!   secret files) when it starts, and only it needs them, so a node starts
+//!   from a file whose gateway part is not set up.
 
 mod error;
 mod parse;
+mod parse_edge;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -27,6 +31,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 pub use error::ConfigError;
+pub use ipnet::IpNet;
 
 /// The whole validated file.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -39,8 +44,13 @@ pub struct ClusterConfig {
     pub booking: BookingSection,
     /// `[[node]]`: every member of the initial cluster, in file order. Never empty.
     pub nodes: Vec<NodeSection>,
-    /// `[gateway]`: where the HTTP gateway listens and its admin credential.
+    /// `[gateway]`: where the HTTP gateway listens, its admin credential,
+    /// secret files and abuse limits.
     pub gateway: GatewaySection,
+    /// `[auth]`: how the gateway knows who a user is.
+    pub auth: AuthSection,
+    /// `[payments]`: the payment provider and its webhook secret.
+    pub payments: PaymentsSection,
     /// Directory of the file: relative paths in it are resolved against this,
     /// so the same file works whatever the working directory is.
     pub base_dir: PathBuf,
@@ -88,6 +98,10 @@ pub struct BookingSection {
     pub payment_window_ms: u64,
     /// How often the leader proposes `Tick` while holds are due, in milliseconds.
     pub expiry_sweep_ms: u64,
+    /// Bookings can no longer be cancelled this long before their event
+    /// starts, in milliseconds (decided in log time by the state machine;
+    /// the gateway sends the value with each cancel). 0: until the start.
+    pub cancel_cutoff_ms: u64,
 }
 
 /// One `[[node]]`.
@@ -106,12 +120,101 @@ pub struct NodeSection {
 pub struct GatewaySection {
     /// Where the HTTP gateway listens.
     pub listen: SocketAddr,
-    /// Bearer token for admin calls (creating events). The gateway refuses the
-    /// default token on a non-loopback address.
-    pub admin_token: String,
+    /// Bearer token for operator calls (creating events, opening sales). At
+    /// least [`limits::ADMIN_TOKEN_LEN_MIN`] characters. Absent: read from
+    /// `admin_token_file`; with neither, only JWTs with the `booking:admin`
+    /// scope are operators.
+    pub admin_token: Option<String>,
+    /// File holding the admin token (default `<data_dir>/gateway/admin-token`,
+    /// which `booking up` creates with a random token on first run).
+    pub admin_token_file: Option<PathBuf>,
     /// Upper bound on one gateway call to the cluster, in ms; a write that
     /// times out answers 503 `outcome_unknown`.
     pub cluster_timeout_ms: u64,
+    /// Secret of demo session tokens and waiting-room tokens (default
+    /// `<data_dir>/gateway/session-secret`, created random on first start).
+    pub session_secret_file: Option<PathBuf>,
+    /// Ed25519 seed tickets are signed with (default
+    /// `<data_dir>/gateway/ticket-key.hex`, created random on first start).
+    pub ticket_key_file: Option<PathBuf>,
+    /// Longest wait for a request's headers, in ms (at most 30 000).
+    pub header_read_timeout_ms: u64,
+    /// Longest wait for a whole request body, in ms.
+    pub body_read_timeout_ms: u64,
+    /// Longest a request may take from its headers to its answer, in ms.
+    pub request_timeout_ms: u64,
+    /// Open connections at once; more wait in the kernel's accept queue.
+    pub connections_max: u32,
+    /// Open connections per client address (IPv6: per /64); more are closed.
+    pub connections_per_address_max: u32,
+    /// Live seat-map WebSockets at once; more get 503.
+    pub ws_clients_max: u32,
+    /// Live seat-map WebSockets per client address (IPv6: per /64); more get 429.
+    pub ws_clients_per_address_max: u32,
+    /// Origins (`https://tickets.example.com`) whose pages may open the live
+    /// seat map, besides the gateway's own origin. `"*"` allows any.
+    pub allowed_origins: Vec<String>,
+    /// Requests per second per client address (token bucket), and its burst.
+    pub rate_per_address_per_s: u32,
+    pub rate_per_address_burst: u32,
+    /// Requests per second per signed-in user, and its burst.
+    pub rate_per_user_per_s: u32,
+    pub rate_per_user_burst: u32,
+    /// Peers (CIDRs) whose `Forwarded` / `X-Forwarded-For` header names the
+    /// client address; from anyone else the header is ignored.
+    pub trusted_proxies: Vec<IpNet>,
+}
+
+/// How the gateway identifies users (`[auth] mode`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMode {
+    /// `Authorization: Bearer <JWT>` from the operator's identity provider.
+    Jwt,
+    /// `POST /v1/sessions {"name"}` hands anyone a token for any name:
+    /// demos and tests only, refused off loopback.
+    Demo,
+}
+
+/// `[auth]`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct AuthSection {
+    /// `"jwt"` (the default) or `"demo"`.
+    pub mode: AuthMode,
+    /// The `iss` every token must carry (jwt mode).
+    pub jwt_issuer: Option<String>,
+    /// The `aud` every token must carry (jwt mode).
+    pub jwt_audience: Option<String>,
+    /// A JWKS document (RFC 7517) with the issuer's public keys (jwt mode);
+    /// re-read when it changes.
+    pub jwt_keys_file: Option<PathBuf>,
+    /// Clock skew allowed on `exp` and `nbf`, in seconds.
+    pub jwt_leeway_s: u64,
+    /// Lifetime of a demo session token, in seconds.
+    pub demo_session_ttl_s: u64,
+}
+
+/// Which payment provider the gateway charges (`[payments] provider`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentProviderKind {
+    /// No provider: checkout answers 503 `payments_unavailable`.
+    None,
+    /// The built-in simulated provider (test card tokens): loopback only.
+    Simulated,
+}
+
+/// `[payments]`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PaymentsSection {
+    /// `"none"` (the default) or `"simulated"`.
+    pub provider: PaymentProviderKind,
+    /// The secret webhooks are signed with: the one the provider issued, or
+    /// by default `<data_dir>/gateway/webhook-secret`, created random on
+    /// first start.
+    pub webhook_secret_file: Option<PathBuf>,
+    /// Accepted age of a webhook's timestamp, either way, in seconds.
+    pub webhook_tolerance_s: u64,
 }
 
 /// Every default in one place. A key absent from the file takes these values.
@@ -142,12 +245,40 @@ pub mod defaults {
     pub const PAYMENT_WINDOW_MS: u64 = 120_000;
     /// `booking.expiry_sweep_ms`.
     pub const EXPIRY_SWEEP_MS: u64 = 1_000;
+    /// `booking.cancel_cutoff_ms`: 24 hours.
+    pub const CANCEL_CUTOFF_MS: u64 = 24 * 3_600_000;
     /// `gateway.listen`.
     pub const GATEWAY_LISTEN: &str = "127.0.0.1:8080";
-    /// `gateway.admin_token`. Only acceptable on loopback (the gateway checks).
-    pub const ADMIN_TOKEN: &str = "dev-admin-token";
     /// `gateway.cluster_timeout_ms`.
     pub const GATEWAY_CLUSTER_TIMEOUT_MS: u64 = 5_000;
+    /// `gateway.header_read_timeout_ms`.
+    pub const HEADER_READ_TIMEOUT_MS: u64 = 10_000;
+    /// `gateway.body_read_timeout_ms`.
+    pub const BODY_READ_TIMEOUT_MS: u64 = 10_000;
+    /// `gateway.request_timeout_ms`.
+    pub const REQUEST_TIMEOUT_MS: u64 = 30_000;
+    /// `gateway.connections_max`.
+    pub const CONNECTIONS_MAX: u32 = 10_000;
+    /// `gateway.connections_per_address_max`.
+    pub const CONNECTIONS_PER_ADDRESS_MAX: u32 = 256;
+    /// `gateway.ws_clients_max`.
+    pub const WS_CLIENTS_MAX: u32 = 10_000;
+    /// `gateway.ws_clients_per_address_max`.
+    pub const WS_CLIENTS_PER_ADDRESS_MAX: u32 = 16;
+    /// `gateway.rate_per_address_per_s`.
+    pub const RATE_PER_ADDRESS_PER_S: u32 = 2_000;
+    /// `gateway.rate_per_address_burst`.
+    pub const RATE_PER_ADDRESS_BURST: u32 = 4_000;
+    /// `gateway.rate_per_user_per_s`.
+    pub const RATE_PER_USER_PER_S: u32 = 50;
+    /// `gateway.rate_per_user_burst`.
+    pub const RATE_PER_USER_BURST: u32 = 100;
+    /// `auth.jwt_leeway_s`.
+    pub const JWT_LEEWAY_S: u64 = 60;
+    /// `auth.demo_session_ttl_s`: one day.
+    pub const DEMO_SESSION_TTL_S: u64 = 86_400;
+    /// `payments.webhook_tolerance_s`.
+    pub const WEBHOOK_TOLERANCE_S: u64 = 300;
 }
 
 /// Upper bounds that validation enforces, so a typo (an extra zero, seconds
@@ -165,6 +296,26 @@ pub mod limits {
     pub const PROPOSE_LINGER_US_MAX: u64 = 100_000;
     /// Largest booking duration (hold TTL, payment window, sweep): 7 days, in ms.
     pub const BOOKING_DURATION_MS_MAX: u64 = 7 * 24 * 3_600_000;
+    /// Largest `booking.cancel_cutoff_ms`: 365 days.
+    pub const CANCEL_CUTOFF_MS_MAX: u64 = 365 * 24 * 3_600_000;
+    /// Shortest `gateway.admin_token`.
+    pub const ADMIN_TOKEN_LEN_MIN: usize = 16;
+    /// Largest `gateway.header_read_timeout_ms` (the bound: 30 s).
+    pub const HEADER_READ_TIMEOUT_MS_MAX: u64 = 30_000;
+    /// Largest body and request timeouts, in ms (10 minutes).
+    pub const REQUEST_TIMEOUT_MS_MAX: u64 = 600_000;
+    /// Largest connection and WebSocket caps.
+    pub const CONNECTIONS_MAX_MAX: u32 = 1_000_000;
+    /// Largest rate or burst.
+    pub const RATE_MAX: u32 = 10_000_000;
+    /// Most `gateway.allowed_origins` and `gateway.trusted_proxies` entries.
+    pub const LIST_LEN_MAX: usize = 256;
+    /// Largest `auth.jwt_leeway_s` (5 minutes).
+    pub const JWT_LEEWAY_S_MAX: u64 = 300;
+    /// Largest `auth.demo_session_ttl_s` (30 days).
+    pub const DEMO_SESSION_TTL_S_MAX: u64 = 30 * 86_400;
+    /// Largest `payments.webhook_tolerance_s` (1 hour).
+    pub const WEBHOOK_TOLERANCE_S_MAX: u64 = 3_600;
 }
 
 impl Default for ClusterSection {
@@ -197,6 +348,7 @@ impl Default for BookingSection {
             hold_ttl_ms: defaults::HOLD_TTL_MS,
             payment_window_ms: defaults::PAYMENT_WINDOW_MS,
             expiry_sweep_ms: defaults::EXPIRY_SWEEP_MS,
+            cancel_cutoff_ms: defaults::CANCEL_CUTOFF_MS,
         }
     }
 }
@@ -207,8 +359,47 @@ impl Default for GatewaySection {
             listen: defaults::GATEWAY_LISTEN
                 .parse()
                 .expect("default gateway address parses"),
-            admin_token: defaults::ADMIN_TOKEN.to_string(),
+            admin_token: None,
+            admin_token_file: None,
             cluster_timeout_ms: defaults::GATEWAY_CLUSTER_TIMEOUT_MS,
+            session_secret_file: None,
+            ticket_key_file: None,
+            header_read_timeout_ms: defaults::HEADER_READ_TIMEOUT_MS,
+            body_read_timeout_ms: defaults::BODY_READ_TIMEOUT_MS,
+            request_timeout_ms: defaults::REQUEST_TIMEOUT_MS,
+            connections_max: defaults::CONNECTIONS_MAX,
+            connections_per_address_max: defaults::CONNECTIONS_PER_ADDRESS_MAX,
+            ws_clients_max: defaults::WS_CLIENTS_MAX,
+            ws_clients_per_address_max: defaults::WS_CLIENTS_PER_ADDRESS_MAX,
+            allowed_origins: Vec::new(),
+            rate_per_address_per_s: defaults::RATE_PER_ADDRESS_PER_S,
+            rate_per_address_burst: defaults::RATE_PER_ADDRESS_BURST,
+            rate_per_user_per_s: defaults::RATE_PER_USER_PER_S,
+            rate_per_user_burst: defaults::RATE_PER_USER_BURST,
+            trusted_proxies: Vec::new(),
+        }
+    }
+}
+
+impl Default for AuthSection {
+    fn default() -> Self {
+        AuthSection {
+            mode: AuthMode::Jwt,
+            jwt_issuer: None,
+            jwt_audience: None,
+            jwt_keys_file: None,
+            jwt_leeway_s: defaults::JWT_LEEWAY_S,
+            demo_session_ttl_s: defaults::DEMO_SESSION_TTL_S,
+        }
+    }
+}
+
+impl Default for PaymentsSection {
+    fn default() -> Self {
+        PaymentsSection {
+            provider: PaymentProviderKind::None,
+            webhook_secret_file: None,
+            webhook_tolerance_s: defaults::WEBHOOK_TOLERANCE_S,
         }
     }
 }
@@ -259,6 +450,17 @@ impl ClusterConfig {
     /// The parent of every node's data directory, resolved against `base_dir`.
     pub fn data_dir(&self) -> PathBuf {
         self.base_dir.join(&self.cluster.data_dir)
+    }
+
+    /// A path from the file (a key file), resolved against `base_dir`.
+    pub fn resolve(&self, path: &Path) -> PathBuf {
+        self.base_dir.join(path)
+    }
+
+    /// Where the gateway keeps the files it creates (secrets, the generated
+    /// admin token) unless a key names another path: `<data_dir>/gateway`.
+    pub fn gateway_dir(&self) -> PathBuf {
+        self.data_dir().join("gateway")
     }
 
     /// gRPC endpoints of every node in file order, e.g. `http://127.0.0.1:7101`.

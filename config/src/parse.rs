@@ -13,13 +13,15 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::parse_edge::{
+    auth_section, gateway_section, payments_section, RawAuth, RawGateway, RawPayments,
+};
 use crate::{
-    limits, BookingSection, ClusterConfig, ClusterSection, ConfigError, GatewaySection,
-    NodeSection, RaftSection,
+    limits, BookingSection, ClusterConfig, ClusterSection, ConfigError, NodeSection, RaftSection,
 };
 
 /// A value that may be absent from the file, with where it was if present.
-type Opt<T> = Option<Spanned<T>>;
+pub(crate) type Opt<T> = Option<Spanned<T>>;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -29,6 +31,8 @@ struct RawFile {
     booking: Option<RawBooking>,
     node: Opt<Vec<RawNode>>,
     gateway: Option<RawGateway>,
+    auth: Option<RawAuth>,
+    payments: Option<RawPayments>,
 }
 
 #[derive(Deserialize)]
@@ -57,6 +61,7 @@ struct RawBooking {
     hold_ttl_ms: Opt<u64>,
     payment_window_ms: Opt<u64>,
     expiry_sweep_ms: Opt<u64>,
+    cancel_cutoff_ms: Opt<u64>,
 }
 
 #[derive(Deserialize)]
@@ -67,22 +72,19 @@ struct RawNode {
     metrics_addr: Opt<SocketAddr>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawGateway {
-    listen: Opt<SocketAddr>,
-    admin_token: Opt<String>,
-    cluster_timeout_ms: Opt<u64>,
-}
-
 /// The text and its origin, to turn a span into `path:line:col` and a key.
-struct Source<'a> {
+pub(crate) struct Source<'a> {
     text: &'a str,
     origin: &'a Path,
 }
 
 impl Source<'_> {
-    fn error(&self, key: &str, span: Option<Range<usize>>, message: String) -> ConfigError {
+    pub(crate) fn error(
+        &self,
+        key: &str,
+        span: Option<Range<usize>>,
+        message: String,
+    ) -> ConfigError {
         let (line, column) = match span {
             Some(span) => {
                 let (line, column) = line_col(self.text, span.start);
@@ -101,7 +103,7 @@ impl Source<'_> {
 }
 
 /// Takes a present value with its span, or the default without one.
-fn take<T>(value: Opt<T>, default: T) -> (T, Option<Range<usize>>) {
+pub(crate) fn take<T>(value: Opt<T>, default: T) -> (T, Option<Range<usize>>) {
     match value {
         Some(spanned) => {
             let span = spanned.span();
@@ -137,6 +139,8 @@ pub(crate) fn parse(text: &str, origin: &Path) -> Result<ClusterConfig, ConfigEr
     let booking = booking_section(&src, raw.booking)?;
     let nodes = node_sections(&src, raw.node)?;
     let gateway = gateway_section(&src, raw.gateway, &nodes)?;
+    let auth = auth_section(&src, raw.auth)?;
+    let payments = payments_section(&src, raw.payments)?;
     let base_dir = match origin.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
         _ => PathBuf::from("."),
@@ -147,6 +151,8 @@ pub(crate) fn parse(text: &str, origin: &Path) -> Result<ClusterConfig, ConfigEr
         booking,
         nodes,
         gateway,
+        auth,
+        payments,
         base_dir,
     })
 }
@@ -324,6 +330,17 @@ fn booking_section(
     let (hold_ttl_ms, hold_span) = take(raw.hold_ttl_ms, d.hold_ttl_ms);
     let (payment_window_ms, payment_span) = take(raw.payment_window_ms, d.payment_window_ms);
     let (expiry_sweep_ms, sweep_span) = take(raw.expiry_sweep_ms, d.expiry_sweep_ms);
+    let (cancel_cutoff_ms, cutoff_span) = take(raw.cancel_cutoff_ms, d.cancel_cutoff_ms);
+    if cancel_cutoff_ms > limits::CANCEL_CUTOFF_MS_MAX {
+        return Err(src.error(
+            "booking.cancel_cutoff_ms",
+            cutoff_span,
+            format!(
+                "{cancel_cutoff_ms} is out of range: must be at most {}",
+                limits::CANCEL_CUTOFF_MS_MAX
+            ),
+        ));
+    }
     for (key, value, span) in [
         ("booking.hold_ttl_ms", hold_ttl_ms, hold_span),
         ("booking.payment_window_ms", payment_window_ms, payment_span),
@@ -344,6 +361,7 @@ fn booking_section(
         hold_ttl_ms,
         payment_window_ms,
         expiry_sweep_ms,
+        cancel_cutoff_ms,
     })
 }
 
@@ -440,73 +458,6 @@ fn node_sections(
         });
     }
     Ok(nodes)
-}
-
-fn gateway_section(
-    src: &Source<'_>,
-    raw: Option<RawGateway>,
-    nodes: &[NodeSection],
-) -> Result<GatewaySection, ConfigError> {
-    let d = GatewaySection::default();
-    let Some(raw) = raw else {
-        return check_gateway_clash(src, d, None, nodes);
-    };
-    let (listen, listen_span) = take(raw.listen, d.listen);
-    let (admin_token, token_span) = take(raw.admin_token, d.admin_token);
-    if admin_token.trim().is_empty() {
-        return Err(src.error(
-            "gateway.admin_token",
-            token_span,
-            "must not be empty".to_string(),
-        ));
-    }
-    let (cluster_timeout_ms, timeout_span) = take(raw.cluster_timeout_ms, d.cluster_timeout_ms);
-    if cluster_timeout_ms == 0 || cluster_timeout_ms > limits::RAFT_TIMEOUT_MS_MAX {
-        return Err(src.error(
-            "gateway.cluster_timeout_ms",
-            timeout_span,
-            format!(
-                "{cluster_timeout_ms} is out of range: must be between 1 and {}",
-                limits::RAFT_TIMEOUT_MS_MAX
-            ),
-        ));
-    }
-    check_gateway_clash(
-        src,
-        GatewaySection {
-            listen,
-            admin_token,
-            cluster_timeout_ms,
-        },
-        listen_span,
-        nodes,
-    )
-}
-
-/// The gateway usually runs on a node's host; it must not take a node's port.
-fn check_gateway_clash(
-    src: &Source<'_>,
-    gateway: GatewaySection,
-    listen_span: Option<Range<usize>>,
-    nodes: &[NodeSection],
-) -> Result<GatewaySection, ConfigError> {
-    for (i, node) in nodes.iter().enumerate() {
-        let clash = if node.addr == gateway.listen {
-            Some("addr")
-        } else if node.metrics_addr == Some(gateway.listen) {
-            Some("metrics_addr")
-        } else {
-            None
-        };
-        if let Some(field) = clash {
-            return Err(src.error(
-                "gateway.listen",
-                listen_span,
-                format!("{} is also node[{}].{field}", gateway.listen, i + 1),
-            ));
-        }
-    }
-    Ok(gateway)
 }
 
 /// 1-based line and column (in characters) of a byte offset.

@@ -2,7 +2,7 @@
 //! kind of bad file is refused with an error that names its key and line
 //! (one table, [`refusals`], run by one loop).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::*;
 
@@ -31,7 +31,10 @@ fn defaults_fill_every_absent_key() {
     assert_eq!(config.gateway, GatewaySection::default());
     assert_eq!(config.raft.election_timeout_ms, [400, 800]);
     assert_eq!(config.booking.hold_ttl_ms, 600_000);
-    assert_eq!(config.gateway.admin_token, "dev-admin-token");
+    assert_eq!(config.gateway.admin_token, None);
+    assert_eq!(config.auth, AuthSection::default());
+    assert_eq!(config.auth.mode, AuthMode::Jwt);
+    assert_eq!(config.payments.provider, PaymentProviderKind::None);
     assert_eq!(config.base_dir, Path::new("/etc/booking"));
     assert_eq!(
         config.node_data_dir(1),
@@ -64,6 +67,11 @@ fn shipped_cluster_toml_is_the_local_three_node_cluster() {
     assert_eq!(config.raft, RaftSection::default());
     assert_eq!(config.booking, BookingSection::default());
     assert_eq!(config.cluster, ClusterSection::default());
+    // What `booking up` needs: name-only sessions and the simulated provider,
+    // both of which the gateway accepts on loopback only.
+    assert_eq!(config.auth.mode, AuthMode::Demo);
+    assert_eq!(config.payments.provider, PaymentProviderKind::Simulated);
+    assert!(config.gateway.listen.ip().is_loopback());
 }
 
 // Goal: the 5-node example parses and uses its own ports.
@@ -192,6 +200,20 @@ fn refusals() -> Vec<Refusal> {
         refused("a blank data_dir", before_node("[cluster]\ndata_dir = \" \"\n"), "cluster.data_dir", Some(2), ""),
         refused("a gateway on a node's port", after_node("[gateway]\nlisten = \"127.0.0.1:7101\"\n"), "gateway.listen", Some(5), ""),
         refused("an empty admin token", after_node("[gateway]\nadmin_token = \"\"\n"), "gateway.admin_token", Some(5), ""),
+        // The old shipped default is too short to be a secret.
+        refused("the old dev admin token", after_node("[gateway]\nadmin_token = \"dev-admin-token\"\n"), "gateway.admin_token", Some(5), ""),
+        refused("an absurd header-read timeout", after_node("[gateway]\nheader_read_timeout_ms = 30001\n"), "gateway.header_read_timeout_ms", Some(5), ""),
+        refused("no connections per address", after_node("[gateway]\nconnections_per_address_max = 0\n"), "gateway.connections_per_address_max", Some(5), ""),
+        refused("a zero user rate", after_node("[gateway]\nrate_per_user_per_s = 0\n"), "gateway.rate_per_user_per_s", Some(5), ""),
+        refused("an origin with a path", after_node("[gateway]\nallowed_origins = [\"https://x.example/path\"]\n"), "gateway.allowed_origins", Some(5), ""),
+        refused("a proxy network that does not parse", after_node("[gateway]\ntrusted_proxies = [\"10.0.0.0/33\"]\n"), "gateway.trusted_proxies", Some(5), ""),
+        refused("an empty session secret path", after_node("[gateway]\nsession_secret_file = \"\"\n"), "gateway.session_secret_file", Some(5), ""),
+        refused("an unknown auth mode", after_node("[auth]\nmode = \"open\"\n"), "auth.mode", Some(5), ""),
+        refused("an absurd JWT leeway", after_node("[auth]\njwt_leeway_s = 301\n"), "auth.jwt_leeway_s", Some(5), ""),
+        refused("an empty JWT issuer", after_node("[auth]\njwt_issuer = \"\"\n"), "auth.jwt_issuer", Some(5), ""),
+        refused("an unknown payment provider", after_node("[payments]\nprovider = \"stripe\"\n"), "payments.provider", Some(5), ""),
+        refused("a zero webhook tolerance", after_node("[payments]\nwebhook_tolerance_s = 0\n"), "payments.webhook_tolerance_s", Some(5), ""),
+        refused("an absurd cancel cutoff", after_node("[booking]\ncancel_cutoff_ms = 99999999999999\n"), "booking.cancel_cutoff_ms", Some(5), ""),
         refused("an unknown gateway key", after_node("[gateway]\nlisten = \"127.0.0.1:8080\"\nbogus = 1\n"), "gateway.bogus", Some(6), ""),
         // Comments do not confuse the key lookup for errors.
         refused("a typo among comments", before_node("# top comment\n[raft] # the raft section\nheartbeat_interval_ms = 100 # ms\nsnapshot_evry = 3 # typo\n"), "raft.snapshot_evry", Some(4), ""),
@@ -248,4 +270,55 @@ fn mismatch(case: &Refusal) -> Option<String> {
 fn every_bad_file_is_refused_naming_its_key_and_line() {
     let failures: Vec<String> = refusals().iter().filter_map(mismatch).collect();
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+// Goal: every gateway knob parses, relative files stay relative (resolved
+// against the file's directory), and proxies become truncated networks.
+#[test]
+fn gateway_auth_and_payments_keys_parse() {
+    let text = format!(
+        "{ONE_NODE}[gateway]\nadmin_token_file = \"secrets/admin\"\nheader_read_timeout_ms = 5000\n\
+         connections_per_address_max = 8\nws_clients_per_address_max = 2\n\
+         allowed_origins = [\"https://Tickets.example.com\", \"http://127.0.0.1:8080\"]\n\
+         trusted_proxies = [\"10.1.2.3/8\", \"2001:db8::1\"]\nrate_per_user_per_s = 7\n\
+         [auth]\nmode = \"jwt\"\njwt_issuer = \"https://id.example.com/\"\njwt_audience = \"booking\"\n\
+         jwt_keys_file = \"jwks.json\"\njwt_leeway_s = 30\n\
+         [payments]\nprovider = \"simulated\"\nwebhook_secret_file = \"/run/whsec\"\n"
+    );
+    let c = parse(&text).unwrap();
+    assert_eq!(
+        c.gateway.admin_token_file,
+        Some(PathBuf::from("secrets/admin"))
+    );
+    assert_eq!(
+        c.resolve(c.gateway.admin_token_file.as_deref().unwrap()),
+        Path::new("/etc/booking/secrets/admin")
+    );
+    assert_eq!(c.gateway.header_read_timeout_ms, 5_000);
+    assert_eq!(c.gateway.connections_per_address_max, 8);
+    assert_eq!(c.gateway.ws_clients_per_address_max, 2);
+    assert_eq!(
+        c.gateway.allowed_origins,
+        vec!["https://tickets.example.com", "http://127.0.0.1:8080"]
+    );
+    assert_eq!(
+        c.gateway.trusted_proxies,
+        vec![
+            "10.0.0.0/8".parse::<IpNet>().unwrap(),
+            "2001:db8::1/128".parse().unwrap()
+        ]
+    );
+    assert_eq!(c.gateway.rate_per_user_per_s, 7);
+    assert_eq!(c.auth.mode, AuthMode::Jwt);
+    assert_eq!(
+        c.auth.jwt_issuer.as_deref(),
+        Some("https://id.example.com/")
+    );
+    assert_eq!(c.auth.jwt_leeway_s, 30);
+    assert_eq!(c.payments.provider, PaymentProviderKind::Simulated);
+    assert_eq!(
+        c.resolve(c.payments.webhook_secret_file.as_deref().unwrap()),
+        Path::new("/run/whsec")
+    );
+    assert_eq!(c.gateway_dir(), Path::new("/etc/booking/data/gateway"));
 }

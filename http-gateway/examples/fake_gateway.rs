@@ -1,12 +1,14 @@
 //! A gateway over the in-memory fake cluster with a 2 000-seat demo event,
 //! for trying the seat-map page without a cluster:
 //! `cargo run -p http-gateway --example fake_gateway --features fake-cluster -- 127.0.0.1:18080`.
-//! Admin token: `dev-admin-token` (loopback only).
+//! Demo sessions and the simulated payment provider (both loopback only);
+//! admin token `fake-gateway-admin-token`.
 
 use std::sync::Arc;
 
 use http_gateway::fake::FakeCluster;
 use http_gateway::keys::Keys;
+use http_gateway::settings::{AuthMode, AuthSettings, PaymentProviderKind};
 use http_gateway::{AppState, Cluster, GatewaySettings, SimulatedProvider};
 use state_machine::{Command, EventSpec, Request, RowSpec, SectionSpec, Selection};
 
@@ -83,9 +85,15 @@ async fn main() -> anyhow::Result<()> {
     }
     let settings = GatewaySettings {
         listen: addr.parse()?,
+        auth: AuthSettings {
+            mode: AuthMode::Demo,
+            ..AuthSettings::default()
+        },
+        payment_provider: PaymentProviderKind::Simulated,
         ..GatewaySettings::default()
     };
-    let keys = Keys::for_tests("demo-secret", "demo-ticket-key", "demo-webhook");
+    let keys = Keys::for_tests("demo-secret", "demo-ticket-key", "demo-webhook")
+        .with_admin_token("fake-gateway-admin-token");
     let state = AppState::new(
         settings.clone(),
         fake,

@@ -38,6 +38,8 @@ pub struct FakeCluster {
     inner: Mutex<Inner>,
     clock_offset_ms: AtomicI64,
     unavailable: AtomicBool,
+    /// Watches opened so far (the gateway shares one per event).
+    watches: std::sync::atomic::AtomicU64,
 }
 
 struct Inner {
@@ -57,6 +59,11 @@ impl Default for FakeCluster {
 }
 
 impl FakeCluster {
+    /// How many watches the gateway has opened on this cluster.
+    pub fn watches_started(&self) -> u64 {
+        self.watches.load(Ordering::Relaxed)
+    }
+
     pub fn new() -> FakeCluster {
         let (tx, _) = broadcast::channel(WATCH_BUFFER_ENTRIES);
         FakeCluster {
@@ -69,6 +76,7 @@ impl FakeCluster {
             }),
             clock_offset_ms: AtomicI64::new(0),
             unavailable: AtomicBool::new(false),
+            watches: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -191,6 +199,7 @@ impl Cluster for FakeCluster {
     ) -> BoxFuture<'_, Result<WatchStream, ClusterError>> {
         Box::pin(async move {
             self.check_available()?;
+            self.watches.fetch_add(1, Ordering::Relaxed);
             let inner = self.inner.lock().expect("fake lock");
             let applied = inner.state.applied_index();
             let start = if from_index == 0 {
@@ -222,6 +231,7 @@ impl Cluster for FakeCluster {
     fn status(&self) -> BoxFuture<'_, Result<ClusterStatus, ClusterError>> {
         Box::pin(async move {
             self.check_available()?;
+            self.watches.fetch_add(1, Ordering::Relaxed);
             let inner = self.inner.lock().expect("fake lock");
             let applied = inner.state.applied_index();
             Ok(ClusterStatus {

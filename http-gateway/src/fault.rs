@@ -111,7 +111,9 @@ mod retry_new_id {
             Box::pin(async move {
                 let retry_command = matches!(
                     request.command,
-                    Command::Hold { .. } | Command::BeginPayment { .. } | Command::Confirm { .. }
+                    Command::Hold { .. }
+                        | Command::BeginCharge { .. }
+                        | Command::ConfirmCharge { .. }
                 )
                 .then(|| request.command.clone());
                 let mut result = self.inner.submit(request).await;

@@ -8,7 +8,10 @@
 //!   number as request id). They are plain SHA-256 of the inputs, with no
 //!   gateway secret, so ANY gateway of the cluster derives the same ids and
 //!   gets the remembered outcome. Derived client ids have the top bit set.
-//!   Sent as `client::Ids::Derived`: always through the log.
+//!   Sent as `client::Ids::Derived`: always through the log. The ids of a
+//!   hold's or booking's steps include the user who asks, so a stranger's
+//!   request can never occupy the owner's ids (the gateway also checks
+//!   ownership before it writes anything).
 //! - new ids, when a repeat must be judged anew (check-in twice must fail
 //!   the second time): a random per-process client id with the top bit
 //!   clear, and a counter. Never sent before, so their send is a first send
@@ -54,14 +57,15 @@ pub fn idempotent(user: &str, scope: &str, key: &str) -> (u64, u64) {
     (client, request)
 }
 
-/// Derived client id of everything done to one hold (payment steps, release).
-pub fn for_hold(hold_id: u64) -> u64 {
-    hash_u64(&[b"hold", &hold_id.to_be_bytes()]) | DERIVED_BIT
+/// Derived client id of everything `user` does to one hold (payment steps,
+/// release).
+pub fn for_hold(hold_id: u64, user: &str) -> u64 {
+    hash_u64(&[b"hold-v2", &hold_id.to_be_bytes(), user.as_bytes()]) | DERIVED_BIT
 }
 
-/// Derived client id of everything done to one booking (cancel).
-pub fn for_booking(booking_id: u64) -> u64 {
-    hash_u64(&[b"booking", &booking_id.to_be_bytes()]) | DERIVED_BIT
+/// Derived client id of everything `user` does to one booking (cancel).
+pub fn for_booking(booking_id: u64, user: &str) -> u64 {
+    hash_u64(&[b"booking-v2", &booking_id.to_be_bytes(), user.as_bytes()]) | DERIVED_BIT
 }
 
 /// Length-prefixed parts, so ("ab","c") and ("a","bc") differ.
@@ -73,7 +77,9 @@ fn hash_u64(parts: &[&[u8]]) -> u64 {
         h.update(p);
     }
     let digest = h.finalize();
-    u64::from_be_bytes(digest[..8].try_into().expect("8 bytes"))
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    u64::from_be_bytes(first)
 }
 
 /// New ids, never sent before, for requests that must not be deduplicated
@@ -138,7 +144,9 @@ mod tests {
         let new = NewIds::new();
         assert_eq!(new.next().0 & DERIVED_BIT, 0);
         assert!(is_derived(idempotent("a", "b", "c").0));
-        assert!(is_derived(for_hold(7)) && is_derived(for_booking(7)));
+        assert!(is_derived(for_hold(7, "a")) && is_derived(for_booking(7, "a")));
+        assert_ne!(for_hold(7, "alice"), for_hold(7, "mallory"));
+        assert_ne!(for_booking(7, "alice"), for_booking(7, "mallory"));
         assert!(!is_derived(new.next().0));
         assert_ne!(new.next(), new.next());
     }

@@ -1,19 +1,27 @@
-//! Secrets and the signed tokens made with them: session tokens, waiting-room
-//! tokens, the ticket signing key, and the webhook secret.
+//! Secrets and the signed tokens made with them: demo session tokens,
+//! waiting-room tokens, the ticket signing key, the webhook secret and the
+//! admin token.
 //!
-//! Owns: loading or deriving every secret ([`Keys::load`]) and the compact
-//! signed formats:
-//! - session token: `b64url(json{sub,exp}) "." b64url(HMAC-SHA256(secret, "session." payload))`
+//! Owns: loading every secret ([`Keys::load`]), creating the missing ones
+//! ([`load_or_create_hex32`]), and the compact signed formats:
+//! - session token (demo mode): `b64url(json{sub,exp}) "." b64url(HMAC-SHA256(secret, "session." payload))`
 //! - waiting-room token: `b64url(json{e,u}) "." b64url(HMAC-SHA256(secret, "queue." payload))`
 //!
-//! Where secrets come from (all gateways of a cluster must agree):
-//! - token secret: `token_secret_file` (any bytes; hashed) or, by default,
-//!   `SHA-256("booking-gateway-token-v1" | cluster_name | admin_token)`, so
-//!   gateways sharing a `cluster.toml` share it without another file.
-//! - ticket key: `ticket_key_seed` (hashed into an Ed25519 seed) or the hex
-//!   seed in `ticket_key_file` (default `<data_dir>/ticket-key.hex`), created
-//!   with a random seed and mode 0600 when absent.
-//! - webhook secret: `webhook_secret`, or derived from the token secret.
+//! Where secrets come from: each is its own file of random bytes (hex),
+//! mode 0600, created atomically on first start when missing, under
+//! `[gateway] data_dir` unless a key names another path:
+//! - session secret: `[gateway] session_secret_file` (`session-secret`);
+//! - ticket key: `[gateway] ticket_key_file` (`ticket-key.hex`, an Ed25519 seed);
+//! - webhook secret: `[payments] webhook_secret_file` (`webhook-secret`):
+//!   put the secret your payment provider issued there;
+//! - admin token: `[gateway] admin_token`, or the file `admin_token_file`
+//!   (`admin-token`) if it exists; `booking up` creates that one.
+//!
+//! None is derived from another or from configuration. Gateways of one
+//! cluster must read the same session secret, ticket key and webhook secret
+//! (copy the files or point the keys at one shared path): a session or
+//! waiting-room token from one gateway is then good at another, and every
+//! gateway renders the same ticket codes.
 //!
 //! Must not: log a secret or a whole token. Caveat: session tokens cannot be
 //! revoked before they expire (stateless by design: a gateway keeps no state
@@ -34,12 +42,17 @@ type HmacSha256 = Hmac<Sha256>;
 
 /// Longest token we try to decode, in bytes; longer ones are refused unread.
 const TOKEN_LEN_MAX: usize = 1024;
+/// Shortest secret read from a file (a provider's webhook secret), in bytes.
+const SECRET_LEN_MIN: usize = 16;
+/// Longest secret file we read, in bytes.
+const SECRET_FILE_LEN_MAX: u64 = 4096;
 
 /// The gateway's secrets, loaded once at start.
 pub struct Keys {
-    token_secret: [u8; 32],
+    session_secret: Vec<u8>,
     webhook_secret: Vec<u8>,
     ticket_key: SigningKey,
+    admin_token: Option<String>,
 }
 
 impl std::fmt::Debug for Keys {
@@ -64,63 +77,44 @@ struct QueueClaims {
 }
 
 impl Keys {
-    /// Loads or derives every secret as the module doc describes.
+    /// Loads every secret as the module doc describes, creating the random
+    /// ones that are missing.
     pub fn load(settings: &GatewaySettings) -> Result<Keys, SettingsError> {
-        let token_secret: [u8; 32] = match &settings.token_secret_file {
-            Some(path) => {
-                let bytes = std::fs::read(path).map_err(|e| SettingsError::KeyFile {
-                    path: path.clone(),
-                    message: e.to_string(),
-                })?;
-                if bytes.len() < 16 {
-                    return Err(SettingsError::KeyFile {
-                        path: path.clone(),
-                        message: "a token secret needs at least 16 bytes".into(),
-                    });
-                }
-                Sha256::new()
-                    .chain_update(b"booking-gateway-token-file-v1")
-                    .chain_update(&bytes)
-                    .finalize()
-                    .into()
-            }
-            None => Sha256::new()
-                .chain_update(b"booking-gateway-token-v1\0")
-                .chain_update(settings.cluster_name.as_bytes())
-                .chain_update(b"\0")
-                .chain_update(settings.admin_token.as_bytes())
-                .finalize()
-                .into(),
-        };
-        let webhook_secret = match &settings.webhook_secret {
-            Some(s) => s.as_bytes().to_vec(),
-            None => hex::encode(mac(&token_secret, b"webhook-secret-v1")).into_bytes(),
-        };
-        let ticket_seed: [u8; 32] = match (&settings.ticket_key_seed, &settings.ticket_key_file) {
-            (Some(seed), _) => Sha256::new()
-                .chain_update(b"booking-ticket-key-v1\0")
-                .chain_update(seed)
-                .finalize()
-                .into(),
-            (None, Some(path)) => load_or_create_seed(path)?,
-            (None, None) => load_or_create_seed(&settings.data_dir.join("ticket-key.hex"))?,
+        let session_secret = read_secret(&settings.session_secret_path())?;
+        let webhook_secret = read_secret(&settings.webhook_secret_path())?;
+        let ticket_seed = load_or_create_hex32(&settings.ticket_key_path())?;
+        let admin_token = match &settings.admin_token {
+            Some(t) => Some(t.clone()),
+            None => read_admin_token(&settings.admin_token_path())?,
         };
         Ok(Keys {
-            token_secret,
+            session_secret,
             webhook_secret,
             ticket_key: SigningKey::from_bytes(&ticket_seed),
+            admin_token,
         })
     }
 
     /// Keys from fixed strings, for tests.
-    pub fn for_tests(token_secret: &str, ticket_seed: &str, webhook_secret: &str) -> Keys {
-        let token_secret: [u8; 32] = Sha256::digest(token_secret.as_bytes()).into();
+    pub fn for_tests(session_secret: &str, ticket_seed: &str, webhook_secret: &str) -> Keys {
         let seed: [u8; 32] = Sha256::digest(ticket_seed.as_bytes()).into();
         Keys {
-            token_secret,
+            session_secret: session_secret.as_bytes().to_vec(),
             webhook_secret: webhook_secret.as_bytes().to_vec(),
             ticket_key: SigningKey::from_bytes(&seed),
+            admin_token: None,
         }
+    }
+
+    /// These keys with `token` as the admin token (tests).
+    pub fn with_admin_token(mut self, token: &str) -> Keys {
+        self.admin_token = Some(token.to_string());
+        self
+    }
+
+    /// The operators' bearer token, if one is configured.
+    pub fn admin_token(&self) -> Option<&str> {
+        self.admin_token.as_deref()
     }
 
     /// A session token for `name`, valid until `exp_s` (Unix seconds).
@@ -129,10 +123,7 @@ impl Keys {
             sub: name.to_string(),
             exp: exp_s,
         };
-        self.sign_compact(
-            "session.",
-            &serde_json::to_vec(&claims).expect("claims serialise"),
-        )
+        self.sign_compact("session.", &serde_json::to_vec(&claims).unwrap_or_default())
     }
 
     /// The claims of a valid, unexpired session token.
@@ -148,10 +139,7 @@ impl Keys {
             e: event_id.to_string(),
             u: user.to_string(),
         };
-        self.sign_compact(
-            "queue.",
-            &serde_json::to_vec(&claims).expect("claims serialise"),
-        )
+        self.sign_compact("queue.", &serde_json::to_vec(&claims).unwrap_or_default())
     }
 
     /// The `(event_id, user)` of a valid waiting-room token.
@@ -159,11 +147,6 @@ impl Keys {
         let payload = self.verify_compact("queue.", token)?;
         let claims: QueueClaims = serde_json::from_slice(&payload).ok()?;
         Some((claims.e, claims.u))
-    }
-
-    /// HMAC-SHA256 with the token secret, for derivations (idempotency ids).
-    pub fn derive(&self, label: &[u8]) -> [u8; 32] {
-        mac(&self.token_secret, label)
     }
 
     pub fn webhook_secret(&self) -> &[u8] {
@@ -176,7 +159,7 @@ impl Keys {
 
     fn sign_compact(&self, domain: &str, payload: &[u8]) -> String {
         let p = B64.encode(payload);
-        let tag = mac_parts(&self.token_secret, &[domain.as_bytes(), p.as_bytes()]);
+        let tag = mac_parts(&self.session_secret, &[domain.as_bytes(), p.as_bytes()]);
         format!("{p}.{}", B64.encode(tag))
     }
 
@@ -186,8 +169,7 @@ impl Keys {
         }
         let (p, tag) = token.split_once('.')?;
         let tag = B64.decode(tag).ok()?;
-        let mut m =
-            HmacSha256::new_from_slice(&self.token_secret).expect("HMAC takes any key length");
+        let mut m = HmacSha256::new_from_slice(&self.session_secret).ok()?;
         m.update(domain.as_bytes());
         m.update(p.as_bytes());
         // Constant-time comparison inside `verify_slice`.
@@ -196,26 +178,83 @@ impl Keys {
     }
 }
 
-fn mac(key: &[u8], data: &[u8]) -> [u8; 32] {
-    mac_parts(key, &[data])
-}
-
+/// HMAC-SHA256 over the concatenated parts. HMAC takes a key of any length,
+/// so the error branch is unreachable; it yields an all-zero tag, which no
+/// verification accepts by accident (verification recomputes with the key).
 fn mac_parts(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
-    let mut m = HmacSha256::new_from_slice(key).expect("HMAC takes any key length");
+    let Ok(mut m) = HmacSha256::new_from_slice(key) else {
+        return [0; 32];
+    };
     for p in parts {
         m.update(p);
     }
     m.finalize().into_bytes().into()
 }
 
-/// Reads a 32-byte hex seed, or writes a fresh random one (mode 0600) if the
+/// A secret file's bytes (trimmed), creating a random one if missing.
+fn read_secret(path: &Path) -> Result<Vec<u8>, SettingsError> {
+    if !path.exists() {
+        load_or_create_hex32(path)?;
+    }
+    let err = |message: String| SettingsError::KeyFile {
+        path: path.to_path_buf(),
+        message,
+    };
+    let bytes = read_small(path).map_err(err)?;
+    let text = bytes.trim_ascii().to_vec();
+    if text.len() < SECRET_LEN_MIN {
+        return Err(err(format!(
+            "a secret needs at least {SECRET_LEN_MIN} bytes"
+        )));
+    }
+    Ok(text)
+}
+
+/// The admin token in `path`, if the file exists.
+pub fn read_admin_token(path: &Path) -> Result<Option<String>, SettingsError> {
+    let err = |message: String| SettingsError::KeyFile {
+        path: path.to_path_buf(),
+        message,
+    };
+    match std::fs::metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(err(e.to_string())),
+        Ok(_) => {}
+    }
+    let bytes = read_small(path).map_err(err)?;
+    let token = String::from_utf8(bytes.trim_ascii().to_vec())
+        .map_err(|_| err("the admin token is not UTF-8".into()))?;
+    if token.len() < cluster_config::limits::ADMIN_TOKEN_LEN_MIN {
+        return Err(err(format!(
+            "an admin token needs at least {} characters",
+            cluster_config::limits::ADMIN_TOKEN_LEN_MIN
+        )));
+    }
+    Ok(Some(token))
+}
+
+/// Reads a file of at most [`SECRET_FILE_LEN_MAX`] bytes.
+fn read_small(path: &Path) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let mut bytes = Vec::new();
+    file.take(SECRET_FILE_LEN_MAX + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > SECRET_FILE_LEN_MAX {
+        return Err(format!("longer than {SECRET_FILE_LEN_MAX} bytes"));
+    }
+    Ok(bytes)
+}
+
+/// Reads 32 random bytes in hex, or writes fresh ones (mode 0600) if the
 /// file does not exist. Two gateways may race to create it (tests and `up`
 /// start several at once), so the seed is written and synced in a private
 /// temporary file first and then hard-linked into place: the link either
 /// appears complete or fails with `AlreadyExists`, and then the loser reads
 /// the winner's seed. (Creating the final file directly let a loser read it
 /// empty, between the winner's create and its write.)
-fn load_or_create_seed(path: &Path) -> Result<[u8; 32], SettingsError> {
+pub fn load_or_create_hex32(path: &Path) -> Result<[u8; 32], SettingsError> {
     let err = |message: String| SettingsError::KeyFile {
         path: path.to_path_buf(),
         message,
@@ -233,7 +272,7 @@ fn load_or_create_seed(path: &Path) -> Result<[u8; 32], SettingsError> {
             let mut nonce = [0u8; 8];
             getrandom::fill(&mut nonce).map_err(|e| err(format!("no randomness: {e}")))?;
             let tmp = dir.join(format!(
-                ".ticket-key.{}.{}.tmp",
+                ".secret.{}.{}.tmp",
                 std::process::id(),
                 hex::encode(nonce)
             ));
@@ -271,10 +310,29 @@ fn parse_seed(text: &str) -> Result<[u8; 32], String> {
         .map_err(|b: Vec<u8>| format!("expected 32 bytes of hex, found {}", b.len()))
 }
 
-/// Creates the ticket key file if it does not exist; `booking up` calls this
-/// once before starting gateways so they all share one key.
-pub fn ensure_ticket_key_file(path: &Path) -> Result<(), SettingsError> {
-    load_or_create_seed(path).map(|_| ())
+/// Creates every missing secret file of `settings` (session secret, ticket
+/// key, webhook secret); `booking up` calls this once before starting
+/// gateways so they all share them.
+pub fn ensure_secret_files(settings: &GatewaySettings) -> Result<(), SettingsError> {
+    for path in [
+        settings.session_secret_path(),
+        settings.ticket_key_path(),
+        settings.webhook_secret_path(),
+    ] {
+        load_or_create_hex32(&path)?;
+    }
+    Ok(())
+}
+
+/// Writes a random admin token to `path` (mode 0600) unless the file
+/// exists; returns the token when it was created now, so `booking up` can
+/// print it once.
+pub fn create_admin_token(path: &Path) -> Result<Option<String>, SettingsError> {
+    if path.exists() {
+        return Ok(None);
+    }
+    let seed = load_or_create_hex32(path)?;
+    Ok(Some(hex::encode(seed)))
 }
 
 #[cfg(test)]
@@ -315,7 +373,7 @@ mod tests {
             let path = dir.path().join("sub").join("ticket-key.hex");
             let seeds: Vec<[u8; 32]> = std::thread::scope(|s| {
                 let hs: Vec<_> = (0..8)
-                    .map(|_| s.spawn(|| load_or_create_seed(&path)))
+                    .map(|_| s.spawn(|| load_or_create_hex32(&path)))
                     .collect();
                 hs.into_iter()
                     .map(|h| {
@@ -336,8 +394,70 @@ mod tests {
         // Goal: the key file is created on first use and read back after.
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sub/ticket-key.hex");
-        let a = load_or_create_seed(&path).unwrap();
-        let b = load_or_create_seed(&path).unwrap();
+        let a = load_or_create_hex32(&path).unwrap();
+        let b = load_or_create_hex32(&path).unwrap();
         assert_eq!(a, b);
+    }
+}
+
+#[cfg(test)]
+mod file_tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_separate_random_files_with_mode_0600() {
+        // Goal: a first start creates three different secrets, private to the
+        // owner, and a second start reads the same ones back.
+        let dir = tempfile::tempdir().unwrap();
+        let settings = GatewaySettings {
+            data_dir: dir.path().join("gw"),
+            ..GatewaySettings::default()
+        };
+        let a = Keys::load(&settings).unwrap();
+        let b = Keys::load(&settings).unwrap();
+        assert_eq!(a.session_secret, b.session_secret);
+        assert_eq!(a.webhook_secret, b.webhook_secret);
+        assert_eq!(a.ticket_key.to_bytes(), b.ticket_key.to_bytes());
+        assert_ne!(a.session_secret, a.webhook_secret);
+        assert_ne!(
+            a.session_secret,
+            hex::encode(a.ticket_key.to_bytes()).into_bytes()
+        );
+        assert!(a.admin_token().is_none());
+        #[cfg(unix)]
+        for name in ["session-secret", "webhook-secret", "ticket-key.hex"] {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(settings.data_dir.join(name))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "{name}");
+        }
+        // The admin token file is read when present, created only on request.
+        let token = create_admin_token(&settings.admin_token_path())
+            .unwrap()
+            .unwrap();
+        assert!(create_admin_token(&settings.admin_token_path())
+            .unwrap()
+            .is_none());
+        assert_eq!(
+            Keys::load(&settings).unwrap().admin_token(),
+            Some(token.as_str())
+        );
+    }
+
+    #[test]
+    fn a_provider_webhook_secret_is_used_as_written() {
+        // Goal: `[payments] webhook_secret_file` may hold the provider's secret (any text).
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("whsec");
+        std::fs::write(&path, "whsec_provider_issued_secret_123\n").unwrap();
+        let settings = GatewaySettings {
+            data_dir: dir.path().join("gw"),
+            webhook_secret_file: Some(path),
+            ..GatewaySettings::default()
+        };
+        let keys = Keys::load(&settings).unwrap();
+        assert_eq!(keys.webhook_secret(), b"whsec_provider_issued_secret_123");
     }
 }

@@ -14,9 +14,12 @@
 //!   [`remote`]: its implementation over `client::Client`.
 //! - `fake` (tests / feature `fake-cluster`): an in-memory `Cluster`.
 //! - [`settings`]: `GatewaySettings` and start-up checks; [`keys`]: secrets,
-//!   session and waiting-room tokens.
+//!   session and waiting-room tokens; [`jwt`]: the identity provider's keys
+//!   and token verification.
+//! - [`server`]: the accept loop (timeouts, connection caps, shutdown);
+//!   [`client_addr`]: client addresses behind trusted proxies.
 //! - [`problem`]: problem+json errors and problem-producing extractors.
-//! - [`auth`]: bearer extractors; [`ids`]: exactly-once request ids.
+//! - [`auth`]: who is calling and the role extractors; [`ids`]: exactly-once request ids.
 //! - [`payments`]: `PaymentProvider`, the simulated provider, webhook signatures.
 //! - [`tickets`]: Ed25519 ticket codes and QR codes.
 //! - [`ratelimit`], [`metrics`]: middleware.
@@ -27,7 +30,7 @@
 //!   only with the feature `fault-injection-bugs`).
 //!
 //! Caveats:
-//! - Rate limits are per gateway process.
+//! - Rate limits and connection caps are per gateway process.
 //! - The simulated payment provider's ledger is in this process's memory;
 //!   with several gateways use a real provider (keyed by idempotency key).
 
@@ -36,27 +39,29 @@
 #![allow(clippy::result_large_err)]
 
 pub mod auth;
+pub mod client_addr;
 pub mod cluster;
 #[cfg(any(test, feature = "fake-cluster"))]
 pub mod fake;
 pub mod fault;
 pub mod ids;
+pub mod jwt;
 pub mod keys;
 pub mod metrics;
 pub mod payments;
 pub mod problem;
 pub mod ratelimit;
 pub mod remote;
+pub mod server;
 pub mod settings;
 pub mod tickets;
 
 mod api;
-mod live;
+pub mod live;
 mod notify;
 mod openapi;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::ops::Deref;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -70,10 +75,13 @@ pub use payments::{PaymentProvider, SimulatedProvider};
 pub use remote::ClientCluster;
 pub use settings::{GatewaySettings, SettingsError};
 
+use crate::client_addr::AddrCounts;
 use crate::ids::NewIds;
+use crate::jwt::{JwtSettings, JwtVerifier};
 use crate::keys::Keys;
 use crate::metrics::Metrics;
 use crate::ratelimit::RateLimits;
+use crate::settings::AuthMode;
 
 /// Everything a handler needs; cheap to clone.
 #[derive(Clone)]
@@ -87,8 +95,14 @@ pub struct App {
     pub new_ids: NewIds,
     pub metrics: Metrics,
     pub limits: RateLimits,
+    /// The identity provider's keys (`[auth] mode = "jwt"` only).
+    pub jwt: Option<Arc<JwtVerifier>>,
     /// One permit per live WebSocket client (bound: `ws_clients_max`).
     pub ws_slots: Arc<Semaphore>,
+    /// Live WebSocket clients per address key (bound: `ws_clients_per_address_max`).
+    pub ws_per_address: AddrCounts,
+    /// One cluster watch per event, shared by its sockets.
+    pub live: live::LiveHub,
 }
 
 impl Deref for AppState {
@@ -99,10 +113,11 @@ impl Deref for AppState {
 }
 
 impl AppState {
-    /// Validates the settings and assembles the state. Keys are given (see
-    /// [`Keys::load`]) so tests can fix them. Every write to `cluster` is
-    /// bounded by `cluster_timeout_ms` ([`cluster::TimedWrites`]); the
-    /// deliberate bug, if one was chosen at start, wraps that ([`fault::wrap`]).
+    /// Validates the settings, reads the JWKS file in jwt mode, and
+    /// assembles the state. Keys are given (see [`Keys::load`]) so tests can
+    /// fix them. Every write to `cluster` is bounded by `cluster_timeout_ms`
+    /// ([`cluster::TimedWrites`]); the deliberate bug, if one was chosen at
+    /// start, wraps that ([`fault::wrap`]).
     pub fn new(
         settings: GatewaySettings,
         cluster: Arc<dyn Cluster>,
@@ -112,8 +127,17 @@ impl AppState {
         settings.validate()?;
         let timeout = Duration::from_millis(settings.cluster_timeout_ms);
         let cluster = fault::wrap(Arc::new(cluster::TimedWrites::new(cluster, timeout)));
+        let jwt = match settings.auth.mode {
+            AuthMode::Jwt => Some(Arc::new(JwtVerifier::load(JwtSettings::from_auth(
+                &settings.auth,
+            )?)?)),
+            AuthMode::Demo => None,
+        };
         Ok(AppState(Arc::new(App {
             limits: RateLimits::new(&settings),
+            jwt,
+            ws_per_address: AddrCounts::default(),
+            live: live::LiveHub::default(),
             ws_slots: Arc::new(Semaphore::new(settings.ws_clients_max)),
             settings,
             cluster,
@@ -140,21 +164,18 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// Runs the gateway on `listener` until `shutdown` resolves, with the
-/// built-in simulated payment provider and keys loaded per the settings.
+/// payment provider `[payments] provider` names and keys loaded per the
+/// settings.
 pub async fn serve(
     settings: GatewaySettings,
     cluster: impl Cluster,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), GatewayError> {
-    settings.validate()?;
+    settings.validate_for(listener.local_addr()?)?;
     let keys = Keys::load(&settings)?;
-    let state = AppState::new(
-        settings,
-        Arc::new(cluster),
-        Arc::new(SimulatedProvider::new()),
-        keys,
-    )?;
+    let payments = payments::provider_for(settings.payment_provider);
+    let state = AppState::new(settings, Arc::new(cluster), payments, keys)?;
     serve_state(state, listener, shutdown).await
 }
 
@@ -166,9 +187,7 @@ pub async fn serve_state(
 ) -> Result<(), GatewayError> {
     // The listener may differ from `settings.listen`: check where it really is.
     let local = listener.local_addr()?;
-    if state.settings.admin_token == settings::DEFAULT_ADMIN_TOKEN && !local.ip().is_loopback() {
-        return Err(SettingsError::DefaultAdminTokenExposed(local).into());
-    }
+    state.settings.validate_for(local)?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let janitor = tokio::spawn(janitor(state.clone(), stop_rx.clone()));
     let notifier = state
@@ -176,11 +195,8 @@ pub async fn serve_state(
         .notification_sink
         .clone()
         .map(|sink| tokio::spawn(notify::run(state.clone(), sink, stop_rx)));
-    tracing::info!(addr = %local, "gateway listening");
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    tracing::info!(addr = %local, auth = ?state.settings.auth.mode, "gateway listening");
+    let result = server::run(state.clone(), router(state), listener, shutdown).await;
     let _ = stop_tx.send(true);
     let _ = janitor.await;
     if let Some(n) = notifier {
@@ -189,12 +205,18 @@ pub async fn serve_state(
     result.map_err(GatewayError::Io)
 }
 
-/// Periodic upkeep: forget idle rate-limit keys.
+/// Periodic upkeep: forget idle rate-limit keys; re-read a changed JWKS file.
 async fn janitor(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
-    let mut every = tokio::time::interval(Duration::from_millis(ratelimit::JANITOR_INTERVAL_MS));
+    let mut forget = tokio::time::interval(Duration::from_millis(ratelimit::JANITOR_INTERVAL_MS));
+    let mut keys = tokio::time::interval(Duration::from_millis(jwt::JWKS_POLL_MS));
     loop {
         tokio::select! {
-            _ = every.tick() => state.limits.forget_idle(),
+            _ = forget.tick() => state.limits.forget_idle(),
+            _ = keys.tick() => {
+                if let Some(jwt) = &state.jwt {
+                    jwt.reload_if_changed();
+                }
+            }
             _ = stop.changed() => return,
         }
     }

@@ -4,8 +4,10 @@
 //! histograms by route; live WebSocket clients; waiting-room length as last
 //! seen; payment outcomes; cluster submits answered with and without a log
 //! write. Must not: label by anything a client controls
-//! freely (raw paths, ids): routes are axum's matched patterns, so label
-//! cardinality is bounded by the route table.
+//! freely (raw paths, ids, methods): routes are axum's matched patterns (or
+//! `unmatched`), methods one of [`METHOD_LABELS`] (or `other`), statuses
+//! the three digits a handler chose, so label cardinality is bounded by the
+//! route table.
 
 use std::time::Instant;
 
@@ -30,6 +32,9 @@ pub struct Metrics {
     pub queue_waiting: IntGaugeVec,
     pub payments: IntCounterVec,
     pub notifications_sent: IntGauge,
+    /// Connections closed at accept because their address had
+    /// `connections_per_address_max` open.
+    pub connections_refused: prometheus::IntCounter,
     /// Commands submitted to the cluster, by how they were answered: `log`
     /// (proposed and applied) or `without_log_write` (a refusal the leader
     /// proved current from its applied state; first sends only).
@@ -92,8 +97,14 @@ impl Metrics {
             &["answered"],
         )
         .expect("metric definition");
+        let connections_refused = prometheus::IntCounter::new(
+            "gateway_connections_refused_total",
+            "Connections closed at accept: their address was at its connection cap",
+        )
+        .expect("metric definition");
         for c in [
-            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(connections_refused.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(requests.clone()),
             Box::new(cluster_submits.clone()),
             Box::new(latency.clone()),
             Box::new(ws_clients.clone()),
@@ -111,6 +122,7 @@ impl Metrics {
             queue_waiting,
             payments,
             notifications_sent,
+            connections_refused,
             cluster_submits,
             queue_events: Default::default(),
         }
@@ -127,7 +139,7 @@ impl Metrics {
 
     /// Records the waiting-room length of an event.
     pub fn set_queue_waiting(&self, event_id: &str, waiting: u64) {
-        let mut known = self.queue_events.lock().expect("metrics lock");
+        let mut known = self.queue_events.lock().unwrap_or_else(|p| p.into_inner());
         if !known.contains(event_id) {
             if known.len() >= QUEUE_GAUGE_EVENTS_MAX {
                 return;
@@ -146,6 +158,17 @@ impl Default for Metrics {
     }
 }
 
+/// The method labels; any other method (HTTP allows any token) is `other`.
+pub const METHOD_LABELS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
+
+fn method_label(method: &axum::http::Method) -> &'static str {
+    METHOD_LABELS
+        .iter()
+        .find(|m| **m == method.as_str())
+        .copied()
+        .unwrap_or("other")
+}
+
 /// Counts and times every request under its matched route.
 pub async fn record(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let started = Instant::now();
@@ -154,18 +177,18 @@ pub async fn record(State(state): State<AppState>, req: Request, next: Next) -> 
         .get::<MatchedPath>()
         .map_or("unmatched", |m| m.as_str())
         .to_string();
-    let method = req.method().as_str().to_string();
+    let method = method_label(req.method());
     let response = next.run(req).await;
     let status = response.status().as_u16().to_string();
     state
         .metrics
         .requests
-        .with_label_values(&[&route, &method, &status])
+        .with_label_values(&[route.as_str(), method, status.as_str()])
         .inc();
     state
         .metrics
         .latency
-        .with_label_values(&[&route, &method])
+        .with_label_values(&[route.as_str(), method])
         .observe(started.elapsed().as_secs_f64());
     response
 }

@@ -12,7 +12,9 @@ use std::sync::OnceLock;
 
 use serde_json::json;
 use utoipa::openapi::path::{OperationBuilder, ParameterBuilder, ParameterIn};
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::security::{
+    ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
+};
 use utoipa::openapi::{
     ComponentsBuilder, ContentBuilder, HttpMethod, InfoBuilder, OpenApiBuilder, Paths, Ref,
     Required, ResponseBuilder,
@@ -56,7 +58,7 @@ fn errors_for(method: &str, auth: &str) -> Vec<(u16, &'static str)> {
         ]);
         errors.push((402, "payment failed (seats released)"));
     }
-    if auth != "none" {
+    if auth != "none" && auth != "signature" {
         errors.push((401, "missing or invalid token"));
         errors.push((
             403,
@@ -110,8 +112,17 @@ fn build() -> utoipa::openapi::OpenApi {
                     .build(),
             );
         }
-        if *auth == "user" || *auth == "admin" {
-            op = op.security(SecurityRequirement::new("bearer", Vec::<String>::new()));
+        // Alternatives (any one will do), by what the route needs.
+        let none: Vec<String> = Vec::new();
+        let schemes: &[&str] = match *auth {
+            "user" => &["userJwt", "demoSession"],
+            "admin" => &["adminToken", "userJwt"],
+            "scan" => &["userJwt", "adminToken"],
+            "signature" => &["webhookSignature"],
+            _ => &[],
+        };
+        for scheme in schemes {
+            op = op.security(SecurityRequirement::new(*scheme, none.clone()));
         }
         let http = match *method {
             "get" => HttpMethod::Get,
@@ -123,8 +134,48 @@ fn build() -> utoipa::openapi::OpenApi {
     let components = ComponentsBuilder::new()
         .schema_from::<Problem>()
         .security_scheme(
-            "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+            "userJwt",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some(
+                        "[auth] mode = \"jwt\": a JWT (EdDSA, ES256 or RS256) from the operator's \
+                         identity provider, with the configured iss and aud. The user is `sub`; \
+                         the `scope` claim may grant `booking:admin` (operator routes) and \
+                         `booking:scan` (check-in).",
+                    ))
+                    .build(),
+            ),
+        )
+        .security_scheme(
+            "demoSession",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "[auth] mode = \"demo\" (loopback only): the token POST /v1/sessions returns.",
+                    ))
+                    .build(),
+            ),
+        )
+        .security_scheme(
+            "adminToken",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "The operators' token ([gateway] admin_token or admin_token_file).",
+                    ))
+                    .build(),
+            ),
+        )
+        .security_scheme(
+            "webhookSignature",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "Booking-Signature",
+                "t=<unix seconds>,v1=<hex HMAC-SHA256(webhook secret, \"<t>.<body>\")>",
+            ))),
         )
         .build();
     OpenApiBuilder::new()
@@ -270,7 +321,7 @@ mod shapes {
                                     tok_pending, tok_slow_<ms>",
                     "examples": ["tok_ok", "tok_declined", "tok_flaky", "tok_pending"]}}),
             ),
-            ("post", "/v1/tickets/verify") => {
+            ("post", "/v1/tickets/verify") | ("post", "/v1/events/{event_id}/check-in") => {
                 object(&["code"], json!({"code": {"type": "string"}}))
             }
             ("post", "/v1/payments/webhook") => json!({
@@ -278,9 +329,10 @@ mod shapes {
                 "properties": {
                     "id": {"type": "string"},
                     "type": {"type": "string", "enum": ["payment.succeeded", "payment.failed"]},
-                    "data": {"type": "object", "required": ["hold_id", "charge_id"],
+                    "data": {"type": "object", "required": ["hold_id", "charge_id", "amount_cents"],
                              "properties": {"hold_id": {"type": "integer", "format": "int64"},
-                                            "charge_id": {"type": "string"}}}
+                                            "charge_id": {"type": "string"},
+                                            "amount_cents": {"type": "integer", "format": "int64"}}}
                 }
             }),
             _ => return None,

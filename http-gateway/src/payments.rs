@@ -5,8 +5,9 @@
 //! simulated provider's test tokens and its charge ledger, and
 //! `Booking-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`.
 //!
-//! Must not: touch the cluster; the checkout flow in `handlers::checkout`
-//! sequences BeginPayment → charge → Confirm / FailPayment.
+//! Must not: touch the cluster; the checkout flow in `api::checkout::checkout`
+//! sequences begin (the provider names the charge) → BeginCharge → charge
+//! → ConfirmCharge / FailPayment.
 //!
 //! Simulated test tokens (`payment_method`):
 //! - `tok_ok`: succeeds.
@@ -21,7 +22,7 @@
 //! the key is derived from the hold: any gateway retrying charges once.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use hmac::{Hmac, Mac};
@@ -73,6 +74,9 @@ pub enum PaymentError {
     /// The payment method is not one this provider takes (nothing was tried).
     #[error("invalid payment method: {0}")]
     InvalidMethod(String),
+    /// No provider is configured (`[payments] provider = "none"`).
+    #[error("no payment provider is configured")]
+    Unavailable,
 }
 
 /// A payment provider. Every call with the same idempotency key must come to
@@ -80,9 +84,41 @@ pub enum PaymentError {
 pub trait PaymentProvider: Send + Sync + 'static {
     /// Checks the method's shape before anything is reserved for it.
     fn validate_method(&self, payment_method: &str) -> Result<(), PaymentError>;
+    /// Names the charge this request will be (a payment intent: no money
+    /// moves). The same idempotency key always names the same charge. The
+    /// gateway records it in replicated state (`BeginCharge`) before any
+    /// money moves, so only this charge can confirm the hold.
+    fn begin(&self, request: &ChargeRequest) -> BoxFuture<'_, Result<String, PaymentError>>;
     fn charge(&self, request: ChargeRequest) -> BoxFuture<'_, Result<ChargeResult, PaymentError>>;
     /// Gives a charge's money back (idempotent per `charge_id`).
     fn refund(&self, charge_id: String) -> BoxFuture<'_, Result<(), PaymentError>>;
+}
+
+/// The provider `[payments] provider` names.
+pub fn provider_for(kind: crate::settings::PaymentProviderKind) -> Arc<dyn PaymentProvider> {
+    match kind {
+        crate::settings::PaymentProviderKind::Simulated => Arc::new(SimulatedProvider::new()),
+        crate::settings::PaymentProviderKind::None => Arc::new(NoProvider),
+    }
+}
+
+/// No payment provider configured: every method is refused before anything
+/// is reserved, so checkout answers 503 `payments_unavailable`.
+pub struct NoProvider;
+
+impl PaymentProvider for NoProvider {
+    fn validate_method(&self, _payment_method: &str) -> Result<(), PaymentError> {
+        Err(PaymentError::Unavailable)
+    }
+    fn begin(&self, _request: &ChargeRequest) -> BoxFuture<'_, Result<String, PaymentError>> {
+        Box::pin(async { Err(PaymentError::Unavailable) })
+    }
+    fn charge(&self, _request: ChargeRequest) -> BoxFuture<'_, Result<ChargeResult, PaymentError>> {
+        Box::pin(async { Err(PaymentError::Unavailable) })
+    }
+    fn refund(&self, _charge_id: String) -> BoxFuture<'_, Result<(), PaymentError>> {
+        Box::pin(async { Err(PaymentError::Unavailable) })
+    }
 }
 
 /// One ledger line of the simulated provider.
@@ -117,19 +153,20 @@ impl SimulatedProvider {
         SimulatedProvider::default()
     }
 
+    /// The ledger. Nothing panics while holding it, but a poisoned lock
+    /// must not turn every later checkout into a 500 either.
+    fn ledger(&self) -> MutexGuard<'_, Ledger> {
+        self.ledger.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// The ledger line of a key, if any.
     pub fn record(&self, idempotency_key: &str) -> Option<ChargeRecord> {
-        self.ledger
-            .lock()
-            .expect("ledger lock")
-            .by_key
-            .get(idempotency_key)
-            .cloned()
+        self.ledger().by_key.get(idempotency_key).cloned()
     }
 
     /// Every ledger line (tests and the debug view).
     pub fn records(&self) -> Vec<ChargeRecord> {
-        let ledger = self.ledger.lock().expect("ledger lock");
+        let ledger = self.ledger();
         ledger
             .order
             .iter()
@@ -144,49 +181,51 @@ impl SimulatedProvider {
 
     /// Records an attempt and returns the line after it.
     fn attempt(&self, request: &ChargeRequest) -> ChargeRecord {
-        let mut ledger = self.ledger.lock().expect("ledger lock");
-        if !ledger.by_key.contains_key(&request.idempotency_key) {
+        let mut ledger = self.ledger();
+        let key = &request.idempotency_key;
+        if !ledger.by_key.contains_key(key) {
             if ledger.order.len() >= LEDGER_ENTRIES_MAX {
                 if let Some(old) = ledger.order.pop_front() {
                     ledger.by_key.remove(&old);
                 }
             }
-            ledger.order.push_back(request.idempotency_key.clone());
-            ledger.by_key.insert(
-                request.idempotency_key.clone(),
-                ChargeRecord {
-                    idempotency_key: request.idempotency_key.clone(),
-                    charge_id: Self::charge_id(&request.idempotency_key),
-                    amount_cents: request.amount_cents,
-                    attempts: 0,
-                    charges: 0,
-                    refunded: false,
-                    pending: false,
-                },
-            );
+            ledger.order.push_back(key.clone());
         }
         let line = ledger
             .by_key
-            .get_mut(&request.idempotency_key)
-            .expect("inserted above");
+            .entry(key.clone())
+            .or_insert_with(|| ChargeRecord {
+                idempotency_key: key.clone(),
+                charge_id: Self::charge_id(key),
+                amount_cents: request.amount_cents,
+                attempts: 0,
+                charges: 0,
+                refunded: false,
+                pending: false,
+            });
         line.attempts += 1;
         line.clone()
     }
 
-    /// Takes the money once per key.
+    /// Takes the money once per key (the line was recorded by `attempt`; if
+    /// it was forgotten meanwhile, the charge id is the same anyway).
     fn settle(&self, key: &str, pending: bool) -> String {
-        let mut ledger = self.ledger.lock().expect("ledger lock");
-        let line = ledger.by_key.get_mut(key).expect("attempt recorded first");
-        if line.charges == 0 {
-            line.charges = 1;
-            line.pending = pending;
+        let mut ledger = self.ledger();
+        match ledger.by_key.get_mut(key) {
+            Some(line) => {
+                if line.charges == 0 {
+                    line.charges = 1;
+                    line.pending = pending;
+                }
+                line.charge_id.clone()
+            }
+            None => Self::charge_id(key),
         }
-        line.charge_id.clone()
     }
 
     /// Settles a pending charge (what the provider does before sending its webhook).
     pub fn finish_pending(&self, charge_id: &str, succeeded: bool) {
-        let mut ledger = self.ledger.lock().expect("ledger lock");
+        let mut ledger = self.ledger();
         if let Some(line) = ledger
             .by_key
             .values_mut()
@@ -219,6 +258,11 @@ impl PaymentProvider for SimulatedProvider {
                     .into(),
             ))
         }
+    }
+
+    fn begin(&self, request: &ChargeRequest) -> BoxFuture<'_, Result<String, PaymentError>> {
+        let charge_id = Self::charge_id(&request.idempotency_key);
+        Box::pin(async move { Ok(charge_id) })
     }
 
     fn charge(&self, request: ChargeRequest) -> BoxFuture<'_, Result<ChargeResult, PaymentError>> {
@@ -267,7 +311,7 @@ impl PaymentProvider for SimulatedProvider {
 
     fn refund(&self, charge_id: String) -> BoxFuture<'_, Result<(), PaymentError>> {
         Box::pin(async move {
-            let mut ledger = self.ledger.lock().expect("ledger lock");
+            let mut ledger = self.ledger();
             if let Some(line) = ledger
                 .by_key
                 .values_mut()
@@ -297,6 +341,8 @@ pub struct WebhookEvent {
 pub struct WebhookData {
     pub hold_id: u64,
     pub charge_id: String,
+    /// What the charge took, in cents; must be what the hold's payment began with.
+    pub amount_cents: u64,
 }
 
 /// Why a webhook signature was refused.
@@ -314,11 +360,15 @@ type HmacSha256 = Hmac<Sha256>;
 
 /// The `Booking-Signature` header value for `body` at time `t_s`.
 pub fn sign_webhook(secret: &[u8], t_s: u64, body: &[u8]) -> String {
-    let mut m = HmacSha256::new_from_slice(secret).expect("HMAC takes any key length");
-    m.update(t_s.to_string().as_bytes());
-    m.update(b".");
-    m.update(body);
-    format!("t={t_s},v1={}", hex::encode(m.finalize().into_bytes()))
+    let tag = HmacSha256::new_from_slice(secret)
+        .map(|mut m| {
+            m.update(t_s.to_string().as_bytes());
+            m.update(b".");
+            m.update(body);
+            hex::encode(m.finalize().into_bytes())
+        })
+        .unwrap_or_default();
+    format!("t={t_s},v1={tag}")
 }
 
 /// Checks a `Booking-Signature` header: the timestamp within `tolerance_s`
@@ -349,7 +399,9 @@ pub fn verify_webhook(
         return Err(WebhookError::Stale);
     }
     for sig in signatures {
-        let mut m = HmacSha256::new_from_slice(secret).expect("HMAC takes any key length");
+        let Ok(mut m) = HmacSha256::new_from_slice(secret) else {
+            return Err(WebhookError::Mismatch);
+        };
         m.update(t.to_string().as_bytes());
         m.update(b".");
         m.update(body);

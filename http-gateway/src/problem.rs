@@ -184,7 +184,10 @@ pub fn booking_error_status(err: &BookingError) -> StatusCode {
         | BookingCancelled { .. }
         | TicketRevoked { .. }
         | AlreadyCheckedIn { .. }
+        | ChargeMismatch { .. }
+        | CancelClosed { .. }
         | NoWaitingRoom { .. } => StatusCode::CONFLICT,
+        RequestReused { .. } => StatusCode::UNPROCESSABLE_ENTITY,
         UnknownEvent { .. }
         | UnknownHold { .. }
         | NotOwner
@@ -202,12 +205,29 @@ pub fn booking_error_status(err: &BookingError) -> StatusCode {
 /// How long a client should wait before retrying a full waiting room.
 const QUEUE_FULL_RETRY_AFTER_MS: u64 = 5_000;
 
+/// The one answer for "does not exist" and "is not yours" (holds, bookings,
+/// tickets), so ids cannot be probed.
+pub fn not_yours_or_missing() -> Problem {
+    Problem::not_found("not_found", "not found (or not yours)")
+}
+
 impl From<BookingError> for Problem {
     fn from(err: BookingError) -> Problem {
         let status = booking_error_status(&err);
-        // Not-owner is reported as plain "not found" so it leaks nothing.
+        // "Someone else's" and "missing" read the same, so they leak nothing.
         let (code, detail) = match &err {
-            BookingError::NotOwner => ("not_found", "no such resource".to_string()),
+            BookingError::NotOwner
+            | BookingError::UnknownHold { .. }
+            | BookingError::UnknownBooking { .. }
+            | BookingError::UnknownTicket { .. } => {
+                return not_yours_or_missing();
+            }
+            // Derived ids come from (user, scope, Idempotency-Key): the key
+            // was first used with another body. Stripe answers 400 here.
+            BookingError::RequestReused { .. } => (
+                "idempotency_key_reused",
+                "this Idempotency-Key was used with a different request; use a new key".to_string(),
+            ),
             _ => (err.code(), err.to_string()),
         };
         let mut p = Problem::new(status, code, detail);
@@ -227,29 +247,39 @@ impl From<BookingError> for Problem {
     }
 }
 
+/// Cluster trouble as the public sees it: a stable code and a fixed text.
+/// The reason (node addresses, gRPC statuses) goes to the log only.
 impl From<ClusterError> for Problem {
     fn from(err: ClusterError) -> Problem {
+        tracing::warn!(error = %err, "cluster call failed");
         match err {
-            ClusterError::Unavailable { retry_after_ms, reason } => {
-                Problem::new(StatusCode::SERVICE_UNAVAILABLE, "no_leader", format!("the cluster has no leader: {reason}"))
-                    .retry_after_ms(retry_after_ms)
-            }
-            ClusterError::Overloaded { retry_after_ms } => {
-                Problem::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", "the cluster is shedding load")
-                    .retry_after_ms(retry_after_ms)
-            }
-            ClusterError::OutcomeUnknown { reason } => Problem::new(
+            ClusterError::Unavailable { retry_after_ms, .. } => Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no_leader",
+                "the booking cluster has no leader right now; retry shortly",
+            )
+            .retry_after_ms(retry_after_ms),
+            ClusterError::Overloaded { retry_after_ms } => Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "overloaded",
+                "the cluster is shedding load",
+            )
+            .retry_after_ms(retry_after_ms),
+            ClusterError::OutcomeUnknown { .. } => Problem::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "outcome_unknown",
-                format!(
-                    "the request may or may not have taken effect ({reason}); retry with the same Idempotency-Key"
-                ),
+                "the request may or may not have taken effect; retry with the same Idempotency-Key",
             )
             .retry_after_ms(1_000),
-            ClusterError::Invalid { reason } => Problem::internal(format!("the cluster refused the request: {reason}")),
-            ClusterError::Internal { reason } => {
-                Problem::new(StatusCode::SERVICE_UNAVAILABLE, "cluster_error", reason).retry_after_ms(1_000)
+            ClusterError::Invalid { .. } => {
+                Problem::internal("the cluster refused the request; it has been logged")
             }
+            ClusterError::Internal { .. } => Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "cluster_error",
+                "the booking cluster could not answer; retry shortly",
+            )
+            .retry_after_ms(1_000),
         }
     }
 }
@@ -274,7 +304,26 @@ where
     }
 }
 
+/// True when a body error came from the body-read timeout.
+fn is_body_timeout(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = cur {
+        if e.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        cur = e.source();
+    }
+    false
+}
+
 fn json_rejection(rejection: JsonRejection) -> Problem {
+    if is_body_timeout(&rejection) {
+        return Problem::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            "the request body did not arrive in time",
+        );
+    }
     let status = rejection.status();
     let code = match &rejection {
         JsonRejection::JsonDataError(_) => "invalid_body",

@@ -1,9 +1,13 @@
-//! Per-address and per-user rate limits (token buckets from `governor`),
-//! answered with `429` and `Retry-After`.
+//! Per-address and per-user rate limits (token buckets from `governor`,
+//! rates from `[gateway] rate_per_*`), answered with `429` and `Retry-After`.
 //!
-//! Owns: the two keyed limiters and the middleware. The user is read from a
-//! valid session token only (a forged token is limited by address alone and
-//! then refused by the handler). Must not: hold memory without bound: a
+//! Owns: the two keyed limiters and the middleware that also resolves who
+//! is calling: the client address ([`crate::client_addr`]: IPv6 by /64,
+//! forwarded headers only from trusted proxies) and the bearer token
+//! ([`crate::auth::identify`], any `Bearer` casing), both stored in the
+//! request's extensions for the handlers. The user bucket is keyed by the
+//! verified user, so a forged or unknown token is limited by address alone
+//! (and then refused with 401). Must not: hold memory without bound: a
 //! janitor task drops idle keys every [`JANITOR_INTERVAL_MS`].
 //!
 //! Caveat: limits are per gateway; N gateways admit N times the rate.
@@ -19,15 +23,16 @@ use axum::response::{IntoResponse, Response};
 use governor::clock::Clock;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
+use crate::client_addr::{client_addr, AddrKey};
 use crate::problem::Problem;
 use crate::settings::GatewaySettings;
-use crate::{unix_now_s, AppState};
+use crate::AppState;
 
 /// How often idle limiter keys are dropped.
 pub const JANITOR_INTERVAL_MS: u64 = 60_000;
 
 pub struct RateLimits {
-    by_address: DefaultKeyedRateLimiter<IpAddr>,
+    by_address: DefaultKeyedRateLimiter<AddrKey>,
     by_user: DefaultKeyedRateLimiter<String>,
 }
 
@@ -71,33 +76,28 @@ fn limited(wait: Duration, what: &str) -> Response {
     .into_response()
 }
 
-/// Checks the address bucket, then the user bucket.
-pub async fn limit(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let ip = req
+/// Resolves the client address, checks its bucket, resolves the caller's
+/// identity, then checks the user's bucket.
+pub async fn limit(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let peer = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
+    let client = client_addr(peer, req.headers(), &state.settings.trusted_proxies);
+    req.extensions_mut().insert(client);
     // The limiters' own clock: building a `DefaultClock` per request costs a
     // CPUID (a hypervisor trap on a VM), seen in the bench profile.
-    if let Err(not_until) = state.limits.by_address.check_key(&ip) {
+    if let Err(not_until) = state.limits.by_address.check_key(&client.key) {
         let now = state.limits.by_address.clock().now();
         return limited(not_until.wait_time_from(now), "address");
     }
-    let user = req
-        .headers()
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .and_then(|t| state.keys.verify_session(t.trim(), unix_now_s()))
-        .map(|c| c.sub);
-    if let Some(user) = user {
-        if let Err(not_until) = state.limits.by_user.check_key(&user) {
+    let identity = crate::auth::identify(req.headers(), &state);
+    if let Some(user) = identity.user() {
+        if let Err(not_until) = state.limits.by_user.check_key(&user.to_string()) {
             let now = state.limits.by_user.clock().now();
             return limited(not_until.wait_time_from(now), "user");
         }
     }
+    req.extensions_mut().insert(identity);
     next.run(req).await
 }

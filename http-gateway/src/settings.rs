@@ -1,59 +1,107 @@
 //! Everything the gateway can be told, with defaults in one place, and the
 //! start-up checks that refuse an unsafe configuration.
 //!
-//! Owns: [`GatewaySettings`] (built from `cluster.toml`'s `[gateway]` section
-//! plus gateway-only knobs that the config crate does not have yet), and
-//! [`SettingsError`]. Must not: read files (secrets are loaded by
-//! [`crate::keys`]) or open sockets.
+//! Owns: [`GatewaySettings`] (built from `cluster.toml`'s `[gateway]`,
+//! `[auth]`, `[payments]` and `[booking] cancel_cutoff_ms` plus a few
+//! gateway-only knobs), and [`SettingsError`]. Must not: read files (secrets
+//! and JWKS documents are loaded by [`crate::keys`] and [`crate::jwt`]) or
+//! open sockets.
 //!
-//! Caveat: keys other than `listen`, `admin_token` and `cluster_timeout_ms` are not yet in
-//! `cluster.toml`; until the config crate grows them they are set in code
-//! (`booking gateway` uses the defaults below). See
-//! `docs/config-and-node-interface.md`, "gateway needs these config keys".
+//! Start-up refusals (each names its key):
+//! - `[auth] mode = "jwt"` (the default) without `jwt_issuer`,
+//!   `jwt_audience` or `jwt_keys_file`;
+//! - `[auth] mode = "demo"` or `[payments] provider = "simulated"` on an
+//!   address that is not loopback (both let anyone act as anyone or pay
+//!   with nothing);
+//! - a value out of range.
+//!
+//! Caveat: the loopback checks look at the address the gateway listens on.
+//! A reverse proxy or tunnel in front of a loopback gateway exposes it
+//! anyway: demo mode and the simulated provider are for a developer's
+//! machine and tests, never behind a proxy.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-/// The admin token that ships in the default `cluster.toml`. Accepted only on
-/// a loopback listen address.
-pub const DEFAULT_ADMIN_TOKEN: &str = "dev-admin-token";
+use cluster_config::defaults;
+pub use cluster_config::{AuthMode, IpNet, PaymentProviderKind};
+
+/// `[auth]` as the gateway uses it.
+#[derive(Clone, Debug)]
+pub struct AuthSettings {
+    /// JWT (the operator's identity provider) or demo (name-only sessions).
+    pub mode: AuthMode,
+    /// Required `iss` (jwt mode).
+    pub jwt_issuer: Option<String>,
+    /// Required `aud` (jwt mode).
+    pub jwt_audience: Option<String>,
+    /// The JWKS document, resolved against the config file's directory.
+    pub jwt_keys_file: Option<PathBuf>,
+    /// Clock skew allowed on `exp` and `nbf`, in seconds.
+    pub jwt_leeway_s: u64,
+    /// Lifetime of a demo session token, in seconds.
+    pub demo_session_ttl_s: u64,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        AuthSettings {
+            mode: AuthMode::Jwt,
+            jwt_issuer: None,
+            jwt_audience: None,
+            jwt_keys_file: None,
+            jwt_leeway_s: defaults::JWT_LEEWAY_S,
+            demo_session_ttl_s: defaults::DEMO_SESSION_TTL_S,
+        }
+    }
+}
 
 /// Gateway configuration. Every field has a default in [`GatewaySettings::default`].
 #[derive(Clone, Debug)]
 pub struct GatewaySettings {
     /// `[gateway] listen`: where the HTTP server listens.
     pub listen: SocketAddr,
-    /// `[gateway] admin_token`: bearer token for event creation, sale
-    /// opening, check-in and the cluster endpoint.
-    pub admin_token: String,
-    /// Where the gateway keeps its key files when no explicit path is given
-    /// (`<cluster.data_dir>/gateway` under `booking`).
+    /// `[gateway] admin_token`: the operators' bearer token, if set inline.
+    pub admin_token: Option<String>,
+    /// File holding the admin token; read at start if it exists (default
+    /// `<data_dir>/admin-token`, which `booking up` creates). With neither
+    /// this nor `admin_token`, only JWTs with `booking:admin` are operators.
+    pub admin_token_file: Option<PathBuf>,
+    /// Where the gateway keeps the secret files it creates when no explicit
+    /// path is given (`<cluster.data_dir>/gateway` under `booking`).
     pub data_dir: PathBuf,
-    /// Secret for session and waiting-room tokens (HMAC-SHA256). When `None`,
-    /// it is derived from `admin_token` and `cluster_name`, so gateways that
-    /// share a `cluster.toml` accept each other's tokens.
-    pub token_secret_file: Option<PathBuf>,
-    /// Ed25519 ticket signing key: a file holding a 32-byte seed in hex. All
-    /// gateways of a cluster must point at the same key. Created with a fresh
-    /// random seed if missing (`booking up` creates it once for everyone).
-    /// When `None` and `ticket_key_seed` is `None`, `<data_dir>/ticket-key.hex`.
+    /// Secret for demo session tokens and waiting-room tokens (HMAC-SHA256):
+    /// random bytes, created 0600 when missing. Default `<data_dir>/session-secret`.
+    pub session_secret_file: Option<PathBuf>,
+    /// Ed25519 ticket signing key (a 32-byte seed in hex), created 0600 when
+    /// missing. Default `<data_dir>/ticket-key.hex`.
     pub ticket_key_file: Option<PathBuf>,
-    /// Alternative to the key file: derive the ticket key from this string
-    /// (tests and demos; anyone who knows the seed can forge tickets).
-    pub ticket_key_seed: Option<String>,
-    /// Secret the payment provider signs webhooks with. When `None`, derived
-    /// from the token secret.
-    pub webhook_secret: Option<String>,
+    /// Secret the payment provider signs webhooks with; created random when
+    /// missing. Default `<data_dir>/webhook-secret`.
+    pub webhook_secret_file: Option<PathBuf>,
     /// Accepted age of a webhook timestamp, either way, in seconds.
     pub webhook_tolerance_s: u64,
-    /// Label mixed into derived secrets; the cluster's name.
-    pub cluster_name: String,
-    /// Lifetime of a session token, in seconds.
-    pub session_ttl_s: u64,
+    /// `[auth]`.
+    pub auth: AuthSettings,
+    /// `[payments] provider`.
+    pub payment_provider: PaymentProviderKind,
+    /// `[booking] cancel_cutoff_ms`: no cancel this long before the event starts.
+    pub cancel_cutoff_ms: u64,
     /// Largest request body on any route, in bytes (413 beyond).
     pub body_limit_bytes: usize,
     /// Largest body of `POST /v1/events` (a 50 000-seat layout), in bytes.
     pub event_body_limit_bytes: usize,
+    /// Longest wait for a request's headers, in ms.
+    pub header_read_timeout_ms: u64,
+    /// Longest wait for a request body, in ms (408 beyond).
+    pub body_read_timeout_ms: u64,
+    /// Longest a request may take to be answered, in ms (408 beyond).
+    pub request_timeout_ms: u64,
+    /// Open connections at once; more wait in the kernel's accept queue.
+    pub connections_max: usize,
+    /// Open connections per client address (IPv6: /64); more are closed at
+    /// once. Trusted proxies are exempt (every client comes through them).
+    pub connections_per_address_max: usize,
     /// Requests per second each client address may make (token bucket).
     pub rate_per_address_per_s: u32,
     /// Burst size of the per-address bucket.
@@ -62,6 +110,8 @@ pub struct GatewaySettings {
     pub rate_per_user_per_s: u32,
     /// Burst size of the per-user bucket.
     pub rate_per_user_burst: u32,
+    /// Peers whose `Forwarded` / `X-Forwarded-For` header is believed.
+    pub trusted_proxies: Vec<IpNet>,
     /// Upper bound on one cluster call (submit, read, status), in ms. A write
     /// that times out answers 503 `outcome_unknown`.
     pub cluster_timeout_ms: u64,
@@ -73,6 +123,11 @@ pub struct GatewaySettings {
     pub payment_timeout_ms: u64,
     /// Concurrent live WebSocket clients; more get 503.
     pub ws_clients_max: usize,
+    /// Concurrent live WebSocket clients per client address; more get 429.
+    pub ws_clients_per_address_max: usize,
+    /// Origins (lower-case `scheme://host[:port]`) whose pages may open the
+    /// live seat map besides the gateway's own; `"*"` allows any.
+    pub allowed_origins: Vec<String>,
     /// `Cache-Control: max-age` of the static event layout, in seconds.
     pub event_cache_max_age_s: u64,
     /// Newline-delimited JSON file the notification sender appends confirmed
@@ -86,26 +141,35 @@ impl Default for GatewaySettings {
     fn default() -> Self {
         GatewaySettings {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
-            admin_token: DEFAULT_ADMIN_TOKEN.to_string(),
+            admin_token: None,
+            admin_token_file: None,
             data_dir: PathBuf::from("data/gateway"),
-            token_secret_file: None,
+            session_secret_file: None,
             ticket_key_file: None,
-            ticket_key_seed: None,
-            webhook_secret: None,
-            webhook_tolerance_s: 300,
-            cluster_name: "local".to_string(),
-            session_ttl_s: 24 * 3600,
+            webhook_secret_file: None,
+            webhook_tolerance_s: defaults::WEBHOOK_TOLERANCE_S,
+            auth: AuthSettings::default(),
+            payment_provider: PaymentProviderKind::None,
+            cancel_cutoff_ms: defaults::CANCEL_CUTOFF_MS,
             body_limit_bytes: 64 * 1024,
             event_body_limit_bytes: 4 * 1024 * 1024,
-            rate_per_address_per_s: 2_000,
-            rate_per_address_burst: 4_000,
-            rate_per_user_per_s: 50,
-            rate_per_user_burst: 100,
-            cluster_timeout_ms: 5_000,
+            header_read_timeout_ms: defaults::HEADER_READ_TIMEOUT_MS,
+            body_read_timeout_ms: defaults::BODY_READ_TIMEOUT_MS,
+            request_timeout_ms: defaults::REQUEST_TIMEOUT_MS,
+            connections_max: defaults::CONNECTIONS_MAX as usize,
+            connections_per_address_max: defaults::CONNECTIONS_PER_ADDRESS_MAX as usize,
+            rate_per_address_per_s: defaults::RATE_PER_ADDRESS_PER_S,
+            rate_per_address_burst: defaults::RATE_PER_ADDRESS_BURST,
+            rate_per_user_per_s: defaults::RATE_PER_USER_PER_S,
+            rate_per_user_burst: defaults::RATE_PER_USER_BURST,
+            trusted_proxies: Vec::new(),
+            cluster_timeout_ms: defaults::GATEWAY_CLUSTER_TIMEOUT_MS,
             payment_attempts_max: 3,
             payment_backoff_ms: 50,
             payment_timeout_ms: 30_000,
-            ws_clients_max: 10_000,
+            ws_clients_max: defaults::WS_CLIENTS_MAX as usize,
+            ws_clients_per_address_max: defaults::WS_CLIENTS_PER_ADDRESS_MAX as usize,
+            allowed_origins: Vec::new(),
             event_cache_max_age_s: 60,
             notification_sink: None,
             notification_poll_ms: 500,
@@ -116,46 +180,163 @@ impl Default for GatewaySettings {
 /// Why the gateway refused its settings.
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
-    #[error(
-        "refusing the default admin token {DEFAULT_ADMIN_TOKEN:?} on non-loopback address {0}: set [gateway] admin_token"
-    )]
-    DefaultAdminTokenExposed(SocketAddr),
-    #[error("[gateway] {key}: {message}")]
+    #[error("{key}: {message}")]
     Invalid { key: &'static str, message: String },
     #[error("cannot use key file {path}: {message}")]
     KeyFile { path: PathBuf, message: String },
 }
 
+impl SettingsError {
+    fn invalid(key: &'static str, message: impl Into<String>) -> SettingsError {
+        SettingsError::Invalid {
+            key,
+            message: message.into(),
+        }
+    }
+}
+
 impl GatewaySettings {
-    /// Settings from a parsed `cluster.toml`: `[gateway]` keys (`listen`,
-    /// `admin_token`, `cluster_timeout_ms`), the cluster
-    /// name, and `<data_dir>/gateway` for key files; the rest defaulted.
+    /// Settings from a parsed `cluster.toml`: `[gateway]`, `[auth]`,
+    /// `[payments]`, `[booking] cancel_cutoff_ms`, and `<data_dir>/gateway`
+    /// for the files the gateway creates; paths in the file are resolved
+    /// against its directory.
     pub fn from_config(config: &cluster_config::ClusterConfig) -> GatewaySettings {
+        let g = &config.gateway;
+        let resolve = |p: &Option<PathBuf>| p.as_deref().map(|p| config.resolve(p));
         GatewaySettings {
-            listen: config.gateway.listen,
-            admin_token: config.gateway.admin_token.clone(),
-            cluster_timeout_ms: config.gateway.cluster_timeout_ms,
-            data_dir: config.data_dir().join("gateway"),
-            cluster_name: config.cluster.name.clone(),
+            listen: g.listen,
+            admin_token: g.admin_token.clone(),
+            admin_token_file: resolve(&g.admin_token_file),
+            data_dir: config.gateway_dir(),
+            session_secret_file: resolve(&g.session_secret_file),
+            ticket_key_file: resolve(&g.ticket_key_file),
+            webhook_secret_file: resolve(&config.payments.webhook_secret_file),
+            webhook_tolerance_s: config.payments.webhook_tolerance_s,
+            auth: AuthSettings {
+                mode: config.auth.mode,
+                jwt_issuer: config.auth.jwt_issuer.clone(),
+                jwt_audience: config.auth.jwt_audience.clone(),
+                jwt_keys_file: resolve(&config.auth.jwt_keys_file),
+                jwt_leeway_s: config.auth.jwt_leeway_s,
+                demo_session_ttl_s: config.auth.demo_session_ttl_s,
+            },
+            payment_provider: config.payments.provider,
+            cancel_cutoff_ms: config.booking.cancel_cutoff_ms,
+            header_read_timeout_ms: g.header_read_timeout_ms,
+            body_read_timeout_ms: g.body_read_timeout_ms,
+            request_timeout_ms: g.request_timeout_ms,
+            connections_max: g.connections_max as usize,
+            connections_per_address_max: g.connections_per_address_max as usize,
+            rate_per_address_per_s: g.rate_per_address_per_s,
+            rate_per_address_burst: g.rate_per_address_burst,
+            rate_per_user_per_s: g.rate_per_user_per_s,
+            rate_per_user_burst: g.rate_per_user_burst,
+            trusted_proxies: g.trusted_proxies.clone(),
+            cluster_timeout_ms: g.cluster_timeout_ms,
+            ws_clients_max: g.ws_clients_max as usize,
+            ws_clients_per_address_max: g.ws_clients_per_address_max as usize,
+            allowed_origins: g.allowed_origins.clone(),
             ..GatewaySettings::default()
         }
     }
 
-    /// Start-up checks; the message names the key.
-    pub fn validate(&self) -> Result<(), SettingsError> {
-        if self.admin_token == DEFAULT_ADMIN_TOKEN && !self.listen.ip().is_loopback() {
-            return Err(SettingsError::DefaultAdminTokenExposed(self.listen));
+    /// The admin token file to read: the configured one, else the default
+    /// that `booking up` writes.
+    pub fn admin_token_path(&self) -> PathBuf {
+        self.admin_token_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("admin-token"))
+    }
+
+    /// The session-token secret file.
+    pub fn session_secret_path(&self) -> PathBuf {
+        self.session_secret_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("session-secret"))
+    }
+
+    /// The ticket signing key file.
+    pub fn ticket_key_path(&self) -> PathBuf {
+        self.ticket_key_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("ticket-key.hex"))
+    }
+
+    /// The webhook secret file.
+    pub fn webhook_secret_path(&self) -> PathBuf {
+        self.webhook_secret_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("webhook-secret"))
+    }
+
+    /// Start-up checks against the address the gateway listens on (which
+    /// may differ from `listen` when a test binds port 0); the message names
+    /// the key.
+    pub fn validate_for(&self, local: SocketAddr) -> Result<(), SettingsError> {
+        let loopback = local.ip().is_loopback();
+        match self.auth.mode {
+            AuthMode::Demo if !loopback => {
+                return Err(SettingsError::invalid(
+                    "[auth] mode",
+                    format!(
+                        "\"demo\" lets anyone sign in as anyone; it is refused on the \
+                         non-loopback address {local}: use mode = \"jwt\" with your identity provider"
+                    ),
+                ))
+            }
+            AuthMode::Demo => {}
+            AuthMode::Jwt => {
+                let missing = if self.auth.jwt_issuer.is_none() {
+                    Some("[auth] jwt_issuer")
+                } else if self.auth.jwt_audience.is_none() {
+                    Some("[auth] jwt_audience")
+                } else if self.auth.jwt_keys_file.is_none() {
+                    Some("[auth] jwt_keys_file")
+                } else {
+                    None
+                };
+                if let Some(key) = missing {
+                    return Err(SettingsError::invalid(
+                        key,
+                        "required with [auth] mode = \"jwt\" (the default): the gateway \
+                         verifies users' tokens with the issuer, audience and JWKS keys of \
+                         your identity provider (or set mode = \"demo\" on loopback)",
+                    ));
+                }
+            }
         }
-        if self.admin_token.len() < 8 {
-            return Err(SettingsError::Invalid {
-                key: "admin_token",
-                message: "at least 8 characters".into(),
-            });
+        if self.payment_provider == PaymentProviderKind::Simulated && !loopback {
+            return Err(SettingsError::invalid(
+                "[payments] provider",
+                format!(
+                    "\"simulated\" confirms bookings without taking money; it is refused on \
+                     the non-loopback address {local}"
+                ),
+            ));
         }
-        let positive: [(&'static str, u64); 9] = [
-            ("session_ttl_s", self.session_ttl_s),
+        if let Some(token) = &self.admin_token {
+            if token.len() < cluster_config::limits::ADMIN_TOKEN_LEN_MIN {
+                return Err(SettingsError::invalid(
+                    "[gateway] admin_token",
+                    format!(
+                        "at least {} characters",
+                        cluster_config::limits::ADMIN_TOKEN_LEN_MIN
+                    ),
+                ));
+            }
+        }
+        let positive: [(&'static str, u64); 14] = [
+            ("demo_session_ttl_s", self.auth.demo_session_ttl_s),
             ("body_limit_bytes", self.body_limit_bytes as u64),
             ("event_body_limit_bytes", self.event_body_limit_bytes as u64),
+            ("header_read_timeout_ms", self.header_read_timeout_ms),
+            ("body_read_timeout_ms", self.body_read_timeout_ms),
+            ("request_timeout_ms", self.request_timeout_ms),
+            ("connections_max", self.connections_max as u64),
+            (
+                "connections_per_address_max",
+                self.connections_per_address_max as u64,
+            ),
             ("rate_per_address_per_s", self.rate_per_address_per_s as u64),
             ("rate_per_address_burst", self.rate_per_address_burst as u64),
             ("rate_per_user_per_s", self.rate_per_user_per_s as u64),
@@ -165,25 +346,30 @@ impl GatewaySettings {
         ];
         for (key, v) in positive {
             if v == 0 {
-                return Err(SettingsError::Invalid {
-                    key,
-                    message: "must be at least 1".into(),
-                });
+                return Err(SettingsError::invalid(key, "must be at least 1"));
             }
         }
-        if self.payment_attempts_max > 10 {
-            return Err(SettingsError::Invalid {
-                key: "payment_attempts_max",
-                message: "at most 10".into(),
-            });
+        if self.header_read_timeout_ms > cluster_config::limits::HEADER_READ_TIMEOUT_MS_MAX {
+            return Err(SettingsError::invalid(
+                "[gateway] header_read_timeout_ms",
+                "at most 30000",
+            ));
         }
-        if self.ws_clients_max == 0 {
-            return Err(SettingsError::Invalid {
-                key: "ws_clients_max",
-                message: "must be at least 1".into(),
-            });
+        if self.payment_attempts_max > 10 {
+            return Err(SettingsError::invalid("payment_attempts_max", "at most 10"));
+        }
+        if self.ws_clients_max == 0 || self.ws_clients_per_address_max == 0 {
+            return Err(SettingsError::invalid(
+                "[gateway] ws_clients_max",
+                "must be at least 1 (also ws_clients_per_address_max)",
+            ));
         }
         Ok(())
+    }
+
+    /// [`GatewaySettings::validate_for`] at the configured `listen` address.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        self.validate_for(self.listen)
     }
 }
 
@@ -191,17 +377,53 @@ impl GatewaySettings {
 mod tests {
     use super::*;
 
+    fn demo() -> GatewaySettings {
+        GatewaySettings {
+            auth: AuthSettings {
+                mode: AuthMode::Demo,
+                ..AuthSettings::default()
+            },
+            ..GatewaySettings::default()
+        }
+    }
+
     #[test]
-    fn default_admin_token_refused_off_loopback() {
-        // Goal: the default admin token is accepted on loopback only.
-        let mut s = GatewaySettings::default();
+    fn demo_mode_and_simulated_payments_only_on_loopback() {
+        // Goal: the two "anyone may" switches are refused off loopback, naming the key.
+        let public: SocketAddr = "0.0.0.0:8080".parse().unwrap();
+        let mut s = demo();
         assert!(s.validate().is_ok());
-        s.listen = "0.0.0.0:8080".parse().unwrap();
-        assert!(matches!(
-            s.validate(),
-            Err(SettingsError::DefaultAdminTokenExposed(_))
-        ));
-        s.admin_token = "a-long-real-secret".into();
+        let e = s.validate_for(public).unwrap_err().to_string();
+        assert!(e.contains("[auth] mode"), "{e}");
+        s.auth.mode = AuthMode::Jwt;
+        s.auth.jwt_issuer = Some("https://id.example/".into());
+        s.auth.jwt_audience = Some("booking".into());
+        s.auth.jwt_keys_file = Some("jwks.json".into());
+        assert!(s.validate_for(public).is_ok());
+        s.payment_provider = PaymentProviderKind::Simulated;
+        let e = s.validate_for(public).unwrap_err().to_string();
+        assert!(e.contains("[payments] provider"), "{e}");
+    }
+
+    #[test]
+    fn jwt_mode_without_keys_names_the_missing_key() {
+        // Goal: the built-in default (jwt) refuses to start without its issuer, audience and keys.
+        let mut s = GatewaySettings::default();
+        let e = s.validate().unwrap_err().to_string();
+        assert!(e.contains("[auth] jwt_issuer"), "{e}");
+        s.auth.jwt_issuer = Some("i".into());
+        s.auth.jwt_audience = Some("a".into());
+        let e = s.validate().unwrap_err().to_string();
+        assert!(e.contains("[auth] jwt_keys_file"), "{e}");
+    }
+
+    #[test]
+    fn short_admin_token_is_refused() {
+        // Goal: an inline admin token must look like a secret.
+        let mut s = demo();
+        s.admin_token = Some("dev-admin-token".into());
+        assert!(s.validate().is_err());
+        s.admin_token = Some("a-long-real-secret-0123".into());
         assert!(s.validate().is_ok());
     }
 }

@@ -163,10 +163,20 @@ async fn pending_payment_finished_by_signed_webhook() {
     let r = gw.get(&format!("/v1/holds/{hold_id}"), Some(&alice)).await;
     assert_eq!(r.body["status"], "payment_pending");
 
-    let body = serde_json::to_vec(&json!({
-        "id": "evt_1", "type": "payment.succeeded", "data": { "hold_id": hold_id, "charge_id": charge_id }
-    }))
-    .unwrap();
+    let total = gw
+        .get(&format!("/v1/holds/{hold_id}"), Some(&alice))
+        .await
+        .body["total_cents"]
+        .as_u64()
+        .unwrap();
+    let webhook = |kind: &str, hold_id: u64, charge_id: &str, amount_cents: u64| {
+        serde_json::to_vec(&json!({
+            "id": format!("evt_{kind}_{hold_id}_{charge_id}_{amount_cents}"), "type": kind,
+            "data": { "hold_id": hold_id, "charge_id": charge_id, "amount_cents": amount_cents }
+        }))
+        .unwrap()
+    };
+    let body = webhook("payment.succeeded", hold_id, &charge_id, total);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -200,11 +210,61 @@ async fn pending_payment_finished_by_signed_webhook() {
         )
         .await;
     assert_problem(&missing, 400, "invalid_signature");
+    // Properly signed, but not the payment begun for this hold: another
+    // charge, another amount, another hold (bob's, with no payment begun).
+    let bob = gw.session("bob").await;
+    let r = gw.hold(&bob, "gig", json!({ "seats": ["A-2-5"] })).await;
+    let bob_hold = r.body["hold_id"].as_u64().unwrap();
+    for (what, wrong, status, code) in [
+        (
+            "another charge",
+            webhook("payment.succeeded", hold_id, "ch_other", total),
+            409,
+            "charge_mismatch",
+        ),
+        (
+            "another amount",
+            webhook("payment.succeeded", hold_id, &charge_id, total - 1),
+            409,
+            "charge_mismatch",
+        ),
+        (
+            "a failure of another charge",
+            webhook("payment.failed", hold_id, "ch_other", total),
+            409,
+            "charge_mismatch",
+        ),
+        (
+            "another hold",
+            webhook("payment.succeeded", bob_hold, &charge_id, total),
+            409,
+            "charge_mismatch",
+        ),
+    ] {
+        let r = gw
+            .send(post(
+                sign_webhook(WEBHOOK_SECRET.as_bytes(), now, &wrong),
+                wrong.clone(),
+            ))
+            .await;
+        assert!(
+            r.status == status && r.body["code"] == code,
+            "{what}: {} {}",
+            r.status,
+            r.text
+        );
+    }
     assert_eq!(
         gw.get(&format!("/v1/holds/{hold_id}"), Some(&alice))
             .await
             .body["status"],
         "payment_pending"
+    );
+    assert_eq!(
+        gw.get(&format!("/v1/holds/{bob_hold}"), Some(&bob))
+            .await
+            .body["status"],
+        "active"
     );
 
     let ok = gw
@@ -240,7 +300,8 @@ async fn pending_payment_finished_by_signed_webhook() {
             .body["booking_id"],
         booking_id
     );
-    assert_eq!(gw.seat_map("gig").await[2], "B.........");
+    // Alice's seat booked; bob's hold (no payment begun) untouched.
+    assert_eq!(gw.seat_map("gig").await[2], "B...H.....");
 }
 
 #[tokio::test]
@@ -537,4 +598,10 @@ async fn confirmed_bookings_reach_the_notification_sink_and_are_acked() {
         )
     );
     assert_eq!(outbox_len, 0, "the outbox was acknowledged");
+}
+
+#[tokio::test]
+async fn strangers_and_late_cancels_change_nothing() {
+    // Goal: a stranger's DELETE leaves the owner's release working; no cancel inside the cutoff.
+    scenarios::strangers_and_late_cancels_change_nothing(&start().await).await;
 }

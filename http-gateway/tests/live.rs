@@ -153,3 +153,76 @@ async fn live_for_unknown_event_is_404() {
         other => panic!("{other:?}"),
     }
 }
+
+#[tokio::test]
+async fn sockets_share_one_watch_and_are_capped_per_address_and_origin() {
+    // Goal: many sockets of one event cost one cluster watch; an address
+    // gets at most ws_clients_per_address_max sockets (429 beyond); a page of
+    // another origin is refused (403) unless allowed_origins lists it.
+    let fake = std::sync::Arc::new(http_gateway::fake::FakeCluster::new());
+    let settings = http_gateway::GatewaySettings {
+        ws_clients_per_address_max: 3,
+        allowed_origins: vec!["https://tickets.example.com".into()],
+        ..settings()
+    };
+    let gw = start_on(fake.clone(), settings).await;
+    gw.open_event("gig").await;
+    let mut sockets = Vec::new();
+    for _ in 0..3 {
+        let mut ws = connect(&gw, "").await;
+        assert_eq!(next(&mut ws).await["type"], "snapshot");
+        sockets.push(ws);
+    }
+    let alice = gw.session("alice").await;
+    let r = gw.hold(&alice, "gig", json!({ "seats": ["A-1-1"] })).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    for ws in &mut sockets {
+        let m = next(ws).await;
+        assert_eq!(
+            (&m["type"], &m["changes"][0]["seat"]),
+            (&json!("changes"), &json!("A-1-1"))
+        );
+    }
+    assert_eq!(
+        fake.watches_started(),
+        1,
+        "one cluster watch for three sockets"
+    );
+
+    let url = format!("{}/v1/events/gig/live", gw.base.replace("http://", "ws://"));
+    let status_of = |origin: Option<&'static str>| {
+        let url = url.clone();
+        async move {
+            use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+            let mut req = url.into_client_request().unwrap();
+            if let Some(o) = origin {
+                req.headers_mut().insert("origin", o.parse().unwrap());
+            }
+            match tokio_tungstenite::connect_async(req).await {
+                Ok(_) => 101,
+                Err(tokio_tungstenite::tungstenite::Error::Http(r)) => r.status().as_u16(),
+                Err(e) => panic!("{e}"),
+            }
+        }
+    };
+    assert_eq!(
+        status_of(None).await,
+        429,
+        "a fourth socket from one address"
+    );
+    assert_eq!(
+        status_of(Some("https://evil.example")).await,
+        403,
+        "another origin"
+    );
+    drop(sockets.pop());
+    // The slot comes back once the server sees the close.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        match status_of(Some("https://tickets.example.com")).await {
+            101 => break,
+            429 if tokio::time::Instant::now() < deadline => tokio::time::sleep(POLL).await,
+            other => panic!("an allowed origin: {other}"),
+        }
+    }
+}

@@ -70,7 +70,9 @@ async fn payments_tickets_and_idempotency_on_a_real_cluster() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_on_a_real_cluster() {
     // Goal: the table of bad requests: each its 4xx problem, never a 5xx, nothing changed in the replicated state.
-    scenarios::bad_requests_change_nothing(&start_real().await).await;
+    let gw = start_real().await;
+    scenarios::bad_requests_change_nothing(&gw).await;
+    scenarios::strangers_and_late_cancels_change_nothing(&gw).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

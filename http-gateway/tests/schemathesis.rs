@@ -1,6 +1,7 @@
-//! schemathesis (PyPI) against `/openapi.json` of a gateway over a real
-//! 3-node cluster: generated requests to every operation, once with a user's
-//! token and once with the admin token, checked for no 5xx
+//! schemathesis (PyPI) against `/openapi.json` of a gateway in JWT mode
+//! (`[auth] mode = "jwt"`, the production setting) over a real 3-node
+//! cluster: generated requests to every operation, once with a user's JWT
+//! and once with the admin token, checked for no 5xx
 //! (`not_a_server_error`) and for answers that match the document
 //! (`response_schema_conformance`). Examples per operation are bounded so a
 //! run takes a few minutes at most on 2 cores.
@@ -33,6 +34,28 @@ fn schemathesis() -> Option<PathBuf> {
     std::env::split_paths(&path)
         .map(|dir| dir.join("st"))
         .find(|p| p.is_file())
+}
+
+/// A JWKS with one fresh Ed25519 key and a day-long token for `sub` from it.
+fn jwt_issuer(sub: &str) -> (String, String) {
+    use jsonwebtoken::{jwk::Jwk, Algorithm, EncodingKey, Header};
+    let mut der = hex::decode("302e020100300506032b657004220420").unwrap();
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed).unwrap();
+    der.extend_from_slice(&seed);
+    let key = EncodingKey::from_ed_der(&der);
+    let mut jwk = Jwk::from_encoding_key(&key, Algorithm::EdDSA).unwrap();
+    jwk.common.key_id = Some("k1".into());
+    let jwks = json!({ "keys": [jwk] }).to_string();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let mut header = Header::new(Algorithm::EdDSA);
+    header.kid = Some("k1".into());
+    let claims = json!({ "iss": "https://id.example.test/", "aud": "booking", "sub": sub,
+                         "exp": now + 86_400, "scope": "openid" });
+    (jwks, jsonwebtoken::encode(&header, &claims, &key).unwrap())
 }
 
 /// Runs schemathesis against `gw` with `token`; returns (passed, output).
@@ -85,11 +108,26 @@ async fn schemathesis_finds_no_server_error_and_no_schema_mismatch() {
         );
         return;
     };
-    let gw = Arc::new(start_real().await);
+    // JWT mode: an Ed25519 issuer key made here, its JWKS in a file.
+    let keys_dir = tempfile::tempdir().unwrap();
+    let (jwks, alice) = jwt_issuer("alice");
+    let keys_file = keys_dir.path().join("jwks.json");
+    std::fs::write(&keys_file, jwks).unwrap();
+    let settings = http_gateway::GatewaySettings {
+        auth: http_gateway::settings::AuthSettings {
+            mode: http_gateway::settings::AuthMode::Jwt,
+            jwt_issuer: Some("https://id.example.test/".into()),
+            jwt_audience: Some("booking".into()),
+            jwt_keys_file: Some(keys_file),
+            ..Default::default()
+        },
+        ..settings()
+    };
+    let cluster = Arc::new(real::RealCluster::start().await);
+    let gw = Arc::new(start_real_on(cluster, settings).await);
     // Something for the generated requests to find: an open event with a
     // hold, a booking and tickets.
     gw.open_event("gig").await;
-    let alice = gw.session("alice").await;
     let (_, r) = gw.hold_and_pay(&alice, "gig", &["A-1-1"], "tok_ok").await;
     assert_eq!(r.status, 201, "{}", r.text);
     let r = gw.hold(&alice, "gig", json!({ "seats": ["A-1-2"] })).await;

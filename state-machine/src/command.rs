@@ -127,6 +127,32 @@ pub enum Command {
     /// Advances log time only; the due work (expiries, lapses, admissions,
     /// scheduled sale openings) runs at the start of every entry anyway.
     Tick,
+    /// Active → PaymentPending, bound to the charge the gateway began for
+    /// this hold: `amount_cents` must be the hold's total. Expiry as
+    /// `BeginPayment`. Repeating it with the same charge is a no-op success;
+    /// another charge is refused (`charge_mismatch`).
+    BeginCharge {
+        hold_id: u64,
+        holder: String,
+        charge_id: String,
+        amount_cents: u64,
+    },
+    /// PaymentPending with exactly this charge and amount → Confirmed. The
+    /// only confirm the gateway sends: a payment can complete only the hold
+    /// it was begun for.
+    ConfirmCharge {
+        hold_id: u64,
+        holder: String,
+        charge_id: String,
+        amount_cents: u64,
+    },
+    /// `CancelBooking`, refused from `cutoff_ms` before the event starts
+    /// (log time), as well as after any of its tickets checked in.
+    CancelBookingBefore {
+        booking_id: u64,
+        holder: String,
+        cutoff_ms: u64,
+    },
 }
 
 impl Command {
@@ -156,6 +182,9 @@ impl Command {
             Command::AckOutbox { .. } => "ack_outbox",
             Command::Configure(_) => "configure",
             Command::Tick => "tick",
+            Command::BeginCharge { .. } => "begin_charge",
+            Command::ConfirmCharge { .. } => "confirm_charge",
+            Command::CancelBookingBefore { .. } => "cancel_booking_before",
         }
     }
 }

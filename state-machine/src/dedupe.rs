@@ -13,12 +13,12 @@
 //! order. A request retried after its entry was dropped is applied again;
 //! `dedupe_ttl_ms` must exceed how long clients retry.
 
-use std::cell::Cell;
 use std::collections::{BTreeMap, VecDeque};
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::command::Outcome;
+use crate::command::{Command, Outcome};
+use crate::error::BookingError;
 
 /// Remembered request results. Outcomes are stored postcard-encoded in one
 /// byte ring (no allocation per entry, ~40 bytes instead of a 208-byte
@@ -48,28 +48,19 @@ struct Remembered {
     /// Log index of the entry that first applied the request; 0 when not
     /// known (remembered in a snapshot of format 1, which did not carry it).
     index: u64,
+    /// [`fingerprint`] of the command first applied under these ids; 0 when
+    /// not known (remembered in a snapshot before format 3).
+    fingerprint: u64,
 }
 
-thread_local! {
-    /// Set while a format-1 snapshot decodes (see `snapshot::restore`):
-    /// its `Remembered` records lack `index`.
-    static DECODING_FORMAT_1: Cell<bool> = const { Cell::new(false) };
-}
-
-/// Decodes format-1 snapshots for as long as it lives.
-pub(crate) struct Format1Guard(());
-
-impl Format1Guard {
-    pub(crate) fn new() -> Self {
-        DECODING_FORMAT_1.with(|f| f.set(true));
-        Format1Guard(())
-    }
-}
-
-impl Drop for Format1Guard {
-    fn drop(&mut self) {
-        DECODING_FORMAT_1.with(|f| f.set(false));
-    }
+/// A 64-bit digest of a command (blake3 of its postcard bytes), never 0, so
+/// a repeat of the same ids can be told from a reuse for another command.
+pub(crate) fn fingerprint(command: &Command) -> u64 {
+    let bytes = postcard::to_stdvec(command).unwrap_or_default();
+    let hash = blake3::hash(&bytes);
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&hash.as_bytes()[..8]);
+    u64::from_le_bytes(first).max(1)
 }
 
 /// `Remembered` as snapshot format 1 wrote it.
@@ -81,7 +72,8 @@ struct RememberedFormat1 {
     len: u32,
 }
 
-/// `Remembered` as snapshot format 2 writes it.
+/// `Remembered` as snapshot formats 2 and later write it (the fingerprint
+/// from format 3 on).
 #[derive(Deserialize)]
 struct RememberedFormat2 {
     at_ms: u64,
@@ -89,11 +81,13 @@ struct RememberedFormat2 {
     request_id: u64,
     len: u32,
     index: u64,
+    #[serde(deserialize_with = "crate::snapshot::since_v3")]
+    fingerprint: u64,
 }
 
 impl<'de> Deserialize<'de> for Remembered {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        if DECODING_FORMAT_1.with(Cell::get) {
+        if crate::snapshot::decoding_version() == 1 {
             let r = RememberedFormat1::deserialize(d)?;
             return Ok(Remembered {
                 at_ms: r.at_ms,
@@ -101,6 +95,7 @@ impl<'de> Deserialize<'de> for Remembered {
                 request_id: r.request_id,
                 len: r.len,
                 index: 0,
+                fingerprint: 0,
             });
         }
         let r = RememberedFormat2::deserialize(d)?;
@@ -110,6 +105,7 @@ impl<'de> Deserialize<'de> for Remembered {
             request_id: r.request_id,
             len: r.len,
             index: r.index,
+            fingerprint: r.fingerprint,
         })
     }
 }
@@ -117,10 +113,28 @@ impl<'de> Deserialize<'de> for Remembered {
 impl RequestTable {
     /// The first outcome of this request and the log index of the entry that
     /// applied it (0: not known, see `Remembered::index`), if remembered.
-    pub fn get(&self, client_id: u64, request_id: u64) -> Option<(Outcome, u64)> {
+    /// When the ids were first used for a different command, the answer is
+    /// `request_reused` (index 0: decided by this entry) and the first
+    /// outcome stays remembered.
+    pub fn get(
+        &self,
+        client_id: u64,
+        request_id: u64,
+        command: &Command,
+    ) -> Option<(Outcome, u64)> {
         let seq = *self.index.get(&(client_id, request_id))?;
         let i = (seq - self.first_seq) as usize;
-        Some((self.decode_at(i), self.entries[i].index))
+        let e = &self.entries[i];
+        if e.fingerprint != 0 && e.fingerprint != fingerprint(command) {
+            return Some((
+                Err(BookingError::RequestReused {
+                    client_id,
+                    request_id,
+                }),
+                0,
+            ));
+        }
+        Some((self.decode_at(i), e.index))
     }
 
     fn decode_at(&self, i: usize) -> Outcome {
@@ -147,11 +161,13 @@ impl RequestTable {
             .expect("a remembered outcome decodes (it was encoded by this build)")
     }
 
-    /// Remembers `outcome`, decided by the entry at log `index`.
+    /// Remembers `outcome` of `command`, decided by the entry at log `index`.
+    #[allow(clippy::too_many_arguments)]
     pub fn insert(
         &mut self,
         client_id: u64,
         request_id: u64,
+        command: &Command,
         at_ms: u64,
         index: u64,
         outcome: &Outcome,
@@ -173,6 +189,7 @@ impl RequestTable {
             request_id,
             len,
             index,
+            fingerprint: fingerprint(command),
         });
         self.trim(max_entries);
     }

@@ -98,6 +98,18 @@ pub enum BookingError {
     QueueFull { event_id: String },
     #[error("invalid settings: {reason}")]
     InvalidSettings { reason: String },
+    /// The hold's payment was not begun with this charge and amount (or not
+    /// begun at all): a payment completes only the hold it was begun for.
+    #[error("hold {hold_id} has no payment begun with this charge and amount")]
+    ChargeMismatch { hold_id: u64 },
+    /// The booking can no longer be cancelled: a ticket checked in, or the
+    /// event starts within the cancellation cutoff.
+    #[error("booking {booking_id} can no longer be cancelled: {reason}")]
+    CancelClosed { booking_id: u64, reason: String },
+    /// The request id was first used for a different command; nothing was
+    /// applied and the first outcome stands.
+    #[error("request ({client_id}, {request_id}) was first used for a different command")]
+    RequestReused { client_id: u64, request_id: u64 },
 }
 
 impl BookingError {
@@ -133,6 +145,9 @@ impl BookingError {
             NotInQueue { .. } => "not_in_queue",
             QueueFull { .. } => "queue_full",
             InvalidSettings { .. } => "invalid_settings",
+            ChargeMismatch { .. } => "charge_mismatch",
+            CancelClosed { .. } => "cancel_closed",
+            RequestReused { .. } => "request_reused",
         }
     }
 

@@ -223,6 +223,7 @@ impl BookingState {
             expires_at_ms: hold.expires_at_ms,
             total_cents: hold.total_cents,
             booking_id: hold.booking_id,
+            charge_id: hold.payment.as_ref().map(|p| p.charge_id.clone()),
         })
     }
 

@@ -16,6 +16,19 @@
 //! outcome (the dedupe table). Version 1 snapshots still restore: their
 //! remembered outcomes get index 0 ("not known"), and a retry answered from
 //! one reports its own entry's index, as version 1 builds did.
+//! Version 3 added the charge a hold's payment is bound to (`Hold::payment`)
+//! and a fingerprint of each remembered request's command (so the same ids
+//! with another command are refused, not answered with the first outcome).
+//! Versions 1 and 2 still restore: their holds have no bound charge and
+//! their remembered requests fingerprint 0 ("not known": any command gets
+//! the remembered outcome, as before).
+//!
+//! How an older version decodes: [`decoding_version`] says which version is
+//! being read (a thread-local set by `restore` for the length of the
+//! decode); a field added in version N is read with [`since_v3`]-style
+//! functions that return the default without consuming any input when the
+//! snapshot is older. postcard encodes fields by position without names or
+//! lengths, so "not consuming" is exactly "the field was not there".
 //! `state_hash()` is blake3 of the payload alone, so two replicas that applied
 //! the same log have equal hashes. Restore verifies magic, version, length and
 //! checksum, decodes, rebuilds the derived indexes and then checks every
@@ -25,11 +38,51 @@ use crate::error::SnapshotError;
 use crate::state::BookingState;
 
 pub const SNAPSHOT_MAGIC: &[u8; 8] = b"BKSMSNAP";
-pub const SNAPSHOT_VERSION: u32 = 2;
+pub const SNAPSHOT_VERSION: u32 = 3;
 /// The oldest version [`BookingState::restore`] still reads.
 pub const SNAPSHOT_VERSION_MIN: u32 = 1;
 const HEADER_LEN: usize = 8 + 4 + 8;
 const CHECKSUM_LEN: usize = 32;
+
+thread_local! {
+    /// The snapshot version being decoded on this thread; the current one
+    /// outside `restore`.
+    static DECODING_VERSION: std::cell::Cell<u32> = const { std::cell::Cell::new(SNAPSHOT_VERSION) };
+}
+
+/// The snapshot version being decoded on this thread (the current version
+/// when no restore is running).
+pub(crate) fn decoding_version() -> u32 {
+    DECODING_VERSION.with(std::cell::Cell::get)
+}
+
+/// Decodes as `version` for as long as it lives.
+struct DecodingVersion(u32);
+
+impl DecodingVersion {
+    fn set(version: u32) -> DecodingVersion {
+        DecodingVersion(DECODING_VERSION.with(|v| v.replace(version)))
+    }
+}
+
+impl Drop for DecodingVersion {
+    fn drop(&mut self) {
+        DECODING_VERSION.with(|v| v.set(self.0));
+    }
+}
+
+/// `deserialize_with` of a field added in snapshot version 3: its default,
+/// consuming nothing, when an older snapshot is decoded.
+pub(crate) fn since_v3<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de> + Default,
+{
+    if decoding_version() < 3 {
+        return Ok(T::default());
+    }
+    T::deserialize(d)
+}
 
 impl BookingState {
     /// The canonical encoding of the replicated state.
@@ -75,7 +128,7 @@ impl BookingState {
             return Err(SnapshotError::ChecksumMismatch);
         }
         let decoded = {
-            let _format_1 = (version == 1).then(crate::dedupe::Format1Guard::new);
+            let _version = DecodingVersion::set(version);
             postcard::from_bytes::<BookingState>(&body[HEADER_LEN..])
         };
         let mut state = decoded.map_err(|e| SnapshotError::Decode(e.to_string()))?;

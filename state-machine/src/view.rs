@@ -62,6 +62,9 @@ pub struct HoldView {
     pub expires_at_ms: u64,
     pub total_cents: u64,
     pub booking_id: Option<u64>,
+    /// The charge its payment was begun with (`BeginCharge`), if any.
+    #[serde(default)]
+    pub charge_id: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -201,16 +201,16 @@ fn a_format_1_snapshot_restores_and_its_retries_report_their_own_index() {
     // Goal: snapshots written before the dedupe table carried the first index
     // (format 1; the fixture is `random_batches(3, 120)` applied by that build)
     // still restore; a retry remembered there answers with its own entry's
-    // index, as that build did; what it writes next is format 2.
+    // index, as that build did; what it writes next is the current format.
     let bytes = include_bytes!("data/snapshot-v1.bin");
     assert_eq!(u32::from_le_bytes(bytes[8..12].try_into().unwrap()), 1);
     // Checked when the test compiles: a new format version must revisit this test.
-    const { assert!(SNAPSHOT_VERSION_MIN <= 1 && SNAPSHOT_VERSION == 2) };
+    const { assert!(SNAPSHOT_VERSION_MIN <= 1 && SNAPSHOT_VERSION == 3) };
     let mut old = BookingState::restore(bytes).expect("a format-1 snapshot restores");
     let (fresh, _) = run(&random_batches(3, 120));
     assert_eq!(old.applied_index(), fresh.applied_index());
     assert_eq!(old.clock_ms(), fresh.clock_ms());
-    let again = BookingState::restore(&old.snapshot()).expect("re-encoded as format 2");
+    let again = BookingState::restore(&old.snapshot()).expect("re-encoded as the current format");
     assert!(again == old);
     let out = old.apply(500, &retry_of_first_entry());
     let mut fresh = fresh;

@@ -4,7 +4,9 @@
 //! `cluster_config`'s own validation.
 //!
 //! Owns: the file shape (`[cluster]`, `[raft]`, `[booking]`, `[gateway]`,
-//! `[[node]]`), the timing every in-process test cluster uses
+//! `[auth]`, `[payments]`, `[[node]]`), the loopback test gateway
+//! ([`ConfigFile::with_demo_gateway`]: demo sessions, the simulated payment
+//! provider, a given admin token), the timing every in-process test cluster uses
 //! ([`test_raft`], [`test_booking`]), and node lists on fixed or free ports.
 //!
 //! Must not: splice text. A file that does not validate is an error here,
@@ -18,8 +20,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use cluster_config::{
-    BookingSection, ClusterConfig, ClusterSection, ConfigError, GatewaySection, NodeSection,
-    RaftSection,
+    AuthMode, AuthSection, BookingSection, ClusterConfig, ClusterSection, ConfigError,
+    GatewaySection, NodeSection, PaymentProviderKind, PaymentsSection, RaftSection,
 };
 use serde::Serialize;
 
@@ -32,6 +34,8 @@ pub struct ConfigFile {
     pub raft: RaftSection,
     pub booking: BookingSection,
     pub gateway: GatewaySection,
+    pub auth: AuthSection,
+    pub payments: PaymentsSection,
     /// The `[[node]]` tables, in file order.
     pub nodes: Vec<NodeSection>,
 }
@@ -43,6 +47,8 @@ struct Shape<'a> {
     raft: &'a RaftSection,
     booking: &'a BookingSection,
     gateway: &'a GatewaySection,
+    auth: &'a AuthSection,
+    payments: &'a PaymentsSection,
     node: &'a [NodeSection],
 }
 
@@ -68,6 +74,7 @@ pub fn test_booking() -> BookingSection {
         hold_ttl_ms: 600_000,
         payment_window_ms: 120_000,
         expiry_sweep_ms: 100,
+        cancel_cutoff_ms: 0,
     }
 }
 
@@ -82,8 +89,21 @@ impl ConfigFile {
             raft: RaftSection::default(),
             booking: BookingSection::default(),
             gateway: GatewaySection::default(),
+            auth: AuthSection::default(),
+            payments: PaymentsSection::default(),
             nodes: Vec::new(),
         }
+    }
+
+    /// The gateway a test drives on loopback: `[auth] mode = "demo"` (a
+    /// session for any name), `[payments] provider = "simulated"` (test
+    /// card tokens) and `admin_token` (at least 16 characters). The gateway
+    /// refuses both modes off loopback, so the listen address must stay there.
+    pub fn with_demo_gateway(mut self, admin_token: &str) -> ConfigFile {
+        self.auth.mode = AuthMode::Demo;
+        self.payments.provider = PaymentProviderKind::Simulated;
+        self.gateway.admin_token = Some(admin_token.to_string());
+        self
     }
 
     /// Nodes 1..=`count` on `127.0.0.1:base_port+id` (tests with fixed port
@@ -125,6 +145,8 @@ impl ConfigFile {
             raft: &self.raft,
             booking: &self.booking,
             gateway: &self.gateway,
+            auth: &self.auth,
+            payments: &self.payments,
             node: &self.nodes,
         };
         let body = toml::to_string(&shape).expect("the config sections serialise to TOML");
@@ -165,17 +187,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut file = ConfigFile::new("round-trip")
             .with_free_nodes(3)
-            .with_gateway_listen(free_addr());
+            .with_gateway_listen(free_addr())
+            .with_demo_gateway("secret-\"quoted\"-token");
         file.raft = test_raft();
         file.booking = test_booking();
         file.nodes[1].metrics_addr = Some(free_addr());
-        file.gateway.admin_token = "secret \"quoted\" token".into();
         file.gateway.cluster_timeout_ms = 1_000;
         let config = file.write(&dir.path().join("cluster.toml")).unwrap();
         assert_eq!(config.cluster, file.cluster);
         assert_eq!(config.raft, file.raft);
         assert_eq!(config.booking, file.booking);
         assert_eq!(config.gateway, file.gateway);
+        assert_eq!(config.auth, file.auth);
+        assert_eq!(config.payments, file.payments);
         assert_eq!(config.nodes, file.nodes);
     }
 

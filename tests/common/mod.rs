@@ -58,6 +58,9 @@ pub struct TestCluster {
     pub dir: tempfile::TempDir,
 }
 
+/// The admin token every [`TestCluster`]'s cluster.toml sets.
+pub const ADMIN_TOKEN: &str = "test-cluster-admin-token";
+
 impl TestCluster {
     /// Writes a cluster.toml with `n` nodes on `127.0.0.1:base+1..=base+n`
     /// and a gateway on `base+50`.
@@ -65,7 +68,8 @@ impl TestCluster {
         let dir = tempfile::tempdir().expect("temp dir");
         let file = ConfigFile::new(&format!("test-{base_port}"))
             .with_nodes_from_port(base_port, n)
-            .with_gateway_listen(([127, 0, 0, 1], base_port + 50).into());
+            .with_gateway_listen(([127, 0, 0, 1], base_port + 50).into())
+            .with_demo_gateway(ADMIN_TOKEN);
         let procs = NodeProcs::create(&booking_bin(), dir.path(), file, Launch::inherit_rust_log())
             .expect("a test cluster's directory and config");
         TestCluster {

@@ -3,7 +3,9 @@
 //!
 //! Caveat: `POST /v1/tickets/verify` is public: the offline part (the
 //! signature) needs only the published key anyway, and the online part says
-//! no more than valid / revoked / checked in.
+//! no more than valid / revoked / checked in, never who holds the ticket.
+//! Check-in is the scanner's view: the code and the event at the door, with
+//! the `booking:scan` scope.
 
 use axum::extract::State;
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
@@ -11,17 +13,19 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
-use state_machine::{BookingError, BookingView, Command, Query, QueryResult, Reply, TicketView};
+use state_machine::{BookingView, Command, Query, QueryResult, Reply, TicketView};
 
-use super::holds::booking_json;
+use super::checkout::booking_json;
 use super::{read, submit, submit_first_send, unexpected};
-use crate::auth::{Admin, Caller, User};
+use crate::auth::{Caller, Scanner, User};
 use crate::cluster::Consistency;
 use crate::ids::{self, step};
-use crate::problem::{ApiJson, ApiPath, Problem};
+use crate::problem::{not_yours_or_missing, ApiJson, ApiPath, Problem};
 use crate::tickets::{public_key_b64, qr_svg, sign_code, verify_code, CODE_LEN_MAX};
 use crate::{rfc3339_ms, AppState};
 
+/// Reads a booking the caller may see; anybody else's and a missing one
+/// answer the same 404.
 async fn owned_booking(
     state: &AppState,
     caller: &Caller,
@@ -38,7 +42,7 @@ async fn owned_booking(
         _ => return Err(unexpected("booking query")),
     };
     if !caller.may_see(&view.holder) {
-        return Err(BookingError::NotOwner.into());
+        return Err(not_yours_or_missing());
     }
     Ok(view)
 }
@@ -63,7 +67,7 @@ async fn owned_ticket(
 ) -> Result<TicketView, Problem> {
     let view = ticket(state, ticket_id).await?;
     if !caller.may_see(&view.holder) {
-        return Err(BookingError::NotOwner.into());
+        return Err(not_yours_or_missing());
     }
     Ok(view)
 }
@@ -85,13 +89,14 @@ pub async fn cancel_booking(
     ApiPath(booking_id): ApiPath<u64>,
 ) -> Result<Response, Problem> {
     let view = owned_booking(&state, &Caller::User(user.0.clone()), booking_id).await?;
-    let ids = (ids::for_booking(booking_id), step::CANCEL_BOOKING);
+    let ids = (ids::for_booking(booking_id, &user.0), step::CANCEL_BOOKING);
     let revoked = match submit(
         &state,
         ids,
-        Command::CancelBooking {
+        Command::CancelBookingBefore {
             booking_id,
             holder: user.0,
+            cutoff_ms: state.settings.cancel_cutoff_ms,
         },
     )
     .await?
@@ -227,27 +232,72 @@ pub async fn verify_ticket(
         "reason": reason,
         "revoked": t.revoked,
         "checked_in": t.checked_in_at_ms.is_some(),
-        "ticket": { "ticket_id": t.ticket_id, "event_id": t.event_id, "seat": t.seat, "holder": t.holder },
+        "ticket": { "ticket_id": t.ticket_id, "event_id": t.event_id, "seat": t.seat },
     }))
     .into_response())
 }
 
-#[tracing::instrument(skip_all, fields(ticket = ticket_id))]
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckInBody {
+    code: String,
+}
+
+/// `POST /v1/events/{event_id}/check-in {"code"}`: the door scans a ticket's
+/// code. The signature is checked offline first, then the code must be for
+/// this event and match the ticket's replicated record, and the ticket
+/// checks in once (new ids: a second scan must be refused, not answered
+/// from memory).
+#[tracing::instrument(skip_all, fields(event = %event_id, ticket = tracing::field::Empty))]
 pub async fn check_in(
     State(state): State<AppState>,
-    _admin: Admin,
-    ApiPath(ticket_id): ApiPath<u64>,
+    _scanner: Scanner,
+    ApiPath(event_id): ApiPath<String>,
+    ApiJson(body): ApiJson<CheckInBody>,
 ) -> Result<Response, Problem> {
-    // New ids: a second check-in must be refused, not answered from memory.
-    match submit_first_send(&state, Command::CheckIn { ticket_id }).await? {
+    super::check_event_id(&event_id)?;
+    let payload =
+        verify_code(&state.keys.ticket_key().verifying_key(), &body.code).map_err(|e| {
+            Problem::unprocessable(
+                "invalid_code",
+                format!("the ticket code does not verify ({})", e.code()),
+            )
+        })?;
+    tracing::Span::current().record("ticket", payload.t);
+    if payload.e != event_id {
+        return Err(Problem::new(
+            StatusCode::CONFLICT,
+            "wrong_event",
+            "this ticket is for another event",
+        ));
+    }
+    let t = ticket(&state, payload.t).await?;
+    if t.event_id != payload.e || t.seat != payload.s || t.holder != payload.h {
+        return Err(Problem::new(
+            StatusCode::CONFLICT,
+            "code_mismatch",
+            "the code does not match the ticket's record",
+        ));
+    }
+    match submit_first_send(
+        &state,
+        Command::CheckIn {
+            ticket_id: t.ticket_id,
+        },
+    )
+    .await?
+    {
         Reply::CheckedIn {
             ticket_id,
             checked_in_at_ms,
         } => Ok((
             StatusCode::OK,
-            axum::Json(
-                json!({ "ticket_id": ticket_id, "checked_in_at": rfc3339_ms(checked_in_at_ms) }),
-            ),
+            axum::Json(json!({
+                "ticket_id": ticket_id,
+                "event_id": t.event_id,
+                "seat": t.seat,
+                "checked_in_at": rfc3339_ms(checked_in_at_ms),
+            })),
         )
             .into_response()),
         _ => Err(unexpected("check_in")),

@@ -1,43 +1,35 @@
-//! Holds, checkout and the payment webhook.
+//! Holds: creating one (a seat list, best available or general admission,
+//! checked for length and charset before the cluster; an optional
+//! `Idempotency-Key` naming the request everywhere), reading one, and
+//! releasing one (ownership checked before the write; the caller is in the
+//! derived ids). Anybody else's hold answers the same 404 as a missing one.
 //!
-//! The checkout flow of one hold (every step's ids are derived from the hold,
-//! so a retry through any gateway gets the remembered outcomes):
-//! 1. `BeginPayment` pins the hold for the payment window.
-//! 2. Charge the provider with idempotency key `hold-<id>`, retrying
-//!    transient failures up to `payment_attempts_max` with doubling backoff.
-//! 3. Success → `Confirm` (201 with tickets). If the hold lapsed meanwhile,
-//!    `Confirm` answers `hold_expired` and the charge is refunded (410).
-//!    Decline or exhausted retries → `FailPayment` (402; seats released).
-//!    Pending → 202; the webhook finishes it.
-//!
-//! Webhooks: the signature is checked, the effect is applied (idempotent by
-//! derived ids), and only then the event id is recorded with `RecordWebhook`,
-//! so a redelivery after a failure is not mistaken for a duplicate.
+//! Must not: charge or confirm (that is [`super::checkout`]).
 
-use std::time::Duration;
-
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::header::LOCATION;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use state_machine::{
-    BookingError, BookingView, Command, HoldView, Query, QueryResult, Reply, Selection,
-};
+use state_machine::{BookingError, Command, HoldView, Query, QueryResult, Reply, Selection};
 
 use super::{check_event_id, read, submit, submit_first_send, unexpected};
 use crate::auth::{Caller, User};
 use crate::cluster::Consistency;
 use crate::ids::{self, step};
-use crate::payments::{verify_webhook, ChargeRequest, ChargeResult, PaymentError, WebhookEvent};
-use crate::problem::{ApiJson, ApiPath, Problem};
-use crate::tickets::sign_code;
-use crate::{rfc3339_ms, unix_now_s, AppState};
+use crate::problem::{not_yours_or_missing, ApiJson, ApiPath, Problem};
+use crate::{rfc3339_ms, AppState};
 
 /// Longest `Idempotency-Key`, in bytes.
 pub const IDEMPOTENCY_KEY_LEN_MAX: usize = 255;
+/// Longest seat id (`SECTION-ROW-NUMBER`: 16 + 1 + 16 + 1 + 4 characters,
+/// rounded up), in bytes.
+pub const SEAT_ID_LEN_MAX: usize = 40;
+/// Longest section id (the state machine's bound), in bytes.
+pub const SECTION_ID_LEN_MAX: usize = state_machine::limits::MAX_SECTION_ID_LEN;
+/// Characters of a client's input echoed back in an error.
+const ECHO_LEN_MAX: usize = 40;
 /// Most seats one request may name (the state machine's per-hold cap is lower or equal).
 const SEATS_PER_REQUEST_MAX: usize = state_machine::limits::MAX_SEATS_PER_HOLD_LIMIT as usize;
 
@@ -69,6 +61,52 @@ pub struct GeneralAdmissionBody {
     count: u32,
 }
 
+/// At most [`ECHO_LEN_MAX`] characters of client input, for error texts.
+pub(crate) fn echo(input: &str) -> String {
+    match input.char_indices().nth(ECHO_LEN_MAX) {
+        Some((cut, _)) => format!("{}…", &input[..cut]),
+        None => input.to_string(),
+    }
+}
+
+/// Seat ids are `SECTION-ROW-NUMBER` of ASCII letters, digits and dashes;
+/// anything else is refused here, before it costs a log entry or reaches
+/// replicated state.
+fn check_seat_id(seat: &str) -> Result<(), Problem> {
+    let ok = !seat.is_empty()
+        && seat.len() <= SEAT_ID_LEN_MAX
+        && seat.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(Problem::unprocessable(
+            "invalid_seat",
+            format!(
+                "seat {:?}: 1..={SEAT_ID_LEN_MAX} ASCII letters, digits and '-' (like A-12-7)",
+                echo(seat)
+            ),
+        ))
+    }
+}
+
+/// Section ids are 1..=16 ASCII letters and digits.
+fn check_section_id(section: &str) -> Result<(), Problem> {
+    let ok = !section.is_empty()
+        && section.len() <= SECTION_ID_LEN_MAX
+        && section.bytes().all(|b| b.is_ascii_alphanumeric());
+    if ok {
+        Ok(())
+    } else {
+        Err(Problem::unprocessable(
+            "invalid_section",
+            format!(
+                "section {:?}: 1..={SECTION_ID_LEN_MAX} ASCII letters and digits",
+                echo(section)
+            ),
+        ))
+    }
+}
+
 fn selection_of(body: HoldBody) -> Result<Selection, Problem> {
     let chosen = [
         body.seats.is_some(),
@@ -88,22 +126,35 @@ fn selection_of(body: HoldBody) -> Result<Selection, Problem> {
                 format!("seats: between 1 and {SEATS_PER_REQUEST_MAX} seat ids"),
             ));
         }
+        for seat in &seats {
+            check_seat_id(seat)?;
+        }
         return Ok(Selection::Seats(seats));
     }
     if let Some(b) = body.best_available {
+        if let Some(section) = &b.section {
+            check_section_id(section)?;
+        }
         return Ok(Selection::BestAvailable {
             count: b.count,
             section: b.section,
             allow_non_adjacent: b.allow_non_adjacent,
         });
     }
-    let ga = body
-        .general_admission
-        .expect("exactly one selection is present");
-    Ok(Selection::GeneralAdmission {
-        section: ga.section,
-        count: ga.count,
-    })
+    match body.general_admission {
+        Some(ga) => {
+            check_section_id(&ga.section)?;
+            Ok(Selection::GeneralAdmission {
+                section: ga.section,
+                count: ga.count,
+            })
+        }
+        // Unreachable: exactly one selection was counted above.
+        None => Err(Problem::unprocessable(
+            "invalid_selection",
+            "give exactly one of seats, best_available or general_admission",
+        )),
+    }
 }
 
 /// The `Idempotency-Key` header, if present and well-formed.
@@ -193,15 +244,26 @@ pub async fn create_hold(
     }
 }
 
-/// Reads a hold the caller may see; anybody else's is "not found".
-async fn owned_hold(state: &AppState, caller: &Caller, hold_id: u64) -> Result<HoldView, Problem> {
+/// Reads a hold the caller may see. Anybody else's, an unknown id and a
+/// forgotten one all answer the same 404, so ids cannot be probed.
+pub(super) async fn owned_hold(
+    state: &AppState,
+    caller: &Caller,
+    hold_id: u64,
+) -> Result<HoldView, Problem> {
     let answer = read(state, Query::Hold { hold_id }, Consistency::Linearizable).await?;
     let view = match answer.result {
-        QueryResult::Hold(r) => r?,
+        QueryResult::Hold(Ok(view)) => view,
+        QueryResult::Hold(Err(
+            BookingError::UnknownHold { .. }
+            | BookingError::HoldExpired { .. }
+            | BookingError::NotOwner,
+        )) => return Err(not_yours_or_missing()),
+        QueryResult::Hold(Err(e)) => return Err(e.into()),
         _ => return Err(unexpected("hold query")),
     };
     if !caller.may_see(&view.holder) {
-        return Err(BookingError::NotOwner.into());
+        return Err(not_yours_or_missing());
     }
     Ok(view)
 }
@@ -222,8 +284,12 @@ pub async fn release_hold(
     user: User,
     ApiPath(hold_id): ApiPath<u64>,
 ) -> Result<Response, Problem> {
-    // Derived ids: a retried DELETE gets the first answer, not "already released".
-    let ids = (ids::for_hold(hold_id), step::RELEASE);
+    // Ownership first: a stranger's DELETE writes nothing, so it cannot leave
+    // an outcome under ids the owner's release will use.
+    owned_hold(&state, &Caller::User(user.0.clone()), hold_id).await?;
+    // Derived ids (with the caller in them): a retried DELETE gets the first
+    // answer, not "already released".
+    let ids = (ids::for_hold(hold_id, &user.0), step::RELEASE);
     match submit(
         &state,
         ids,
@@ -239,336 +305,4 @@ pub async fn release_hold(
         }
         _ => Err(unexpected("release")),
     }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CheckoutBody {
-    payment_method: String,
-}
-
-/// The checkout answer: the booking with a signed code per ticket.
-pub(crate) fn booking_json(state: &AppState, booking: &BookingView) -> Value {
-    let tickets: Vec<Value> = booking
-        .tickets
-        .iter()
-        .map(|t| {
-            json!({
-                "ticket_id": t.ticket_id,
-                "seat": t.seat,
-                "code": sign_code(state.keys.ticket_key(), t),
-                "checked_in": t.checked_in_at_ms.is_some(),
-                "revoked": t.revoked,
-            })
-        })
-        .collect();
-    json!({
-        "booking_id": booking.booking_id,
-        "hold_id": booking.hold_id,
-        "event_id": booking.event_id,
-        "seats": booking.seats,
-        "general_admission": booking.general_admission,
-        "total_cents": booking.total_cents,
-        "status": booking.status,
-        "created_at": rfc3339_ms(booking.created_at_ms),
-        "cancelled_at": booking.cancelled_at_ms.map(rfc3339_ms),
-        "tickets": tickets,
-    })
-}
-
-/// The payment idempotency key of a hold.
-pub(crate) fn payment_key(hold_id: u64) -> String {
-    format!("hold-{hold_id}")
-}
-
-#[tracing::instrument(skip_all, fields(hold = hold_id, user = %user.0))]
-pub async fn checkout(
-    State(state): State<AppState>,
-    user: User,
-    ApiPath(hold_id): ApiPath<u64>,
-    ApiJson(body): ApiJson<CheckoutBody>,
-) -> Result<Response, Problem> {
-    if body.payment_method.is_empty()
-        || body.payment_method.len() > crate::payments::PAYMENT_METHOD_LEN_MAX
-    {
-        return Err(Problem::unprocessable(
-            "invalid_payment_method",
-            "payment_method: 1..=64 characters",
-        ));
-    }
-    state
-        .payments
-        .validate_method(&body.payment_method)
-        .map_err(|e| Problem::unprocessable("invalid_payment_method", e.to_string()))?;
-    let caller = Caller::User(user.0.clone());
-    let hold = owned_hold(&state, &caller, hold_id).await?;
-    let client = ids::for_hold(hold_id);
-    let holder = user.0.clone();
-
-    match submit(
-        &state,
-        (client, step::BEGIN_PAYMENT),
-        Command::BeginPayment {
-            hold_id,
-            holder: holder.clone(),
-        },
-    )
-    .await
-    {
-        Ok(Reply::PaymentBegun { .. }) => {}
-        Ok(_) => return Err(unexpected("begin_payment")),
-        // Already paid (a retried checkout): answer with the booking.
-        Err(p) if p.code == "already_confirmed" => {
-            return confirmed_answer(&state, &caller, hold_id).await
-        }
-        Err(p) => return Err(p),
-    }
-
-    let request = ChargeRequest {
-        idempotency_key: payment_key(hold_id),
-        amount_cents: hold.total_cents,
-        payment_method: body.payment_method.clone(),
-        hold_id,
-    };
-    let charged = charge_with_retries(&state, request).await;
-    match charged {
-        Ok(ChargeResult::Succeeded { charge_id }) => {
-            confirm(&state, hold_id, holder, charge_id).await
-        }
-        Ok(ChargeResult::Pending { charge_id }) => {
-            state.metrics.payments.with_label_values(&["pending"]).inc();
-            let body = json!({
-                "hold_id": hold_id,
-                "status": "payment_pending",
-                "charge_id": charge_id,
-                "detail": "the payment provider will confirm by webhook; poll GET /v1/holds/{id}",
-            });
-            Ok((StatusCode::ACCEPTED, axum::Json(body)).into_response())
-        }
-        Ok(ChargeResult::Declined { reason }) => {
-            state
-                .metrics
-                .payments
-                .with_label_values(&["declined"])
-                .inc();
-            fail_payment(&state, hold_id, holder).await?;
-            Err(Problem::new(
-                StatusCode::PAYMENT_REQUIRED,
-                "payment_declined",
-                format!("the payment was declined ({reason}); the seats were released"),
-            )
-            .with("hold_id", hold_id))
-        }
-        Err(e) => {
-            state.metrics.payments.with_label_values(&["failed"]).inc();
-            fail_payment(&state, hold_id, holder).await?;
-            Err(Problem::new(
-                StatusCode::PAYMENT_REQUIRED,
-                "payment_failed",
-                format!("the payment did not go through ({e}); the seats were released"),
-            )
-            .with("hold_id", hold_id))
-        }
-    }
-}
-
-async fn charge_with_retries(
-    state: &AppState,
-    request: ChargeRequest,
-) -> Result<ChargeResult, PaymentError> {
-    let attempts = state.settings.payment_attempts_max.max(1);
-    let timeout = Duration::from_millis(state.settings.payment_timeout_ms);
-    let mut backoff = Duration::from_millis(state.settings.payment_backoff_ms);
-    let mut last = PaymentError::Transient("no attempt made".into());
-    for attempt in 1..=attempts {
-        let result = tokio::time::timeout(timeout, state.payments.charge(request.clone()))
-            .await
-            .unwrap_or_else(|_| Err(PaymentError::Transient("provider timed out".into())));
-        match result {
-            Err(PaymentError::Transient(reason)) => {
-                tracing::warn!(attempt, %reason, "transient payment failure");
-                last = PaymentError::Transient(reason);
-                if attempt < attempts {
-                    tokio::time::sleep(backoff).await;
-                    backoff *= 2;
-                }
-            }
-            other => return other,
-        }
-    }
-    Err(last)
-}
-
-async fn fail_payment(state: &AppState, hold_id: u64, holder: String) -> Result<(), Problem> {
-    match submit(
-        state,
-        (ids::for_hold(hold_id), step::FAIL_PAYMENT),
-        Command::FailPayment { hold_id, holder },
-    )
-    .await
-    {
-        Ok(_) => Ok(()),
-        // The hold lapsed on its own: the seats are free either way.
-        Err(p) if p.code == "hold_expired" => Ok(()),
-        Err(p) => Err(p),
-    }
-}
-
-/// Confirms a paid hold; refunds if the hold lapsed meanwhile.
-async fn confirm(
-    state: &AppState,
-    hold_id: u64,
-    holder: String,
-    charge_id: String,
-) -> Result<Response, Problem> {
-    let command = Command::Confirm {
-        hold_id,
-        holder,
-        payment_ref: charge_id.clone(),
-    };
-    match submit(state, (ids::for_hold(hold_id), step::CONFIRM), command).await {
-        Ok(Reply::Confirmed(booking)) => {
-            state
-                .metrics
-                .payments
-                .with_label_values(&["confirmed"])
-                .inc();
-            let mut response = (
-                StatusCode::CREATED,
-                axum::Json(booking_json(state, &booking)),
-            )
-                .into_response();
-            if let Ok(v) = HeaderValue::from_str(&format!("/v1/bookings/{}", booking.booking_id)) {
-                response.headers_mut().insert(LOCATION, v);
-            }
-            Ok(response)
-        }
-        Ok(_) => Err(unexpected("confirm")),
-        Err(p) if p.code == "hold_expired" => {
-            state
-                .metrics
-                .payments
-                .with_label_values(&["refunded"])
-                .inc();
-            let refunded = state.payments.refund(charge_id.clone()).await.is_ok();
-            Err(Problem::new(
-                StatusCode::GONE,
-                "hold_expired",
-                if refunded {
-                    "the hold expired before the payment completed; the charge was refunded"
-                        .to_string()
-                } else {
-                    "the hold expired before the payment completed; the refund is pending"
-                        .to_string()
-                },
-            )
-            .with("hold_id", hold_id)
-            .with("refunded", refunded)
-            .with("charge_id", charge_id))
-        }
-        Err(p) => Err(p),
-    }
-}
-
-/// The booking a confirmed hold became.
-async fn confirmed_answer(
-    state: &AppState,
-    caller: &Caller,
-    hold_id: u64,
-) -> Result<Response, Problem> {
-    let hold = owned_hold(state, caller, hold_id).await?;
-    let booking_id = hold
-        .booking_id
-        .ok_or_else(|| unexpected("confirmed hold without booking"))?;
-    let answer = read(
-        state,
-        Query::Booking { booking_id },
-        Consistency::Linearizable,
-    )
-    .await?;
-    match answer.result {
-        QueryResult::Booking(r) => {
-            let booking = r?;
-            Ok((
-                StatusCode::CREATED,
-                axum::Json(booking_json(state, &booking)),
-            )
-                .into_response())
-        }
-        _ => Err(unexpected("booking query")),
-    }
-}
-
-#[tracing::instrument(skip_all, fields(webhook = tracing::field::Empty))]
-pub async fn webhook(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, Problem> {
-    let signature = headers
-        .get("booking-signature")
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| {
-            Problem::bad_request("invalid_signature", "missing Booking-Signature header")
-        })?;
-    verify_webhook(
-        state.keys.webhook_secret(),
-        signature,
-        &body,
-        unix_now_s(),
-        state.settings.webhook_tolerance_s,
-    )
-    .map_err(|e| Problem::bad_request("invalid_signature", e.to_string()))?;
-    let event: WebhookEvent = serde_json::from_slice(&body)
-        .map_err(|e| Problem::unprocessable("invalid_body", e.to_string()))?;
-    if event.id.is_empty() || event.id.len() > state_machine::limits::MAX_WEBHOOK_ID_LEN {
-        return Err(Problem::unprocessable(
-            "invalid_body",
-            "id: 1..=256 characters",
-        ));
-    }
-    tracing::Span::current().record("webhook", event.id.as_str());
-    let hold_id = event.data.hold_id;
-    // The holder comes from replicated state, not from the webhook.
-    let hold = owned_hold(&state, &Caller::Admin, hold_id).await?;
-    let outcome = match event.kind.as_str() {
-        "payment.succeeded" => match confirm(
-            &state,
-            hold_id,
-            hold.holder.clone(),
-            event.data.charge_id.clone(),
-        )
-        .await
-        {
-            Ok(_) => "confirmed",
-            Err(p) if p.code == "hold_expired" => "refunded",
-            Err(p) if p.code == "already_confirmed" => "confirmed",
-            Err(p) => return Err(p),
-        },
-        "payment.failed" => {
-            fail_payment(&state, hold_id, hold.holder.clone()).await?;
-            "released"
-        }
-        other => {
-            return Err(Problem::unprocessable(
-                "invalid_body",
-                format!("unknown webhook type {other:?}"),
-            ))
-        }
-    };
-    let new = match submit_first_send(
-        &state,
-        Command::RecordWebhook {
-            webhook_id: event.id.clone(),
-        },
-    )
-    .await?
-    {
-        Reply::WebhookRecorded { new } => new,
-        _ => return Err(unexpected("record_webhook")),
-    };
-    Ok(axum::Json(
-        json!({ "received": true, "duplicate": !new, "hold_id": hold_id, "outcome": outcome }),
-    )
-    .into_response())
 }

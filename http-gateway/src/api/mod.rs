@@ -1,16 +1,18 @@
 //! The route table and the helpers every handler shares.
 //!
 //! Owns: which handler serves which method and path, the middleware stack
-//! (outermost first: problem-body guard, metrics, rate limits, panic catcher),
-//! per-route body limits, and the fallbacks that turn unknown routes and
-//! methods into problems. Must not: hold domain rules; handlers translate
+//! (outermost first: problem-body guard, security headers, metrics, request
+//! timeout, body-read timeout, client address + identity + rate limits,
+//! panic catcher), per-route body limits, and the fallbacks that turn
+//! unknown routes and methods into problems. Must not: hold domain rules; handlers translate
 //! HTTP to commands and outcomes back.
 //!
-//! Submodules: `events` (events, availability, sale), `holds` (holds,
-//! checkout, webhook), `bookings` (bookings, tickets), `queue` (waiting room),
-//! `ops` (sessions, health, metrics, cluster, page, OpenAPI).
+//! Submodules: `events` (events, availability, sale), `holds` (create,
+//! read, release), `checkout` (checkout, payment webhook), `bookings`
+//! (bookings, tickets), `queue` (waiting room), `ops` (sessions, health, metrics, cluster, page, OpenAPI).
 
 mod bookings;
+mod checkout;
 mod events;
 mod holds;
 mod ops;
@@ -19,12 +21,14 @@ mod queue;
 use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::routing::{get, post};
 use axum::{middleware, Router};
 use state_machine::{Command, Query, Reply, Request};
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
 
 use crate::cluster::{Consistency, ReadAnswer};
 use crate::problem::{self, Problem};
@@ -32,9 +36,16 @@ use crate::AppState;
 
 pub(crate) use ops::openapi_routes;
 
+/// The Content-Security-Policy of every answer but the seat-map page (which
+/// sets its own): nothing may load, and no page may frame us.
+pub(crate) const CSP_API: &str =
+    "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
+
 pub fn router(state: AppState) -> Router {
     let event_body_limit = state.settings.event_body_limit_bytes;
     let body_limit = state.settings.body_limit_bytes;
+    let request_timeout = Duration::from_millis(state.settings.request_timeout_ms);
+    let body_timeout = Duration::from_millis(state.settings.body_read_timeout_ms);
     let api = Router::new()
         .route("/v1/sessions", post(ops::create_session))
         .route(
@@ -58,8 +69,8 @@ pub fn router(state: AppState) -> Router {
             "/v1/holds/{hold_id}",
             get(holds::get_hold).delete(holds::release_hold),
         )
-        .route("/v1/holds/{hold_id}/checkout", post(holds::checkout))
-        .route("/v1/payments/webhook", post(holds::webhook))
+        .route("/v1/holds/{hold_id}/checkout", post(checkout::checkout))
+        .route("/v1/payments/webhook", post(checkout::webhook))
         .route("/v1/bookings/{booking_id}", get(bookings::get_booking))
         .route(
             "/v1/bookings/{booking_id}/cancel",
@@ -69,7 +80,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/tickets/verify", post(bookings::verify_ticket))
         .route("/v1/tickets/{ticket_id}", get(bookings::get_ticket))
         .route("/v1/tickets/{ticket_id}/qr.svg", get(bookings::ticket_qr))
-        .route("/v1/tickets/{ticket_id}/check-in", post(bookings::check_in))
+        .route("/v1/events/{event_id}/check-in", post(bookings::check_in))
         .route("/v1/cluster", get(ops::cluster_status))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
@@ -82,10 +93,37 @@ pub fn router(state: AppState) -> Router {
     api.layer(
         ServiceBuilder::new()
             .layer(middleware::from_fn(problem::ensure_problem_body))
+            .layer(SetResponseHeaderLayer::if_not_present(
+                header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static(CSP_API),
+            ))
+            .layer(SetResponseHeaderLayer::if_not_present(
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            ))
+            .layer(SetResponseHeaderLayer::if_not_present(
+                header::X_FRAME_OPTIONS,
+                HeaderValue::from_static("DENY"),
+            ))
+            .layer(SetResponseHeaderLayer::if_not_present(
+                header::REFERRER_POLICY,
+                HeaderValue::from_static("no-referrer"),
+            ))
+            .layer(SetResponseHeaderLayer::if_not_present(
+                header::HeaderName::from_static("cross-origin-opener-policy"),
+                HeaderValue::from_static("same-origin"),
+            ))
             .layer(middleware::from_fn_with_state(
                 state.clone(),
                 crate::metrics::record,
             ))
+            .layer(TimeoutLayer::with_status_code(
+                StatusCode::REQUEST_TIMEOUT,
+                request_timeout,
+            ))
+            .layer(RequestBodyTimeoutLayer::new(body_timeout))
+            // The layers below take axum's body type again.
+            .map_request(|req: axum::http::Request<_>| req.map(axum::body::Body::new))
             .layer(middleware::from_fn_with_state(
                 state.clone(),
                 crate::ratelimit::limit,

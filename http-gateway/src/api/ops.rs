@@ -26,11 +26,19 @@ pub struct SessionRequest {
     pub name: String,
 }
 
+/// Demo mode only: a session token for any name. In jwt mode the route
+/// answers 404 (`sessions_disabled`): users sign in at the identity provider.
 #[tracing::instrument(skip_all)]
 pub async fn create_session(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<SessionRequest>,
 ) -> Result<Response, Problem> {
+    if state.settings.auth.mode != crate::settings::AuthMode::Demo {
+        return Err(Problem::not_found(
+            "sessions_disabled",
+            "name-only sessions exist in demo mode only; present a JWT from the identity provider",
+        ));
+    }
     let name = body.name.trim();
     let ok = !name.is_empty()
         && name.len() <= USER_NAME_LEN_MAX
@@ -43,7 +51,7 @@ pub async fn create_session(
             format!("name: 1..={USER_NAME_LEN_MAX} of ASCII letters, digits, '_', '-', '.'"),
         ));
     }
-    let exp_s = unix_now_s() + state.settings.session_ttl_s;
+    let exp_s = unix_now_s() + state.settings.auth.demo_session_ttl_s;
     let token = state.keys.issue_session(name, exp_s);
     Ok((
         StatusCode::CREATED,
@@ -122,8 +130,36 @@ pub async fn openapi() -> Response {
         .into_response()
 }
 
+/// The page's Content-Security-Policy: its one inline script by hash (so an
+/// injected script does not run), same-origin fetches and WebSockets, the
+/// QR codes it renders from blobs, and no framing.
+fn page_csp() -> &'static str {
+    static CSP: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    CSP.get_or_init(|| {
+        use base64::Engine;
+        use sha2::{Digest, Sha256};
+        let script = INDEX_HTML
+            .split_once("<script>")
+            .and_then(|(_, rest)| rest.split_once("</script>"))
+            .map_or("", |(body, _)| body);
+        let hash = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(script));
+        format!(
+            "default-src 'none'; script-src 'sha256-{hash}'; style-src 'unsafe-inline'; \
+             connect-src 'self'; img-src 'self' blob: data:; frame-ancestors 'none'; \
+             base-uri 'none'; form-action 'none'"
+        )
+    })
+}
+
 pub async fn index_page() -> Response {
-    ([(CACHE_CONTROL, "no-cache")], Html(INDEX_HTML)).into_response()
+    (
+        [
+            (CACHE_CONTROL, "no-cache"),
+            (axum::http::header::CONTENT_SECURITY_POLICY, page_csp()),
+        ],
+        Html(INDEX_HTML),
+    )
+        .into_response()
 }
 
 /// Route table of the OpenAPI document: (method, path, summary, auth, success statuses).
@@ -278,9 +314,9 @@ pub(crate) fn openapi_routes() -> &'static [(
         ),
         (
             "post",
-            "/v1/tickets/{ticket_id}/check-in",
-            "Check a ticket in (once)",
-            "admin",
+            "/v1/events/{event_id}/check-in",
+            "Check a ticket in at the door by its code (once; booking:scan)",
+            "scan",
             &[200],
         ),
         ("get", "/v1/cluster", "Cluster status", "admin", &[200]),

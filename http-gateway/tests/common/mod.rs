@@ -52,7 +52,14 @@ impl Drop for Gw {
 pub fn settings() -> GatewaySettings {
     GatewaySettings {
         listen: "127.0.0.1:0".parse().unwrap(),
-        admin_token: ADMIN.into(),
+        // Name-only sessions and the simulated provider: both loopback-only.
+        auth: http_gateway::settings::AuthSettings {
+            mode: http_gateway::settings::AuthMode::Demo,
+            ..Default::default()
+        },
+        payment_provider: http_gateway::settings::PaymentProviderKind::Simulated,
+        // Races open hundreds of connections from 127.0.0.1 at once.
+        connections_per_address_max: 100_000,
         // Generous limits so tests that fire many requests are not limited.
         rate_per_address_per_s: 100_000,
         rate_per_address_burst: 100_000,
@@ -94,7 +101,8 @@ pub async fn start_real_on(cluster: Arc<real::RealCluster>, settings: GatewaySet
 /// A gateway over any [`Cluster`], with the test keys.
 pub async fn start_over(cluster: Arc<dyn Cluster>, settings: GatewaySettings) -> Gw {
     let pay = Arc::new(SimulatedProvider::new());
-    let keys = Keys::for_tests("token-secret", "ticket-seed", WEBHOOK_SECRET);
+    let keys = Keys::for_tests("token-secret-for-tests", "ticket-seed", WEBHOOK_SECRET)
+        .with_admin_token(ADMIN);
     let state = AppState::new(settings, cluster, pay.clone(), keys).expect("settings valid");
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());

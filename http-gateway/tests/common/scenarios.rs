@@ -151,6 +151,27 @@ pub async fn same_idempotency_key_same_hold(a: &Gw, b: &Gw) {
         .send(send(a, "").header("Idempotency-Key", "bad key with spaces"))
         .await;
     assert_problem(&bad, 400, "invalid_idempotency_key");
+    // The same key with another body, through either gateway: 422, nothing
+    // held, and the key still answers its first request.
+    let before = a.seat_map(event).await;
+    for gw in [a, b] {
+        let reused = gw
+            .send(
+                gw.http
+                    .post(gw.url(&format!("/v1/events/{event}/holds")))
+                    .bearer_auth(&alice)
+                    .header("Idempotency-Key", "key-1")
+                    .json(&json!({ "best_available": { "count": 3, "section": "A" } })),
+            )
+            .await;
+        assert_problem(&reused, 422, "idempotency_key_reused");
+    }
+    assert_eq!(a.seat_map(event).await, before);
+    let again = b.send(send(b, "key-1")).await;
+    assert_eq!(
+        (again.status, &again.body["hold_id"]),
+        (201, &first.body["hold_id"])
+    );
 }
 
 /// tok_ok books with signed tickets; paying again is the same booking with
@@ -264,19 +285,53 @@ pub async fn checkout_tickets_and_check_in(gw: &Gw) {
     let r = verify("garbage".into()).await;
     assert_eq!(r.body["valid"], json!(false));
 
-    let check_in = format!("/v1/tickets/{ticket_id}/check-in");
-    let r = gw.post(&check_in, Some(ADMIN), json!({})).await;
-    assert_eq!(r.status, 200, "{}", r.text);
+    // The door: the code and the event, with the scan role (the admin token here).
+    let check_in = format!("/v1/events/{event}/check-in");
     assert_problem(
-        &gw.post(&check_in, Some(ADMIN), json!({})).await,
+        &gw.post(&check_in, Some(&alice), json!({ "code": code }))
+            .await,
+        403,
+        "scan_only",
+    );
+    assert_problem(
+        &gw.post(
+            "/v1/events/elsewhere/check-in",
+            Some(ADMIN),
+            json!({ "code": code }),
+        )
+        .await,
+        409,
+        "wrong_event",
+    );
+    assert_problem(
+        &gw.post(
+            &check_in,
+            Some(ADMIN),
+            json!({ "code": format!("{}.{sig}", b64.encode(&text)) }),
+        )
+        .await,
+        422,
+        "invalid_code",
+    );
+    let r = gw
+        .post(&check_in, Some(ADMIN), json!({ "code": code }))
+        .await;
+    assert_eq!(
+        (r.status, r.body["ticket_id"].as_u64()),
+        (200, Some(ticket_id)),
+        "{}",
+        r.text
+    );
+    assert_problem(
+        &gw.post(&check_in, Some(ADMIN), json!({ "code": code }))
+            .await,
         409,
         "already_checked_in",
     );
-    assert_problem(
-        &gw.post(&check_in, Some(&alice), json!({})).await,
-        403,
-        "admin_only",
-    );
+    // The public verifier never names the holder.
+    let r = verify(code.clone()).await;
+    assert!(r.body["ticket"].get("holder").is_none(), "{}", r.text);
+    assert!(!r.text.contains("alice"), "{}", r.text);
 }
 
 /// tok_declined answers 402 and the seats are free again, nothing charged.
@@ -370,6 +425,15 @@ pub async fn bad_requests_change_nothing(gw: &Gw) {
     assert_eq!(r.status, 201, "{}", r.text);
     let bob_booking = r.body["booking_id"].as_u64().unwrap();
     let bob_ticket = r.body["tickets"][0]["ticket_id"].as_u64().unwrap();
+    let bob_code = r.body["tickets"][0]["code"].as_str().unwrap().to_string();
+    // Alice's session token with the name inside changed to bob's.
+    let tampered_session = {
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let (payload, tag) = alice.split_once('.').unwrap();
+        let text = String::from_utf8(b64.decode(payload).unwrap()).unwrap();
+        format!("{}.{tag}", b64.encode(text.replace("alice", "bob")))
+    };
     let before = gw.state_snapshot(&[event]).await;
 
     let big = "x".repeat(70 * 1024);
@@ -422,11 +486,11 @@ pub async fn bad_requests_change_nothing(gw: &Gw) {
         ("someone else's hold: pay", raw(M::POST, &format!("/v1/holds/{bob_hold}/checkout"), a, json_ct, "{\"payment_method\":\"tok_ok\"}"), 404, "not_found"),
         ("someone else's booking: cancel", raw(M::POST, &format!("/v1/bookings/{bob_booking}/cancel"), a, None, ""), 404, "not_found"),
         ("someone else's ticket", raw(M::GET, &format!("/v1/tickets/{bob_ticket}"), a, None, ""), 404, "not_found"),
-        ("user checks a ticket in", raw(M::POST, &format!("/v1/tickets/{bob_ticket}/check-in"), b, None, ""), 403, "admin_only"),
+        ("user checks a ticket in", raw(M::POST, &format!("/v1/events/{event}/check-in"), b, json_ct, &json!({ "code": bob_code }).to_string()), 403, "scan_only"),
         ("hold id not a number", raw(M::GET, "/v1/holds/abc", a, None, ""), 400, "invalid_path"),
         ("hold id negative", raw(M::GET, "/v1/holds/-1", a, None, ""), 400, "invalid_path"),
         ("hold id overflows", raw(M::GET, "/v1/holds/999999999999999999999999", a, None, ""), 400, "invalid_path"),
-        ("unknown hold", raw(M::GET, "/v1/holds/424242", a, None, ""), 404, "unknown_hold"),
+        ("unknown hold", raw(M::GET, "/v1/holds/424242", a, None, ""), 404, "not_found"),
         ("unknown payment method", raw(M::POST, &format!("/v1/holds/{bob_hold}/checkout"), b, json_ct, "{\"payment_method\":\"tok_nope\"}"), 422, "invalid_payment_method"),
         ("wrong method on holds", raw(M::GET, holds, a, None, ""), 405, "method_not_allowed"),
         ("wrong method on a hold", raw(M::PUT, &format!("/v1/holds/{bob_hold}"), b, json_ct, "{}"), 405, "method_not_allowed"),
@@ -440,7 +504,18 @@ pub async fn bad_requests_change_nothing(gw: &Gw) {
         ("user opens a sale", raw(M::POST, &format!("/v1/events/{event}/sale/close"), a, None, ""), 403, "admin_only"),
         ("invalid event spec", raw(M::POST, "/v1/events", Some(ADMIN), json_ct, "{\"id\":\"x\",\"name\":\"\",\"venue\":\"v\",\"starts_at\":\"2030-01-01T20:00:00Z\",\"sections\":[]}"), 422, "invalid_event"),
         ("duplicate event", raw(M::POST, "/v1/events", Some(ADMIN), json_ct, &event_spec(event).to_string()), 409, "event_exists"),
-        ("check-in unknown ticket", raw(M::POST, "/v1/tickets/999999/check-in", Some(ADMIN), None, ""), 404, "unknown_ticket"),
+        ("check-in with a garbage code", raw(M::POST, &format!("/v1/events/{event}/check-in"), Some(ADMIN), json_ct, "{\"code\": \"garbage\"}"), 422, "invalid_code"),
+        ("check-in at the wrong event", raw(M::POST, "/v1/events/elsewhere/check-in", Some(ADMIN), json_ct, &json!({ "code": bob_code }).to_string()), 409, "wrong_event"),
+        ("old check-in route by id", raw(M::POST, &format!("/v1/tickets/{bob_ticket}/check-in"), Some(ADMIN), None, ""), 404, "not_found"),
+        ("seat id with a control character", raw(M::POST, holds, a, json_ct, "{\"seats\": [\"A-1-\\u0000\"]}"), 422, "invalid_seat"),
+        ("seat id too long", raw(M::POST, holds, a, json_ct, &format!("{{\"seats\": [\"{}\"]}}", "A".repeat(500))), 422, "invalid_seat"),
+        ("seat id with a quote", raw(M::POST, holds, a, json_ct, "{\"seats\": [\"A-1-1\\\"\"]}"), 422, "invalid_seat"),
+        ("section id too long", raw(M::POST, holds, a, json_ct, &format!("{{\"best_available\": {{\"count\": 1, \"section\": \"{}\"}}}}", "S".repeat(300))), 422, "invalid_section"),
+        ("GA section with a space", raw(M::POST, holds, a, json_ct, "{\"general_admission\": {\"section\": \"G A\", \"count\": 1}}"), 422, "invalid_section"),
+        ("bearer in upper case, forged", raw(M::POST, holds, None, json_ct, "{\"seats\": [\"A-1-1\"]}").header("authorization", "BEARER forged.token"), 401, "unauthorized"),
+        ("session token with an edited name", raw(M::POST, holds, Some(&tampered_session), json_ct, "{\"seats\": [\"A-1-1\"]}"), 401, "unauthorized"),
+        ("unknown booking", raw(M::GET, "/v1/bookings/424242", a, None, ""), 404, "not_found"),
+        ("unknown ticket", raw(M::GET, "/v1/tickets/424242", a, None, ""), 404, "not_found"),
         ("verify without code", raw(M::POST, "/v1/tickets/verify", None, json_ct, "{}"), 422, "invalid_body"),
         ("webhook unsigned", raw(M::POST, "/v1/payments/webhook", None, json_ct, "{}"), 400, "invalid_signature"),
     ];
@@ -449,10 +524,89 @@ pub async fn bad_requests_change_nothing(gw: &Gw) {
         let r = gw.send(req).await;
         assert!(r.status < 500, "{name}: got {} {}", r.status, r.text);
         assert_problem(&r, status, code);
+        // Every answer carries the security headers and names no node.
+        assert_eq!(
+            r.headers
+                .get("x-content-type-options")
+                .map(|v| v.to_str().unwrap()),
+            Some("nosniff"),
+            "{name}"
+        );
+        let csp = r
+            .headers
+            .get("content-security-policy")
+            .map(|v| v.to_str().unwrap())
+            .unwrap_or("");
+        assert!(csp.contains("frame-ancestors 'none'"), "{name}: {csp}");
+        assert!(r.headers.contains_key("referrer-policy"), "{name}");
+        for leak in ["127.0.0.1", "tonic", "grpc", "transport error"] {
+            assert!(!r.text.contains(leak), "{name} leaks {leak:?}: {}", r.text);
+        }
     }
     assert_eq!(
         gw.state_snapshot(&[event]).await,
         before,
         "bad requests changed the seat map, a hold or a booking"
     );
+}
+
+/// A stranger's release changes nothing and leaves the owner's release
+/// working; a booking cannot be cancelled inside the cutoff before its
+/// event starts (default 24 h).
+pub async fn strangers_and_late_cancels_change_nothing(gw: &Gw) {
+    let event = "rules";
+    gw.open_event(event).await;
+    let alice = gw.session("alice").await;
+    let bob = gw.session("bob").await;
+    let r = gw.hold(&bob, event, json!({ "seats": ["A-1-1"] })).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let hold_id = r.body["hold_id"].as_u64().unwrap();
+    for _ in 0..2 {
+        assert_problem(
+            &gw.delete(&format!("/v1/holds/{hold_id}"), Some(&alice))
+                .await,
+            404,
+            "not_found",
+        );
+    }
+    let r = gw.delete(&format!("/v1/holds/{hold_id}"), Some(&bob)).await;
+    assert_eq!(
+        (r.status, &r.body["status"]),
+        (200, &json!("released")),
+        "{}",
+        r.text
+    );
+    assert_eq!(gw.seat_map(event).await[1], "..........");
+
+    // An event that starts in an hour: inside the 24 h cutoff.
+    let soon = "soon";
+    let mut spec = event_spec(soon);
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    spec["starts_at"] = json!(http_gateway::rfc3339_ms(now_ms + 3_600_000));
+    gw.create_event(spec).await;
+    let r = gw
+        .post(
+            &format!("/v1/events/{soon}/sale/open"),
+            Some(ADMIN),
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let (_, r) = gw.hold_and_pay(&alice, soon, &["A-1-1"], "tok_ok").await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let booking_id = r.body["booking_id"].as_u64().unwrap();
+    assert_problem(
+        &gw.post(
+            &format!("/v1/bookings/{booking_id}/cancel"),
+            Some(&alice),
+            json!({}),
+        )
+        .await,
+        409,
+        "cancel_closed",
+    );
+    assert_eq!(gw.seat_map(soon).await[1], "B.........");
 }

@@ -120,6 +120,10 @@ impl Cluster {
         file.raft.election_timeout_ms = timing.election_timeout_ms;
         file.raft.snapshot_every_entries = timing.snapshot_every_entries;
         file.booking.expiry_sweep_ms = timing.expiry_sweep_ms;
+        // The gateway workload's fans take demo sessions and pay with test
+        // cards; its gateway listens on loopback, where both are allowed.
+        file.auth.mode = cluster_config::AuthMode::Demo;
+        file.payments.provider = cluster_config::PaymentProviderKind::Simulated;
         let run_tag = format!("{}-{}", std::process::id(), dir.display());
         let control_dir = dir.join("control");
         std::fs::create_dir_all(&control_dir)

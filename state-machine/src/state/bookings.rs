@@ -74,6 +74,11 @@ impl BookingState {
     /// `Confirm`: a live hold becomes a booking with its tickets; its seats
     /// go from held to booked, the holder's admission (if any) ends, and a
     /// confirmation is queued in the outbox.
+    ///
+    /// This plain `Confirm` carries no amount: it is the direct confirm of
+    /// trusted gRPC clients (operators, test harnesses). It cannot complete a
+    /// hold whose payment the gateway began with `BeginCharge`; the gateway
+    /// sends `ConfirmCharge` only.
     pub(super) fn confirm(
         &mut self,
         hold_id: u64,
@@ -82,7 +87,44 @@ impl BookingState {
         ctx: &mut Ctx,
     ) -> Outcome {
         check_text("payment_ref", payment_ref, MAX_PAYMENT_REF_LEN)?;
-        self.live_hold(hold_id, holder)?;
+        if self.live_hold(hold_id, holder)?.payment.is_some() {
+            return Err(BookingError::ChargeMismatch { hold_id });
+        }
+        self.confirm_live(hold_id, holder, payment_ref, ctx)
+    }
+
+    /// `ConfirmCharge`: the hold's payment must have been begun with exactly
+    /// this charge and amount, so a payment completes only the hold it was
+    /// begun for (a webhook for another hold or amount changes nothing).
+    pub(super) fn confirm_charge(
+        &mut self,
+        hold_id: u64,
+        holder: &str,
+        charge_id: &str,
+        amount_cents: u64,
+        ctx: &mut Ctx,
+    ) -> Outcome {
+        check_text("charge_id", charge_id, MAX_PAYMENT_REF_LEN)?;
+        let hold = self.live_hold(hold_id, holder)?;
+        let bound = hold.status == HoldStatus::PaymentPending
+            && hold
+                .payment
+                .as_ref()
+                .is_some_and(|p| p.charge_id == charge_id && p.amount_cents == amount_cents);
+        if !bound {
+            return Err(BookingError::ChargeMismatch { hold_id });
+        }
+        self.confirm_live(hold_id, holder, charge_id, ctx)
+    }
+
+    /// The confirmation itself, for a live hold whose checks passed.
+    fn confirm_live(
+        &mut self,
+        hold_id: u64,
+        holder: &str,
+        payment_ref: &str,
+        ctx: &mut Ctx,
+    ) -> Outcome {
         let clock = self.clock_ms;
         let booking_id = self.next_booking_id;
         self.next_booking_id += 1;
@@ -173,6 +215,17 @@ impl BookingState {
         if booking.status == BookingStatus::Cancelled {
             return Err(BookingError::BookingCancelled { booking_id });
         }
+        // A ticket that let someone in cannot be refunded.
+        if booking.tickets.iter().any(|t| {
+            self.tickets
+                .get(t)
+                .is_some_and(|t| t.checked_in_at_ms.is_some())
+        }) {
+            return Err(BookingError::CancelClosed {
+                booking_id,
+                reason: "a ticket of it checked in".into(),
+            });
+        }
         booking.status = BookingStatus::Cancelled;
         booking.cancelled_at_ms = Some(clock);
         let ev = &mut self.events[booking.event as usize];
@@ -205,6 +258,40 @@ impl BookingState {
             booking_id,
             tickets_revoked,
         })
+    }
+
+    /// `CancelBookingBefore`: `CancelBooking`, refused once log time is
+    /// within `cutoff_ms` of the event's start.
+    pub(super) fn cancel_booking_before(
+        &mut self,
+        booking_id: u64,
+        holder: &str,
+        cutoff_ms: u64,
+        ctx: &mut Ctx,
+    ) -> Outcome {
+        let booking = self
+            .bookings
+            .get(&booking_id)
+            .ok_or(BookingError::UnknownBooking { booking_id })?;
+        if booking.holder != holder {
+            return Err(BookingError::NotOwner);
+        }
+        let spec = &self.events[booking.event as usize].spec;
+        // Validated at creation; an unreadable start is treated as "now".
+        let starts_at_ms = crate::spec::parse_rfc3339_ms(&spec.starts_at)
+            .map_or(0, |ms| u64::try_from(ms).unwrap_or(0));
+        if booking.status == BookingStatus::Confirmed
+            && self.clock_ms.saturating_add(cutoff_ms) >= starts_at_ms
+        {
+            return Err(BookingError::CancelClosed {
+                booking_id,
+                reason: format!(
+                    "cancellations close {} minutes before the event starts",
+                    cutoff_ms / 60_000
+                ),
+            });
+        }
+        self.cancel_booking(booking_id, holder, ctx)
     }
 
     /// `CheckIn`: marks a ticket used, once (door staff; no owner check).

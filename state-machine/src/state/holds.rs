@@ -13,7 +13,7 @@ use super::{check_text, ga_change, BookingState, Ctx};
 use crate::command::*;
 use crate::error::BookingError;
 use crate::event::{Event, Seat};
-use crate::limits::MAX_HOLDER_LEN;
+use crate::limits::{MAX_HOLDER_LEN, MAX_PAYMENT_REF_LEN};
 use crate::view::*;
 
 /// One hold. Kept while live, forever once confirmed (its booking points
@@ -48,6 +48,21 @@ pub(crate) struct Hold {
     pub booking_id: Option<u64>,
     /// Price of everything held, in cents, fixed when the hold was made.
     pub total_cents: u64,
+    /// The charge the gateway began for this hold (`BeginCharge`): only a
+    /// `ConfirmCharge` naming this charge and amount confirms the hold, and
+    /// a plain `Confirm` no longer can. Kept after the hold ends, for
+    /// support. Saved from snapshot format 3 on (None in older snapshots).
+    #[serde(deserialize_with = "crate::snapshot::since_v3")]
+    pub payment: Option<Charge>,
+}
+
+/// A payment provider's charge as the gateway began it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Charge {
+    /// The provider's id of the charge.
+    pub charge_id: String,
+    /// What it takes, in cents: the hold's total when it began.
+    pub amount_cents: u64,
 }
 
 /// How a `Hold` that passed every read-only check takes its seats.
@@ -266,6 +281,7 @@ impl BookingState {
                 ended_at_ms: None,
                 booking_id: None,
                 total_cents,
+                payment: None,
             },
         );
         self.derived.expiry.insert((expires_at_ms, hold_id));
@@ -372,6 +388,40 @@ impl BookingState {
             hold_id,
             expires_at_ms: new,
         })
+    }
+
+    /// `BeginCharge`: `BeginPayment` bound to the charge the gateway began,
+    /// whose amount must be the hold's total. The same charge again answers
+    /// as the first time (a retry through another path); another is refused.
+    pub(super) fn begin_charge(
+        &mut self,
+        hold_id: u64,
+        holder: &str,
+        charge_id: &str,
+        amount_cents: u64,
+    ) -> Outcome {
+        check_text("charge_id", charge_id, MAX_PAYMENT_REF_LEN)?;
+        let hold = self.live_hold(hold_id, holder)?;
+        if let Some(bound) = &hold.payment {
+            return if bound.charge_id == charge_id && bound.amount_cents == amount_cents {
+                Ok(Reply::PaymentBegun {
+                    hold_id,
+                    expires_at_ms: hold.expires_at_ms,
+                })
+            } else {
+                Err(BookingError::ChargeMismatch { hold_id })
+            };
+        }
+        if hold.status == HoldStatus::Active && amount_cents != hold.total_cents {
+            return Err(BookingError::ChargeMismatch { hold_id });
+        }
+        let begun = self.begin_payment(hold_id, holder)?;
+        let hold = self.holds.get_mut(&hold_id).expect("live: checked above");
+        hold.payment = Some(Charge {
+            charge_id: charge_id.to_string(),
+            amount_cents,
+        });
+        Ok(begun)
     }
 
     /// `FailPayment`: the payment failed, so the hold is released.

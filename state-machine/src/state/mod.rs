@@ -195,7 +195,9 @@ impl BookingState {
             };
             let dedupe = is_deduplicated(req);
             if dedupe {
-                if let Some((first, first_index)) = self.dedupe.get(req.client_id, req.request_id) {
+                if let Some((first, first_index)) =
+                    self.dedupe.get(req.client_id, req.request_id, &req.command)
+                {
                     out.outcomes.push(first);
                     // 0: remembered before snapshots carried the index.
                     out.indexes
@@ -208,6 +210,7 @@ impl BookingState {
                 self.dedupe.insert(
                     req.client_id,
                     req.request_id,
+                    &req.command,
                     self.clock_ms,
                     index,
                     &outcome,
@@ -259,7 +262,10 @@ impl BookingState {
             return None;
         }
         if is_deduplicated(request) {
-            if let Some((first, _)) = self.dedupe.get(request.client_id, request.request_id) {
+            if let Some((first, _)) =
+                self.dedupe
+                    .get(request.client_id, request.request_id, &request.command)
+            {
                 return Some(first);
             }
         }
@@ -384,6 +390,23 @@ impl BookingState {
             Command::AckOutbox { up_to } => self.ack_outbox(*up_to),
             Command::Configure(settings) => self.configure(settings),
             Command::Tick => self.tick(),
+            Command::BeginCharge {
+                hold_id,
+                holder,
+                charge_id,
+                amount_cents,
+            } => self.begin_charge(*hold_id, holder, charge_id, *amount_cents),
+            Command::ConfirmCharge {
+                hold_id,
+                holder,
+                charge_id,
+                amount_cents,
+            } => self.confirm_charge(*hold_id, holder, charge_id, *amount_cents, ctx),
+            Command::CancelBookingBefore {
+                booking_id,
+                holder,
+                cutoff_ms,
+            } => self.cancel_booking_before(*booking_id, holder, *cutoff_ms, ctx),
         }
     }
 

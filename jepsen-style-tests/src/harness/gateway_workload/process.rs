@@ -31,8 +31,9 @@ const GATEWAY_READY_TIMEOUT: Duration = Duration::from_secs(30);
 pub fn start(cluster: &Cluster, extra_env: &[(String, String)]) -> Result<GatewayProc, String> {
     let gateway = GatewaySection {
         listen: free_addr(),
-        admin_token: ADMIN_TOKEN.to_string(),
+        admin_token: Some(ADMIN_TOKEN.to_string()),
         cluster_timeout_ms: GATEWAY_CLUSTER_TIMEOUT_MS,
+        ..GatewaySection::default()
     };
     cluster.start_gateway(gateway, extra_env)
 }

@@ -388,7 +388,7 @@ fn print_gateway(
         )
     };
     println!(
-        "gateway:\n  page       {base}/\n  api        {base}/v1  (OpenAPI: {base}/openapi.json)\n  \
+        "gateway:\n  page       {base}/?event={DEMO_EVENT_ID}\n  api        {base}/v1  (OpenAPI: {base}/openapi.json)\n  \
          demo event {base}/v1/events/{DEMO_EVENT_ID}: {demo}\n  \
          admin      {admin_line}\n\
          Ctrl-C stops the cluster and the gateway.\n"

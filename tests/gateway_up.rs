@@ -117,6 +117,12 @@ async fn up_serves_the_gateway_with_a_demo_event_and_stops_cleanly() {
     wait_serving(&up, &base).await;
     let printed = up.output();
     assert!(demo_line(&up).contains("created"), "{}", up.log_tail());
+    // The page link opens the demo event straight away.
+    assert!(
+        printed.contains(&format!("page       {base}/?event=demo")),
+        "{}",
+        up.log_tail()
+    );
     assert!(
         printed.contains("[gateway] admin_token"),
         "{}",

@@ -56,7 +56,7 @@ pub const APPEND_ENTRIES_ENTRIES_MAX: u64 = 64;
 /// Far below `proto::MAX_MESSAGE_BYTES`, so a peer never refuses our own
 /// bound; small enough that one RPC's transfer and fsync stay well inside the
 /// heartbeat on a slow link or disk.
-pub const APPEND_ENTRIES_BYTES_MAX: usize = 2 * 1024 * 1024;
+pub const APPEND_ENTRIES_BYTES_MAX: usize = 1024 * 1024;
 /// TCP connect timeout to a peer.
 pub const CONNECT_TIMEOUT_MS: u64 = 1_000;
 
@@ -343,6 +343,7 @@ mod tests {
     #[test]
     fn entries_hint_shrinks_proportionally() {
         assert_eq!(entries_hint(64, 8 << 20, 2 << 20), 14);
+        assert_eq!(entries_hint(64, 3 << 20, 1 << 20), 19);
         assert_eq!(entries_hint(2, 10 << 20, 2 << 20), 1);
         assert_eq!(entries_hint(64, (2 << 20) + 1, 2 << 20), 56);
         assert_eq!(entries_hint(1, 10 << 20, 1), 1);

@@ -67,7 +67,9 @@ async fn follower_down_for_200k_commands_catches_up_from_the_log() {
                             1 + n / SEATS_PER_ROW as u64,
                             1 + n % SEATS_PER_ROW as u64
                         );
-                        let cmd = hold_command("cu", &format!("fan-{n}"), &[seat.as_str()]);
+                        // A 64-character holder id (an identity provider's subject), so entries
+                        // of 500 holds are ~45 KiB and a full AppendEntries passes the byte cap.
+                        let cmd = hold_command("cu", &format!("fan-{n:060}"), &[seat.as_str()]);
                         pb::SubmitRequest {
                             client_id: 100 + w,
                             request_id: n + 1,

@@ -49,6 +49,9 @@ pub struct Counters {
     /// logged for the 1st, 2nd, 4th, 8th, ... slow step, so a slow disk
     /// cannot flood the log).
     pub fsyncs_slow: AtomicU64,
+    /// AppendEntries this node did not send, or a peer refused, as too large:
+    /// each one made openraft retry with fewer entries (`network.rs`).
+    pub append_entries_too_large: AtomicU64,
 }
 
 /// Upper bounds of `booking_fsync_duration_seconds`'s buckets (plus `+Inf`).
@@ -209,6 +212,12 @@ pub fn render(node_id: u64, counters: &Counters, raft: &Raft, commit_index: u64)
             "# HELP {name} {help}\n# TYPE {name} {kind}\n{name}{{node_id=\"{node_id}\"}} {v}"
         );
     };
+    gauge(
+        "booking_append_entries_too_large_total",
+        "AppendEntries over the payload byte cap (or refused as too large), retried with fewer entries.",
+        "counter",
+        c(&counters.append_entries_too_large),
+    );
     gauge(
         "booking_reads_linearizable_total",
         "Linearizable reads served.",

@@ -43,6 +43,7 @@ use serde::Serialize;
 use tonic::transport::{Channel, Endpoint};
 use tracing::Instrument;
 
+use crate::metrics::Counters;
 use crate::types::{Node, NodeId, SnapshotMeta, TypeConfig, Vote};
 
 /// Bytes of snapshot data per InstallSnapshot chunk.
@@ -128,6 +129,8 @@ pub struct NetworkFactory {
     pub pool: ChannelPool,
     pub rpc_timeout: Duration,
     pub snapshot_timeout: Duration,
+    /// Where the too-large payloads are counted.
+    pub counters: Arc<Counters>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
@@ -147,6 +150,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             self_id: self.self_id,
             rpc_timeout: self.rpc_timeout,
             snapshot_timeout: self.snapshot_timeout,
+            counters: self.counters.clone(),
         }
     }
 }
@@ -160,6 +164,7 @@ pub struct PeerClient {
     self_id: NodeId,
     rpc_timeout: Duration,
     snapshot_timeout: Duration,
+    counters: Arc<Counters>,
 }
 
 type RpcErr<E> = RPCError<NodeId, Node, E>;
@@ -251,6 +256,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         let body_bytes = body.len();
         if entries > 1 && body_bytes > APPEND_ENTRIES_BYTES_MAX {
             let hint = entries_hint(entries, body_bytes, APPEND_ENTRIES_BYTES_MAX);
+            Counters::add(&self.counters.append_entries_too_large, 1);
             tracing::debug!(
                 target_node = self.target,
                 entries,
@@ -268,6 +274,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
             Ok(r) => r,
             Err(s) if entries > 1 && is_too_large(&s) => {
                 let hint = entries_hint(entries, body_bytes, body_bytes / 2);
+                Counters::add(&self.counters.append_entries_too_large, 1);
                 tracing::warn!(
                     target_node = self.target,
                     entries,

@@ -97,6 +97,7 @@ pub async fn run_node(
         pool: pool.clone(),
         rpc_timeout: Duration::from_millis(config.raft.rpc_timeout_ms),
         snapshot_timeout: Duration::from_millis(config.raft.install_snapshot_timeout_ms),
+        counters: counters.clone(),
     };
     let raft = Raft::new(
         node_id,

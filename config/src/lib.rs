@@ -69,7 +69,9 @@ pub struct ClusterSection {
 /// `[raft]`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct RaftSection {
-    /// How often the leader sends heartbeats, in milliseconds.
+    /// How often the leader sends heartbeats, in milliseconds. openraft 0.9
+    /// also bounds every AppendEntries by it (the follower's fsync included),
+    /// so it must stay above the disk's fsync latency (twice its p99).
     pub heartbeat_interval_ms: u64,
     /// `[min, max]` of the randomised election timeout, in milliseconds.
     /// Invariant: `heartbeat_interval_ms < min < max`.

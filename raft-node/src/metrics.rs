@@ -8,6 +8,7 @@
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use crate::types::Raft;
 
@@ -37,11 +38,57 @@ pub struct Counters {
     /// total time: the fsync cost every acknowledged write pays.
     pub fsyncs: AtomicU64,
     pub fsync_time_us: AtomicU64,
+    /// Durability steps per latency bucket (`FSYNC_BUCKETS_SECONDS`, not
+    /// cumulative here; rendered cumulative): `booking_fsync_duration_seconds`.
+    pub fsync_buckets: [AtomicU64; FSYNC_BUCKETS_SECONDS.len()],
+    /// A durability step at least this long logs a warning (0: never). Set at
+    /// start to half the heartbeat interval: openraft 0.9 bounds a whole
+    /// AppendEntries (the follower's fsync included) by the heartbeat.
+    pub fsync_warn_us: AtomicU64,
+    /// Slow steps seen, and the count at the last warning (warnings are
+    /// logged for the 1st, 2nd, 4th, 8th, ... slow step, so a slow disk
+    /// cannot flood the log).
+    pub fsyncs_slow: AtomicU64,
+    /// AppendEntries this node did not send, or a peer refused, as too large:
+    /// each one made openraft retry with fewer entries (`network.rs`).
+    pub append_entries_too_large: AtomicU64,
 }
+
+/// Upper bounds of `booking_fsync_duration_seconds`'s buckets (plus `+Inf`).
+pub const FSYNC_BUCKETS_SECONDS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
 
 impl Counters {
     pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Records one durability step of `elapsed`: the counters, the histogram,
+    /// and a warning when it nears the heartbeat interval.
+    pub fn record_fsync(&self, elapsed: Duration) {
+        let us = elapsed.as_micros() as u64;
+        Self::add(&self.fsyncs, 1);
+        Self::add(&self.fsync_time_us, us);
+        let secs = elapsed.as_secs_f64();
+        if let Some(i) = FSYNC_BUCKETS_SECONDS.iter().position(|&le| secs <= le) {
+            Self::add(&self.fsync_buckets[i], 1);
+        }
+        let warn_us = self.fsync_warn_us.load(Ordering::Relaxed);
+        if warn_us > 0 && us >= warn_us {
+            let n = self.fsyncs_slow.fetch_add(1, Ordering::Relaxed) + 1;
+            if n.is_power_of_two() {
+                tracing::warn!(
+                    fsync_ms = us / 1000,
+                    warn_threshold_ms = warn_us / 1000,
+                    slow_fsyncs = n,
+                    "slow disk: a durability step took at least half the heartbeat interval; \
+                     openraft bounds each AppendEntries (the follower's fsync included) by the \
+                     heartbeat, so raise [raft] heartbeat_interval_ms (and the election timeout) \
+                     or replication will time out"
+                );
+            }
+        }
     }
 }
 
@@ -158,6 +205,19 @@ pub fn render(node_id: u64, counters: &Counters, raft: &Raft, commit_index: u64)
         "counter",
         c(&counters.fsync_time_us),
     );
+    render_fsync_histogram(&mut out, node_id, counters);
+    let mut gauge = |name: &str, help: &str, kind: &str, v: u64| {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name}{{node_id=\"{node_id}\"}} {v}"
+        );
+    };
+    gauge(
+        "booking_append_entries_too_large_total",
+        "AppendEntries over the payload byte cap (or refused as too large), retried with fewer entries.",
+        "counter",
+        c(&counters.append_entries_too_large),
+    );
     gauge(
         "booking_reads_linearizable_total",
         "Linearizable reads served.",
@@ -201,4 +261,58 @@ pub fn render(node_id: u64, counters: &Counters, raft: &Raft, commit_index: u64)
         c(&counters.fast_path_fallbacks),
     );
     out
+}
+
+/// `booking_fsync_duration_seconds`: the latency of each durability step, as a
+/// Prometheus histogram (cumulative buckets, `_sum`, `_count`).
+fn render_fsync_histogram(out: &mut String, node_id: u64, counters: &Counters) {
+    let name = "booking_fsync_duration_seconds";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Latency of one durability step (fsyncs after a sled flush).\n# TYPE {name} histogram"
+    );
+    let mut cumulative = 0;
+    for (le, bucket) in FSYNC_BUCKETS_SECONDS.iter().zip(&counters.fsync_buckets) {
+        cumulative += bucket.load(Ordering::Relaxed);
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{node_id=\"{node_id}\",le=\"{le}\"}} {cumulative}"
+        );
+    }
+    let count = counters.fsyncs.load(Ordering::Relaxed);
+    let sum_seconds = counters.fsync_time_us.load(Ordering::Relaxed) as f64 / 1e6;
+    let _ = writeln!(
+        out,
+        "{name}_bucket{{node_id=\"{node_id}\",le=\"+Inf\"}} {count}\n{name}_sum{{node_id=\"{node_id}\"}} {sum_seconds}\n{name}_count{{node_id=\"{node_id}\"}} {count}"
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Goal: fsync latencies land in the right buckets and render cumulatively.
+    #[test]
+    fn fsync_histogram_is_cumulative() {
+        let c = Counters::default();
+        c.record_fsync(Duration::from_micros(300));
+        c.record_fsync(Duration::from_millis(40));
+        c.record_fsync(Duration::from_secs(5));
+        let mut out = String::new();
+        render_fsync_histogram(&mut out, 7, &c);
+        assert!(
+            out.contains("booking_fsync_duration_seconds_bucket{node_id=\"7\",le=\"0.0005\"} 1\n")
+        );
+        assert!(
+            out.contains("booking_fsync_duration_seconds_bucket{node_id=\"7\",le=\"0.025\"} 1\n")
+        );
+        assert!(
+            out.contains("booking_fsync_duration_seconds_bucket{node_id=\"7\",le=\"0.05\"} 2\n")
+        );
+        assert!(out.contains("booking_fsync_duration_seconds_bucket{node_id=\"7\",le=\"2.5\"} 2\n"));
+        assert!(
+            out.contains("booking_fsync_duration_seconds_bucket{node_id=\"7\",le=\"+Inf\"} 3\n")
+        );
+        assert!(out.contains("booking_fsync_duration_seconds_count{node_id=\"7\"} 3"));
+    }
 }

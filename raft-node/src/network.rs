@@ -10,6 +10,17 @@
 //! `SNAPSHOT_CHUNK_BYTES`, each chunk with `install_snapshot_timeout_ms`; the
 //! gRPC message limit (`proto::MAX_MESSAGE_BYTES`) is far above a chunk.
 //!
+//! AppendEntries bounds (so a follower that fell behind always catches up):
+//! openraft sends at most `max_payload_entries` ([`APPEND_ENTRIES_ENTRIES_MAX`])
+//! entries per RPC, and this client refuses to send a payload whose encoded
+//! body passes [`APPEND_ENTRIES_BYTES_MAX`]; that refusal, and a peer's
+//! "message too large" answer (tonic `OutOfRange`/`ResourceExhausted`), become
+//! openraft's `PayloadTooLarge` with a smaller entries hint, so openraft
+//! retries at once with fewer entries (for its next 10 RPCs). Caveat: openraft
+//! 0.9.25 bounds each AppendEntries by `heartbeat_interval` whatever this
+//! client asks (`replication/mod.rs`), the follower's fsync included; the
+//! bounds here keep one RPC's work small, `startup` checks the heartbeat.
+//!
 //! Must not: retry on its own (openraft owns retries and backoff).
 
 use std::collections::HashMap;
@@ -17,7 +28,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use openraft::error::{
-    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+    InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError,
+    Unreachable,
 };
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
@@ -31,10 +43,21 @@ use serde::Serialize;
 use tonic::transport::{Channel, Endpoint};
 use tracing::Instrument;
 
+use crate::metrics::Counters;
 use crate::types::{Node, NodeId, SnapshotMeta, TypeConfig, Vote};
 
 /// Bytes of snapshot data per InstallSnapshot chunk.
 pub const SNAPSHOT_CHUNK_BYTES: usize = 1024 * 1024;
+/// Entries per AppendEntries (openraft's `max_payload_entries`). An entry is
+/// at most `ENTRY_BYTES_MAX` (96 KiB), so 64 entries are at most 6 MiB before
+/// the byte cap below cuts in; in practice entries are a few KiB.
+pub const APPEND_ENTRIES_ENTRIES_MAX: u64 = 64;
+/// Encoded bytes of one AppendEntries body. A larger payload is not sent: the
+/// client answers `PayloadTooLarge` with a proportionally smaller entries hint.
+/// Far below `proto::MAX_MESSAGE_BYTES`, so a peer never refuses our own
+/// bound; small enough that one RPC's transfer and fsync stay well inside the
+/// heartbeat on a slow link or disk.
+pub const APPEND_ENTRIES_BYTES_MAX: usize = 1024 * 1024;
 /// TCP connect timeout to a peer.
 pub const CONNECT_TIMEOUT_MS: u64 = 1_000;
 
@@ -106,6 +129,8 @@ pub struct NetworkFactory {
     pub pool: ChannelPool,
     pub rpc_timeout: Duration,
     pub snapshot_timeout: Duration,
+    /// Where the too-large payloads are counted.
+    pub counters: Arc<Counters>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
@@ -125,6 +150,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             self_id: self.self_id,
             rpc_timeout: self.rpc_timeout,
             snapshot_timeout: self.snapshot_timeout,
+            counters: self.counters.clone(),
         }
     }
 }
@@ -138,6 +164,7 @@ pub struct PeerClient {
     self_id: NodeId,
     rpc_timeout: Duration,
     snapshot_timeout: Duration,
+    counters: Arc<Counters>,
 }
 
 type RpcErr<E> = RPCError<NodeId, Node, E>;
@@ -194,6 +221,25 @@ impl PeerClient {
     }
 }
 
+/// How many of `entries` entries fit in `bytes_max` when they took
+/// `bytes_total`: proportional, with a margin of one eighth, at least 1 and
+/// fewer than `entries` (so every hint shrinks the batch).
+pub fn entries_hint(entries: usize, bytes_total: usize, bytes_max: usize) -> u64 {
+    let entries = entries.max(1) as u128;
+    let fit = entries * bytes_max as u128 / bytes_total.max(1) as u128;
+    let fit = fit - fit / 8;
+    fit.clamp(1, (entries - 1).max(1)) as u64
+}
+
+/// Whether a transport status means "the message was too large" (tonic's
+/// encoder or the peer's decoder limit).
+fn is_too_large(s: &tonic::Status) -> bool {
+    matches!(
+        s.code(),
+        tonic::Code::OutOfRange | tonic::Code::ResourceExhausted
+    ) || s.message().contains("message length too large")
+}
+
 impl RaftNetwork<TypeConfig> for PeerClient {
     async fn append_entries(
         &mut self,
@@ -205,15 +251,44 @@ impl RaftNetwork<TypeConfig> for PeerClient {
             target = self.target,
             entries = rpc.entries.len()
         );
+        let entries = rpc.entries.len();
         let body = encode_body(&rpc).map_err(network)?;
+        let body_bytes = body.len();
+        if entries > 1 && body_bytes > APPEND_ENTRIES_BYTES_MAX {
+            let hint = entries_hint(entries, body_bytes, APPEND_ENTRIES_BYTES_MAX);
+            Counters::add(&self.counters.append_entries_too_large, 1);
+            tracing::debug!(
+                target_node = self.target,
+                entries,
+                body_bytes,
+                hint,
+                "append_entries payload over the byte cap; asking openraft for fewer entries"
+            );
+            return Err(RPCError::PayloadTooLarge(
+                PayloadTooLarge::new_entries_hint(hint),
+            ));
+        }
         let mut req = tonic::Request::new(self.request(body));
         req.set_timeout(self.rpc_timeout.min(option.hard_ttl()));
-        let reply = self
-            .client()?
-            .append_entries(req)
-            .instrument(span)
-            .await
-            .map_err(|s| self.status_to_err("append_entries", s))?;
+        let reply = match self.client()?.append_entries(req).instrument(span).await {
+            Ok(r) => r,
+            Err(s) if entries > 1 && is_too_large(&s) => {
+                let hint = entries_hint(entries, body_bytes, body_bytes / 2);
+                Counters::add(&self.counters.append_entries_too_large, 1);
+                tracing::warn!(
+                    target_node = self.target,
+                    entries,
+                    body_bytes,
+                    hint,
+                    "append_entries refused as too large ({}); asking openraft for fewer entries",
+                    s.message()
+                );
+                return Err(RPCError::PayloadTooLarge(
+                    PayloadTooLarge::new_entries_hint(hint),
+                ));
+            }
+            Err(s) => return Err(self.status_to_err("append_entries", s)),
+        };
         self.remote::<_, openraft::error::Infallible>(&reply.into_inner().body)
     }
 
@@ -264,5 +339,21 @@ impl RaftNetwork<TypeConfig> for PeerClient {
             .await
             .map_err(|s| self.status_to_err("vote", s))?;
         self.remote::<_, openraft::error::Infallible>(&reply.into_inner().body)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::entries_hint;
+
+    // Goal: a hint always shrinks the batch, never to zero, and scales with the byte cap.
+    #[test]
+    fn entries_hint_shrinks_proportionally() {
+        assert_eq!(entries_hint(64, 8 << 20, 2 << 20), 14);
+        assert_eq!(entries_hint(64, 3 << 20, 1 << 20), 19);
+        assert_eq!(entries_hint(2, 10 << 20, 2 << 20), 1);
+        assert_eq!(entries_hint(64, (2 << 20) + 1, 2 << 20), 56);
+        assert_eq!(entries_hint(1, 10 << 20, 1), 1);
+        assert_eq!(entries_hint(10, 0, 2 << 20), 9);
     }
 }

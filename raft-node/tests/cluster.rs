@@ -157,6 +157,18 @@ async fn three_nodes_elect_and_a_hold_written_via_a_follower_reads_back_lineariz
             "node {id}: {text}"
         );
         assert!(text.contains("booking_commands_applied_total"), "node {id}");
+        // Every node fsynced at least its membership entry.
+        assert!(
+            text.contains("# TYPE booking_fsync_duration_seconds histogram")
+                && !text.contains(&format!(
+                    "booking_fsync_duration_seconds_count{{node_id=\"{id}\"}} 0\n"
+                )),
+            "node {id}: {text}"
+        );
+        assert!(
+            text.contains("booking_append_entries_too_large_total"),
+            "node {id}"
+        );
     }
     c.stop_all().await;
 }

@@ -24,7 +24,9 @@ use super::read::{reader_task, READ_QUEUE_MAX};
 use super::{fatal_to_error, NodeCore};
 use crate::error::NodeError;
 use crate::metrics::Counters;
-use crate::network::{ChannelPool, NetworkFactory, SNAPSHOT_CHUNK_BYTES};
+use crate::network::{
+    ChannelPool, NetworkFactory, APPEND_ENTRIES_ENTRIES_MAX, SNAPSHOT_CHUNK_BYTES,
+};
 use crate::store::open_data_dir;
 use crate::types::{NodeId, Raft};
 use crate::watch::{ResyncReason, WatchHub};
@@ -43,6 +45,7 @@ fn openraft_config(config: &ClusterConfig) -> Result<openraft::Config, NodeError
         snapshot_policy: SnapshotPolicy::LogsSinceLast(r.snapshot_every_entries.max(1)),
         max_in_snapshot_log_to_keep: r.max_in_snapshot_log_to_keep,
         snapshot_max_chunk_size: SNAPSHOT_CHUNK_BYTES as u64,
+        max_payload_entries: APPEND_ENTRIES_ENTRIES_MAX,
         ..Default::default()
     };
     c.validate()
@@ -73,6 +76,12 @@ pub async fn run_node(
     let data_dir = config.node_data_dir(node_id);
     let raft_config = Arc::new(openraft_config(&config)?);
     let counters = Arc::new(Counters::default());
+    // openraft 0.9 bounds each AppendEntries by the heartbeat interval, the
+    // follower's fsync included: warn when a durability step takes half of it.
+    counters.fsync_warn_us.store(
+        config.raft.heartbeat_interval_ms.saturating_mul(1000) / 2,
+        std::sync::atomic::Ordering::Relaxed,
+    );
     let hub = Arc::new(WatchHub::default());
     let data = open_data_dir(
         &data_dir,
@@ -88,6 +97,7 @@ pub async fn run_node(
         pool: pool.clone(),
         rpc_timeout: Duration::from_millis(config.raft.rpc_timeout_ms),
         snapshot_timeout: Duration::from_millis(config.raft.install_snapshot_timeout_ms),
+        counters: counters.clone(),
     };
     let raft = Raft::new(
         node_id,

@@ -139,11 +139,7 @@ impl DiskSync {
         let result = tokio::task::spawn_blocking(move || me.sync_blocking())
             .await
             .map_err(|e| format!("the fsync task failed: {e}"))?;
-        Counters::add(&self.counters.fsyncs, 1);
-        Counters::add(
-            &self.counters.fsync_time_us,
-            started.elapsed().as_micros() as u64,
-        );
+        self.counters.record_fsync(started.elapsed());
         result.map_err(|e| format!("fsync of {}: {e}", self.sled_dir.display()))
     }
 }

@@ -79,6 +79,11 @@ async fn a_wiped_follower_does_not_vote_for_a_node_missing_committed_entries() {
     })
     .await;
     eprintln!("late node {late}: elected={late_won} at term {late_term}");
+    let sb = c.status(b).await.expect("the wiped node answers Status");
+    assert_eq!(
+        sb.admission, "refused",
+        "the wiped node reports that it is not admitted: {sb:?}"
+    );
 
     // The old leader returns; whoever leads must serve every acknowledged hold.
     c.start(a, false);

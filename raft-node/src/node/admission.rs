@@ -11,9 +11,11 @@
 //! is admitted when (a) the leader's membership lists this node as a learner
 //! or not at all (the operator removed it, or is adding it), or (b) so many
 //! of the other voters report an empty log (nothing past the initial
-//! membership entry) that no quorum can hold a committed entry (a new
-//! cluster). It is refused, and says so, when a leader with entries lists it
-//! as a voter: an emptied disk under an old id. Caveat: a node started with
+//! membership entry and the first leader's blank entry) that no quorum can
+//! hold a committed entry (a new cluster). It is refused, and says so, when a
+//! leader lists it as a voter that an earlier incarnation acknowledged
+//! entries to (the leader's match index for it): an emptied disk under an old
+//! id. Otherwise it stays pending, which refuses exactly as much. Caveat: a node started with
 //! `--bootstrap` on an empty directory is admitted at once (it claims to be
 //! creating the cluster); never bootstrap a replaced disk.
 
@@ -31,7 +33,7 @@ use super::NodeCore;
 use crate::store::identity::mark_admitted;
 
 /// How often a node that is not admitted asks its peers again.
-pub const ADMISSION_POLL_MS: u64 = 500;
+pub const ADMISSION_POLL_MS: u64 = 200;
 
 const ADMITTED: u8 = 0;
 const PENDING: u8 = 1;
@@ -87,6 +89,11 @@ enum Verdict {
     Unknown,
 }
 
+/// Highest last log index a voter may report and still count as holding
+/// nothing a new node could have forgotten: the initial membership entry
+/// (index 0) and the first leader's blank entry (index 1).
+const NEW_CLUSTER_LOG_INDEX_MAX: u64 = 1;
+
 /// Decides from the peers' statuses (pure, so it can be tested alone).
 fn decide(self_id: u64, statuses: &[pb::StatusResponse]) -> Verdict {
     if let Some(l) = statuses.iter().find(|s| s.role == "Leader") {
@@ -94,12 +101,20 @@ fn decide(self_id: u64, statuses: &[pb::StatusResponse]) -> Verdict {
         if !voter {
             return Verdict::Admit("the leader lists this node as a learner or not at all");
         }
-        if l.last_log_index > 0 {
+        // This incarnation acknowledged nothing (it refuses appends), so a
+        // match on the leader is an earlier incarnation's.
+        let matched = l
+            .replication
+            .iter()
+            .find(|r| r.node_id == self_id)
+            .and_then(|r| r.matched_index)
+            .unwrap_or(0);
+        if matched > NEW_CLUSTER_LOG_INDEX_MAX {
             return Verdict::Refuse;
         }
     }
-    // A new cluster: the voters that report an empty log leave too few
-    // others to form a quorum that could hold a committed entry.
+    // A new cluster: the voters that report (almost) empty logs leave too
+    // few others to form a quorum that could hold a committed entry.
     let Some(view) = statuses
         .iter()
         .filter(|s| !s.members.is_empty())
@@ -118,7 +133,11 @@ fn decide(self_id: u64, statuses: &[pb::StatusResponse]) -> Verdict {
     }
     let empty = statuses
         .iter()
-        .filter(|s| s.node_id != self_id && voters.contains(&s.node_id) && s.last_log_index == 0)
+        .filter(|s| {
+            s.node_id != self_id
+                && voters.contains(&s.node_id)
+                && s.last_log_index <= NEW_CLUSTER_LOG_INDEX_MAX
+        })
         .count();
     let quorum = voters.len() / 2 + 1;
     if voters.len() - empty < quorum {
@@ -213,8 +232,18 @@ mod tests {
         let v = [1, 2, 3];
         let fresh = [status(1, "Candidate", 0, &v), status(3, "Follower", 0, &v)];
         assert!(matches!(decide(2, &fresh), Verdict::Admit(_)));
-        let lost = [status(1, "Leader", 40, &v), status(3, "Follower", 40, &v)];
+        let mut leader = status(1, "Leader", 40, &v);
+        leader.replication = vec![pb::ReplicationProgress {
+            node_id: 2,
+            matched_index: Some(39),
+        }];
+        let lost = [leader.clone(), status(3, "Follower", 40, &v)];
         assert_eq!(decide(2, &lost), Verdict::Refuse);
+        leader.replication.clear();
+        let unknown = [leader, status(3, "Follower", 40, &v)];
+        assert_eq!(decide(2, &unknown), Verdict::Unknown);
+        let raced = [status(1, "Leader", 1, &v), status(3, "Follower", 1, &v)];
+        assert!(matches!(decide(2, &raced), Verdict::Admit(_)));
         let removed = [status(1, "Leader", 41, &[1, 3])];
         assert!(matches!(decide(2, &removed), Verdict::Admit(_)));
         let half = [status(1, "Candidate", 0, &v)];

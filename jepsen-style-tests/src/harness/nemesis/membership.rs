@@ -23,17 +23,7 @@ pub(super) async fn remove(
     during: Option<&Fault>,
 ) -> Result<(Undo, String), String> {
     let node = ctx.resolve(target).await?[0];
-    let removed = tokio::time::timeout(REMOVE_TIMEOUT, ctx.client.remove_node(node)).await;
-    let mut detail = match removed {
-        Ok(Ok(change)) => format!("removed node {node} (log index {})", change.log_index),
-        Ok(Err(e)) => return Err(format!("remove node {node}: {e}")),
-        Err(_) => {
-            return Err(format!(
-                "remove node {node}: no answer in {} s",
-                REMOVE_TIMEOUT.as_secs()
-            ))
-        }
-    };
+    let mut detail = remove_node(ctx, node).await?;
     let inner = match during {
         Some(f) => match Box::pin(apply(ctx, f)).await {
             Ok((undo, d)) => {
@@ -48,6 +38,21 @@ pub(super) async fn remove(
         None => None,
     };
     Ok((Undo::ReAdd(node, inner), detail))
+}
+
+/// Removes `node` from the membership, within bounded time.
+pub(super) async fn remove_node(ctx: &Ctx, node: u64) -> Result<String, String> {
+    match tokio::time::timeout(REMOVE_TIMEOUT, ctx.client.remove_node(node)).await {
+        Ok(Ok(change)) => Ok(format!(
+            "removed node {node} (log index {})",
+            change.log_index
+        )),
+        Ok(Err(e)) => Err(format!("remove node {node}: {e}")),
+        Err(_) => Err(format!(
+            "remove node {node}: no answer in {} s",
+            REMOVE_TIMEOUT.as_secs()
+        )),
+    }
 }
 
 /// Adds `node` back as a learner and promotes it, within bounded time.

@@ -451,6 +451,23 @@ impl Booking for BookingService {
                 return Err(invalid("voter_ids", "empty"));
             }
             self.core.ensure_leader()?;
+            // A learner becomes a voter only after it acknowledged entries:
+            // one that is not admitted (an emptied disk) never does.
+            let m = self.core.raft.metrics().borrow().clone();
+            let current_voters: BTreeSet<NodeId> =
+                m.membership_config.membership().voter_ids().collect();
+            for id in voters.difference(&current_voters) {
+                let matched = m
+                    .replication
+                    .as_ref()
+                    .and_then(|r| r.get(id).copied().flatten());
+                if matched.is_none() {
+                    return Err(Status::unavailable(format!(
+                        "node {id} has acknowledged no entry as a learner yet (not admitted, or still \
+                         catching up); retry the promotion"
+                    )));
+                }
+            }
             let resp = self
                 .core
                 .raft

@@ -108,15 +108,26 @@ pub(super) async fn apply(ctx: &Ctx, fault: &Fault) -> Result<(Undo, String), St
             operator_first,
         } => {
             let node = ctx.resolve(target).await?[0];
+            // One lost disk at a time: wiping a second node while another is
+            // not yet re-admitted would exceed what 3 nodes tolerate.
+            let status = ctx.client.status().await;
+            for e in &status.endpoints {
+                match &e.status {
+                    Ok(s) if s.admission == "admitted" => {}
+                    Ok(s) => return Err(format!("node {} is not admitted yet", s.node_id)),
+                    Err(err) => return Err(format!("{} does not answer: {err}", e.endpoint)),
+                }
+            }
             ctx.with_cluster(|c| {
                 c.kill(node)?;
                 c.wipe_data_dir(node)
             })?;
-            let undo = if *operator_first {
-                membership::remove_node(ctx, node).await?;
-                Undo::ReAdd(node, None)
-            } else {
-                Undo::RemoveReAdd(node)
+            let undo = match operator_first {
+                true => match membership::remove_node(ctx, node).await {
+                    Ok(_) => Undo::ReAdd(node, None),
+                    Err(_) => Undo::RemoveReAdd(node),
+                },
+                false => Undo::RemoveReAdd(node),
             };
             ctx.with_cluster(|c| c.restart(node))?;
             let how = if *operator_first {
@@ -240,7 +251,11 @@ pub async fn heal_everything(ctx: &Ctx) -> Vec<String> {
     // A node left refused (a wiped disk whose procedure failed): the
     // operator's remove and re-add.
     let status = ctx.client.status().await;
-    for s in status.endpoints.iter().filter_map(|e| e.status.as_ref().ok()) {
+    for s in status
+        .endpoints
+        .iter()
+        .filter_map(|e| e.status.as_ref().ok())
+    {
         if s.admission == "refused" {
             ctx.note(format!(
                 "final heal: node {} is refused (emptied disk); removing and re-adding it",

@@ -63,11 +63,17 @@ pub(super) async fn re_add(ctx: &Ctx, node: u64) -> Result<(), String> {
             .add_learner(node, &addr, true)
             .await
             .map_err(|e| format!("add learner {node}: {e}"))?;
-        ctx.client
-            .promote(node)
-            .await
-            .map_err(|e| format!("promote {node}: {e}"))?;
-        Ok::<(), String>(())
+        // A re-added node whose disk was emptied acknowledges nothing until it
+        // sees itself a learner and admits itself: the promotion waits.
+        loop {
+            match ctx.client.promote(node).await {
+                Ok(_) => return Ok::<(), String>(()),
+                Err(e) if e.to_string().contains("acknowledged no entry") => {
+                    tokio::time::sleep(Duration::from_millis(200)).await
+                }
+                Err(e) => return Err(format!("promote {node}: {e}")),
+            }
+        }
     })
     .await
     .map_err(|_| {

@@ -53,6 +53,11 @@ pub struct NodeStatus {
     pub state_hash: String,
     /// Submits this node answered without a log write since it started.
     pub answered_without_log_write: u64,
+    /// "admitted", "pending" or "refused" (a new data directory under the id
+    /// of a voter: its disk was emptied or replaced; remove and re-add it).
+    pub admission: String,
+    /// Hex id of the node's data directory incarnation.
+    pub incarnation: String,
 }
 
 impl NodeStatus {

@@ -1,6 +1,6 @@
 //! Goal: a short fault matrix against the real release `booking` binary finds
 //! no violation (partition, kill, pause, clock, membership and power-loss
-//! faults on 3 nodes, and the HTTP gateway workload under kills; 30 s each).
+//! faults, and disk-loss (a wiped node) on 3 nodes, and the HTTP gateway workload under kills; 30 s each).
 //!
 //! Runs the `jepsen` binary of this crate, one run after another (the
 //! networked runs share fixed namespace names). The `booking` binary is
@@ -21,6 +21,7 @@ const MATRIX: &[(&str, &str, &str, u64)] = &[
     ("sellout-membership", "sellout", "membership", 5),
     ("gateway-kill", "gateway-sellout", "kill", 6),
     ("register-power-loss", "register", "power-loss", 7),
+    ("register-disk-loss", "register", "disk-loss", 8),
 ];
 const TIME_LIMIT_S: &str = "30";
 const EXIT_SKIPPED: i32 = 3;

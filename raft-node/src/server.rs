@@ -408,6 +408,8 @@ impl Booking for BookingService {
                 .counters
                 .answered_without_log_write
                 .load(std::sync::atomic::Ordering::Relaxed),
+            admission: core.admission.name().to_string(),
+            incarnation: core.admission.incarnation.clone(),
         }))
     }
 
@@ -449,6 +451,23 @@ impl Booking for BookingService {
                 return Err(invalid("voter_ids", "empty"));
             }
             self.core.ensure_leader()?;
+            // A learner becomes a voter only after it acknowledged entries:
+            // one that is not admitted (an emptied disk) never does.
+            let m = self.core.raft.metrics().borrow().clone();
+            let current_voters: BTreeSet<NodeId> =
+                m.membership_config.membership().voter_ids().collect();
+            for id in voters.difference(&current_voters) {
+                let matched = m
+                    .replication
+                    .as_ref()
+                    .and_then(|r| r.get(id).copied().flatten());
+                if matched.is_none() {
+                    return Err(Status::unavailable(format!(
+                        "node {id} has acknowledged no entry as a learner yet (not admitted, or still \
+                         catching up); retry the promotion"
+                    )));
+                }
+            }
             let resp = self
                 .core
                 .raft
@@ -542,6 +561,17 @@ impl RaftService {
         }
         Ok(())
     }
+
+    /// A data directory that is not admitted (new, or an emptied disk under
+    /// an old id) answers no vote, append or snapshot: to the sender it is
+    /// unreachable, so it neither votes nor counts toward a quorum.
+    fn check_admitted(&self) -> Result<(), Status> {
+        if self.core.admission.is_admitted() {
+            return Ok(());
+        }
+        tracing::debug!(node_id = self.core.id, "refusing a Raft RPC: not admitted");
+        Err(self.core.admission.refusal(self.core.id))
+    }
 }
 
 fn reply(body: Result<Vec<u8>, String>) -> Result<Response<pr::RaftReply>, Status> {
@@ -557,6 +587,7 @@ impl RaftRpc for RaftService {
     ) -> Result<Response<pr::RaftReply>, Status> {
         let r = request.into_inner();
         self.check_envelope(&r.cluster_name, r.to_node_id)?;
+        self.check_admitted()?;
         let req: openraft::raft::AppendEntriesRequest<TypeConfig> = decode_body(&r.body)
             .map_err(|e| Status::invalid_argument(format!("append_entries body: {e}")))?;
         let span = tracing::debug_span!(
@@ -575,6 +606,7 @@ impl RaftRpc for RaftService {
     ) -> Result<Response<pr::RaftReply>, Status> {
         let r = request.into_inner();
         self.check_envelope(&r.cluster_name, r.to_node_id)?;
+        self.check_admitted()?;
         let req: openraft::raft::VoteRequest<NodeId> = decode_body(&r.body)
             .map_err(|e| Status::invalid_argument(format!("vote body: {e}")))?;
         let span = tracing::info_span!("vote", node_id = self.core.id, from = r.from_node_id);
@@ -588,6 +620,7 @@ impl RaftRpc for RaftService {
     ) -> Result<Response<pr::RaftReply>, Status> {
         let r = request.into_inner();
         self.check_envelope(&r.cluster_name, r.to_node_id)?;
+        self.check_admitted()?;
         let (vote, meta, offset, done): ChunkHeader = decode_body(&r.header)
             .map_err(|e| Status::invalid_argument(format!("snapshot chunk header: {e}")))?;
         let span = tracing::info_span!(

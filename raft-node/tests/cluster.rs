@@ -336,14 +336,21 @@ async fn a_fourth_node_joins_as_learner_is_promoted_and_another_node_is_removed(
         .expect("add learner")
         .into_inner();
     assert!(r.members.iter().any(|m| m.node_id == 4 && !m.voter));
-    let r = lc
-        .change_membership(pb::ChangeMembershipRequest {
-            voter_ids: vec![1, 2, 3, 4],
-            retain: false,
-        })
-        .await
-        .expect("promote")
-        .into_inner();
+    // The promotion waits until the new node admitted itself and acknowledged
+    // an entry as a learner (it answers `unavailable` until then).
+    let r = wait_for("node 4 promoted", WAIT, || {
+        let mut lc = lc.clone();
+        async move {
+            lc.change_membership(pb::ChangeMembershipRequest {
+                voter_ids: vec![1, 2, 3, 4],
+                retain: false,
+            })
+            .await
+            .ok()
+            .map(|r| r.into_inner())
+        }
+    })
+    .await;
     assert!(r.members.iter().any(|m| m.node_id == 4 && m.voter));
     let removed = (1..=3).find(|id| *id != leader).unwrap();
     let r = lc

@@ -259,6 +259,8 @@ fn convert_status(s: pb::StatusResponse) -> NodeStatus {
             .collect(),
         state_hash: s.state_hash.iter().map(|b| format!("{b:02x}")).collect(),
         answered_without_log_write: s.answered_without_log_write,
+        admission: s.admission,
+        incarnation: s.incarnation,
     }
 }
 

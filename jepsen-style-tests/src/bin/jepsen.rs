@@ -121,7 +121,7 @@ struct RunArgs {
     /// register | sellout | expiry
     #[arg(long, default_value = "register")]
     workload: String,
-    /// none | partition | kill | pause | clock | membership | mixed | power-loss
+    /// none | partition | kill | pause | clock | membership | mixed | power-loss | disk-loss
     #[arg(long, default_value = "mixed")]
     nemesis: String,
     #[command(flatten)]

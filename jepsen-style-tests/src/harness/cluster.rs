@@ -228,6 +228,32 @@ impl Cluster {
             .map_err(err)
     }
 
+    /// Empties node `id`'s data directory (a lost or replaced disk). The node
+    /// must be dead. On a lazy file system only the contents go, not the mount.
+    pub fn wipe_data_dir(&mut self, id: u64) -> Result<(), String> {
+        if self.procs.is_running(id) {
+            return Err(format!("node {id} still runs; kill it before the wipe"));
+        }
+        let dir = self.procs.config().node_data_dir(id);
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(format!("listing {}: {e}", dir.display())),
+        };
+        for entry in entries {
+            let path = entry
+                .map_err(|e| format!("listing {}: {e}", dir.display()))?
+                .path();
+            let removed = if path.is_dir() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+            removed.map_err(|e| format!("wiping {}: {e}", path.display()))?;
+        }
+        Ok(())
+    }
+
     /// SIGKILL, then reap.
     pub fn kill(&mut self, id: u64) -> Result<(), String> {
         self.procs.kill(id).map_err(err)

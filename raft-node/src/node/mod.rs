@@ -25,6 +25,7 @@
 //!   `outcome_unknown` (the entry may still commit; a retry is deduplicated).
 //! - read waiters `READ_QUEUE_MAX`: more are refused with `overloaded`.
 
+mod admission;
 mod clock;
 mod fast_path;
 mod proposer;
@@ -45,6 +46,7 @@ use crate::network::ChannelPool;
 use crate::store::{LogStore, SmStore};
 use crate::types::{NodeId, Raft};
 
+pub use admission::{Admission, ADMISSION_POLL_MS};
 pub use clock::{
     fault_offset_file, StampClock, CLOCK_OFFSET_FILE, CLOCK_OFFSET_REFRESH_MS, FAULT_CLOCK_DIR_ENV,
     FAULT_CLOCK_ENV,
@@ -73,6 +75,8 @@ pub struct NodeCore {
     pub config_addrs: BTreeMap<NodeId, String>,
     pub propose_batch_max: usize,
     pub rpc_timeout: Duration,
+    /// Whether this data directory's incarnation may vote and acknowledge entries.
+    pub admission: Arc<Admission>,
     propose_tx: mpsc::Sender<Pending>,
     read_tx: mpsc::Sender<ReadWaiter>,
 }

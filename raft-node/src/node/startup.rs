@@ -21,7 +21,7 @@ use tokio::task::JoinHandle;
 use super::clock::{clock_task, fault_offset_file, StampClock};
 use super::proposer::{proposer_task, tick_task, PROPOSE_QUEUE_BATCHES};
 use super::read::{reader_task, READ_QUEUE_MAX};
-use super::{fatal_to_error, NodeCore};
+use super::{fatal_to_error, Admission, NodeCore};
 use crate::error::NodeError;
 use crate::metrics::Counters;
 use crate::network::{
@@ -114,6 +114,16 @@ pub async fn run_node(
         ))
     })?;
 
+    // A directory created by this start is admitted at once only when it
+    // bootstraps the cluster; otherwise the admission task decides.
+    if bootstrap && data.identity.created {
+        crate::store::identity::mark_admitted(&data_dir)?;
+    }
+    let admission = Arc::new(Admission::new(
+        data.identity.incarnation.clone(),
+        data.identity.admitted || (bootstrap && data.identity.created),
+        data_dir.clone(),
+    ));
     let offset_file = fault_offset_file(&data_dir);
     let fault_clock = offset_file.is_some();
     let (propose_tx, propose_rx) =
@@ -135,10 +145,14 @@ pub async fn run_node(
             .collect(),
         propose_batch_max: config.raft.propose_batch_max.max(1),
         rpc_timeout: Duration::from_millis(config.raft.rpc_timeout_ms),
+        admission,
         propose_tx,
         read_tx,
     });
     drop(data);
+    if !core.admission.is_admitted() {
+        tracing::warn!(node_id, incarnation = %core.admission.incarnation, "new data directory: not voting or acknowledging entries until admitted (asking the peers)");
+    }
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let incoming = tonic::transport::server::TcpIncoming::bind(me.addr)
@@ -208,6 +222,12 @@ pub async fn run_node(
         node_id,
         stop_rx.clone(),
     )));
+    if !core.admission.is_admitted() {
+        tasks.push(tokio::spawn(super::admission::admission_task(
+            core.clone(),
+            stop_rx.clone(),
+        )));
+    }
     if fault_clock {
         tasks.push(tokio::spawn(clock_task(core.clone(), stop_rx.clone())));
     }

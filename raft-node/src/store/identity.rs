@@ -1,5 +1,11 @@
 //! The identity record of a node's data directory (`booking-node.meta`): which
-//! cluster and node the directory belongs to, and the on-disk format version.
+//! cluster and node the directory belongs to, the on-disk format version, the
+//! directory's *incarnation* (a random id drawn when the directory is created)
+//! and whether that incarnation was admitted as a voter (see
+//! `node/admission.rs` and ARCHITECTURE.md "Lost disks").
+//!
+//! A record written by an older build has neither field: it is admitted as is
+//! and gets an incarnation on its next start.
 //!
 //! Owns: writing the record on a first start (atomically: temporary file,
 //! sync, rename, sync of the directory) and refusing a directory of another
@@ -23,6 +29,72 @@ struct Identity {
     format_version: u32,
     cluster_name: String,
     node_id: u64,
+    /// Hex of 128 random bits drawn when the directory was created; `None`
+    /// only in records of older builds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    incarnation: Option<String>,
+    /// `Some(false)` from the creation of a fresh directory until the node
+    /// learns that this incarnation may vote; `None` (older builds) counts as
+    /// admitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    admitted: Option<bool>,
+}
+
+/// What [`check_identity`] found: this directory's incarnation and whether it
+/// may vote and acknowledge entries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdentityInfo {
+    pub incarnation: String,
+    pub admitted: bool,
+    /// True when this start created the directory.
+    pub created: bool,
+}
+
+/// 128 random bits from the kernel, in hex.
+fn new_incarnation() -> std::io::Result<String> {
+    use std::io::Read;
+    let mut bytes = [0u8; 16];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Writes `record` to `path`'s identity file: temporary name, sync, rename,
+/// sync of the directory, so a crash leaves the old record or the new one.
+fn write_record(path: &Path, record: &Identity) -> Result<(), NodeError> {
+    let meta_path = path.join(IDENTITY_FILE);
+    let tmp = path.join(format!("{IDENTITY_FILE}.tmp"));
+    let bytes =
+        serde_json::to_vec_pretty(record).map_err(|e| NodeError::Internal(e.to_string()))?;
+    let write = || -> std::io::Result<()> {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &meta_path)?;
+        std::fs::File::open(path)?.sync_all()
+    };
+    write().map_err(|e| {
+        NodeError::data_dir(&meta_path, format!("cannot write the identity record: {e}"))
+    })
+}
+
+fn read_record(meta_path: &Path) -> Result<Identity, NodeError> {
+    let text = std::fs::read(meta_path).map_err(|e| {
+        NodeError::data_dir(meta_path, format!("cannot read the identity record: {e}"))
+    })?;
+    serde_json::from_slice(&text).map_err(|e| {
+        NodeError::data_dir(meta_path, format!("identity record does not decode: {e}"))
+    })
+}
+
+/// Records durably that this directory's incarnation was admitted as a voter.
+pub fn mark_admitted(path: &Path) -> Result<(), NodeError> {
+    let mut record = read_record(&path.join(IDENTITY_FILE))?;
+    if record.admitted == Some(true) {
+        return Ok(());
+    }
+    record.admitted = Some(true);
+    write_record(path, &record)
 }
 
 /// Checks the record of `path` (creating it, and the directory, on a first
@@ -31,20 +103,10 @@ pub(super) fn check_identity(
     path: &Path,
     cluster_name: &str,
     node_id: u64,
-) -> Result<(), NodeError> {
+) -> Result<IdentityInfo, NodeError> {
     let meta_path = path.join(IDENTITY_FILE);
-    let want = Identity {
-        format_version: FORMAT_VERSION,
-        cluster_name: cluster_name.to_string(),
-        node_id,
-    };
     if meta_path.exists() {
-        let text = std::fs::read(&meta_path).map_err(|e| {
-            NodeError::data_dir(&meta_path, format!("cannot read the identity record: {e}"))
-        })?;
-        let have: Identity = serde_json::from_slice(&text).map_err(|e| {
-            NodeError::data_dir(&meta_path, format!("identity record does not decode: {e}"))
-        })?;
+        let mut have = read_record(&meta_path)?;
         if have.format_version != FORMAT_VERSION {
             return Err(NodeError::data_dir(
                 &meta_path,
@@ -63,7 +125,24 @@ pub(super) fn check_identity(
                 ),
             ));
         }
-        return Ok(());
+        let incarnation = match have.incarnation.clone() {
+            Some(i) => i,
+            None => {
+                // An older build's directory: admitted as is, with an id from now on.
+                let i = new_incarnation().map_err(|e| {
+                    NodeError::data_dir(&meta_path, format!("cannot draw an incarnation id: {e}"))
+                })?;
+                have.incarnation = Some(i.clone());
+                have.admitted = Some(true);
+                write_record(path, &have)?;
+                i
+            }
+        };
+        return Ok(IdentityInfo {
+            incarnation,
+            admitted: have.admitted.unwrap_or(true),
+            created: false,
+        });
     }
     if path.exists() {
         let non_empty = std::fs::read_dir(path)
@@ -79,19 +158,22 @@ pub(super) fn check_identity(
     }
     std::fs::create_dir_all(path)
         .map_err(|e| NodeError::data_dir(path, format!("cannot create: {e}")))?;
-    // Written to a temporary name, synced, then renamed: a crash leaves either
-    // no record (fresh directory) or a whole one.
-    let tmp = path.join(format!("{IDENTITY_FILE}.tmp"));
-    let bytes = serde_json::to_vec_pretty(&want).map_err(|e| NodeError::Internal(e.to_string()))?;
-    let write = || -> std::io::Result<()> {
-        use std::io::Write;
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, &meta_path)?;
-        std::fs::File::open(path)?.sync_all()
+    let incarnation = new_incarnation().map_err(|e| {
+        NodeError::data_dir(&meta_path, format!("cannot draw an incarnation id: {e}"))
+    })?;
+    let want = Identity {
+        format_version: FORMAT_VERSION,
+        cluster_name: cluster_name.to_string(),
+        node_id,
+        incarnation: Some(incarnation.clone()),
+        admitted: Some(false),
     };
-    write().map_err(|e| {
-        NodeError::data_dir(&meta_path, format!("cannot write the identity record: {e}"))
+    // Written before sled creates anything: a crash leaves either no record
+    // (fresh directory) or a whole one.
+    write_record(path, &want)?;
+    Ok(IdentityInfo {
+        incarnation,
+        admitted: false,
+        created: true,
     })
 }

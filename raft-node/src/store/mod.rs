@@ -122,6 +122,8 @@ pub struct DataDir {
     pub path: PathBuf,
     pub log: LogStore,
     pub sm: SmStore,
+    /// This directory's incarnation and admission (`booking-node.meta`).
+    pub identity: identity::IdentityInfo,
 }
 
 /// Opens (creating on first start) `path` for `cluster_name`/`node_id`.
@@ -133,7 +135,7 @@ pub fn open_data_dir(
     hub: Arc<WatchHub>,
     counters: Arc<Counters>,
 ) -> Result<DataDir, NodeError> {
-    identity::check_identity(path, cluster_name, node_id)?;
+    let identity = identity::check_identity(path, cluster_name, node_id)?;
     let sled_path = path.join("sled");
     let db = open_sled(&sled_path)?;
     let disk = Arc::new(
@@ -167,6 +169,7 @@ pub fn open_data_dir(
         path: path.to_path_buf(),
         log,
         sm,
+        identity,
     })
 }
 

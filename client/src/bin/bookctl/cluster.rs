@@ -152,7 +152,8 @@ pub async fn status(client: &Client, json_mode: bool) -> anyhow::Result<()> {
                     "term": s.term, "applied_index": s.applied_index, "commit_index": s.commit_index,
                     "last_log_index": s.last_log_index, "snapshot_index": s.snapshot_index,
                     "lag": leader_applied.map(|l| l.saturating_sub(s.applied_index)),
-                    "state_hash": s.state_hash, "error": null,
+                    "state_hash": s.state_hash, "admission": s.admission,
+                    "incarnation": s.incarnation, "error": null,
                 }),
                 Err(e) => json!({
                     "id": r.id, "addr": r.addr, "voter": r.voter, "reachable": false, "role": null,
@@ -217,6 +218,28 @@ pub async fn status(client: &Client, json_mode: bool) -> anyhow::Result<()> {
         }
     }
     out.push_str(&render_table(&table));
+    for r in &rows {
+        if let Ok(s) = &r.status {
+            if !s.admission.is_empty() && s.admission != "admitted" {
+                out.push_str(&format!(
+                    "\nnode {}: data directory NOT ADMITTED ({}; incarnation {}): it neither votes nor \
+                     counts toward a quorum.{}",
+                    s.node_id,
+                    s.admission,
+                    s.incarnation,
+                    if s.admission == "refused" {
+                        format!(
+                            " Its disk was emptied or replaced: bookctl node remove {0}, then \
+                             bookctl node add {0} {1} (learner, catch-up, then voter).",
+                            s.node_id, r.addr
+                        )
+                    } else {
+                        String::new()
+                    }
+                ));
+            }
+        }
+    }
     println!("{out}");
     Ok(())
 }

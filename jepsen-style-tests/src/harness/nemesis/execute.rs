@@ -63,6 +63,8 @@ pub(super) enum Undo {
     Resume(Vec<u64>),
     ClockReset(Vec<u64>, Option<tokio::task::JoinHandle<()>>),
     ReAdd(u64, Option<Box<Undo>>),
+    /// The operator's procedure for a replaced disk: remove, then re-add.
+    RemoveReAdd(u64),
 }
 
 /// Applies `fault`; returns how to undo it and what was done.
@@ -101,6 +103,43 @@ pub(super) async fn apply(ctx: &Ctx, fault: &Fault) -> Result<(Undo, String), St
                 format!("killed and cut {nodes:?} ({})", lost.join("; ")),
             ))
         }
+        Fault::DiskLoss {
+            target,
+            operator_first,
+        } => {
+            let node = ctx.resolve(target).await?[0];
+            // One lost disk at a time: wiping a second node while another is
+            // not yet re-admitted would exceed what 3 nodes tolerate.
+            let status = ctx.client.status().await;
+            for e in &status.endpoints {
+                match &e.status {
+                    Ok(s) if s.admission == "admitted" => {}
+                    Ok(s) => return Err(format!("node {} is not admitted yet", s.node_id)),
+                    Err(err) => return Err(format!("{} does not answer: {err}", e.endpoint)),
+                }
+            }
+            ctx.with_cluster(|c| {
+                c.kill(node)?;
+                c.wipe_data_dir(node)
+            })?;
+            let undo = match operator_first {
+                true => match membership::remove_node(ctx, node).await {
+                    Ok(_) => Undo::ReAdd(node, None),
+                    Err(_) => Undo::RemoveReAdd(node),
+                },
+                false => Undo::RemoveReAdd(node),
+            };
+            ctx.with_cluster(|c| c.restart(node))?;
+            let how = if *operator_first {
+                "removed it, restarted it empty"
+            } else {
+                "restarted it empty (refused until the operator acts)"
+            };
+            Ok((
+                undo,
+                format!("killed node {node}, wiped its data directory, {how}"),
+            ))
+        }
         Fault::Pause { target } => {
             let nodes = ctx.resolve(target).await?;
             ctx.with_cluster(|c| nodes.iter().try_for_each(|&n| c.pause(n)))?;
@@ -137,6 +176,10 @@ fn undo(
                     let _ = task.await;
                 }
                 ctx.with_cluster(|c| nodes.iter().try_for_each(|&n| c.set_clock_offset_ms(n, 0)))
+            }
+            Undo::RemoveReAdd(node) => {
+                membership::remove_node(ctx, node).await?;
+                membership::re_add(ctx, node).await
             }
             Undo::ReAdd(node, inner) => {
                 // The concurrent fault first: the re-add needs a working majority.
@@ -205,6 +248,25 @@ pub async fn heal_everything(ctx: &Ctx) -> Vec<String> {
         errors.push("no leader after heal".into());
         return errors;
     };
+    // A node left refused (a wiped disk whose procedure failed): the
+    // operator's remove and re-add.
+    let status = ctx.client.status().await;
+    for s in status
+        .endpoints
+        .iter()
+        .filter_map(|e| e.status.as_ref().ok())
+    {
+        if s.admission == "refused" {
+            ctx.note(format!(
+                "final heal: node {} is refused (emptied disk); removing and re-adding it",
+                s.node_id
+            ));
+            if let Err(e) = membership::remove_node(ctx, s.node_id).await {
+                errors.push(e);
+            }
+        }
+    }
+    let leader = ctx.client.status().await.leader.unwrap_or(leader);
     for id in ids {
         let voter = leader.members.iter().any(|m| m.node_id == id && m.voter);
         if !voter {

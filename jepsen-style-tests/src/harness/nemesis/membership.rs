@@ -23,17 +23,7 @@ pub(super) async fn remove(
     during: Option<&Fault>,
 ) -> Result<(Undo, String), String> {
     let node = ctx.resolve(target).await?[0];
-    let removed = tokio::time::timeout(REMOVE_TIMEOUT, ctx.client.remove_node(node)).await;
-    let mut detail = match removed {
-        Ok(Ok(change)) => format!("removed node {node} (log index {})", change.log_index),
-        Ok(Err(e)) => return Err(format!("remove node {node}: {e}")),
-        Err(_) => {
-            return Err(format!(
-                "remove node {node}: no answer in {} s",
-                REMOVE_TIMEOUT.as_secs()
-            ))
-        }
-    };
+    let mut detail = remove_node(ctx, node).await?;
     let inner = match during {
         Some(f) => match Box::pin(apply(ctx, f)).await {
             Ok((undo, d)) => {
@@ -50,6 +40,21 @@ pub(super) async fn remove(
     Ok((Undo::ReAdd(node, inner), detail))
 }
 
+/// Removes `node` from the membership, within bounded time.
+pub(super) async fn remove_node(ctx: &Ctx, node: u64) -> Result<String, String> {
+    match tokio::time::timeout(REMOVE_TIMEOUT, ctx.client.remove_node(node)).await {
+        Ok(Ok(change)) => Ok(format!(
+            "removed node {node} (log index {})",
+            change.log_index
+        )),
+        Ok(Err(e)) => Err(format!("remove node {node}: {e}")),
+        Err(_) => Err(format!(
+            "remove node {node}: no answer in {} s",
+            REMOVE_TIMEOUT.as_secs()
+        )),
+    }
+}
+
 /// Adds `node` back as a learner and promotes it, within bounded time.
 pub(super) async fn re_add(ctx: &Ctx, node: u64) -> Result<(), String> {
     let addr = ctx.with_cluster(|c| c.addr(node).to_string());
@@ -58,11 +63,17 @@ pub(super) async fn re_add(ctx: &Ctx, node: u64) -> Result<(), String> {
             .add_learner(node, &addr, true)
             .await
             .map_err(|e| format!("add learner {node}: {e}"))?;
-        ctx.client
-            .promote(node)
-            .await
-            .map_err(|e| format!("promote {node}: {e}"))?;
-        Ok::<(), String>(())
+        // A re-added node whose disk was emptied acknowledges nothing until it
+        // sees itself a learner and admits itself: the promotion waits.
+        loop {
+            match ctx.client.promote(node).await {
+                Ok(_) => return Ok::<(), String>(()),
+                Err(e) if e.to_string().contains("acknowledged no entry") => {
+                    tokio::time::sleep(Duration::from_millis(200)).await
+                }
+                Err(e) => return Err(format!("promote {node}: {e}")),
+            }
+        }
     })
     .await
     .map_err(|_| {

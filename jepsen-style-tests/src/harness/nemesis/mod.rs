@@ -44,10 +44,13 @@ pub enum NemesisKind {
     /// Every node's data directory on a lazy file system; kill every node
     /// or a majority, roll their files back to the last fsync, restart.
     PowerLoss,
+    /// One node's data directory wiped and the node restarted empty under
+    /// its old id, with or without the operator's remove-and-re-add first.
+    DiskLoss,
 }
 
 impl NemesisKind {
-    pub const ALL: [&'static str; 8] = [
+    pub const ALL: [&'static str; 9] = [
         "none",
         "partition",
         "kill",
@@ -56,6 +59,7 @@ impl NemesisKind {
         "membership",
         "mixed",
         "power-loss",
+        "disk-loss",
     ];
 
     pub fn parse(s: &str) -> Option<NemesisKind> {
@@ -68,6 +72,7 @@ impl NemesisKind {
             "membership" => NemesisKind::Membership,
             "mixed" => NemesisKind::Mixed,
             "power-loss" => NemesisKind::PowerLoss,
+            "disk-loss" => NemesisKind::DiskLoss,
             _ => return None,
         })
     }
@@ -115,6 +120,15 @@ pub enum Fault {
     /// SIGKILL, then every file of the nodes' data directories back to its
     /// last fsync (a power cut); restart at the end of the window.
     PowerCut { target: Target },
+    /// SIGKILL, the data directory emptied, restart at once (an emptied or
+    /// replaced disk). With `operator_first` the node is removed from the
+    /// membership before it restarts; otherwise it runs refused (neither
+    /// voting nor counted) for the window and is removed at its end. Either
+    /// way it is added back (learner, then voter) at the end.
+    DiskLoss {
+        target: Target,
+        operator_first: bool,
+    },
     /// SIGSTOP, SIGCONT at the end of the window.
     Pause { target: Target },
     /// The node's clock jumps by `offset_ms` for the window.
@@ -146,6 +160,7 @@ impl Fault {
             Fault::PartitionOneWayFromLeader => "partition-one-way-from-leader",
             Fault::Kill { .. } => "kill",
             Fault::PowerCut { .. } => "power-cut",
+            Fault::DiskLoss { .. } => "disk-loss",
             Fault::Pause { .. } => "pause",
             Fault::ClockBump { .. } => "clock-bump",
             Fault::ClockStrobe { .. } => "clock-strobe",
@@ -207,6 +222,18 @@ fn describe(fault: &Fault) -> String {
         Fault::PowerCut { target } => format!(
             "kill -9 {} and cut their disks' power, restart at the end",
             target_text(target)
+        ),
+        Fault::DiskLoss {
+            target,
+            operator_first,
+        } => format!(
+            "kill -9 {}, wipe its data directory, restart it{}, re-add at the end",
+            target_text(target),
+            if *operator_first {
+                " after removing it"
+            } else {
+                " (refused until removed at the end)"
+            }
         ),
         Fault::Pause { target } => format!("SIGSTOP {}, SIGCONT at the end", target_text(target)),
         Fault::ClockBump { target, offset_ms } => {

@@ -124,6 +124,18 @@ fn clock_fault(rng: &mut StdRng, ids: &[u64]) -> Fault {
     }
 }
 
+fn disk_loss_fault(rng: &mut StdRng, ids: &[u64]) -> Fault {
+    let target = if rng.random_bool(0.3) {
+        Target::Leader
+    } else {
+        Target::Node(ids[rng.random_range(0..ids.len())])
+    };
+    Fault::DiskLoss {
+        target,
+        operator_first: rng.random_bool(0.5),
+    }
+}
+
 fn membership_fault(rng: &mut StdRng, ids: &[u64], network: bool) -> Fault {
     let target = if rng.random_bool(0.3) {
         Target::Leader
@@ -171,6 +183,7 @@ pub fn schedule(
             NemesisKind::Clock => clock_fault(&mut rng, ids),
             NemesisKind::Membership => membership_fault(&mut rng, ids, network),
             NemesisKind::PowerLoss => power_cut_fault(&mut rng, ids),
+            NemesisKind::DiskLoss => disk_loss_fault(&mut rng, ids),
             NemesisKind::Mixed => match rng.random_range(0..5) {
                 0 if network => partition_fault(&mut rng, ids),
                 1 => pause_fault(&mut rng, ids),

@@ -111,12 +111,31 @@ pub(super) async fn apply(ctx: &Ctx, fault: &Fault) -> Result<(Undo, String), St
             // One lost disk at a time: wiping a second node while another is
             // not yet re-admitted would exceed what 3 nodes tolerate.
             let status = ctx.client.status().await;
+            let mut voters_seen_by_leader = None;
             for e in &status.endpoints {
                 match &e.status {
-                    Ok(s) if s.admission == "admitted" => {}
+                    Ok(s) if s.admission == "admitted" => {
+                        if s.is_leader() {
+                            voters_seen_by_leader =
+                                Some(s.members.iter().filter(|m| m.voter).count());
+                        }
+                    }
                     Ok(s) => return Err(format!("node {} is not admitted yet", s.node_id)),
                     Err(err) => return Err(format!("{} does not answer: {err}", e.endpoint)),
                 }
+            }
+            // Admitted is not enough: a re-added node whose promotion has not
+            // finished is a learner, and wiping another voter then leaves no
+            // majority to re-add either of them.
+            match voters_seen_by_leader {
+                Some(voters) if voters == status.endpoints.len() => {}
+                Some(voters) => {
+                    return Err(format!(
+                        "only {voters} of {} nodes are voters yet",
+                        status.endpoints.len()
+                    ))
+                }
+                None => return Err("no leader to confirm every node is a voter".into()),
             }
             ctx.with_cluster(|c| {
                 c.kill(node)?;

@@ -18,130 +18,16 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use client::state_machine::{Query, QueryResult};
 use client::Consistency;
+use common::http::{create_open_event, hold, http, release, send, session};
+use common::seats::converged_views;
 use common::{GatewayProc, TestCluster, WAIT};
 use futures::StreamExt;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
-
-/// The admin token of [`TestCluster`]'s cluster.toml.
-const ADMIN: &str = common::ADMIN_TOKEN;
-
-fn http() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap()
-}
-
-/// Status, body as JSON (Null if not JSON), `Retry-After` header, raw text.
-struct Answer {
-    status: u16,
-    body: Value,
-    retry_after: Option<String>,
-    text: String,
-}
-
-async fn send(req: reqwest::RequestBuilder) -> Answer {
-    match req.send().await {
-        Ok(r) => {
-            let status = r.status().as_u16();
-            let retry_after = r
-                .headers()
-                .get("retry-after")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string);
-            let text = r.text().await.unwrap_or_default();
-            Answer {
-                status,
-                body: serde_json::from_str(&text).unwrap_or(Value::Null),
-                retry_after,
-                text,
-            }
-        }
-        Err(e) => Answer {
-            status: 0,
-            body: Value::Null,
-            retry_after: None,
-            text: format!("transport error: {e}"),
-        },
-    }
-}
-
-async fn session(http: &reqwest::Client, base: &str, name: &str) -> String {
-    let a = send(
-        http.post(format!("{base}/v1/sessions"))
-            .json(&json!({ "name": name })),
-    )
-    .await;
-    assert_eq!(a.status, 201, "session for {name}: {}", a.text);
-    a.body["token"].as_str().expect("token").to_string()
-}
-
-/// Creates an event with section A of `rows` × `seats_per_row` and opens its sale.
-async fn create_open_event(
-    http: &reqwest::Client,
-    base: &str,
-    event_id: &str,
-    rows: u32,
-    seats_per_row: u32,
-) {
-    let spec = testkit::TestEvent::reserved(event_id, rows, seats_per_row).json();
-    let a = send(
-        http.post(format!("{base}/v1/events"))
-            .bearer_auth(ADMIN)
-            .json(&spec),
-    )
-    .await;
-    assert!(
-        a.status == 201 || a.status == 200,
-        "create event: {} {}",
-        a.status,
-        a.text
-    );
-    let a = send(
-        http.post(format!("{base}/v1/events/{event_id}/sale/open"))
-            .bearer_auth(ADMIN),
-    )
-    .await;
-    assert!(a.status < 300, "open sale: {} {}", a.status, a.text);
-}
-
-async fn hold(
-    http: &reqwest::Client,
-    base: &str,
-    token: &str,
-    event_id: &str,
-    seats: &[&str],
-    key: Option<&str>,
-) -> Answer {
-    let mut req = http
-        .post(format!("{base}/v1/events/{event_id}/holds"))
-        .bearer_auth(token)
-        .json(&json!({ "seats": seats }));
-    if let Some(key) = key {
-        req = req.header("Idempotency-Key", key);
-    }
-    send(req).await
-}
-
-/// Releases `hold_id` through the gateway at `base`; the release must succeed.
-async fn release(http: &reqwest::Client, base: &str, token: &str, hold_id: u64) {
-    let released = send(
-        http.delete(format!("{base}/v1/holds/{hold_id}"))
-            .bearer_auth(token),
-    )
-    .await;
-    assert!(
-        released.status < 300,
-        "release of hold {hold_id}: {} {}",
-        released.status,
-        released.text
-    );
-}
 
 /// Starts a 3-node cluster from `base` and waits for a leader.
 async fn cluster(base: u16) -> TestCluster {
@@ -150,68 +36,6 @@ async fn cluster(base: u16) -> TestCluster {
     let client = cluster.client();
     cluster.wait_leader(&client).await;
     cluster
-}
-
-/// Seat states of `event_id` on node `id` (stale read of that node's own
-/// state), with the index it reflects: seat id → `.`, `H` or `B`. None if
-/// the node does not answer (yet).
-async fn node_seats(
-    cluster: &TestCluster,
-    id: u64,
-    event_id: &str,
-) -> Option<(u64, BTreeMap<String, char>)> {
-    let (result, index) = cluster
-        .node_client(id)
-        .read(
-            Query::Availability {
-                event_id: event_id.to_string(),
-            },
-            Consistency::Stale,
-        )
-        .await
-        .ok()?;
-    // A node that has not applied the event's creation yet: not converged.
-    let QueryResult::Availability(Ok(view)) = result else {
-        return None;
-    };
-    let mut seats = BTreeMap::new();
-    for section in &view.sections {
-        for row in &section.rows {
-            for (i, c) in row.states.chars().enumerate() {
-                seats.insert(format!("{}-{}-{}", section.section, row.label, i + 1), c);
-            }
-        }
-    }
-    Some((index, seats))
-}
-
-/// Every node's seat states of `event_id` at one applied index: polls until
-/// the three nodes answer from the same index (the restarted one caught up).
-async fn converged_views(
-    cluster: &TestCluster,
-    event_id: &str,
-) -> BTreeMap<u64, BTreeMap<String, char>> {
-    let deadline = Instant::now() + WAIT * 2;
-    loop {
-        let mut views = BTreeMap::new();
-        let mut indexes = BTreeSet::new();
-        for id in 1..=3u64 {
-            if let Some((index, seats)) = node_seats(cluster, id, event_id).await {
-                indexes.insert(index);
-                views.insert(id, seats);
-            }
-        }
-        if views.len() == 3 && indexes.len() == 1 {
-            return views;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "nodes did not converge in {:?}: indexes {indexes:?}\n{}",
-            WAIT * 2,
-            cluster.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

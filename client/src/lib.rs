@@ -33,7 +33,9 @@ pub mod error;
 pub mod options;
 pub mod types;
 
-pub use client::{Client, Ids, RequestIds, Submitted, ENDPOINTS_MAX};
+pub use client::{
+    Client, Ids, Rejoined, RequestIds, Submitted, Transfer, ENDPOINTS_MAX, HANDOVER_PAUSE_MS,
+};
 pub use error::ClientError;
 pub use options::ClientOptions;
 pub use types::{

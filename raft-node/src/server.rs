@@ -544,6 +544,33 @@ impl Booking for BookingService {
             snapshot_index,
         }))
     }
+
+    async fn handover(
+        &self,
+        request: Request<pb::HandoverRequest>,
+    ) -> Result<Response<pb::HandoverResponse>, Status> {
+        let r = request.into_inner();
+        let core = &self.core;
+        match pb::HandoverAction::try_from(r.action) {
+            Ok(pb::HandoverAction::QuietLeader) => core.handover_quiet(r.pause_ms).await,
+            Ok(pb::HandoverAction::HoldElections) => core.handover_hold_elections(r.pause_ms),
+            Ok(pb::HandoverAction::Stand) => core.handover_stand().await,
+            Ok(pb::HandoverAction::Resume) => {
+                core.handover_resume();
+                Ok(())
+            }
+            Ok(pb::HandoverAction::Unspecified) | Err(_) => Err(NodeError::InvalidArgument(
+                format!("unknown handover action {}", r.action),
+            )),
+        }
+        .map_err(|e| e.to_status())?;
+        let m = core.raft.metrics().borrow().clone();
+        Ok(Response::new(pb::HandoverResponse {
+            role: role_name(m.state).to_string(),
+            term: m.current_term,
+            last_log_index: m.last_log_index.unwrap_or(0),
+        }))
+    }
 }
 
 /// The peer-to-peer Raft service.

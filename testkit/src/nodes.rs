@@ -194,6 +194,20 @@ impl NodeProcs {
             .signal(signal)
     }
 
+    /// Stops node `id` as an operator would: SIGTERM, then SIGKILL only after
+    /// the grace ([`STOP_GRACE`]); reaps it.
+    pub fn stop(&mut self, id: u64) -> Result<(), Error> {
+        let node = self.node_mut(id)?;
+        let child = node
+            .child
+            .as_mut()
+            .ok_or_else(|| Error::Node(format!("node {id} is not running")))?;
+        process::stop_all([child], STOP_GRACE);
+        node.child = None;
+        node.paused = false;
+        Ok(())
+    }
+
     /// SIGKILL node `id` and reap it.
     pub fn kill(&mut self, id: u64) -> Result<(), Error> {
         let node = self.node_mut(id)?;

@@ -13,6 +13,9 @@
 
 #![allow(dead_code, unused_imports)] // each test binary uses a different subset
 
+pub mod http;
+pub mod seats;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Output};
 use std::time::Duration;
@@ -106,6 +109,13 @@ impl TestCluster {
         self.procs
             .signal(id, signal)
             .unwrap_or_else(|e| panic!("kill({id}, {signal}): {e}"));
+    }
+
+    /// SIGTERM node `id` and wait until it exited (SIGKILL after a grace).
+    pub fn stop(&mut self, id: u64) {
+        self.procs
+            .stop(id)
+            .unwrap_or_else(|e| panic!("stop node {id}: {e}"));
     }
 
     /// SIGKILL and reap node `id` (nothing if it is not running).

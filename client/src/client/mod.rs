@@ -12,12 +12,14 @@
 //!   named the request and so whether the leader may answer without a log
 //!   write;
 //! - `read.rs`: queries and the watch stream;
-//! - `admin.rs`: status, leader wait, membership and snapshots.
+//! - `admin.rs`: status, leader wait, membership and snapshots;
+//! - `handover.rs`: leadership transfer and the steps of a rolling restart.
 //!
 //! Must not: know openraft or sled, let a protobuf type out of this crate, or
 //! retry anywhere but in `retry.rs`.
 
 mod admin;
+mod handover;
 mod read;
 mod retry;
 mod write;
@@ -32,6 +34,7 @@ use tonic::transport::{Channel, Endpoint};
 use crate::error::{normalize_endpoint, ClientError};
 use crate::options::ClientOptions;
 
+pub use handover::{Rejoined, Transfer, HANDOVER_PAUSE_MS};
 pub use write::{Ids, RequestIds, Submitted};
 
 /// Most endpoints a client remembers (seeds plus addresses learned from

@@ -4,6 +4,7 @@
 //! - `proposer`: stamping and batching writes on the leader, the expiry `Tick`;
 //! - `read`: linearizable reads through coalesced ReadIndex rounds;
 //! - `fast_path`: refusals answered without a log write;
+//! - `handover`: quieting a leader so another voter can win (leader transfer);
 //! - `startup`: [`run_node`], wiring and shutdown.
 //!
 //! Owns (this file): [`NodeCore`], who leads, the redirect errors a client
@@ -28,6 +29,7 @@
 mod admission;
 mod clock;
 mod fast_path;
+mod handover;
 mod proposer;
 mod read;
 mod startup;
@@ -51,6 +53,7 @@ pub use clock::{
     fault_offset_file, StampClock, CLOCK_OFFSET_FILE, CLOCK_OFFSET_REFRESH_MS, FAULT_CLOCK_DIR_ENV,
     FAULT_CLOCK_ENV,
 };
+pub use handover::{Handover, HANDOVER_PAUSE_MS_MAX};
 pub use proposer::{
     request_bytes, COMMAND_BYTES_MAX, ENTRY_BYTES_MAX, PROPOSE_INFLIGHT_MAX, PROPOSE_QUEUE_BATCHES,
     PROPOSE_WAIT_MS,
@@ -77,6 +80,12 @@ pub struct NodeCore {
     pub rpc_timeout: Duration,
     /// Whether this data directory's incarnation may vote and acknowledge entries.
     pub admission: Arc<Admission>,
+    /// Pauses asked by a leadership handover (`handover.rs`).
+    pub handover: Handover,
+    /// Entries proposed and not yet answered ([`PROPOSE_INFLIGHT_MAX`]
+    /// permits): the proposer takes one per entry; a handover takes them all
+    /// to know that every proposed entry was applied.
+    propose_inflight: Arc<tokio::sync::Semaphore>,
     propose_tx: mpsc::Sender<Pending>,
     read_tx: mpsc::Sender<ReadWaiter>,
 }

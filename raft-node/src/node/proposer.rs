@@ -25,7 +25,7 @@ use std::time::Duration;
 use openraft::error::ClientWriteError;
 use openraft::BasicNode;
 use state_machine::{Batch, Command, Outcome, Request};
-use tokio::sync::{mpsc, oneshot, watch, Semaphore};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::{fatal_to_error, NodeCore};
 use crate::error::NodeError;
@@ -197,7 +197,7 @@ pub(super) async fn proposer_task(
     linger: Duration,
     mut stop: watch::Receiver<bool>,
 ) {
-    let inflight = Arc::new(Semaphore::new(PROPOSE_INFLIGHT_MAX));
+    let inflight = core.propose_inflight.clone();
     let max = core.propose_batch_max.max(1);
     // A command that did not fit the previous entry's byte bound: it opens
     // the next entry.
@@ -234,6 +234,10 @@ pub(super) async fn proposer_task(
             }
         }
         let batch = batch.items;
+        // A leader quieted for a handover proposes nothing (an append would
+        // renew the followers' leases); waiting before the permit lets the
+        // handover see every earlier entry applied. The stamp comes after.
+        core.wait_not_quiet().await;
         let Ok(permit) = inflight.clone().acquire_owned().await else {
             break;
         };

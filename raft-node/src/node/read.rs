@@ -109,7 +109,12 @@ impl NodeCore {
     /// leader.
     async fn read_round(&self) -> (Result<u64, NodeError>, bool) {
         match self.current_leader() {
-            Some(l) if l == self.id => (self.leader_read_index().await, true),
+            Some(l) if l == self.id => {
+                // A quieted leader starts no round (its heartbeats would
+                // renew the followers' leases during a handover).
+                self.wait_not_quiet().await;
+                (self.leader_read_index().await, true)
+            }
             other => (self.read_round_remote(other).await, false),
         }
     }

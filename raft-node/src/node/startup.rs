@@ -146,6 +146,8 @@ pub async fn run_node(
         propose_batch_max: config.raft.propose_batch_max.max(1),
         rpc_timeout: Duration::from_millis(config.raft.rpc_timeout_ms),
         admission,
+        handover: Default::default(),
+        propose_inflight: Arc::new(tokio::sync::Semaphore::new(super::PROPOSE_INFLIGHT_MAX)),
         propose_tx,
         read_tx,
     });

@@ -11,6 +11,7 @@
 //! - [`events`]: `event create|list|show|open|close` and `seats`;
 //! - [`holds`]: `hold`, `release`, `confirm` and `booking show`;
 //! - [`cluster`]: `status`, `node add|remove` and `snapshot`;
+//! - [`maintenance`]: `leader transfer` and `rolling-restart`;
 //! - [`output`]: printing, tables, money and times.
 //!
 //! Owns: argument parsing, output formatting and exit codes. Must not: talk to
@@ -20,6 +21,7 @@
 mod cluster;
 mod events;
 mod holds;
+mod maintenance;
 mod output;
 
 use std::path::PathBuf;
@@ -89,6 +91,14 @@ enum Cmd {
     },
     /// Ask every node to build a snapshot now and purge its log.
     Snapshot,
+    /// Leadership: move it to another voter before maintenance.
+    Leader {
+        #[command(subcommand)]
+        command: maintenance::LeaderCmd,
+    },
+    /// Restart every member one at a time (the leader last, after a transfer),
+    /// waiting until each is back and caught up.
+    RollingRestart(maintenance::RollingRestartArgs),
 }
 
 /// An error the operator must fix (exit 2).
@@ -170,6 +180,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Booking { command } => holds::booking(&client, command, consistency, json).await,
         Cmd::Node { command } => cluster::node(&client, command, json).await,
         Cmd::Snapshot => cluster::snapshot(&client, json).await,
+        Cmd::Leader { command } => maintenance::leader(&client, command, json).await,
+        Cmd::RollingRestart(args) => maintenance::rolling_restart(&client, args, json).await,
     }
 }
 

@@ -147,6 +147,13 @@ impl Booking for FakeNode {
     ) -> Result<Response<pb::TriggerSnapshotResponse>, Status> {
         Err(Status::unimplemented("fake"))
     }
+
+    async fn handover(
+        &self,
+        _: Request<pb::HandoverRequest>,
+    ) -> Result<Response<pb::HandoverResponse>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
 }
 
 /// Starts a fake node on a free loopback port with the given plan.

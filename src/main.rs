@@ -6,6 +6,8 @@
 //!   cluster until Ctrl-C or SIGTERM (see [`gateway`]).
 //! - `booking up [--config FILE]` runs every node of the file and one gateway
 //!   as child processes on this machine, with a demo event (see [`up`]).
+//! - `booking restore --config FILE --from BACKUP [--id N]` prepares the data
+//!   directories of a new cluster from a backup (see [`restore`]).
 //!
 //! Owns: the command line, the tracing subscriber (set up here and nowhere
 //! else; `RUST_LOG`, default [`DEFAULT_LOG_FILTER`]) and the process exit code. Must not: hold
@@ -16,6 +18,7 @@
 //! for `BOOKING_FAULT_BUG` set in a build without `fault-injection-bugs`.
 
 mod gateway;
+mod restore;
 mod up;
 
 /// mimalloc instead of glibc malloc: the gateway and the nodes allocate per
@@ -67,6 +70,20 @@ enum Cmd {
         /// The cluster file.
         #[arg(long, default_value = "cluster.toml")]
         config: PathBuf,
+    },
+    /// Prepare the data directories of a new cluster (the file's, with a
+    /// new [cluster] name) from a backup made by `bookctl snapshot save`.
+    Restore {
+        /// The new cluster's file.
+        #[arg(long, default_value = "cluster.toml")]
+        config: PathBuf,
+        /// The backup file.
+        #[arg(long)]
+        from: PathBuf,
+        /// Only this node's directory (one host of a multi-host cluster);
+        /// default: every node of the file.
+        #[arg(long)]
+        id: Option<u64>,
     },
 }
 
@@ -141,6 +158,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => run_node(config, id, bootstrap).await,
         Cmd::Gateway { config } => gateway::run(config).await,
         Cmd::Up { config } => up::run(config).await,
+        Cmd::Restore { config, from, id } => restore::run(config, from, id).await,
     }
 }
 

@@ -36,6 +36,7 @@ pub mod types;
 pub use client::{
     Client, Ids, Rejoined, RequestIds, Submitted, Transfer, ENDPOINTS_MAX, HANDOVER_PAUSE_MS,
 };
+pub mod backup;
 pub use error::ClientError;
 pub use options::ClientOptions;
 pub use types::{

@@ -154,6 +154,15 @@ impl Booking for FakeNode {
     ) -> Result<Response<pb::HandoverResponse>, Status> {
         Err(Status::unimplemented("fake"))
     }
+
+    type SnapshotSaveStream = futures::stream::Empty<Result<pb::SnapshotSaveChunk, Status>>;
+
+    async fn snapshot_save(
+        &self,
+        _: Request<pb::SnapshotSaveRequest>,
+    ) -> Result<Response<Self::SnapshotSaveStream>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
 }
 
 /// Starts a fake node on a free loopback port with the given plan.

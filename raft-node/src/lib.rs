@@ -39,6 +39,7 @@
 // fixed by its trait signatures; boxing them here would only add conversions.
 #![allow(clippy::result_large_err)]
 
+pub mod backup;
 pub mod bugs;
 pub mod error;
 pub mod leader_log;

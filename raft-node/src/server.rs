@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use openraft::error::{ChangeMembershipError, ClientWriteError, RaftError};
 use openraft::raft::InstallSnapshotRequest;
 use openraft::{BasicNode, ChangeMembers};
@@ -186,6 +186,9 @@ impl BookingService {
 }
 
 type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchMessage, Status>> + Send>>;
+type SnapshotSaveStream = Pin<Box<dyn Stream<Item = Result<pb::SnapshotSaveChunk, Status>> + Send>>;
+/// Bytes of snapshot data per `SnapshotSave` message.
+const SNAPSHOT_SAVE_CHUNK_BYTES: usize = 1 << 20;
 
 fn resync(reason: ResyncReason, oldest_index: u64, applied_index: u64) -> pb::WatchMessage {
     let reason = match reason {
@@ -308,6 +311,7 @@ impl Booking for BookingService {
     }
 
     type WatchStream = WatchStream;
+    type SnapshotSaveStream = SnapshotSaveStream;
 
     async fn watch(
         &self,
@@ -543,6 +547,50 @@ impl Booking for BookingService {
         Ok(Response::new(pb::TriggerSnapshotResponse {
             snapshot_index,
         }))
+    }
+
+    async fn snapshot_save(
+        &self,
+        _request: Request<pb::SnapshotSaveRequest>,
+    ) -> Result<Response<SnapshotSaveStream>, Status> {
+        let span = tracing::info_span!("snapshot_save", node_id = self.core.id);
+        let backup = crate::backup::backup_snapshot(&self.core)
+            .instrument(span)
+            .await
+            .map_err(|e| e.to_status())?;
+        tracing::info!(
+            node_id = self.core.id,
+            index = backup.last_log_id.index,
+            bytes = backup.data.len(),
+            "backup: streaming the snapshot"
+        );
+        let header = pb::SnapshotSaveHeader {
+            cluster_name: self.core.cluster_name.clone(),
+            last_log_index: backup.last_log_id.index,
+            last_log_term: backup.last_log_id.leader_id.term,
+            last_log_node: backup.last_log_id.leader_id.node_id,
+            state_hash: backup.state_hash.to_vec(),
+            data_bytes: backup.data.len() as u64,
+            data_blake3: blake3::hash(&backup.data).as_bytes().to_vec(),
+        };
+        let data = Arc::new(backup.data);
+        let chunks = data.len().div_ceil(SNAPSHOT_SAVE_CHUNK_BYTES);
+        let first = futures::stream::once(async move {
+            Ok(pb::SnapshotSaveChunk {
+                part: Some(pb::snapshot_save_chunk::Part::Header(header)),
+            })
+        });
+        // One chunk is copied at a time, when the client asks for it.
+        let rest = futures::stream::iter(0..chunks).map(move |i| {
+            let start = i * SNAPSHOT_SAVE_CHUNK_BYTES;
+            let end = (start + SNAPSHOT_SAVE_CHUNK_BYTES).min(data.len());
+            Ok(pb::SnapshotSaveChunk {
+                part: Some(pb::snapshot_save_chunk::Part::Data(
+                    data[start..end].to_vec(),
+                )),
+            })
+        });
+        Ok(Response::new(Box::pin(first.chain(rest))))
     }
 
     async fn handover(

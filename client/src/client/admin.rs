@@ -12,6 +12,7 @@ use proto::booking as pb;
 
 use super::retry::CallKind;
 use super::{lock, Client};
+use crate::backup::{hex, BackupError, BackupHeader, BackupWriter};
 use crate::error::{normalize_endpoint, ClientError};
 use crate::types::{ClusterStatus, EndpointStatus, Member, MembershipChange, NodeStatus};
 
@@ -213,6 +214,80 @@ impl Client {
                 last_error: format!("{endpoint}: no answer within {} ms", timeout.as_millis()),
             }),
         }
+    }
+}
+
+impl Client {
+    /// Saves a consistent backup of the cluster to `path`: the leader's
+    /// snapshot at or after a linearizable read index (every write
+    /// acknowledged before the call is in it), streamed into a temporary
+    /// file, checked against its header, then renamed into place. One
+    /// attempt at the current leader: a backup that failed is simply taken
+    /// again.
+    pub async fn save_snapshot(&self, path: &std::path::Path) -> Result<BackupHeader, ClientError> {
+        let leader = self
+            .wait_for_leader(self.inner.options.retry_budget())
+            .await?;
+        let endpoint = leader
+            .members
+            .iter()
+            .find(|m| m.node_id == leader.node_id)
+            .map(|m| normalize_endpoint(&m.addr))
+            .ok_or_else(|| ClientError::Unavailable {
+                attempts: 1,
+                last_error: format!("leader {} is not in its own membership", leader.node_id),
+            })?;
+        let unavailable = |e: String| ClientError::Unavailable {
+            attempts: 1,
+            last_error: format!("{endpoint}: {e}"),
+        };
+        let mut c = self.channel(&endpoint)?;
+        let mut stream = c
+            .snapshot_save(pb::SnapshotSaveRequest {})
+            .await
+            .map_err(|s| unavailable(s.to_string()))?
+            .into_inner();
+        let header = match stream.message().await {
+            Ok(Some(pb::SnapshotSaveChunk {
+                part: Some(pb::snapshot_save_chunk::Part::Header(h)),
+            })) => h,
+            Ok(other) => {
+                return Err(unavailable(format!(
+                    "expected a header first, got {other:?}"
+                )))
+            }
+            Err(s) => return Err(unavailable(s.to_string())),
+        };
+        let header = BackupHeader {
+            cluster_name: header.cluster_name,
+            last_log_index: header.last_log_index,
+            last_log_term: header.last_log_term,
+            last_log_node: header.last_log_node,
+            state_hash: hex(&header.state_hash),
+            data_bytes: header.data_bytes,
+            data_blake3: hex(&header.data_blake3),
+            saved_at_unix_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+        };
+        let file_error = |e: BackupError| ClientError::Rejected {
+            code: "backup".into(),
+            message: e.to_string(),
+        };
+        let mut writer = BackupWriter::create(path, header).map_err(file_error)?;
+        loop {
+            match stream.message().await {
+                Ok(Some(pb::SnapshotSaveChunk {
+                    part: Some(pb::snapshot_save_chunk::Part::Data(d)),
+                })) => writer.append(&d).map_err(file_error)?,
+                Ok(None) => break,
+                Ok(Some(other)) => {
+                    return Err(unavailable(format!("unexpected message {other:?}")))
+                }
+                Err(s) => return Err(unavailable(format!("the stream broke: {s}"))),
+            }
+        }
+        writer.finish().map_err(file_error)
     }
 }
 

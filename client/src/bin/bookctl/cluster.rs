@@ -1,4 +1,4 @@
-//! `bookctl status`, `node add|remove` and `snapshot`: the cluster itself
+//! `bookctl status`, `node add|remove`, `snapshot` and `snapshot save`: the cluster itself
 //! (who leads, how far each member has applied, membership, snapshots).
 //!
 //! Must not: change membership other than through the client's membership
@@ -241,6 +241,35 @@ pub async fn status(client: &Client, json_mode: bool) -> anyhow::Result<()> {
         }
     }
     println!("{out}");
+    Ok(())
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SnapshotCmd {
+    /// Save a consistent backup of the cluster (the leader's snapshot at a
+    /// committed index) to FILE; `booking restore --from FILE` makes a new
+    /// cluster of it.
+    Save { file: std::path::PathBuf },
+}
+
+pub async fn snapshot_cmd(
+    client: &Client,
+    command: SnapshotCmd,
+    json_mode: bool,
+) -> anyhow::Result<()> {
+    let SnapshotCmd::Save { file } = command;
+    let header = client.save_snapshot(&file).await?;
+    print(json_mode, serde_json::to_value(&header)?, || {
+        format!(
+            "saved {}: cluster {:?} at log index {} (term {}), {} bytes, state hash {}",
+            file.display(),
+            header.cluster_name,
+            header.last_log_index,
+            header.last_log_term,
+            header.data_bytes,
+            header.state_hash
+        )
+    });
     Ok(())
 }
 

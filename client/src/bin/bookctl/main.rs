@@ -89,8 +89,12 @@ enum Cmd {
         #[command(subcommand)]
         command: cluster::NodeCmd,
     },
-    /// Ask every node to build a snapshot now and purge its log.
-    Snapshot,
+    /// Without a subcommand: ask every node to build a snapshot now and purge
+    /// its log. `snapshot save FILE`: a consistent backup of the cluster.
+    Snapshot {
+        #[command(subcommand)]
+        command: Option<cluster::SnapshotCmd>,
+    },
     /// Leadership: move it to another voter before maintenance.
     Leader {
         #[command(subcommand)]
@@ -179,7 +183,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Confirm(args) => holds::confirm(&client, args, json).await,
         Cmd::Booking { command } => holds::booking(&client, command, consistency, json).await,
         Cmd::Node { command } => cluster::node(&client, command, json).await,
-        Cmd::Snapshot => cluster::snapshot(&client, json).await,
+        Cmd::Snapshot { command: None } => cluster::snapshot(&client, json).await,
+        Cmd::Snapshot {
+            command: Some(command),
+        } => cluster::snapshot_cmd(&client, command, json).await,
         Cmd::Leader { command } => maintenance::leader(&client, command, json).await,
         Cmd::RollingRestart(args) => maintenance::rolling_restart(&client, args, json).await,
     }

@@ -60,6 +60,7 @@ pub use startup::{run_node, SHUTDOWN_TASK_WAIT_MS};
 
 use proposer::Pending;
 use read::ReadWaiter;
+pub use read::ResumedLeadership;
 
 /// Everything a handler needs. Shared as `Arc<NodeCore>`.
 pub struct NodeCore {
@@ -77,6 +78,9 @@ pub struct NodeCore {
     pub rpc_timeout: Duration,
     /// Whether this data directory's incarnation may vote and acknowledge entries.
     pub admission: Arc<Admission>,
+    /// Set when this start resumes a leadership saved on disk (see
+    /// [`ResumedLeadership`]): reads in that term wait for its whole log.
+    pub resumed: Option<ResumedLeadership>,
     propose_tx: mpsc::Sender<Pending>,
     read_tx: mpsc::Sender<ReadWaiter>,
 }

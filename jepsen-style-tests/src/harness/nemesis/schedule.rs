@@ -258,6 +258,40 @@ mod tests {
         assert_ne!(a, c);
     }
 
+    /// Goal: a crash-in-snapshot step's set-up (the follower's time down and
+    /// the delay to the kill) counts toward its place in the run: every
+    /// step ends before the cool-down and none overlaps the next.
+    #[test]
+    fn crash_in_snapshot_steps_fit_the_run_with_their_lead() {
+        for seed in 0..50 {
+            let steps = schedule(
+                NemesisKind::CrashInSnapshot,
+                seed,
+                30_000,
+                &[1, 2, 3],
+                false,
+            );
+            assert!(!steps.is_empty(), "seed {seed}: no step in 30 s");
+            for pair in steps.windows(2) {
+                let first_ends = pair[0].start_ms + pair[0].fault.lead_ms() + pair[0].duration_ms;
+                assert!(
+                    first_ends < pair[1].start_ms,
+                    "seed {seed}: {} overlaps {}",
+                    pair[0],
+                    pair[1]
+                );
+            }
+            for step in &steps {
+                assert!(
+                    matches!(step.fault, Fault::CrashInSnapshot { .. }),
+                    "{step}"
+                );
+                let end = step.start_ms + step.fault.lead_ms() + step.duration_ms;
+                assert!(end <= 30_000 - COOLDOWN_MS, "seed {seed}: {step}");
+            }
+        }
+    }
+
     /// Goal: every step ends before the cool-down, and no partition is scheduled without a network.
     #[test]
     fn schedule_respects_bounds_and_network() {

@@ -52,6 +52,16 @@ pub fn default_booking_bin() -> PathBuf {
 impl LocalCluster {
     /// Starts three nodes (and the gateway if asked) and waits until they serve.
     pub async fn start(booking_bin: &Path, with_gateway: bool) -> anyhow::Result<LocalCluster> {
+        LocalCluster::start_with_env(booking_bin, with_gateway, Vec::new()).await
+    }
+
+    /// [`LocalCluster::start`] with extra environment for every node (a
+    /// deliberate bug of a `booking-fault-bugs` binary, for a "before" row).
+    pub async fn start_with_env(
+        booking_bin: &Path,
+        with_gateway: bool,
+        node_env: Vec<(String, String)>,
+    ) -> anyhow::Result<LocalCluster> {
         let dir = tempfile::Builder::new()
             .prefix("bench-cluster-")
             .tempdir()?;
@@ -62,7 +72,11 @@ impl LocalCluster {
         for node in &mut file.nodes {
             node.metrics_addr = Some(free_addr());
         }
-        let mut nodes = NodeProcs::create(booking_bin, dir.path(), file, Launch::logging("warn"))?;
+        let launch = Launch {
+            env: node_env,
+            ..Launch::logging("warn")
+        };
+        let mut nodes = NodeProcs::create(booking_bin, dir.path(), file, launch)?;
         for id in nodes.ids() {
             // Only the lowest id initialises the membership, as `booking up` does.
             nodes.start(id, id == 1)?;

@@ -106,7 +106,13 @@ struct PeersArgs {
     /// Concurrent workers (closed loop).
     #[arg(long, default_value_t = 64)]
     clients: usize,
-    /// Systems: ours-client, ours-gateway, etcd, redis-always, redis-everysec, pg-for-update, pg-optimistic.
+    /// The `booking-fault-bugs` binary of the `ours-client-no-sync` row
+    /// (default `<repo>/target/release/booking-fault-bugs`, which
+    /// scripts/test.sh builds).
+    #[arg(long)]
+    fault_bugs_bin: Option<PathBuf>,
+    /// Systems: ours-client, ours-gateway, etcd, redis-always, redis-everysec, pg-for-update, pg-optimistic;
+    /// also ours-client-no-sync (the store without its durability step, as before it existed; not by default).
     #[arg(
         long,
         value_delimiter = ',',
@@ -326,6 +332,27 @@ async fn peers_cmd(a: PeersArgs) -> anyhow::Result<ExitCode> {
                 .await?;
                 rows.push(peers::run_round(ours::GATEWAY, *v, &w, t).await);
             }
+        }
+    }
+    if want("ours-client-no-sync") {
+        let bin = a
+            .fault_bugs_bin
+            .clone()
+            .unwrap_or_else(|| cluster::default_booking_bin().with_file_name("booking-fault-bugs"));
+        anyhow::ensure!(
+            bin.is_file(),
+            "ours-client-no-sync needs {} (build with `cargo build --release --bin booking --features booking/fault-injection-bugs` and keep it under that name, as scripts/test.sh does)",
+            bin.display()
+        );
+        let env = vec![(
+            "BOOKING_FAULT_BUG".to_string(),
+            "skip-fdatasync".to_string(),
+        )];
+        let c = LocalCluster::start_with_env(&bin, false, env).await?;
+        for v in &variants {
+            let round = format!("{pid}-nosync-{}", v.name());
+            let t = ours::ViaClient::new(&c.endpoints, &round, w.seats).await?;
+            rows.push(peers::run_round(ours::CLIENT_NO_SYNC, *v, &w, t).await);
         }
     }
     if want("etcd") {

@@ -16,6 +16,10 @@ use crate::http::{self, FanPool, HoldAnswer};
 
 pub const CLIENT: &str = "ours (client, 3n fsync)";
 pub const GATEWAY: &str = "ours (gateway, 3n fsync)";
+/// The client path on a `booking-fault-bugs` binary with `skip-fdatasync`:
+/// sled's flush only, as the store acknowledged before its durability step
+/// (the "before" of the syncs; not durable on a power cut).
+pub const CLIENT_NO_SYNC: &str = "ours (client, 3n, skip-fdatasync)";
 
 async fn held_via_client(client: &Client, event_id: &str) -> anyhow::Result<u64> {
     let (result, _) = client

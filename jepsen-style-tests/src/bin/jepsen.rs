@@ -121,7 +121,7 @@ struct RunArgs {
     /// register | sellout | expiry
     #[arg(long, default_value = "register")]
     workload: String,
-    /// none | partition | kill | pause | clock | membership | mixed | power-loss | disk-loss
+    /// none | partition | kill | pause | clock | membership | mixed | power-loss | disk-loss | crash-in-snapshot
     #[arg(long, default_value = "mixed")]
     nemesis: String,
     #[command(flatten)]

@@ -43,6 +43,8 @@ pub struct Timing {
     pub election_timeout_ms: [u64; 2],
     pub expiry_sweep_ms: u64,
     pub snapshot_every_entries: u64,
+    /// Log entries kept after a snapshot (`raft.max_in_snapshot_log_to_keep`).
+    pub max_in_snapshot_log_to_keep: u64,
 }
 
 impl Default for Timing {
@@ -54,6 +56,23 @@ impl Default for Timing {
             election_timeout_ms: [400, 800],
             expiry_sweep_ms: 200,
             snapshot_every_entries: 2000,
+            max_in_snapshot_log_to_keep: cluster_config::RaftSection::default()
+                .max_in_snapshot_log_to_keep,
+        }
+    }
+}
+
+impl Timing {
+    /// For the `crash-in-snapshot` nemesis: a snapshot every 100 entries
+    /// (every second or two under the register workload, whose writes the
+    /// proposer packs into ~60 entries a second) and 20 entries kept after
+    /// it, so a follower paused for a couple of seconds is sent a snapshot,
+    /// and every node is often building one.
+    pub fn snapshot_heavy() -> Timing {
+        Timing {
+            snapshot_every_entries: 100,
+            max_in_snapshot_log_to_keep: 20,
+            ..Timing::default()
         }
     }
 }
@@ -119,6 +138,7 @@ impl Cluster {
         file.raft.heartbeat_interval_ms = timing.heartbeat_interval_ms;
         file.raft.election_timeout_ms = timing.election_timeout_ms;
         file.raft.snapshot_every_entries = timing.snapshot_every_entries;
+        file.raft.max_in_snapshot_log_to_keep = timing.max_in_snapshot_log_to_keep;
         file.booking.expiry_sweep_ms = timing.expiry_sweep_ms;
         // The gateway workload's fans take demo sessions and pay with test
         // cards; its gateway listens on loopback, where both are allowed.

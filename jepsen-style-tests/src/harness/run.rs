@@ -170,7 +170,11 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, String> {
         std::fs::remove_dir_all(&cluster_dir)
             .map_err(|e| format!("{}: {e}", cluster_dir.display()))?;
     }
-    let timing = Timing::default();
+    let timing = if opts.nemesis.needs_frequent_snapshots() {
+        Timing::snapshot_heavy()
+    } else {
+        Timing::default()
+    };
     let cluster = tokio::task::block_in_place(|| {
         Cluster::start(
             &opts.booking_bin,

@@ -63,6 +63,7 @@ pub use startup::{run_node, SHUTDOWN_TASK_WAIT_MS};
 
 use proposer::Pending;
 use read::ReadWaiter;
+pub use read::ResumedLeadership;
 
 /// Everything a handler needs. Shared as `Arc<NodeCore>`.
 pub struct NodeCore {
@@ -86,6 +87,9 @@ pub struct NodeCore {
     /// permits): the proposer takes one per entry; a handover takes them all
     /// to know that every proposed entry was applied.
     propose_inflight: Arc<tokio::sync::Semaphore>,
+    /// Set when this start resumes a leadership saved on disk (see
+    /// [`ResumedLeadership`]): reads in that term wait for its whole log.
+    pub resumed: Option<ResumedLeadership>,
     propose_tx: mpsc::Sender<Pending>,
     read_tx: mpsc::Sender<ReadWaiter>,
 }

@@ -7,6 +7,12 @@
 //! answer a read from a round that began before the reader asked, or use
 //! leases (the Jepsen suite skews clocks).
 //!
+//! A leader that resumed its term at start (see [`ResumedLeadership`]) reads
+//! at no less than the last log index it had when it started: openraft's
+//! read index there is only `max(committed, first entry of the term)`, and
+//! the committed index saved on disk may lag what followers had already
+//! applied and served.
+//!
 //! Bounds: [`READ_QUEUE_MAX`] waiting readers (more are refused with
 //! `overloaded`); a read waits [`READ_WAIT_MS`] for its round plus the local
 //! apply.
@@ -28,6 +34,67 @@ pub const READ_QUEUE_MAX: usize = 16_384;
 pub const READ_WAIT_MS: u64 = 5_000;
 
 type ReadReply = oneshot::Sender<Result<u64, NodeError>>;
+
+/// A leadership this node resumed at start, in the term its saved vote names.
+///
+/// Why: openraft 0.9 restarts a node whose saved vote is its own committed
+/// vote as leader of the same term, with no new blank entry, and its read
+/// index is `max(committed, first entry of the term)`. After a crash or a
+/// power cut the committed index read back from disk can lag: the leader
+/// tells followers a new commit index before its own `save_committed`, and a
+/// follower may have applied and served reads up to it. Reads at the stale
+/// index would then go back in time (seen as a per-seat linearizability
+/// failure of the `power-loss` nemesis). Every committed entry is in this
+/// leader's log (a leader of the term counts itself only after its own
+/// flush), so reads in this term wait for the whole log it started with,
+/// which it re-commits in its own term. A leadership won later in a new
+/// term has its own blank entry and needs no floor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ResumedLeadership {
+    /// The term of the saved vote.
+    pub term: u64,
+    /// The last log index at start: reads in `term` wait at least for it.
+    pub read_index_min: u64,
+}
+
+impl ResumedLeadership {
+    /// From the saved vote and log: `Some` when the vote is this node's own
+    /// committed vote (openraft will resume as leader), else `None`.
+    pub async fn from_saved(
+        node_id: NodeId,
+        log: &mut crate::store::LogStore,
+    ) -> Result<Option<ResumedLeadership>, NodeError> {
+        use openraft::storage::RaftLogStorage;
+        let storage = |e: openraft::StorageError<NodeId>| {
+            NodeError::Storage(format!("reading the saved vote and log at start: {e}"))
+        };
+        let Some(vote) = log.read_vote().await.map_err(storage)? else {
+            return Ok(None);
+        };
+        if !vote.is_committed() || vote.leader_id().voted_for() != Some(node_id) {
+            return Ok(None);
+        }
+        let last = log.get_log_state().await.map_err(storage)?.last_log_id;
+        Ok(Some(ResumedLeadership {
+            term: vote.leader_id().get_term(),
+            read_index_min: last.map(|l| l.index).unwrap_or(0),
+        }))
+    }
+
+    /// The least read index for a round this node ran as leader while its
+    /// vote is `(term, leader)`: the floor in the resumed term, else 0.
+    pub fn read_index_min(
+        resumed: Option<&Self>,
+        term: u64,
+        leader: Option<NodeId>,
+        me: NodeId,
+    ) -> u64 {
+        match resumed {
+            Some(r) if r.term == term && leader == Some(me) => r.read_index_min,
+            _ => 0,
+        }
+    }
+}
 
 /// One caller waiting for the next ReadIndex round.
 pub(super) struct ReadWaiter {
@@ -93,7 +160,23 @@ impl NodeCore {
     async fn leader_read_index(&self) -> Result<u64, NodeError> {
         Counters::add(&self.counters.read_index_rounds, 1);
         match self.raft.get_read_log_id().await {
-            Ok((read_log_id, _applied)) => Ok(read_log_id.map(|l| l.index).unwrap_or(0)),
+            Ok((read_log_id, _applied)) => {
+                let index = read_log_id.map(|l| l.index).unwrap_or(0);
+                // The vote now, not at the round's start: if leadership
+                // moved to a new term meanwhile the floor does not apply,
+                // and the round's own answer stands.
+                let (term, leader) = {
+                    let m = self.raft.metrics();
+                    let m = m.borrow();
+                    (
+                        m.vote.leader_id().get_term(),
+                        m.vote.leader_id().voted_for(),
+                    )
+                };
+                let min =
+                    ResumedLeadership::read_index_min(self.resumed.as_ref(), term, leader, self.id);
+                Ok(index.max(min))
+            }
             Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
                 Err(self.forward_err(&f))
             }

@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 
 use super::clock::{clock_task, fault_offset_file, StampClock};
 use super::proposer::{proposer_task, tick_task, PROPOSE_QUEUE_BATCHES};
-use super::read::{reader_task, READ_QUEUE_MAX};
+use super::read::{reader_task, ResumedLeadership, READ_QUEUE_MAX};
 use super::{fatal_to_error, Admission, NodeCore};
 use crate::error::NodeError;
 use crate::metrics::Counters;
@@ -90,6 +90,9 @@ pub async fn run_node(
         hub.clone(),
         counters.clone(),
     )?;
+    // Read before openraft starts: a committed vote of this node's own
+    // resumes its leadership in the same term, without a new blank entry.
+    let resumed = ResumedLeadership::from_saved(node_id, &mut data.log.clone()).await?;
     let pool = ChannelPool::default();
     let network = NetworkFactory {
         cluster_name: config.cluster.name.clone(),
@@ -148,6 +151,7 @@ pub async fn run_node(
         admission,
         handover: Default::default(),
         propose_inflight: Arc::new(tokio::sync::Semaphore::new(super::PROPOSE_INFLIGHT_MAX)),
+        resumed,
         propose_tx,
         read_tx,
     });

@@ -86,6 +86,20 @@ impl DiskSync {
         let db_path = sled_dir.join("db");
         let db_file = File::open(&db_path)
             .map_err(|e| format!("{}: cannot open for fdatasync: {e}", db_path.display()))?;
+        // sled rewrites its 62-byte `conf` (segment size, compression,
+        // version, crc) at every open and never syncs it: every power cut of
+        // the `power-loss` nemesis rolled it back to empty on each node, and
+        // sled then reads an empty `conf` as absent ("empty/corrupt
+        // configuration file found") and can no longer refuse a changed
+        // segment size. One fsync at start keeps it.
+        let conf_path = sled_dir.join("conf");
+        match File::open(&conf_path) {
+            Ok(f) => f
+                .sync_all()
+                .map_err(|e| format!("{}: fsync: {e}", conf_path.display()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(format!("{}: cannot open: {e}", conf_path.display())),
+        }
         Ok(DiskSync {
             sled_dir: sled_dir.to_path_buf(),
             db_file,

@@ -12,9 +12,14 @@ use std::time::Duration;
 
 use client::Client;
 
-use super::{clock, membership, partition, Fault, Step, Target};
+use super::{clock, membership, partition, Fault, SnapshotVictims, Step, Target};
 use crate::harness::cluster::Cluster;
 use crate::harness::recorder::Recorder;
+
+/// How often `crash-in-snapshot` asks whether its restarted node answers.
+const STATUS_POLL_MS: u64 = 20;
+/// How long `crash-in-snapshot` waits for its restarted node to answer.
+const ANSWER_WAIT_MS: u64 = 10_000;
 
 /// What the nemesis acts through.
 pub struct Ctx {
@@ -93,8 +98,8 @@ pub(super) async fn apply(ctx: &Ctx, fault: &Fault) -> Result<(Undo, String), St
                 .iter()
                 .map(|(n, r)| {
                     format!(
-                        "node {n}: {} files rolled back, {} bytes lost, {} inodes dropped",
-                        r.files_rolled_back, r.bytes_lost, r.inodes_dropped
+                        "node {n}: {} files rolled back {:?}, {} bytes lost, {} inodes dropped",
+                        r.files_rolled_back, r.rolled_back_paths, r.bytes_lost, r.inodes_dropped
                     )
                 })
                 .collect();
@@ -157,6 +162,58 @@ pub(super) async fn apply(ctx: &Ctx, fault: &Fault) -> Result<(Undo, String), St
             Ok((
                 undo,
                 format!("killed node {node}, wiped its data directory, {how}"),
+            ))
+        }
+        Fault::CrashInSnapshot {
+            lagging_pick,
+            lag_ms,
+            kill_after_ms,
+            victims,
+        } => {
+            let leader = ctx.leader().await.ok_or("no leader to lag behind")?;
+            let ids = ctx.with_cluster(|c| c.ids());
+            let followers: Vec<u64> = ids.iter().copied().filter(|&n| n != leader).collect();
+            let lagging = *followers
+                .get(*lagging_pick as usize % followers.len().max(1))
+                .ok_or("no follower to lag")?;
+            // Down (not paused: openraft does not purge what it is still
+            // sending to a follower), so the others snapshot and purge past it.
+            ctx.with_cluster(|c| c.kill(lagging))?;
+            tokio::time::sleep(Duration::from_millis(*lag_ms)).await;
+            ctx.with_cluster(|c| c.restart(lagging))?;
+            // Its snapshot comes once it answers again: count the delay from then.
+            let answering = async {
+                loop {
+                    let status = ctx.client.status().await;
+                    if status
+                        .endpoints
+                        .iter()
+                        .any(|e| e.status.as_ref().is_ok_and(|s| s.node_id == lagging))
+                    {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(STATUS_POLL_MS)).await;
+                }
+            };
+            tokio::time::timeout(Duration::from_millis(ANSWER_WAIT_MS), answering)
+                .await
+                .map_err(|_| {
+                    format!(
+                        "node {lagging} did not answer within {ANSWER_WAIT_MS} ms of its restart"
+                    )
+                })?;
+            tokio::time::sleep(Duration::from_millis(*kill_after_ms)).await;
+            let nodes = match victims {
+                SnapshotVictims::Lagging => vec![lagging],
+                SnapshotVictims::Leader => vec![leader],
+                SnapshotVictims::All => ids,
+            };
+            ctx.with_cluster(|c| nodes.iter().try_for_each(|&n| c.kill(n)))?;
+            Ok((
+                Undo::Restart(nodes.clone()),
+                format!(
+                    "killed node {lagging} (leader {leader}) for {lag_ms} ms, restarted it, killed {nodes:?} {kill_after_ms} ms after it answered"
+                ),
             ))
         }
         Fault::Pause { target } => {

@@ -47,10 +47,15 @@ pub enum NemesisKind {
     /// One node's data directory wiped and the node restarted empty under
     /// its old id, with or without the operator's remove-and-re-add first.
     DiskLoss,
+    /// Snapshots every 100 entries and a short kept log; a follower down
+    /// until it needs a snapshot, restarted, and then it, the leader or
+    /// every node killed, so snapshot builds, installs and purges overlap
+    /// with kills.
+    CrashInSnapshot,
 }
 
 impl NemesisKind {
-    pub const ALL: [&'static str; 9] = [
+    pub const ALL: [&'static str; 10] = [
         "none",
         "partition",
         "kill",
@@ -60,6 +65,7 @@ impl NemesisKind {
         "mixed",
         "power-loss",
         "disk-loss",
+        "crash-in-snapshot",
     ];
 
     pub fn parse(s: &str) -> Option<NemesisKind> {
@@ -73,12 +79,19 @@ impl NemesisKind {
             "mixed" => NemesisKind::Mixed,
             "power-loss" => NemesisKind::PowerLoss,
             "disk-loss" => NemesisKind::DiskLoss,
+            "crash-in-snapshot" => NemesisKind::CrashInSnapshot,
             _ => return None,
         })
     }
 
     pub fn needs_network(self) -> bool {
         self == NemesisKind::Partition
+    }
+
+    /// Whether the cluster takes snapshots often and keeps a short log
+    /// after them (`cluster::Timing::snapshot_heavy`).
+    pub fn needs_frequent_snapshots(self) -> bool {
+        self == NemesisKind::CrashInSnapshot
     }
 
     /// Whether the nodes' data directories must be lazy file systems.
@@ -95,6 +108,18 @@ pub enum Target {
     /// Resolved when the step starts.
     Leader,
     Nodes(Vec<u64>),
+}
+
+/// Who a [`Fault::CrashInSnapshot`] kills.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SnapshotVictims {
+    /// The lagging follower, while it receives or installs its snapshot.
+    Lagging,
+    /// The leader, while it sends the snapshot (and builds its own).
+    Leader,
+    /// Every node: builds, installs and purges all cut short at once.
+    All,
 }
 
 /// One fault.
@@ -129,6 +154,18 @@ pub enum Fault {
         target: Target,
         operator_first: bool,
     },
+    /// SIGKILL a follower (the `lagging_pick`-th of the followers when the
+    /// step starts) for `lag_ms`, long enough that the others snapshot and
+    /// purge past its log; restart it; `kill_after_ms` after it answers
+    /// again, while its snapshot is on its way, SIGKILL `victims`; restart
+    /// them at the end of the window. The lag and the delay come before the
+    /// window.
+    CrashInSnapshot {
+        lagging_pick: u64,
+        lag_ms: u64,
+        kill_after_ms: u64,
+        victims: SnapshotVictims,
+    },
     /// SIGSTOP, SIGCONT at the end of the window.
     Pause { target: Target },
     /// The node's clock jumps by `offset_ms` for the window.
@@ -161,10 +198,23 @@ impl Fault {
             Fault::Kill { .. } => "kill",
             Fault::PowerCut { .. } => "power-cut",
             Fault::DiskLoss { .. } => "disk-loss",
+            Fault::CrashInSnapshot { .. } => "crash-in-snapshot",
             Fault::Pause { .. } => "pause",
             Fault::ClockBump { .. } => "clock-bump",
             Fault::ClockStrobe { .. } => "clock-strobe",
             Fault::Membership { .. } => "membership",
+        }
+    }
+
+    /// Time the fault takes to set up before its window opens.
+    pub fn lead_ms(&self) -> u64 {
+        match self {
+            Fault::CrashInSnapshot {
+                lag_ms,
+                kill_after_ms,
+                ..
+            } => lag_ms + kill_after_ms,
+            _ => 0,
         }
     }
 
@@ -233,6 +283,19 @@ fn describe(fault: &Fault) -> String {
                 " after removing it"
             } else {
                 " (refused until removed at the end)"
+            }
+        ),
+        Fault::CrashInSnapshot {
+            lagging_pick,
+            lag_ms,
+            kill_after_ms,
+            victims,
+        } => format!(
+            "kill -9 follower #{lagging_pick} for {lag_ms} ms, restart it, {kill_after_ms} ms after it answers kill -9 {}, restart at the end",
+            match victims {
+                SnapshotVictims::Lagging => "it",
+                SnapshotVictims::Leader => "the leader",
+                SnapshotVictims::All => "every node",
             }
         ),
         Fault::Pause { target } => format!("SIGSTOP {}, SIGCONT at the end", target_text(target)),

@@ -12,7 +12,7 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 
-use super::{Fault, NemesisKind, Step, Target};
+use super::{Fault, NemesisKind, SnapshotVictims, Step, Target};
 
 /// Before the first fault: the workload gets going and a leader is elected.
 const WARMUP_MS: u64 = 2_000;
@@ -136,6 +136,28 @@ fn disk_loss_fault(rng: &mut StdRng, ids: &[u64]) -> Fault {
     }
 }
 
+/// A follower down 2-5 s: at the register workload's rate (~60 entries a
+/// second) the others pass a kept log of 20 entries after snapshots every
+/// 100 (`Timing::snapshot_heavy`), so it is sent a snapshot when it is back.
+/// The kill follows 0-300 ms after it answers: the leader sends the snapshot
+/// within a few hundred milliseconds of that and an install of this small
+/// state takes milliseconds, so only some kills land inside one (chance, not
+/// a hook: the harness never reaches into a node); every node also builds
+/// its own snapshot every ~100 entries, which the kills of the leader or of
+/// every node cut short.
+fn crash_in_snapshot_fault(rng: &mut StdRng, ids: &[u64]) -> Fault {
+    Fault::CrashInSnapshot {
+        lagging_pick: rng.random_range(0..ids.len().max(2) as u64 - 1),
+        lag_ms: rng.random_range(2_000..5_000),
+        kill_after_ms: rng.random_range(0..300),
+        victims: match rng.random_range(0..3) {
+            0 => SnapshotVictims::Lagging,
+            1 => SnapshotVictims::Leader,
+            _ => SnapshotVictims::All,
+        },
+    }
+}
+
 fn membership_fault(rng: &mut StdRng, ids: &[u64], network: bool) -> Fault {
     let target = if rng.random_bool(0.3) {
         Target::Leader
@@ -184,6 +206,7 @@ pub fn schedule(
             NemesisKind::Membership => membership_fault(&mut rng, ids, network),
             NemesisKind::PowerLoss => power_cut_fault(&mut rng, ids),
             NemesisKind::DiskLoss => disk_loss_fault(&mut rng, ids),
+            NemesisKind::CrashInSnapshot => crash_in_snapshot_fault(&mut rng, ids),
             NemesisKind::Mixed => match rng.random_range(0..5) {
                 0 if network => partition_fault(&mut rng, ids),
                 1 => pause_fault(&mut rng, ids),
@@ -197,10 +220,13 @@ pub fn schedule(
         // room for more cuts in a short run.
         let duration_ms = match fault {
             Fault::Pause { .. } => rng.random_range(1_500..4_000),
-            Fault::PowerCut { .. } => rng.random_range(500..2_000),
+            Fault::PowerCut { .. } | Fault::CrashInSnapshot { .. } => rng.random_range(500..2_000),
             _ => rng.random_range(3_000..8_000),
         };
-        if t_ms + duration_ms > end_ms {
+        // A fault that sets itself up first (a pause before its kill) opens
+        // its window that much later.
+        let lead_ms = fault.lead_ms();
+        if t_ms + lead_ms + duration_ms > end_ms {
             break;
         }
         debug_assert!(
@@ -212,7 +238,7 @@ pub fn schedule(
             duration_ms,
             fault,
         });
-        t_ms += duration_ms + rng.random_range(1_500..4_000);
+        t_ms += lead_ms + duration_ms + rng.random_range(1_500..4_000);
     }
     steps
 }
@@ -230,6 +256,40 @@ mod tests {
         let c = format!("{:?}", schedule(NemesisKind::Mixed, 8, 60_000, &ids, true));
         assert_eq!(a, b);
         assert_ne!(a, c);
+    }
+
+    /// Goal: a crash-in-snapshot step's set-up (the follower's time down and
+    /// the delay to the kill) counts toward its place in the run: every
+    /// step ends before the cool-down and none overlaps the next.
+    #[test]
+    fn crash_in_snapshot_steps_fit_the_run_with_their_lead() {
+        for seed in 0..50 {
+            let steps = schedule(
+                NemesisKind::CrashInSnapshot,
+                seed,
+                30_000,
+                &[1, 2, 3],
+                false,
+            );
+            assert!(!steps.is_empty(), "seed {seed}: no step in 30 s");
+            for pair in steps.windows(2) {
+                let first_ends = pair[0].start_ms + pair[0].fault.lead_ms() + pair[0].duration_ms;
+                assert!(
+                    first_ends < pair[1].start_ms,
+                    "seed {seed}: {} overlaps {}",
+                    pair[0],
+                    pair[1]
+                );
+            }
+            for step in &steps {
+                assert!(
+                    matches!(step.fault, Fault::CrashInSnapshot { .. }),
+                    "{step}"
+                );
+                let end = step.start_ms + step.fault.lead_ms() + step.duration_ms;
+                assert!(end <= 30_000 - COOLDOWN_MS, "seed {seed}: {step}");
+            }
+        }
     }
 
     /// Goal: every step ends before the cool-down, and no partition is scheduled without a network.

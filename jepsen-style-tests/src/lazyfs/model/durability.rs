@@ -173,6 +173,7 @@ impl Model {
         }
 
         let before: Vec<u64> = self.inodes.keys().copied().collect();
+        let mut rolled_back = Vec::new();
         for ino in before {
             if !keep.contains(&ino) {
                 let gone = self.inodes.remove(&ino).expect("listed above");
@@ -193,6 +194,7 @@ impl Model {
                 Node::File { current, durable } => {
                     if inode.content_seq != inode.durable_seq {
                         report.files_rolled_back += 1;
+                        rolled_back.push(ino);
                         report.bytes_lost += current.len().saturating_sub(durable.len());
                     }
                     let before = current.allocated_bytes();
@@ -203,6 +205,14 @@ impl Model {
                 Node::Symlink { .. } => {}
             }
         }
+        let mut paths: Vec<String> = rolled_back
+            .into_iter()
+            .filter_map(|ino| self.durable_path(ino))
+            .map(|p| p.display().to_string())
+            .collect();
+        paths.sort();
+        paths.truncate(super::CUT_REPORT_PATHS_MAX);
+        report.rolled_back_paths = paths;
         report
     }
 

@@ -130,11 +130,18 @@ impl Inode {
     }
 }
 
+/// Paths a [`CutReport`] lists at most (a cut can roll back thousands).
+pub const CUT_REPORT_PATHS_MAX: usize = 16;
+
 /// What a power cut threw away.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct CutReport {
     /// Files whose content went back to their last synced state.
     pub files_rolled_back: u64,
+    /// The paths of those files (their durable names, from the mount's
+    /// root), at most [`CUT_REPORT_PATHS_MAX`], sorted: which file a cut
+    /// hurt is the first question about a failing run.
+    pub rolled_back_paths: Vec<String>,
     /// Bytes of file length lost (current length minus durable length,
     /// summed over surviving files, where positive).
     pub bytes_lost: u64,

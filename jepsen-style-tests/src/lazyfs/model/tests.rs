@@ -57,6 +57,7 @@ fn unsynced_write_is_lost_and_synced_write_kept() {
     assert_eq!(read_all(&m, a), b"synced+lost");
     let r = m.power_cut();
     assert_eq!(r.files_rolled_back, 1);
+    assert_eq!(r.rolled_back_paths, vec!["a".to_string()]);
     assert_eq!(r.bytes_lost, 5);
     assert_eq!(
         read_all(&m, m.lookup(ROOT, OsStr::new("a")).unwrap()),

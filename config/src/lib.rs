@@ -22,6 +22,7 @@
 //!   from a file whose gateway part is not set up.
 
 mod error;
+mod notify;
 mod parse;
 mod parse_edge;
 
@@ -32,6 +33,9 @@ use serde::Serialize;
 
 pub use error::ConfigError;
 pub use ipnet::IpNet;
+pub use notify::{
+    NotificationSink, NotificationsSection, SmtpSecurity, SmtpSink, WebhookSink, NOTIFY_POLL_MS_MAX,
+};
 
 /// The whole validated file.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -51,6 +55,9 @@ pub struct ClusterConfig {
     pub auth: AuthSection,
     /// `[payments]`: the payment provider and its webhook secret.
     pub payments: PaymentsSection,
+    /// `[notifications]`: where the gateway delivers confirmed and cancelled
+    /// bookings (none, a file, SMTP or a signed webhook).
+    pub notifications: NotificationsSection,
     /// Directory of the file: relative paths in it are resolved against this,
     /// so the same file works whatever the working directory is.
     pub base_dir: PathBuf,

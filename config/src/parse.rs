@@ -33,6 +33,7 @@ struct RawFile {
     gateway: Option<RawGateway>,
     auth: Option<RawAuth>,
     payments: Option<RawPayments>,
+    notifications: Option<crate::notify::RawNotifications>,
 }
 
 #[derive(Deserialize)]
@@ -141,6 +142,7 @@ pub(crate) fn parse(text: &str, origin: &Path) -> Result<ClusterConfig, ConfigEr
     let gateway = gateway_section(&src, raw.gateway, &nodes)?;
     let auth = auth_section(&src, raw.auth)?;
     let payments = payments_section(&src, raw.payments)?;
+    let notifications = crate::notify::notifications_section(&src, raw.notifications)?;
     let base_dir = match origin.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
         _ => PathBuf::from("."),
@@ -153,6 +155,7 @@ pub(crate) fn parse(text: &str, origin: &Path) -> Result<ClusterConfig, ConfigEr
         gateway,
         auth,
         payments,
+        notifications,
         base_dir,
     })
 }

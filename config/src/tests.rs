@@ -213,6 +213,12 @@ fn refusals() -> Vec<Refusal> {
         refused("an empty JWT issuer", after_node("[auth]\njwt_issuer = \"\"\n"), "auth.jwt_issuer", Some(5), ""),
         refused("an unknown payment provider", after_node("[payments]\nprovider = \"stripe\"\n"), "payments.provider", Some(5), ""),
         refused("a zero webhook tolerance", after_node("[payments]\nwebhook_tolerance_s = 0\n"), "payments.webhook_tolerance_s", Some(5), ""),
+        refused("an unknown notification sink", after_node("[notifications]\nsink = \"pigeon\"\n"), "notifications.sink", Some(5), ""),
+        refused("a zero notification poll", after_node("[notifications]\npoll_ms = 0\n"), "notifications.poll_ms", Some(5), ""),
+        refused("smtp without a host", after_node("[notifications]\nsink = \"smtp\"\nfrom = \"t@example.com\"\n"), "notifications.smtp_host", None, "required"),
+        refused("a From that is no address", after_node("[notifications]\nsink = \"smtp\"\nsmtp_host = \"mx\"\nfrom = \"tickets\"\n"), "notifications.from", Some(7), ""),
+        refused("an smtp key with the file sink", after_node("[notifications]\nsink = \"file\"\nfile = \"n.jsonl\"\nsmtp_host = \"mx\"\n"), "notifications.smtp_host", None, "belongs to sink"),
+        refused("a webhook URL that is not http", after_node("[notifications]\nsink = \"webhook\"\nwebhook_url = \"ftp://x\"\n"), "notifications.webhook_url", Some(6), ""),
         refused("an absurd cancel cutoff", after_node("[booking]\ncancel_cutoff_ms = 99999999999999\n"), "booking.cancel_cutoff_ms", Some(5), ""),
         refused("an unknown gateway key", after_node("[gateway]\nlisten = \"127.0.0.1:8080\"\nbogus = 1\n"), "gateway.bogus", Some(6), ""),
         // Comments do not confuse the key lookup for errors.
@@ -321,4 +327,32 @@ fn gateway_auth_and_payments_keys_parse() {
         Path::new("/run/whsec")
     );
     assert_eq!(c.gateway_dir(), Path::new("/etc/booking/data/gateway"));
+}
+
+// Goal: each notification sink parses with its defaults (no section: none).
+#[test]
+fn notification_sinks_parse() {
+    use crate::{NotificationSink, SmtpSecurity};
+    assert_eq!(
+        parse(ONE_NODE).unwrap().notifications.sink,
+        NotificationSink::None
+    );
+    let c = parse(&format!(
+        "{ONE_NODE}[notifications]\nsink = \"smtp\"\nsmtp_host = \"mx.example.com\"\n\
+         from = \"Tickets <t@example.com>\"\nsmtp_username = \"t\"\nsmtp_password_file = \"pw\"\n"
+    ))
+    .unwrap();
+    let NotificationSink::Smtp(smtp) = c.notifications.sink else {
+        panic!("{:?}", c.notifications.sink)
+    };
+    assert_eq!((smtp.port, smtp.security), (587, SmtpSecurity::Starttls));
+    assert_eq!(smtp.password_file, Some(PathBuf::from("pw")));
+    let c = parse(&format!(
+        "{ONE_NODE}[notifications]\nsink = \"webhook\"\nwebhook_url = \"https://hooks.example.com/booking\"\npoll_ms = 250\n"
+    ))
+    .unwrap();
+    assert_eq!(c.notifications.poll_ms, 250);
+    assert!(
+        matches!(c.notifications.sink, NotificationSink::Webhook(w) if w.url.ends_with("/booking"))
+    );
 }

@@ -192,7 +192,7 @@ fn mac_parts(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
 }
 
 /// A secret file's bytes (trimmed), creating a random one if missing.
-fn read_secret(path: &Path) -> Result<Vec<u8>, SettingsError> {
+pub(crate) fn read_secret(path: &Path) -> Result<Vec<u8>, SettingsError> {
     if !path.exists() {
         load_or_create_hex32(path)?;
     }

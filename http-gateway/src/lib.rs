@@ -190,11 +190,9 @@ pub async fn serve_state(
     state.settings.validate_for(local)?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let janitor = tokio::spawn(janitor(state.clone(), stop_rx.clone()));
-    let notifier = state
-        .settings
-        .notification_sink
-        .clone()
-        .map(|sink| tokio::spawn(notify::run(state.clone(), sink, stop_rx)));
+    let notifier = notify::Sender::from_settings(&state)
+        .map_err(SettingsError::Notifications)?
+        .map(|sender| tokio::spawn(notify::run(state.clone(), sender, stop_rx)));
     tracing::info!(addr = %local, auth = ?state.settings.auth.mode, "gateway listening");
     let result = server::run(state.clone(), router(state), listener, shutdown).await;
     let _ = stop_tx.send(true);

@@ -32,6 +32,10 @@ pub struct Metrics {
     pub queue_waiting: IntGaugeVec,
     pub payments: IntCounterVec,
     pub notifications_sent: IntGauge,
+    /// Notification rounds that stopped at a message their sink refused.
+    pub notification_failures: prometheus::IntCounter,
+    /// Notifications acknowledged without a recipient (no address).
+    pub notifications_undeliverable: prometheus::IntCounter,
     /// Connections closed at accept because their address had
     /// `connections_per_address_max` open.
     pub connections_refused: prometheus::IntCounter,
@@ -89,6 +93,16 @@ impl Metrics {
             "Outbox messages written to the sink by this gateway",
         )
         .expect("metric definition");
+        let notification_failures = prometheus::IntCounter::new(
+            "gateway_notification_failures_total",
+            "Notification rounds that stopped at a message the sink refused (retried with backoff)",
+        )
+        .expect("metric definition");
+        let notifications_undeliverable = prometheus::IntCounter::new(
+            "gateway_notifications_undeliverable_total",
+            "Notifications acknowledged unsent: the holder is no e-mail address and no default_to is set",
+        )
+        .expect("metric definition");
         let cluster_submits = IntCounterVec::new(
             Opts::new(
                 "gateway_cluster_submits_total",
@@ -111,6 +125,8 @@ impl Metrics {
             Box::new(queue_waiting.clone()),
             Box::new(payments.clone()),
             Box::new(notifications_sent.clone()),
+            Box::new(notification_failures.clone()),
+            Box::new(notifications_undeliverable.clone()),
         ] {
             registry.register(c).expect("unique metric names");
         }
@@ -122,6 +138,8 @@ impl Metrics {
             queue_waiting,
             payments,
             notifications_sent,
+            notification_failures,
+            notifications_undeliverable,
             connections_refused,
             cluster_submits,
             queue_events: Default::default(),

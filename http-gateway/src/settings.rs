@@ -130,9 +130,12 @@ pub struct GatewaySettings {
     pub allowed_origins: Vec<String>,
     /// `Cache-Control: max-age` of the static event layout, in seconds.
     pub event_cache_max_age_s: u64,
-    /// Newline-delimited JSON file the notification sender appends confirmed
-    /// bookings to. `None` disables the sender.
-    pub notification_sink: Option<PathBuf>,
+    /// Where the notification sender delivers the outbox (`[notifications]`,
+    /// paths resolved); `None` disables the sender.
+    pub notifications: cluster_config::NotificationSink,
+    /// HMAC secret of the notification webhook (default
+    /// `<data_dir>/notify-webhook-secret`, created random on first start).
+    pub notify_webhook_secret_file: Option<PathBuf>,
     /// How often the notification sender polls the outbox, in ms.
     pub notification_poll_ms: u64,
 }
@@ -171,7 +174,8 @@ impl Default for GatewaySettings {
             ws_clients_per_address_max: defaults::WS_CLIENTS_PER_ADDRESS_MAX as usize,
             allowed_origins: Vec::new(),
             event_cache_max_age_s: 60,
-            notification_sink: None,
+            notifications: cluster_config::NotificationSink::None,
+            notify_webhook_secret_file: None,
             notification_poll_ms: 500,
         }
     }
@@ -184,6 +188,10 @@ pub enum SettingsError {
     Invalid { key: &'static str, message: String },
     #[error("cannot use key file {path}: {message}")]
     KeyFile { path: PathBuf, message: String },
+    /// The `[notifications]` sink cannot be built (a secret file, an
+    /// address); the message names the key or file.
+    #[error("[notifications]: {0}")]
+    Notifications(String),
 }
 
 impl SettingsError {
@@ -236,6 +244,12 @@ impl GatewaySettings {
             ws_clients_max: g.ws_clients_max as usize,
             ws_clients_per_address_max: g.ws_clients_per_address_max as usize,
             allowed_origins: g.allowed_origins.clone(),
+            notifications: resolved_sink(config),
+            notify_webhook_secret_file: match &config.notifications.sink {
+                cluster_config::NotificationSink::Webhook(w) => resolve(&w.secret_file),
+                _ => None,
+            },
+            notification_poll_ms: config.notifications.poll_ms,
             ..GatewaySettings::default()
         }
     }
@@ -263,6 +277,12 @@ impl GatewaySettings {
     }
 
     /// The webhook secret file.
+    pub fn notify_webhook_secret_path(&self) -> PathBuf {
+        self.notify_webhook_secret_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("notify-webhook-secret"))
+    }
+
     pub fn webhook_secret_path(&self) -> PathBuf {
         self.webhook_secret_file
             .clone()
@@ -370,6 +390,25 @@ impl GatewaySettings {
     /// [`GatewaySettings::validate_for`] at the configured `listen` address.
     pub fn validate(&self) -> Result<(), SettingsError> {
         self.validate_for(self.listen)
+    }
+}
+
+/// `[notifications]` with its paths resolved against the file's directory.
+fn resolved_sink(config: &cluster_config::ClusterConfig) -> cluster_config::NotificationSink {
+    use cluster_config::NotificationSink as S;
+    match &config.notifications.sink {
+        S::None => S::None,
+        S::File(p) => S::File(config.resolve(p)),
+        S::Smtp(smtp) => {
+            let mut smtp = smtp.clone();
+            smtp.password_file = smtp.password_file.as_deref().map(|p| config.resolve(p));
+            S::Smtp(smtp)
+        }
+        S::Webhook(w) => {
+            let mut w = w.clone();
+            w.secret_file = w.secret_file.as_deref().map(|p| config.resolve(p));
+            S::Webhook(w)
+        }
     }
 }
 

@@ -558,7 +558,7 @@ async fn confirmed_bookings_reach_the_notification_sink_and_are_acked() {
     let dir = tempfile::tempdir().unwrap();
     let sink = dir.path().join("outbox.jsonl");
     let mut s = settings();
-    s.notification_sink = Some(sink.clone());
+    s.notifications = cluster_config::NotificationSink::File(sink.clone());
     s.notification_poll_ms = 20;
     let gw = start_on(Arc::new(FakeCluster::new()), s).await;
     gw.open_event("gig").await;

@@ -44,6 +44,7 @@ use tonic::transport::{Channel, Endpoint};
 use tracing::Instrument;
 
 use crate::metrics::Counters;
+use crate::store::GroupId;
 use crate::types::{Node, NodeId, SnapshotMeta, TypeConfig, Vote};
 
 /// Bytes of snapshot data per InstallSnapshot chunk.
@@ -203,6 +204,7 @@ impl PeerClient {
             from_node_id: self.self_id,
             to_node_id: self.target,
             body: body.into(),
+            group_id: GroupId::SOLE.0,
         }
     }
 
@@ -311,6 +313,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
             to_node_id: self.target,
             header: encode_body(&header).map_err(network)?.into(),
             data: rpc.data.into(),
+            group_id: GroupId::SOLE.0,
         };
         let mut req = tonic::Request::new(chunk);
         req.set_timeout(self.snapshot_timeout);

@@ -27,6 +27,7 @@ use crate::error::NodeError;
 use crate::metrics::Counters;
 use crate::network::{decode_body, encode_reply, ChunkHeader};
 use crate::node::{fatal_to_error, role_name, NodeCore};
+use crate::store::GroupId;
 use crate::types::{NodeId, TypeConfig};
 use crate::watch::{ResyncReason, SubscribeRefused};
 
@@ -627,11 +628,30 @@ pub struct RaftService {
 }
 
 impl RaftService {
-    fn check_envelope(&self, cluster_name: &str, to_node_id: u64) -> Result<(), Status> {
+    /// Refuses, before anything is decoded or applied, a message for another
+    /// cluster, another node id or another Raft group. A node runs only
+    /// [`GroupId::SOLE`] until events are sharded; a message for any other
+    /// group can only come from a newer or miswired sender, and handing it to
+    /// this group's Raft would mix two logs.
+    fn check_envelope(
+        &self,
+        cluster_name: &str,
+        to_node_id: u64,
+        group_id: u64,
+    ) -> Result<(), Status> {
         if cluster_name != self.core.cluster_name || to_node_id != self.core.id {
             return Err(Status::failed_precondition(format!(
                 "this is cluster {:?} node {}, not cluster {cluster_name:?} node {to_node_id}",
                 self.core.cluster_name, self.core.id
+            )));
+        }
+        if GroupId(group_id) != GroupId::SOLE {
+            return Err(Status::failed_precondition(format!(
+                "cluster {:?} node {} runs only Raft group {}, not group {group_id}; \
+                 the message was not applied",
+                self.core.cluster_name,
+                self.core.id,
+                GroupId::SOLE.0
             )));
         }
         Ok(())
@@ -661,7 +681,7 @@ impl RaftRpc for RaftService {
         request: Request<pr::RaftRequest>,
     ) -> Result<Response<pr::RaftReply>, Status> {
         let r = request.into_inner();
-        self.check_envelope(&r.cluster_name, r.to_node_id)?;
+        self.check_envelope(&r.cluster_name, r.to_node_id, r.group_id)?;
         self.check_admitted()?;
         let req: openraft::raft::AppendEntriesRequest<TypeConfig> = decode_body(&r.body)
             .map_err(|e| Status::invalid_argument(format!("append_entries body: {e}")))?;
@@ -680,7 +700,7 @@ impl RaftRpc for RaftService {
         request: Request<pr::RaftRequest>,
     ) -> Result<Response<pr::RaftReply>, Status> {
         let r = request.into_inner();
-        self.check_envelope(&r.cluster_name, r.to_node_id)?;
+        self.check_envelope(&r.cluster_name, r.to_node_id, r.group_id)?;
         self.check_admitted()?;
         let req: openraft::raft::VoteRequest<NodeId> = decode_body(&r.body)
             .map_err(|e| Status::invalid_argument(format!("vote body: {e}")))?;
@@ -694,7 +714,7 @@ impl RaftRpc for RaftService {
         request: Request<pr::SnapshotChunk>,
     ) -> Result<Response<pr::RaftReply>, Status> {
         let r = request.into_inner();
-        self.check_envelope(&r.cluster_name, r.to_node_id)?;
+        self.check_envelope(&r.cluster_name, r.to_node_id, r.group_id)?;
         self.check_admitted()?;
         let (vote, meta, offset, done): ChunkHeader = decode_body(&r.header)
             .map_err(|e| Status::invalid_argument(format!("snapshot chunk header: {e}")))?;
@@ -722,7 +742,7 @@ impl RaftRpc for RaftService {
         request: Request<pr::ReadIndexRequest>,
     ) -> Result<Response<pr::ReadIndexReply>, Status> {
         let r = request.into_inner();
-        self.check_envelope(&r.cluster_name, r.to_node_id)?;
+        self.check_envelope(&r.cluster_name, r.to_node_id, r.group_id)?;
         let span =
             tracing::debug_span!("read_index", node_id = self.core.id, from = r.from_node_id);
         async move {

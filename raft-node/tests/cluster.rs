@@ -526,3 +526,110 @@ async fn status_hash_is_cached_per_applied_index_and_follows_every_write() {
     }
     c.stop_all().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_raft_message_for_another_group_is_refused_before_anything_changes() {
+    // Goal: every Raft RPC names its Raft group; a node runs only group 0
+    // and refuses a message for group 7 (FAILED_PRECONDITION naming both
+    // groups) without decoding or applying it, while the very same message
+    // for group 0 is applied (so the check, not the message, stopped it).
+    use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse};
+    use openraft::{CommittedLeaderId, EntryPayload, LogId};
+    use proto::raft::raft_client::RaftClient;
+    use raft_node::types::{Entry, TypeConfig, Vote};
+
+    let _serial = serial().await;
+    let mut c = Cluster::new("group-env", 1, raft_section());
+    c.start(1, true);
+    c.wait_leader().await;
+    c.submit_ok(1, 1, 1, &event_command("g", 1, 5, 600_000))
+        .await;
+    let before = c.status(1).await.unwrap();
+    assert_eq!(before.role, "Leader");
+
+    // A leader of a much later term appending one blank entry after this
+    // node's last one: applied, it would depose this node and grow its log.
+    let last = LogId::new(
+        CommittedLeaderId::new(before.term, 1),
+        before.last_log_index,
+    );
+    let next = LogId::new(
+        CommittedLeaderId::new(before.term + 100, 2),
+        before.last_log_index + 1,
+    );
+    let append = AppendEntriesRequest::<TypeConfig> {
+        vote: Vote::new_committed(before.term + 100, 2),
+        prev_log_id: Some(last),
+        entries: vec![Entry {
+            log_id: next,
+            payload: EntryPayload::Blank,
+        }],
+        leader_commit: Some(last),
+    };
+    let body = raft_node::network::encode_body(&append).unwrap();
+    let request = |group_id: u64| proto::raft::RaftRequest {
+        cluster_name: c.config.cluster.name.clone(),
+        from_node_id: 2,
+        to_node_id: 1,
+        body: body.clone().into(),
+        group_id,
+    };
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", c.addr(1)))
+        .unwrap()
+        .connect_lazy();
+    let mut raft = RaftClient::new(channel);
+
+    let refused = |s: tonic::Status| {
+        assert_eq!(s.code(), tonic::Code::FailedPrecondition, "{s:?}");
+        assert!(
+            s.message().contains("only Raft group 0, not group 7"),
+            "{s:?}"
+        );
+    };
+    refused(raft.append_entries(request(7)).await.unwrap_err());
+    refused(raft.vote(request(7)).await.unwrap_err());
+    let garbage_chunk = |group_id: u64| proto::raft::SnapshotChunk {
+        cluster_name: c.config.cluster.name.clone(),
+        from_node_id: 2,
+        to_node_id: 1,
+        header: b"not a header".to_vec().into(),
+        data: Vec::new().into(),
+        group_id,
+    };
+    refused(raft.install_snapshot(garbage_chunk(7)).await.unwrap_err());
+    refused(
+        raft.read_index(proto::raft::ReadIndexRequest {
+            cluster_name: c.config.cluster.name.clone(),
+            from_node_id: 2,
+            to_node_id: 1,
+            group_id: 7,
+        })
+        .await
+        .unwrap_err(),
+    );
+    let after = c.status(1).await.unwrap();
+    assert_eq!(
+        (after.role.as_str(), after.term, after.last_log_index),
+        ("Leader", before.term, before.last_log_index),
+        "a message for group 7 changed group 0"
+    );
+
+    // The same bytes for group 0 reach openraft: the garbage header is
+    // decoded (and refused as such), the append is stored.
+    let s = raft.install_snapshot(garbage_chunk(0)).await.unwrap_err();
+    assert_eq!(s.code(), tonic::Code::InvalidArgument, "{s:?}");
+    let reply = raft.append_entries(request(0)).await.unwrap().into_inner();
+    let res: Result<AppendEntriesResponse<u64>, openraft::error::RaftError<u64>> =
+        raft_node::network::decode_body(&reply.body).unwrap();
+    assert_eq!(res.unwrap(), AppendEntriesResponse::Success);
+    wait_for(
+        "group 0 to take the append's term and entry",
+        WAIT,
+        || async {
+            let s = c.status(1).await?;
+            (s.term >= before.term + 100 && s.last_log_index > before.last_log_index).then_some(())
+        },
+    )
+    .await;
+    c.stop_all().await;
+}

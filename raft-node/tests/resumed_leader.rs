@@ -168,6 +168,7 @@ async fn a_leader_resuming_its_term_reads_at_least_at_its_last_log_index() {
             cluster_name,
             from_node_id: 0,
             to_node_id: leader,
+            group_id: 0,
         });
         req.set_timeout(Duration::from_secs(20));
         client

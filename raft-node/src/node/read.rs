@@ -26,6 +26,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::{fatal_to_error, NodeCore};
 use crate::error::NodeError;
 use crate::metrics::Counters;
+use crate::store::GroupId;
 use crate::types::NodeId;
 
 /// Readers waiting for a ReadIndex round.
@@ -212,6 +213,7 @@ impl NodeCore {
                     cluster_name: self.cluster_name.clone(),
                     from_node_id: self.id,
                     to_node_id: l,
+                    group_id: GroupId::SOLE.0,
                 });
                 req.set_timeout(self.rpc_timeout);
                 match client.read_index(req).await {

@@ -1,5 +1,6 @@
 //! The Raft log store: entries, the vote, the committed id and the last
-//! purged id, in the sled trees `log` and `meta`.
+//! purged id of one Raft group, in the sled trees `log` and `meta` under
+//! that group's keys (`group.rs`).
 //!
 //! Owns: [`LogStore`] (openraft's `RaftLogStorage` and `RaftLogReader`), the
 //! check of every log record at start (decodes, no gaps, leftovers of an
@@ -28,10 +29,10 @@ use openraft::{AnyError, LogState, OptionalSend, RaftLogReader, StorageIOError};
 use serde::{Deserialize, Serialize};
 
 use super::durable::DiskSync;
+use super::group::GroupId;
 use super::write_back::WriteBack;
 use super::{
-    encode, index_key, sto_err, sto_read_err, KEY_COMMITTED, KEY_LAST_PURGED, KEY_VOTE, TREE_LOG,
-    TREE_META,
+    encode, sto_err, sto_read_err, KEY_COMMITTED, KEY_LAST_PURGED, KEY_VOTE, TREE_LOG, TREE_META,
 };
 use crate::error::NodeError;
 use crate::types::{Entry, LogId, StorageError, TypeConfig, Vote};
@@ -52,6 +53,9 @@ struct LogInner {
     db: sled::Db,
     log: sled::Tree,
     meta: sled::Tree,
+    /// Whose entries and records these are: every key read or written goes
+    /// through its naming, so no scan or purge reaches another group's keys.
+    group: GroupId,
     path: PathBuf,
     /// Makes flushed bytes survive a power cut.
     disk: Arc<DiskSync>,
@@ -72,6 +76,7 @@ impl LogStore {
     pub(super) fn open(
         db: sled::Db,
         path: &Path,
+        group: GroupId,
         disk: Arc<DiskSync>,
         snapshot_floor: tokio::sync::watch::Receiver<Option<LogId>>,
     ) -> Result<LogStore, NodeError> {
@@ -84,9 +89,10 @@ impl LogStore {
         let meta = tree(TREE_META)?;
         let store = LogStore {
             inner: Arc::new(LogInner {
-                write_back: WriteBack::new(&log, &meta),
+                write_back: WriteBack::new(&log, &meta, group),
                 log,
                 meta,
+                group,
                 db: db.clone(),
                 path: path.to_path_buf(),
                 disk,
@@ -112,8 +118,10 @@ impl LogStore {
             .store(committed.map(|l| l.index).unwrap_or(0), Ordering::Relaxed);
         // Entries at or below the purge point may survive a crash in the
         // middle of `purge` (the purge point is written first); drop them.
+        let group = self.inner.group;
         if let Some(p) = purged {
-            for item in self.inner.log.range(..=index_key(p.index)) {
+            let leftovers = group.log_range(Bound::Unbounded, Bound::Included(p.index));
+            for item in self.inner.log.range(leftovers) {
                 let (k, _) = item.map_err(|e| bad(format!("sled read of tree {TREE_LOG}: {e}")))?;
                 self.inner
                     .log
@@ -122,16 +130,15 @@ impl LogStore {
             }
         }
         let mut prev: Option<u64> = purged.map(|p| p.index);
-        for item in self.inner.log.iter() {
+        let whole = group.log_range(Bound::Unbounded, Bound::Unbounded);
+        for item in self.inner.log.range(whole) {
             let (k, v) = item.map_err(|e| bad(format!("sled read of tree {TREE_LOG}: {e}")))?;
-            let key_index = <[u8; 8]>::try_from(k.as_ref())
-                .map(u64::from_be_bytes)
-                .map_err(|_| {
-                    bad(format!(
-                        "tree {TREE_LOG}: a key of {} bytes is not a log index",
-                        k.len()
-                    ))
-                })?;
+            let key_index = group.log_index(&k).ok_or_else(|| {
+                bad(format!(
+                    "tree {TREE_LOG}: a key of {} bytes is not a log index of {group}",
+                    k.len()
+                ))
+            })?;
             let entry: Entry = postcard::from_bytes(&v).map_err(|e| {
                 bad(format!(
                     "tree {TREE_LOG}: entry at index {key_index} does not decode: {e}"
@@ -155,28 +162,32 @@ impl LogStore {
         Ok(())
     }
 
-    fn read_meta<T: for<'de> Deserialize<'de>>(&self, key: &[u8]) -> Result<Option<T>, String> {
+    /// Reads this group's record `name` of the tree `meta`.
+    fn read_meta<T: for<'de> Deserialize<'de>>(&self, name: &[u8]) -> Result<Option<T>, String> {
         let tree_name = TREE_META;
         let Some(v) = self
             .inner
             .meta
-            .get(key)
+            .get(self.inner.group.record_key(name))
             .map_err(|e| format!("sled read of tree {tree_name}: {e}"))?
         else {
             return Ok(None);
         };
         postcard::from_bytes(&v).map(Some).map_err(|e| {
             format!(
-                "tree {tree_name}: key {:?} does not decode: {e}",
-                String::from_utf8_lossy(key)
+                "tree {tree_name}: {} record {:?} does not decode: {e}",
+                self.inner.group,
+                String::from_utf8_lossy(name)
             )
         })
     }
 
-    async fn write_meta<T: Serialize>(&self, key: &[u8], v: &T) -> Result<(), String> {
+    /// Writes this group's record `name` of the tree `meta`, flushed and
+    /// synced.
+    async fn write_meta<T: Serialize>(&self, name: &[u8], v: &T) -> Result<(), String> {
         self.inner
             .meta
-            .insert(key, encode(v)?)
+            .insert(self.inner.group.record_key(name), encode(v)?)
             .map_err(|e| format!("sled write: {e}"))?;
         self.flush().await
     }
@@ -251,10 +262,16 @@ impl LogStore {
         if let Some(buffered) = self.inner.write_back.last_entry_id()? {
             return Ok(Some(buffered));
         }
+        let whole = self
+            .inner
+            .group
+            .log_range(Bound::Unbounded, Bound::Unbounded);
         let Some((k, v)) = self
             .inner
             .log
-            .last()
+            .range(whole)
+            .next_back()
+            .transpose()
             .map_err(|e| sto_read_err(format!("sled read: {e}")))?
         else {
             return Ok(None);
@@ -275,18 +292,12 @@ impl RaftLogReader<TypeConfig> for LogStore {
         &mut self,
         range: RB,
     ) -> Result<Vec<Entry>, StorageError> {
-        let start = match range.start_bound() {
-            Bound::Included(i) => Bound::Included(index_key(*i)),
-            Bound::Excluded(i) => Bound::Excluded(index_key(*i)),
-            Bound::Unbounded => Bound::Unbounded,
-        };
-        let end = match range.end_bound() {
-            Bound::Included(i) => Bound::Included(index_key(*i)),
-            Bound::Excluded(i) => Bound::Excluded(index_key(*i)),
-            Bound::Unbounded => Bound::Unbounded,
-        };
+        let keys = self
+            .inner
+            .group
+            .log_range(range.start_bound().cloned(), range.end_bound().cloned());
         let mut out = Vec::new();
-        for item in self.inner.log.range::<[u8; 8], _>((start, end)) {
+        for item in self.inner.log.range(keys) {
             let (k, v) =
                 item.map_err(|e| sto_read_err(format!("sled read of tree {TREE_LOG}: {e}")))?;
             let entry: Entry = postcard::from_bytes(&v).map_err(|e| {
@@ -350,7 +361,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             None => {
                 self.inner
                     .meta
-                    .remove(KEY_COMMITTED)
+                    .remove(self.inner.group.record_key(KEY_COMMITTED))
                     .map_err(|e| sto_err(format!("sled write: {e}")))?;
                 self.flush().await.map_err(sto_err)?;
             }
@@ -398,7 +409,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         };
         let mut batch = sled::Batch::default();
         for (index, bytes) in encoded {
-            batch.insert(&index_key(index), bytes);
+            batch.insert(self.inner.group.log_key(index), bytes);
         }
         self.inner
             .log
@@ -422,7 +433,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // BUG (fault-injection-bugs, ack-without-flush): buffered entries too.
         self.inner.write_back.truncate(log_id.index);
         let mut batch = sled::Batch::default();
-        for item in self.inner.log.range(index_key(log_id.index)..) {
+        let keys = self
+            .inner
+            .group
+            .log_range(Bound::Included(log_id.index), Bound::Unbounded);
+        for item in self.inner.log.range(keys) {
             let (k, _) = item.map_err(|e| sto_read_err(format!("sled read: {e}")))?;
             batch.remove(k);
         }
@@ -454,7 +469,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // BUG (fault-injection-bugs, ack-without-flush): buffered entries too.
         self.inner.write_back.purge(log_id.index);
         let mut batch = sled::Batch::default();
-        for item in self.inner.log.range(..=index_key(log_id.index)) {
+        let keys = self
+            .inner
+            .group
+            .log_range(Bound::Unbounded, Bound::Included(log_id.index));
+        for item in self.inner.log.range(keys) {
             let (k, _) = item.map_err(|e| sto_read_err(format!("sled read: {e}")))?;
             batch.remove(k);
         }

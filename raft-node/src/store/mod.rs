@@ -6,7 +6,9 @@
 //! keys, and the encoding helpers every store shares (postcard, blake3
 //! checksums, storage errors).
 //!
-//! Layout of `<data_dir>/node-<id>/`:
+//! Layout of `<data_dir>/node-<id>/` (the one Raft group a node runs, group
+//! 0; [`group`] names where a group N > 0 would go, in the same trees and
+//! directory):
 //! - `booking-node.meta`: JSON identity record (format, cluster name, node id),
 //!   written on first start; a directory for another cluster or node refuses to
 //!   start ([`identity`]).
@@ -17,6 +19,8 @@
 //!   postcard `SnapshotRecord` followed by its blake3 (`snapshot`).
 //!
 //! Submodules:
+//! - [`group`]: [`GroupId`] and the per-group names of keys and snapshot
+//!   files (group 0 is exactly the layout above).
 //! - [`identity`]: the identity record.
 //! - [`log`]: [`LogStore`], the Raft log, vote and committed id.
 //! - `durable`: [`DiskSync`](durable::DiskSync), what makes a flush survive a
@@ -46,6 +50,7 @@
 //! not a power loss (sled issue #1452): hence `durable`.
 
 mod durable;
+pub mod group;
 pub mod identity;
 pub mod log;
 pub mod sm;
@@ -63,6 +68,7 @@ use crate::metrics::Counters;
 use crate::types::StorageError;
 use crate::watch::WatchHub;
 
+pub use group::GroupId;
 pub use identity::{FORMAT_VERSION, IDENTITY_FILE};
 pub use log::LogStore;
 pub use sm::{SmState, SmStore};
@@ -70,6 +76,7 @@ pub use sm::{SmState, SmStore};
 const TREE_LOG: &str = "log";
 const TREE_META: &str = "meta";
 const TREE_SM: &str = "sm";
+// Record names; a group's key for one is `GroupId::record_key(name)`.
 const KEY_VOTE: &[u8] = b"vote";
 const KEY_COMMITTED: &[u8] = b"committed";
 const KEY_LAST_PURGED: &[u8] = b"last_purged";
@@ -86,10 +93,6 @@ fn sto_read_err(msg: String) -> StorageError {
     StorageError::IO {
         source: StorageIOError::read(AnyError::error(msg)),
     }
-}
-
-fn index_key(index: u64) -> [u8; 8] {
-    index.to_be_bytes()
 }
 
 fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, String> {
@@ -143,8 +146,9 @@ pub fn open_data_dir(
             .map_err(|e| NodeError::data_dir(&sled_path, e))?,
     );
     let (floor_tx, floor_rx) = tokio::sync::watch::channel(None);
-    let sm = SmStore::open(&db, &sled_path, path, hub, counters, floor_tx)?;
-    let log = LogStore::open(db, &sled_path, disk, floor_rx)?;
+    let group = GroupId::SOLE;
+    let sm = SmStore::open(&db, &sled_path, path, group, hub, counters, floor_tx)?;
+    let log = LogStore::open(db, &sled_path, group, disk, floor_rx)?;
     // An older build could purge the log before the snapshot that covers it
     // was durable; such a directory can no longer rebuild its state.
     let purged = log

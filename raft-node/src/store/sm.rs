@@ -22,6 +22,7 @@ use openraft::storage::RaftStateMachine;
 use openraft::{EntryPayload, OptionalSend, Snapshot};
 use state_machine::BookingState;
 
+use super::group::GroupId;
 use super::snapshot::{Persisted, SnapshotFiles, SnapshotRecord};
 use super::{sto_err, sto_read_err, TREE_SM};
 use crate::bugs::Bug;
@@ -60,13 +61,14 @@ pub(super) struct SmInner {
 }
 
 impl SmStore {
-    /// Opens the state machine of the data directory `data_dir` (sled at
-    /// `path`): restores its newest snapshot and publishes that snapshot's
-    /// last log id on `floor`.
+    /// Opens the state machine of `group` in the data directory `data_dir`
+    /// (sled at `path`): restores its newest snapshot and publishes that
+    /// snapshot's last log id on `floor`.
     pub(super) fn open(
         db: &sled::Db,
         path: &Path,
         data_dir: &Path,
+        group: GroupId,
         hub: Arc<WatchHub>,
         counters: Arc<Counters>,
         floor: tokio::sync::watch::Sender<Option<LogId>>,
@@ -74,7 +76,7 @@ impl SmStore {
         let tree = db.open_tree(TREE_SM).map_err(|e| {
             NodeError::data_dir(path, format!("cannot open sled tree {TREE_SM:?}: {e}"))
         })?;
-        let (snapshots, record) = SnapshotFiles::open(data_dir, tree, floor)
+        let (snapshots, record) = SnapshotFiles::open(data_dir, group, tree, floor)
             .map_err(|e| NodeError::data_dir(data_dir, e))?;
         let mut state = SmState {
             booking: BookingState::new(),

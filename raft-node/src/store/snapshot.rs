@@ -9,7 +9,8 @@
 //! before it purges (`log.rs`).
 //!
 //! Files: `snapshot-<index, 20 digits>-<term>-<leader node>.snap`, named by
-//! their last log id so names sort by index. Writing one: `<name>.tmp`,
+//! their last log id so names sort by index (group 0; a group N > 0 would
+//! prefix `group-<N>-`, see `group.rs`, and see only its own files). Writing one: `<name>.tmp`,
 //! written and fsynced, renamed to `<name>`, the directory fsynced; only then
 //! is it the current snapshot and is the previous file removed, so a power
 //! cut at any point leaves the previous snapshot or the new one, whole.
@@ -33,12 +34,12 @@ use openraft::{RaftSnapshotBuilder, Snapshot};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{watch, Mutex};
 
+use super::group::GroupId;
 use super::sm::SmStore;
 use super::{encode, sto_err, sto_read_err, strip_checksum, with_checksum, KEY_SNAPSHOT, TREE_SM};
 use crate::metrics::Counters;
 use crate::types::{LogId, SnapshotMeta, StorageError, TypeConfig};
 
-const PREFIX: &str = "snapshot-";
 const SUFFIX: &str = ".snap";
 const TMP_SUFFIX: &str = ".snap.tmp";
 
@@ -65,11 +66,15 @@ struct Current {
     location: Location,
 }
 
-/// The snapshot files of one data directory.
+/// The snapshot files of one Raft group in a data directory.
 pub(super) struct SnapshotFiles {
     dir: PathBuf,
-    /// The sled tree `sm` of older directories (legacy snapshot key).
+    /// What this group's file names start with (`snapshot-` for group 0).
+    prefix: String,
+    /// The sled tree `sm` of older directories (legacy snapshot record).
     legacy: sled::Tree,
+    /// This group's key of the legacy record in `legacy`.
+    legacy_key: Vec<u8>,
     /// The newest durable snapshot; held while one is written.
     current: Mutex<Option<Current>>,
     /// The newest durable snapshot's last log id, for the log store's purge.
@@ -84,13 +89,13 @@ pub(super) enum Persisted {
     Superseded,
 }
 
-fn file_name(last_log_id: Option<LogId>) -> String {
+fn file_name(prefix: &str, last_log_id: Option<LogId>) -> String {
     match last_log_id {
         Some(l) => format!(
-            "{PREFIX}{:020}-{}-{}{SUFFIX}",
+            "{prefix}{:020}-{}-{}{SUFFIX}",
             l.index, l.leader_id.term, l.leader_id.node_id
         ),
-        None => format!("{PREFIX}{:020}-none{SUFFIX}", 0),
+        None => format!("{prefix}{:020}-none{SUFFIX}", 0),
     }
 }
 
@@ -113,23 +118,27 @@ fn write_durably(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<PathBu
 }
 
 impl SnapshotFiles {
-    /// Finds the newest snapshot of `dir` (removing leftovers of interrupted
-    /// writes and superseded files) and returns it with the store. A newest
-    /// file that is damaged refuses to start, naming it.
+    /// Finds `group`'s newest snapshot in `dir` (removing leftovers of its
+    /// interrupted writes and its superseded files; other groups' files are
+    /// not looked at) and returns it with the store. A newest file that is
+    /// damaged refuses to start, naming it.
     pub(super) fn open(
         dir: &Path,
+        group: GroupId,
         legacy: sled::Tree,
         floor: watch::Sender<Option<LogId>>,
     ) -> Result<(SnapshotFiles, Option<SnapshotRecord>), String> {
+        let prefix = group.snapshot_file_prefix();
+        let legacy_key = group.record_key(KEY_SNAPSHOT);
         let mut names = Vec::new();
         for entry in std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))? {
             let entry = entry.map_err(|e| format!("{}: {e}", dir.display()))?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with(PREFIX) && name.ends_with(TMP_SUFFIX) {
+            if name.starts_with(&prefix) && name.ends_with(TMP_SUFFIX) {
                 // An interrupted write: never renamed, so never current.
                 std::fs::remove_file(entry.path())
                     .map_err(|e| format!("{}: {e}", entry.path().display()))?;
-            } else if name.starts_with(PREFIX) && name.ends_with(SUFFIX) {
+            } else if name.starts_with(&prefix) && name.ends_with(SUFFIX) {
                 names.push(name);
             }
         }
@@ -152,7 +161,7 @@ impl SnapshotFiles {
             }
             None => {
                 let bytes = legacy
-                    .get(KEY_SNAPSHOT)
+                    .get(&legacy_key)
                     .map_err(|e| format!("sled read of tree {TREE_SM}: {e}"))?;
                 match bytes {
                     None => (None, None),
@@ -172,7 +181,9 @@ impl SnapshotFiles {
         Ok((
             SnapshotFiles {
                 dir: dir.to_path_buf(),
+                prefix,
                 legacy,
+                legacy_key,
                 current: Mutex::new(current),
                 floor,
             },
@@ -189,7 +200,7 @@ impl SnapshotFiles {
             }
         }
         let bytes = with_checksum(encode(record)?);
-        let name = file_name(record.meta.last_log_id);
+        let name = file_name(&self.prefix, record.meta.last_log_id);
         let dir = self.dir.clone();
         let path = tokio::task::spawn_blocking(move || write_durably(&dir, &name, &bytes))
             .await
@@ -209,7 +220,7 @@ impl SnapshotFiles {
             }
             Some(Location::Legacy) => {
                 self.legacy
-                    .remove(KEY_SNAPSHOT)
+                    .remove(&self.legacy_key)
                     .map_err(|e| format!("sled write of tree {TREE_SM}: {e}"))?;
             }
             None => {}
@@ -231,7 +242,7 @@ impl SnapshotFiles {
             Location::Legacy => {
                 let bytes = self
                     .legacy
-                    .get(KEY_SNAPSHOT)
+                    .get(&self.legacy_key)
                     .map_err(|e| format!("sled read of tree {TREE_SM}: {e}"))?
                     .ok_or_else(|| format!("tree {TREE_SM}: the snapshot vanished"))?;
                 decode_record(&bytes, &format!("tree {TREE_SM}, key snapshot")).map(Some)

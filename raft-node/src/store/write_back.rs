@@ -34,7 +34,7 @@ mod buffered {
     use std::sync::{Mutex, MutexGuard};
 
     use crate::bugs::Bug;
-    use crate::store::{encode, index_key, sto_read_err, KEY_COMMITTED, TREE_LOG};
+    use crate::store::{encode, sto_read_err, GroupId, KEY_COMMITTED, TREE_LOG};
     use crate::types::{Entry, LogId, StorageError};
 
     /// How often the buffer reaches sled: at each wall-clock boundary of this
@@ -47,6 +47,8 @@ mod buffered {
         buffer: Option<Mutex<Buffer>>,
         log: sled::Tree,
         meta: sled::Tree,
+        /// Whose keys the write-back uses.
+        group: GroupId,
     }
 
     #[derive(Default)]
@@ -61,11 +63,12 @@ mod buffered {
 
     impl WriteBack {
         /// Active only when the bug was chosen at start.
-        pub fn new(log: &sled::Tree, meta: &sled::Tree) -> WriteBack {
+        pub fn new(log: &sled::Tree, meta: &sled::Tree, group: GroupId) -> WriteBack {
             WriteBack {
                 buffer: crate::bugs::active(Bug::AckWithoutFlush).then(Default::default),
                 log: log.clone(),
                 meta: meta.clone(),
+                group,
             }
         }
 
@@ -169,7 +172,7 @@ mod buffered {
             wb.period = period;
             let mut batch = sled::Batch::default();
             for (index, bytes) in std::mem::take(&mut wb.entries) {
-                batch.insert(&index_key(index), bytes);
+                batch.insert(self.group.log_key(index), bytes);
             }
             self.log
                 .apply_batch(batch)
@@ -177,12 +180,12 @@ mod buffered {
             match wb.committed.take() {
                 Some(Some(c)) => {
                     self.meta
-                        .insert(KEY_COMMITTED, encode(&c)?)
+                        .insert(self.group.record_key(KEY_COMMITTED), encode(&c)?)
                         .map_err(|e| format!("sled write: {e}"))?;
                 }
                 Some(None) => {
                     self.meta
-                        .remove(KEY_COMMITTED)
+                        .remove(self.group.record_key(KEY_COMMITTED))
                         .map_err(|e| format!("sled write: {e}"))?;
                 }
                 None => {}
@@ -197,13 +200,14 @@ mod buffered {
 mod off {
     use std::ops::RangeBounds;
 
+    use crate::store::GroupId;
     use crate::types::{Entry, LogId, StorageError};
 
     /// Holds nothing.
     pub struct WriteBack;
 
     impl WriteBack {
-        pub fn new(_log: &sled::Tree, _meta: &sled::Tree) -> WriteBack {
+        pub fn new(_log: &sled::Tree, _meta: &sled::Tree, _group: GroupId) -> WriteBack {
             WriteBack
         }
 

@@ -55,14 +55,18 @@ struct Sim {
 }
 
 impl Sim {
+    /// The leader's stamp now: real time plus its clock's offset (far from
+    /// zero, so no hour back reaches below it).
+    fn stamp_ms(&self) -> u64 {
+        ((10 * HOUR_MS as u64 + self.now_ms) as i64 + self.offset_ms) as u64
+    }
+
     fn apply(&mut self, request: Request) -> Outcome {
         self.index += 1;
-        // Far in the future so no hour back ever reaches below zero.
-        let stamp_ms = (10 * HOUR_MS as u64 + self.now_ms) as i64 + self.offset_ms;
         let out = self.state.apply(
             self.index,
             &Batch {
-                stamp_ms: stamp_ms as u64,
+                stamp_ms: self.stamp_ms(),
                 requests: vec![request],
             },
         );
@@ -117,7 +121,7 @@ proptest! {
                 Op::Forget => {
                     sim.sample();
                     if let Some(before_ms) = sim.sampler.cutoff(sim.now_ms, TTL_MS) {
-                        if sim.state.forget_due(before_ms) {
+                        if sim.state.forget_due(before_ms, sim.stamp_ms()) {
                             let forgot = sim.apply(Request {
                                 client_id: 0,
                                 request_id: 0,
@@ -144,8 +148,10 @@ proptest! {
 
     #[test]
     fn outcomes_a_ttl_old_are_forgotten_eventually(skew in -2 * HOUR_MS..2 * HOUR_MS) {
-        // Liveness: with a leader that keeps sampling, everything sent is
-        // forgotten once it is a TTL old by the monotonic clock and by log time.
+        // Liveness: with a leader that keeps sampling and an otherwise idle
+        // log (nothing else moves log time), everything sent is forgotten
+        // once it is a TTL old: the ForgetRequests entry's own stamp moves
+        // log time.
         let mut sim = Sim {
             state: BookingState::new(),
             index: 0,
@@ -164,11 +170,9 @@ proptest! {
         let ttl = sim.state.settings().dedupe_ttl_ms;
         for _ in 0..(2 * ttl / 1_000 + 2) {
             sim.now_ms += 1_000;
-            let ticked = sim.apply(Request { client_id: 0, request_id: 0, command: Command::Tick });
-            prop_assert!(ticked.is_ok());
             sim.sample();
             if let Some(before_ms) = sim.sampler.cutoff(sim.now_ms, ttl) {
-                if sim.state.forget_due(before_ms) {
+                if sim.state.forget_due(before_ms, sim.stamp_ms()) {
                     let forgot = sim.apply(Request { client_id: 0, request_id: 0, command: Command::ForgetRequests { before_ms } });
                     prop_assert!(forgot.is_ok());
                 }

@@ -263,12 +263,14 @@ impl BookingState {
         self.dedupe.len()
     }
 
-    /// True when `ForgetRequests { before_ms }` would forget something: the
-    /// oldest remembered outcome is below the cut-off and a TTL old in log
-    /// time. The leader proposes the command only then.
-    pub fn forget_due(&self, before_ms: u64) -> bool {
+    /// True when `ForgetRequests { before_ms }` in an entry stamped
+    /// `stamp_ms` would forget something: the oldest remembered outcome is
+    /// below the cut-off and a TTL old in the log time that entry moves the
+    /// clock to. The leader proposes the command only then.
+    pub fn forget_due(&self, before_ms: u64, stamp_ms: u64) -> bool {
+        let clock_ms = self.clock_ms.max(stamp_ms);
         self.dedupe.oldest_at_ms().is_some_and(|at| {
-            at < before_ms && at.saturating_add(self.settings.dedupe_ttl_ms) <= self.clock_ms
+            at < before_ms && at.saturating_add(self.settings.dedupe_ttl_ms) <= clock_ms
         })
     }
 

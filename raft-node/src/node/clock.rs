@@ -23,7 +23,7 @@
 //! the state's clock, and a new term starts from the state's clock.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -81,6 +81,15 @@ pub const CLOCK_TOLERANCE_MS: u64 = 500;
 /// An agreement older than this (by the monotonic clock) is not used: log
 /// time then runs on the monotonic clock until a new round agrees.
 pub const CLOCK_AGREEMENT_FRESH_MS: u64 = 3 * CLOCK_SAMPLE_INTERVAL_MS;
+/// How often a leader without a fresh agreement samples again (a new
+/// leader's first round starts within this).
+pub const CLOCK_RESAMPLE_MS: u64 = 100;
+/// At the start of its term a leader holds its first entry up to this long
+/// for a first agreement: the state's clock may be far behind real time (an
+/// idle log, a new cluster), and stamps run on from it by the monotonic
+/// clock until cluster time is known; a hold stamped from such a lagging
+/// clock would expire early when the next stamp catches up.
+pub const CLOCK_FIRST_AGREEMENT_WAIT_MS: u64 = 2 * CLOCK_SAMPLE_INTERVAL_MS;
 
 /// One peer's answer to the `Clock` RPC, timed by the leader's monotonic
 /// clock (ms since the node started).
@@ -165,6 +174,8 @@ pub struct StampClock {
     /// node's own clock ("in sync"), and whether it found one at all.
     own_clock_agrees: AtomicBool,
     agreement: AtomicBool,
+    /// The last term whose first entry waited for an agreement.
+    waited_term: AtomicU64,
 }
 
 impl StampClock {
@@ -177,6 +188,7 @@ impl StampClock {
             skew_ms: AtomicI64::new(0),
             own_clock_agrees: AtomicBool::new(true),
             agreement: AtomicBool::new(false),
+            waited_term: AtomicU64::new(0),
         };
         clock.refresh_offset();
         clock
@@ -295,6 +307,29 @@ impl StampClock {
         }
     }
 
+    /// Whether an agreement recent enough to stamp by exists now.
+    pub fn agreement_fresh(&self) -> bool {
+        let now = self.mono_ms();
+        self.lock()
+            .agreed
+            .is_some_and(|a| now >= a.mono_ms && now - a.mono_ms <= CLOCK_AGREEMENT_FRESH_MS)
+    }
+
+    /// Before the first stamp of `term`: waits (bounded by
+    /// [`CLOCK_FIRST_AGREEMENT_WAIT_MS`], once per term) for a fresh
+    /// agreement, so a new leader does not stamp from a lagging state clock
+    /// when cluster time is about to be known.
+    pub async fn await_first_agreement(&self, term: u64) {
+        if self.waited_term.swap(term, Ordering::Relaxed) == term {
+            return;
+        }
+        let deadline =
+            tokio::time::Instant::now() + Duration::from_millis(CLOCK_FIRST_AGREEMENT_WAIT_MS);
+        while !self.agreement_fresh() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// This node's clock minus cluster time at the last agreeing round, ms.
     pub fn skew_ms(&self) -> i64 {
         self.skew_ms.load(Ordering::Relaxed)
@@ -311,20 +346,34 @@ impl StampClock {
     }
 }
 
-/// On the leader, every [`CLOCK_SAMPLE_INTERVAL_MS`]: ask every other voter
-/// for its clock (each call bounded by [`CLOCK_SAMPLE_RTT_MAX_MS`]) and fold
-/// the answers into cluster time. A follower does nothing.
+/// On the leader, every [`CLOCK_SAMPLE_INTERVAL_MS`] (every
+/// [`CLOCK_RESAMPLE_MS`] while it has no fresh agreement): ask every other
+/// voter for its clock (each call bounded by [`CLOCK_SAMPLE_RTT_MAX_MS`])
+/// and fold the answers into cluster time. A follower does nothing.
 pub(super) async fn cluster_time_task(core: Arc<NodeCore>, mut stop: watch::Receiver<bool>) {
-    let mut interval = tokio::time::interval(Duration::from_millis(CLOCK_SAMPLE_INTERVAL_MS));
+    let mut interval = tokio::time::interval(Duration::from_millis(CLOCK_RESAMPLE_MS));
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_round_mono_ms: Option<u64> = None;
     loop {
         tokio::select! {
             _ = interval.tick() => {}
             _ = stop.changed() => break,
         }
         if core.current_leader() != Some(core.id) {
+            last_round_mono_ms = None;
             continue;
         }
+        let now = core.clock.mono_ms();
+        let due = match last_round_mono_ms {
+            None => true,
+            Some(at) => {
+                now.saturating_sub(at) >= CLOCK_SAMPLE_INTERVAL_MS || !core.clock.agreement_fresh()
+            }
+        };
+        if !due {
+            continue;
+        }
+        last_round_mono_ms = Some(now);
         let voters: Vec<NodeId> = core
             .raft
             .metrics()

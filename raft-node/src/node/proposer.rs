@@ -270,8 +270,9 @@ pub(super) async fn proposer_task(
         // theirs is deduplicated, and dropping here would not save much.
         let (requests, replies): (Vec<Request>, Vec<WriteReply>) =
             batch.into_iter().map(|p| (p.request, p.reply)).unzip();
-        let floor_ms = core.sm.read().booking.clock_ms();
         let term = core.raft.metrics().borrow().current_term;
+        core.clock.await_first_agreement(term).await;
+        let floor_ms = core.sm.read().booking.clock_ms();
         let stamp_ms = core.clock.stamp(floor_ms, term);
         Counters::add(&core.counters.entries_proposed, 1);
         Counters::add(&core.counters.commands_proposed, requests.len() as u64);

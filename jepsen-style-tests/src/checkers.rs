@@ -13,6 +13,8 @@
 //!   was the target of a confirm that may have happened), for that seat;
 //! - [`no_confirm_past_expiry`]: no confirm acknowledged at a log time at or
 //!   after its hold's expiry;
+//! - [`no_early_expiry`]: no hold expired sooner in real time (the
+//!   harness's monotonic clock) than its TTL minus the clock allowance;
 //! - [`replica_hashes_equal`]: all replicas' state hashes agree;
 //! - [`no_resurrections`]: no replica shows a booking whose cancel, or a
 //!   hold whose release or confirm, was acknowledged;
@@ -303,6 +305,75 @@ pub fn no_confirm_past_expiry(ops: &[BookingOp]) -> CheckResult {
         }
     }
     CheckResult::new("no_confirm_past_expiry", findings, checked, unjudged)
+}
+
+/// Real time a hold may lose to clocks while a majority of them is sane:
+/// each end of its life may be stamped up to `2 × tolerance + round trip`
+/// (2 × 500 + 500 ms) off real time (ARCHITECTURE.md "Time"), plus 1 s for
+/// the harness's own scheduling.
+pub const EXPIRY_CLOCK_ALLOWANCE_MS: u64 = 2 * (2 * 500 + 500) + 1_000;
+
+/// No hold expires early in real time: a confirm refused `hold_expired`
+/// completed at most `c − h` after its hold was invoked (`h`), so the hold
+/// lived at most that long; shorter than `hold_ttl_ms − allowance_ms` is an
+/// early expiry (a clock moved log time). Holds with a release that may have
+/// happened before the confirm completed are not judged (a released hold
+/// answers `hold_expired` too).
+pub fn no_early_expiry(ops: &[BookingOp], hold_ttl_ms: u64, allowance_ms: u64) -> CheckResult {
+    let held: HashMap<HoldId, &BookingOp> = ops
+        .iter()
+        .filter_map(|op| match &op.result {
+            BookingResult::Ok(BookingRet::Held(h)) => Some((h.hold_id, op)),
+            _ => None,
+        })
+        .collect();
+    let released_by: HashMap<HoldId, Vec<&BookingOp>> =
+        ops.iter().fold(HashMap::new(), |mut m, op| {
+            if let BookingCall::Release(r) = &op.call {
+                if !matches!(op.result, BookingResult::Refused(_) | BookingResult::Failed) {
+                    m.entry(r.hold_id).or_insert_with(Vec::new).push(op);
+                }
+            }
+            m
+        });
+    let min_life_ns = hold_ttl_ms.saturating_sub(allowance_ms) * 1_000_000;
+    let (mut findings, mut checked, mut unjudged) = (Vec::new(), 0, 0);
+    for op in ops {
+        let (BookingCall::Confirm(r), BookingResult::Refused(refusal)) = (&op.call, &op.result)
+        else {
+            continue;
+        };
+        if refusal.error != "hold_expired" {
+            continue;
+        }
+        let (Some(hold), Some(done_ns)) = (held.get(&r.hold_id), op.complete_ns) else {
+            unjudged += 1;
+            continue;
+        };
+        let maybe_released = released_by
+            .get(&r.hold_id)
+            .is_some_and(|rs| rs.iter().any(|rel| rel.invoke_ns <= done_ns));
+        if maybe_released {
+            unjudged += 1;
+            continue;
+        }
+        checked += 1;
+        let lived_ns = done_ns.saturating_sub(hold.invoke_ns);
+        if lived_ns < min_life_ns {
+            findings.push(Finding {
+                message: format!(
+                    "hold {} (TTL {hold_ttl_ms} ms) was expired {} ms after its hold was invoked, \
+                     more than {allowance_ms} ms early",
+                    r.hold_id,
+                    lived_ns / 1_000_000
+                ),
+                ops: vec![hold.id, op.id],
+                seat: r.seats.first().cloned(),
+                node: None,
+            });
+        }
+    }
+    CheckResult::new("no_early_expiry", findings, checked, unjudged)
 }
 
 /// The store never hands one id to two requests: each hold id comes back in

@@ -157,6 +157,11 @@ impl StampState {
     }
 }
 
+/// `max(own clock, last stamp, state clock)`: the `unbounded-stamp` bug.
+fn unbounded_stamp(state: &StampState, own_wall_ms: u64, floor_ms: u64) -> u64 {
+    own_wall_ms.max(state.last_stamp_ms).max(floor_ms)
+}
+
 /// The leader's clock for stamps (see the module doc for the rule), with the
 /// injected offset of the fault hook.
 pub struct StampClock {
@@ -226,7 +231,11 @@ impl StampClock {
     /// The stamp [`StampClock::stamp`] would give now, without taking it.
     pub fn peek(&self, floor_ms: u64, term: u64) -> u64 {
         let now = self.mono_ms();
-        self.lock().next(now, self.now_ms(), floor_ms, term, false)
+        let mut state = self.lock();
+        if crate::bugs::active(crate::bugs::Bug::UnboundedStamp) {
+            return unbounded_stamp(&state, self.now_ms(), floor_ms);
+        }
+        state.next(now, self.now_ms(), floor_ms, term, false)
     }
 
     /// The next stamp (module doc): `floor_ms` is the state machine's clock,
@@ -234,7 +243,16 @@ impl StampClock {
     /// already reached.
     pub fn stamp(&self, floor_ms: u64, term: u64) -> u64 {
         let now = self.mono_ms();
-        self.lock().next(now, self.now_ms(), floor_ms, term, true)
+        let mut state = self.lock();
+        // BUG (fault-injection-bugs, unbounded-stamp): the old rule, one
+        // clock with no bound. Caught by the selftest's register workload
+        // under the clock-leap nemesis: "no_early_expiry".
+        if crate::bugs::active(crate::bugs::Bug::UnboundedStamp) {
+            let stamp = unbounded_stamp(&state, self.now_ms(), floor_ms);
+            state.last_stamp_ms = stamp;
+            return stamp;
+        }
+        state.next(now, self.now_ms(), floor_ms, term, true)
     }
 
     /// Folds one sampling round into cluster time: this node's own clock now

@@ -47,10 +47,13 @@ pub enum NemesisKind {
     /// One node's data directory wiped and the node restarted empty under
     /// its old id, with or without the operator's remove-and-re-add first.
     DiskLoss,
+    /// The leader's clock leaps an hour forward or back for the window: log
+    /// time must follow the majority's clocks, not the leader's.
+    ClockLeap,
 }
 
 impl NemesisKind {
-    pub const ALL: [&'static str; 9] = [
+    pub const ALL: [&'static str; 10] = [
         "none",
         "partition",
         "kill",
@@ -60,6 +63,7 @@ impl NemesisKind {
         "mixed",
         "power-loss",
         "disk-loss",
+        "clock-leap",
     ];
 
     pub fn parse(s: &str) -> Option<NemesisKind> {
@@ -73,6 +77,7 @@ impl NemesisKind {
             "mixed" => NemesisKind::Mixed,
             "power-loss" => NemesisKind::PowerLoss,
             "disk-loss" => NemesisKind::DiskLoss,
+            "clock-leap" => NemesisKind::ClockLeap,
             _ => return None,
         })
     }

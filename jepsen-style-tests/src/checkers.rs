@@ -15,6 +15,8 @@
 //!   after its hold's expiry;
 //! - [`no_early_expiry`]: no hold expired sooner in real time (the
 //!   harness's monotonic clock) than its TTL minus the clock allowance;
+//! - [`log_time_follows_real_time`]: log time never runs ahead of the
+//!   harness's real time by more than the clock allowance;
 //! - [`replica_hashes_equal`]: all replicas' state hashes agree;
 //! - [`no_resurrections`]: no replica shows a booking whose cancel, or a
 //!   hold whose release or confirm, was acknowledged;
@@ -313,12 +315,12 @@ pub fn no_confirm_past_expiry(ops: &[BookingOp]) -> CheckResult {
 /// the harness's own scheduling.
 pub const EXPIRY_CLOCK_ALLOWANCE_MS: u64 = 2 * (2 * 500 + 500) + 1_000;
 
-/// No hold expires early in real time: a confirm refused `hold_expired`
-/// completed at most `c − h` after its hold was invoked (`h`), so the hold
-/// lived at most that long; shorter than `hold_ttl_ms − allowance_ms` is an
-/// early expiry (a clock moved log time). Holds with a release that may have
-/// happened before the confirm completed are not judged (a released hold
-/// answers `hold_expired` too).
+/// No hold expires early in real time: a confirm or release refused
+/// `hold_expired` completed at most `c − h` after its hold was invoked
+/// (`h`), so the hold lived at most that long; shorter than `hold_ttl_ms −
+/// allowance_ms` is an early expiry (a clock moved log time). Holds with
+/// another release that may have happened before are not judged (a released
+/// hold answers `hold_expired` too).
 pub fn no_early_expiry(ops: &[BookingOp], hold_ttl_ms: u64, allowance_ms: u64) -> CheckResult {
     let held: HashMap<HoldId, &BookingOp> = ops
         .iter()
@@ -339,9 +341,11 @@ pub fn no_early_expiry(ops: &[BookingOp], hold_ttl_ms: u64, allowance_ms: u64) -
     let min_life_ns = hold_ttl_ms.saturating_sub(allowance_ms) * 1_000_000;
     let (mut findings, mut checked, mut unjudged) = (Vec::new(), 0, 0);
     for op in ops {
-        let (BookingCall::Confirm(r), BookingResult::Refused(refusal)) = (&op.call, &op.result)
-        else {
-            continue;
+        let (r, refusal) = match (&op.call, &op.result) {
+            (BookingCall::Confirm(r) | BookingCall::Release(r), BookingResult::Refused(f)) => {
+                (r, f)
+            }
+            _ => continue,
         };
         if refusal.error != "hold_expired" {
             continue;
@@ -350,9 +354,10 @@ pub fn no_early_expiry(ops: &[BookingOp], hold_ttl_ms: u64, allowance_ms: u64) -
             unjudged += 1;
             continue;
         };
-        let maybe_released = released_by
-            .get(&r.hold_id)
-            .is_some_and(|rs| rs.iter().any(|rel| rel.invoke_ns <= done_ns));
+        let maybe_released = released_by.get(&r.hold_id).is_some_and(|rs| {
+            rs.iter()
+                .any(|rel| rel.id != op.id && rel.invoke_ns <= done_ns)
+        });
         if maybe_released {
             unjudged += 1;
             continue;
@@ -374,6 +379,62 @@ pub fn no_early_expiry(ops: &[BookingOp], hold_ttl_ms: u64, allowance_ms: u64) -
         }
     }
     CheckResult::new("no_early_expiry", findings, checked, unjudged)
+}
+
+/// Log time never runs ahead of real time by more than the allowance: for
+/// acknowledged holds A then B (A completed before B was invoked), B's log
+/// time minus A's is at most the real time from A's invoke to B's completion
+/// plus `allowance_ms`. Log time is each hold's `at_ms`; real time is the
+/// harness's monotonic clock. A leader whose own clock leaps ahead and
+/// stamps by it breaks this at once, even when no hold was alive to expire.
+pub fn log_time_follows_real_time(ops: &[BookingOp], allowance_ms: u64) -> CheckResult {
+    // (log time ms, invoke ms, complete ms, op id) of acknowledged holds.
+    let mut holds: Vec<(i128, i128, i128, usize)> = ops
+        .iter()
+        .filter_map(|op| match (&op.result, op.complete_ns) {
+            (BookingResult::Ok(BookingRet::Held(h)), Some(done)) => Some((
+                h.at_ms as i128,
+                (op.invoke_ns / 1_000_000) as i128,
+                (done / 1_000_000) as i128,
+                op.id,
+            )),
+            _ => None,
+        })
+        .collect();
+    let mut by_complete = holds.clone();
+    by_complete.sort_by_key(|h| h.2);
+    holds.sort_by_key(|h| h.1);
+    let mut findings = Vec::new();
+    // Over the holds completed before B's invoke: the least `at − invoke`.
+    let mut least: Option<(i128, usize)> = None;
+    let mut next = 0;
+    for b in &holds {
+        while next < by_complete.len() && by_complete[next].2 < b.1 {
+            let a = by_complete[next];
+            let lead = a.0 - a.1;
+            if least.is_none_or(|(l, _)| lead < l) {
+                least = Some((lead, a.3));
+            }
+            next += 1;
+        }
+        let Some((a_lead, a_id)) = least else {
+            continue;
+        };
+        let ahead_ms = (b.0 - b.2) - a_lead;
+        if ahead_ms > allowance_ms as i128 && findings.len() < 10 {
+            findings.push(Finding {
+                message: format!(
+                    "log time ran {ahead_ms} ms ahead of real time between op {a_id} and op {} \
+                     (allowance {allowance_ms} ms)",
+                    b.3
+                ),
+                ops: vec![a_id, b.3],
+                seat: None,
+                node: None,
+            });
+        }
+    }
+    CheckResult::new("log_time_follows_real_time", findings, holds.len(), 0)
 }
 
 /// The store never hands one id to two requests: each hold id comes back in

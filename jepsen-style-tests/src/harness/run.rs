@@ -345,6 +345,10 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, String> {
             cfg.hold_ttl_ms,
             checkers::EXPIRY_CLOCK_ALLOWANCE_MS,
         ));
+        results.push(checkers::log_time_follows_real_time(
+            &ops,
+            checkers::EXPIRY_CLOCK_ALLOWANCE_MS,
+        ));
     }
     let replicas_complete = final_error.is_none() && replicas.len() == ids.len();
     if !replicas.is_empty() {

@@ -164,7 +164,7 @@ pub const BUGS: &[BugCase] = &[
         workload: WorkloadKind::Register,
         nemesis: NemesisKind::ClockLeap,
         nemesis_without_network: NemesisKind::ClockLeap,
-        caught_by: "no_early_expiry",
+        caught_by: "log_time_follows_real_time / no_early_expiry",
         time_limit_s: None,
         schedule_fits: leaps_forward,
     },

@@ -19,7 +19,9 @@
 //!
 //! Caveats:
 //! - Exactly-once holds only while the state machine still remembers the
-//!   request (`dedupe_ttl_ms` of log time, bounded in count). A caller that
+//!   request (at least `dedupe_ttl_ms`, by the leader's monotonic clock and
+//!   in log time; when the table is full, new requests are refused as
+//!   `overloaded`, never remembered ones forgotten). A caller that
 //!   resolves an unknown outcome much later may see the command applied twice.
 //! - `client_id` is random per [`Client`]: two processes never share one, but
 //!   a restarted process starts a new one, so it cannot dedupe against writes

@@ -58,6 +58,13 @@ pub struct NodeStatus {
     pub admission: String,
     /// Hex id of the node's data directory incarnation.
     pub incarnation: String,
+    /// Leader only: whether a majority of the voters' clocks agreed on
+    /// cluster time at the last sampling, and whether this node's own clock
+    /// was part of that agreement.
+    pub cluster_time_agreed: bool,
+    pub own_clock_agrees: bool,
+    /// Leader only: this node's wall clock minus cluster time, ms.
+    pub clock_skew_ms: i64,
 }
 
 impl NodeStatus {

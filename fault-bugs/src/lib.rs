@@ -66,16 +66,21 @@ pub enum Bug {
     /// and directories, fdatasync of sled's `db`) is skipped, so an
     /// acknowledged write survives a kill but not a power cut.
     SkipFdatasync,
+    /// raft-node: the leader stamps `max(its own clock, last stamp, state
+    /// clock)`, the rule before cluster time: one leader's clock an hour
+    /// fast moves log time an hour and expires every hold at once.
+    UnboundedStamp,
 }
 
 impl Bug {
     /// Every deliberate bug.
-    pub const ALL: [Bug; 5] = [
+    pub const ALL: [Bug; 6] = [
         Bug::StaleLocalReads,
         Bug::AckWithoutFlush,
         Bug::ClockInApply,
         Bug::GatewayRetryNewId,
         Bug::SkipFdatasync,
+        Bug::UnboundedStamp,
     ];
 
     /// The name [`ENV`] takes.
@@ -86,6 +91,7 @@ impl Bug {
             Bug::ClockInApply => "clock-in-apply",
             Bug::GatewayRetryNewId => "gateway-retry-new-id",
             Bug::SkipFdatasync => "skip-fdatasync",
+            Bug::UnboundedStamp => "unbounded-stamp",
         }
     }
 
@@ -95,7 +101,8 @@ impl Bug {
             Bug::StaleLocalReads
             | Bug::AckWithoutFlush
             | Bug::ClockInApply
-            | Bug::SkipFdatasync => Component::Node,
+            | Bug::SkipFdatasync
+            | Bug::UnboundedStamp => Component::Node,
             Bug::GatewayRetryNewId => Component::Gateway,
         }
     }

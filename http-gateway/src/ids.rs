@@ -20,8 +20,9 @@
 //! Must not: reuse a derived id for a different command: the state machine
 //! would answer with the first command's outcome. Scopes keep them apart.
 //!
-//! Caveat: the state machine remembers outcomes for `dedupe_ttl_ms` of log
-//! time (15 min by default); an idempotency key reused after that is a new request.
+//! Caveat: the state machine remembers outcomes for at least `dedupe_ttl_ms`
+//! (15 min by default, by the forgetting leader's monotonic clock and in log
+//! time); an idempotency key reused after that may be a new request.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

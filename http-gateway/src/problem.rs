@@ -196,7 +196,9 @@ pub fn booking_error_status(err: &BookingError) -> StatusCode {
         | NotInQueue { .. } => StatusCode::NOT_FOUND,
         NotAdmitted { .. } => StatusCode::FORBIDDEN,
         HoldExpired { .. } => StatusCode::GONE,
-        QueueFull { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        // The exactly-once table is full (the node answers this as the
+        // cluster's `overloaded`; it reaches here only inside a batch).
+        QueueFull { .. } | Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
         // No catch-all: a new `BookingError` variant fails to compile here
         // until someone decides its status.
     }
@@ -240,7 +242,9 @@ impl From<BookingError> for Problem {
             BookingError::AlreadyConfirmed { booking_id, .. } => {
                 p = p.with("booking_id", booking_id)
             }
-            BookingError::QueueFull { .. } => p = p.retry_after_ms(QUEUE_FULL_RETRY_AFTER_MS),
+            BookingError::QueueFull { .. } | BookingError::Overloaded { .. } => {
+                p = p.retry_after_ms(QUEUE_FULL_RETRY_AFTER_MS)
+            }
             _ => {}
         }
         p

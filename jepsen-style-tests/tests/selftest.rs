@@ -7,9 +7,10 @@
 //! where it fails. One test in this file: the networked runs use fixed
 //! namespace names, and cargo runs test binaries one after another, so it
 //! never overlaps `cluster_matrix`. Reports stay in
-//! `<target tmp>/jepsen-selftest/`. Six runs of 30 s of workload each (the
-//! control and five bugs; `skip-fdatasync` under the power-loss nemesis,
-//! which needs root, `/dev/fuse` and `fusermount3`), about 5-6 minutes in all.
+//! `<target tmp>/jepsen-selftest/`. Seven runs of 30 s of workload each (the
+//! control and six bugs; `skip-fdatasync` under the power-loss nemesis,
+//! which needs root, `/dev/fuse` and `fusermount3`; `unbounded-stamp` under
+//! clock-leap), about 6-7 minutes in all.
 
 use std::path::PathBuf;
 use std::process::Command;

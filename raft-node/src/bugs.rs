@@ -10,7 +10,8 @@
 //! catches it: `stale-local-reads` in `server.rs` (the linearizable read),
 //! `ack-without-flush` in `store/write_back.rs` (compiled only with the cargo
 //! feature `fault-injection-bugs`), `clock-in-apply` in `store/sm.rs` (apply),
-//! `skip-fdatasync` in `store/durable.rs` (the durability step).
+//! `skip-fdatasync` in `store/durable.rs` (the durability step),
+//! `unbounded-stamp` in `node/clock.rs` (the leader's stamp).
 //! Without the feature [`active`] is a constant `false`, so the sites read the
 //! same in both builds and a normal build contains none of the bugs; a set
 //! `BOOKING_FAULT_BUG` then refuses to start.

@@ -28,6 +28,11 @@ pub struct Counters {
     pub reads_stale: AtomicU64,
     pub ticks_proposed: AtomicU64,
     pub proposals_rejected_full: AtomicU64,
+    /// Requests refused as `overloaded` because the exactly-once table was
+    /// full of live outcomes (before proposing, or by apply).
+    pub dedupe_full_refusals: AtomicU64,
+    /// `ForgetRequests` entries this node proposed as leader.
+    pub forgets_proposed: AtomicU64,
     /// First sends answered from the applied state after a ReadIndex round,
     /// without a log write (refusals and remembered outcomes).
     pub answered_without_log_write: AtomicU64,
@@ -249,6 +254,18 @@ pub fn render(node_id: u64, counters: &Counters, raft: &Raft, commit_index: u64)
         c(&counters.proposals_rejected_full),
     );
     gauge(
+        "booking_dedupe_full_refusals_total",
+        "Requests refused as overloaded because the exactly-once table was full of live outcomes.",
+        "counter",
+        c(&counters.dedupe_full_refusals),
+    );
+    gauge(
+        "booking_forgets_proposed_total",
+        "ForgetRequests entries proposed (the exactly-once table forgetting outcomes a TTL old).",
+        "counter",
+        c(&counters.forgets_proposed),
+    );
+    gauge(
         "booking_answered_without_log_write_total",
         "Submits answered from the applied state after a ReadIndex round, without a log write.",
         "counter",
@@ -261,6 +278,32 @@ pub fn render(node_id: u64, counters: &Counters, raft: &Raft, commit_index: u64)
         c(&counters.fast_path_fallbacks),
     );
     out
+}
+
+/// The leader's view of its clock against cluster time (`node::clock`);
+/// zeros on a follower, which does not sample clocks.
+pub fn render_clock(out: &mut String, node_id: u64, agreed: bool, agrees: bool, skew_ms: i64) {
+    let mut line = |name: &str, help: &str, v: i64| {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} gauge\n{name}{{node_id=\"{node_id}\"}} {v}"
+        );
+    };
+    line(
+        "booking_clock_skew_ms",
+        "Leader only: this node's wall clock minus the cluster time a majority of clocks agreed on, in ms.",
+        skew_ms,
+    );
+    line(
+        "booking_cluster_time_agreed",
+        "Leader only: 1 when the last sampling found a majority of clocks agreeing.",
+        agreed as i64,
+    );
+    line(
+        "booking_own_clock_agrees",
+        "Leader only: 1 when this node's own clock was inside that agreement.",
+        agrees as i64,
+    );
 }
 
 /// `booking_fsync_duration_seconds`: the latency of each durability step, as a

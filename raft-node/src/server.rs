@@ -394,6 +394,7 @@ impl Booking for BookingService {
             .current_leader
             .and_then(|l| core.addr_of(l))
             .unwrap_or_default();
+        let is_leader = m.current_leader == Some(core.id);
         Ok(Response::new(pb::StatusResponse {
             node_id: core.id,
             cluster_name: core.cluster_name.clone(),
@@ -415,6 +416,10 @@ impl Booking for BookingService {
                 .load(std::sync::atomic::Ordering::Relaxed),
             admission: core.admission.name().to_string(),
             incarnation: core.admission.incarnation.clone(),
+            // Only the leader samples clocks; elsewhere these stay unset.
+            cluster_time_agreed: is_leader && core.clock.cluster_time_agreed(),
+            own_clock_agrees: is_leader && core.clock.own_clock_agrees(),
+            clock_skew_ms: if is_leader { core.clock.skew_ms() } else { 0 },
         }))
     }
 
@@ -735,6 +740,19 @@ impl RaftRpc for RaftService {
         };
         let res = self.core.raft.install_snapshot(req).instrument(span).await;
         reply(encode_reply(res))
+    }
+
+    async fn clock(
+        &self,
+        request: Request<pr::ClockRequest>,
+    ) -> Result<Response<pr::ClockReply>, Status> {
+        let r = request.into_inner();
+        // A node has one wall clock whatever groups it runs: the sample is
+        // not a group's message, so it is checked as the sole group's.
+        self.check_envelope(&r.cluster_name, r.to_node_id, GroupId::SOLE.0)?;
+        Ok(Response::new(pr::ClockReply {
+            wall_ms: self.core.clock.now_ms(),
+        }))
     }
 
     async fn read_index(

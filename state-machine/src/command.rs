@@ -153,13 +153,21 @@ pub enum Command {
         holder: String,
         cutoff_ms: u64,
     },
+    /// Forgets remembered request outcomes recorded at a log time below
+    /// `before_ms` that are also `dedupe_ttl_ms` old in log time. Proposed
+    /// only by a leader, which picks `before_ms` by its own monotonic clock
+    /// (`crate::forgetting`), so no clock jump can make an outcome be
+    /// forgotten inside its TTL. The only way the exactly-once table shrinks.
+    ForgetRequests {
+        before_ms: u64,
+    },
 }
 
 impl Command {
     /// True for commands whose loss changes nothing a client asked for (a
     /// `Tick`): the leader may drop them under load or after a term change.
     pub fn is_read_only_safe_to_drop(&self) -> bool {
-        matches!(self, Command::Tick)
+        matches!(self, Command::Tick | Command::ForgetRequests { .. })
     }
 
     /// Short lower-case name for logs and metrics.
@@ -185,6 +193,7 @@ impl Command {
             Command::BeginCharge { .. } => "begin_charge",
             Command::ConfirmCharge { .. } => "confirm_charge",
             Command::CancelBookingBefore { .. } => "cancel_booking_before",
+            Command::ForgetRequests { .. } => "forget_requests",
         }
     }
 }
@@ -254,6 +263,10 @@ pub enum Reply {
     Configured,
     Ticked {
         clock_ms: u64,
+    },
+    /// `ForgetRequests`: how many remembered outcomes were dropped.
+    RequestsForgotten {
+        removed: u64,
     },
 }
 

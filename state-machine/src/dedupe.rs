@@ -4,14 +4,18 @@
 //! of the entry that first applied it) table that makes retries exactly-once,
 //! and the table of payment-provider webhook event ids.
 //! Must not: use a hash map (iteration order would reach snapshots) or a clock
-//! (entries age in log time, `clock_ms`).
+//! (entries are stamped with log time, `clock_ms`).
 //!
-//! Bounds: each table keeps entries for a TTL of log time and at most a
-//! maximum count. Entries are kept in insertion order, which is also
-//! non-decreasing log time (the clock never goes back), so both expiry and
-//! "full" eviction drop from the front: the oldest by log time, ties in apply
-//! order. A request retried after its entry was dropped is applied again;
-//! `dedupe_ttl_ms` must exceed how long clients retry.
+//! Bounds: the request table never drops an outcome on its own. It shrinks
+//! only by [`RequestTable::forget_before`], which the replicated
+//! `ForgetRequests` command runs with a cut-off a leader chose by its own
+//! monotonic clock (`crate::forgetting`); when it holds
+//! `dedupe_max_entries` live outcomes, the state machine refuses new
+//! requests (`overloaded`) instead of evicting one. Entries are kept in
+//! insertion order, which is also non-decreasing log time (the clock never
+//! goes back), so forgetting drops from the front. The webhook table still
+//! ages in log time and drops its oldest when full: a redelivered webhook
+//! outside its window is re-checked by the gateway against the hold.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -162,7 +166,8 @@ impl RequestTable {
     }
 
     /// Remembers `outcome` of `command`, decided by the entry at log `index`.
-    #[allow(clippy::too_many_arguments)]
+    /// The caller checks the count bound first (a full table refuses; it
+    /// never evicts).
     pub fn insert(
         &mut self,
         client_id: u64,
@@ -171,7 +176,6 @@ impl RequestTable {
         at_ms: u64,
         index: u64,
         outcome: &Outcome,
-        max_entries: u32,
     ) {
         let seq = self.first_seq + self.entries.len() as u64;
         let previous = self.index.insert((client_id, request_id), seq);
@@ -191,7 +195,6 @@ impl RequestTable {
             index,
             fingerprint: fingerprint(command),
         });
-        self.trim(max_entries);
     }
 
     fn pop_oldest(&mut self) {
@@ -201,26 +204,32 @@ impl RequestTable {
         self.first_seq += 1;
     }
 
-    /// Drops entries recorded at or before `clock_ms - ttl_ms`.
-    pub fn expire(&mut self, clock_ms: u64, ttl_ms: u64) {
+    /// Forgets the outcomes recorded at a log time below `before_ms` that are
+    /// also `ttl_ms` old by `clock_ms` (both must agree: the cut-off comes
+    /// from a leader's monotonic clock, the TTL from log time). Returns how
+    /// many were forgotten. Stops at the first entry that must stay, since
+    /// entries are in log-time order.
+    pub fn forget_before(&mut self, before_ms: u64, clock_ms: u64, ttl_ms: u64) -> u64 {
+        let mut removed = 0;
         while self
             .entries
             .front()
-            .is_some_and(|e| e.at_ms.saturating_add(ttl_ms) <= clock_ms)
+            .is_some_and(|e| e.at_ms < before_ms && e.at_ms.saturating_add(ttl_ms) <= clock_ms)
         {
             self.pop_oldest();
+            removed += 1;
         }
+        removed
     }
 
-    /// Log time of the oldest remembered outcome (the next to expire).
+    /// Log time of the oldest remembered outcome (the next to forget).
     pub fn oldest_at_ms(&self) -> Option<u64> {
         self.entries.front().map(|e| e.at_ms)
     }
 
-    pub fn trim(&mut self, max_entries: u32) {
-        while self.entries.len() > max_entries as usize {
-            self.pop_oldest();
-        }
+    /// Whether the table is remembering `(client_id, request_id)`.
+    pub fn contains(&self, client_id: u64, request_id: u64) -> bool {
+        self.index.contains_key(&(client_id, request_id))
     }
 
     pub fn len(&self) -> usize {

@@ -110,6 +110,13 @@ pub enum BookingError {
     /// applied and the first outcome stands.
     #[error("request ({client_id}, {request_id}) was first used for a different command")]
     RequestReused { client_id: u64, request_id: u64 },
+    /// The exactly-once table holds `Settings::dedupe_max_entries` outcomes,
+    /// all still inside their TTL: remembering one more would mean forgetting
+    /// a live one, so nothing was applied. A capacity limit of the system,
+    /// not the caller's fault; the node answers it as `overloaded` (not
+    /// applied, retryable under the same ids).
+    #[error("overloaded: {reason}")]
+    Overloaded { reason: String },
 }
 
 impl BookingError {
@@ -148,6 +155,7 @@ impl BookingError {
             ChargeMismatch { .. } => "charge_mismatch",
             CancelClosed { .. } => "cancel_closed",
             RequestReused { .. } => "request_reused",
+            Overloaded { .. } => "overloaded",
         }
     }
 
@@ -157,7 +165,9 @@ impl BookingError {
     pub fn is_client_error(&self) -> bool {
         !matches!(
             self,
-            BookingError::QueueFull { .. } | BookingError::TooManyEvents { .. }
+            BookingError::QueueFull { .. }
+                | BookingError::TooManyEvents { .. }
+                | BookingError::Overloaded { .. }
         )
     }
 }

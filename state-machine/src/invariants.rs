@@ -244,9 +244,6 @@ impl BookingState {
                 return Err(format!("ticket {t} is not below the id counter"));
             }
         }
-        if self.dedupe.len() > self.settings.dedupe_max_entries as usize {
-            return Err("dedupe table over its bound".into());
-        }
         self.dedupe.check()?;
         if self.outbox.len() > self.settings.outbox_max_entries as usize {
             return Err("outbox over its bound".into());

@@ -24,6 +24,8 @@
 //! - `event`: one event's seats, counters and free-seat index, with the
 //!   best-available search in `event/best_available.rs`; `waiting_room`;
 //!   `dedupe`; `snapshot`; `invariants`.
+//! - [`forgetting`]: the cut-off a leader names when the exactly-once table
+//!   forgets (a node's monotonic samples; pure, driven by its caller).
 //!
 //! Caveats: see `state` for the time model and the expiry boundary rule
 //! (a hold with `expires_at_ms = t` is expired once `clock_ms >= t`), `dedupe`
@@ -33,6 +35,7 @@ pub mod command;
 mod dedupe;
 pub mod error;
 mod event;
+pub mod forgetting;
 mod invariants;
 pub mod limits;
 pub mod query;

@@ -16,11 +16,13 @@ use serde::{Deserialize, Serialize};
 pub struct Settings {
     /// How long `BeginPayment` pins a hold: expiry becomes `clock_ms + this`.
     pub payment_window_ms: u64,
-    /// How long, in log time, the result of a `(client_id, request_id)` is
-    /// remembered for deduplication.
+    /// How long the result of a `(client_id, request_id)` is remembered for
+    /// deduplication: at least this long by the forgetting leader's
+    /// monotonic clock *and* in log time (see `crate::forgetting`).
     pub dedupe_ttl_ms: u64,
-    /// At most this many remembered results; when full, the oldest (by log
-    /// time, then by apply order) is forgotten first.
+    /// At most this many remembered results. Never reached by eviction:
+    /// when the table holds this many live results, new requests are
+    /// refused as `overloaded` (nothing applied) until some are a TTL old.
     pub dedupe_max_entries: u32,
     /// Extension cap: `ExtendHold` never moves a hold's expiry past
     /// `created_at_ms + max_hold_lifetime_ttls × hold_ttl_ms`.
@@ -45,7 +47,9 @@ impl Default for Settings {
         Settings {
             payment_window_ms: 120_000,
             dedupe_ttl_ms: 900_000,
-            dedupe_max_entries: 500_000,
+            // Sized in ARCHITECTURE.md "Exactly-once": a flash sale at the
+            // measured peak of logged commands for a whole TTL fits.
+            dedupe_max_entries: 4_000_000,
             max_hold_lifetime_ttls: 2,
             hold_retention_ms: 3_600_000,
             outbox_max_entries: 100_000,

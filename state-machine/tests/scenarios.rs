@@ -283,6 +283,7 @@ impl Runner {
                 serde_json::from_str(rest_str).map_err(|e| format!("configure: {e}"))?,
             ),
             "tick" => Command::Tick,
+            "forget" => Command::ForgetRequests { before_ms: num(0)? },
             other => return Err(format!("unknown command {other:?}")),
         };
         Ok(Request {
@@ -406,6 +407,7 @@ impl Runner {
                 }
             },
             ["clock"] => self.state.clock_ms().to_string(),
+            ["remembered"] => self.state.remembered_requests().to_string(),
             ["deadline"] => format!("{:?}", self.state.next_deadline_ms()),
             ["outbox"] => match self.state.query(&Query::Outbox { limit: 100 }) {
                 QueryResult::Outbox(messages) if messages.is_empty() => "empty".into(),

@@ -336,6 +336,9 @@ fn convert_status(s: pb::StatusResponse) -> NodeStatus {
         answered_without_log_write: s.answered_without_log_write,
         admission: s.admission,
         incarnation: s.incarnation,
+        cluster_time_agreed: s.cluster_time_agreed,
+        own_clock_agrees: s.own_clock_agrees,
+        clock_skew_ms: s.clock_skew_ms,
     }
 }
 

@@ -355,3 +355,65 @@ fn a_replica_without_the_event_is_found() {
     assert!(!r.valid);
     assert_eq!(r.findings[0].node.as_deref(), Some("n2"));
 }
+
+fn expired() -> BookingResult {
+    BookingResult::Refused(crate::booking::Refusal {
+        error: "hold_expired".into(),
+        at_ms: None,
+    })
+}
+
+const MS: u64 = 1_000_000;
+
+#[test]
+fn a_hold_expired_before_its_ttl_is_found() {
+    // Goal: a confirm refused hold_expired 1 s after a 10 s hold is an early expiry; 9 s after is within the 4 s allowance; a hold that may have been released is not judged.
+    let mut h = H::default();
+    let hold = h.hold("S1", "a", 1, 10_000, (0, MS));
+    let early = h.confirm("S1", "a", 1, expired(), (MS, 1_000 * MS), None);
+    h.hold("S2", "b", 2, 10_000, (0, MS));
+    h.confirm("S2", "b", 2, expired(), (8_000 * MS, 9_000 * MS), None);
+    h.hold("S3", "c", 3, 10_000, (0, MS));
+    h.push(
+        BookingCall::Release(HoldRef {
+            hold_id: 3,
+            holder: "c".into(),
+            seats: vec!["S3".into()],
+        }),
+        BookingResult::Unknown,
+        (2 * MS, 3 * MS),
+        None,
+    );
+    h.confirm("S3", "c", 3, expired(), (4 * MS, 5 * MS), None);
+    let r = no_early_expiry(&h.0, 10_000, EXPIRY_CLOCK_ALLOWANCE_MS);
+    assert_eq!(r.offending_ops, vec![hold, early]);
+    assert_eq!((r.checked, r.unjudged), (2, 1));
+}
+
+#[test]
+fn log_time_running_ahead_of_real_time_is_found() {
+    // Goal: two holds a second apart in real time but an hour apart in log time fail the check; the same a second apart in both pass.
+    let mut h = H::default();
+    // `H::hold` sets the log time to the invoke time in ns; scale to ms.
+    let a = h.hold("S1", "a", 1, 10_000, (1_000, 2 * MS));
+    h.0[a].result = BookingResult::Ok(BookingRet::Held(Held {
+        hold_id: 1,
+        expires_at_ms: 11_000,
+        at_ms: 1_000,
+    }));
+    let b = h.hold("S2", "b", 2, 10_000, (1_000 * MS, 1_001 * MS));
+    h.0[b].result = BookingResult::Ok(BookingRet::Held(Held {
+        hold_id: 2,
+        expires_at_ms: 12_000,
+        at_ms: 2_000,
+    }));
+    assert!(log_time_follows_real_time(&h.0, EXPIRY_CLOCK_ALLOWANCE_MS).valid);
+    h.0[b].result = BookingResult::Ok(BookingRet::Held(Held {
+        hold_id: 2,
+        expires_at_ms: 3_612_000,
+        at_ms: 3_602_000,
+    }));
+    let r = log_time_follows_real_time(&h.0, EXPIRY_CLOCK_ALLOWANCE_MS);
+    assert!(!r.valid);
+    assert_eq!(r.offending_ops, vec![a, b]);
+}

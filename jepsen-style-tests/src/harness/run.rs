@@ -344,6 +344,15 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, String> {
     // bound the confirm in the gateway workload.
     if !gateway_workload {
         results.push(checkers::no_confirm_past_expiry(&ops));
+        results.push(checkers::no_early_expiry(
+            &ops,
+            cfg.hold_ttl_ms,
+            checkers::EXPIRY_CLOCK_ALLOWANCE_MS,
+        ));
+        results.push(checkers::log_time_follows_real_time(
+            &ops,
+            checkers::EXPIRY_CLOCK_ALLOWANCE_MS,
+        ));
     }
     let replicas_complete = final_error.is_none() && replicas.len() == ids.len();
     if !replicas.is_empty() {

@@ -59,6 +59,14 @@ fn any_schedule(_: &[Step], _: u64) -> bool {
     true
 }
 
+/// At least one leap of the leader's clock forward: a leap back only
+/// freezes log time under the bug (holds live longer, nothing to catch).
+fn leaps_forward(steps: &[Step], _: u64) -> bool {
+    steps
+        .iter()
+        .any(|s| matches!(&s.fault, Fault::ClockBump { offset_ms, .. } if *offset_ms > 0))
+}
+
 /// At least two kills of every node at once. `ack-without-flush` keeps
 /// acknowledged entries in each process for up to 5 s; only a kill of every
 /// node loses them everywhere (after a kill of a majority, the survivor still
@@ -149,6 +157,16 @@ pub const BUGS: &[BugCase] = &[
         caught_by: "ids_issued_once / no_resurrections / linearizable per seat / replica_hashes_equal",
         time_limit_s: None,
         schedule_fits: cuts_every_node_twice,
+    },
+    BugCase {
+        bug: Bug::UnboundedStamp,
+        what: "raft-node: the leader stamps max(its own clock, last stamp): one clock an hour fast moves log time",
+        workload: WorkloadKind::Register,
+        nemesis: NemesisKind::ClockLeap,
+        nemesis_without_network: NemesisKind::ClockLeap,
+        caught_by: "log_time_follows_real_time / no_early_expiry",
+        time_limit_s: None,
+        schedule_fits: leaps_forward,
     },
 ];
 

@@ -73,7 +73,8 @@ impl NodeCore {
         let s = self.sm.read();
         // The stamp a proposal would carry now (ahead of the wall clock after
         // a clock step back).
-        let stamp_ms = self.clock.peek(s.booking.clock_ms());
+        let term = self.raft.metrics().borrow().current_term;
+        let stamp_ms = self.clock.peek(s.booking.clock_ms(), term);
         let applied = s.last_applied.map(|l| l.index).unwrap_or(0);
         let answer = if applied < read_index
             || s.booking

@@ -1,6 +1,8 @@
 //! The running node: the shared context every RPC handler uses
 //! ([`NodeCore`]: leader and redirect answers), and its parts:
-//! - `clock`: the stamp clock and the clock-offset hook;
+//! - `clock`: the stamp clock (log time follows cluster time), the leader's
+//!   sampling of its peers' clocks, and the clock-offset hook;
+//! - `marzullo`: the interval most clocks agree on (pure);
 //! - `proposer`: stamping and batching writes on the leader, the expiry `Tick`;
 //! - `read`: linearizable reads through coalesced ReadIndex rounds;
 //! - `fast_path`: refusals answered without a log write;
@@ -30,6 +32,7 @@ mod admission;
 mod clock;
 mod fast_path;
 mod handover;
+mod marzullo;
 mod proposer;
 mod read;
 mod startup;
@@ -50,8 +53,9 @@ use crate::types::{NodeId, Raft};
 
 pub use admission::{Admission, ADMISSION_POLL_MS};
 pub use clock::{
-    fault_offset_file, StampClock, CLOCK_OFFSET_FILE, CLOCK_OFFSET_REFRESH_MS, FAULT_CLOCK_DIR_ENV,
-    FAULT_CLOCK_ENV,
+    fault_offset_file, PeerSample, StampClock, CLOCK_AGREEMENT_FRESH_MS, CLOCK_OFFSET_FILE,
+    CLOCK_OFFSET_REFRESH_MS, CLOCK_SAMPLE_INTERVAL_MS, CLOCK_SAMPLE_RTT_MAX_MS, CLOCK_TOLERANCE_MS,
+    FAULT_CLOCK_DIR_ENV, FAULT_CLOCK_ENV,
 };
 pub use handover::{Handover, HANDOVER_PAUSE_MS_MAX};
 pub use proposer::{

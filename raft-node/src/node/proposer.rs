@@ -5,7 +5,9 @@
 //! proposer task (commands packed into entries of at most
 //! `propose_batch_max`, lingering `propose_linger_us`, stamped with the stamp
 //! clock, at most [`PROPOSE_INFLIGHT_MAX`] entries in flight), answering each
-//! caller of an entry, and the tick task. Must not: interpret commands, or
+//! caller of an entry, and the tick task (expiry ticks, and the exactly-once
+//! table's `ForgetRequests` by this node's monotonic clock). Must not:
+//! interpret commands (beyond the full-table refusal), or
 //! hold the state-machine lock across an `.await`.
 //!
 //! Bounds (what happens when full): a command whose encoded bytes pass
@@ -20,10 +22,11 @@
 //! `outcome_unknown` (the entry may still commit; a retry is deduplicated).
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use openraft::error::ClientWriteError;
 use openraft::BasicNode;
+use state_machine::forgetting::ForgetCutoff;
 use state_machine::{Batch, Command, Outcome, Request};
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -82,6 +85,18 @@ impl NodeCore {
             .map(request_bytes)
             .collect::<Result<Vec<_>, _>>()?;
         self.ensure_leader()?;
+        // A request the exactly-once table has no room for would be refused
+        // by apply anyway; refuse it here without a log write.
+        let table_full = {
+            let sm = self.sm.read();
+            requests.iter().any(|r| sm.booking.refuses_as_overloaded(r))
+        };
+        if table_full {
+            Counters::add(&self.counters.dedupe_full_refusals, requests.len() as u64);
+            return Err(NodeError::Overloaded(
+                "the exactly-once table is full of live outcomes".into(),
+            ));
+        }
         // Reserve room for the whole batch first, so it is queued whole or
         // refused whole (never half proposed).
         let mut permits = Vec::with_capacity(requests.len());
@@ -112,6 +127,14 @@ impl NodeCore {
         for rx in replies {
             out.push(rx.await.map_err(|_| NodeError::ShuttingDown)??);
         }
+        // One request refused by apply because the exactly-once table was
+        // full: nothing was applied or remembered, so it is the node's
+        // `overloaded` (not applied, retry under the same ids). In a batch
+        // the refusal stays a per-request outcome, since others may have
+        // applied.
+        if let [(Err(state_machine::BookingError::Overloaded { reason }), _)] = out.as_slice() {
+            return Err(NodeError::Overloaded(reason.clone()));
+        }
         Ok(out)
     }
 }
@@ -126,10 +149,16 @@ fn answer_entry(
         >,
         NodeError,
     >,
+    counters: &Counters,
 ) {
     match result {
         Ok(Ok(resp)) => {
             let EntryResponse { outcomes, indexes } = resp.data;
+            let refused_full = outcomes
+                .iter()
+                .filter(|o| matches!(o, Err(state_machine::BookingError::Overloaded { .. })))
+                .count();
+            Counters::add(&counters.dedupe_full_refusals, refused_full as u64);
             assert_eq!(
                 outcomes.len(),
                 replies.len(),
@@ -245,8 +274,10 @@ pub(super) async fn proposer_task(
         // theirs is deduplicated, and dropping here would not save much.
         let (requests, replies): (Vec<Request>, Vec<WriteReply>) =
             batch.into_iter().map(|p| (p.request, p.reply)).unzip();
+        let term = core.raft.metrics().borrow().current_term;
+        core.clock.await_first_agreement(term).await;
         let floor_ms = core.sm.read().booking.clock_ms();
-        let stamp_ms = core.clock.stamp(floor_ms);
+        let stamp_ms = core.clock.stamp(floor_ms, term);
         Counters::add(&core.counters.entries_proposed, 1);
         Counters::add(&core.counters.commands_proposed, requests.len() as u64);
         // `client_write_ff` only enqueues into openraft, in order, so entries
@@ -255,6 +286,7 @@ pub(super) async fn proposer_task(
             .raft
             .client_write_ff(Batch { stamp_ms, requests })
             .await;
+        let counters = core.counters.clone();
         tokio::spawn(async move {
             let _permit = permit;
             let result = match rx_result {
@@ -269,7 +301,7 @@ pub(super) async fn proposer_task(
                     }
                 }
             };
-            answer_entry(replies, result);
+            answer_entry(replies, result, &counters);
         });
     }
 }
@@ -311,9 +343,12 @@ impl EntryBatch {
     }
 }
 
-/// On the leader, every `expiry_sweep_ms`: if a deadline has passed, propose
-/// one `Tick` (at most one in flight; dropped when the queue is full, since a
-/// lost tick changes nothing a client asked for).
+/// Every `expiry_sweep_ms`, on every node: sample (monotonic time, applied
+/// log time) for forgetting. On the leader, then: propose `ForgetRequests`
+/// when its own samples show outcomes a TTL old (`state_machine::forgetting`),
+/// and, if a deadline has passed, one `Tick`. Each is at most one in flight
+/// and dropped when the queue is full, since losing either changes nothing
+/// a client asked for.
 pub(super) async fn tick_task(
     core: Arc<NodeCore>,
     sweep: Duration,
@@ -321,17 +356,55 @@ pub(super) async fn tick_task(
 ) {
     let mut interval = tokio::time::interval(sweep.max(Duration::from_millis(10)));
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // This node's monotonic clock: `Instant` never jumps with the wall clock
+    // (and the fault hook's offset never reaches it).
+    let started = Instant::now();
+    let mut forget = ForgetCutoff::new();
     loop {
         tokio::select! {
             _ = interval.tick() => {}
             _ = stop.changed() => break,
         }
+        let mono_ms = started.elapsed().as_millis() as u64;
+        let (clock_ms, ttl_ms) = {
+            let sm = core.sm.read();
+            (sm.booking.clock_ms(), sm.booking.settings().dedupe_ttl_ms)
+        };
+        forget.record(mono_ms, clock_ms, ttl_ms);
         if core.current_leader() != Some(core.id) {
             continue;
         }
-        let due = core.sm.read().booking.next_deadline_ms();
+        if let Some(before_ms) = forget.cutoff(mono_ms, ttl_ms) {
+            // Judged at the stamp the entry would carry: on an idle log the
+            // state's clock stands still, and the entry itself moves it.
+            let term = core.raft.metrics().borrow().current_term;
+            let due = {
+                let sm = core.sm.read();
+                let floor_ms = sm.booking.clock_ms();
+                sm.booking
+                    .forget_due(before_ms, core.clock.peek(floor_ms, term))
+            };
+            if due {
+                let request = Request {
+                    client_id: 0,
+                    request_id: 0,
+                    command: Command::ForgetRequests { before_ms },
+                };
+                Counters::add(&core.counters.forgets_proposed, 1);
+                if let Err(e) = core.submit(vec![request]).await {
+                    tracing::debug!(error = %e, "forgetting not applied");
+                }
+            }
+        }
+        let (due, floor_ms) = {
+            let sm = core.sm.read();
+            (sm.booking.next_deadline_ms(), sm.booking.clock_ms())
+        };
         let Some(due) = due else { continue };
-        if due > core.clock.now_ms() {
+        // Due by the stamp a Tick would carry (cluster time), not by this
+        // node's own wall clock, which may be the one that is wrong.
+        let term = core.raft.metrics().borrow().current_term;
+        if due > core.clock.peek(floor_ms, term) {
             continue;
         }
         let tick = Request {

@@ -18,7 +18,7 @@ use openraft::{BasicNode, SnapshotPolicy};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use super::clock::{clock_task, fault_offset_file, StampClock};
+use super::clock::{clock_task, cluster_time_task, fault_offset_file, StampClock};
 use super::proposer::{proposer_task, tick_task, PROPOSE_QUEUE_BATCHES};
 use super::read::{reader_task, ResumedLeadership, READ_QUEUE_MAX};
 use super::{fatal_to_error, Admission, NodeCore};
@@ -194,7 +194,17 @@ pub async fn run_node(
             axum::routing::get(move || {
                 let c = c.clone();
                 async move {
-                    crate::metrics::render(c.id, &c.counters, &c.raft, c.log.committed_index())
+                    let mut text =
+                        crate::metrics::render(c.id, &c.counters, &c.raft, c.log.committed_index());
+                    let leads = c.current_leader() == Some(c.id);
+                    crate::metrics::render_clock(
+                        &mut text,
+                        c.id,
+                        leads && c.clock.cluster_time_agreed(),
+                        leads && c.clock.own_clock_agrees(),
+                        if leads { c.clock.skew_ms() } else { 0 },
+                    );
+                    text
                 }
             }),
         );
@@ -234,6 +244,10 @@ pub async fn run_node(
             stop_rx.clone(),
         )));
     }
+    tasks.push(tokio::spawn(cluster_time_task(
+        core.clone(),
+        stop_rx.clone(),
+    )));
     if fault_clock {
         tasks.push(tokio::spawn(clock_task(core.clone(), stop_rx.clone())));
     }

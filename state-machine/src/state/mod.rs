@@ -15,7 +15,8 @@
 //! start of each entry, so log time never goes back even when a new leader's
 //! clock is behind. Then the entry's *housekeeping* runs with that clock:
 //! scheduled sale openings, hold expiries, admission lapses, forgetting old
-//! finished holds, dedupe aging, waiting-room admission. So every decision in
+//! finished holds, webhook-id aging, waiting-room admission. The exactly-once
+//! table does not age with log time: only `ForgetRequests` shrinks it. So every decision in
 //! the entry already sees due holds expired: a hold on a seat whose hold is
 //! past due succeeds before any `Tick` (the expiry is reported in that entry's
 //! `changes`). `Tick` only carries a newer stamp.
@@ -93,7 +94,8 @@ pub struct BookingState {
     /// increasing.
     pub(crate) next_outbox_id: u64,
     /// Remembered outcomes by `(client_id, request_id)`: what makes a retry
-    /// exactly-once. Bounded by `dedupe_ttl_ms` and `dedupe_max_entries`.
+    /// exactly-once. Forgotten only by `ForgetRequests`; at
+    /// `dedupe_max_entries` new requests are refused (`overloaded`).
     pub(crate) dedupe: RequestTable,
     /// Payment-provider webhook ids already seen, so a redelivered webhook
     /// is not acted on twice. Bounded like `dedupe`.
@@ -205,6 +207,19 @@ impl BookingState {
                     continue;
                 }
             }
+            if dedupe && self.request_table_full() && !is_operator_command(&req.command) {
+                // Remembering one more outcome would mean forgetting a live
+                // one: refuse instead, apply nothing, remember nothing. A
+                // retry under the same ids is judged anew.
+                out.outcomes.push(Err(BookingError::Overloaded {
+                    reason: format!(
+                        "the exactly-once table holds {} live outcomes (dedupe_max_entries)",
+                        self.dedupe.len()
+                    ),
+                }));
+                out.indexes.push(index);
+                continue;
+            }
             let outcome = self.execute(&req.command, &mut ctx);
             if dedupe {
                 self.dedupe.insert(
@@ -214,13 +229,49 @@ impl BookingState {
                     self.clock_ms,
                     index,
                     &outcome,
-                    self.settings.dedupe_max_entries,
                 );
             }
             out.outcomes.push(outcome);
             out.indexes.push(index);
         }
         out
+    }
+
+    /// Whether the exactly-once table is at its count bound (so a request
+    /// it does not remember would be refused as `overloaded`).
+    fn request_table_full(&self) -> bool {
+        self.dedupe.len() >= self.settings.dedupe_max_entries as usize
+    }
+
+    /// True when `apply` would refuse `request` as `overloaded` because the
+    /// exactly-once table is full of live outcomes and does not remember
+    /// this one: the leader refuses it before proposing.
+    pub fn refuses_as_overloaded(&self, request: &Request) -> bool {
+        is_deduplicated(request)
+            && !is_operator_command(&request.command)
+            && self.request_table_full()
+            && !self.dedupe.contains(request.client_id, request.request_id)
+    }
+
+    /// Whether the exactly-once table remembers this request id.
+    pub fn remembers(&self, client_id: u64, request_id: u64) -> bool {
+        self.dedupe.contains(client_id, request_id)
+    }
+
+    /// Outcomes the exactly-once table remembers now.
+    pub fn remembered_requests(&self) -> usize {
+        self.dedupe.len()
+    }
+
+    /// True when `ForgetRequests { before_ms }` in an entry stamped
+    /// `stamp_ms` would forget something: the oldest remembered outcome is
+    /// below the cut-off and a TTL old in the log time that entry moves the
+    /// clock to. The leader proposes the command only then.
+    pub fn forget_due(&self, before_ms: u64, stamp_ms: u64) -> bool {
+        let clock_ms = self.clock_ms.max(stamp_ms);
+        self.dedupe.oldest_at_ms().is_some_and(|at| {
+            at < before_ms && at.saturating_add(self.settings.dedupe_ttl_ms) <= clock_ms
+        })
     }
 
     /// Earliest log time at which a `Tick` would change something a client
@@ -296,10 +347,6 @@ impl BookingState {
                 .front()
                 .map(|f| f.0.saturating_add(self.settings.hold_retention_ms)))
             || due(self
-                .dedupe
-                .oldest_at_ms()
-                .map(|at| at.saturating_add(self.settings.dedupe_ttl_ms)))
-            || due(self
                 .webhooks
                 .oldest_at_ms()
                 .map(|at| at.saturating_add(self.settings.webhook_dedupe_ttl_ms)))
@@ -351,7 +398,10 @@ impl BookingState {
                 hold.status
             );
         }
-        self.dedupe.expire(clock, self.settings.dedupe_ttl_ms);
+        // The exactly-once table is not aged here: log time alone may jump
+        // (a fast clock, a majority moved after an outage), so it forgets
+        // only through `ForgetRequests`, whose cut-off a leader picked by its
+        // monotonic clock.
         self.webhooks
             .expire(clock, self.settings.webhook_dedupe_ttl_ms);
         let queue_events: Vec<u32> = self.derived.queue_events.iter().copied().collect();
@@ -407,6 +457,7 @@ impl BookingState {
                 holder,
                 cutoff_ms,
             } => self.cancel_booking_before(*booking_id, holder, *cutoff_ms, ctx),
+            Command::ForgetRequests { before_ms } => self.forget_requests(*before_ms),
         }
     }
 
@@ -416,6 +467,15 @@ impl BookingState {
         Ok(Reply::Ticked {
             clock_ms: self.clock_ms,
         })
+    }
+
+    /// `ForgetRequests`: forgets the outcomes recorded below `before_ms`
+    /// that are also `dedupe_ttl_ms` old in log time.
+    fn forget_requests(&mut self, before_ms: u64) -> Outcome {
+        let removed =
+            self.dedupe
+                .forget_before(before_ms, self.clock_ms, self.settings.dedupe_ttl_ms);
+        Ok(Reply::RequestsForgotten { removed })
     }
 
     fn event_index(&self, event_id: &str) -> Result<u32, BookingError> {
@@ -458,6 +518,13 @@ fn ga_change(ev: &Event, si: u32) -> SeatChange {
 /// with it): every request with a client id, except `Tick`.
 fn is_deduplicated(request: &Request) -> bool {
     request.client_id != 0 && !matches!(request.command, Command::Tick)
+}
+
+/// Commands a full exactly-once table never refuses: `Configure`, so an
+/// operator can always raise `dedupe_max_entries`. Each is remembered
+/// beyond the bound, which only operators can grow.
+fn is_operator_command(command: &Command) -> bool {
+    matches!(command, Command::Configure(_))
 }
 
 fn check_text(field: &str, value: &str, max_len: usize) -> Result<(), BookingError> {

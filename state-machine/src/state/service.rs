@@ -5,8 +5,10 @@
 //! Owns: `RecordWebhook`, `AckOutbox`, `Configure`, and appending a message
 //! to the outbox (for `bookings`). Must not: touch seats, holds or bookings,
 //! or let a table outgrow its bound: the outbox drops its oldest message when
-//! full (counted in `outbox_dropped`), and `Configure` trims every table to
-//! its new bound at once.
+//! full (counted in `outbox_dropped`), and `Configure` trims the webhook
+//! table and the outbox to their new bounds at once. The exactly-once table
+//! is never trimmed: a lower `dedupe_max_entries` refuses new requests
+//! until forgetting brings it below the bound.
 
 use super::{check_text, BookingState};
 use crate::command::*;
@@ -39,13 +41,12 @@ impl BookingState {
     }
 
     /// `Configure`: validates and installs new settings, then trims the
-    /// dedupe tables and the outbox to their new bounds.
+    /// webhook table and the outbox to their new bounds.
     pub(super) fn configure(&mut self, settings: &Settings) -> Outcome {
         settings
             .validate()
             .map_err(|reason| BookingError::InvalidSettings { reason })?;
         self.settings = settings.clone();
-        self.dedupe.trim(self.settings.dedupe_max_entries);
         self.webhooks.trim(self.settings.webhook_dedupe_max_entries);
         while self.outbox.len() > self.settings.outbox_max_entries as usize {
             self.outbox.pop_front();

@@ -164,6 +164,11 @@ pub async fn status(client: &Client, json_mode: bool) -> anyhow::Result<()> {
         let value = json!({
             "cluster": answered.first().map(|s| s.cluster_name.clone()),
             "leader": leader.map(|l| l.node_id),
+            "cluster_time": leader.map(|l| json!({
+                "agreed": l.cluster_time_agreed,
+                "leader_clock_agrees": l.own_clock_agrees,
+                "leader_clock_skew_ms": l.clock_skew_ms,
+            })),
             "leader_addr": leader.map(|l| l.members.iter().find(|m| m.node_id == l.node_id).map(|m| m.addr.clone())),
             "term": term,
             "members": members,
@@ -218,6 +223,9 @@ pub async fn status(client: &Client, json_mode: bool) -> anyhow::Result<()> {
         }
     }
     out.push_str(&render_table(&table));
+    if let Some(l) = leader {
+        out.push_str(&clock_line(l));
+    }
     for r in &rows {
         if let Ok(s) = &r.status {
             if !s.admission.is_empty() && s.admission != "admitted" {
@@ -324,4 +332,24 @@ fn members_text(members: &[client::Member]) -> String {
         ]);
     }
     render_table(&rows)
+}
+
+/// One line on cluster time as the leader sees it: log time follows the
+/// time a majority of clocks agrees on, never one clock alone.
+fn clock_line(l: &client::NodeStatus) -> String {
+    if !l.cluster_time_agreed {
+        return "\nclock: no majority of clocks agrees; log time runs on the leader's monotonic clock\n"
+            .to_string();
+    }
+    if l.own_clock_agrees {
+        format!(
+            "\nclock: a majority agrees; leader clock skew {} ms (within tolerance)\n",
+            l.clock_skew_ms
+        )
+    } else {
+        format!(
+            "\nclock: LEADER CLOCK SKEWED by {} ms from the majority; log time follows the majority, not it\n",
+            l.clock_skew_ms
+        )
+    }
 }

@@ -52,10 +52,13 @@ pub enum NemesisKind {
     /// every node killed, so snapshot builds, installs and purges overlap
     /// with kills.
     CrashInSnapshot,
+    /// The leader's clock leaps an hour forward or back for the window: log
+    /// time must follow the majority's clocks, not the leader's.
+    ClockLeap,
 }
 
 impl NemesisKind {
-    pub const ALL: [&'static str; 10] = [
+    pub const ALL: [&'static str; 11] = [
         "none",
         "partition",
         "kill",
@@ -66,6 +69,7 @@ impl NemesisKind {
         "power-loss",
         "disk-loss",
         "crash-in-snapshot",
+        "clock-leap",
     ];
 
     pub fn parse(s: &str) -> Option<NemesisKind> {
@@ -80,6 +84,7 @@ impl NemesisKind {
             "power-loss" => NemesisKind::PowerLoss,
             "disk-loss" => NemesisKind::DiskLoss,
             "crash-in-snapshot" => NemesisKind::CrashInSnapshot,
+            "clock-leap" => NemesisKind::ClockLeap,
             _ => return None,
         })
     }

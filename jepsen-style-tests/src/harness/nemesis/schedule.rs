@@ -124,6 +124,9 @@ fn clock_fault(rng: &mut StdRng, ids: &[u64]) -> Fault {
     }
 }
 
+/// How far the `clock-leap` nemesis moves the leader's clock.
+const CLOCK_LEAP_MS: i64 = 3_600_000;
+
 fn disk_loss_fault(rng: &mut StdRng, ids: &[u64]) -> Fault {
     let target = if rng.random_bool(0.3) {
         Target::Leader
@@ -207,6 +210,14 @@ pub fn schedule(
             NemesisKind::PowerLoss => power_cut_fault(&mut rng, ids),
             NemesisKind::DiskLoss => disk_loss_fault(&mut rng, ids),
             NemesisKind::CrashInSnapshot => crash_in_snapshot_fault(&mut rng, ids),
+            NemesisKind::ClockLeap => Fault::ClockBump {
+                target: Target::Leader,
+                offset_ms: if rng.random_bool(0.5) {
+                    CLOCK_LEAP_MS
+                } else {
+                    -CLOCK_LEAP_MS
+                },
+            },
             NemesisKind::Mixed => match rng.random_range(0..5) {
                 0 if network => partition_fault(&mut rng, ids),
                 1 => pause_fault(&mut rng, ids),

@@ -106,7 +106,8 @@ struct PeersArgs {
     /// Concurrent workers (closed loop).
     #[arg(long, default_value_t = 64)]
     clients: usize,
-    /// Systems: ours-client, ours-gateway, etcd, redis-always, redis-everysec, pg-for-update, pg-optimistic.
+    /// Systems: ours-client, ours-gateway, ours-client-plaintext (a second
+    /// cluster with `[tls] mode = "off"`: the cost of TLS), etcd, redis-always, redis-everysec, pg-for-update, pg-optimistic.
     #[arg(
         long,
         value_delimiter = ',',
@@ -213,11 +214,14 @@ async fn flash_sale(a: FlashArgs) -> anyhow::Result<ExitCode> {
         None
     };
     let cluster;
-    let (url, token, endpoints, metrics, kind) = match &a.target {
+    // With --target the audit dials the given endpoints in plaintext: only
+    // a cluster with `[tls] mode = "off"` answers it.
+    let (url, token, endpoints, tls, metrics, kind) = match &a.target {
         Some(t) => (
             t.clone(),
             a.admin_token.clone(),
             a.endpoints.clone(),
+            None,
             Vec::new(),
             format!("target {t}"),
         ),
@@ -226,18 +230,19 @@ async fn flash_sale(a: FlashArgs) -> anyhow::Result<ExitCode> {
                 .booking_bin
                 .clone()
                 .unwrap_or_else(cluster::default_booking_bin);
-            cluster = LocalCluster::start(&bin, true).await?;
+            cluster = LocalCluster::start(&bin, true, true).await?;
             (
                 cluster.gateway_url.clone(),
                 cluster.admin_token.clone(),
                 cluster.endpoints.clone(),
+                cluster.client_tls.clone(),
                 cluster.metrics_urls(),
                 "booking gateway".to_string(),
             )
         }
     };
     let (mut report, timeline) =
-        flash::run(&url, &token, &endpoints, &metrics, params, a.json).await?;
+        flash::run(&url, &token, &endpoints, &tls, &metrics, params, a.json).await?;
     report.gateway = kind;
     if let Some(e) = echo_rps {
         report.echo_requests_per_s = Some(e);
@@ -307,11 +312,11 @@ async fn peers_cmd(a: PeersArgs) -> anyhow::Result<ExitCode> {
             .booking_bin
             .clone()
             .unwrap_or_else(cluster::default_booking_bin);
-        let c = LocalCluster::start(&bin, want("ours-gateway")).await?;
+        let c = LocalCluster::start(&bin, want("ours-gateway"), true).await?;
         for v in &variants {
             let round = format!("{pid}-{}", v.name());
             if want("ours-client") {
-                let t = ours::ViaClient::new(&c.endpoints, &round, w.seats).await?;
+                let t = ours::ViaClient::new(&c.endpoints, &c.client_tls, &round, w.seats).await?;
                 rows.push(peers::run_round(ours::CLIENT, *v, &w, t).await);
             }
             if want("ours-gateway") {
@@ -319,6 +324,7 @@ async fn peers_cmd(a: PeersArgs) -> anyhow::Result<ExitCode> {
                     &c.gateway_url,
                     &c.admin_token,
                     &c.endpoints,
+                    &c.client_tls,
                     &round,
                     w.seats,
                     w.clients,
@@ -326,6 +332,18 @@ async fn peers_cmd(a: PeersArgs) -> anyhow::Result<ExitCode> {
                 .await?;
                 rows.push(peers::run_round(ours::GATEWAY, *v, &w, t).await);
             }
+        }
+    }
+    if want("ours-client-plaintext") {
+        let bin = a
+            .booking_bin
+            .clone()
+            .unwrap_or_else(cluster::default_booking_bin);
+        let c = LocalCluster::start(&bin, false, false).await?;
+        for v in &variants {
+            let round = format!("{pid}-plain-{}", v.name());
+            let t = ours::ViaClient::new(&c.endpoints, &c.client_tls, &round, w.seats).await?;
+            rows.push(peers::run_round(ours::CLIENT_PLAINTEXT, *v, &w, t).await);
         }
     }
     if want("etcd") {

@@ -10,7 +10,8 @@
 //!   administration.
 //! - [`error`]: [`ClientError`] with [`ClientError::is_definite`] (is the
 //!   outcome known?) and [`ClientError::is_retryable`].
-//! - [`options`]: [`ClientOptions`], every timeout and retry bound.
+//! - [`options`]: [`ClientOptions`], every timeout and retry bound, and the
+//!   TLS settings (the cluster's CA and this client's certificate).
 //! - [`types`]: status, membership and watch views.
 //!
 //! Owns: the client side of the gRPC API and the conversion between protobuf
@@ -34,6 +35,8 @@ pub mod options;
 pub mod types;
 
 pub use client::{Client, Ids, RequestIds, Submitted, ENDPOINTS_MAX};
+/// The TLS settings a client dials with ([`ClientOptions::tls`]).
+pub use cluster_tls::{ClientTls, TlsIdentity};
 pub use error::ClientError;
 pub use options::ClientOptions;
 pub use types::{

@@ -16,6 +16,7 @@ use toml::Spanned;
 use crate::parse_edge::{
     auth_section, gateway_section, payments_section, RawAuth, RawGateway, RawPayments,
 };
+use crate::parse_tls::{tls_section, RawTls};
 use crate::{
     limits, BookingSection, ClusterConfig, ClusterSection, ConfigError, NodeSection, RaftSection,
 };
@@ -33,6 +34,7 @@ struct RawFile {
     gateway: Option<RawGateway>,
     auth: Option<RawAuth>,
     payments: Option<RawPayments>,
+    tls: Option<RawTls>,
 }
 
 #[derive(Deserialize)]
@@ -70,6 +72,8 @@ struct RawNode {
     id: Spanned<u64>,
     addr: Spanned<SocketAddr>,
     metrics_addr: Opt<SocketAddr>,
+    cert_file: Opt<String>,
+    key_file: Opt<String>,
 }
 
 /// The text and its origin, to turn a span into `path:line:col` and a key.
@@ -141,6 +145,7 @@ pub(crate) fn parse(text: &str, origin: &Path) -> Result<ClusterConfig, ConfigEr
     let gateway = gateway_section(&src, raw.gateway, &nodes)?;
     let auth = auth_section(&src, raw.auth)?;
     let payments = payments_section(&src, raw.payments)?;
+    let tls = tls_section(&src, raw.tls, &nodes)?;
     let base_dir = match origin.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
         _ => PathBuf::from("."),
@@ -153,6 +158,7 @@ pub(crate) fn parse(text: &str, origin: &Path) -> Result<ClusterConfig, ConfigEr
         gateway,
         auth,
         payments,
+        tls,
         base_dir,
     })
 }
@@ -451,10 +457,16 @@ fn node_sections(
             }
             None => None,
         };
+        let cert_file =
+            crate::parse_tls::path(src, &format!("node[{position}].cert_file"), raw.cert_file)?;
+        let key_file =
+            crate::parse_tls::path(src, &format!("node[{position}].key_file"), raw.key_file)?;
         nodes.push(NodeSection {
             id,
             addr,
             metrics_addr,
+            cert_file,
+            key_file,
         });
     }
     Ok(nodes)

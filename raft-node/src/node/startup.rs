@@ -76,7 +76,7 @@ pub async fn run_node(
     // Before anything touches storage: a node without its certificates
     // refuses to start, naming the missing file (no silent plaintext).
     let tls = cluster_tls::NodeTls::load(&config, node_id)
-        .map_err(|e| NodeError::Config(format!("[tls]: {e}")))?;
+        .map_err(|e| NodeError::Config(e.to_string()))?;
     if tls.is_none() {
         tracing::warn!(
             node_id,

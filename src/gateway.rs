@@ -37,7 +37,12 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<ExitCode> {
         .validate()
         .map_err(|e| UsageError(format!("{}: {e}", config_path.display())))?;
     let shutdown = crate::shutdown_signal().context("cannot install signal handlers")?;
-    let client = Client::from_config(&config, ClientOptions::default())?;
+    // A missing client certificate is the operator's to fix (exit 2).
+    let client = Client::from_config(&config, ClientOptions::default())
+        .map_err(|e| UsageError(format!("{}: {e}", config_path.display())))?;
+    if !config.tls_on() {
+        tracing::warn!("[tls] mode = \"off\": the gateway talks to the nodes in plaintext (experiments on loopback only)");
+    }
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("cannot listen on [gateway] listen = {}", settings.listen))?;

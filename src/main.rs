@@ -4,6 +4,9 @@
 //!   Ctrl-C or SIGTERM (see `raft_node::run_node`).
 //! - `booking gateway --config FILE` runs the HTTP gateway of the file's
 //!   cluster until Ctrl-C or SIGTERM (see [`gateway`]).
+//! - `booking certs --config FILE [--out DIR]` makes the CA and the node,
+//!   client and admin certificates the file's `[tls]` names, where missing
+//!   (see [`certs`]).
 //! - `booking up [--config FILE]` runs every node of the file and one gateway
 //!   as child processes on this machine, with a demo event (see [`up`]).
 //! - `booking restore --config FILE --from BACKUP [--id N]` prepares the data
@@ -17,6 +20,7 @@
 //! time, 2 for a usage or configuration error (the message names the key), or
 //! for `BOOKING_FAULT_BUG` set in a build without `fault-injection-bugs`.
 
+mod certs;
 mod gateway;
 mod restore;
 mod up;
@@ -62,6 +66,18 @@ enum Cmd {
         /// The cluster file.
         #[arg(long, default_value = "cluster.toml")]
         config: PathBuf,
+    },
+    /// Make the mutual TLS certificates of the config file's cluster: a CA,
+    /// one per node, a client (gateway) and an admin (bookctl) certificate.
+    /// Existing files are kept; only missing ones are made.
+    Certs {
+        /// The cluster file.
+        #[arg(long, default_value = "cluster.toml")]
+        config: PathBuf,
+        /// Write every file here, with the default names, instead of where
+        /// the file's [tls] keys say.
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Start every node of the config file and one gateway as child
     /// processes, wait for a leader, create the demo event on a first run,
@@ -159,6 +175,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Gateway { config } => gateway::run(config).await,
         Cmd::Up { config } => up::run(config).await,
         Cmd::Restore { config, from, id } => restore::run(config, from, id).await,
+        Cmd::Certs { config, out } => certs::run(config, out),
     }
 }
 
@@ -182,9 +199,15 @@ async fn run_node(config_path: PathBuf, id: u64, bootstrap: bool) -> anyhow::Res
         .into());
     }
     let shutdown = shutdown_signal().context("cannot install signal handlers")?;
-    raft_node::run_node(config, id, bootstrap, shutdown)
-        .await
-        .with_context(|| format!("node {id} failed"))?;
+    match raft_node::run_node(config, id, bootstrap, shutdown).await {
+        Ok(()) => {}
+        // A refused start (a missing certificate, a bad [raft] value) is the
+        // operator's to fix: exit 2, like a bad key.
+        Err(raft_node::NodeError::Config(message)) => {
+            return Err(UsageError(format!("node {id}: {message}")).into())
+        }
+        Err(e) => return Err(anyhow::Error::new(e).context(format!("node {id} failed"))),
+    }
     Ok(ExitCode::SUCCESS)
 }
 

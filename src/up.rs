@@ -71,6 +71,11 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<ExitCode> {
     } else {
         None
     };
+    // The first README command needs no extra step: certificates that are
+    // missing are made here (existing ones are kept).
+    if config.tls_on() {
+        crate::certs::ensure(&config)?;
+    }
     let exe = std::env::current_exe().context("cannot find this executable to start nodes with")?;
     // Built before any child starts, so a failure here leaves nothing to stop.
     let http = reqwest::Client::builder()

@@ -30,6 +30,10 @@ fn refusals() -> Vec<Refusal> {
         Refusal { what: "a bad election timeout", text: with_nodes("[raft]\nheartbeat_interval_ms = 100\nelection_timeout_ms = [900, 800]\n"), id: "1", fragments: &["raft.election_timeout_ms", "cluster.toml:3:"] },
         Refusal { what: "an id that is not in the file", text: Some(NODES.into()), id: "7", fragments: &["--id 7", "ids: 1, 2"] },
         Refusal { what: "a missing file", text: None, id: "1", fragments: &["/nonexistent/cluster.toml"] },
+        Refusal { what: "plaintext gRPC off loopback", text: Some("[tls]\nmode = \"off\"\n[[node]]\nid = 1\naddr = \"10.9.9.9:31901\"\n".into()), id: "1", fragments: &["tls.mode", "cluster.toml:2:", "not loopback"] },
+        // TLS is on by default and nothing made the certificates: the first
+        // file looked for is the CA (raft-node's tests/tls.rs: the node's own).
+        Refusal { what: "a node without certificates", text: Some(NODES.into()), id: "1", fragments: &["[tls] CA certificate", "certs/ca.pem", "does not exist", "booking certs"] },
     ]
 }
 

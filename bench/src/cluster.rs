@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
-use client::{Client, ClientOptions};
+use client::{Client, ClientOptions, ClientTls, TlsIdentity};
 use testkit::nodes::{GatewayProc, Launch, NodeProcs};
 use testkit::{free_addr, ConfigFile};
 
@@ -39,6 +39,8 @@ pub struct LocalCluster {
     _dir: tempfile::TempDir,
     /// gRPC endpoints, `http://127.0.0.1:port`, node 1 first.
     pub endpoints: Vec<String>,
+    /// The client certificate the bench presents (`None`: TLS off).
+    pub client_tls: Option<ClientTls>,
     /// The gateway's base URL, `http://127.0.0.1:port`.
     pub gateway_url: String,
     pub admin_token: String,
@@ -50,9 +52,15 @@ pub fn default_booking_bin() -> PathBuf {
 }
 
 impl LocalCluster {
-    /// Starts three nodes (and the gateway if asked) and waits until they serve.
-    pub async fn start(booking_bin: &Path, with_gateway: bool) -> anyhow::Result<LocalCluster> {
-        LocalCluster::start_with_env(booking_bin, with_gateway, Vec::new()).await
+    /// Starts three nodes (and the gateway if asked) and waits until they
+    /// serve; mutual TLS on every gRPC port unless `tls_on` is false (the
+    /// plaintext baseline `bench peers` measures TLS's cost against).
+    pub async fn start(
+        booking_bin: &Path,
+        with_gateway: bool,
+        tls_on: bool,
+    ) -> anyhow::Result<LocalCluster> {
+        LocalCluster::start_with_env(booking_bin, with_gateway, tls_on, Vec::new()).await
     }
 
     /// [`LocalCluster::start`] with extra environment for every node (a
@@ -60,6 +68,7 @@ impl LocalCluster {
     pub async fn start_with_env(
         booking_bin: &Path,
         with_gateway: bool,
+        tls_on: bool,
         node_env: Vec<(String, String)>,
     ) -> anyhow::Result<LocalCluster> {
         let dir = tempfile::Builder::new()
@@ -72,6 +81,9 @@ impl LocalCluster {
         for node in &mut file.nodes {
             node.metrics_addr = Some(free_addr());
         }
+        if !tls_on {
+            file.tls.mode = cluster_config::TlsMode::Off;
+        }
         let launch = Launch {
             env: node_env,
             ..Launch::logging("warn")
@@ -83,7 +95,12 @@ impl LocalCluster {
             nodes.wait_listening(id, NODE_WAIT).await?;
         }
         let endpoints = nodes.endpoints();
-        let client = Client::with_options(endpoints.clone(), ClientOptions::default())?;
+        let client_tls = ClientTls::load(nodes.config(), TlsIdentity::Client)?;
+        let options = ClientOptions {
+            tls: client_tls.clone(),
+            ..ClientOptions::default()
+        };
+        let client = Client::with_options(endpoints.clone(), options)?;
         client
             .wait_for_leader(LEADER_WAIT)
             .await
@@ -94,6 +111,7 @@ impl LocalCluster {
             gateway_url: format!("http://{}", gateway_section.listen),
             admin_token: ADMIN_TOKEN.to_string(),
             endpoints,
+            client_tls,
             nodes,
             _dir: dir,
         };

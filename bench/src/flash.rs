@@ -28,7 +28,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use client::{Client, ClientOptions, Consistency};
+use client::{Client, ClientOptions, ClientTls, Consistency};
 use serde_json::json;
 use state_machine::{Query, QueryResult};
 use tokio::sync::Semaphore;
@@ -288,13 +288,18 @@ async fn counter_sum(metrics_urls: &[String], name: &str) -> Option<u64> {
 
 /// Per replica (in endpoint order): seats booked and held, read stale from
 /// each node after all report the same applied index.
-pub async fn audit(endpoints: &[String], event_id: &str) -> anyhow::Result<(Vec<u64>, Vec<u64>)> {
+pub async fn audit(
+    endpoints: &[String],
+    tls: &Option<ClientTls>,
+    event_id: &str,
+) -> anyhow::Result<(Vec<u64>, Vec<u64>)> {
     let clients: Vec<Client> = endpoints
         .iter()
         .map(|e| {
             Client::with_options(
                 [e.clone()],
                 ClientOptions {
+                    tls: tls.clone(),
                     attempts_max: 2,
                     ..ClientOptions::default()
                 },
@@ -354,6 +359,7 @@ pub async fn run(
     gateway_url: &str,
     admin_token: &str,
     endpoints: &[String],
+    tls: &Option<ClientTls>,
     metrics_urls: &[String],
     params: FlashParams,
     quiet: bool,
@@ -473,7 +479,7 @@ pub async fn run(
     let (sold_per_replica, held_per_replica) = if endpoints.is_empty() {
         (Vec::new(), Vec::new())
     } else {
-        audit(endpoints, &event_id).await.context("audit")?
+        audit(endpoints, tls, &event_id).await.context("audit")?
     };
     let t = shared.tally.lock().unwrap_or_else(|e| e.into_inner());
     let double_sold = t.booked.values().filter(|n| **n > 1).count() as u64;

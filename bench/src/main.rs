@@ -111,7 +111,8 @@ struct PeersArgs {
     /// scripts/test.sh builds).
     #[arg(long)]
     fault_bugs_bin: Option<PathBuf>,
-    /// Systems: ours-client, ours-gateway, etcd, redis-always, redis-everysec, pg-for-update, pg-optimistic;
+    /// Systems: ours-client, ours-gateway, ours-client-plaintext (a second
+    /// cluster with `[tls] mode = "off"`: the cost of TLS), etcd, redis-always, redis-everysec, pg-for-update, pg-optimistic;
     /// also ours-client-no-sync (the store without its durability step, as before it existed; not by default).
     #[arg(
         long,
@@ -219,11 +220,14 @@ async fn flash_sale(a: FlashArgs) -> anyhow::Result<ExitCode> {
         None
     };
     let cluster;
-    let (url, token, endpoints, metrics, kind) = match &a.target {
+    // With --target the audit dials the given endpoints in plaintext: only
+    // a cluster with `[tls] mode = "off"` answers it.
+    let (url, token, endpoints, tls, metrics, kind) = match &a.target {
         Some(t) => (
             t.clone(),
             a.admin_token.clone(),
             a.endpoints.clone(),
+            None,
             Vec::new(),
             format!("target {t}"),
         ),
@@ -232,18 +236,19 @@ async fn flash_sale(a: FlashArgs) -> anyhow::Result<ExitCode> {
                 .booking_bin
                 .clone()
                 .unwrap_or_else(cluster::default_booking_bin);
-            cluster = LocalCluster::start(&bin, true).await?;
+            cluster = LocalCluster::start(&bin, true, true).await?;
             (
                 cluster.gateway_url.clone(),
                 cluster.admin_token.clone(),
                 cluster.endpoints.clone(),
+                cluster.client_tls.clone(),
                 cluster.metrics_urls(),
                 "booking gateway".to_string(),
             )
         }
     };
     let (mut report, timeline) =
-        flash::run(&url, &token, &endpoints, &metrics, params, a.json).await?;
+        flash::run(&url, &token, &endpoints, &tls, &metrics, params, a.json).await?;
     report.gateway = kind;
     if let Some(e) = echo_rps {
         report.echo_requests_per_s = Some(e);
@@ -313,11 +318,11 @@ async fn peers_cmd(a: PeersArgs) -> anyhow::Result<ExitCode> {
             .booking_bin
             .clone()
             .unwrap_or_else(cluster::default_booking_bin);
-        let c = LocalCluster::start(&bin, want("ours-gateway")).await?;
+        let c = LocalCluster::start(&bin, want("ours-gateway"), true).await?;
         for v in &variants {
             let round = format!("{pid}-{}", v.name());
             if want("ours-client") {
-                let t = ours::ViaClient::new(&c.endpoints, &round, w.seats).await?;
+                let t = ours::ViaClient::new(&c.endpoints, &c.client_tls, &round, w.seats).await?;
                 rows.push(peers::run_round(ours::CLIENT, *v, &w, t).await);
             }
             if want("ours-gateway") {
@@ -325,6 +330,7 @@ async fn peers_cmd(a: PeersArgs) -> anyhow::Result<ExitCode> {
                     &c.gateway_url,
                     &c.admin_token,
                     &c.endpoints,
+                    &c.client_tls,
                     &round,
                     w.seats,
                     w.clients,
@@ -348,11 +354,23 @@ async fn peers_cmd(a: PeersArgs) -> anyhow::Result<ExitCode> {
             "BOOKING_FAULT_BUG".to_string(),
             "skip-fdatasync".to_string(),
         )];
-        let c = LocalCluster::start_with_env(&bin, false, env).await?;
+        let c = LocalCluster::start_with_env(&bin, false, true, env).await?;
         for v in &variants {
             let round = format!("{pid}-nosync-{}", v.name());
-            let t = ours::ViaClient::new(&c.endpoints, &round, w.seats).await?;
+            let t = ours::ViaClient::new(&c.endpoints, &c.client_tls, &round, w.seats).await?;
             rows.push(peers::run_round(ours::CLIENT_NO_SYNC, *v, &w, t).await);
+        }
+    }
+    if want("ours-client-plaintext") {
+        let bin = a
+            .booking_bin
+            .clone()
+            .unwrap_or_else(cluster::default_booking_bin);
+        let c = LocalCluster::start(&bin, false, false).await?;
+        for v in &variants {
+            let round = format!("{pid}-plain-{}", v.name());
+            let t = ours::ViaClient::new(&c.endpoints, &c.client_tls, &round, w.seats).await?;
+            rows.push(peers::run_round(ours::CLIENT_PLAINTEXT, *v, &w, t).await);
         }
     }
     if want("etcd") {

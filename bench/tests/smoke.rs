@@ -149,7 +149,8 @@ fn peers_tiny_oversell_nothing() {
             .map(|o| o.status.success())
             .unwrap_or(false)
     };
-    let mut systems = vec!["ours-client", "ours-gateway"];
+    // Our store with mutual TLS (the default) and with `[tls] mode = "off"`.
+    let mut systems = vec!["ours-client", "ours-gateway", "ours-client-plaintext"];
     let peers_installed = have("etcd")
         && have("redis-server")
         && std::path::Path::new("/usr/lib/postgresql").exists();
@@ -186,8 +187,8 @@ fn peers_tiny_oversell_nothing() {
     let v = last_json(&stdout);
     let rows = v["rows"].as_array().expect("rows");
     assert!(
-        rows.len() >= 4,
-        "expected uniform and hot rows for both of our paths: {v}"
+        rows.len() >= 6,
+        "expected uniform and hot rows for our three paths: {v}"
     );
     for r in rows {
         assert_eq!(r["oversold"], 0, "oversold: {r}");

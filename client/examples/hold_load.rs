@@ -5,6 +5,8 @@
 //!
 //! Usage: `cargo run --release -p client --example hold_load -- \
 //!   [--config cluster.toml | --endpoints a,b,c] [--clients 1,16,256] [--seconds 10]`
+//! With `--config`, the file's client certificate is presented (mutual TLS);
+//! `--endpoints` dials in plaintext (a cluster with `[tls] mode = "off"`).
 //!
 //! Bounds: each level runs for `--seconds`; the event has 100 000 seats, and a
 //! level stops early when they run out.
@@ -28,12 +30,18 @@ async fn main() -> anyhow::Result<()> {
             .and_then(|i| args.get(i + 1))
             .cloned()
     };
-    let endpoints: Vec<String> = match (flag("--endpoints"), flag("--config")) {
-        (Some(list), _) => list.split(',').map(str::to_string).collect(),
+    let (endpoints, tls): (Vec<String>, _) = match (flag("--endpoints"), flag("--config")) {
+        (Some(list), _) => (list.split(',').map(str::to_string).collect(), None),
         (None, config) => {
             let path = config.unwrap_or_else(|| "cluster.toml".into());
-            cluster_config::ClusterConfig::load(std::path::Path::new(&path))?.endpoints()
+            let config = cluster_config::ClusterConfig::load(std::path::Path::new(&path))?;
+            let tls = client::ClientTls::load(&config, client::TlsIdentity::Client)?;
+            (config.endpoints(), tls)
         }
+    };
+    let options = ClientOptions {
+        tls,
+        ..ClientOptions::default()
     };
     let levels: Vec<usize> = flag("--clients")
         .unwrap_or_else(|| "1,16,256".into())
@@ -42,7 +50,7 @@ async fn main() -> anyhow::Result<()> {
         .collect::<Result<_, _>>()?;
     let seconds: u64 = flag("--seconds").map_or(Ok(10), |s| s.parse())?;
 
-    let admin = Client::connect(&endpoints)?;
+    let admin = Client::with_options(&endpoints, options.clone())?;
     admin.wait_for_leader(Duration::from_secs(30)).await?;
     let event_id = format!("load-{}", admin.client_id() % 1_000_000);
     let rows: Vec<String> = (1..=ROWS)
@@ -74,7 +82,7 @@ async fn main() -> anyhow::Result<()> {
         let started = Instant::now();
         let mut tasks = Vec::with_capacity(clients);
         for c in 0..clients {
-            let client = Client::with_options(&endpoints, ClientOptions::default())?;
+            let client = Client::with_options(&endpoints, options.clone())?;
             let next_seat = next_seat.clone();
             let event_id = event_id.clone();
             tasks.push(tokio::spawn(async move {

@@ -72,6 +72,13 @@ pub enum ClientError {
         /// Why it was refused.
         reason: String,
     },
+    /// The TLS settings could not be loaded (a missing or bad certificate
+    /// file): nothing was sent.
+    #[error("TLS settings: {reason}")]
+    Tls {
+        /// Which file and what is wrong with it.
+        reason: String,
+    },
     /// A node answered with bytes this client cannot decode (a version
     /// mismatch or a bug). For a write the command may have been applied.
     #[error("undecodable response: {reason}")]
@@ -89,7 +96,8 @@ impl ClientError {
             ClientError::Refused(_)
             | ClientError::Rejected { .. }
             | ClientError::Unavailable { .. }
-            | ClientError::InvalidEndpoint { .. } => true,
+            | ClientError::InvalidEndpoint { .. }
+            | ClientError::Tls { .. } => true,
             ClientError::OutcomeUnknown { .. } | ClientError::Protocol { .. } => false,
         }
     }
@@ -103,6 +111,7 @@ impl ClientError {
             ClientError::Refused(e) => !e.is_client_error(),
             ClientError::Rejected { .. }
             | ClientError::InvalidEndpoint { .. }
+            | ClientError::Tls { .. }
             | ClientError::Protocol { .. } => false,
         }
     }
@@ -115,6 +124,7 @@ impl ClientError {
             ClientError::Unavailable { .. } => "unavailable",
             ClientError::OutcomeUnknown { .. } => "outcome_unknown",
             ClientError::InvalidEndpoint { .. } => "invalid_endpoint",
+            ClientError::Tls { .. } => "tls",
             ClientError::Protocol { .. } => "protocol",
         }
     }

@@ -10,7 +10,8 @@
 //!   administration.
 //! - [`error`]: [`ClientError`] with [`ClientError::is_definite`] (is the
 //!   outcome known?) and [`ClientError::is_retryable`].
-//! - [`options`]: [`ClientOptions`], every timeout and retry bound.
+//! - [`options`]: [`ClientOptions`], every timeout and retry bound, and the
+//!   TLS settings (the cluster's CA and this client's certificate).
 //! - [`types`]: status, membership and watch views.
 //!
 //! Owns: the client side of the gRPC API and the conversion between protobuf
@@ -39,6 +40,8 @@ pub use client::{
     Client, Ids, Rejoined, RequestIds, Submitted, Transfer, ENDPOINTS_MAX, HANDOVER_PAUSE_MS,
 };
 pub mod backup;
+/// The TLS settings a client dials with ([`ClientOptions::tls`]).
+pub use cluster_tls::{ClientTls, TlsIdentity};
 pub use error::ClientError;
 pub use options::ClientOptions;
 pub use types::{

@@ -4,9 +4,14 @@
 
 use std::time::Duration;
 
-/// Timeouts and retry bounds of a [`crate::Client`].
+/// Timeouts, retry bounds and TLS settings of a [`crate::Client`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClientOptions {
+    /// Mutual TLS: the cluster's CA and this client's certificate. `None`:
+    /// plaintext (only a cluster with `[tls] mode = "off"` answers), except
+    /// that [`crate::Client::from_config`] loads the config's client
+    /// certificate when this is `None` and the config has TLS on.
+    pub tls: Option<cluster_tls::ClientTls>,
     /// Deadline of one attempt (one RPC to one node). A write that hits it has
     /// an unknown outcome and is retried with the same ids.
     pub request_timeout_ms: u64,
@@ -29,6 +34,7 @@ pub struct ClientOptions {
 impl Default for ClientOptions {
     fn default() -> Self {
         ClientOptions {
+            tls: None,
             request_timeout_ms: 5_000,
             connect_timeout_ms: 1_000,
             attempts_max: 12,

@@ -188,7 +188,9 @@ async fn fake_node(id: u64, plan: Vec<Action>) -> (SocketAddr, FakeNode) {
 }
 
 fn fast_options() -> ClientOptions {
+    // The fake node below serves plaintext.
     ClientOptions {
+        tls: None,
         request_timeout_ms: 300,
         connect_timeout_ms: 300,
         attempts_max: 5,

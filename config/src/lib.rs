@@ -25,6 +25,7 @@ mod error;
 mod notify;
 mod parse;
 mod parse_edge;
+mod parse_tls;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -36,6 +37,7 @@ pub use ipnet::IpNet;
 pub use notify::{
     NotificationSink, NotificationsSection, SmtpSecurity, SmtpSink, WebhookSink, NOTIFY_POLL_MS_MAX,
 };
+pub use parse_tls::looks_like_uri;
 
 /// The whole validated file.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -58,6 +60,9 @@ pub struct ClusterConfig {
     /// `[notifications]`: where the gateway delivers confirmed and cancelled
     /// bookings (none, a file, SMTP or a signed webhook).
     pub notifications: NotificationsSection,
+    /// `[tls]`: mutual TLS on every gRPC port: the CA, the certificate
+    /// files of nodes and clients, and the role markers.
+    pub tls: TlsSection,
     /// Directory of the file: relative paths in it are resolved against this,
     /// so the same file works whatever the working directory is.
     pub base_dir: PathBuf,
@@ -122,6 +127,66 @@ pub struct NodeSection {
     pub addr: SocketAddr,
     /// Optional Prometheus endpoint.
     pub metrics_addr: Option<SocketAddr>,
+    /// This node's certificate (PEM, with any intermediates after it);
+    /// default `<tls dir>/node-<id>.pem`. Relative to `base_dir`.
+    pub cert_file: Option<PathBuf>,
+    /// The private key of `cert_file` (PEM); default `<tls dir>/node-<id>.key`.
+    pub key_file: Option<PathBuf>,
+}
+
+/// Whether the gRPC ports speak mutual TLS (`[tls] mode`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TlsMode {
+    /// Mutual TLS on every gRPC port (the default).
+    On,
+    /// Plaintext, anyone who reaches a port may do anything: experiments
+    /// only, refused unless every node address is loopback, and a warning
+    /// at every start.
+    Off,
+}
+
+/// `[tls]`. Every file defaults to a name under [`TlsSection::dir`], the
+/// layout `booking certs` writes (see [`ClusterConfig::tls_files`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TlsSection {
+    /// `"on"` (the default) or `"off"`.
+    pub mode: TlsMode,
+    /// Directory of the default file names; default `<data_dir>/certs`.
+    pub dir: Option<PathBuf>,
+    /// The CA every node and client certificate must chain to (PEM).
+    pub ca_file: Option<PathBuf>,
+    /// The CA's private key: only `booking certs` reads it, to sign
+    /// certificates for nodes that have none. Keep it off the nodes when
+    /// the CA is your own.
+    pub ca_key_file: Option<PathBuf>,
+    /// The certificate clients present (the gateway, the client library,
+    /// the harnesses): client RPCs, no administration.
+    pub client_cert_file: Option<PathBuf>,
+    /// The private key of `client_cert_file`.
+    pub client_key_file: Option<PathBuf>,
+    /// The certificate `bookctl` presents: client RPCs and administration
+    /// (membership, snapshots).
+    pub admin_cert_file: Option<PathBuf>,
+    /// The private key of `admin_cert_file`.
+    pub admin_key_file: Option<PathBuf>,
+    /// The URI subject-alternative name that marks a node certificate; peer
+    /// (Raft) RPCs are refused without it.
+    pub node_role_uri: String,
+    /// The URI subject-alternative name that marks an administrator;
+    /// membership and snapshot RPCs are refused without it.
+    pub admin_role_uri: String,
+}
+
+/// Every file of the mutual TLS set-up, resolved (absolute when `base_dir` is).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub ca_cert: PathBuf,
+    pub ca_key: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+    pub admin_cert: PathBuf,
+    pub admin_key: PathBuf,
 }
 
 /// `[gateway]`.
@@ -288,6 +353,13 @@ pub mod defaults {
     pub const DEMO_SESSION_TTL_S: u64 = 86_400;
     /// `payments.webhook_tolerance_s`.
     pub const WEBHOOK_TOLERANCE_S: u64 = 300;
+    /// `tls.dir`, under the data directory (so a fresh `data/` is a fresh
+    /// cluster with fresh certificates).
+    pub const TLS_DIR_IN_DATA_DIR: &str = "certs";
+    /// `tls.node_role_uri`.
+    pub const NODE_ROLE_URI: &str = "urn:booking:role:node";
+    /// `tls.admin_role_uri`.
+    pub const ADMIN_ROLE_URI: &str = "urn:booking:role:admin";
 }
 
 /// Upper bounds that validation enforces, so a typo (an extra zero, seconds
@@ -413,6 +485,23 @@ impl Default for PaymentsSection {
     }
 }
 
+impl Default for TlsSection {
+    fn default() -> Self {
+        TlsSection {
+            mode: TlsMode::On,
+            dir: None,
+            ca_file: None,
+            ca_key_file: None,
+            client_cert_file: None,
+            client_key_file: None,
+            admin_cert_file: None,
+            admin_key_file: None,
+            node_role_uri: defaults::NODE_ROLE_URI.to_string(),
+            admin_role_uri: defaults::ADMIN_ROLE_URI.to_string(),
+        }
+    }
+}
+
 impl RaftSection {
     /// Lower bound of the election timeout, in milliseconds.
     pub fn election_timeout_ms_min(&self) -> u64 {
@@ -472,7 +561,59 @@ impl ClusterConfig {
         self.data_dir().join("gateway")
     }
 
-    /// gRPC endpoints of every node in file order, e.g. `http://127.0.0.1:7101`.
+    /// Whether the gRPC ports speak mutual TLS.
+    pub fn tls_on(&self) -> bool {
+        self.tls.mode == TlsMode::On
+    }
+
+    /// The directory of the default TLS file names: `tls.dir`, or
+    /// `<data_dir>/certs`.
+    pub fn tls_dir(&self) -> PathBuf {
+        match &self.tls.dir {
+            Some(dir) => self.resolve(dir),
+            None => self.data_dir().join(defaults::TLS_DIR_IN_DATA_DIR),
+        }
+    }
+
+    /// The CA, client and admin files, each from its key or the default name
+    /// under [`ClusterConfig::tls_dir`].
+    pub fn tls_files(&self) -> TlsFiles {
+        let dir = self.tls_dir();
+        let pick = |key: &Option<PathBuf>, name: &str| match key {
+            Some(p) => self.resolve(p),
+            None => dir.join(name),
+        };
+        let t = &self.tls;
+        TlsFiles {
+            ca_cert: pick(&t.ca_file, "ca.pem"),
+            ca_key: pick(&t.ca_key_file, "ca.key"),
+            client_cert: pick(&t.client_cert_file, "client.pem"),
+            client_key: pick(&t.client_key_file, "client.key"),
+            admin_cert: pick(&t.admin_cert_file, "admin.pem"),
+            admin_key: pick(&t.admin_key_file, "admin.key"),
+        }
+    }
+
+    /// Node `id`'s certificate and key: its `cert_file`/`key_file`, or
+    /// `node-<id>.pem`/`node-<id>.key` under [`ClusterConfig::tls_dir`]
+    /// (also for an id not in this file, such as a node being added).
+    pub fn node_tls_files(&self, id: u64) -> (PathBuf, PathBuf) {
+        let dir = self.tls_dir();
+        let node = self.node(id);
+        let cert = match node.and_then(|n| n.cert_file.as_ref()) {
+            Some(p) => self.resolve(p),
+            None => dir.join(format!("node-{id}.pem")),
+        };
+        let key = match node.and_then(|n| n.key_file.as_ref()) {
+            Some(p) => self.resolve(p),
+            None => dir.join(format!("node-{id}.key")),
+        };
+        (cert, key)
+    }
+
+    /// gRPC endpoints of every node in file order, e.g. `http://127.0.0.1:7101`
+    /// (an identity for the client's endpoint list: the client switches to
+    /// `https` when it has TLS settings).
     pub fn endpoints(&self) -> Vec<String> {
         self.nodes
             .iter()

@@ -16,6 +16,7 @@ use toml::Spanned;
 use crate::parse_edge::{
     auth_section, gateway_section, payments_section, RawAuth, RawGateway, RawPayments,
 };
+use crate::parse_tls::{tls_section, RawTls};
 use crate::{
     limits, BookingSection, ClusterConfig, ClusterSection, ConfigError, NodeSection, RaftSection,
 };
@@ -34,6 +35,7 @@ struct RawFile {
     auth: Option<RawAuth>,
     payments: Option<RawPayments>,
     notifications: Option<crate::notify::RawNotifications>,
+    tls: Option<RawTls>,
 }
 
 #[derive(Deserialize)]
@@ -71,6 +73,8 @@ struct RawNode {
     id: Spanned<u64>,
     addr: Spanned<SocketAddr>,
     metrics_addr: Opt<SocketAddr>,
+    cert_file: Opt<String>,
+    key_file: Opt<String>,
 }
 
 /// The text and its origin, to turn a span into `path:line:col` and a key.
@@ -143,6 +147,7 @@ pub(crate) fn parse(text: &str, origin: &Path) -> Result<ClusterConfig, ConfigEr
     let auth = auth_section(&src, raw.auth)?;
     let payments = payments_section(&src, raw.payments)?;
     let notifications = crate::notify::notifications_section(&src, raw.notifications)?;
+    let tls = tls_section(&src, raw.tls, &nodes)?;
     let base_dir = match origin.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
         _ => PathBuf::from("."),
@@ -156,6 +161,7 @@ pub(crate) fn parse(text: &str, origin: &Path) -> Result<ClusterConfig, ConfigEr
         auth,
         payments,
         notifications,
+        tls,
         base_dir,
     })
 }
@@ -454,10 +460,16 @@ fn node_sections(
             }
             None => None,
         };
+        let cert_file =
+            crate::parse_tls::path(src, &format!("node[{position}].cert_file"), raw.cert_file)?;
+        let key_file =
+            crate::parse_tls::path(src, &format!("node[{position}].key_file"), raw.key_file)?;
         nodes.push(NodeSection {
             id,
             addr,
             metrics_addr,
+            cert_file,
+            key_file,
         });
     }
     Ok(nodes)

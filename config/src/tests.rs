@@ -221,6 +221,13 @@ fn refusals() -> Vec<Refusal> {
         refused("a webhook URL that is not http", after_node("[notifications]\nsink = \"webhook\"\nwebhook_url = \"ftp://x\"\n"), "notifications.webhook_url", Some(6), ""),
         refused("an absurd cancel cutoff", after_node("[booking]\ncancel_cutoff_ms = 99999999999999\n"), "booking.cancel_cutoff_ms", Some(5), ""),
         refused("an unknown gateway key", after_node("[gateway]\nlisten = \"127.0.0.1:8080\"\nbogus = 1\n"), "gateway.bogus", Some(6), ""),
+        refused("an unknown TLS mode", after_node("[tls]\nmode = \"maybe\"\n"), "tls.mode", Some(5), "\"on\""),
+        refused("plaintext gRPC off loopback", "[[node]]\nid = 1\naddr = \"10.0.0.1:7101\"\n[tls]\nmode = \"off\"\n".into(), "tls.mode", Some(5), "not loopback"),
+        refused("an unknown TLS key", after_node("[tls]\ncert_file = \"x.pem\"\n"), "tls.cert_file", Some(5), "unknown field"),
+        refused("an empty CA path", after_node("[tls]\nca_file = \"\"\n"), "tls.ca_file", Some(5), ""),
+        refused("an admin role that is not a URI", after_node("[tls]\nadmin_role_uri = \"admin\"\n"), "tls.admin_role_uri", Some(5), "not a URI"),
+        refused("one URI for nodes and admins", after_node("[tls]\nadmin_role_uri = \"urn:booking:role:node\"\n"), "tls.admin_role_uri", Some(5), "must differ"),
+        refused("an empty node certificate path", "[[node]]\nid = 1\naddr = \"127.0.0.1:7101\"\ncert_file = \"\"\n".into(), "node[1].cert_file", Some(4), ""),
         // Comments do not confuse the key lookup for errors.
         refused("a typo among comments", before_node("# top comment\n[raft] # the raft section\nheartbeat_interval_ms = 100 # ms\nsnapshot_evry = 3 # typo\n"), "raft.snapshot_evry", Some(4), ""),
     ];
@@ -355,4 +362,50 @@ fn notification_sinks_parse() {
     assert!(
         matches!(c.notifications.sink, NotificationSink::Webhook(w) if w.url.ends_with("/booking"))
     );
+}
+
+// Goal: TLS is on by default with the `booking certs` layout under
+// <data_dir>/certs; every file key and a node's own files override it.
+#[test]
+fn tls_defaults_and_overrides() {
+    let c = parse(ONE_NODE).unwrap();
+    assert!(c.tls_on());
+    assert_eq!(c.tls, TlsSection::default());
+    let files = c.tls_files();
+    assert_eq!(files.ca_cert, Path::new("/etc/booking/data/certs/ca.pem"));
+    assert_eq!(
+        files.admin_key,
+        Path::new("/etc/booking/data/certs/admin.key")
+    );
+    assert_eq!(
+        c.node_tls_files(1),
+        (
+            PathBuf::from("/etc/booking/data/certs/node-1.pem"),
+            PathBuf::from("/etc/booking/data/certs/node-1.key")
+        )
+    );
+    let text = "[[node]]\nid = 1\naddr = \"127.0.0.1:7101\"\ncert_file = \"/pki/n1.crt\"\nkey_file = \"n1.key\"\n\
+                [tls]\ndir = \"pki\"\nca_file = \"/pki/ca.crt\"\nadmin_role_uri = \"spiffe://example/ops\"\n";
+    let c = parse(text).unwrap();
+    assert_eq!(c.tls_files().ca_cert, Path::new("/pki/ca.crt"));
+    assert_eq!(
+        c.tls_files().client_cert,
+        Path::new("/etc/booking/pki/client.pem")
+    );
+    assert_eq!(c.tls.admin_role_uri, "spiffe://example/ops");
+    assert_eq!(
+        c.node_tls_files(1),
+        (
+            PathBuf::from("/pki/n1.crt"),
+            PathBuf::from("/etc/booking/n1.key")
+        )
+    );
+    // A node not in the file (being added) gets the default names.
+    assert_eq!(
+        c.node_tls_files(9).0,
+        Path::new("/etc/booking/pki/node-9.pem")
+    );
+    // Plaintext is accepted on loopback (experiments), with the mode kept.
+    let off = parse(&format!("{ONE_NODE}[tls]\nmode = \"off\"\n")).unwrap();
+    assert!(!off.tls_on());
 }

@@ -207,7 +207,7 @@ async fn one_try(args: &Args, try_no: u32) -> Result<TryResult, String> {
         // This example mounts its own lazy file systems (above).
         false,
     )?;
-    let client = Client::connect(cluster.endpoints()).map_err(|e| e.to_string())?;
+    let client = cluster.client()?;
     client
         .wait_for_leader(LEADER_TIMEOUT)
         .await
@@ -234,7 +234,7 @@ async fn one_try(args: &Args, try_no: u32) -> Result<TryResult, String> {
     for id in cluster.ids() {
         cluster.restart(id)?;
     }
-    let client = Client::connect(cluster.endpoints()).map_err(|e| e.to_string())?;
+    let client = cluster.client()?;
     let mut result = TryResult {
         try_no,
         acknowledged: acked.len() as u64,

@@ -150,7 +150,7 @@ async fn slow_disks_still_elect_replicate_and_serve() {
     )
     .expect("start the cluster");
     let endpoints = cluster.endpoints();
-    let client = Client::connect(endpoints.clone()).expect("a client");
+    let client = cluster.client().expect("a client");
 
     let started = Instant::now();
     let leader = client

@@ -2,7 +2,8 @@
 //! (`RaftNetworkFactory`/`RaftNetwork`) and the codec both sides share.
 //!
 //! Owns: one pooled, lazily connected `Channel` per peer address (reused across
-//! openraft's replication streams), per-RPC timeouts from config, and the
+//! openraft's replication streams; mutual TLS with the node's own certificate
+//! unless `[tls] mode = "off"`), per-RPC timeouts from config, and the
 //! mapping of transport failures to `Unreachable` (connection-level: openraft
 //! backs off) or `NetworkError` (timeouts, undecodable replies).
 //!
@@ -40,7 +41,7 @@ use openraft::AnyError;
 use proto::raft::raft_client::RaftClient;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use tracing::Instrument;
 
 use crate::metrics::Counters;
@@ -102,9 +103,20 @@ pub type ChunkHeader = (Vote, SnapshotMeta, u64, bool);
 #[derive(Clone, Default)]
 pub struct ChannelPool {
     channels: Arc<Mutex<HashMap<String, Channel>>>,
+    /// How this node dials its peers: its own certificate and the cluster's
+    /// CA; `None` only with `[tls] mode = "off"` (plaintext).
+    tls: Option<ClientTlsConfig>,
 }
 
 impl ChannelPool {
+    /// A pool dialling with `tls` (`None`: plaintext).
+    pub fn new(tls: Option<ClientTlsConfig>) -> ChannelPool {
+        ChannelPool {
+            channels: Arc::default(),
+            tls,
+        }
+    }
+
     /// The pooled channel to `addr` ("host:port"), created lazily: nothing
     /// connects until the first RPC, and a dead peer costs nothing until then.
     pub fn get(&self, addr: &str) -> Result<Channel, String> {
@@ -112,10 +124,16 @@ impl ChannelPool {
         if let Some(c) = g.get(addr) {
             return Ok(c.clone());
         }
-        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let mut endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))
             .map_err(|e| format!("bad peer address {addr:?}: {e}"))?
             .connect_timeout(Duration::from_millis(CONNECT_TIMEOUT_MS))
             .tcp_nodelay(true);
+        if let Some(tls) = &self.tls {
+            endpoint = endpoint
+                .tls_config(tls.clone())
+                .map_err(|e| format!("TLS settings for peer {addr:?}: {e}"))?;
+        }
         let channel = endpoint.connect_lazy();
         g.insert(addr.to_string(), channel.clone());
         Ok(channel)

@@ -2,7 +2,10 @@
 //! `booking.raft.v1.Raft` (peers), as thin adapters from protobuf to
 //! `NodeCore` and openraft.
 //!
-//! Owns: decoding and validating every client byte (undecodable JSON or
+//! Owns: who may call what (each RPC asks [`cluster_tls::Authorizer`] for
+//! the role it needs, from the caller's verified certificate: peer RPCs a
+//! node, membership and snapshots an admin, the rest any client of the
+//! cluster's CA), decoding and validating every client byte (undecodable JSON or
 //! postcard is INVALID_ARGUMENT, never a panic), request size bounds, and a
 //! `tracing` span per RPC. Must not: hold state or make decisions beyond
 //! "is this request well formed and meant for this node".
@@ -11,6 +14,7 @@ use std::collections::BTreeSet;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use cluster_tls::{Authorizer, Role};
 use futures::{Stream, StreamExt};
 use openraft::error::{ChangeMembershipError, ClientWriteError, RaftError};
 use openraft::raft::InstallSnapshotRequest;
@@ -20,6 +24,7 @@ use proto::booking::booking_server::{Booking, BookingServer};
 use proto::raft as pr;
 use proto::raft::raft_server::{Raft as RaftRpc, RaftServer};
 use state_machine::{Command, Query, Request as SmRequest};
+use tonic::transport::ServerTlsConfig;
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
@@ -31,22 +36,34 @@ use crate::store::GroupId;
 use crate::types::{NodeId, TypeConfig};
 use crate::watch::{ResyncReason, SubscribeRefused};
 
-/// Builds the tonic router with both services and the raised message limits.
-pub fn router(core: Arc<NodeCore>) -> tonic::transport::server::Router {
-    tonic::transport::Server::builder()
+/// Builds the tonic router with both services and the raised message limits,
+/// serving mutual TLS with `tls` (`None`: plaintext, `[tls] mode = "off"`).
+pub fn router(
+    core: Arc<NodeCore>,
+    tls: Option<ServerTlsConfig>,
+    auth: Authorizer,
+) -> Result<tonic::transport::server::Router, NodeError> {
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        builder = builder
+            .tls_config(tls)
+            .map_err(|e| NodeError::Config(format!("[tls]: the node's certificate or key: {e}")))?;
+    }
+    Ok(builder
         .add_service(
             BookingServer::new(BookingService {
                 core: core.clone(),
                 state_hash: Arc::default(),
+                auth: auth.clone(),
             })
             .max_decoding_message_size(proto::MAX_MESSAGE_BYTES)
             .max_encoding_message_size(proto::MAX_MESSAGE_BYTES),
         )
         .add_service(
-            RaftServer::new(RaftService { core })
+            RaftServer::new(RaftService { core, auth })
                 .max_decoding_message_size(proto::MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(proto::MAX_MESSAGE_BYTES),
-        )
+        ))
 }
 
 fn invalid(what: &str, e: impl std::fmt::Display) -> Status {
@@ -98,6 +115,8 @@ pub struct BookingService {
     /// `/v1/cluster` and `bookctl status` call `Status` often, so it is
     /// computed once per applied index, on a blocking thread.
     state_hash: Arc<std::sync::Mutex<Option<HashAt>>>,
+    /// Who may call what (admin RPCs need the admin role).
+    auth: Authorizer,
 }
 
 /// A state hash and the applied index it was computed at.
@@ -213,6 +232,7 @@ impl Booking for BookingService {
         &self,
         request: Request<pb::SubmitRequest>,
     ) -> Result<Response<pb::SubmitResponse>, Status> {
+        self.auth.check(&request, Role::Client)?;
         let r = request.into_inner();
         let span = tracing::info_span!(
             "submit",
@@ -243,6 +263,7 @@ impl Booking for BookingService {
         &self,
         request: Request<pb::SubmitBatchRequest>,
     ) -> Result<Response<pb::SubmitBatchResponse>, Status> {
+        self.auth.check(&request, Role::Client)?;
         let r = request.into_inner();
         let span = tracing::info_span!(
             "submit_batch",
@@ -274,6 +295,7 @@ impl Booking for BookingService {
         &self,
         request: Request<pb::ReadRequest>,
     ) -> Result<Response<pb::ReadResponse>, Status> {
+        self.auth.check(&request, Role::Client)?;
         let r = request.into_inner();
         let span = tracing::info_span!("read", node_id = self.core.id, consistency = r.consistency);
         async move {
@@ -318,6 +340,7 @@ impl Booking for BookingService {
         &self,
         request: Request<pb::WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
+        self.auth.check(&request, Role::Client)?;
         let r = request.into_inner();
         let _span = tracing::info_span!("watch", node_id = self.core.id, event = %r.event_id, from = r.from_index).entered();
         let hub = self.core.sm.hub().clone();
@@ -371,8 +394,9 @@ impl Booking for BookingService {
 
     async fn status(
         &self,
-        _request: Request<pb::StatusRequest>,
+        request: Request<pb::StatusRequest>,
     ) -> Result<Response<pb::StatusResponse>, Status> {
+        self.auth.check(&request, Role::Client)?;
         // Before the span guard: an entered span must not live across an await.
         let (applied_index, state_hash) = self.applied_and_hash().await?;
         let core = &self.core;
@@ -427,6 +451,7 @@ impl Booking for BookingService {
         &self,
         request: Request<pb::AddLearnerRequest>,
     ) -> Result<Response<pb::MembershipResponse>, Status> {
+        self.auth.check(&request, Role::Admin)?;
         let r = request.into_inner();
         let span = tracing::info_span!("add_learner", node_id = self.core.id, learner = r.node_id, addr = %r.addr);
         async move {
@@ -453,6 +478,7 @@ impl Booking for BookingService {
         &self,
         request: Request<pb::ChangeMembershipRequest>,
     ) -> Result<Response<pb::MembershipResponse>, Status> {
+        self.auth.check(&request, Role::Admin)?;
         let r = request.into_inner();
         let span = tracing::info_span!("change_membership", node_id = self.core.id, voters = ?r.voter_ids, retain = r.retain);
         async move {
@@ -497,6 +523,7 @@ impl Booking for BookingService {
         &self,
         request: Request<pb::RemoveNodeRequest>,
     ) -> Result<Response<pb::MembershipResponse>, Status> {
+        self.auth.check(&request, Role::Admin)?;
         let r = request.into_inner();
         let span = tracing::info_span!("remove_node", node_id = self.core.id, remove = r.node_id);
         async move {
@@ -532,8 +559,9 @@ impl Booking for BookingService {
 
     async fn trigger_snapshot(
         &self,
-        _request: Request<pb::TriggerSnapshotRequest>,
+        request: Request<pb::TriggerSnapshotRequest>,
     ) -> Result<Response<pb::TriggerSnapshotResponse>, Status> {
+        self.auth.check(&request, Role::Admin)?;
         let span = tracing::info_span!("trigger_snapshot", node_id = self.core.id);
         self.core
             .raft
@@ -557,8 +585,10 @@ impl Booking for BookingService {
 
     async fn snapshot_save(
         &self,
-        _request: Request<pb::SnapshotSaveRequest>,
+        request: Request<pb::SnapshotSaveRequest>,
     ) -> Result<Response<SnapshotSaveStream>, Status> {
+        // A backup is the whole state, every holder's data: admin only.
+        self.auth.check(&request, Role::Admin)?;
         let span = tracing::info_span!("snapshot_save", node_id = self.core.id);
         let backup = crate::backup::backup_snapshot(&self.core)
             .instrument(span)
@@ -603,6 +633,8 @@ impl Booking for BookingService {
         &self,
         request: Request<pb::HandoverRequest>,
     ) -> Result<Response<pb::HandoverResponse>, Status> {
+        // Moving leadership is administration, like a membership change.
+        self.auth.check(&request, Role::Admin)?;
         let r = request.into_inner();
         let core = &self.core;
         match pb::HandoverAction::try_from(r.action) {
@@ -627,9 +659,10 @@ impl Booking for BookingService {
     }
 }
 
-/// The peer-to-peer Raft service.
+/// The peer-to-peer Raft service: every RPC needs a node certificate.
 pub struct RaftService {
     core: Arc<NodeCore>,
+    auth: Authorizer,
 }
 
 impl RaftService {
@@ -685,6 +718,7 @@ impl RaftRpc for RaftService {
         &self,
         request: Request<pr::RaftRequest>,
     ) -> Result<Response<pr::RaftReply>, Status> {
+        self.auth.check(&request, Role::Node)?;
         let r = request.into_inner();
         self.check_envelope(&r.cluster_name, r.to_node_id, r.group_id)?;
         self.check_admitted()?;
@@ -704,6 +738,7 @@ impl RaftRpc for RaftService {
         &self,
         request: Request<pr::RaftRequest>,
     ) -> Result<Response<pr::RaftReply>, Status> {
+        self.auth.check(&request, Role::Node)?;
         let r = request.into_inner();
         self.check_envelope(&r.cluster_name, r.to_node_id, r.group_id)?;
         self.check_admitted()?;
@@ -718,6 +753,7 @@ impl RaftRpc for RaftService {
         &self,
         request: Request<pr::SnapshotChunk>,
     ) -> Result<Response<pr::RaftReply>, Status> {
+        self.auth.check(&request, Role::Node)?;
         let r = request.into_inner();
         self.check_envelope(&r.cluster_name, r.to_node_id, r.group_id)?;
         self.check_admitted()?;
@@ -759,6 +795,7 @@ impl RaftRpc for RaftService {
         &self,
         request: Request<pr::ReadIndexRequest>,
     ) -> Result<Response<pr::ReadIndexReply>, Status> {
+        self.auth.check(&request, Role::Node)?;
         let r = request.into_inner();
         self.check_envelope(&r.cluster_name, r.to_node_id, r.group_id)?;
         let span =

@@ -574,9 +574,7 @@ async fn a_raft_message_for_another_group_is_refused_before_anything_changes() {
         body: body.clone().into(),
         group_id,
     };
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", c.addr(1)))
-        .unwrap()
-        .connect_lazy();
+    let channel = testkit::peer_channel(&c.config, 2, &c.addr(1).to_string());
     let mut raft = RaftClient::new(channel);
 
     let refused = |s: tonic::Status| {

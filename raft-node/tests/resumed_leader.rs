@@ -159,10 +159,11 @@ async fn a_leader_resuming_its_term_reads_at_least_at_its_last_log_index() {
 
     let addr = procs.addr(leader);
     let cluster_name = procs.config().cluster.name.clone();
+    let config = procs.config().clone();
+    // The round is asked as a peer would ask it (a node's certificate).
+    let peer = procs.ids().into_iter().find(|&id| id != leader).unwrap();
     let round = tokio::spawn(async move {
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-            .unwrap()
-            .connect_lazy();
+        let channel = testkit::peer_channel(&config, peer, &addr.to_string());
         let mut client = proto::raft::raft_client::RaftClient::new(channel);
         let mut req = tonic::Request::new(proto::raft::ReadIndexRequest {
             cluster_name,

@@ -13,6 +13,12 @@
 //! not a node that refuses to start later. (Deliberately broken files, for
 //! the tests of the validation itself, are literal text in those tests.)
 //!
+//! TLS: `[tls]` is on, as in production. [`ConfigFile::write`] (and the
+//! in-process cluster) make the test directory's certificates with
+//! `cluster_tls::ensure_certs` (once per directory: existing files are
+//! kept), so a test needs no step of its own; [`ConfigFile::client_options`]
+//! gives a client the config's client certificate.
+//!
 //! Caveat: every key is written, defaults included, so a written file does
 //! not show which values a test chose; the builder call does.
 
@@ -21,7 +27,7 @@ use std::path::{Path, PathBuf};
 
 use cluster_config::{
     AuthMode, AuthSection, BookingSection, ClusterConfig, ClusterSection, ConfigError,
-    GatewaySection, NodeSection, PaymentProviderKind, PaymentsSection, RaftSection,
+    GatewaySection, NodeSection, PaymentProviderKind, PaymentsSection, RaftSection, TlsSection,
 };
 use serde::Serialize;
 
@@ -36,6 +42,7 @@ pub struct ConfigFile {
     pub gateway: GatewaySection,
     pub auth: AuthSection,
     pub payments: PaymentsSection,
+    pub tls: TlsSection,
     /// The `[[node]]` tables, in file order.
     pub nodes: Vec<NodeSection>,
 }
@@ -49,6 +56,7 @@ struct Shape<'a> {
     gateway: &'a GatewaySection,
     auth: &'a AuthSection,
     payments: &'a PaymentsSection,
+    tls: &'a TlsSection,
     node: &'a [NodeSection],
 }
 
@@ -91,6 +99,7 @@ impl ConfigFile {
             gateway: GatewaySection::default(),
             auth: AuthSection::default(),
             payments: PaymentsSection::default(),
+            tls: TlsSection::default(),
             nodes: Vec::new(),
         }
     }
@@ -147,6 +156,7 @@ impl ConfigFile {
             gateway: &self.gateway,
             auth: &self.auth,
             payments: &self.payments,
+            tls: &self.tls,
             node: &self.nodes,
         };
         let body = toml::to_string(&shape).expect("the config sections serialise to TOML");
@@ -160,21 +170,64 @@ impl ConfigFile {
     }
 
     /// Writes the file to `path` and loads it back, validated, as a node
-    /// would.
+    /// would; with TLS on, makes the certificates it names that are missing.
     pub fn write(&self, path: &Path) -> Result<ClusterConfig, Error> {
         std::fs::write(path, self.to_toml())
             .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
-        Ok(ClusterConfig::load(path)?)
+        let config = ClusterConfig::load(path)?;
+        ensure_test_certs(&config)?;
+        Ok(config)
     }
 }
 
-/// A `[[node]]` without a metrics endpoint.
+/// A `[[node]]` without a metrics endpoint, its certificate at the default
+/// place.
 pub fn node(id: u64, addr: SocketAddr) -> NodeSection {
     NodeSection {
         id,
         addr,
         metrics_addr: None,
+        cert_file: None,
+        key_file: None,
     }
+}
+
+/// Makes the certificates `config` names that are missing (nothing with
+/// `[tls] mode = "off"`).
+pub fn ensure_test_certs(config: &ClusterConfig) -> Result<(), Error> {
+    if config.tls_on() {
+        cluster_tls::ensure_certs(config).map_err(|e| Error::Tls(e.to_string()))?;
+    }
+    Ok(())
+}
+
+/// Client options for `config`'s cluster: defaults, with the config's client
+/// certificate when TLS is on (`identity` `Admin` for membership and
+/// snapshot calls).
+pub fn client_tls(
+    config: &ClusterConfig,
+    identity: cluster_tls::TlsIdentity,
+) -> Option<cluster_tls::ClientTls> {
+    cluster_tls::ClientTls::load(config, identity)
+        .unwrap_or_else(|e| panic!("the test cluster's client certificate: {e}"))
+}
+
+/// A lazily connected channel to `addr` ("host:port") that speaks as node
+/// `as_node` (its certificate, with the node role, when TLS is on): for
+/// tests that call the peer-to-peer Raft service directly.
+#[cfg(feature = "in-process")]
+pub fn peer_channel(config: &ClusterConfig, as_node: u64, addr: &str) -> tonic::transport::Channel {
+    let tls = cluster_tls::NodeTls::load(config, as_node)
+        .unwrap_or_else(|e| panic!("node {as_node}'s certificate: {e}"));
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let mut endpoint = tonic::transport::Endpoint::from_shared(format!("{scheme}://{addr}"))
+        .expect("a valid endpoint");
+    if let Some(tls) = tls {
+        endpoint = endpoint
+            .tls_config(tls.client)
+            .expect("the test cluster's TLS settings");
+    }
+    endpoint.connect_lazy()
 }
 
 #[cfg(test)]
@@ -200,7 +253,12 @@ mod tests {
         assert_eq!(config.gateway, file.gateway);
         assert_eq!(config.auth, file.auth);
         assert_eq!(config.payments, file.payments);
+        assert_eq!(config.tls, file.tls);
         assert_eq!(config.nodes, file.nodes);
+        // TLS is on, and its files were made.
+        assert!(config.tls_on());
+        assert!(config.tls_files().ca_cert.exists());
+        assert!(config.node_tls_files(3).1.exists());
     }
 
     // Goal: a file that would not validate is refused when it is written, naming the key.

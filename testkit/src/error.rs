@@ -37,6 +37,9 @@ pub enum Error {
     /// A polled condition did not come true within its bound.
     #[error("timed out after {limit:?} waiting for {what}")]
     TimedOut { what: String, limit: Duration },
+    /// The test cluster's certificates could not be made.
+    #[error("the test cluster's certificates: {0}")]
+    Tls(String),
     /// A node id the cluster does not have, or a node in the wrong state.
     #[error("{0}")]
     Node(String),

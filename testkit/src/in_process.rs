@@ -30,7 +30,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::transport::Channel;
 
-use crate::config::{node, test_booking};
+use crate::config::{ensure_test_certs, node, test_booking};
 use crate::{free_addr, wait_for, ConfigFile, WAIT};
 
 /// Bound on one raw status call of a test.
@@ -89,6 +89,7 @@ impl Cluster {
         let config = file
             .parse(&dir.path().join("cluster.toml"))
             .unwrap_or_else(|e| panic!("the test cluster's config is invalid: {e}"));
+        ensure_test_certs(&config).unwrap_or_else(|e| panic!("{e}"));
         Cluster::with_dir(dir, config)
     }
 
@@ -144,6 +145,8 @@ impl Cluster {
     pub fn configure_extra_node(&mut self, id: u64) {
         let mut config = self.config.clone();
         config.nodes.push(node(id, free_addr()));
+        // Its certificate, from the same CA (the others' are kept).
+        ensure_test_certs(&config).unwrap_or_else(|e| panic!("{e}"));
         self.node_configs.insert(id, config);
     }
 
@@ -174,12 +177,32 @@ impl Cluster {
         }
     }
 
-    /// A raw gRPC client of node `id`.
+    /// A lazily connected channel to `addr` ("host:port") presenting the
+    /// admin certificate when TLS is on (tests of the node's own API call
+    /// membership and snapshot RPCs too).
+    pub fn channel_to(&self, addr: &str) -> Channel {
+        let tls = crate::config::client_tls(&self.config, cluster_tls::TlsIdentity::Admin);
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let mut endpoint = tonic::transport::Endpoint::from_shared(format!("{scheme}://{addr}"))
+            .expect("a valid endpoint");
+        if let Some(tls) = tls {
+            endpoint = endpoint
+                .tls_config(tls.tonic_config())
+                .expect("the test cluster's TLS settings");
+        }
+        endpoint.connect_lazy()
+    }
+
+    /// A raw gRPC client of node `id` (admin certificate when TLS is on).
     pub async fn client(&self, id: u64) -> BookingClient<Channel> {
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", self.addr(id)))
-            .expect("a valid endpoint")
-            .connect_lazy();
+        let channel = self.channel_to(&self.addr(id).to_string());
         BookingClient::new(channel).max_decoding_message_size(proto::MAX_MESSAGE_BYTES)
+    }
+
+    /// Client options for this cluster: defaults, with the config's client
+    /// certificate when TLS is on.
+    pub fn client_tls(&self, identity: cluster_tls::TlsIdentity) -> Option<cluster_tls::ClientTls> {
+        crate::config::client_tls(&self.config, identity)
     }
 
     /// Node `id`'s status, or `None` if it does not answer in time.
@@ -239,9 +262,7 @@ impl Cluster {
         let body = serde_json::to_vec(command).expect("a command serialises");
         let mut target = self.addr(via).to_string();
         for _ in 0..SUBMIT_ATTEMPTS_MAX {
-            let channel = tonic::transport::Endpoint::from_shared(format!("http://{target}"))
-                .expect("a valid endpoint")
-                .connect_lazy();
+            let channel = self.channel_to(&target);
             let mut client = BookingClient::new(channel);
             let mut request = tonic::Request::new(pb::SubmitRequest {
                 client_id,

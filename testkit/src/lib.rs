@@ -43,6 +43,8 @@ pub mod process;
 pub mod skip;
 pub mod wait;
 
+#[cfg(feature = "in-process")]
+pub use config::peer_channel;
 pub use config::ConfigFile;
 pub use error::Error;
 pub use events::TestEvent;

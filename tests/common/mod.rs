@@ -139,6 +139,8 @@ impl TestCluster {
             request_timeout_ms: 2_000,
             retry_budget_ms: 3_000,
             attempts_max: 3,
+            tls: client::ClientTls::load(self.procs.config(), client::TlsIdentity::Client)
+                .expect("the test cluster's client certificate"),
             ..ClientOptions::default()
         };
         Client::with_options([self.addrs[&id].as_str()], options).expect("node client")

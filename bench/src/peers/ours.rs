@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
-use client::{Client, ClientOptions, Consistency, Ids};
+use client::{Client, ClientOptions, ClientTls, Consistency, Ids};
 use state_machine::{BookingError, Command, EventSpec, Query, QueryResult, Reply, Selection};
 
 use super::{BoxFuture, HoldTarget};
@@ -20,6 +20,9 @@ pub const GATEWAY: &str = "ours (gateway, 3n fsync)";
 /// sled's flush only, as the store acknowledged before its durability step
 /// (the "before" of the syncs; not durable on a power cut).
 pub const CLIENT_NO_SYNC: &str = "ours (client, 3n, skip-fdatasync)";
+/// The client round against a second cluster with `[tls] mode = "off"`, so
+/// one run shows what mutual TLS costs.
+pub const CLIENT_PLAINTEXT: &str = "ours (client, 3n fsync, TLS off)";
 
 async fn held_via_client(client: &Client, event_id: &str) -> anyhow::Result<u64> {
     let (result, _) = client
@@ -49,10 +52,15 @@ pub struct ViaClient {
 impl ViaClient {
     pub async fn new(
         endpoints: &[String],
+        tls: &Option<ClientTls>,
         round: &str,
         seats: u32,
     ) -> anyhow::Result<Arc<ViaClient>> {
-        let client = Client::with_options(endpoints.to_vec(), ClientOptions::default())?;
+        let options = ClientOptions {
+            tls: tls.clone(),
+            ..ClientOptions::default()
+        };
+        let client = Client::with_options(endpoints.to_vec(), options)?;
         let event_id = format!("peers-client-{round}");
         let spec: EventSpec =
             serde_json::from_value(http::event_spec(&event_id, seats)).context("event spec")?;
@@ -123,6 +131,7 @@ impl ViaGateway {
         gateway_url: &str,
         admin_token: &str,
         endpoints: &[String],
+        tls: &Option<ClientTls>,
         round: &str,
         seats: u32,
         workers: usize,
@@ -138,7 +147,11 @@ impl ViaGateway {
         let sent = (0..workers)
             .map(|_| std::sync::atomic::AtomicUsize::new(0))
             .collect();
-        let client = Client::with_options(endpoints.to_vec(), ClientOptions::default())?;
+        let options = ClientOptions {
+            tls: tls.clone(),
+            ..ClientOptions::default()
+        };
+        let client = Client::with_options(endpoints.to_vec(), options)?;
         Ok(Arc::new(ViaGateway {
             pool,
             tokens,

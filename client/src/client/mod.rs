@@ -89,11 +89,19 @@ impl Client {
         Self::with_options(endpoints, ClientOptions::default())
     }
 
-    /// A client for every node of a cluster config.
+    /// A client for every node of a cluster config. Without
+    /// [`ClientOptions::tls`], it presents the config's client certificate
+    /// (`[tls] client_cert_file`) when the config has TLS on.
     pub fn from_config(
         config: &cluster_config::ClusterConfig,
-        options: ClientOptions,
+        mut options: ClientOptions,
     ) -> Result<Client, ClientError> {
+        if options.tls.is_none() {
+            options.tls = cluster_tls::ClientTls::load(config, cluster_tls::TlsIdentity::Client)
+                .map_err(|e| ClientError::Tls {
+                    reason: e.to_string(),
+                })?;
+        }
         let client = Self::with_options(config.endpoints(), options)?;
         for node in &config.nodes {
             lock(&client.inner.addr_by_id)
@@ -167,20 +175,31 @@ impl Client {
         lock(&self.inner.leader).clone()
     }
 
-    /// The pooled channel to `endpoint`, created (lazily connected) on first use.
+    /// The pooled channel to `endpoint`, created (lazily connected) on first
+    /// use. Endpoints are kept as `http://host:port` (their identity in the
+    /// leader cache); with TLS settings the channel dials `https` with them.
     fn channel(&self, endpoint: &str) -> Result<BookingClient<Channel>, ClientError> {
         let mut channels = lock(&self.inner.channels);
         let channel = match channels.get(endpoint) {
             Some(channel) => channel.clone(),
             None => {
-                let channel = Endpoint::from_shared(endpoint.to_string())
-                    .map_err(|e| ClientError::InvalidEndpoint {
-                        endpoint: endpoint.to_string(),
-                        reason: e.to_string(),
-                    })?
+                let invalid = |e: tonic::transport::Error| ClientError::InvalidEndpoint {
+                    endpoint: endpoint.to_string(),
+                    reason: e.to_string(),
+                };
+                let tls = self.inner.options.tls.as_ref();
+                let uri = match (tls, endpoint.strip_prefix("http://")) {
+                    (Some(_), Some(rest)) => format!("https://{rest}"),
+                    _ => endpoint.to_string(),
+                };
+                let mut builder = Endpoint::from_shared(uri)
+                    .map_err(invalid)?
                     .connect_timeout(self.inner.options.connect_timeout())
-                    .tcp_nodelay(true)
-                    .connect_lazy();
+                    .tcp_nodelay(true);
+                if let Some(tls) = tls {
+                    builder = builder.tls_config(tls.tonic_config()).map_err(invalid)?;
+                }
+                let channel = builder.connect_lazy();
                 channels.insert(endpoint.to_string(), channel.clone());
                 channel
             }

@@ -32,7 +32,12 @@ impl RealCluster {
     /// A client that knows only node `id`: its stale reads answer from that
     /// node's own applied state.
     pub fn node_client(&self, id: u64) -> client::Client {
-        client::Client::connect([self.nodes.addr(id).to_string()]).expect("a valid address")
+        let options = client::ClientOptions {
+            tls: self.nodes.client_tls(client::TlsIdentity::Client),
+            ..client::ClientOptions::default()
+        };
+        client::Client::with_options([self.nodes.addr(id).to_string()], options)
+            .expect("a valid address")
     }
 
     pub fn node_ids(&self) -> Vec<u64> {

@@ -209,6 +209,22 @@ impl Cluster {
         self.procs.ids()
     }
 
+    /// The TLS settings of the harness's clients: the run's admin
+    /// certificate (`None` with `[tls] mode = "off"`).
+    pub fn client_tls(&self) -> Result<Option<client::ClientTls>, String> {
+        client::ClientTls::load(self.procs.config(), client::TlsIdentity::Admin)
+            .map_err(|e| e.to_string())
+    }
+
+    /// A client of every node with default bounds and [`Cluster::client_tls`].
+    pub fn client(&self) -> Result<client::Client, String> {
+        let options = client::ClientOptions {
+            tls: self.client_tls()?,
+            ..client::ClientOptions::default()
+        };
+        client::Client::with_options(self.endpoints(), options).map_err(|e| e.to_string())
+    }
+
     pub fn addr(&self, id: u64) -> SocketAddr {
         self.procs.addr(id)
     }

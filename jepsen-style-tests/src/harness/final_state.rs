@@ -17,7 +17,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use client::{Client, ClientOptions, Consistency, NodeStatus};
+use client::{Client, ClientOptions, ClientTls, Consistency, NodeStatus};
 use serde::Serialize;
 use state_machine::{BookingStatus, Query, QueryResult};
 
@@ -42,8 +42,9 @@ pub struct NodeFinal {
     pub voters: Vec<u64>,
 }
 
-fn single_node_client(endpoint: &str) -> Result<Client, String> {
+fn single_node_client(endpoint: &str, tls: &Option<ClientTls>) -> Result<Client, String> {
     let options = ClientOptions {
+        tls: tls.clone(),
         request_timeout_ms: 2_000,
         connect_timeout_ms: 1_000,
         attempts_max: 3,
@@ -57,12 +58,13 @@ fn single_node_client(endpoint: &str) -> Result<Client, String> {
 /// least `settle` apart; at most `timeout`.
 pub async fn wait_converged(
     endpoints: &[(u64, String)],
+    tls: &Option<ClientTls>,
     settle: Duration,
     timeout: Duration,
 ) -> Result<Vec<NodeFinal>, String> {
     let clients: Vec<(u64, Client)> = endpoints
         .iter()
-        .map(|(id, e)| single_node_client(e).map(|c| (*id, c)))
+        .map(|(id, e)| single_node_client(e, tls).map(|c| (*id, c)))
         .collect::<Result<_, _>>()?;
     let deadline = Instant::now() + timeout;
     let mut previous: Option<u64> = None;
@@ -113,12 +115,13 @@ pub async fn wait_converged(
 pub async fn read_replica(
     node: &NodeFinal,
     endpoint: &str,
+    tls: &Option<ClientTls>,
     seats: &[String],
     hold_id_scan_to: u64,
     booking_id_scan_to: u64,
 ) -> Result<ReplicaState, String> {
     use futures::StreamExt;
-    let c = single_node_client(endpoint)?;
+    let c = single_node_client(endpoint, tls)?;
     let (result, _) = c
         .read(
             Query::Availability {

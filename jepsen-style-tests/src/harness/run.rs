@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use client::{Client, ClientOptions};
+use client::{Client, ClientOptions, ClientTls};
 use serde::Serialize;
 use serde_json::{json, Value};
 
@@ -81,8 +81,9 @@ pub enum RunOutcome {
 
 /// Client bounds for the workload: short enough that operations finish
 /// within a few seconds of a fault, so the history keeps moving.
-fn workload_client_options() -> ClientOptions {
+fn workload_client_options(tls: &Option<ClientTls>) -> ClientOptions {
     ClientOptions {
+        tls: tls.clone(),
         request_timeout_ms: 1_000,
         connect_timeout_ms: 500,
         attempts_max: 6,
@@ -187,6 +188,9 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, String> {
         )
     })?;
     let endpoints: Vec<(u64, String)> = ids.iter().map(|&id| (id, cluster.endpoint(id))).collect();
+    // The harness is the operator: its clients present the admin
+    // certificate (the membership nemesis changes membership through them).
+    let tls = cluster.client_tls()?;
     eprintln!(
         "jepsen: {} nodes on {} ({})",
         opts.nodes,
@@ -204,7 +208,7 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, String> {
     let cluster = Arc::new(Mutex::new(cluster));
     let client = Client::with_options(
         endpoints.iter().map(|(_, e)| e.clone()),
-        workload_client_options(),
+        workload_client_options(&tls),
     )
     .map_err(|e| format!("client: {e}"))?;
     client
@@ -237,7 +241,7 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, String> {
     let deadline = Instant::now() + Duration::from_millis(time_limit_ms);
     let node_clients = endpoints
         .iter()
-        .map(|(_, e)| Client::with_options([e.as_str()], workload_client_options()))
+        .map(|(_, e)| Client::with_options([e.as_str()], workload_client_options(&tls)))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("client: {e}"))?;
     let shared = Arc::new(Shared {
@@ -309,7 +313,7 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, String> {
     let mut history_file = Vec::new();
     history::write_jsonl(&mut history_file, &events).map_err(|e| format!("history: {e}"))?;
     write_file(&opts.out.join("history.jsonl"), &history_file)?;
-    let (replicas, finals, final_error) = read_final_states(&endpoints, &cfg, &ops).await;
+    let (replicas, finals, final_error) = read_final_states(&endpoints, &tls, &cfg, &ops).await;
     if let Some(e) = &final_error {
         eprintln!("jepsen: final state: {e}");
     }
@@ -469,12 +473,14 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, String> {
 
 async fn read_final_states(
     endpoints: &[(u64, String)],
+    tls: &Option<ClientTls>,
     cfg: &WorkloadConfig,
     ops: &[BookingOp],
 ) -> (Vec<ReplicaState>, Vec<NodeFinal>, Option<String>) {
     // Settle at least one expiry-sweep interval apart, so ticks are done.
     let finals = match final_state::wait_converged(
         endpoints,
+        tls,
         Duration::from_millis(500),
         Duration::from_secs(60),
     )
@@ -510,6 +516,7 @@ async fn read_final_states(
         match final_state::read_replica(
             node,
             endpoint,
+            tls,
             &seats,
             final_state::scan_bound(hold_max, unknown),
             final_state::scan_bound(booking_max, unknown),

@@ -73,6 +73,18 @@ pub async fn run_node(
             NodeError::Config(format!("node id {node_id} is not a [[node]] in the config"))
         })?
         .clone();
+    // Before anything touches storage: a node without its certificates
+    // refuses to start, naming the missing file (no silent plaintext).
+    let tls = cluster_tls::NodeTls::load(&config, node_id)
+        .map_err(|e| NodeError::Config(e.to_string()))?;
+    if tls.is_none() {
+        tracing::warn!(
+            node_id,
+            addr = %me.addr,
+            "[tls] mode = \"off\": gRPC is plaintext and unauthenticated; anyone who reaches \
+             this port can change membership or submit holds (experiments on loopback only)"
+        );
+    }
     let data_dir = config.node_data_dir(node_id);
     let raft_config = Arc::new(openraft_config(&config)?);
     let counters = Arc::new(Counters::default());
@@ -93,7 +105,7 @@ pub async fn run_node(
     // Read before openraft starts: a committed vote of this node's own
     // resumes its leadership in the same term, without a new blank entry.
     let resumed = ResumedLeadership::from_saved(node_id, &mut data.log.clone()).await?;
-    let pool = ChannelPool::default();
+    let pool = ChannelPool::new(tls.as_ref().map(|t| t.client.clone()));
     let network = NetworkFactory {
         cluster_name: config.cluster.name.clone(),
         self_id: node_id,
@@ -170,7 +182,11 @@ pub async fn run_node(
     let mut tasks: Vec<JoinHandle<()>> = Vec::new();
     {
         let mut stop = stop_rx.clone();
-        let server = crate::server::router(core.clone());
+        let server = crate::server::router(
+            core.clone(),
+            tls.map(|t| t.server),
+            cluster_tls::Authorizer::from_config(&config),
+        )?;
         tasks.push(tokio::spawn(async move {
             let signal = async move {
                 let _ = stop.changed().await;

@@ -29,7 +29,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use client::state_machine::{Command, Query, QueryResult, Reply};
-use client::{Client, ClientError, ClientOptions, Consistency, Ids};
+use client::{Client, ClientError, ClientOptions, ClientTls, Consistency, Ids, TlsIdentity};
 
 /// Talk to a booking cluster.
 #[derive(Parser, Debug)]
@@ -46,6 +46,17 @@ struct Cli {
     /// Comma-separated node addresses (host:port or http://host:port) instead of a file.
     #[arg(long, global = true, env = "BOOKCTL_ENDPOINTS", value_delimiter = ',')]
     endpoints: Vec<String>,
+    /// With --endpoints: the cluster's CA certificate (PEM), for mutual TLS
+    /// (with --cert and --key). With a config file, `[tls] ca_file` is used.
+    #[arg(long, global = true, env = "BOOKCTL_CACERT", requires_all = ["cert", "key"])]
+    cacert: Option<PathBuf>,
+    /// With --endpoints: this client's certificate (PEM); the admin
+    /// certificate for `node` and `snapshot` commands.
+    #[arg(long, global = true, env = "BOOKCTL_CERT", requires_all = ["cacert", "key"])]
+    cert: Option<PathBuf>,
+    /// With --endpoints: the private key of --cert (PEM).
+    #[arg(long, global = true, env = "BOOKCTL_KEY", requires_all = ["cacert", "cert"])]
+    key: Option<PathBuf>,
     /// Print one JSON document instead of tables.
     #[arg(long, global = true)]
     json: bool,
@@ -142,7 +153,9 @@ fn exit_code(e: &anyhow::Error) -> u8 {
     if let Some(client_error) = e.downcast_ref::<ClientError>() {
         return match client_error {
             ClientError::Refused(_) | ClientError::Rejected { .. } => 1,
-            ClientError::Unavailable { .. } | ClientError::InvalidEndpoint { .. } => 2,
+            ClientError::Unavailable { .. }
+            | ClientError::InvalidEndpoint { .. }
+            | ClientError::Tls { .. } => 2,
             ClientError::OutcomeUnknown { .. } | ClientError::Protocol { .. } => 3,
         };
     }
@@ -156,6 +169,13 @@ fn connect(cli: &Cli) -> anyhow::Result<Client> {
         ..ClientOptions::default()
     };
     if !cli.endpoints.is_empty() {
+        let tls = match (&cli.cacert, &cli.cert, &cli.key) {
+            (Some(ca), Some(cert), Some(key)) => {
+                Some(ClientTls::from_files(ca, cert, key).map_err(|e| Usage(e.to_string()))?)
+            }
+            _ => None,
+        };
+        let options = ClientOptions { tls, ..options };
         return Ok(Client::with_options(&cli.endpoints, options)?);
     }
     let path = cli
@@ -163,6 +183,10 @@ fn connect(cli: &Cli) -> anyhow::Result<Client> {
         .clone()
         .unwrap_or_else(|| PathBuf::from("cluster.toml"));
     let config = cluster_config::ClusterConfig::load(&path).map_err(|e| Usage(e.to_string()))?;
+    // bookctl is the operator's tool: it presents the admin certificate, so
+    // membership and snapshot commands work (etcdctl's habit too).
+    let tls = ClientTls::load(&config, TlsIdentity::Admin).map_err(|e| Usage(e.to_string()))?;
+    let options = ClientOptions { tls, ..options };
     Ok(Client::from_config(&config, options)?)
 }
 

@@ -204,10 +204,21 @@ async fn a_restore_refuses_what_it_cannot_do_safely() {
         restore(&new.config_path, &foreign),
         &["notes.txt", "not a booking backup"],
     );
+    // (The data directory holds the test cluster's certificates, `certs/`.)
+    let node_dirs = |root: &std::path::Path| -> Vec<String> {
+        std::fs::read_dir(root)
+            .map(|d| {
+                d.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                    .filter(|n| n.starts_with("node-"))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
     assert!(
-        !data_root.exists() || std::fs::read_dir(&data_root).unwrap().next().is_none(),
-        "a refused restore wrote into {}",
-        data_root.display()
+        node_dirs(&data_root).is_empty(),
+        "a refused restore wrote into {}: {:?}",
+        data_root.display(),
+        node_dirs(&data_root)
     );
 
     // A directory that is not empty: refused before any node is written.

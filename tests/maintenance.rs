@@ -48,7 +48,8 @@ async fn leader_transfer_moves_leadership_without_failing_writes() {
     let _serial = testkit::serial().await;
     let mut cluster = TestCluster::new(32800, 3);
     cluster.start_all();
-    let client = cluster.client();
+    // Moving leadership is administration: the admin certificate, as bookctl.
+    let client = cluster.admin_client();
     let leader = cluster.wait_leader(&client).await;
     write(&client, test_event("gig").create()).await;
     write(
@@ -170,7 +171,7 @@ async fn rolling_restart_under_gateway_load_fails_no_request() {
 
     let mut cluster = TestCluster::new(32900, 3);
     cluster.start_all();
-    let client = cluster.client();
+    let client = cluster.admin_client();
     cluster.wait_leader(&client).await;
     let http = http();
     let mut gw = cluster.start_gateway(32950);

@@ -567,6 +567,9 @@ async fn a_raft_message_for_another_group_is_refused_before_anything_changes() {
         leader_commit: Some(last),
     };
     let body = raft_node::network::encode_body(&append).unwrap();
+    // Speak as a node 2 with a certificate of the cluster's CA (the
+    // configured but never started extra node).
+    c.configure_extra_node(2);
     let request = |group_id: u64| proto::raft::RaftRequest {
         cluster_name: c.config.cluster.name.clone(),
         from_node_id: 2,

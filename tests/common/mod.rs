@@ -133,6 +133,20 @@ impl TestCluster {
         Client::from_config(self.procs.config(), options).expect("client")
     }
 
+    /// [`TestCluster::client`] with the admin certificate (membership,
+    /// leadership transfer, backups), as `bookctl` has.
+    pub fn admin_client(&self) -> Client {
+        let options = ClientOptions {
+            request_timeout_ms: 2_000,
+            retry_budget_ms: 30_000,
+            attempts_max: 40,
+            tls: client::ClientTls::load(self.procs.config(), client::TlsIdentity::Admin)
+                .expect("the test cluster's admin certificate"),
+            ..ClientOptions::default()
+        };
+        Client::from_config(self.procs.config(), options).expect("admin client")
+    }
+
     /// A client that talks to node `id` only (for per-node stale reads).
     pub fn node_client(&self, id: u64) -> Client {
         let options = ClientOptions {

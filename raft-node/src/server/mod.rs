@@ -9,6 +9,13 @@
 //! postcard is INVALID_ARGUMENT, never a panic), request size bounds, and a
 //! `tracing` span per RPC. Must not: hold state or make decisions beyond
 //! "is this request well formed and meant for this node".
+//!
+//! Layout: this file has the router and the client service; `raft.rs` the
+//! peer service (envelope, group and admission checks).
+
+mod raft;
+
+use raft::RaftService;
 
 use std::collections::BTreeSet;
 use std::pin::Pin;
@@ -17,12 +24,10 @@ use std::sync::Arc;
 use cluster_tls::{Authorizer, Role};
 use futures::{Stream, StreamExt};
 use openraft::error::{ChangeMembershipError, ClientWriteError, RaftError};
-use openraft::raft::InstallSnapshotRequest;
 use openraft::{BasicNode, ChangeMembers};
 use proto::booking as pb;
 use proto::booking::booking_server::{Booking, BookingServer};
-use proto::raft as pr;
-use proto::raft::raft_server::{Raft as RaftRpc, RaftServer};
+use proto::raft::raft_server::RaftServer;
 use state_machine::{Command, Query, Request as SmRequest};
 use tonic::transport::ServerTlsConfig;
 use tonic::{Request, Response, Status};
@@ -30,10 +35,8 @@ use tracing::Instrument;
 
 use crate::error::NodeError;
 use crate::metrics::Counters;
-use crate::network::{decode_body, encode_reply, ChunkHeader};
 use crate::node::{fatal_to_error, role_name, NodeCore};
-use crate::store::GroupId;
-use crate::types::{NodeId, TypeConfig};
+use crate::types::NodeId;
 use crate::watch::{ResyncReason, SubscribeRefused};
 
 /// Builds the tonic router with both services and the raised message limits,
@@ -656,156 +659,5 @@ impl Booking for BookingService {
             term: m.current_term,
             last_log_index: m.last_log_index.unwrap_or(0),
         }))
-    }
-}
-
-/// The peer-to-peer Raft service: every RPC needs a node certificate.
-pub struct RaftService {
-    core: Arc<NodeCore>,
-    auth: Authorizer,
-}
-
-impl RaftService {
-    /// Refuses, before anything is decoded or applied, a message for another
-    /// cluster, another node id or another Raft group. A node runs only
-    /// [`GroupId::SOLE`] until events are sharded; a message for any other
-    /// group can only come from a newer or miswired sender, and handing it to
-    /// this group's Raft would mix two logs.
-    fn check_envelope(
-        &self,
-        cluster_name: &str,
-        to_node_id: u64,
-        group_id: u64,
-    ) -> Result<(), Status> {
-        if cluster_name != self.core.cluster_name || to_node_id != self.core.id {
-            return Err(Status::failed_precondition(format!(
-                "this is cluster {:?} node {}, not cluster {cluster_name:?} node {to_node_id}",
-                self.core.cluster_name, self.core.id
-            )));
-        }
-        if GroupId(group_id) != GroupId::SOLE {
-            return Err(Status::failed_precondition(format!(
-                "cluster {:?} node {} runs only Raft group {}, not group {group_id}; \
-                 the message was not applied",
-                self.core.cluster_name,
-                self.core.id,
-                GroupId::SOLE.0
-            )));
-        }
-        Ok(())
-    }
-
-    /// A data directory that is not admitted (new, or an emptied disk under
-    /// an old id) answers no vote, append or snapshot: to the sender it is
-    /// unreachable, so it neither votes nor counts toward a quorum.
-    fn check_admitted(&self) -> Result<(), Status> {
-        if self.core.admission.is_admitted() {
-            return Ok(());
-        }
-        tracing::debug!(node_id = self.core.id, "refusing a Raft RPC: not admitted");
-        Err(self.core.admission.refusal(self.core.id))
-    }
-}
-
-fn reply(body: Result<Vec<u8>, String>) -> Result<Response<pr::RaftReply>, Status> {
-    body.map(|b| Response::new(pr::RaftReply { body: b.into() }))
-        .map_err(Status::internal)
-}
-
-#[tonic::async_trait]
-impl RaftRpc for RaftService {
-    async fn append_entries(
-        &self,
-        request: Request<pr::RaftRequest>,
-    ) -> Result<Response<pr::RaftReply>, Status> {
-        self.auth.check(&request, Role::Node)?;
-        let r = request.into_inner();
-        self.check_envelope(&r.cluster_name, r.to_node_id, r.group_id)?;
-        self.check_admitted()?;
-        let req: openraft::raft::AppendEntriesRequest<TypeConfig> = decode_body(&r.body)
-            .map_err(|e| Status::invalid_argument(format!("append_entries body: {e}")))?;
-        let span = tracing::debug_span!(
-            "append_entries",
-            node_id = self.core.id,
-            from = r.from_node_id,
-            entries = req.entries.len()
-        );
-        let res = self.core.raft.append_entries(req).instrument(span).await;
-        reply(encode_reply(res))
-    }
-
-    async fn vote(
-        &self,
-        request: Request<pr::RaftRequest>,
-    ) -> Result<Response<pr::RaftReply>, Status> {
-        self.auth.check(&request, Role::Node)?;
-        let r = request.into_inner();
-        self.check_envelope(&r.cluster_name, r.to_node_id, r.group_id)?;
-        self.check_admitted()?;
-        let req: openraft::raft::VoteRequest<NodeId> = decode_body(&r.body)
-            .map_err(|e| Status::invalid_argument(format!("vote body: {e}")))?;
-        let span = tracing::info_span!("vote", node_id = self.core.id, from = r.from_node_id);
-        let res = self.core.raft.vote(req).instrument(span).await;
-        reply(encode_reply(res))
-    }
-
-    async fn install_snapshot(
-        &self,
-        request: Request<pr::SnapshotChunk>,
-    ) -> Result<Response<pr::RaftReply>, Status> {
-        self.auth.check(&request, Role::Node)?;
-        let r = request.into_inner();
-        self.check_envelope(&r.cluster_name, r.to_node_id, r.group_id)?;
-        self.check_admitted()?;
-        let (vote, meta, offset, done): ChunkHeader = decode_body(&r.header)
-            .map_err(|e| Status::invalid_argument(format!("snapshot chunk header: {e}")))?;
-        let span = tracing::info_span!(
-            "install_snapshot",
-            node_id = self.core.id,
-            from = r.from_node_id,
-            offset,
-            done,
-            bytes = r.data.len()
-        );
-        let req = InstallSnapshotRequest::<TypeConfig> {
-            vote,
-            meta,
-            offset,
-            data: r.data.to_vec(),
-            done,
-        };
-        let res = self.core.raft.install_snapshot(req).instrument(span).await;
-        reply(encode_reply(res))
-    }
-
-    async fn clock(
-        &self,
-        request: Request<pr::ClockRequest>,
-    ) -> Result<Response<pr::ClockReply>, Status> {
-        let r = request.into_inner();
-        // A node has one wall clock whatever groups it runs: the sample is
-        // not a group's message, so it is checked as the sole group's.
-        self.check_envelope(&r.cluster_name, r.to_node_id, GroupId::SOLE.0)?;
-        Ok(Response::new(pr::ClockReply {
-            wall_ms: self.core.clock.now_ms(),
-        }))
-    }
-
-    async fn read_index(
-        &self,
-        request: Request<pr::ReadIndexRequest>,
-    ) -> Result<Response<pr::ReadIndexReply>, Status> {
-        self.auth.check(&request, Role::Node)?;
-        let r = request.into_inner();
-        self.check_envelope(&r.cluster_name, r.to_node_id, r.group_id)?;
-        let span =
-            tracing::debug_span!("read_index", node_id = self.core.id, from = r.from_node_id);
-        async move {
-            self.core.ensure_leader()?;
-            let read_index = self.core.read_index_coalesced().await?;
-            Ok(Response::new(pr::ReadIndexReply { read_index }))
-        }
-        .instrument(span)
-        .await
     }
 }

@@ -39,6 +39,18 @@ async fn wait_until<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
     }
 }
 
+/// Waits (bounded) until the sender has acknowledged the whole outbox.
+async fn wait_outbox_acked(gw: &Gw) {
+    let deadline = Instant::now() + WAIT;
+    while outbox_len(gw).await > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the outbox was never acknowledged"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 async fn outbox_len(gw: &Gw) -> usize {
     let answer = gw
         .fake()
@@ -137,14 +149,7 @@ async fn webhook_notifications_are_signed_retried_and_acked() {
         (ok.len() >= 2).then_some(ok)
     })
     .await;
-    let deadline = Instant::now() + WAIT;
-    while outbox_len(&gw).await > 0 {
-        assert!(
-            Instant::now() < deadline,
-            "the outbox was never acknowledged"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_outbox_acked(&gw).await;
     let all = seen.lock().unwrap().clone();
     assert!(all.len() >= 2 + REFUSE_FIRST, "{all:?}");
     // The refused message was sent again under the same id.
@@ -261,14 +266,7 @@ async fn smtp_notifications_reach_a_real_smtp_server() {
         (files.len() >= 2).then_some(files)
     })
     .await;
-    let deadline = Instant::now() + WAIT;
-    while outbox_len(&gw).await > 0 {
-        assert!(
-            Instant::now() < deadline,
-            "the outbox was never acknowledged"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_outbox_acked(&gw).await;
     for booking in &bookings {
         let mail = mails
             .iter()

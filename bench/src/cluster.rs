@@ -44,6 +44,10 @@ pub struct LocalCluster {
     /// The gateway's base URL, `http://127.0.0.1:port`.
     pub gateway_url: String,
     pub admin_token: String,
+    /// The nodes' `[raft] election_timeout_ms` range.
+    pub election_timeout_ms: [u64; 2],
+    /// The nodes' `[raft] snapshot_every_entries`.
+    pub snapshot_every_entries: u64,
 }
 
 /// The default `booking` binary: `<repo>/target/release/booking`.
@@ -71,6 +75,19 @@ impl LocalCluster {
         tls_on: bool,
         node_env: Vec<(String, String)>,
     ) -> anyhow::Result<LocalCluster> {
+        LocalCluster::start_configured(booking_bin, with_gateway, tls_on, node_env, |_| ()).await
+    }
+
+    /// [`LocalCluster::start_with_env`] with `configure` applied to the
+    /// cluster file before it is written (`bench flash-sale
+    /// --snapshot-every` sets the snapshot policy here).
+    pub async fn start_configured(
+        booking_bin: &Path,
+        with_gateway: bool,
+        tls_on: bool,
+        node_env: Vec<(String, String)>,
+        configure: impl FnOnce(&mut ConfigFile),
+    ) -> anyhow::Result<LocalCluster> {
         let dir = tempfile::Builder::new()
             .prefix("bench-cluster-")
             .tempdir()?;
@@ -84,6 +101,9 @@ impl LocalCluster {
         if !tls_on {
             file.tls.mode = cluster_config::TlsMode::Off;
         }
+        configure(&mut file);
+        let election_timeout_ms = file.raft.election_timeout_ms;
+        let snapshot_every_entries = file.raft.snapshot_every_entries;
         let launch = Launch {
             env: node_env,
             ..Launch::logging("warn")
@@ -114,6 +134,8 @@ impl LocalCluster {
             client_tls,
             nodes,
             _dir: dir,
+            election_timeout_ms,
+            snapshot_every_entries,
         };
         if with_gateway {
             let mut gateway = cluster

@@ -34,6 +34,7 @@ use state_machine::{Query, QueryResult};
 use tokio::sync::Semaphore;
 
 use crate::http::{self, FanPool, HoldAnswer};
+use crate::node_metrics::{gauge_max, node_counters, NodeCounters};
 use crate::stats::{Latencies, Timeline};
 
 /// Longest run the timeline covers, in seconds (later samples share the last bucket).
@@ -165,6 +166,20 @@ pub struct FlashReport {
     pub echo_requests_per_s: Option<f64>,
     pub fraction_of_echo: Option<f64>,
     pub png: Option<String>,
+    /// The longest time one apply batch waited for a node's state lock
+    /// (`booking_apply_pause_max_ms`, the largest over the nodes) and that
+    /// node's id (1-based, endpoint order).
+    pub apply_pause_max_ms: Option<u64>,
+    pub apply_pause_node: Option<u64>,
+    /// The longest a snapshot build held a node's state lock
+    /// (`booking_snapshot_lock_held_max_ms`, largest over the nodes).
+    pub snapshot_lock_held_max_ms: Option<u64>,
+    /// Snapshots the nodes built during the sale (summed).
+    pub snapshots_built: Option<u64>,
+    /// The cluster's snapshot policy (`raft.snapshot_every_entries`) and
+    /// election timeout range, when the bench started the cluster.
+    pub snapshot_every_entries: Option<u64>,
+    pub election_timeout_ms: Option<[u64; 2]>,
 }
 
 async fn fan(shared: Arc<Shared>, i: u64, scheduled: Duration) {
@@ -247,43 +262,6 @@ async fn fan(shared: Arc<Shared>, i: u64, scheduled: Duration) {
             }
         }
     }
-}
-
-/// The node counters the report needs, summed over the nodes.
-#[derive(Clone, Copy)]
-struct NodeCounters {
-    commands_proposed: u64,
-    answered_without_log_write: u64,
-}
-
-async fn node_counters(metrics_urls: &[String]) -> Option<NodeCounters> {
-    Some(NodeCounters {
-        commands_proposed: counter_sum(metrics_urls, "booking_commands_proposed_total").await?,
-        // A node without the fast path has no such series: count 0.
-        answered_without_log_write: counter_sum(
-            metrics_urls,
-            "booking_answered_without_log_write_total",
-        )
-        .await
-        .unwrap_or(0),
-    })
-}
-
-/// Sum of one counter over the nodes' metrics endpoints.
-async fn counter_sum(metrics_urls: &[String], name: &str) -> Option<u64> {
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .ok()?;
-    let mut total = 0;
-    for url in metrics_urls {
-        let text = http.get(url).send().await.ok()?.text().await.ok()?;
-        let line = text
-            .lines()
-            .find(|l| l.starts_with(name) && l[name.len()..].starts_with('{'))?;
-        total += line.rsplit(' ').next()?.parse::<u64>().ok()?;
-    }
-    Some(total)
 }
 
 /// Per replica (in endpoint order): seats booked and held, read stale from
@@ -497,6 +475,7 @@ pub async fn run(
             answered_without_log_write: b
                 .answered_without_log_write
                 .saturating_sub(a.answered_without_log_write),
+            snapshots_built: b.snapshots_built.saturating_sub(a.snapshots_built),
         }),
         _ => None,
     };
@@ -513,6 +492,8 @@ pub async fn run(
         ),
         None => "not measured (no node metrics)".to_string(),
     };
+    let apply_pause = gauge_max(metrics_urls, "booking_apply_pause_max_ms").await;
+    let snapshot_held = gauge_max(metrics_urls, "booking_snapshot_lock_held_max_ms").await;
     let report = FlashReport {
         gateway: String::new(),
         seats: params.seats,
@@ -558,6 +539,12 @@ pub async fn run(
         echo_requests_per_s: None,
         fraction_of_echo: None,
         png: None,
+        apply_pause_max_ms: apply_pause.map(|(v, _)| v),
+        apply_pause_node: apply_pause.map(|(_, node)| node),
+        snapshot_lock_held_max_ms: snapshot_held.map(|(v, _)| v),
+        snapshots_built: delta.map(|d| d.snapshots_built),
+        snapshot_every_entries: None,
+        election_timeout_ms: None,
     };
     drop(t);
     let timeline = std::mem::replace(
@@ -613,6 +600,21 @@ pub fn print_table(r: &FlashReport) {
         "  audit                 sold {} of {} (per replica {:?}, held {:?}), replicas agree: {}, double sold: {}, bookings acknowledged: {}",
         r.sold, r.seats, r.sold_per_replica, r.held_per_replica, r.replicas_agree, r.double_sold, r.bookings_acknowledged
     );
+    if let (Some(ms), Some(node)) = (r.apply_pause_max_ms, r.apply_pause_node) {
+        println!("  longest apply pause: {ms} ms (node {node})");
+    }
+    if let Some(ms) = r.snapshot_lock_held_max_ms {
+        println!("  longest snapshot hold of the state lock: {ms} ms");
+    }
+    if let Some(n) = r.snapshots_built {
+        let every = r
+            .snapshot_every_entries
+            .map_or(String::new(), |e| format!(" (a snapshot every {e} entries)"));
+        println!("  snapshots built       {n} during the sale{every}");
+    }
+    if let Some([lo, hi]) = r.election_timeout_ms {
+        println!("  election timeout      {lo}-{hi} ms");
+    }
     if let Some(p) = &r.png {
         println!(
             "  plot                  {p} (top: answered holds/s; bottom: p50/p99 hold ms, log; x: seconds)"

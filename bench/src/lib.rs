@@ -9,7 +9,8 @@
 //! - [`cluster`]: our 3-node cluster and gateway as processes (started
 //!   through `testkit`, like every cluster of the workspace).
 //! - [`http`]: the gateway calls and the seat layout; [`stats`], [`plot`]:
-//!   histograms and the PNG. Child processes (nodes, the echo server, the
+//!   histograms and the PNG; [`node_metrics`]: the nodes' `/metrics`
+//!   series the report quotes. Child processes (nodes, the echo server, the
 //!   peers) are `testkit::process::Child`ren: they stop when dropped and
 //!   die with the bench.
 //!
@@ -24,6 +25,7 @@ pub mod cluster;
 pub mod echo;
 pub mod flash;
 pub mod http;
+pub mod node_metrics;
 pub mod peers;
 pub mod plot;
 pub mod stats;

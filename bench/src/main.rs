@@ -92,6 +92,11 @@ struct FlashArgs {
     /// Print one JSON object instead of the table.
     #[arg(long)]
     json: bool,
+    /// The started cluster's snapshot policy: a snapshot every N applied
+    /// entries (`[raft] snapshot_every_entries`; default: the config's),
+    /// to measure how snapshots stall apply. Not with --target.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    snapshot_every: Option<u64>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -219,7 +224,12 @@ async fn flash_sale(a: FlashArgs) -> anyhow::Result<ExitCode> {
     } else {
         None
     };
+    if a.target.is_some() && a.snapshot_every.is_some() {
+        anyhow::bail!("--snapshot-every sets the started cluster's policy; it cannot change a --target cluster");
+    }
     let cluster;
+    // The started cluster's snapshot policy and election timeout, for the report.
+    let mut started_config = None;
     // With --target the audit dials the given endpoints in plaintext: only
     // a cluster with `[tls] mode = "off"` answers it.
     let (url, token, endpoints, tls, metrics, kind) = match &a.target {
@@ -236,7 +246,14 @@ async fn flash_sale(a: FlashArgs) -> anyhow::Result<ExitCode> {
                 .booking_bin
                 .clone()
                 .unwrap_or_else(cluster::default_booking_bin);
-            cluster = LocalCluster::start(&bin, true, true).await?;
+            let snapshot_every = a.snapshot_every;
+            cluster = LocalCluster::start_configured(&bin, true, true, Vec::new(), |file| {
+                if let Some(n) = snapshot_every {
+                    file.raft.snapshot_every_entries = n;
+                }
+            })
+            .await?;
+            started_config = Some((cluster.snapshot_every_entries, cluster.election_timeout_ms));
             (
                 cluster.gateway_url.clone(),
                 cluster.admin_token.clone(),
@@ -250,6 +267,10 @@ async fn flash_sale(a: FlashArgs) -> anyhow::Result<ExitCode> {
     let (mut report, timeline) =
         flash::run(&url, &token, &endpoints, &tls, &metrics, params, a.json).await?;
     report.gateway = kind;
+    if let Some((every, election)) = started_config {
+        report.snapshot_every_entries = Some(every);
+        report.election_timeout_ms = Some(election);
+    }
     if let Some(e) = echo_rps {
         report.echo_requests_per_s = Some(e);
         report.fraction_of_echo = Some(report.http_requests_per_s / e.max(1e-9));

@@ -57,7 +57,27 @@ pub struct Counters {
     /// AppendEntries this node did not send, or a peer refused, as too large:
     /// each one made openraft retry with fewer entries (`network.rs`).
     pub append_entries_too_large: AtomicU64,
+    /// Apply batches that took the state lock, and the total time they
+    /// waited for it (`sm.rs`): a snapshot or a reader holding the lock
+    /// stalls apply, and this is how long.
+    pub apply_lock_waits: AtomicU64,
+    pub apply_lock_wait_us: AtomicU64,
+    /// The longest wait for the state lock of one apply batch, in µs.
+    pub apply_lock_wait_max_us: AtomicU64,
+    /// Waits per bucket (`PAUSE_BUCKETS_SECONDS`, rendered cumulative):
+    /// `booking_apply_lock_wait_seconds`.
+    pub apply_lock_wait_buckets: [AtomicU64; PAUSE_BUCKETS_SECONDS.len()],
+    /// The longest time one apply batch held the state lock, in µs.
+    pub apply_lock_held_max_us: AtomicU64,
+    /// The longest time a snapshot build held the state lock (for its copy),
+    /// in µs.
+    pub snapshot_lock_held_max_us: AtomicU64,
 }
+
+/// Upper bounds of `booking_apply_lock_wait_seconds`'s buckets (plus `+Inf`).
+pub const PAUSE_BUCKETS_SECONDS: [f64; 12] = [
+    0.0001, 0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
 
 /// Upper bounds of `booking_fsync_duration_seconds`'s buckets (plus `+Inf`).
 pub const FSYNC_BUCKETS_SECONDS: [f64; 12] = [
@@ -67,6 +87,25 @@ pub const FSYNC_BUCKETS_SECONDS: [f64; 12] = [
 impl Counters {
     pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Raises `max` to `us` if it is larger.
+    pub fn raise_max(max: &AtomicU64, us: u64) {
+        max.fetch_max(us, Ordering::Relaxed);
+    }
+
+    /// Records one apply batch: how long it waited for the state lock and
+    /// how long it held it.
+    pub fn record_apply_lock(&self, waited: Duration, held: Duration) {
+        let us = waited.as_micros() as u64;
+        Self::add(&self.apply_lock_waits, 1);
+        Self::add(&self.apply_lock_wait_us, us);
+        Self::raise_max(&self.apply_lock_wait_max_us, us);
+        Self::raise_max(&self.apply_lock_held_max_us, held.as_micros() as u64);
+        let secs = waited.as_secs_f64();
+        if let Some(i) = PAUSE_BUCKETS_SECONDS.iter().position(|&le| secs <= le) {
+            Self::add(&self.apply_lock_wait_buckets[i], 1);
+        }
     }
 
     /// Records one durability step of `elapsed`: the counters, the histogram,
@@ -210,13 +249,54 @@ pub fn render(node_id: u64, counters: &Counters, raft: &Raft, commit_index: u64)
         "counter",
         c(&counters.fsync_time_us),
     );
-    render_fsync_histogram(&mut out, node_id, counters);
+    render_histogram(
+        &mut out,
+        node_id,
+        Histogram {
+            name: "booking_fsync_duration_seconds",
+            help: "Latency of one durability step (fsyncs after a sled flush).",
+            bounds_seconds: &FSYNC_BUCKETS_SECONDS,
+            buckets: &counters.fsync_buckets,
+            count: c(&counters.fsyncs),
+            sum_us: c(&counters.fsync_time_us),
+        },
+    );
+    render_histogram(
+        &mut out,
+        node_id,
+        Histogram {
+            name: "booking_apply_lock_wait_seconds",
+            help: "How long one apply batch waited for the state lock (a snapshot or a reader holding it).",
+            bounds_seconds: &PAUSE_BUCKETS_SECONDS,
+            buckets: &counters.apply_lock_wait_buckets,
+            count: c(&counters.apply_lock_waits),
+            sum_us: c(&counters.apply_lock_wait_us),
+        },
+    );
     let mut gauge = |name: &str, help: &str, kind: &str, v: u64| {
         let _ = writeln!(
             out,
             "# HELP {name} {help}\n# TYPE {name} {kind}\n{name}{{node_id=\"{node_id}\"}} {v}"
         );
     };
+    gauge(
+        "booking_apply_pause_max_ms",
+        "Longest time one apply batch waited for the state lock since start, in ms (rounded up).",
+        "gauge",
+        c(&counters.apply_lock_wait_max_us).div_ceil(1000),
+    );
+    gauge(
+        "booking_apply_lock_held_max_ms",
+        "Longest time one apply batch held the state lock since start, in ms (rounded up).",
+        "gauge",
+        c(&counters.apply_lock_held_max_us).div_ceil(1000),
+    );
+    gauge(
+        "booking_snapshot_lock_held_max_ms",
+        "Longest time a snapshot build held the state lock since start, in ms (rounded up).",
+        "gauge",
+        c(&counters.snapshot_lock_held_max_us).div_ceil(1000),
+    );
     gauge(
         "booking_append_entries_too_large_total",
         "AppendEntries over the payload byte cap (or refused as too large), retried with fewer entries.",
@@ -306,24 +386,38 @@ pub fn render_clock(out: &mut String, node_id: u64, agreed: bool, agrees: bool, 
     );
 }
 
-/// `booking_fsync_duration_seconds`: the latency of each durability step, as a
-/// Prometheus histogram (cumulative buckets, `_sum`, `_count`).
-fn render_fsync_histogram(out: &mut String, node_id: u64, counters: &Counters) {
-    let name = "booking_fsync_duration_seconds";
-    let _ = writeln!(
-        out,
-        "# HELP {name} Latency of one durability step (fsyncs after a sled flush).\n# TYPE {name} histogram"
-    );
+/// One Prometheus histogram's series: per-bucket counts (not cumulative),
+/// the total count and the sum in µs.
+struct Histogram<'a> {
+    name: &'a str,
+    help: &'a str,
+    bounds_seconds: &'a [f64],
+    buckets: &'a [AtomicU64],
+    count: u64,
+    sum_us: u64,
+}
+
+/// Renders `h` in Prometheus text format (cumulative buckets, `_sum`,
+/// `_count`).
+fn render_histogram(out: &mut String, node_id: u64, h: Histogram<'_>) {
+    let Histogram {
+        name,
+        help,
+        bounds_seconds,
+        buckets,
+        count,
+        sum_us,
+    } = h;
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
     let mut cumulative = 0;
-    for (le, bucket) in FSYNC_BUCKETS_SECONDS.iter().zip(&counters.fsync_buckets) {
+    for (le, bucket) in bounds_seconds.iter().zip(buckets) {
         cumulative += bucket.load(Ordering::Relaxed);
         let _ = writeln!(
             out,
             "{name}_bucket{{node_id=\"{node_id}\",le=\"{le}\"}} {cumulative}"
         );
     }
-    let count = counters.fsyncs.load(Ordering::Relaxed);
-    let sum_seconds = counters.fsync_time_us.load(Ordering::Relaxed) as f64 / 1e6;
+    let sum_seconds = sum_us as f64 / 1e6;
     let _ = writeln!(
         out,
         "{name}_bucket{{node_id=\"{node_id}\",le=\"+Inf\"}} {count}\n{name}_sum{{node_id=\"{node_id}\"}} {sum_seconds}\n{name}_count{{node_id=\"{node_id}\"}} {count}"
@@ -342,7 +436,18 @@ mod tests {
         c.record_fsync(Duration::from_millis(40));
         c.record_fsync(Duration::from_secs(5));
         let mut out = String::new();
-        render_fsync_histogram(&mut out, 7, &c);
+        render_histogram(
+            &mut out,
+            7,
+            Histogram {
+                name: "booking_fsync_duration_seconds",
+                help: "",
+                bounds_seconds: &FSYNC_BUCKETS_SECONDS,
+                buckets: &c.fsync_buckets,
+                count: c.fsyncs.load(Ordering::Relaxed),
+                sum_us: c.fsync_time_us.load(Ordering::Relaxed),
+            },
+        );
         assert!(
             out.contains("booking_fsync_duration_seconds_bucket{node_id=\"7\",le=\"0.0005\"} 1\n")
         );
@@ -357,5 +462,35 @@ mod tests {
             out.contains("booking_fsync_duration_seconds_bucket{node_id=\"7\",le=\"+Inf\"} 3\n")
         );
         assert!(out.contains("booking_fsync_duration_seconds_count{node_id=\"7\"} 3"));
+    }
+
+    // Goal: an apply batch's wait for the state lock shows as the pause
+    // maximum (rounded up to ms) and lands in its histogram bucket.
+    #[test]
+    fn apply_lock_wait_is_recorded() {
+        let c = Counters::default();
+        c.record_apply_lock(Duration::from_micros(50), Duration::from_micros(10));
+        c.record_apply_lock(Duration::from_micros(30_200), Duration::from_millis(2));
+        c.record_apply_lock(Duration::from_micros(700), Duration::from_millis(1));
+        assert_eq!(c.apply_lock_wait_max_us.load(Ordering::Relaxed), 30_200);
+        assert_eq!(c.apply_lock_held_max_us.load(Ordering::Relaxed), 2_000);
+        let mut out = String::new();
+        render_histogram(
+            &mut out,
+            3,
+            Histogram {
+                name: "booking_apply_lock_wait_seconds",
+                help: "",
+                bounds_seconds: &PAUSE_BUCKETS_SECONDS,
+                buckets: &c.apply_lock_wait_buckets,
+                count: c.apply_lock_waits.load(Ordering::Relaxed),
+                sum_us: c.apply_lock_wait_us.load(Ordering::Relaxed),
+            },
+        );
+        assert!(out.contains("booking_apply_lock_wait_seconds_bucket{node_id=\"3\",le=\"0.0001\"} 1\n"));
+        assert!(out.contains("booking_apply_lock_wait_seconds_bucket{node_id=\"3\",le=\"0.001\"} 2\n"));
+        assert!(out.contains("booking_apply_lock_wait_seconds_bucket{node_id=\"3\",le=\"0.025\"} 2\n"));
+        assert!(out.contains("booking_apply_lock_wait_seconds_bucket{node_id=\"3\",le=\"0.05\"} 3\n"));
+        assert!(out.contains("booking_apply_lock_wait_seconds_count{node_id=\"3\"} 3"));
     }
 }

@@ -160,8 +160,12 @@ impl RaftStateMachine<TypeConfig> for SmStore {
         let mut responses = Vec::new();
         let mut published = Vec::new();
         let mut commands = 0u64;
+        let waited;
+        let locked_at;
         {
             let mut s = self.write();
+            locked_at = Instant::now();
+            waited = locked_at - started;
             for entry in entries {
                 let index = entry.log_id.index;
                 s.last_applied = Some(entry.log_id);
@@ -205,6 +209,7 @@ impl RaftStateMachine<TypeConfig> for SmStore {
             }
         }
         let c = &self.inner.counters;
+        c.record_apply_lock(waited, locked_at.elapsed());
         Counters::add(&c.entries_applied, responses.len() as u64);
         Counters::add(&c.commands_applied, commands);
         Counters::add(&c.apply_time_us, started.elapsed().as_micros() as u64);

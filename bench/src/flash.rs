@@ -171,9 +171,10 @@ pub struct FlashReport {
     /// node's id (1-based, endpoint order).
     pub apply_pause_max_ms: Option<u64>,
     pub apply_pause_node: Option<u64>,
-    /// The longest a snapshot build held a node's state lock
-    /// (`booking_snapshot_lock_held_max_ms`, largest over the nodes).
-    pub snapshot_lock_held_max_ms: Option<u64>,
+    /// The longest a copy of the state (for a snapshot or the state hash)
+    /// held a node's state lock (`booking_state_copy_lock_held_max_ms`,
+    /// largest over the nodes).
+    pub state_copy_lock_held_max_ms: Option<u64>,
     /// Snapshots the nodes built during the sale (summed).
     pub snapshots_built: Option<u64>,
     /// The cluster's snapshot policy (`raft.snapshot_every_entries`) and
@@ -493,7 +494,7 @@ pub async fn run(
         None => "not measured (no node metrics)".to_string(),
     };
     let apply_pause = gauge_max(metrics_urls, "booking_apply_pause_max_ms").await;
-    let snapshot_held = gauge_max(metrics_urls, "booking_snapshot_lock_held_max_ms").await;
+    let copy_held = gauge_max(metrics_urls, "booking_state_copy_lock_held_max_ms").await;
     let report = FlashReport {
         gateway: String::new(),
         seats: params.seats,
@@ -541,7 +542,7 @@ pub async fn run(
         png: None,
         apply_pause_max_ms: apply_pause.map(|(v, _)| v),
         apply_pause_node: apply_pause.map(|(_, node)| node),
-        snapshot_lock_held_max_ms: snapshot_held.map(|(v, _)| v),
+        state_copy_lock_held_max_ms: copy_held.map(|(v, _)| v),
         snapshots_built: delta.map(|d| d.snapshots_built),
         snapshot_every_entries: None,
         election_timeout_ms: None,
@@ -603,8 +604,8 @@ pub fn print_table(r: &FlashReport) {
     if let (Some(ms), Some(node)) = (r.apply_pause_max_ms, r.apply_pause_node) {
         println!("  longest apply pause: {ms} ms (node {node})");
     }
-    if let Some(ms) = r.snapshot_lock_held_max_ms {
-        println!("  longest snapshot hold of the state lock: {ms} ms");
+    if let Some(ms) = r.state_copy_lock_held_max_ms {
+        println!("  longest state copy under the lock (snapshot or hash): {ms} ms");
     }
     if let Some(n) = r.snapshots_built {
         let every = r

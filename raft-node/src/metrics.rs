@@ -69,9 +69,9 @@ pub struct Counters {
     pub apply_lock_wait_buckets: [AtomicU64; PAUSE_BUCKETS_SECONDS.len()],
     /// The longest time one apply batch held the state lock, in µs.
     pub apply_lock_held_max_us: AtomicU64,
-    /// The longest time a snapshot build held the state lock (for its copy),
-    /// in µs.
-    pub snapshot_lock_held_max_us: AtomicU64,
+    /// The longest time a copy of the state (for a snapshot or the state
+    /// hash, `sm.rs`) held the state lock, in µs.
+    pub state_copy_lock_held_max_us: AtomicU64,
 }
 
 /// Upper bounds of `booking_apply_lock_wait_seconds`'s buckets (plus `+Inf`).
@@ -292,10 +292,10 @@ pub fn render(node_id: u64, counters: &Counters, raft: &Raft, commit_index: u64)
         c(&counters.apply_lock_held_max_us).div_ceil(1000),
     );
     gauge(
-        "booking_snapshot_lock_held_max_ms",
-        "Longest time a snapshot build held the state lock since start, in ms (rounded up).",
+        "booking_state_copy_lock_held_max_ms",
+        "Longest time copying the state for a snapshot or the state hash held the state lock since start, in ms (rounded up).",
         "gauge",
-        c(&counters.snapshot_lock_held_max_us).div_ceil(1000),
+        c(&counters.state_copy_lock_held_max_us).div_ceil(1000),
     );
     gauge(
         "booking_append_entries_too_large_total",

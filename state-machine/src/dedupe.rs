@@ -236,6 +236,18 @@ impl RequestTable {
         self.entries.len()
     }
 
+    /// The saved part of the table (entries and byte ring), without the key
+    /// index: what a snapshot encodes, copied without walking a tree. Not a
+    /// table to look anything up in until [`RequestTable::rebuild`].
+    pub fn saved_copy(&self) -> RequestTable {
+        RequestTable {
+            entries: self.entries.clone(),
+            first_seq: self.first_seq,
+            bytes: self.bytes.clone(),
+            index: KeyIndex::new(),
+        }
+    }
+
     /// Recomputes the key index after restore.
     pub fn rebuild(&mut self) {
         self.index = self

@@ -53,7 +53,7 @@ pub use command::{
 pub use error::{BookingError, SnapshotError};
 pub use query::{Query, QueryResult};
 pub use settings::Settings;
-pub use snapshot::{SNAPSHOT_MAGIC, SNAPSHOT_VERSION, SNAPSHOT_VERSION_MIN};
+pub use snapshot::{SavedCopy, SNAPSHOT_MAGIC, SNAPSHOT_VERSION, SNAPSHOT_VERSION_MIN};
 pub use spec::{EventSpec, RowSpec, SectionSpec, WaitingRoomSpec};
 pub use state::BookingState;
 pub use view::*;

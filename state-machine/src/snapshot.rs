@@ -29,6 +29,10 @@
 //! functions that return the default without consuming any input when the
 //! snapshot is older. postcard encodes fields by position without names or
 //! lengths, so "not consuming" is exactly "the field was not there".
+//! [`SavedCopy`] is a copy of the saved fields only (no derived indexes, no
+//! dedupe key index), taken under the node's state lock so the encoding and
+//! hashing can run after the lock is released, on another thread; its bytes
+//! and hash are the state's own (the skipped fields are never encoded).
 //! `state_hash()` is blake3 of the payload alone, so two replicas that applied
 //! the same log have equal hashes. Restore verifies magic, version, length and
 //! checksum, decodes, rebuilds the derived indexes and then checks every
@@ -84,7 +88,57 @@ where
     T::deserialize(d)
 }
 
+/// A copy of a state's saved fields, for encoding a snapshot or hashing
+/// away from the state (see the module doc). It cannot apply or answer
+/// anything: it has only [`SavedCopy::snapshot`] and [`SavedCopy::state_hash`].
+#[derive(Clone, Debug)]
+pub struct SavedCopy(BookingState);
+
+impl SavedCopy {
+    /// The same bytes as [`BookingState::snapshot`] of the copied state.
+    pub fn snapshot(&self) -> Vec<u8> {
+        self.0.snapshot()
+    }
+
+    /// The same hash as [`BookingState::state_hash`] of the copied state.
+    pub fn state_hash(&self) -> [u8; 32] {
+        self.0.state_hash()
+    }
+
+    /// Both, encoding the state once: the snapshot bytes and the state hash.
+    pub fn snapshot_and_hash(&self) -> (Vec<u8>, [u8; 32]) {
+        let bytes = self.0.snapshot();
+        let hash = *blake3::hash(&bytes[HEADER_LEN..bytes.len() - CHECKSUM_LEN]).as_bytes();
+        (bytes, hash)
+    }
+}
+
 impl BookingState {
+    /// Copies the saved fields (everything a snapshot encodes), leaving the
+    /// derived indexes out: cheaper than `clone`, which also copies them.
+    pub fn saved_copy(&self) -> SavedCopy {
+        SavedCopy(BookingState {
+            settings: self.settings.clone(),
+            applied_index: self.applied_index,
+            clock_ms: self.clock_ms,
+            events: self.events.clone(),
+            event_by_id: self.event_by_id.clone(),
+            holds: self.holds.clone(),
+            bookings: self.bookings.clone(),
+            tickets: self.tickets.clone(),
+            next_hold_id: self.next_hold_id,
+            next_booking_id: self.next_booking_id,
+            next_ticket_id: self.next_ticket_id,
+            next_outbox_id: self.next_outbox_id,
+            dedupe: self.dedupe.saved_copy(),
+            webhooks: self.webhooks.clone(),
+            outbox: self.outbox.clone(),
+            outbox_dropped: self.outbox_dropped,
+            forget: self.forget.clone(),
+            derived: Default::default(),
+        })
+    }
+
     /// The canonical encoding of the replicated state.
     fn payload(&self) -> Vec<u8> {
         postcard::to_stdvec(self).expect("encoding in-memory state to postcard cannot fail")

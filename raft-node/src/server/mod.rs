@@ -56,7 +56,6 @@ pub fn router(
         .add_service(
             BookingServer::new(BookingService {
                 core: core.clone(),
-                state_hash: Arc::default(),
                 auth: auth.clone(),
             })
             .max_decoding_message_size(proto::MAX_MESSAGE_BYTES)
@@ -113,47 +112,22 @@ fn members_of(core: &NodeCore) -> Vec<pb::Member> {
 /// The client API.
 pub struct BookingService {
     core: Arc<NodeCore>,
-    /// The state hash at one applied index (`Status`): computing it
-    /// serialises the whole state under the state lock, and `/readyz`,
-    /// `/v1/cluster` and `bookctl status` call `Status` often, so it is
-    /// computed once per applied index, on a blocking thread.
-    state_hash: Arc<std::sync::Mutex<Option<HashAt>>>,
     /// Who may call what (admin RPCs need the admin role).
     auth: Authorizer,
 }
 
-/// A state hash and the applied index it was computed at.
-type HashAt = (u64, Vec<u8>);
-
 impl BookingService {
-    /// The applied index and the state hash at it, from the cache when
-    /// nothing was applied since it was computed.
+    /// The applied index and the state hash at it (`Status`): cached per
+    /// applied index and hashed off the state lock by the store, since
+    /// `/readyz`, `/v1/cluster` and `bookctl status` call `Status` often.
     async fn applied_and_hash(&self) -> Result<(u64, Vec<u8>), Status> {
-        let applied = self
+        let (index, hash) = self
             .core
             .sm
-            .read()
-            .last_applied
-            .map(|l| l.index)
-            .unwrap_or(0);
-        if let Some((index, hash)) = self.state_hash.lock().expect("hash cache").as_ref() {
-            if *index == applied {
-                return Ok((applied, hash.clone()));
-            }
-        }
-        let core = self.core.clone();
-        let computed = tokio::task::spawn_blocking(move || {
-            // Index and hash under one read lock, so they always match.
-            let s = core.sm.read();
-            (
-                s.last_applied.map(|l| l.index).unwrap_or(0),
-                s.booking.state_hash().to_vec(),
-            )
-        })
-        .await
-        .map_err(|e| NodeError::Internal(format!("hashing the state: {e}")).to_status())?;
-        *self.state_hash.lock().expect("hash cache") = Some(computed.clone());
-        Ok(computed)
+            .applied_and_hash()
+            .await
+            .map_err(|e| e.to_status())?;
+        Ok((index, hash.to_vec()))
     }
 }
 

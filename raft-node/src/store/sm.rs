@@ -4,8 +4,16 @@
 //! Owns: [`SmStore`] (openraft's `RaftStateMachine`), the one lock over
 //! [`SmState`] (a reader sees the booking state and its applied id together),
 //! publishing each entry's seat changes to the watch hub, restoring the
-//! newest snapshot at start and installing one sent by the leader. The
+//! newest snapshot at start and installing one sent by the leader, and the
+//! state hash cached per applied index ([`SmStore::applied_and_hash`]). The
 //! durable snapshot record itself is `snapshot.rs`.
+//!
+//! Off the apply path: apply takes the lock for writing, so nothing slow may
+//! hold it. A snapshot or a state hash copies the saved fields under the
+//! read lock ([`SmStore::saved_copy`], tens of ms on a big state) and
+//! encodes or hashes the copy on a blocking thread after the lock is
+//! released; a received snapshot is decoded, and a replaced state dropped,
+//! outside the lock too.
 //!
 //! Must not: decide anything about bookings (`BookingState::apply` does), read
 //! a clock or hold the lock across an `.await`. The one exception is the
@@ -20,7 +28,7 @@ use std::time::Instant;
 
 use openraft::storage::RaftStateMachine;
 use openraft::{EntryPayload, OptionalSend, Snapshot};
-use state_machine::BookingState;
+use state_machine::{BookingState, SavedCopy};
 
 use super::group::GroupId;
 use super::snapshot::{Persisted, SnapshotFiles, SnapshotRecord};
@@ -58,6 +66,20 @@ pub(super) struct SmInner {
     pub(super) snapshot_seq: AtomicU64,
     hub: Arc<WatchHub>,
     pub(super) counters: Arc<Counters>,
+    /// The state hash at one applied index. An async mutex so concurrent
+    /// callers (every `Status`: `/readyz`, `/v1/cluster`, `bookctl status`)
+    /// wait for one hashing instead of each copying the state.
+    hash: tokio::sync::Mutex<Option<HashAt>>,
+}
+
+/// A state hash and the applied index it was computed at.
+pub type HashAt = (u64, [u8; 32]);
+
+/// What a copy of the state was taken at ([`SmStore::saved_copy`]).
+pub(super) struct CopyAt {
+    pub(super) copy: SavedCopy,
+    pub(super) last_applied: Option<LogId>,
+    pub(super) last_membership: StoredMembership,
 }
 
 impl SmStore {
@@ -105,6 +127,7 @@ impl SmStore {
                 snapshot_seq: AtomicU64::new(0),
                 hub,
                 counters,
+                hash: tokio::sync::Mutex::new(None),
             }),
         })
     }
@@ -130,6 +153,55 @@ impl SmStore {
             .parent()
             .and_then(crate::node::fault_offset_file);
         crate::node::StampClock::new(offset_file).now_ms()
+    }
+
+    /// A copy of the saved state and the log id it is at, taken under the
+    /// read lock (how long is `booking_state_copy_lock_held_max_ms`); encode
+    /// or hash it after, off the lock.
+    pub(super) fn saved_copy(&self) -> CopyAt {
+        let s = self.read();
+        let started = Instant::now();
+        let copy = CopyAt {
+            copy: s.booking.saved_copy(),
+            last_applied: s.last_applied,
+            last_membership: s.last_membership.clone(),
+        };
+        drop(s);
+        Counters::raise_max(
+            &self.inner.counters.state_copy_lock_held_max_us,
+            started.elapsed().as_micros() as u64,
+        );
+        copy
+    }
+
+    /// The applied index and the state hash at it: from the cache when
+    /// nothing was applied since it was computed, otherwise hashed from a
+    /// copy on a blocking thread (the state lock is held only for the copy).
+    pub async fn applied_and_hash(&self) -> Result<HashAt, NodeError> {
+        let mut cache = self.inner.hash.lock().await;
+        let applied = self.read().last_applied.map(|l| l.index).unwrap_or(0);
+        if let Some(at) = *cache {
+            if at.0 == applied {
+                return Ok(at);
+            }
+        }
+        let at = self.saved_copy();
+        let index = at.last_applied.map(|l| l.index).unwrap_or(0);
+        let hash = tokio::task::spawn_blocking(move || at.copy.state_hash())
+            .await
+            .map_err(|e| NodeError::Internal(format!("hashing the state: {e}")))?;
+        *cache = Some((index, hash));
+        Ok((index, hash))
+    }
+
+    /// Offers a hash computed elsewhere (a snapshot build) to the cache; kept
+    /// when newer than what is cached and no one is hashing right now.
+    pub(super) fn offer_hash(&self, at: HashAt) {
+        if let Ok(mut cache) = self.inner.hash.try_lock() {
+            if cache.is_none_or(|c| c.0 < at.0) {
+                *cache = Some(at);
+            }
+        }
     }
 
     /// The last log id of the newest durable snapshot.
@@ -234,8 +306,15 @@ impl RaftStateMachine<TypeConfig> for SmStore {
     ) -> Result<(), StorageError> {
         let data = snapshot.into_inner();
         // Verify before anything is replaced: a damaged transfer must not
-        // become this node's state.
-        let booking = BookingState::restore(&data).map_err(|e| {
+        // become this node's state. Decoding a big snapshot takes a while:
+        // on a blocking thread, so it stalls no runtime worker.
+        let (data, restored) = tokio::task::spawn_blocking(move || {
+            let restored = BookingState::restore(&data);
+            (data, restored)
+        })
+        .await
+        .map_err(|e| sto_read_err(format!("restoring a received snapshot: {e}")))?;
+        let booking = restored.map_err(|e| {
             sto_read_err(format!(
                 "snapshot {} received from the leader does not restore: {e}",
                 meta.snapshot_id
@@ -258,12 +337,15 @@ impl RaftStateMachine<TypeConfig> for SmStore {
         {
             tracing::warn!(snapshot = %meta.snapshot_id, "installed snapshot is not newer than the durable one; kept the durable one");
         }
-        {
+        let replaced = {
             let mut s = self.write();
-            s.booking = booking;
             s.last_applied = meta.last_log_id;
             s.last_membership = meta.last_membership.clone();
-        }
+            std::mem::replace(&mut s.booking, booking)
+        };
+        // Freeing a big state takes time too: not under the lock, not on a
+        // runtime worker.
+        tokio::task::spawn_blocking(move || drop(replaced));
         Counters::add(&self.inner.counters.snapshots_installed, 1);
         self.inner.hub.reset(
             meta.last_log_id.map(|l| l.index).unwrap_or(0),

@@ -258,26 +258,28 @@ impl SnapshotFiles {
 
 impl RaftSnapshotBuilder<TypeConfig> for SmStore {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
-        let record = {
-            let s = self.read();
-            let seq = self.inner.snapshot_seq.fetch_add(1, Ordering::Relaxed);
-            let snapshot_id = match s.last_applied {
-                Some(l) => format!(
-                    "{}-{}-{}-{seq}",
-                    l.leader_id.term, l.leader_id.node_id, l.index
-                ),
-                None => format!("none-{seq}"),
-            };
-            let meta = SnapshotMeta {
-                last_log_id: s.last_applied,
-                last_membership: s.last_membership.clone(),
-                snapshot_id,
-            };
-            SnapshotRecord {
-                meta,
-                data: s.booking.snapshot(),
-            }
+        // Copy under the state lock (cheap: no encoding), encode off it on a
+        // blocking thread, so apply never waits for the encoding (`sm.rs`).
+        let at = self.saved_copy();
+        let seq = self.inner.snapshot_seq.fetch_add(1, Ordering::Relaxed);
+        let snapshot_id = match at.last_applied {
+            Some(l) => format!(
+                "{}-{}-{}-{seq}",
+                l.leader_id.term, l.leader_id.node_id, l.index
+            ),
+            None => format!("none-{seq}"),
         };
+        let meta = SnapshotMeta {
+            last_log_id: at.last_applied,
+            last_membership: at.last_membership,
+            snapshot_id,
+        };
+        let copy = at.copy;
+        let (data, hash) = tokio::task::spawn_blocking(move || copy.snapshot_and_hash())
+            .await
+            .map_err(|e| sto_err(format!("encoding the snapshot: {e}")))?;
+        self.offer_hash((meta.last_log_id.map(|l| l.index).unwrap_or(0), hash));
+        let record = SnapshotRecord { meta, data };
         let files = &self.inner.snapshots;
         match files.persist(&record).await.map_err(sto_err)? {
             Persisted::Written => {

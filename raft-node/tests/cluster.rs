@@ -169,6 +169,19 @@ async fn three_nodes_elect_and_a_hold_written_via_a_follower_reads_back_lineariz
             text.contains("booking_append_entries_too_large_total"),
             "node {id}"
         );
+        // Every apply batch's wait for the state lock is measured: the
+        // histogram counted this node's applies, and the maximum is there.
+        assert!(
+            text.contains("# TYPE booking_apply_lock_wait_seconds histogram")
+                && !text.contains(&format!(
+                    "booking_apply_lock_wait_seconds_count{{node_id=\"{id}\"}} 0\n"
+                ))
+                && text.contains(&format!("booking_apply_pause_max_ms{{node_id=\"{id}\"}} "))
+                && text.contains(&format!(
+                    "booking_state_copy_lock_held_max_ms{{node_id=\"{id}\"}} "
+                )),
+            "node {id}: {text}"
+        );
     }
     c.stop_all().await;
 }

@@ -37,6 +37,36 @@ fn same_log_same_bytes_and_hash() {
 }
 
 #[test]
+fn a_saved_copy_encodes_and_hashes_as_its_state() {
+    // Goal: the copy a node encodes off its state lock gives the state's own
+    // snapshot bytes and hash at every point of a log, and keeps them while
+    // the state goes on applying (a copy, not a view).
+    let batches = random_batches(11, 400);
+    let mut state = BookingState::new();
+    let mut copies = Vec::new();
+    for (i, b) in batches.iter().enumerate() {
+        apply_checked(&mut state, i as u64 + 1, b);
+        if i % 40 == 0 || i + 1 == batches.len() {
+            let copy = state.saved_copy();
+            let (bytes, hash) = copy.snapshot_and_hash();
+            assert_eq!(bytes, state.snapshot(), "bytes after entry {}", i + 1);
+            assert_eq!(hash, state.state_hash(), "hash after entry {}", i + 1);
+            assert_eq!(copy.state_hash(), hash);
+            assert_eq!(copy.snapshot(), bytes);
+            copies.push((copy, bytes, hash));
+        }
+    }
+    assert!(copies.len() > 2);
+    for (copy, bytes, hash) in &copies {
+        assert_eq!(&copy.snapshot(), bytes, "a copy does not follow later applies");
+        assert_eq!(&copy.state_hash(), hash);
+        let restored = BookingState::restore(bytes).expect("a copy's snapshot restores");
+        assert_eq!(&restored.state_hash(), hash);
+    }
+    assert_ne!(copies[0].2, copies[copies.len() - 1].2);
+}
+
+#[test]
 fn restore_then_continue_equals_never_snapshotting() {
     // Goal: snapshot → restore at several points gives the same later outcomes and final hash.
     let batches = random_batches(7, 500);

@@ -34,7 +34,7 @@ use state_machine::{Query, QueryResult};
 use tokio::sync::Semaphore;
 
 use crate::http::{self, FanPool, HoldAnswer};
-use crate::node_metrics::{gauge_max, node_counters, NodeCounters};
+use crate::node_metrics::{gauge_max, gauge_of, node_counters, NodeCounters};
 use crate::stats::{Latencies, Timeline};
 
 /// Longest run the timeline covers, in seconds (later samples share the last bucket).
@@ -175,6 +175,9 @@ pub struct FlashReport {
     /// held a node's state lock (`booking_state_copy_lock_held_max_ms`,
     /// largest over the nodes).
     pub state_copy_lock_held_max_ms: Option<u64>,
+    /// The CPU time of that longest copy (`booking_state_copy_cpu_of_max_ms`
+    /// of the same node); the rest was waiting for a core.
+    pub state_copy_cpu_ms: Option<u64>,
     /// Snapshots the nodes built during the sale (summed).
     pub snapshots_built: Option<u64>,
     /// The cluster's snapshot policy (`raft.snapshot_every_entries`) and
@@ -495,6 +498,10 @@ pub async fn run(
     };
     let apply_pause = gauge_max(metrics_urls, "booking_apply_pause_max_ms").await;
     let copy_held = gauge_max(metrics_urls, "booking_state_copy_lock_held_max_ms").await;
+    let copy_cpu = match copy_held {
+        Some((_, node)) => gauge_of(metrics_urls, "booking_state_copy_cpu_of_max_ms", node).await,
+        None => None,
+    };
     let report = FlashReport {
         gateway: String::new(),
         seats: params.seats,
@@ -543,6 +550,7 @@ pub async fn run(
         apply_pause_max_ms: apply_pause.map(|(v, _)| v),
         apply_pause_node: apply_pause.map(|(_, node)| node),
         state_copy_lock_held_max_ms: copy_held.map(|(v, _)| v),
+        state_copy_cpu_ms: copy_cpu,
         snapshots_built: delta.map(|d| d.snapshots_built),
         snapshot_every_entries: None,
         election_timeout_ms: None,
@@ -605,12 +613,15 @@ pub fn print_table(r: &FlashReport) {
         println!("  longest apply pause: {ms} ms (node {node})");
     }
     if let Some(ms) = r.state_copy_lock_held_max_ms {
-        println!("  longest state copy under the lock (snapshot or hash): {ms} ms");
+        let cpu = r
+            .state_copy_cpu_ms
+            .map_or(String::new(), |c| format!(" ({c} ms of it on a CPU)"));
+        println!("  longest state copy under the lock (snapshot or hash): {ms} ms{cpu}");
     }
     if let Some(n) = r.snapshots_built {
-        let every = r
-            .snapshot_every_entries
-            .map_or(String::new(), |e| format!(" (a snapshot every {e} entries)"));
+        let every = r.snapshot_every_entries.map_or(String::new(), |e| {
+            format!(" (a snapshot every {e} entries)")
+        });
         println!("  snapshots built       {n} during the sale{every}");
     }
     if let Some([lo, hi]) = r.election_timeout_ms {

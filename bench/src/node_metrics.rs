@@ -62,3 +62,12 @@ pub async fn gauge_max(metrics_urls: &[String], name: &str) -> Option<(u64, u64)
     let (i, v) = values.iter().enumerate().max_by_key(|(_, v)| **v)?;
     Some((*v, i as u64 + 1))
 }
+
+/// A gauge's value on one node (1-based, in `metrics_urls` order).
+pub async fn gauge_of(metrics_urls: &[String], name: &str, node: u64) -> Option<u64> {
+    let url = metrics_urls.get(usize::try_from(node).ok()?.checked_sub(1)?)?;
+    values(std::slice::from_ref(url), name)
+        .await?
+        .first()
+        .copied()
+}

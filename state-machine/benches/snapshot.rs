@@ -107,7 +107,11 @@ fn benches(c: &mut Criterion) {
         "snapshot bench state: 50 000 seats held, {REMEMBERED} remembered outcomes, snapshot {} bytes",
         bytes.len()
     );
-    assert_eq!(state.saved_copy().snapshot(), bytes, "the copy encodes as the state");
+    assert_eq!(
+        state.saved_copy().snapshot(),
+        bytes,
+        "the copy encodes as the state"
+    );
     let mut g = c.benchmark_group("snapshot_50k_seats_1m_remembered");
     g.sample_size(10);
     g.bench_function("clone_whole_state", |b| b.iter(|| state.clone()));

@@ -58,7 +58,11 @@ fn a_saved_copy_encodes_and_hashes_as_its_state() {
     }
     assert!(copies.len() > 2);
     for (copy, bytes, hash) in &copies {
-        assert_eq!(&copy.snapshot(), bytes, "a copy does not follow later applies");
+        assert_eq!(
+            &copy.snapshot(),
+            bytes,
+            "a copy does not follow later applies"
+        );
         assert_eq!(&copy.state_hash(), hash);
         let restored = BookingState::restore(bytes).expect("a copy's snapshot restores");
         assert_eq!(&restored.state_hash(), hash);

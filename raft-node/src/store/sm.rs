@@ -161,16 +161,27 @@ impl SmStore {
     pub(super) fn saved_copy(&self) -> CopyAt {
         let s = self.read();
         let started = Instant::now();
+        let cpu_started = crate::metrics::thread_cpu_time();
         let copy = CopyAt {
             copy: s.booking.saved_copy(),
             last_applied: s.last_applied,
             last_membership: s.last_membership.clone(),
         };
         drop(s);
-        Counters::raise_max(
-            &self.inner.counters.state_copy_lock_held_max_us,
-            started.elapsed().as_micros() as u64,
-        );
+        let held_us = started.elapsed().as_micros() as u64;
+        let cpu_us = crate::metrics::thread_cpu_time()
+            .saturating_sub(cpu_started)
+            .as_micros() as u64;
+        let c = &self.inner.counters;
+        // Two relaxed maxima, not one atomic pair: a racing copy may pair
+        // a held time with the other's CPU time; good enough for a gauge.
+        if c.state_copy_lock_held_max_us
+            .fetch_max(held_us, std::sync::atomic::Ordering::Relaxed)
+            < held_us
+        {
+            c.state_copy_cpu_of_max_us
+                .store(cpu_us, std::sync::atomic::Ordering::Relaxed);
+        }
         copy
     }
 

@@ -463,6 +463,12 @@ pub async fn run(
     } else {
         audit(endpoints, tls, &event_id).await.context("audit")?
     };
+    let apply_pause = gauge_max(metrics_urls, "booking_apply_pause_max_ms").await;
+    let copy_held = gauge_max(metrics_urls, "booking_state_copy_lock_held_max_ms").await;
+    let copy_cpu = match copy_held {
+        Some((_, node)) => gauge_of(metrics_urls, "booking_state_copy_cpu_of_max_ms", node).await,
+        None => None,
+    };
     let t = shared.tally.lock().unwrap_or_else(|e| e.into_inner());
     let double_sold = t.booked.values().filter(|n| **n > 1).count() as u64;
     let sold = sold_per_replica
@@ -495,12 +501,6 @@ pub async fn run(
             http_requests - hold_requests
         ),
         None => "not measured (no node metrics)".to_string(),
-    };
-    let apply_pause = gauge_max(metrics_urls, "booking_apply_pause_max_ms").await;
-    let copy_held = gauge_max(metrics_urls, "booking_state_copy_lock_held_max_ms").await;
-    let copy_cpu = match copy_held {
-        Some((_, node)) => gauge_of(metrics_urls, "booking_state_copy_cpu_of_max_ms", node).await,
-        None => None,
     };
     let report = FlashReport {
         gateway: String::new(),

@@ -29,6 +29,14 @@ pub struct ClientOptions {
     pub backoff_ms_initial: u64,
     /// Longest pause between attempts.
     pub backoff_ms_max: u64,
+    /// Most writes coalesced into one `SubmitBatch` to a node
+    /// (`client/coalesce.rs`); 1 sends every attempt as its own `Submit`.
+    /// Capped at `proto::SUBMIT_BATCH_MAX`.
+    pub write_batch_max: usize,
+    /// Most `SubmitBatch` calls in flight to one node; writes arriving
+    /// meanwhile wait (at most `write_batch_max` × this many) and leave in
+    /// the next batch, and past that bound go out as their own `Submit`.
+    pub write_batches_in_flight_max: usize,
 }
 
 impl Default for ClientOptions {
@@ -41,6 +49,8 @@ impl Default for ClientOptions {
             retry_budget_ms: state_machine::limits::CLIENT_RETRY_BUDGET_MS_MAX,
             backoff_ms_initial: 25,
             backoff_ms_max: 1_000,
+            write_batch_max: 64,
+            write_batches_in_flight_max: 4,
         }
     }
 }

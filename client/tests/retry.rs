@@ -28,6 +28,8 @@ enum Action {
     },
     /// Answers only after this long (longer than the client's timeout).
     Hang(Duration),
+    /// Waits this long (shorter than the client's timeout), then acts.
+    After(Duration, Box<Action>),
 }
 
 #[derive(Clone)]
@@ -38,6 +40,8 @@ struct FakeNode {
     seen: Arc<Mutex<Vec<(u64, u64)>>>,
     /// `first_send` of every Submit received, in order.
     first_sends: Arc<Mutex<Vec<bool>>>,
+    /// The length of every SubmitBatch received, in order.
+    batches: Arc<Mutex<Vec<usize>>>,
 }
 
 fn error_status(code: &'static str, outcome: &'static str) -> Status {
@@ -53,30 +57,31 @@ fn error_status(code: &'static str, outcome: &'static str) -> Status {
 
 type WatchStream = Pin<Box<dyn futures::Stream<Item = Result<pb::WatchMessage, Status>> + Send>>;
 
-#[tonic::async_trait]
-impl Booking for FakeNode {
-    async fn submit(
-        &self,
-        request: Request<pb::SubmitRequest>,
-    ) -> Result<Response<pb::SubmitResponse>, Status> {
-        let request = request.into_inner();
+impl FakeNode {
+    /// One request by the plan (a Submit, or one request of a SubmitBatch).
+    async fn answer(&self, request: pb::SubmitRequest) -> Result<pb::SubmitResponse, Status> {
         self.seen
             .lock()
             .unwrap()
             .push((request.client_id, request.request_id));
         self.first_sends.lock().unwrap().push(request.first_send);
-        let action = self.plan.lock().unwrap().pop_front().unwrap_or(Action::Ok);
+        let mut action = self.plan.lock().unwrap().pop_front().unwrap_or(Action::Ok);
+        if let Action::After(delay, then) = action {
+            tokio::time::sleep(delay).await;
+            action = *then;
+        }
         match action {
             Action::Ok => {
                 let outcome: Outcome = Ok(Reply::Released {
                     hold_id: request.request_id,
                 });
-                Ok(Response::new(pb::SubmitResponse {
+                Ok(pb::SubmitResponse {
                     outcome_json: serde_json::to_vec(&outcome).unwrap(),
                     log_index: 7,
                     leader_id: self.id,
                     answered_without_log_write: false,
-                }))
+                    error: None,
+                })
             }
             Action::NotLeader { leader_addr } => {
                 let mut status = Status::failed_precondition("not the leader");
@@ -96,13 +101,46 @@ impl Booking for FakeNode {
                 tokio::time::sleep(d).await;
                 Err(error_status("outcome_unknown", "unknown"))
             }
+            Action::After(..) => unreachable!("unwrapped above"),
         }
+    }
+}
+
+#[tonic::async_trait]
+impl Booking for FakeNode {
+    async fn submit(
+        &self,
+        request: Request<pb::SubmitRequest>,
+    ) -> Result<Response<pb::SubmitResponse>, Status> {
+        self.answer(request.into_inner()).await.map(Response::new)
     }
     async fn submit_batch(
         &self,
-        _: Request<pb::SubmitBatchRequest>,
+        request: Request<pb::SubmitBatchRequest>,
     ) -> Result<Response<pb::SubmitBatchResponse>, Status> {
-        Err(Status::unimplemented("fake"))
+        let requests = request.into_inner().requests;
+        self.batches.lock().unwrap().push(requests.len());
+        let mut responses = Vec::new();
+        for r in requests {
+            responses.push(match self.answer(r).await {
+                Ok(response) => response,
+                Err(status) => pb::SubmitResponse {
+                    error: Some(pb::SubmitError {
+                        grpc_code: status.code() as i32,
+                        message: status.message().to_string(),
+                        metadata: status
+                            .metadata()
+                            .clone()
+                            .into_headers()
+                            .iter()
+                            .map(|(k, v)| (k.to_string(), v.to_str().unwrap().to_string()))
+                            .collect(),
+                    }),
+                    ..Default::default()
+                },
+            });
+        }
+        Ok(Response::new(pb::SubmitBatchResponse { responses }))
     }
     async fn read(
         &self,
@@ -172,6 +210,7 @@ async fn fake_node(id: u64, plan: Vec<Action>) -> (SocketAddr, FakeNode) {
         plan: Arc::new(Mutex::new(plan.into())),
         seen: Arc::new(Mutex::new(Vec::new())),
         first_sends: Arc::new(Mutex::new(Vec::new())),
+        batches: Arc::new(Mutex::new(Vec::new())),
     };
     let incoming =
         tonic::transport::server::TcpIncoming::bind("127.0.0.1:0".parse().unwrap()).unwrap();
@@ -197,6 +236,7 @@ fn fast_options() -> ClientOptions {
         retry_budget_ms: 10_000,
         backoff_ms_initial: 5,
         backoff_ms_max: 20,
+        ..ClientOptions::default()
     }
 }
 
@@ -521,5 +561,102 @@ async fn derived_ids_are_never_marked_and_sent_unchanged() {
     assert_eq!(
         *node.seen.lock().unwrap(),
         vec![(ids.client_id, 9), (ids.client_id, 9)]
+    );
+}
+
+/// Options for the coalescing tests: one batch in flight at a time, and an
+/// attempt deadline far past the fake's deliberate delay.
+fn batching_options() -> ClientOptions {
+    ClientOptions {
+        request_timeout_ms: 10_000,
+        write_batch_max: 64,
+        write_batches_in_flight_max: 1,
+        ..fast_options()
+    }
+}
+
+/// Writes `n` commands concurrently under new ids; returns their answers.
+async fn concurrent_writes(client: &Client, n: usize) -> Vec<client::Submitted> {
+    let tasks: Vec<_> = (0..n)
+        .map(|_| {
+            let client = client.clone();
+            tokio::spawn(async move { client.submit(Ids::New, command()).await })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for task in tasks {
+        answers.push(task.await.unwrap().expect("every write succeeds"));
+    }
+    answers
+}
+
+// Goal: writes that arrive while a batch is in flight leave together in one
+// SubmitBatch, and every caller gets its own request's answer (the fake
+// answers `Released { hold_id: request_id }`), first sends still marked.
+#[tokio::test]
+async fn concurrent_writes_leave_in_batches_with_their_own_answers() {
+    // The first request the node sees is slow, so the rest queue behind the
+    // one batch slot and must leave in batches.
+    let slow_first = vec![Action::After(
+        Duration::from_millis(1_000),
+        Box::new(Action::Ok),
+    )];
+    let (addr, node) = fake_node(1, slow_first).await;
+    let client = Client::with_options([addr.to_string()], batching_options()).unwrap();
+    let answers = concurrent_writes(&client, 40).await;
+    for a in &answers {
+        assert_eq!(
+            a.outcome,
+            Ok(Reply::Released {
+                hold_id: a.ids.request_id
+            }),
+            "{a:?}"
+        );
+        assert_eq!(a.attempts, 1);
+    }
+    let batches = node.batches.lock().unwrap().clone();
+    assert!(
+        batches.iter().any(|&len| len > 1),
+        "no batch of more than one write: {batches:?}"
+    );
+    assert!(batches.iter().all(|&len| len <= 64), "{batches:?}");
+    assert_eq!(node.seen.lock().unwrap().len(), 40, "each write sent once");
+    assert!(node.first_sends.lock().unwrap().iter().all(|&f| f));
+}
+
+// Goal: a request's failure inside a batch is handled like the same failure
+// of a lone Submit: a follower's not_leader hint sends each write on to the
+// leader, where it succeeds under the same ids.
+#[tokio::test]
+async fn a_not_leader_inside_a_batch_redirects_each_write() {
+    let (leader_addr, leader) = fake_node(2, vec![]).await;
+    let not_leader = Action::NotLeader {
+        leader_addr: leader_addr.to_string(),
+    };
+    let mut plan = vec![Action::After(
+        Duration::from_millis(1_000),
+        Box::new(not_leader.clone()),
+    )];
+    plan.extend(std::iter::repeat_n(not_leader, 100));
+    let (follower_addr, follower) = fake_node(1, plan).await;
+    let client = Client::with_options([follower_addr.to_string()], batching_options()).unwrap();
+    let answers = concurrent_writes(&client, 30).await;
+    for a in &answers {
+        assert_eq!(a.leader_id, 2, "{a:?}");
+        assert!(a.attempts >= 2, "{a:?}");
+    }
+    assert!(
+        follower.batches.lock().unwrap().iter().any(|&len| len > 1),
+        "the follower saw no batch"
+    );
+    let mut sent_to_follower = follower.seen.lock().unwrap().clone();
+    let mut answered_by_leader = leader.seen.lock().unwrap().clone();
+    sent_to_follower.sort_unstable();
+    answered_by_leader.sort_unstable();
+    answered_by_leader.dedup();
+    assert_eq!(sent_to_follower.len(), 30);
+    assert_eq!(
+        sent_to_follower, answered_by_leader,
+        "every write went on to the leader under its own ids"
     );
 }

@@ -24,6 +24,11 @@ pub mod raft {
     tonic::include_proto!("booking.raft.v1");
 }
 
+/// Most requests in one `SubmitBatch`; a longer batch is refused whole with
+/// INVALID_ARGUMENT. Each request is then admitted to the leader's proposer
+/// on its own, under the proposer's own queue bound.
+pub const SUBMIT_BATCH_MAX: usize = 1_024;
+
 /// The largest gRPC message either service decodes or encodes, in bytes.
 /// Bounds memory per request; big enough for a batch of log entries and for
 /// one snapshot chunk (raft-node sends snapshots in smaller chunks).

@@ -11,6 +11,8 @@
 //! - `write.rs`: [`Client::submit`], the only write, with [`Ids`] saying who
 //!   named the request and so whether the leader may answer without a log
 //!   write;
+//! - `coalesce.rs`: concurrent write attempts to one node leave together in
+//!   one `SubmitBatch`;
 //! - `read.rs`: queries and the watch stream;
 //! - `admin.rs`: status, leader wait, membership and snapshots;
 //! - `handover.rs`: leadership transfer and the steps of a rolling restart.
@@ -19,6 +21,7 @@
 //! retry anywhere but in `retry.rs`.
 
 mod admin;
+mod coalesce;
 mod handover;
 mod read;
 mod retry;
@@ -69,6 +72,8 @@ struct Inner {
     leader: Mutex<Option<String>>,
     /// Round-robin position for calls with no leader known.
     cursor: AtomicUsize,
+    /// Per-node queues of write attempts waiting to leave in a `SubmitBatch`.
+    coalescers: coalesce::Coalescers,
 }
 
 /// Locks a mutex whose data stays consistent even if a holder panicked (each
@@ -145,6 +150,7 @@ impl Client {
                 addr_by_id: Mutex::new(HashMap::new()),
                 leader: Mutex::new(None),
                 cursor: AtomicUsize::new(0),
+                coalescers: coalesce::Coalescers::default(),
             }),
         })
     }

@@ -86,10 +86,12 @@ impl Client {
         F: FnMut(BookingClient<Channel>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
-        self.route_marked(kind, move |c, _first_send| call(c)).await
+        self.route_marked(kind, move |_endpoint, c, _first_send| call(c))
+            .await
     }
 
-    /// The retry loop. `call` also gets whether this attempt is a first send:
+    /// The retry loop. `call` gets the attempt's endpoint and node, and
+    /// whether this attempt is a first send:
     /// a first-send write none of whose earlier attempts may have been applied
     /// (redirects and "not applied" refusals leave nothing in flight).
     pub(super) async fn route_marked<T, F, Fut>(
@@ -98,7 +100,7 @@ impl Client {
         mut call: F,
     ) -> Result<Routed<T>, ClientError>
     where
-        F: FnMut(BookingClient<Channel>, bool) -> Fut,
+        F: FnMut(&str, BookingClient<Channel>, bool) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
         let options = &self.inner.options;
@@ -129,21 +131,22 @@ impl Client {
                     ..
                 }
             ) && !maybe_applied;
-            let failure = match tokio::time::timeout(timeout, call(client, first_send)).await {
-                Ok(Ok(response)) => {
-                    if kind.answered_by_leader() {
-                        *lock(&self.inner.leader) = Some(target);
+            let failure =
+                match tokio::time::timeout(timeout, call(&target, client, first_send)).await {
+                    Ok(Ok(response)) => {
+                        if kind.answered_by_leader() {
+                            *lock(&self.inner.leader) = Some(target);
+                        }
+                        return Ok(Routed {
+                            value: response.into_inner(),
+                            attempts,
+                        });
                     }
-                    return Ok(Routed {
-                        value: response.into_inner(),
-                        attempts,
-                    });
-                }
-                Ok(Err(status)) => classify(&status),
-                Err(_) => AttemptFailure::Unknown {
-                    message: format!("no answer within {} ms", timeout.as_millis()),
-                },
-            };
+                    Ok(Err(status)) => classify(&status),
+                    Err(_) => AttemptFailure::Unknown {
+                        message: format!("no answer within {} ms", timeout.as_millis()),
+                    },
+                };
             tracing::debug!(%target, attempt = attempts, ?failure, "attempt failed");
             match failure {
                 AttemptFailure::NotLeader {

@@ -143,10 +143,12 @@ impl Client {
                     request_id: ids.request_id,
                     first_send,
                 },
-                move |mut c, first_send| {
+                move |endpoint, node, first_send| {
                     let mut message = message.clone();
                     message.first_send = first_send;
-                    async move { c.submit(message).await }
+                    let endpoint = endpoint.to_string();
+                    let client = self.clone();
+                    async move { client.submit_attempt(&endpoint, node, message).await }
                 },
             )
             .await?;

@@ -90,6 +90,7 @@ fn workload_client_options(tls: &Option<ClientTls>) -> ClientOptions {
         retry_budget_ms: 4_000,
         backoff_ms_initial: 25,
         backoff_ms_max: 500,
+        ..ClientOptions::default()
     }
 }
 

@@ -176,9 +176,56 @@ impl BookingService {
                     log_index,
                     leader_id: self.core.id,
                     answered_without_log_write: false,
+                    error: None,
                 })
             })
             .collect()
+    }
+
+    /// One request's answer in a SubmitBatch (an outcome that does not
+    /// encode becomes that request's `internal` error).
+    fn response(
+        &self,
+        outcome: state_machine::Outcome,
+        log_index: u64,
+        answered_without_log_write: bool,
+    ) -> pb::SubmitResponse {
+        match serde_json::to_vec(&outcome) {
+            Ok(outcome_json) => pb::SubmitResponse {
+                outcome_json,
+                log_index,
+                leader_id: self.core.id,
+                answered_without_log_write,
+                error: None,
+            },
+            Err(e) => failed_response(&NodeError::Internal(format!(
+                "outcome does not encode: {e}"
+            ))),
+        }
+    }
+}
+
+/// A SubmitBatch answer for a request that failed: exactly the status its
+/// own Submit would have failed with, so the client classifies it alike.
+fn failed_response(e: &NodeError) -> pb::SubmitResponse {
+    let status = e.to_status();
+    let metadata = status
+        .metadata()
+        .iter()
+        .filter_map(|kv| match kv {
+            tonic::metadata::KeyAndValueRef::Ascii(k, v) => {
+                Some((k.as_str().to_string(), v.to_str().ok()?.to_string()))
+            }
+            tonic::metadata::KeyAndValueRef::Binary(..) => None,
+        })
+        .collect();
+    pb::SubmitResponse {
+        error: Some(pb::SubmitError {
+            grpc_code: status.code() as i32,
+            message: status.message().to_string(),
+            metadata,
+        }),
+        ..Default::default()
     }
 }
 
@@ -248,21 +295,72 @@ impl Booking for BookingService {
             requests = r.requests.len()
         );
         async move {
-            if r.requests.len() > self.core.propose_batch_max {
+            if r.requests.len() > proto::SUBMIT_BATCH_MAX {
                 return Err(invalid(
                     "requests",
                     format!(
-                        "{} requests exceed propose_batch_max {}",
+                        "{} requests exceed SUBMIT_BATCH_MAX {}",
                         r.requests.len(),
-                        self.core.propose_batch_max
+                        proto::SUBMIT_BATCH_MAX
                     ),
                 ));
             }
+            let first_sends: Vec<bool> = r.requests.iter().map(|r| r.first_send).collect();
             let reqs = self.requests(r.requests)?;
-            let outs = self.core.submit(reqs).await?;
-            Ok(Response::new(pb::SubmitBatchResponse {
-                responses: self.responses(outs)?,
-            }))
+            // Each request as its own Submit would be: a first send may be
+            // answered without a log write, the others go to the proposer
+            // together (one admission, so they share log entries).
+            let mut answers: Vec<Option<pb::SubmitResponse>> = vec![None; reqs.len()];
+            let mut logged = Vec::new();
+            let mut logged_at = Vec::new();
+            let mut fast = Vec::new();
+            for (i, (req, first_send)) in reqs.into_iter().zip(first_sends).enumerate() {
+                if first_send {
+                    fast.push(async move { (i, self.core.submit_first_send(req).await) });
+                } else {
+                    logged_at.push(i);
+                    logged.push(req);
+                }
+            }
+            let logged_answer = async {
+                if logged.is_empty() {
+                    Ok(Vec::new())
+                } else {
+                    self.core.submit(logged).await
+                }
+            };
+            let (fast_answers, logged_answer) =
+                futures::join!(futures::future::join_all(fast), logged_answer);
+            for (i, answer) in fast_answers {
+                answers[i] = Some(match answer {
+                    Ok((outcome, log_index, without_log)) => {
+                        self.response(outcome, log_index, without_log)
+                    }
+                    Err(e) => failed_response(&e),
+                });
+            }
+            match logged_answer {
+                Ok(outs) => {
+                    for (i, (outcome, log_index)) in logged_at.into_iter().zip(outs) {
+                        answers[i] = Some(self.response(outcome, log_index, false));
+                    }
+                }
+                Err(e) => {
+                    let failed = failed_response(&e);
+                    for i in logged_at {
+                        answers[i] = Some(failed.clone());
+                    }
+                }
+            }
+            let responses = answers
+                .into_iter()
+                .map(|a| {
+                    a.unwrap_or_else(|| {
+                        failed_response(&NodeError::Internal("request left unanswered".into()))
+                    })
+                })
+                .collect();
+            Ok(Response::new(pb::SubmitBatchResponse { responses }))
         }
         .instrument(span)
         .await

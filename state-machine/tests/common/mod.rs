@@ -232,7 +232,7 @@ pub fn random_batches(seed: u64, entries: usize) -> Vec<Batch> {
                 11 => Command::ExtendHold { hold_id, holder },
                 // The waiting room: a gateway's block, or a hold presenting
                 // a position (admitted or not).
-                12 if c % 2 == 0 => Command::ReserveQueueBlock {
+                12 if c.is_multiple_of(2) => Command::ReserveQueueBlock {
                     event_id: "queued".into(),
                     count: 1 + c as u32,
                 },

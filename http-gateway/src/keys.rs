@@ -5,7 +5,11 @@
 //! Owns: loading every secret ([`Keys::load`]), creating the missing ones
 //! ([`load_or_create_hex32`]), and the compact signed formats:
 //! - session token (demo mode): `b64url(json{sub,exp}) "." b64url(HMAC-SHA256(secret, "session." payload))`
-//! - waiting-room token: `b64url(json{e,u}) "." b64url(HMAC-SHA256(secret, "queue." payload))`
+//! - waiting-room token: `b64url(json{e,u,p,t}) "." b64url(HMAC-SHA256(secret, "queue2." payload))`
+//!   (event, user, position in line, issue time in ms since the epoch);
+//!   signed with the session secret, which every gateway of a deployment
+//!   shares, so any gateway verifies any gateway's token. The domain
+//!   `queue2.` retires the position-less tokens of the per-fan room.
 //!
 //! Where secrets come from: each is its own file of random bytes (hex),
 //! mode 0600, created atomically on first start when missing, under
@@ -70,10 +74,17 @@ pub struct SessionClaims {
     pub exp: u64,
 }
 
-#[derive(Serialize, Deserialize)]
-struct QueueClaims {
-    e: String,
-    u: String,
+/// What a valid waiting-room token says.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueClaims {
+    /// The event.
+    pub e: String,
+    /// The user it was issued to.
+    pub u: String,
+    /// The position in line (from a block the gateway reserved).
+    pub p: u64,
+    /// Issue time, ms since the Unix epoch (the gateway's clock; shown, not trusted).
+    pub t: u64,
 }
 
 impl Keys {
@@ -133,20 +144,27 @@ impl Keys {
         (claims.exp > now_s).then_some(claims)
     }
 
-    /// A waiting-room token binding `user` to `event_id`.
-    pub fn issue_queue_token(&self, event_id: &str, user: &str) -> String {
+    /// A waiting-room token binding `user` to `position` in `event_id`'s line.
+    pub fn issue_queue_token(
+        &self,
+        event_id: &str,
+        user: &str,
+        position: u64,
+        issued_ms: u64,
+    ) -> String {
         let claims = QueueClaims {
             e: event_id.to_string(),
             u: user.to_string(),
+            p: position,
+            t: issued_ms,
         };
-        self.sign_compact("queue.", &serde_json::to_vec(&claims).unwrap_or_default())
+        self.sign_compact("queue2.", &serde_json::to_vec(&claims).unwrap_or_default())
     }
 
-    /// The `(event_id, user)` of a valid waiting-room token.
-    pub fn verify_queue_token(&self, token: &str) -> Option<(String, String)> {
-        let payload = self.verify_compact("queue.", token)?;
-        let claims: QueueClaims = serde_json::from_slice(&payload).ok()?;
-        Some((claims.e, claims.u))
+    /// The claims of a valid waiting-room token.
+    pub fn verify_queue_token(&self, token: &str) -> Option<QueueClaims> {
+        let payload = self.verify_compact("queue2.", token)?;
+        serde_json::from_slice(&payload).ok()
     }
 
     pub fn webhook_secret(&self) -> &[u8] {
@@ -356,12 +374,26 @@ mod tests {
         assert!(keys.verify_session(&forged, 0).is_none());
         assert!(keys.verify_session(&format!("{p}.AAAA"), 0).is_none());
         // A queue token is not a session token.
-        let q = keys.issue_queue_token("e", "alice");
+        let q = keys.issue_queue_token("e", "alice", 42, 7);
         assert!(keys.verify_session(&q, 0).is_none());
         assert_eq!(
             keys.verify_queue_token(&q),
-            Some(("e".into(), "alice".into()))
+            Some(QueueClaims {
+                e: "e".into(),
+                u: "alice".into(),
+                p: 42,
+                t: 7
+            })
         );
+        // Another position is another signature: an edited payload fails.
+        let (_, mac) = q.split_once('.').unwrap();
+        let edited = format!(
+            "{}.{mac}",
+            B64.encode(br#"{"e":"e","u":"alice","p":1,"t":7}"#)
+        );
+        assert!(keys.verify_queue_token(&edited).is_none());
+        // A session token is not a queue token.
+        assert!(keys.verify_queue_token(&token).is_none());
     }
 
     #[test]

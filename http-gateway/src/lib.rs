@@ -60,6 +60,7 @@ mod api;
 pub mod live;
 mod notify;
 mod openapi;
+pub mod queue_desk;
 
 use std::future::Future;
 use std::ops::Deref;
@@ -103,6 +104,8 @@ pub struct App {
     pub ws_per_address: AddrCounts,
     /// One cluster watch per event, shared by its sockets.
     pub live: live::LiveHub,
+    /// Waiting-room position blocks and the cached watermark, per event.
+    pub queue_desks: queue_desk::QueueDesks,
 }
 
 impl Deref for AppState {
@@ -138,6 +141,7 @@ impl AppState {
             jwt,
             ws_per_address: AddrCounts::default(),
             live: live::LiveHub::default(),
+            queue_desks: queue_desk::QueueDesks::default(),
             ws_slots: Arc::new(Semaphore::new(settings.ws_clients_max)),
             settings,
             cluster,

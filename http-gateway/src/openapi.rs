@@ -298,9 +298,11 @@ mod shapes {
             }),
             ("post", "/v1/events/{event_id}/holds") => json!({
                 "type": "object",
-                "description": "exactly one of `seats`, `best_available`, `general_admission`",
-                "minProperties": 1, "maxProperties": 1, "additionalProperties": false,
+                "description": "exactly one of `seats`, `best_available`, `general_admission`; \
+                                on a waiting-room event also the `queue_token` from joining",
+                "minProperties": 1, "maxProperties": 2, "additionalProperties": false,
                 "properties": {
+                    "queue_token": {"type": "string", "minLength": 1},
                     "seats": seat_list(),
                     "best_available": {
                         "type": "object", "required": ["count"], "additionalProperties": false,
@@ -352,6 +354,32 @@ mod shapes {
         json!({"oneOf": [{"type": "null"}, general_admission()]})
     }
 
+    /// Where a waiting-room token stands.
+    fn queue_place() -> Value {
+        let nullable = |t: &str| json!({"type": [t, "null"]});
+        object(
+            &[
+                "event_id",
+                "queue_position",
+                "position",
+                "admitted",
+                "admitted_until",
+                "state",
+                "estimated_wait_ms",
+            ],
+            json!({"event_id": {"type": "string"},
+                   "queue_position": {"type": "integer", "format": "int64", "minimum": 1,
+                                      "description": "the token's position (blocks of positions per gateway)"},
+                   "position": {"type": ["integer", "null"], "minimum": 1,
+                                "description": "1-based place among fans not yet admitted, while waiting"},
+                   "admitted": {"type": "boolean"},
+                   "admitted_until": {"oneOf": [{"type": "null"}, timestamp()]},
+                   "state": {"type": "string",
+                             "enum": ["pending_shuffle", "waiting", "admitted", "lapsed"]},
+                   "estimated_wait_ms": nullable("integer")}),
+        )
+    }
+
     /// The schema of a success body, where the document gives one.
     fn success_body(method: &str, path: &str, status: &str) -> Option<Value> {
         let schema = match (method, path, status) {
@@ -360,6 +388,16 @@ mod shapes {
                 json!({"token": {"type": "string"}, "name": {"type": "string"},
                        "expires_at": timestamp()}),
             ),
+            ("post", "/v1/events/{event_id}/queue", "201") => {
+                let mut s = queue_place();
+                s["required"]
+                    .as_array_mut()
+                    .expect("array")
+                    .push(json!("queue_token"));
+                s["properties"]["queue_token"] = json!({"type": "string"});
+                s
+            }
+            ("get", "/v1/events/{event_id}/queue/{token}", "200") => queue_place(),
             ("post", "/v1/events/{event_id}/holds", "201") => object(
                 &[
                     "hold_id",

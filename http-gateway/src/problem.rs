@@ -194,7 +194,7 @@ pub fn booking_error_status(err: &BookingError) -> StatusCode {
         | UnknownBooking { .. }
         | UnknownTicket { .. }
         | NotInQueue { .. } => StatusCode::NOT_FOUND,
-        NotAdmitted { .. } => StatusCode::FORBIDDEN,
+        NotAdmitted { .. } | AdmissionLapsed { .. } => StatusCode::FORBIDDEN,
         HoldExpired { .. } => StatusCode::GONE,
         // The exactly-once table is full (the node answers this as the
         // cluster's `overloaded`; it reaches here only inside a batch).
@@ -483,6 +483,10 @@ mod tests {
             },
             BookingError::QueueFull {
                 event_id: "e".into(),
+            },
+            BookingError::AdmissionLapsed {
+                event_id: "e".into(),
+                holder: "h".into(),
             },
         ];
         for e in samples {

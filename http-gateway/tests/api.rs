@@ -312,10 +312,16 @@ async fn cancel_refunds_returns_seats_and_revokes_tickets() {
 
 #[tokio::test]
 async fn waiting_room_requires_admission() {
-    // Goal: holds on a waiting-room event need admission (403 not_admitted); queue tokens are bound to the user.
+    // Goal: joining answers a signed token with a position (before the
+    // opening: pending the shuffle); holds on a waiting-room event need an
+    // admitted token (403 not_admitted before, invalid_queue_token for a
+    // forged one or another user's); admission is one place per round.
     let gw = start().await;
     let mut spec = event_spec("queued");
     spec["waiting_room"] = json!({ "enabled": true, "admit_batch": 1 });
+    // A 1 s admission grace (a tenth of the window), so positions nobody
+    // holds do not keep the test waiting.
+    spec["hold_ttl_ms"] = json!(10_000);
     gw.create_event(spec).await;
     let alice = gw.session("alice").await;
     let bob = gw.session("bob").await;
@@ -325,86 +331,126 @@ async fn waiting_room_requires_admission() {
         .post("/v1/events/queued/queue", Some(&alice), json!({}))
         .await;
     assert_eq!(a.status, 201, "{}", a.text);
+    assert_eq!(a.body["state"], json!("pending_shuffle"), "{}", a.text);
     let b = gw
         .post("/v1/events/queued/queue", Some(&bob), json!({}))
         .await;
     assert_eq!(b.status, 201, "{}", b.text);
-    let again = gw
-        .post("/v1/events/queued/queue", Some(&alice), json!({}))
-        .await;
-    assert_eq!(
-        (again.status, &again.body["already_joined"]),
-        (200, &json!(true)),
-        "{}",
-        again.text
-    );
+    assert_ne!(a.body["queue_position"], b.body["queue_position"]);
     assert_eq!(
         gw.post("/v1/events/queued/sale/open", Some(ADMIN), json!({}))
             .await
             .status,
         200
     );
+    let ta = a.body["queue_token"].as_str().unwrap().to_string();
+    let tb = b.body["queue_token"].as_str().unwrap().to_string();
 
-    // Carol never joined: refused.
+    // Carol never joined: refused, with no token or with somebody else's.
     assert_problem(
         &gw.hold(&carol, "queued", json!({ "seats": ["A-1-1"] }))
             .await,
         403,
         "not_admitted",
     );
+    assert_problem(
+        &gw.hold(
+            &carol,
+            "queued",
+            json!({ "seats": ["A-1-1"], "queue_token": ta }),
+        )
+        .await,
+        403,
+        "invalid_queue_token",
+    );
+    assert_problem(
+        &gw.hold(
+            &carol,
+            "queued",
+            json!({ "seats": ["A-1-1"], "queue_token": "forged.token" }),
+        )
+        .await,
+        403,
+        "invalid_queue_token",
+    );
 
-    let ta = a.body["queue_token"].as_str().unwrap();
-    let tb = b.body["queue_token"].as_str().unwrap();
-    let pa = gw
-        .get(&format!("/v1/events/queued/queue/{ta}"), Some(&alice))
-        .await;
-    let pb = gw
-        .get(&format!("/v1/events/queued/queue/{tb}"), Some(&bob))
-        .await;
-    assert_eq!(
-        (pa.status, pb.status),
-        (200, 200),
-        "{} / {}",
-        pa.text,
-        pb.text
-    );
-    // Batch of one: exactly one of them is admitted first.
-    let admitted: Vec<bool> = [&pa, &pb]
-        .iter()
-        .map(|r| r.body["admitted"].as_bool().unwrap())
-        .collect();
-    assert_eq!(
-        admitted.iter().filter(|a| **a).count(),
-        1,
-        "{} / {}",
-        pa.text,
-        pb.text
-    );
-    let (waiting_token, waiting_user) = if admitted[0] {
-        (&bob, tb)
-    } else {
-        (&alice, ta)
+    // Batch of one: the first of them admitted is alone.
+    let deadline = std::time::Instant::now() + WAIT;
+    let (pa, pb) = loop {
+        let pa = gw
+            .get(&format!("/v1/events/queued/queue/{ta}"), Some(&alice))
+            .await;
+        let pb = gw
+            .get(&format!("/v1/events/queued/queue/{tb}"), Some(&bob))
+            .await;
+        assert_eq!(
+            (pa.status, pb.status),
+            (200, 200),
+            "{} / {}",
+            pa.text,
+            pb.text
+        );
+        if pa.body["admitted"] == json!(true) || pb.body["admitted"] == json!(true) {
+            break (pa, pb);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nobody admitted: {} / {}",
+            pa.text,
+            pb.text
+        );
+        tokio::time::sleep(POLL).await;
     };
-    let waiting = if admitted[0] { &pb } else { &pa };
-    assert_eq!(waiting.body["position"], json!(1));
+    let alice_first = pa.body["admitted"] == json!(true);
+    assert_ne!(
+        alice_first,
+        pb.body["admitted"] == json!(true),
+        "{} / {}",
+        pa.text,
+        pb.text
+    );
+    let (first, first_token, second, second_token) = if alice_first {
+        (&alice, &ta, &bob, &tb)
+    } else {
+        (&bob, &tb, &alice, &ta)
+    };
+    // The admitted fan holds with the token, then again under the same admission.
+    let held = gw
+        .hold(
+            first,
+            "queued",
+            json!({ "seats": ["A-1-1"], "queue_token": first_token }),
+        )
+        .await;
+    assert_eq!(held.status, 201, "{}", held.text);
+    let again = gw
+        .hold(first, "queued", json!({ "seats": ["A-1-2"] }))
+        .await;
+    assert_eq!(again.status, 201, "{}", again.text);
+    // The other waits (the one shopping fills the batch) and is refused.
+    let waiting = gw
+        .get(
+            &format!("/v1/events/queued/queue/{second_token}"),
+            Some(second),
+        )
+        .await;
+    assert_eq!(waiting.body["state"], json!("waiting"), "{}", waiting.text);
+    assert!(waiting.body["position"].as_u64().unwrap() >= 1);
     assert!(waiting.body["estimated_wait_ms"].as_u64().unwrap() > 0);
     assert_problem(
-        &gw.hold(waiting_token, "queued", json!({ "seats": ["A-1-1"] }))
-            .await,
+        &gw.hold(
+            second,
+            "queued",
+            json!({ "seats": ["A-1-3"], "queue_token": second_token }),
+        )
+        .await,
         403,
         "not_admitted",
-    );
-    let admitted_token = if admitted[0] { &alice } else { &bob };
-    assert_eq!(
-        gw.hold(admitted_token, "queued", json!({ "seats": ["A-1-1"] }))
-            .await
-            .status,
-        201
     );
     // Someone else's queue token is refused.
     assert_problem(
         &gw.get(
-            &format!("/v1/events/queued/queue/{waiting_user}"),
+            &format!("/v1/events/queued/queue/{second_token}"),
             Some(&carol),
         )
         .await,

@@ -107,10 +107,14 @@ pub enum Command {
     CheckIn {
         ticket_id: u64,
     },
+    /// Retired (one log write per fan): answered `invalid_request`. Kept so
+    /// old logs decode; joining is `ReserveQueueBlock` plus a gateway token.
     JoinQueue {
         event_id: String,
         user: String,
     },
+    /// Ends the user's live admission (they give up shopping; the place goes
+    /// to the next fan). A fan who has not held yet just drops the token.
     LeaveQueue {
         event_id: String,
         user: String,
@@ -161,6 +165,23 @@ pub enum Command {
     ForgetRequests {
         before_ms: u64,
     },
+    /// Reserves `count` consecutive positions of a waiting room for one
+    /// gateway, which hands them out to joining fans in signed tokens: one
+    /// log write per block, none per fan. `count` is at most
+    /// `Settings::queue_block_max`.
+    ReserveQueueBlock {
+        event_id: String,
+        count: u32,
+    },
+    /// A `Hold` on an event with a waiting room, presenting the position of
+    /// the holder's queue token (the gateway verified its signature and that
+    /// it names this holder and event).
+    HoldQueued {
+        event_id: String,
+        holder: String,
+        selection: Selection,
+        queue_position: u64,
+    },
 }
 
 impl Command {
@@ -194,6 +215,8 @@ impl Command {
             Command::ConfirmCharge { .. } => "confirm_charge",
             Command::CancelBookingBefore { .. } => "cancel_booking_before",
             Command::ForgetRequests { .. } => "forget_requests",
+            Command::ReserveQueueBlock { .. } => "reserve_queue_block",
+            Command::HoldQueued { .. } => "hold_queued",
         }
     }
 }
@@ -246,7 +269,7 @@ pub enum Reply {
         ticket_id: u64,
         checked_in_at_ms: u64,
     },
-    /// `already_joined`: the user was in the queue already; nothing changed.
+    /// Retired with `JoinQueue`; kept so remembered outcomes decode.
     QueueJoined {
         queue: QueueView,
         already_joined: bool,
@@ -267,6 +290,15 @@ pub enum Reply {
     /// `ForgetRequests`: how many remembered outcomes were dropped.
     RequestsForgotten {
         removed: u64,
+    },
+    /// Positions `first_position..first_position + count` are the caller's
+    /// to hand out; `opened`: the sale had opened (they are first come,
+    /// first served) or not (they join the pre-queue).
+    QueueBlock {
+        event_id: String,
+        first_position: u64,
+        count: u32,
+        opened: bool,
     },
 }
 

@@ -92,8 +92,8 @@ pub enum BookingError {
     NoWaitingRoom { event_id: String },
     #[error("{user} is not in the waiting room of {event_id}")]
     NotInQueue { event_id: String, user: String },
-    /// The waiting room holds `Settings::queue_max_fans` fans: a capacity
-    /// limit of the system, not the caller's fault; retry later.
+    /// The waiting room handed out every position it may
+    /// (`QUEUE_POSITION_MAX`): a capacity limit of the system.
     #[error("the waiting room of {event_id} is full")]
     QueueFull { event_id: String },
     #[error("invalid settings: {reason}")]
@@ -117,6 +117,10 @@ pub enum BookingError {
     /// applied, retryable under the same ids).
     #[error("overloaded: {reason}")]
     Overloaded { reason: String },
+    /// The holder was admitted and the admission's window (`hold_ttl_ms`
+    /// after its round) has passed; join again for a new place.
+    #[error("the admission of {holder} to event {event_id} has lapsed")]
+    AdmissionLapsed { event_id: String, holder: String },
 }
 
 impl BookingError {
@@ -156,6 +160,7 @@ impl BookingError {
             CancelClosed { .. } => "cancel_closed",
             RequestReused { .. } => "request_reused",
             Overloaded { .. } => "overloaded",
+            AdmissionLapsed { .. } => "admission_lapsed",
         }
     }
 

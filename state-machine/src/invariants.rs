@@ -8,12 +8,9 @@
 //! apply and restore calls it once, `apply` itself only asserts the cheap
 //! per-transition facts.
 
-use std::collections::BTreeSet;
-
 use crate::event::Seat;
 use crate::state::BookingState;
 use crate::view::{BookingStatus, HoldStatus};
-use crate::waiting_room::Fan;
 
 impl BookingState {
     /// Ok, or a sentence naming the first broken invariant.
@@ -196,46 +193,30 @@ impl BookingState {
                 }
             }
             if let Some(q) = &ev.queue {
-                let admitted: Vec<(&String, u64)> = q
-                    .fans
-                    .iter()
-                    .filter_map(|(u, f)| match f {
-                        Fan::Admitted { until_ms } => Some((u, *until_ms)),
-                        _ => None,
-                    })
-                    .collect();
-                if admitted.len() != q.shopping as usize {
-                    return Err(format!(
-                        "event {}: shopping={} but {} admitted",
-                        ev.id,
-                        q.shopping,
-                        admitted.len()
-                    ));
+                let fail = |what: &str| Err(format!("event {}: waiting room: {what}", ev.id));
+                let places = q.next_position.saturating_sub(1);
+                if q.next_position == 0 || q.pre_count > places || q.admitted_places > places {
+                    return fail("watermark or pre-queue past the positions handed out");
                 }
-                for (u, until) in admitted {
-                    if !self.derived.lapses.contains(&(until, ei as u32, u.clone())) {
-                        return Err(format!(
-                            "event {}: admitted {u} missing from the lapse queue",
-                            ev.id
-                        ));
+                let mut floor = q.lapsed_places;
+                let mut last_until = None;
+                for r in &q.rounds {
+                    if r.upto_places < floor || last_until.is_some_and(|u| u >= r.until_ms) {
+                        return fail("rounds out of order");
                     }
-                }
-                for (seq, user) in &q.waiting {
-                    if q.fans.get(user) != Some(&Fan::Waiting { seq: *seq }) {
-                        return Err(format!(
-                            "event {}: line entry {seq} disagrees with fan {user}",
-                            ev.id
-                        ));
+                    if !self.derived.lapses.contains(&(r.until_ms, ei as u32)) {
+                        return fail("a round is missing from the lapse queue");
                     }
+                    floor = r.upto_places;
+                    last_until = Some(r.until_ms);
                 }
-                let pending: BTreeSet<&String> = q.pending.iter().collect();
-                let pending_fans = q
-                    .fans
-                    .values()
-                    .filter(|f| **f == Fan::PendingShuffle)
-                    .count();
-                if pending.len() != q.pending.len() || pending_fans != q.pending.len() {
-                    return Err(format!("event {}: pending list disagrees with fans", ev.id));
+                if floor != q.admitted_places {
+                    return fail("the last round does not end at the watermark");
+                }
+                for (user, s) in &q.shoppers {
+                    if !q.rounds.iter().any(|r| r.until_ms == s.until_ms) {
+                        return fail(&format!("shopper {user} belongs to no live round"));
+                    }
                 }
             }
         }

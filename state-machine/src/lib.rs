@@ -37,6 +37,7 @@ pub mod error;
 mod event;
 pub mod forgetting;
 mod invariants;
+mod legacy_queue;
 pub mod limits;
 pub mod query;
 pub mod settings;
@@ -57,3 +58,4 @@ pub use snapshot::{SavedCopy, SNAPSHOT_MAGIC, SNAPSHOT_VERSION, SNAPSHOT_VERSION
 pub use spec::{EventSpec, RowSpec, SectionSpec, WaitingRoomSpec};
 pub use state::BookingState;
 pub use view::*;
+pub use waiting_room::{fan_place, place_of, pre_queue_place, QUEUE_POSITION_MAX};

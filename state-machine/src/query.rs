@@ -29,9 +29,10 @@ pub enum Query {
     Ticket {
         ticket_id: u64,
     },
-    QueuePosition {
+    /// The waiting room's watermark and rounds: a gateway reads it (stale,
+    /// cached) and places every fan's token against it without another call.
+    WaitingRoom {
         event_id: String,
-        user: String,
     },
     /// The oldest `limit` undelivered messages (capped at 10 000).
     Outbox {
@@ -52,7 +53,7 @@ pub enum QueryResult {
     Hold(Result<HoldView, BookingError>),
     Booking(Result<BookingView, BookingError>),
     Ticket(Result<TicketView, BookingError>),
-    QueuePosition(Result<QueueView, BookingError>),
+    WaitingRoom(Result<WaitingRoomView, BookingError>),
     Outbox(Vec<OutboxMessage>),
     Status(StatusView),
 }
@@ -90,7 +91,7 @@ impl BookingState {
                     held,
                     booked,
                     queue_waiting: ev.queue.as_ref().map(|q| q.waiting_len()),
-                    queue_shopping: ev.queue.as_ref().map(|q| q.shopping),
+                    queue_shopping: ev.queue.as_ref().map(|q| q.shopping(self.clock_ms)),
                 }
             })),
             Query::Availability { event_id } => {
@@ -108,20 +109,15 @@ impl BookingState {
                     ticket_id: *ticket_id,
                 },
             )),
-            Query::QueuePosition { event_id, user } => {
-                QueryResult::QueuePosition(self.event(event_id).and_then(|ev| {
+            Query::WaitingRoom { event_id } => {
+                QueryResult::WaitingRoom(self.event(event_id).and_then(|ev| {
                     let queue = ev
                         .queue
                         .as_ref()
                         .ok_or_else(|| BookingError::NoWaitingRoom {
                             event_id: event_id.clone(),
                         })?;
-                    queue
-                        .view(event_id, user)
-                        .ok_or_else(|| BookingError::NotInQueue {
-                            event_id: event_id.clone(),
-                            user: user.clone(),
-                        })
+                    Ok(queue.view(event_id, ev.spec.hold_ttl_ms, self.clock_ms))
                 }))
             }
             Query::Outbox { limit } => QueryResult::Outbox(

@@ -38,8 +38,10 @@ pub struct Settings {
     pub webhook_dedupe_ttl_ms: u64,
     /// At most this many remembered webhook ids; when full, the oldest goes.
     pub webhook_dedupe_max_entries: u32,
-    /// At most this many fans per waiting room; more joins get `queue_full`.
-    pub queue_max_fans: u32,
+    /// Most positions one `ReserveQueueBlock` may reserve. (Formerly the
+    /// per-fan bound `queue_max_fans`; the waiting room keeps no record per
+    /// fan now, and the field keeps its place in the encoding.)
+    pub queue_block_max: u32,
 }
 
 impl Default for Settings {
@@ -55,7 +57,7 @@ impl Default for Settings {
             outbox_max_entries: 100_000,
             webhook_dedupe_ttl_ms: 3 * 86_400_000,
             webhook_dedupe_max_entries: 100_000,
-            queue_max_fans: 20_000_000,
+            queue_block_max: 100_000,
         }
     }
 }
@@ -121,7 +123,12 @@ impl Settings {
             1,
             10_000_000,
         )?;
-        range("queue_max_fans", self.queue_max_fans as u64, 1, 100_000_000)?;
+        range(
+            "queue_block_max",
+            self.queue_block_max as u64,
+            1,
+            100_000_000,
+        )?;
         Ok(())
     }
 }

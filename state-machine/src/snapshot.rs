@@ -23,6 +23,9 @@
 //! their remembered requests fingerprint 0 ("not known": any command gets
 //! the remembered outcome, as before).
 //!
+//! Version 4 replaced the waiting room's record per fan with its watermark,
+//! rounds and shoppers (`legacy_queue` converts older rooms).
+//!
 //! How an older version decodes: [`decoding_version`] says which version is
 //! being read (a thread-local set by `restore` for the length of the
 //! decode); a field added in version N is read with [`since_v3`]-style
@@ -42,7 +45,7 @@ use crate::error::SnapshotError;
 use crate::state::BookingState;
 
 pub const SNAPSHOT_MAGIC: &[u8; 8] = b"BKSMSNAP";
-pub const SNAPSHOT_VERSION: u32 = 3;
+pub const SNAPSHOT_VERSION: u32 = 4;
 /// The oldest version [`BookingState::restore`] still reads.
 pub const SNAPSHOT_VERSION_MIN: u32 = 1;
 const HEADER_LEN: usize = 8 + 4 + 8;

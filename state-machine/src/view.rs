@@ -112,6 +112,53 @@ pub struct QueueView {
     pub state: FanState,
 }
 
+/// A waiting room as the replicated state holds it: enough, with a fan's
+/// token (user, position), to say where the fan stands without asking the
+/// cluster again (`state_machine::fan_place`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WaitingRoomView {
+    pub event_id: String,
+    pub admit_batch: u32,
+    pub hold_ttl_ms: u64,
+    /// Log time of this view.
+    pub clock_ms: u64,
+    /// Key of the pre-queue order; None until the sale first opens.
+    pub seed: Option<[u8; 32]>,
+    /// The first position not reserved by any block.
+    pub next_position: u64,
+    /// Positions `1..=pre_count` were reserved before the opening.
+    pub pre_count: u64,
+    /// The watermark: places below it are admitted.
+    pub admitted_places: u64,
+    /// Places below it were admitted by rounds that have lapsed.
+    pub lapsed_places: u64,
+    /// Live rounds, oldest first: (watermark after the round, lapse time).
+    pub rounds: Vec<(u64, u64)>,
+    /// Admitted places still shopping.
+    pub shopping: u32,
+    /// Admitted users who have acted and whose admission is live.
+    pub shoppers: u64,
+}
+
+/// Where a fan's token stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FanPlace {
+    /// Joined before the sale opened; the opening fixes the order.
+    PendingShuffle,
+    /// `ahead`: places in line before this one not yet admitted.
+    Waiting {
+        ahead: u64,
+    },
+    Admitted {
+        until_ms: u64,
+    },
+    /// Admitted, and the window passed.
+    Lapsed,
+    /// Not a position this room handed out.
+    Unknown,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FanState {

@@ -94,9 +94,8 @@ fn every_outcome_round_trips_through_postcard_and_json() {
         Query::Hold { hold_id: 1 },
         Query::Booking { booking_id: 1 },
         Query::Ticket { ticket_id: 1 },
-        Query::QueuePosition {
+        Query::WaitingRoom {
             event_id: "queued".into(),
-            user: "u1".into(),
         },
         Query::Outbox { limit: 5 },
         Query::Status,
@@ -225,8 +224,10 @@ fn queries_answer_and_refuse() {
 }
 
 #[test]
-fn queue_full_and_bad_names_are_refused() {
-    // Goal: the waiting-room bound answers queue_full (a system limit), and bad user names are invalid requests.
+fn queue_blocks_are_bounded_and_bad_names_are_refused() {
+    // Goal: a block is 1..=queue_block_max positions (else invalid_request,
+    // nothing reserved), blocks do not overlap, the retired JoinQueue and bad
+    // user names are invalid requests.
     let mut s = BookingState::new();
     let mut spec = std_spec("q", 1, 5, 0, 10_000);
     spec.waiting_room = Some(WaitingRoomSpec {
@@ -238,49 +239,43 @@ fn queue_full_and_bad_names_are_refused() {
         &mut s,
         1_000,
         Command::Configure(Settings {
-            queue_max_fans: 2,
+            queue_block_max: 2,
             ..Settings::default()
         }),
     )
     .unwrap();
-    one(
-        &mut s,
-        1_000,
-        Command::JoinQueue {
-            event_id: "q".into(),
-            user: "a".into(),
-        },
-    )
-    .unwrap();
-    one(
-        &mut s,
-        1_000,
-        Command::JoinQueue {
-            event_id: "q".into(),
-            user: "b".into(),
-        },
-    )
-    .unwrap();
-    let e = one(
-        &mut s,
-        1_000,
-        Command::JoinQueue {
-            event_id: "q".into(),
-            user: "c".into(),
-        },
-    )
-    .unwrap_err();
-    assert_eq!(e.code(), "queue_full");
-    let e = one(
-        &mut s,
-        1_000,
-        Command::JoinQueue {
-            event_id: "q".into(),
-            user: "".into(),
-        },
-    )
-    .unwrap_err();
-    assert_eq!(e.code(), "invalid_request");
+    let block = |count| Command::ReserveQueueBlock {
+        event_id: "q".into(),
+        count,
+    };
+    for bad in [0, 3] {
+        let e = one(&mut s, 1_000, block(bad)).unwrap_err();
+        assert_eq!(e.code(), "invalid_request");
+    }
+    let firsts: Vec<u64> = (0..3)
+        .map(|_| match one(&mut s, 1_000, block(2)).unwrap() {
+            Reply::QueueBlock {
+                first_position,
+                count: 2,
+                opened: false,
+                ..
+            } => first_position,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(firsts, vec![1, 3, 5]);
+    for user in ["a", ""] {
+        let e = one(
+            &mut s,
+            1_000,
+            Command::JoinQueue {
+                event_id: "q".into(),
+                user: user.into(),
+            },
+        )
+        .unwrap_err();
+        assert_eq!(e.code(), "invalid_request");
+    }
     let e = one(
         &mut s,
         1_000,

@@ -266,10 +266,10 @@ fn request_ids_reused_for_another_command_are_refused() {
 fn a_format_2_snapshot_restores_without_charges_or_fingerprints() {
     // Goal: snapshots written before format 3 (the fixture is
     // `random_batches(3, 120)` applied by that build) still restore; their
-    // remembered requests answer any command as before; the next snapshot is format 3.
+    // remembered requests answer any command as before; the next snapshot is format 4.
     let bytes = include_bytes!("data/snapshot-v2.bin");
     assert_eq!(u32::from_le_bytes(bytes[8..12].try_into().unwrap()), 2);
-    const { assert!(SNAPSHOT_VERSION_MIN <= 2 && SNAPSHOT_VERSION == 3) };
+    const { assert!(SNAPSHOT_VERSION_MIN <= 2 && SNAPSHOT_VERSION == 4) };
     let mut old = BookingState::restore(bytes).expect("a format-2 snapshot restores");
     let mut fresh = BookingState::new();
     for (i, b) in random_batches(3, 120).iter().enumerate() {
@@ -286,11 +286,11 @@ fn a_format_2_snapshot_restores_without_charges_or_fingerprints() {
             assert_eq!(h.charge_id, None);
         }
     }
-    let again = BookingState::restore(&old.snapshot()).expect("re-encoded as format 3");
+    let again = BookingState::restore(&old.snapshot()).expect("re-encoded as format 4");
     assert!(again == old);
     assert_eq!(
         u32::from_le_bytes(old.snapshot()[8..12].try_into().unwrap()),
-        3
+        4
     );
     // The first entry's request (client 100, request 5: OpenSale of "gig"),
     // retried: the remembered outcome and its index, as before.

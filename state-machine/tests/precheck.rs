@@ -98,6 +98,18 @@ fn command(op: &Op) -> Command {
             event,
             user: u,
             seats,
+        } if EVENTS[*event] == "w" => Command::HoldQueued {
+            event_id: "w".into(),
+            holder: user(*u),
+            selection: Selection::Seats(seats.iter().map(|&s| seat_name(s)).collect()),
+            // Each user shows one token: position u + 1 (handed out once a
+            // block covers it).
+            queue_position: *u as u64 + 1,
+        },
+        Op::Seats {
+            event,
+            user: u,
+            seats,
         } => Command::Hold {
             event_id: EVENTS[*event].into(),
             holder: user(*u),
@@ -139,9 +151,10 @@ fn command(op: &Op) -> Command {
             holder: user(*u),
             payment_ref: "pay".into(),
         },
-        Op::Join { user: u } => Command::JoinQueue {
+        // A gateway reserving a block (the size varies with the user drawn).
+        Op::Join { user: u } => Command::ReserveQueueBlock {
             event_id: "w".into(),
-            user: user(*u),
+            count: *u as u32 + 1,
         },
         Op::Leave { user: u } => Command::LeaveQueue {
             event_id: "w".into(),

@@ -224,6 +224,17 @@ impl Runner {
                 holder,
                 selection: Selection::Seats(args[1..].iter().map(|s| s.to_string()).collect()),
             },
+            // `qhold EV POSITION SEAT...`: a hold presenting a queue token's position.
+            "qhold" => Command::HoldQueued {
+                event_id: arg(0)?.into(),
+                holder,
+                queue_position: num(1)?,
+                selection: Selection::Seats(args[2..].iter().map(|s| s.to_string()).collect()),
+            },
+            "block" => Command::ReserveQueueBlock {
+                event_id: arg(0)?.into(),
+                count: num(1)? as u32,
+            },
             "best" => Command::Hold {
                 event_id: arg(0)?.into(),
                 holder,
@@ -375,12 +386,21 @@ impl Runner {
                 QueryResult::Ticket(r) => result_line(&r),
                 other => panic!("ticket query answered {other:?}"),
             },
-            ["queue", ev, user] => match self.state.query(&Query::QueuePosition {
+            // Where the token (user, position) stands, computed from the
+            // room's view as a gateway does.
+            ["queue", ev, _user, position] => match self.state.query(&Query::WaitingRoom {
                 event_id: ev.to_string(),
-                user: user.to_string(),
             }) {
-                QueryResult::QueuePosition(r) => result_line(&r),
-                other => panic!("queue query answered {other:?}"),
+                QueryResult::WaitingRoom(r) => result_line(
+                    &r.map(|view| state_machine::fan_place(&view, id(position).unwrap_or(0))),
+                ),
+                other => panic!("waiting room query answered {other:?}"),
+            },
+            ["room", ev] => match self.state.query(&Query::WaitingRoom {
+                event_id: ev.to_string(),
+            }) {
+                QueryResult::WaitingRoom(r) => result_line(&r),
+                other => panic!("waiting room query answered {other:?}"),
             },
             // One row of the seat map: `.` available, `H` held, `B` booked.
             ["seats", ev, row] => match self.availability(ev)? {

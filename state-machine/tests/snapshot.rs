@@ -239,7 +239,7 @@ fn a_format_1_snapshot_restores_and_its_retries_report_their_own_index() {
     let bytes = include_bytes!("data/snapshot-v1.bin");
     assert_eq!(u32::from_le_bytes(bytes[8..12].try_into().unwrap()), 1);
     // Checked when the test compiles: a new format version must revisit this test.
-    const { assert!(SNAPSHOT_VERSION_MIN <= 1 && SNAPSHOT_VERSION == 3) };
+    const { assert!(SNAPSHOT_VERSION_MIN <= 1 && SNAPSHOT_VERSION == 4) };
     let mut old = BookingState::restore(bytes).expect("a format-1 snapshot restores");
     let (fresh, _) = run(&random_batches(3, 120));
     assert_eq!(old.applied_index(), fresh.applied_index());

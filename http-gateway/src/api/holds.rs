@@ -1,6 +1,8 @@
 //! Holds: creating one (a seat list, best available or general admission,
 //! checked for length and charset before the cluster; an optional
-//! `Idempotency-Key` naming the request everywhere), reading one, and
+//! `Idempotency-Key` naming the request everywhere; on a waiting-room event
+//! the fan's `queue_token`, verified here, its position checked by the
+//! state machine), reading one, and
 //! releasing one (ownership checked before the write; the caller is in the
 //! derived ids). Anybody else's hold answers the same 404 as a missing one.
 //!
@@ -42,6 +44,10 @@ pub struct HoldBody {
     best_available: Option<BestAvailableBody>,
     #[serde(default)]
     general_admission: Option<GeneralAdmissionBody>,
+    /// The waiting-room token (events with a waiting room): its position
+    /// is presented to the state machine, which admits or refuses it.
+    #[serde(default)]
+    queue_token: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -200,11 +206,23 @@ pub async fn create_hold(
 ) -> Result<Response, Problem> {
     check_event_id(&event_id)?;
     let key = idempotency_key(&headers)?;
+    let queue_position = match &body.queue_token {
+        Some(token) => Some(super::queue::verified_token(&state, token, &event_id, &user.0)?.p),
+        None => None,
+    };
     let selection = selection_of(body)?;
-    let command = Command::Hold {
-        event_id,
-        holder: user.0.clone(),
-        selection,
+    let command = match queue_position {
+        Some(queue_position) => Command::HoldQueued {
+            event_id,
+            holder: user.0.clone(),
+            selection,
+            queue_position,
+        },
+        None => Command::Hold {
+            event_id,
+            holder: user.0.clone(),
+            selection,
+        },
     };
     // With an Idempotency-Key the hold always goes through the log: another
     // gateway (or an earlier try) may have sent the same derived ids, and a

@@ -231,14 +231,14 @@ pub(crate) fn openapi_routes() -> &'static [(
         (
             "post",
             "/v1/events/{event_id}/queue",
-            "Join the waiting room",
+            "Join the waiting room: a signed token with a position (no log write per fan)",
             "user",
-            &[200, 201],
+            &[201],
         ),
         (
             "get",
             "/v1/events/{event_id}/queue/{token}",
-            "Waiting-room position",
+            "Where a waiting-room token stands (from the cached watermark)",
             "user",
             &[200],
         ),

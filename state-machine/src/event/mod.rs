@@ -57,6 +57,8 @@ pub(crate) struct Event {
     pub opened_once: bool,
     pub seats: Vec<Seat>,
     pub counters: Vec<SectionCounters>,
+    /// Formats 1-3 held one record per fan: converted on restore.
+    #[serde(deserialize_with = "crate::legacy_queue::decode")]
     pub queue: Option<WaitingRoom>,
     #[serde(skip)]
     pub layout: Layout,

@@ -16,7 +16,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::Hold;
 use crate::event::Event;
 use crate::view::SaleState;
-use crate::waiting_room::Fan;
 
 /// Ordered queues of what falls due with log time, so housekeeping pops due
 /// work from the front instead of scanning every hold, fan and event.
@@ -25,9 +24,9 @@ pub(crate) struct Derived {
     /// `(expires_at_ms, hold_id)` of every live (active or payment-pending)
     /// hold: housekeeping expires holds from the front.
     pub expiry: BTreeSet<(u64, u64)>,
-    /// `(admitted_until_ms, event, user)` of every admitted fan (event is the
-    /// dense event number): housekeeping lapses admissions from the front.
-    pub lapses: BTreeSet<(u64, u32, String)>,
+    /// `(until_ms, event)` of every live admission round (event is the
+    /// dense event number): housekeeping lapses rounds from the front.
+    pub lapses: BTreeSet<(u64, u32)>,
     /// `(sale_opens_at_ms, event)` of events not opened yet that open by
     /// themselves at that log time.
     pub scheduled_opens: BTreeSet<(u64, u32)>,
@@ -56,10 +55,8 @@ impl Derived {
                 if ev.sale == SaleState::Open {
                     derived.queue_events.insert(i);
                 }
-                for (user, fan) in &queue.fans {
-                    if let Fan::Admitted { until_ms } = fan {
-                        derived.lapses.insert((*until_ms, i, user.clone()));
-                    }
+                for round in &queue.rounds {
+                    derived.lapses.insert((round.until_ms, i));
                 }
             }
         }

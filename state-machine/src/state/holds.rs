@@ -89,7 +89,8 @@ impl BookingState {
         event_id: &str,
         holder: &str,
         selection: &Selection,
-    ) -> Result<(u32, HoldPlan), BookingError> {
+        queue_position: Option<u64>,
+    ) -> Result<(u32, HoldPlan, Option<u64>), BookingError> {
         check_text("holder", holder, MAX_HOLDER_LEN)?;
         let event = self.event_index(event_id)?;
         let ev = &self.events[event as usize];
@@ -98,14 +99,7 @@ impl BookingState {
                 event_id: event_id.into(),
             });
         }
-        if let Some(queue) = &ev.queue {
-            if !queue.is_admitted(holder, self.clock_ms) {
-                return Err(BookingError::NotAdmitted {
-                    event_id: event_id.into(),
-                    holder: holder.into(),
-                });
-            }
-        }
+        let admission = self.check_admission(event, holder, queue_position)?;
         let max = ev.spec.max_seats_per_hold;
         let check_count = |count: u32| {
             if count == 0 {
@@ -203,7 +197,7 @@ impl BookingState {
                 HoldPlan::GeneralAdmission(si, *count)
             }
         };
-        Ok((event, plan))
+        Ok((event, plan, admission))
     }
 
     /// `Hold`: plans, then takes the seats for `hold_ttl_ms` of log time.
@@ -212,9 +206,11 @@ impl BookingState {
         event_id: &str,
         holder: &str,
         selection: &Selection,
+        queue_position: Option<u64>,
         ctx: &mut Ctx,
     ) -> Outcome {
-        let (event, plan) = self.plan_hold(event_id, holder, selection)?;
+        let (event, plan, admission) =
+            self.plan_hold(event_id, holder, selection, queue_position)?;
         let clock = self.clock_ms;
         let ev = &mut self.events[event as usize];
         let (seats, ga) = match plan {
@@ -285,6 +281,9 @@ impl BookingState {
             },
         );
         self.derived.expiry.insert((expires_at_ms, hold_id));
+        if let Some(until_ms) = admission {
+            self.record_shopper(event, holder, until_ms);
+        }
         Ok(Reply::Held {
             hold_id,
             event_id: event_id.to_string(),

@@ -290,7 +290,13 @@ impl BookingState {
         if d.queue_events.iter().any(|&e| self.can_admit(e)) {
             next = Some(self.clock_ms);
         }
-        next
+        // A round's grace ending may let the room admit (a no-op tick if not).
+        let grace = d
+            .queue_events
+            .iter()
+            .filter_map(|&e| self.next_grace_end_ms(e))
+            .min();
+        next.into_iter().chain(grace).min()
     }
 
     /// Read-only: the answer `apply` would give `request` in an entry stamped
@@ -325,7 +331,16 @@ impl BookingState {
                 event_id,
                 holder,
                 selection,
-            } => match self.plan_hold(event_id, holder, selection) {
+            } => match self.plan_hold(event_id, holder, selection, None) {
+                Err(refusal) => Some(Err(refusal)),
+                Ok(_) => None,
+            },
+            Command::HoldQueued {
+                event_id,
+                holder,
+                selection,
+                queue_position,
+            } => match self.plan_hold(event_id, holder, selection, Some(*queue_position)) {
                 Err(refusal) => Some(Err(refusal)),
                 Ok(_) => None,
             },
@@ -371,16 +386,12 @@ impl BookingState {
             let (_, hold_id) = self.derived.expiry.pop_first().expect("checked non-empty");
             self.end_hold(hold_id, HoldStatus::Expired, changes);
         }
-        while let Some((at, _, _)) = self.derived.lapses.first() {
-            if *at > clock {
+        while let Some(&(at, event)) = self.derived.lapses.first() {
+            if at > clock {
                 break;
             }
-            let (at, event, user) = self.derived.lapses.pop_first().expect("non-empty");
-            let queue = self.events[event as usize]
-                .queue
-                .as_mut()
-                .expect("lapse entry of an event without a waiting room");
-            queue.lapse(&user, at);
+            self.derived.lapses.pop_first();
+            self.lapse_rounds(event);
         }
         let retention = self.settings.hold_retention_ms;
         while let Some(&(ended, hold_id)) = self.forget.front() {
@@ -420,7 +431,7 @@ impl BookingState {
                 event_id,
                 holder,
                 selection,
-            } => self.hold(event_id, holder, selection, ctx),
+            } => self.hold(event_id, holder, selection, None, ctx),
             Command::ExtendHold { hold_id, holder } => self.extend_hold(*hold_id, holder),
             Command::Release { hold_id, holder } => self.release(*hold_id, holder, ctx),
             Command::BeginPayment { hold_id, holder } => self.begin_payment(*hold_id, holder),
@@ -435,6 +446,15 @@ impl BookingState {
             }
             Command::CheckIn { ticket_id } => self.check_in(*ticket_id),
             Command::JoinQueue { event_id, user } => self.join_queue(event_id, user),
+            Command::ReserveQueueBlock { event_id, count } => {
+                self.reserve_queue_block(event_id, *count)
+            }
+            Command::HoldQueued {
+                event_id,
+                holder,
+                selection,
+                queue_position,
+            } => self.hold(event_id, holder, selection, Some(*queue_position), ctx),
             Command::LeaveQueue { event_id, user } => self.leave_queue(event_id, user),
             Command::RecordWebhook { webhook_id } => self.record_webhook(webhook_id),
             Command::AckOutbox { up_to } => self.ack_outbox(*up_to),

@@ -78,8 +78,8 @@ impl BookingState {
     }
 
     /// Opens a sale (idempotent), by command or by schedule; the first
-    /// opening shuffles the pre-opening fans with a seed derived from this
-    /// entry's index and stamp. Returns how many fans it shuffled.
+    /// opening fixes the pre-queue's order key, derived from this entry's
+    /// index and stamp. Returns how many positions the pre-queue holds.
     pub(super) fn open_event(&mut self, event: u32, index: u64, stamp_ms: u64) -> u64 {
         let ev = &mut self.events[event as usize];
         if let Some(at) = ev.sale_opens_at_ms.take() {
@@ -93,7 +93,7 @@ impl BookingState {
         if !ev.opened_once {
             ev.opened_once = true;
             if let Some(queue) = ev.queue.as_mut() {
-                shuffled = queue.shuffle_pending(shuffle_seed(&ev.id, index, stamp_ms));
+                shuffled = queue.open(shuffle_seed(&ev.id, index, stamp_ms));
             }
         }
         if ev.queue.is_some() {
@@ -119,15 +119,14 @@ impl BookingState {
     }
 }
 
-/// The waiting-room shuffle seed: a hash of the event and the log entry that
+/// The pre-queue's order key: a hash of the event and the log entry that
 /// opened the sale, so every replica draws the same order and nobody can
 /// pick it by choosing when to join.
-fn shuffle_seed(event_id: &str, index: u64, stamp_ms: u64) -> u64 {
+fn shuffle_seed(event_id: &str, index: u64, stamp_ms: u64) -> [u8; 32] {
     let mut h = blake3::Hasher::new();
-    h.update(b"booking/waiting-room-shuffle/v1");
+    h.update(b"booking/waiting-room-order/v2");
     h.update(&index.to_le_bytes());
     h.update(&stamp_ms.to_le_bytes());
     h.update(event_id.as_bytes());
-    let bytes = h.finalize();
-    u64::from_le_bytes(bytes.as_bytes()[..8].try_into().expect("8 bytes"))
+    *h.finalize().as_bytes()
 }

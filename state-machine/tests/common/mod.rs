@@ -230,9 +230,17 @@ pub fn random_batches(seed: u64, entries: usize) -> Vec<Batch> {
                 },
                 10 => Command::CancelBooking { booking_id, holder },
                 11 => Command::ExtendHold { hold_id, holder },
-                12 => Command::JoinQueue {
+                // The waiting room: a gateway's block, or a hold presenting
+                // a position (admitted or not).
+                12 if c.is_multiple_of(2) => Command::ReserveQueueBlock {
                     event_id: "queued".into(),
-                    user: holder,
+                    count: 1 + c as u32,
+                },
+                12 => Command::HoldQueued {
+                    event_id: "queued".into(),
+                    holder,
+                    selection: Selection::Seats(vec![format!("A-1-{}", 1 + c % 8)]),
+                    queue_position: 1 + c as u64,
                 },
                 13 => Command::CheckIn {
                     ticket_id: tickets[rng.below(tickets.len() as u64) as usize],

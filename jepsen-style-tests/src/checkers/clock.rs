@@ -11,10 +11,12 @@
 //! cluster's idea of time), so a hold alive across such a window may expire
 //! early, and log time may run an hour ahead; the store promises neither.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use super::{CheckResult, Finding};
-use crate::booking::{BookingCall, BookingOp, BookingResult, BookingRet, HoldId};
+use crate::booking::{
+    BookingCall, BookingOp, BookingResult, BookingRet, HoldId, ReplicaState, SeatView,
+};
 use crate::harness::recorder::FaultWindow;
 
 /// Real time a hold may lose to clocks while a majority of them is sane:
@@ -200,8 +202,15 @@ pub fn no_early_expiry(
 /// Refusals that may precede the begin-payment (invoked before it
 /// completed), lives that touch an `insane` window and holds a release may
 /// have ended are not judged.
+///
+/// And a hold whose payment was begun, that no confirm or release may have
+/// ended, is still held on every replica's final state (read by
+/// `finals_read_ns`) when the window less the allowance had not passed by
+/// then: an expiry nobody asked about is caught too.
 pub fn no_payment_pending_expiry(
     ops: &[BookingOp],
+    replicas: &[ReplicaState],
+    finals_read_ns: u64,
     payment_window_ms: u64,
     allowance_ms: u64,
     insane: &[(u64, u64)],
@@ -249,6 +258,59 @@ pub fn no_payment_pending_expiry(
                     seat: refusal.call.seats().first().cloned(),
                     node: None,
                 });
+            }
+        }
+    }
+    // Holds some confirm or release may have ended.
+    let ended: HashSet<HoldId> = ops
+        .iter()
+        .filter_map(|op| match &op.call {
+            BookingCall::Confirm(r) | BookingCall::Release(r) if op.may_have_happened() => {
+                Some(r.hold_id)
+            }
+            _ => None,
+        })
+        .collect();
+    let mut pending: Vec<(&HoldId, &BookingOp)> = begun
+        .iter()
+        .filter(|(hold_id, _)| !ended.contains(hold_id))
+        .filter_map(|(hold_id, begins)| {
+            begins
+                .iter()
+                .min_by_key(|b| b.invoke_ns)
+                .map(|b| (hold_id, *b))
+        })
+        .collect();
+    pending.sort_by_key(|(hold_id, _)| **hold_id);
+    for (hold_id, begin) in pending {
+        let young = finals_read_ns.saturating_sub(begin.invoke_ns) < min_ms * 1_000_000;
+        if replicas.is_empty()
+            || !young
+            || sane_stretch(insane, begin.invoke_ns, finals_read_ns).is_none()
+        {
+            unjudged += 1;
+            continue;
+        }
+        checked += 1;
+        for replica in replicas {
+            for seat in begin.call.seats() {
+                match replica.seats.get(seat) {
+                    Some(SeatView::Held { hold_id: h, .. }) if h == hold_id => {}
+                    // Not reported (the scan did not reach it): no verdict.
+                    None => {}
+                    Some(other) => findings.push(Finding {
+                        message: format!(
+                            "payment-pending hold {hold_id} (begun op {}, {} ms before the final read) \
+                             is gone from node {}'s seat {seat}: {other:?}",
+                            begin.id,
+                            finals_read_ns.saturating_sub(begin.invoke_ns) / 1_000_000,
+                            replica.node
+                        ),
+                        ops: vec![begin.id],
+                        seat: Some(seat.clone()),
+                        node: Some(replica.node.clone()),
+                    }),
+                }
             }
         }
     }

@@ -314,6 +314,7 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, String> {
     history::write_jsonl(&mut history_file, &events).map_err(|e| format!("history: {e}"))?;
     write_file(&opts.out.join("history.jsonl"), &history_file)?;
     let (replicas, finals, final_error) = read_final_states(&endpoints, &tls, &cfg, &ops).await;
+    let finals_read_ns = recorder.now_ns();
     if let Some(e) = &final_error {
         eprintln!("jepsen: final state: {e}");
     }
@@ -364,6 +365,8 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, String> {
         ));
         results.push(checkers::no_payment_pending_expiry(
             &ops,
+            &replicas,
+            finals_read_ns,
             cluster_config::defaults::PAYMENT_WINDOW_MS,
             checkers::EXPIRY_CLOCK_ALLOWANCE_MS,
             &insane,

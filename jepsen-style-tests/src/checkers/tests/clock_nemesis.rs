@@ -109,16 +109,54 @@ fn a_payment_pending_hold_expired_inside_its_window_is_found() {
     h.confirm("S3", "c", 3, expired(), (2 * S, 4 * S), None);
     h.hold("S4", "d", 4, 10_000, (0, MS));
     h.confirm("S4", "d", 4, expired(), (11 * S, 12 * S), None);
-    let r = no_payment_pending_expiry(&h.0, window_ms, EXPIRY_CLOCK_ALLOWANCE_MS, &[]);
+    let r = no_payment_pending_expiry(&h.0, &[], 0, window_ms, EXPIRY_CLOCK_ALLOWANCE_MS, &[]);
     assert_eq!(r.offending_ops, vec![begin, early]);
-    assert_eq!((r.checked, r.unjudged), (2, 1));
+    // Unjudged: the refusal that may precede its begin, and the three begun
+    // holds no confirm or release ended, with no final state to look at.
+    assert_eq!((r.checked, r.unjudged), (2, 4));
     let r = no_payment_pending_expiry(
         &h.0,
+        &[],
+        0,
         window_ms,
         EXPIRY_CLOCK_ALLOWANCE_MS,
         &[(2 * S, 3 * S)],
     );
     assert!(r.valid, "{:?}", r.findings);
+}
+
+#[test]
+fn a_payment_pending_hold_gone_from_a_final_state_is_found() {
+    // Goal: a hold whose payment was begun 10 s before the final read, with no confirm or release, must still be held on every replica: a replica showing the seat free is found; one showing it held passes; a majority window between, or a begin older than the window, is not judged.
+    let mut h = H::default();
+    h.hold("S1", "a", 1, 10_000, (0, MS));
+    let begin = begin_payment(&mut h, "S1", "a", 1, (S, S + MS));
+    let held = SeatView::Held {
+        hold_id: 1,
+        holder: "a".into(),
+    };
+    let good = [replica("n1", &[("S1", held.clone())], "x")];
+    let gone = [
+        replica("n1", &[("S1", held)], "x"),
+        replica("n2", &[("S1", SeatView::Available)], "x"),
+    ];
+    let run = |replicas: &[ReplicaState], read_s: u64, insane: &[(u64, u64)]| {
+        no_payment_pending_expiry(
+            &h.0,
+            replicas,
+            read_s * S,
+            120_000,
+            EXPIRY_CLOCK_ALLOWANCE_MS,
+            insane,
+        )
+    };
+    assert!(run(&good, 11, &[]).valid);
+    let r = run(&gone, 11, &[]);
+    assert_eq!(r.offending_ops, vec![begin]);
+    assert_eq!(r.findings[0].node.as_deref(), Some("n2"));
+    let r = run(&gone, 11, &[(5 * S, 6 * S)]);
+    assert!(r.valid && r.unjudged == 1);
+    assert!(run(&gone, 200, &[]).valid);
 }
 
 #[test]

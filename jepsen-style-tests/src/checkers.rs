@@ -489,8 +489,8 @@ mod clock;
 mod effects;
 
 pub use clock::{
-    log_time_follows_real_time, majority_clock_windows, no_early_expiry,
-    no_payment_pending_expiry, ClockWindows, EXPIRY_CLOCK_ALLOWANCE_MS, MAJORITY_CLOCK_SETTLE_NS,
+    log_time_follows_real_time, majority_clock_windows, no_early_expiry, no_payment_pending_expiry,
+    ClockWindows, EXPIRY_CLOCK_ALLOWANCE_MS, MAJORITY_CLOCK_SETTLE_NS,
 };
 pub use effects::no_duplicate_effects;
 

@@ -84,7 +84,10 @@ const MATRIX: &[Case] = &[
     // the majority's clocks (log_time_follows_real_time, no_early_expiry,
     // no_payment_pending_expiry, skipping the majority's windows), and no
     // request may take effect twice (no_duplicate_effects).
-    loopback(case("register-clock-leap", "register", "clock-leap", 10), 25),
+    loopback(
+        case("register-clock-leap", "register", "clock-leap", 10),
+        25,
+    ),
 ];
 const EXIT_SKIPPED: i32 = 3;
 

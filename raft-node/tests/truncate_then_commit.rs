@@ -14,16 +14,18 @@
 //!    reaches only the fourth follower F (two of five: not committed);
 //! 2. a hold submitted straight to L (no redirects, no retries), waited on
 //!    until F's log holds it;
-//! 3. L stopped; two of the three stopped followers resumed: of the four
-//!    nodes L, F and the two, only F's log holds the entry, and without the
-//!    last stopped follower no node can win without F's vote... and F votes
-//!    for nobody whose log lacks it, so F is elected (term moves on) and
-//!    commits the entry;
+//! 3. L stopped; two of the three stopped followers resumed: with L and
+//!    the third still stopped, a winner needs the votes of F and both of
+//!    them, and F votes for nobody whose log lacks the entry, so F is
+//!    elected (a new term) and commits the entry;
 //! 4. L resumed: it hears the new term and answers its caller.
 //!
 //! The answer must be the hold's outcome or `outcome_unknown`; a same-id
 //! resend must then be answered, deduplicated, with the hold at the entry's
-//! index. Must not: sleep for conditions (every wait is a bounded poll).
+//! index. Seen so far: the hold's outcome (openraft 0.9 keeps the deposed
+//! leader's responder and answers it when the entry applies there), so the
+//! `ForwardToLeader` branch itself is covered by the proposer's unit test.
+//! Must not: sleep for conditions (every wait is a bounded poll).
 
 mod common;
 
@@ -118,7 +120,10 @@ async fn an_entry_the_deposed_leader_queued_and_the_next_leader_committed_is_nev
         match client.submit(request).await {
             Ok(r) => {
                 let r = r.into_inner();
-                Answer::Applied(serde_json::from_slice(&r.outcome_json).unwrap(), r.log_index)
+                Answer::Applied(
+                    serde_json::from_slice(&r.outcome_json).unwrap(),
+                    r.log_index,
+                )
             }
             Err(status) => {
                 let meta = |k: &str| {
@@ -140,11 +145,15 @@ async fn an_entry_the_deposed_leader_queued_and_the_next_leader_committed_is_nev
     });
     // The entry is on L and F only: F's log grows past the sale and holds
     // all L has.
-    let entry_index = wait_for("the follower L still reaches to log the hold", WAIT, || async {
-        let f = rpc.status(reached).await?.last_log_index;
-        let l = rpc.status(leader).await?.last_log_index;
-        (f > before && f >= l).then_some(f)
-    })
+    let entry_index = wait_for(
+        "the follower L still reaches to log the hold",
+        WAIT,
+        || async {
+            let f = rpc.status(reached).await?.last_log_index;
+            let l = rpc.status(leader).await?.last_log_index;
+            (f > before && f >= l).then_some(f)
+        },
+    )
     .await;
     let l_status = rpc.status(leader).await.unwrap();
     assert!(
@@ -164,9 +173,11 @@ async fn an_entry_the_deposed_leader_queued_and_the_next_leader_committed_is_nev
     })
     .await;
     assert_eq!(new_leader, reached);
-    wait_for("the new leader to commit the deposed leader's entry", WAIT, || async {
-        (rpc.status(reached).await?.applied_index >= entry_index).then_some(())
-    })
+    wait_for(
+        "the new leader to commit the deposed leader's entry",
+        WAIT,
+        || async { (rpc.status(reached).await?.applied_index >= entry_index).then_some(()) },
+    )
     .await;
 
     procs.resume(leader).unwrap();
@@ -182,7 +193,10 @@ async fn an_entry_the_deposed_leader_queued_and_the_next_leader_committed_is_nev
                 matches!(outcome, Ok(Reply::Held { .. })),
                 "the committed hold answered {outcome:?}"
             );
-            assert!(*index > before && *index <= entry_index, "applied at {index}");
+            assert!(
+                *index > before && *index <= entry_index,
+                "applied at {index}"
+            );
         }
         Answer::Error(code, error, outcome, message) => {
             assert_eq!(

@@ -14,6 +14,10 @@ use crate::booking::{
     BookingCall, BookingId, BookingOp, BookingResult, BookingRet, HoldId, ReplicaState, SeatView,
 };
 
+/// What one request id was acknowledged with: hold ids, booking ids, and
+/// the operations that carried it.
+type Effects = (BTreeSet<HoldId>, BTreeSet<BookingId>, Vec<usize>);
+
 /// No request's effect is observed twice:
 /// - one request id acknowledged with two different hold ids, or two
 ///   different booking ids;
@@ -25,8 +29,7 @@ use crate::booking::{
 pub fn no_duplicate_effects(ops: &[BookingOp], replicas: &[ReplicaState]) -> CheckResult {
     let mut findings = Vec::new();
     // Request id -> (hold ids, booking ids) it was acknowledged with, and the ops.
-    let mut by_request: BTreeMap<&str, (BTreeSet<HoldId>, BTreeSet<BookingId>, Vec<usize>)> =
-        BTreeMap::new();
+    let mut by_request: BTreeMap<&str, Effects> = BTreeMap::new();
     // Holder of a hold request -> hold ids seen for it, and the hold op.
     let mut by_holder: BTreeMap<&str, (BTreeSet<HoldId>, Vec<usize>)> = BTreeMap::new();
     for op in ops {

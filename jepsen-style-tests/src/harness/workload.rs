@@ -8,6 +8,9 @@
 //! - a client error the classifier calls definite is `fail {"client_error"}`;
 //! - any other client error is `info` (the write may have applied).
 //!
+//! A write's invoke value carries its `request_id` (`client:request`),
+//! which every same-id retry of it resends (for `no_duplicate_effects`).
+//!
 //! What the store does not report, the workload derives or leaves out, and
 //! says so: a hold's `at_ms` is `expires_at_ms - hold_ttl_ms` (exact: the
 //! store sets the expiry from the apply's clock and the event's TTL); a
@@ -50,8 +53,8 @@ const ROW: &str = "1";
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum WorkloadKind {
-    /// Per-seat register: hold, confirm, release, cancel and linearizable reads
-    /// on a few seats, many holds per seat over a run.
+    /// Per-seat register: hold, begin payment, confirm, release, cancel and
+    /// linearizable reads on a few seats, many holds per seat over a run.
     Register,
     /// Many clients, few seats; half of them retry unknown outcomes with the
     /// same request id.

@@ -385,9 +385,11 @@ mod tests {
     fn a_begun_payment_keeps_the_seat_held_past_the_holds_first_expiry() {
         // Goal: a hold expiring at 1 000 may lapse by log time 5 000 (a new hold then succeeds), unless a begin-payment moved its expiry to 100 000 first.
         let other = || hold("b");
-        let lapsed = H::new()
-            .op(hold("a"), held(1, 1_000, 0), (0, 1))
-            .op(other(), held(2, 15_000, 5_000), (4, 5));
+        let lapsed = H::new().op(hold("a"), held(1, 1_000, 0), (0, 1)).op(
+            other(),
+            held(2, 15_000, 5_000),
+            (4, 5),
+        );
         assert_eq!(lapsed.verdict(), Verdict::Linearizable);
         let paid = H::new()
             .op(hold("a"), held(1, 1_000, 0), (0, 1))

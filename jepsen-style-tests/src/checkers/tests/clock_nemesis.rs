@@ -216,7 +216,11 @@ fn a_retried_hold_that_made_a_second_hold_is_a_duplicate_effect() {
     };
     let good = [replica("n1", &[("S1", held_by(1))], "x")];
     assert!(no_duplicate_effects(&h.0, &good).valid);
-    let twice = [replica("n1", &[("S1", held_by(1)), ("S2", held_by(2))], "x")];
+    let twice = [replica(
+        "n1",
+        &[("S1", held_by(1)), ("S2", held_by(2))],
+        "x",
+    )];
     let r = no_duplicate_effects(&h.0, &twice);
     assert_eq!(r.offending_ops, vec![hold]);
     let booked_once = [replica("n1", &[("S1", booked(5, 1, "a"))], "x")];

@@ -6,7 +6,7 @@
 //! decoding from generic history events.
 //!
 //! `history.jsonl` lines of the booking workloads use `f` ∈ {`hold`,
-//! `release`, `confirm`, `cancel`, `read`} and these values:
+//! `release`, `confirm`, `cancel`, `read`, `begin_payment`} and these values:
 //!
 //! | f | invoke value | ok value |
 //! | --- | --- | --- |
@@ -15,6 +15,10 @@
 //! | confirm | `{"hold_id":5,"holder":"p3-17","seats":["A-1-1"]}` | `{"booking_id":9,"hold_expires_at_ms":61000,"at_ms":1300}` |
 //! | cancel | `{"booking_id":9,"holder":"p3-17","seats":["A-1-1"]}` | `{"at_ms":1400}` |
 //! | read | `{"seat":"A-1-1"}` | `{"seat":{"state":"held","hold_id":5,"holder":"p3-17"},"at_ms":1250}` |
+//! | begin_payment | `{"hold_id":5,"holder":"p3-17","seats":["A-1-1"]}` | `{"expires_at_ms":121000}` |
+//!
+//! A write's invoke value may also carry `"request_id":"<client>:<request>"`,
+//! the ids every same-id retry of it resends (`BookingOp::request_id`).
 //!
 //! A read may also report `{"state":"held_unnamed"}` or
 //! `{"state":"booked_unnamed"}` when the store shows only that a seat is
@@ -58,6 +62,9 @@ pub enum BookingF {
     Confirm,
     Cancel,
     Read,
+    /// `BeginPayment`: an active hold becomes payment-pending, its expiry
+    /// pinned to at least log time + the payment window.
+    BeginPayment,
 }
 
 /// One line of a booking `history.jsonl`.
@@ -101,6 +108,7 @@ pub enum BookingCall {
     Confirm(HoldRef),
     Cancel(BookingRef),
     Read(ReadArgs),
+    BeginPayment(HoldRef),
 }
 
 /// A seat as a read or a replica's final state shows it.
@@ -163,6 +171,12 @@ pub struct SeatRead {
     pub at_ms: Option<u64>,
 }
 
+/// What an acknowledged `BeginPayment` returned: the hold's new expiry.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash)]
+pub struct PaymentBegun {
+    pub expires_at_ms: u64,
+}
+
 /// A state-machine refusal: the `fail` value that carries a code.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Refusal {
@@ -180,6 +194,7 @@ pub enum BookingRet {
     Confirmed(Confirmed),
     Cancelled(Cancelled),
     Read(SeatRead),
+    PaymentBegun(PaymentBegun),
 }
 
 /// How an operation ended.
@@ -208,6 +223,11 @@ pub struct BookingOp {
     pub complete_ns: Option<u64>,
     /// The server's log index for the completion, when reported.
     pub index: Option<u64>,
+    /// The write's request id (`client_id:request_id`), as the workload
+    /// recorded it in the invoke (`request_id` beside the arguments); every
+    /// same-id retry of the operation carries it. `None` for reads and for
+    /// histories that do not record it.
+    pub request_id: Option<String>,
 }
 
 /// The final state one replica reports after the faults are healed.
@@ -234,6 +254,7 @@ impl BookingCall {
             BookingCall::Confirm(_) => BookingF::Confirm,
             BookingCall::Cancel(_) => BookingF::Cancel,
             BookingCall::Read(_) => BookingF::Read,
+            BookingCall::BeginPayment(_) => BookingF::BeginPayment,
         }
     }
 
@@ -241,7 +262,9 @@ impl BookingCall {
     pub fn seats(&self) -> &[SeatId] {
         match self {
             BookingCall::Hold(a) => &a.seats,
-            BookingCall::Release(r) | BookingCall::Confirm(r) => &r.seats,
+            BookingCall::Release(r) | BookingCall::Confirm(r) | BookingCall::BeginPayment(r) => {
+                &r.seats
+            }
             BookingCall::Cancel(b) => &b.seats,
             BookingCall::Read(r) => std::slice::from_ref(&r.seat),
         }
@@ -251,7 +274,9 @@ impl BookingCall {
     pub fn to_value(&self) -> Value {
         let v = match self {
             BookingCall::Hold(a) => serde_json::to_value(a),
-            BookingCall::Release(r) | BookingCall::Confirm(r) => serde_json::to_value(r),
+            BookingCall::Release(r) | BookingCall::Confirm(r) | BookingCall::BeginPayment(r) => {
+                serde_json::to_value(r)
+            }
             BookingCall::Cancel(b) => serde_json::to_value(b),
             BookingCall::Read(r) => serde_json::to_value(r),
         };
@@ -268,6 +293,7 @@ impl BookingRet {
             BookingRet::Confirmed(x) => serde_json::to_value(x),
             BookingRet::Cancelled(x) => serde_json::to_value(x),
             BookingRet::Read(x) => serde_json::to_value(x),
+            BookingRet::PaymentBegun(x) => serde_json::to_value(x),
         };
         v.expect("plain structs always serialise")
     }
@@ -280,6 +306,7 @@ impl BookingRet {
             BookingRet::Confirmed(x) => Some(x.at_ms),
             BookingRet::Cancelled(x) => x.at_ms,
             BookingRet::Read(x) => x.at_ms,
+            BookingRet::PaymentBegun(_) => None,
         }
     }
 }
@@ -324,6 +351,9 @@ pub fn decode_op(op: &Operation<BookingF, Value>) -> Result<BookingOp> {
         BookingF::Confirm => BookingCall::Confirm(value_as(id, "confirm arguments", &op.value)?),
         BookingF::Cancel => BookingCall::Cancel(value_as(id, "cancel arguments", &op.value)?),
         BookingF::Read => BookingCall::Read(value_as(id, "read arguments", &op.value)?),
+        BookingF::BeginPayment => {
+            BookingCall::BeginPayment(value_as(id, "begin-payment arguments", &op.value)?)
+        }
     };
     let result = match &op.completion {
         None => BookingResult::Unknown,
@@ -341,6 +371,9 @@ pub fn decode_op(op: &Operation<BookingF, Value>) -> Result<BookingOp> {
                     BookingF::Confirm => BookingRet::Confirmed(value_as(id, "confirm result", v)?),
                     BookingF::Cancel => BookingRet::Cancelled(value_as(id, "cancel result", v)?),
                     BookingF::Read => BookingRet::Read(value_as(id, "read result", v)?),
+                    BookingF::BeginPayment => {
+                        BookingRet::PaymentBegun(value_as(id, "begin-payment result", v)?)
+                    }
                 })
             }
             EventType::Invoke => unreachable!("history::pair never completes with an invoke"),
@@ -354,6 +387,11 @@ pub fn decode_op(op: &Operation<BookingF, Value>) -> Result<BookingOp> {
         invoke_ns: op.invoke_ns,
         complete_ns: op.known_return_ns(),
         index: op.index(),
+        request_id: op
+            .value
+            .get("request_id")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
     })
 }
 

@@ -15,8 +15,16 @@
 //!   after its hold's expiry;
 //! - [`no_early_expiry`]: no hold expired sooner in real time (the
 //!   harness's monotonic clock) than its TTL minus the clock allowance;
+//! - [`no_payment_pending_expiry`]: no payment-pending hold expired before
+//!   its payment window (less the allowance) had passed;
 //! - [`log_time_follows_real_time`]: log time never runs ahead of the
 //!   harness's real time by more than the clock allowance;
+//!   (these three, in `checkers/clock.rs`, judge nothing that overlaps a
+//!   window in which the nemesis moved a majority's clocks: the store
+//!   promises them only while a majority of clocks is sane);
+//! - [`no_duplicate_effects`] (`checkers/effects.rs`): no request id took
+//!   effect twice (two holds for one hold request, two bookings for one
+//!   hold);
 //! - [`replica_hashes_equal`]: all replicas' state hashes agree;
 //! - [`no_resurrections`]: no replica shows a booking whose cancel, or a
 //!   hold whose release or confirm, was acknowledged;
@@ -273,17 +281,31 @@ pub fn no_phantom_bookings(ops: &[BookingOp], replicas: &[ReplicaState]) -> Chec
 /// No confirm was acknowledged at or after its hold's expiry, in log time.
 ///
 /// The expiry is the one the confirm's reply reports (`hold_expires_at_ms`,
-/// after any extension); failing that, the one the hold's reply reported,
-/// which is right only for workloads that never extend holds. A confirm with
-/// neither is counted in `unjudged`.
+/// after any extension); failing that, the latest one the hold's reply or an
+/// acknowledged begin-payment of it reported. A confirm with neither, or
+/// past that expiry while a begin-payment of unknown outcome may have moved
+/// it, is counted in `unjudged`.
 pub fn no_confirm_past_expiry(ops: &[BookingOp]) -> CheckResult {
-    let hold_expiry: HashMap<HoldId, u64> = ops
-        .iter()
-        .filter_map(|op| match &op.result {
-            BookingResult::Ok(BookingRet::Held(h)) => Some((h.hold_id, h.expires_at_ms)),
-            _ => None,
-        })
-        .collect();
+    // The latest expiry a reply reported (a begun payment moves it later),
+    // and the holds a begin-payment of unknown outcome may have moved.
+    let mut hold_expiry: HashMap<HoldId, u64> = HashMap::new();
+    let mut maybe_moved: HashSet<HoldId> = HashSet::new();
+    for op in ops {
+        match (&op.call, &op.result) {
+            (_, BookingResult::Ok(BookingRet::Held(h))) => {
+                let e = hold_expiry.entry(h.hold_id).or_insert(h.expires_at_ms);
+                *e = (*e).max(h.expires_at_ms);
+            }
+            (BookingCall::BeginPayment(r), BookingResult::Ok(BookingRet::PaymentBegun(p))) => {
+                let e = hold_expiry.entry(r.hold_id).or_insert(p.expires_at_ms);
+                *e = (*e).max(p.expires_at_ms);
+            }
+            (BookingCall::BeginPayment(r), BookingResult::Unknown) => {
+                maybe_moved.insert(r.hold_id);
+            }
+            _ => {}
+        }
+    }
     let (mut findings, mut checked, mut unjudged) = (Vec::new(), 0, 0);
     for c in acknowledged_confirms(ops) {
         let Some(expires_at_ms) = c
@@ -293,8 +315,13 @@ pub fn no_confirm_past_expiry(ops: &[BookingOp]) -> CheckResult {
             unjudged += 1;
             continue;
         };
+        let past = is_expired(expires_at_ms, c.at_ms);
+        if past && c.hold_expires_at_ms.is_none() && maybe_moved.contains(&c.hold_id) {
+            unjudged += 1;
+            continue;
+        }
         checked += 1;
-        if is_expired(expires_at_ms, c.at_ms) {
+        if past {
             findings.push(Finding {
                 message: format!(
                     "hold {} confirmed as booking {} at log time {} ms, but it expired at {} ms",
@@ -307,134 +334,6 @@ pub fn no_confirm_past_expiry(ops: &[BookingOp]) -> CheckResult {
         }
     }
     CheckResult::new("no_confirm_past_expiry", findings, checked, unjudged)
-}
-
-/// Real time a hold may lose to clocks while a majority of them is sane:
-/// each end of its life may be stamped up to `2 × tolerance + round trip`
-/// (2 × 500 + 500 ms) off real time (ARCHITECTURE.md "Time"), plus 1 s for
-/// the harness's own scheduling.
-pub const EXPIRY_CLOCK_ALLOWANCE_MS: u64 = 2 * (2 * 500 + 500) + 1_000;
-
-/// No hold expires early in real time: a confirm or release refused
-/// `hold_expired` completed at most `c − h` after its hold was invoked
-/// (`h`), so the hold lived at most that long; shorter than `hold_ttl_ms −
-/// allowance_ms` is an early expiry (a clock moved log time). Holds with
-/// another release that may have happened before are not judged (a released
-/// hold answers `hold_expired` too).
-pub fn no_early_expiry(ops: &[BookingOp], hold_ttl_ms: u64, allowance_ms: u64) -> CheckResult {
-    let held: HashMap<HoldId, &BookingOp> = ops
-        .iter()
-        .filter_map(|op| match &op.result {
-            BookingResult::Ok(BookingRet::Held(h)) => Some((h.hold_id, op)),
-            _ => None,
-        })
-        .collect();
-    let released_by: HashMap<HoldId, Vec<&BookingOp>> =
-        ops.iter().fold(HashMap::new(), |mut m, op| {
-            if let BookingCall::Release(r) = &op.call {
-                if !matches!(op.result, BookingResult::Refused(_) | BookingResult::Failed) {
-                    m.entry(r.hold_id).or_insert_with(Vec::new).push(op);
-                }
-            }
-            m
-        });
-    let min_life_ns = hold_ttl_ms.saturating_sub(allowance_ms) * 1_000_000;
-    let (mut findings, mut checked, mut unjudged) = (Vec::new(), 0, 0);
-    for op in ops {
-        let (r, refusal) = match (&op.call, &op.result) {
-            (BookingCall::Confirm(r) | BookingCall::Release(r), BookingResult::Refused(f)) => {
-                (r, f)
-            }
-            _ => continue,
-        };
-        if refusal.error != "hold_expired" {
-            continue;
-        }
-        let (Some(hold), Some(done_ns)) = (held.get(&r.hold_id), op.complete_ns) else {
-            unjudged += 1;
-            continue;
-        };
-        let maybe_released = released_by.get(&r.hold_id).is_some_and(|rs| {
-            rs.iter()
-                .any(|rel| rel.id != op.id && rel.invoke_ns <= done_ns)
-        });
-        if maybe_released {
-            unjudged += 1;
-            continue;
-        }
-        checked += 1;
-        let lived_ns = done_ns.saturating_sub(hold.invoke_ns);
-        if lived_ns < min_life_ns {
-            findings.push(Finding {
-                message: format!(
-                    "hold {} (TTL {hold_ttl_ms} ms) was expired {} ms after its hold was invoked, \
-                     more than {allowance_ms} ms early",
-                    r.hold_id,
-                    lived_ns / 1_000_000
-                ),
-                ops: vec![hold.id, op.id],
-                seat: r.seats.first().cloned(),
-                node: None,
-            });
-        }
-    }
-    CheckResult::new("no_early_expiry", findings, checked, unjudged)
-}
-
-/// Log time never runs ahead of real time by more than the allowance: for
-/// acknowledged holds A then B (A completed before B was invoked), B's log
-/// time minus A's is at most the real time from A's invoke to B's completion
-/// plus `allowance_ms`. Log time is each hold's `at_ms`; real time is the
-/// harness's monotonic clock. A leader whose own clock leaps ahead and
-/// stamps by it breaks this at once, even when no hold was alive to expire.
-pub fn log_time_follows_real_time(ops: &[BookingOp], allowance_ms: u64) -> CheckResult {
-    // (log time ms, invoke ms, complete ms, op id) of acknowledged holds.
-    let mut holds: Vec<(i128, i128, i128, usize)> = ops
-        .iter()
-        .filter_map(|op| match (&op.result, op.complete_ns) {
-            (BookingResult::Ok(BookingRet::Held(h)), Some(done)) => Some((
-                h.at_ms as i128,
-                (op.invoke_ns / 1_000_000) as i128,
-                (done / 1_000_000) as i128,
-                op.id,
-            )),
-            _ => None,
-        })
-        .collect();
-    let mut by_complete = holds.clone();
-    by_complete.sort_by_key(|h| h.2);
-    holds.sort_by_key(|h| h.1);
-    let mut findings = Vec::new();
-    // Over the holds completed before B's invoke: the least `at − invoke`.
-    let mut least: Option<(i128, usize)> = None;
-    let mut next = 0;
-    for b in &holds {
-        while next < by_complete.len() && by_complete[next].2 < b.1 {
-            let a = by_complete[next];
-            let lead = a.0 - a.1;
-            if least.is_none_or(|(l, _)| lead < l) {
-                least = Some((lead, a.3));
-            }
-            next += 1;
-        }
-        let Some((a_lead, a_id)) = least else {
-            continue;
-        };
-        let ahead_ms = (b.0 - b.2) - a_lead;
-        if ahead_ms > allowance_ms as i128 && findings.len() < 10 {
-            findings.push(Finding {
-                message: format!(
-                    "log time ran {ahead_ms} ms ahead of real time between op {a_id} and op {} \
-                     (allowance {allowance_ms} ms)",
-                    b.3
-                ),
-                ops: vec![a_id, b.3],
-                seat: None,
-                node: None,
-            });
-        }
-    }
-    CheckResult::new("log_time_follows_real_time", findings, holds.len(), 0)
 }
 
 /// The store never hands one id to two requests: each hold id comes back in
@@ -585,6 +484,15 @@ pub fn replica_hashes_equal(replicas: &[ReplicaState]) -> CheckResult {
     };
     CheckResult::new("replica_hashes_equal", findings, replicas.len(), 0)
 }
+
+mod clock;
+mod effects;
+
+pub use clock::{
+    log_time_follows_real_time, majority_clock_windows, no_early_expiry, no_payment_pending_expiry,
+    ClockWindows, EXPIRY_CLOCK_ALLOWANCE_MS, MAJORITY_CLOCK_SETTLE_NS,
+};
+pub use effects::no_duplicate_effects;
 
 #[cfg(test)]
 mod tests;

@@ -1,4 +1,5 @@
-//! Handmade good and bad histories for each checker.
+//! Handmade good and bad histories for each checker; those of the checkers
+//! that came with the ±1 h clock nemesis are in `tests/clock_nemesis.rs`.
 
 use super::*;
 use crate::booking::{BookingRef, Cancelled, Confirmed, Held, HoldArgs, HoldRef};
@@ -25,6 +26,7 @@ impl H {
             invoke_ns: t.0,
             complete_ns: known.then_some(t.1),
             index: if known { index } else { None },
+            request_id: None,
         });
         id
     }
@@ -385,7 +387,7 @@ fn a_hold_expired_before_its_ttl_is_found() {
         None,
     );
     h.confirm("S3", "c", 3, expired(), (4 * MS, 5 * MS), None);
-    let r = no_early_expiry(&h.0, 10_000, EXPIRY_CLOCK_ALLOWANCE_MS);
+    let r = no_early_expiry(&h.0, 10_000, EXPIRY_CLOCK_ALLOWANCE_MS, &[]);
     assert_eq!(r.offending_ops, vec![hold, early]);
     assert_eq!((r.checked, r.unjudged), (2, 1));
 }
@@ -407,13 +409,15 @@ fn log_time_running_ahead_of_real_time_is_found() {
         expires_at_ms: 12_000,
         at_ms: 2_000,
     }));
-    assert!(log_time_follows_real_time(&h.0, EXPIRY_CLOCK_ALLOWANCE_MS).valid);
+    assert!(log_time_follows_real_time(&h.0, EXPIRY_CLOCK_ALLOWANCE_MS, &[]).valid);
     h.0[b].result = BookingResult::Ok(BookingRet::Held(Held {
         hold_id: 2,
         expires_at_ms: 3_612_000,
         at_ms: 3_602_000,
     }));
-    let r = log_time_follows_real_time(&h.0, EXPIRY_CLOCK_ALLOWANCE_MS);
+    let r = log_time_follows_real_time(&h.0, EXPIRY_CLOCK_ALLOWANCE_MS, &[]);
     assert!(!r.valid);
     assert_eq!(r.offending_ops, vec![a, b]);
 }
+
+mod clock_nemesis;

@@ -35,6 +35,10 @@ pub struct FaultWindow {
     pub start_ns: u64,
     /// `None` if the run ended before the heal (the final heal then covers it).
     pub end_ns: Option<u64>,
+    /// The nodes whose clocks the fault moved (empty for other faults): the
+    /// checkers do not judge time across a window that moved a majority's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub clocks_moved: Vec<u64>,
 }
 
 /// Thread-safe history of one run.
@@ -122,14 +126,16 @@ impl Recorder {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// A fault started; returns its index for [`Recorder::fault_healed`].
-    pub fn fault_started(&self, kind: &str, detail: String) -> usize {
+    /// A fault started, moving the clocks of `clocks_moved` (if any);
+    /// returns its index for [`Recorder::fault_healed`].
+    pub fn fault_started(&self, kind: &str, detail: String, clocks_moved: Vec<u64>) -> usize {
         let mut faults = self.faults.lock().expect("recorder lock poisoned");
         faults.push(FaultWindow {
             kind: kind.to_string(),
             detail,
             start_ns: self.now_ns(),
             end_ns: None,
+            clocks_moved,
         });
         faults.len() - 1
     }

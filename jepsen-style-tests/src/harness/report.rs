@@ -438,6 +438,7 @@ mod tests {
                     invoke_ns,
                     complete_ns: Some(invoke_ns + latency_ns),
                     index: None,
+                    request_id: None,
                 }
             })
             .collect();
@@ -446,6 +447,7 @@ mod tests {
             detail: format!("{kind} for the test"),
             start_ns: s0 * 1_000_000_000,
             end_ns: Some(s1 * 1_000_000_000),
+            clocks_moved: Vec::new(),
         };
         let faults = vec![window("partition-halves", 2, 4), window("kill", 6, 7)];
         (ops, faults, 10_000_000_000)

@@ -315,6 +315,7 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, String> {
     history::write_jsonl(&mut history_file, &events).map_err(|e| format!("history: {e}"))?;
     write_file(&opts.out.join("history.jsonl"), &history_file)?;
     let (replicas, finals, final_error) = read_final_states(&endpoints, &tls, &cfg, &ops).await;
+    let finals_read_ns = recorder.now_ns();
     if let Some(e) = &final_error {
         eprintln!("jepsen: final state: {e}");
     }
@@ -348,16 +349,37 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, String> {
     // Checkout extends a hold (payment pin), so the hold's reply does not
     // bound the confirm in the gateway workload.
     if !gateway_workload {
+        // The store keeps time promises only while a majority of clocks is
+        // sane: nothing across a window that moved a majority's is judged.
+        let insane = checkers::majority_clock_windows(
+            &recorder.faults(),
+            ids.len(),
+            end_ns,
+            checkers::MAJORITY_CLOCK_SETTLE_NS,
+        );
         results.push(checkers::no_confirm_past_expiry(&ops));
         results.push(checkers::no_early_expiry(
             &ops,
             cfg.hold_ttl_ms,
             checkers::EXPIRY_CLOCK_ALLOWANCE_MS,
+            &insane,
+        ));
+        results.push(checkers::no_payment_pending_expiry(
+            &ops,
+            &replicas,
+            finals_read_ns,
+            cluster_config::defaults::PAYMENT_WINDOW_MS,
+            checkers::EXPIRY_CLOCK_ALLOWANCE_MS,
+            &insane,
         ));
         results.push(checkers::log_time_follows_real_time(
             &ops,
             checkers::EXPIRY_CLOCK_ALLOWANCE_MS,
+            &insane,
         ));
+        // Holders name one hold request in these workloads (not in the
+        // gateway's, whose fans retry through the gateway).
+        results.push(checkers::no_duplicate_effects(&ops, &replicas));
     }
     let replicas_complete = final_error.is_none() && replicas.len() == ids.len();
     if !replicas.is_empty() {

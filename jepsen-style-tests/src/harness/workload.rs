@@ -8,6 +8,9 @@
 //! - a client error the classifier calls definite is `fail {"client_error"}`;
 //! - any other client error is `info` (the write may have applied).
 //!
+//! A write's invoke value carries its `request_id` (`client:request`),
+//! which every same-id retry of it resends (for `no_duplicate_effects`).
+//!
 //! What the store does not report, the workload derives or leaves out, and
 //! says so: a hold's `at_ms` is `expires_at_ms - hold_ttl_ms` (exact: the
 //! store sets the expiry from the apply's clock and the event's TTL); a
@@ -35,8 +38,8 @@ use state_machine::{
 
 use super::recorder::Recorder;
 use crate::booking::{
-    BookingCall, BookingRef, BookingRet, Cancelled, Confirmed, Held, HoldArgs, HoldRef, ReadArgs,
-    Released, SeatRead, SeatView,
+    BookingCall, BookingRef, BookingRet, Cancelled, Confirmed, Held, HoldArgs, HoldRef,
+    PaymentBegun, ReadArgs, Released, SeatRead, SeatView,
 };
 use crate::history::EventType;
 
@@ -50,8 +53,8 @@ const ROW: &str = "1";
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum WorkloadKind {
-    /// Per-seat register: hold, confirm, release, cancel and linearizable reads
-    /// on a few seats, many holds per seat over a run.
+    /// Per-seat register: hold, begin payment, confirm, release, cancel and
+    /// linearizable reads on a few seats, many holds per seat over a run.
     Register,
     /// Many clients, few seats; half of them retry unknown outcomes with the
     /// same request id.
@@ -229,9 +232,17 @@ impl Proc {
     ) -> Written {
         let rec = &self.shared.recorder;
         let f = call.f();
-        rec.invoke(self.id, f, call.to_value());
         let client = &self.shared.client;
         let ids = client.mint_ids();
+        // The request id beside the arguments, for `no_duplicate_effects`.
+        let mut value = call.to_value();
+        if let Value::Object(fields) = &mut value {
+            fields.insert(
+                "request_id".into(),
+                Value::String(format!("{}:{}", ids.client_id, ids.request_id)),
+            );
+        }
+        rec.invoke(self.id, f, value);
         // The first send of new ids may be refused without a log write;
         // the same-id retries below always go through the log.
         let mut result = client.submit(Ids::FirstSend(ids), command.clone()).await;
@@ -324,6 +335,11 @@ impl Proc {
             }),
             (BookingCall::Cancel(_), Reply::BookingCancelled { .. }) => {
                 BookingRet::Cancelled(Cancelled { at_ms: None })
+            }
+            (BookingCall::BeginPayment(_), Reply::PaymentBegun { expires_at_ms, .. }) => {
+                BookingRet::PaymentBegun(PaymentBegun {
+                    expires_at_ms: *expires_at_ms,
+                })
             }
             _ => return None,
         })
@@ -471,6 +487,15 @@ impl Proc {
             .await
     }
 
+    async fn begin_payment(&mut self, hold: &HoldRef, retries: u32) -> Written {
+        let command = Command::BeginPayment {
+            hold_id: hold.hold_id,
+            holder: hold.holder.clone(),
+        };
+        self.write(BookingCall::BeginPayment(hold.clone()), command, retries)
+            .await
+    }
+
     async fn release(&mut self, hold: &HoldRef, retries: u32) -> Written {
         let command = Command::Release {
             hold_id: hold.hold_id,
@@ -538,10 +563,17 @@ impl Proc {
                             hold = None;
                         }
                     }
-                    4..=6 => {
+                    4..=5 => {
                         if !matches!(self.release(&h, SAME_ID_RETRIES).await, Written::Failed) {
                             hold = None;
                         }
+                    }
+                    // The hold stays: a later confirm or release ends it, and
+                    // meanwhile no clock a majority keeps sane may expire it
+                    // (`no_payment_pending_expiry`). A repeat is refused
+                    // `hold_not_active` and changes nothing.
+                    6 => {
+                        self.begin_payment(&h, SAME_ID_RETRIES).await;
                     }
                     _ => {
                         let seat = h.seats[0].clone();

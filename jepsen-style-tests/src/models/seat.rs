@@ -184,6 +184,25 @@ impl Model for SeatModel {
                     Some(Ok(_)) => None,
                 }
             }
+            BookingCall::BeginPayment(r) => {
+                let mine = state.held_by(&r.holder, r.hold_id);
+                let pinned = |expires_at_ms| Held {
+                    holder: r.holder.clone(),
+                    hold_id: Some(r.hold_id),
+                    expires_at_ms,
+                };
+                match output {
+                    Some(Ok(BookingRet::PaymentBegun(p))) => {
+                        mine.then(|| pinned(Some(p.expires_at_ms)))
+                    }
+                    Some(Refused(refusal)) => state.after_expiry_refusal(mine, refusal),
+                    // If it happened here it succeeded (a refusal changes
+                    // nothing, the same as never happening), moving the
+                    // expiry to somewhere unknown.
+                    None => mine.then(|| pinned(None)),
+                    Some(Ok(_)) => None,
+                }
+            }
             BookingCall::Cancel(b) => {
                 let mine = state.booked_by(&b.holder, b.booking_id);
                 match output {
@@ -304,6 +323,7 @@ mod tests {
                 invoke_ns: t.0,
                 complete_ns: known.then_some(t.1),
                 index: None,
+                request_id: None,
             });
             self
         }
@@ -359,6 +379,29 @@ mod tests {
             hold_id,
             holder: holder.into(),
         }
+    }
+
+    #[test]
+    fn a_begun_payment_keeps_the_seat_held_past_the_holds_first_expiry() {
+        // Goal: a hold expiring at 1 000 may lapse by log time 5 000 (a new hold then succeeds), unless a begin-payment moved its expiry to 100 000 first.
+        let other = || hold("b");
+        let lapsed = H::new().op(hold("a"), held(1, 1_000, 0), (0, 1)).op(
+            other(),
+            held(2, 15_000, 5_000),
+            (4, 5),
+        );
+        assert_eq!(lapsed.verdict(), Verdict::Linearizable);
+        let paid = H::new()
+            .op(hold("a"), held(1, 1_000, 0), (0, 1))
+            .op(
+                BookingCall::BeginPayment(hold_ref("a", 1)),
+                BookingResult::Ok(BookingRet::PaymentBegun(crate::booking::PaymentBegun {
+                    expires_at_ms: 100_000,
+                })),
+                (2, 3),
+            )
+            .op(other(), held(2, 15_000, 5_000), (4, 5));
+        assert_ne!(paid.verdict(), Verdict::Linearizable);
     }
 
     #[test]

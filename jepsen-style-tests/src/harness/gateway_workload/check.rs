@@ -174,6 +174,7 @@ mod tests {
             invoke_ns: 0,
             complete_ns: Some(1),
             index: None,
+            request_id: None,
         }
     }
 

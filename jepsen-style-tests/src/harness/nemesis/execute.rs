@@ -72,6 +72,17 @@ pub(super) enum Undo {
     RemoveReAdd(u64),
 }
 
+impl Undo {
+    /// The nodes whose clocks the fault moved (and this undo resets).
+    pub(super) fn clocks_moved(&self) -> Vec<u64> {
+        match self {
+            Undo::ClockReset(nodes, _) => nodes.clone(),
+            Undo::ReAdd(_, Some(inner)) => inner.clocks_moved(),
+            _ => Vec::new(),
+        }
+    }
+}
+
 /// Applies `fault`; returns how to undo it and what was done.
 pub(super) async fn apply(ctx: &Ctx, fault: &Fault) -> Result<(Undo, String), String> {
     match fault {
@@ -285,7 +296,9 @@ pub async fn execute(ctx: &Ctx, steps: &[Step], mut stop: tokio::sync::watch::Re
         let (undo_action, window) = match applied {
             Ok((u, detail)) => {
                 ctx.note(format!("{} started: {detail}", step.fault.name()));
-                let w = ctx.recorder.fault_started(step.fault.name(), detail);
+                let w = ctx
+                    .recorder
+                    .fault_started(step.fault.name(), detail, u.clocks_moved());
                 (u, w)
             }
             Err(e) => {

@@ -52,8 +52,11 @@ pub enum NemesisKind {
     /// every node killed, so snapshot builds, installs and purges overlap
     /// with kills.
     CrashInSnapshot,
-    /// The leader's clock leaps an hour forward or back for the window: log
-    /// time must follow the majority's clocks, not the leader's.
+    /// Clocks leap an hour forward or back for the window: the leader's, a
+    /// random minority's or a random majority's, or the leader's strobes
+    /// between an hour off and right. Log time must follow the majority's
+    /// clocks, not a minority's; what overlaps a majority's leap is not
+    /// judged for expiry or log time.
     ClockLeap,
 }
 

@@ -124,8 +124,46 @@ fn clock_fault(rng: &mut StdRng, ids: &[u64]) -> Fault {
     }
 }
 
-/// How far the `clock-leap` nemesis moves the leader's clock.
+/// How far the `clock-leap` nemesis moves clocks.
 const CLOCK_LEAP_MS: i64 = 3_600_000;
+
+/// An hour forward or back, on the leader, on a random minority or on a
+/// random majority, or the leader's clock strobing between an hour off and
+/// right. A minority's leap must not move log time (the majority's clocks
+/// outvote it); a majority's may (the checkers judge nothing that overlaps
+/// it: see `checkers::majority_clock_windows`).
+fn clock_leap_fault(rng: &mut StdRng, ids: &[u64]) -> Fault {
+    let offset_ms = if rng.random_bool(0.5) {
+        CLOCK_LEAP_MS
+    } else {
+        -CLOCK_LEAP_MS
+    };
+    let mut shuffled = ids.to_vec();
+    shuffled.shuffle(rng);
+    match rng.random_range(0..4) {
+        0 => Fault::ClockBump {
+            target: Target::Leader,
+            offset_ms,
+        },
+        1 => {
+            shuffled.truncate((ids.len() - 1) / 2);
+            shuffled.sort_unstable();
+            Fault::ClockBump {
+                target: Target::Nodes(shuffled),
+                offset_ms,
+            }
+        }
+        2 => Fault::ClockBump {
+            target: Target::Nodes(random_majority(rng, ids)),
+            offset_ms,
+        },
+        _ => Fault::ClockStrobe {
+            target: Target::Leader,
+            offset_ms,
+            period_ms: rng.random_range(50..500),
+        },
+    }
+}
 
 fn disk_loss_fault(rng: &mut StdRng, ids: &[u64]) -> Fault {
     let target = if rng.random_bool(0.3) {
@@ -210,14 +248,7 @@ pub fn schedule(
             NemesisKind::PowerLoss => power_cut_fault(&mut rng, ids),
             NemesisKind::DiskLoss => disk_loss_fault(&mut rng, ids),
             NemesisKind::CrashInSnapshot => crash_in_snapshot_fault(&mut rng, ids),
-            NemesisKind::ClockLeap => Fault::ClockBump {
-                target: Target::Leader,
-                offset_ms: if rng.random_bool(0.5) {
-                    CLOCK_LEAP_MS
-                } else {
-                    -CLOCK_LEAP_MS
-                },
-            },
+            NemesisKind::ClockLeap => clock_leap_fault(&mut rng, ids),
             NemesisKind::Mixed => match rng.random_range(0..5) {
                 0 if network => partition_fault(&mut rng, ids),
                 1 => pause_fault(&mut rng, ids),
@@ -301,6 +332,40 @@ mod tests {
                 assert!(end <= 30_000 - COOLDOWN_MS, "seed {seed}: {step}");
             }
         }
+    }
+
+    /// Goal: over a few seeds `clock-leap` leaps an hour both ways, on a
+    /// minority (the leader or a random one) and on a majority, and
+    /// strobes; never less than an hour, never on no node.
+    #[test]
+    fn clock_leap_covers_minority_majority_both_ways_and_strobe() {
+        let ids = [1, 2, 3];
+        let (mut minority, mut majority, mut strobe) = (false, false, false);
+        let (mut forward, mut backward) = (false, false);
+        for seed in 0..20 {
+            for step in schedule(NemesisKind::ClockLeap, seed, 30_000, &ids, false) {
+                let (target, offset_ms) = match &step.fault {
+                    Fault::ClockBump { target, offset_ms } => (target, *offset_ms),
+                    Fault::ClockStrobe {
+                        target, offset_ms, ..
+                    } => {
+                        strobe = true;
+                        (target, *offset_ms)
+                    }
+                    other => panic!("seed {seed}: not a clock fault: {other:?}"),
+                };
+                assert_eq!(offset_ms.abs(), CLOCK_LEAP_MS, "seed {seed}: {step}");
+                forward |= offset_ms > 0;
+                backward |= offset_ms < 0;
+                match target {
+                    Target::Leader => minority = true,
+                    Target::Nodes(ns) if ns.len() == 1 => minority = true,
+                    Target::Nodes(ns) if ns.len() == 2 => majority = true,
+                    other => panic!("seed {seed}: target {other:?}"),
+                }
+            }
+        }
+        assert!(minority && majority && strobe && forward && backward);
     }
 
     /// Goal: every step ends before the cool-down, and no partition is scheduled without a network.

@@ -151,7 +151,6 @@ async fn send_batch(mut node: BookingClient<Channel>, mut batch: Vec<Pending>, t
     let (requests, replies): (Vec<_>, Vec<_>) =
         batch.into_iter().map(|p| (p.message, p.reply)).unzip();
     let sent = requests.len();
-    let resend = requests.clone();
     let answer = tokio::time::timeout(
         timeout,
         node.submit_batch(pb::SubmitBatchRequest { requests }),
@@ -176,17 +175,6 @@ async fn send_batch(mut node: BookingClient<Channel>, mut batch: Vec<Pending>, t
                 let answer = match &response.error {
                     Some(error) => Err(status_of(error)),
                     None => Ok(response),
-                };
-                let _ = reply.send(answer);
-            }
-        }
-        Ok(Err(status)) if status.code() == tonic::Code::Unimplemented => {
-            // A node without SubmitBatch: nothing was applied; each request
-            // goes alone, as it would have without coalescing.
-            for (reply, message) in replies.into_iter().zip(resend) {
-                let answer = match tokio::time::timeout(timeout, node.submit(message)).await {
-                    Ok(r) => r.map(tonic::Response::into_inner),
-                    Err(_) => Err(no_answer(timeout)),
                 };
                 let _ = reply.send(answer);
             }

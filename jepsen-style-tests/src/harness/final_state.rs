@@ -21,8 +21,8 @@ use client::{Client, ClientOptions, ClientTls, Consistency, NodeStatus};
 use serde::Serialize;
 use state_machine::{BookingStatus, Query, QueryResult};
 
-use super::workload::EVENT_ID;
-use crate::booking::{ReplicaState, SeatView};
+use super::workload::{WorkloadConfig, EVENT_ID};
+use crate::booking::{BookingCall, BookingOp, BookingResult, BookingRet, ReplicaState, SeatView};
 
 /// Ids scanned past the largest one the history saw.
 const ID_SCAN_MARGIN: u64 = 64;
@@ -235,4 +235,67 @@ pub async fn read_replica(
 /// How far to scan ids: the history's largest plus room for lost replies.
 pub fn scan_bound(max_seen: u64, unknown_ops: u64) -> u64 {
     max_seen + unknown_ops + ID_SCAN_MARGIN
+}
+
+/// Waits until the replicas converge, then reads each one's final state,
+/// scanning ids up to the largest the history `ops` saw (plus a margin per
+/// unknown outcome). An error ends the reading and is returned with what was
+/// read so far.
+pub async fn read_final_states(
+    endpoints: &[(u64, String)],
+    tls: &Option<ClientTls>,
+    cfg: &WorkloadConfig,
+    ops: &[BookingOp],
+) -> (Vec<ReplicaState>, Vec<NodeFinal>, Option<String>) {
+    // Settle at least one expiry-sweep interval apart, so ticks are done.
+    let finals = match wait_converged(
+        endpoints,
+        tls,
+        Duration::from_millis(500),
+        Duration::from_secs(60),
+    )
+    .await
+    {
+        Ok(f) => f,
+        Err(e) => return (Vec::new(), Vec::new(), Some(e)),
+    };
+    let mut hold_max = 0;
+    let mut booking_max = 0;
+    let mut unknown = 0u64;
+    for op in ops {
+        match &op.result {
+            BookingResult::Ok(BookingRet::Held(h)) => hold_max = hold_max.max(h.hold_id),
+            BookingResult::Ok(BookingRet::Confirmed(c)) => {
+                booking_max = booking_max.max(c.booking_id)
+            }
+            BookingResult::Unknown => unknown += 1,
+            _ => {}
+        }
+        if let BookingCall::Cancel(b) = &op.call {
+            booking_max = booking_max.max(b.booking_id);
+        }
+    }
+    let seats = cfg.seat_ids();
+    let mut replicas = Vec::new();
+    for node in &finals {
+        let endpoint = &endpoints
+            .iter()
+            .find(|(id, _)| *id == node.node_id)
+            .expect("known node")
+            .1;
+        match read_replica(
+            node,
+            endpoint,
+            tls,
+            &seats,
+            scan_bound(hold_max, unknown),
+            scan_bound(booking_max, unknown),
+        )
+        .await
+        {
+            Ok(r) => replicas.push(r),
+            Err(e) => return (replicas, finals, Some(e)),
+        }
+    }
+    (replicas, finals, None)
 }

@@ -22,7 +22,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::cluster::{Cluster, Timing};
-use super::final_state::{self, NodeFinal};
+use super::final_state;
 use super::gateway_workload::{self, GwShared};
 use super::index;
 use super::nemesis::{self, NemesisKind, Step};
@@ -30,7 +30,7 @@ use super::net::Net;
 use super::recorder::Recorder;
 use super::report;
 use super::workload::{self, Shared, WorkloadConfig, WorkloadKind};
-use crate::booking::{self, BookingCall, BookingOp, BookingResult, BookingRet, ReplicaState};
+use crate::booking::{self, BookingOp, BookingResult};
 use crate::checkers::{self, CheckResult};
 use crate::history;
 use crate::linearizability::{Budget, Verdict};
@@ -314,7 +314,8 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, String> {
     let mut history_file = Vec::new();
     history::write_jsonl(&mut history_file, &events).map_err(|e| format!("history: {e}"))?;
     write_file(&opts.out.join("history.jsonl"), &history_file)?;
-    let (replicas, finals, final_error) = read_final_states(&endpoints, &tls, &cfg, &ops).await;
+    let (replicas, finals, final_error) =
+        final_state::read_final_states(&endpoints, &tls, &cfg, &ops).await;
     let finals_read_ns = recorder.now_ns();
     if let Some(e) = &final_error {
         eprintln!("jepsen: final state: {e}");
@@ -492,65 +493,6 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, String> {
         verdict,
         ops: ops.len(),
     })
-}
-
-async fn read_final_states(
-    endpoints: &[(u64, String)],
-    tls: &Option<ClientTls>,
-    cfg: &WorkloadConfig,
-    ops: &[BookingOp],
-) -> (Vec<ReplicaState>, Vec<NodeFinal>, Option<String>) {
-    // Settle at least one expiry-sweep interval apart, so ticks are done.
-    let finals = match final_state::wait_converged(
-        endpoints,
-        tls,
-        Duration::from_millis(500),
-        Duration::from_secs(60),
-    )
-    .await
-    {
-        Ok(f) => f,
-        Err(e) => return (Vec::new(), Vec::new(), Some(e)),
-    };
-    let mut hold_max = 0;
-    let mut booking_max = 0;
-    let mut unknown = 0u64;
-    for op in ops {
-        match &op.result {
-            BookingResult::Ok(BookingRet::Held(h)) => hold_max = hold_max.max(h.hold_id),
-            BookingResult::Ok(BookingRet::Confirmed(c)) => {
-                booking_max = booking_max.max(c.booking_id)
-            }
-            BookingResult::Unknown => unknown += 1,
-            _ => {}
-        }
-        if let BookingCall::Cancel(b) = &op.call {
-            booking_max = booking_max.max(b.booking_id);
-        }
-    }
-    let seats = cfg.seat_ids();
-    let mut replicas = Vec::new();
-    for node in &finals {
-        let endpoint = &endpoints
-            .iter()
-            .find(|(id, _)| *id == node.node_id)
-            .expect("known node")
-            .1;
-        match final_state::read_replica(
-            node,
-            endpoint,
-            tls,
-            &seats,
-            final_state::scan_bound(hold_max, unknown),
-            final_state::scan_bound(booking_max, unknown),
-        )
-        .await
-        {
-            Ok(r) => replicas.push(r),
-            Err(e) => return (replicas, finals, Some(e)),
-        }
-    }
-    (replicas, finals, None)
 }
 
 #[derive(Serialize, Default, Debug)]

@@ -45,6 +45,7 @@ use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use tracing::Instrument;
 
 use crate::metrics::Counters;
+use crate::store::witness::Witness;
 use crate::store::GroupId;
 use crate::types::{Node, NodeId, SnapshotMeta, TypeConfig, Vote};
 
@@ -60,6 +61,10 @@ pub const APPEND_ENTRIES_ENTRIES_MAX: u64 = 64;
 /// bound; small enough that one RPC's transfer and fsync stay well inside the
 /// heartbeat on a slow link or disk.
 pub const APPEND_ENTRIES_BYTES_MAX: usize = 1024 * 1024;
+/// Highest log index whose exchange proves nothing worth recording in the
+/// witness record: the initial membership entry (0) and the first leader's
+/// blank entry (1) are on every new cluster's logs.
+pub const WITNESS_INDEX_MIN: u64 = 1;
 /// TCP connect timeout to a peer.
 pub const CONNECT_TIMEOUT_MS: u64 = 1_000;
 
@@ -150,6 +155,11 @@ pub struct NetworkFactory {
     pub snapshot_timeout: Duration,
     /// Where the too-large payloads are counted.
     pub counters: Arc<Counters>,
+    /// This data directory's incarnation, sent with every request.
+    pub incarnation: String,
+    /// Where a follower's incarnation is recorded before its
+    /// acknowledgement counts.
+    pub witness: Arc<Witness>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
@@ -170,6 +180,8 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             rpc_timeout: self.rpc_timeout,
             snapshot_timeout: self.snapshot_timeout,
             counters: self.counters.clone(),
+            incarnation: self.incarnation.clone(),
+            witness: self.witness.clone(),
         }
     }
 }
@@ -184,6 +196,8 @@ pub struct PeerClient {
     rpc_timeout: Duration,
     snapshot_timeout: Duration,
     counters: Arc<Counters>,
+    incarnation: String,
+    witness: Arc<Witness>,
 }
 
 type RpcErr<E> = RPCError<NodeId, Node, E>;
@@ -223,7 +237,26 @@ impl PeerClient {
             to_node_id: self.target,
             body: body.into(),
             group_id: GroupId::SOLE.0,
+            from_incarnation: self.incarnation.clone(),
         }
+    }
+
+    /// Records that the peer's incarnation acknowledged entries up to
+    /// `index`, durably, before openraft hears the acknowledgement (see
+    /// `store::witness`). Only past the new-cluster prefix; a peer of an
+    /// older build sends no incarnation and is not recorded.
+    async fn witness_ack<E: std::error::Error>(
+        &self,
+        index: u64,
+        incarnation: &str,
+    ) -> Result<(), RpcErr<E>> {
+        if index <= WITNESS_INDEX_MIN || incarnation.is_empty() {
+            return Ok(());
+        }
+        self.witness
+            .record(self.target, incarnation)
+            .await
+            .map_err(|e| network(format!("node {}: {e}", self.target)))
     }
 
     fn remote<T: DeserializeOwned, E: DeserializeOwned + std::error::Error>(
@@ -272,6 +305,12 @@ impl RaftNetwork<TypeConfig> for PeerClient {
             entries = rpc.entries.len()
         );
         let entries = rpc.entries.len();
+        let sent_last_index = rpc
+            .entries
+            .last()
+            .map(|e| e.log_id.index)
+            .or(rpc.prev_log_id.map(|l| l.index))
+            .unwrap_or(0);
         let body = encode_body(&rpc).map_err(network)?;
         let body_bytes = body.len();
         if entries > 1 && body_bytes > APPEND_ENTRIES_BYTES_MAX {
@@ -309,7 +348,16 @@ impl RaftNetwork<TypeConfig> for PeerClient {
             }
             Err(s) => return Err(self.status_to_err("append_entries", s)),
         };
-        self.remote::<_, openraft::error::Infallible>(&reply.into_inner().body)
+        let reply = reply.into_inner();
+        let response: AppendEntriesResponse<NodeId> =
+            self.remote::<_, openraft::error::Infallible>(&reply.body)?;
+        let matched = match &response {
+            AppendEntriesResponse::Success => sent_last_index,
+            AppendEntriesResponse::PartialSuccess(m) => m.map_or(0, |l| l.index),
+            AppendEntriesResponse::Conflict | AppendEntriesResponse::HigherVote(_) => 0,
+        };
+        self.witness_ack(matched, &reply.incarnation).await?;
+        Ok(response)
     }
 
     async fn install_snapshot(
@@ -324,6 +372,8 @@ impl RaftNetwork<TypeConfig> for PeerClient {
             offset = rpc.offset,
             done = rpc.done
         );
+        let done = rpc.done;
+        let snapshot_index = rpc.meta.last_log_id.map_or(0, |l| l.index);
         let header: ChunkHeader = (rpc.vote, rpc.meta, rpc.offset, rpc.done);
         let chunk = proto::raft::SnapshotChunk {
             cluster_name: self.cluster_name.clone(),
@@ -332,6 +382,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
             header: encode_body(&header).map_err(network)?.into(),
             data: rpc.data.into(),
             group_id: GroupId::SOLE.0,
+            from_incarnation: self.incarnation.clone(),
         };
         let mut req = tonic::Request::new(chunk);
         req.set_timeout(self.snapshot_timeout);
@@ -341,7 +392,14 @@ impl RaftNetwork<TypeConfig> for PeerClient {
             .instrument(span)
             .await
             .map_err(|s| self.status_to_err("install_snapshot", s))?;
-        self.remote::<_, InstallSnapshotError>(&reply.into_inner().body)
+        let reply = reply.into_inner();
+        let response = self.remote::<_, InstallSnapshotError>(&reply.body)?;
+        // The last chunk installed the snapshot: the follower now holds
+        // everything it covers (a refusal recorded too is only cautious).
+        if done {
+            self.witness_ack(snapshot_index, &reply.incarnation).await?;
+        }
+        Ok(response)
     }
 
     async fn vote(

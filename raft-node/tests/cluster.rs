@@ -589,6 +589,7 @@ async fn a_raft_message_for_another_group_is_refused_before_anything_changes() {
         to_node_id: 1,
         body: body.clone().into(),
         group_id,
+        from_incarnation: String::new(),
     };
     let channel = testkit::peer_channel(&c.config, 2, &c.addr(1).to_string());
     let mut raft = RaftClient::new(channel);
@@ -609,6 +610,7 @@ async fn a_raft_message_for_another_group_is_refused_before_anything_changes() {
         header: b"not a header".to_vec().into(),
         data: Vec::new().into(),
         group_id,
+        from_incarnation: String::new(),
     };
     refused(raft.install_snapshot(garbage_chunk(7)).await.unwrap_err());
     refused(

@@ -109,3 +109,107 @@ async fn a_wiped_follower_does_not_vote_for_a_node_missing_committed_entries() {
     }
     c.stop_all().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_voter_started_after_the_first_writes_is_admitted_and_catches_up() {
+    // Goal: a new cluster whose last voter starts late (after the others
+    // committed client writes) admits it once every other voter vouches that
+    // it never saw an earlier incarnation of it hold entries; it then catches
+    // up and counts toward a quorum. (Before: it stayed "pending" forever;
+    // seen in a clock-leap Jepsen run where a node's first poll came before
+    // its peers listened.) Five voters, so four form a cluster without it.
+    let _serial = serial().await;
+    let mut c = Cluster::new("latestart", 5, raft_section());
+    let early = [1, 2, 3, 4];
+    for id in early {
+        c.start(id, id == 1);
+    }
+    let leader = wait_leader_among(&c, &early).await;
+    c.submit_ok(leader, 7, 1, &event_command("e", 1, 20, 600_000))
+        .await;
+    c.submit_ok(leader, 7, 2, &open_sale("e")).await;
+    let (o, idx) = c
+        .submit(leader, 7, 3, &hold_command("e", "bob", &["A-1-1"]))
+        .await;
+    let held = hold_id(&o);
+
+    c.start(5, false);
+    let s5 = wait_for(
+        "the late voter is admitted and applied the hold",
+        WAIT,
+        || async {
+            let s = c.status(5).await?;
+            (s.admission == "admitted" && s.applied_index >= idx).then_some(s)
+        },
+    )
+    .await;
+    eprintln!("late voter: {s5:?}");
+
+    // It now counts: with two of the early voters gone, {the others, 5}
+    // elect a leader and commit (three of five).
+    let gone: Vec<u64> = early
+        .iter()
+        .copied()
+        .filter(|id| *id != 5)
+        .take(2)
+        .collect();
+    for id in &gone {
+        c.stop(*id).await.expect("clean stop");
+    }
+    let left: Vec<u64> = (1..=5).filter(|id| !gone.contains(id)).collect();
+    let next = wait_leader_among(&c, &left).await;
+    let (o, _) = c
+        .submit(next, 7, 4, &hold_command("e", "amy", &["A-1-2"]))
+        .await;
+    hold_id(&o);
+    let (r, _) = c
+        .read(
+            next,
+            pb::Consistency::Linearizable,
+            &Query::Hold { hold_id: held },
+        )
+        .await
+        .expect("read");
+    assert!(
+        matches!(r, QueryResult::Hold(Ok(_))),
+        "the first hold: {r:?}"
+    );
+    c.stop_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_wiped_voter_is_refused_even_after_the_leader_restarted() {
+    // Goal: the refusal of an emptied disk does not rest on the leader's
+    // in-memory match index: after the leader restarts (a fresh term, no
+    // match for anyone), the peers still remember that another incarnation
+    // of this id held entries, so it is refused, never admitted.
+    let _serial = serial().await;
+    let mut c = Cluster::start_all("wipedrestart", 3, raft_section()).await;
+    let a = c.wait_leader().await;
+    let idx = c
+        .submit_ok(a, 7, 1, &event_command("e", 1, 20, 600_000))
+        .await;
+    c.wait_converged(idx).await;
+    let b = c.node_ids().into_iter().find(|id| *id != a).unwrap();
+    let others: Vec<u64> = c.node_ids().into_iter().filter(|id| *id != b).collect();
+
+    c.stop(b).await.expect("clean stop");
+    std::fs::remove_dir_all(c.data_dir(b)).expect("wipe b's data directory");
+    c.stop(a).await.expect("clean stop");
+    c.start(a, false);
+    let leader = wait_leader_among(&c, &others).await;
+    c.submit_ok(leader, 7, 2, &open_sale("e")).await;
+
+    c.start(b, false);
+    let sb = wait_for("the wiped node reports itself refused", WAIT, || async {
+        let s = c.status(b).await?;
+        assert_ne!(
+            s.admission, "admitted",
+            "an emptied disk was admitted: {s:?}"
+        );
+        (s.admission == "refused").then_some(s)
+    })
+    .await;
+    eprintln!("wiped voter: {sb:?}");
+    c.stop_all().await;
+}

@@ -154,6 +154,7 @@ async fn a_client_certificate_cannot_administer_or_speak_raft() {
             to_node_id: 1,
             body: Vec::new().into(),
             group_id: 0,
+            from_incarnation: String::new(),
         })
         .await
         .expect_err("a vote from a client certificate");

@@ -9,15 +9,19 @@
 //!
 //! Rule (soundness argued in ARCHITECTURE.md, "Lost disks"): the incarnation
 //! is admitted when (a) the leader's membership lists this node as a learner
-//! or not at all (the operator removed it, or is adding it), or (b) so many
-//! of the other voters report an empty log (nothing past the initial
-//! membership entry and the first leader's blank entry) that no quorum can
-//! hold a committed entry (a new cluster). It is refused, and says so, when a
+//! or not at all (the operator removed it, or is adding it), (b) so many of
+//! the other voters report an empty log (nothing past the initial membership
+//! entry and the first leader's blank entry) that no quorum can hold a
+//! committed entry (a new cluster), or (c) every other voter that holds
+//! entries answers, is admitted, keeps a complete witness record
+//! (`store/witness.rs`) and names no incarnation of this id (a voter that
+//! started after the first writes). It is refused, and says so, when a
 //! leader lists it as a voter that an earlier incarnation acknowledged
-//! entries to (the leader's match index for it): an emptied disk under an old
-//! id. Otherwise it stays pending, which refuses exactly as much. Caveat: a node started with
-//! `--bootstrap` on an empty directory is admitted at once (it claims to be
-//! creating the cluster); never bootstrap a replaced disk.
+//! entries to (the leader's match index for it), or when any peer's witness
+//! record names another incarnation of this id: an emptied disk under an old
+//! id. Otherwise it stays pending, which refuses exactly as much. Caveat: a
+//! node started with `--bootstrap` on an empty directory is admitted at once
+//! (it claims to be creating the cluster); never bootstrap a replaced disk.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -32,11 +36,9 @@ use tokio::sync::watch;
 use super::NodeCore;
 use crate::store::identity::mark_admitted;
 
-/// How often a node that is not admitted asks its peers again. Short,
-/// because a new cluster's "no quorum holds an entry" moment can be brief:
-/// a node that starts last and misses it (its first poll before its peers
-/// listen, its next after they committed the first writes) stays pending
-/// (seen once in 20 clock-leap seeds with 200 ms; see "Lost disks").
+/// How often a node that is not admitted asks its peers again. Short, so a
+/// new cluster's nodes join its first election; a node that misses the "no
+/// quorum holds an entry" moment is admitted by rule (c) instead.
 pub const ADMISSION_POLL_MS: u64 = 50;
 
 const ADMITTED: u8 = 0;
@@ -99,7 +101,7 @@ enum Verdict {
 const NEW_CLUSTER_LOG_INDEX_MAX: u64 = 1;
 
 /// Decides from the peers' statuses (pure, so it can be tested alone).
-fn decide(self_id: u64, statuses: &[pb::StatusResponse]) -> Verdict {
+fn decide(self_id: u64, self_incarnation: &str, statuses: &[pb::StatusResponse]) -> Verdict {
     if let Some(l) = statuses.iter().find(|s| s.role == "Leader") {
         let voter = l.members.iter().any(|m| m.node_id == self_id && m.voter);
         if !voter {
@@ -117,8 +119,15 @@ fn decide(self_id: u64, statuses: &[pb::StatusResponse]) -> Verdict {
             return Verdict::Refuse;
         }
     }
-    // A new cluster: the voters that report (almost) empty logs leave too
-    // few others to form a quorum that could hold a committed entry.
+    // A peer saw another incarnation of this id hold entries: an emptied disk.
+    let seen_other = statuses.iter().any(|s| {
+        s.witnessed
+            .iter()
+            .any(|w| w.node_id == self_id && w.incarnation != self_incarnation)
+    });
+    if seen_other {
+        return Verdict::Refuse;
+    }
     let Some(view) = statuses
         .iter()
         .filter(|s| !s.members.is_empty())
@@ -135,17 +144,33 @@ fn decide(self_id: u64, statuses: &[pb::StatusResponse]) -> Verdict {
     if !voters.contains(&self_id) {
         return Verdict::Unknown;
     }
-    let empty = statuses
-        .iter()
-        .filter(|s| {
-            s.node_id != self_id
-                && voters.contains(&s.node_id)
-                && s.last_log_index <= NEW_CLUSTER_LOG_INDEX_MAX
-        })
+    let others = || voters.iter().filter(|v| **v != self_id);
+    let answer = |id: u64| statuses.iter().find(|s| s.node_id == id);
+    let holds_nothing = |s: &pb::StatusResponse| s.last_log_index <= NEW_CLUSTER_LOG_INDEX_MAX;
+    // A new cluster: the voters that report (almost) empty logs leave too
+    // few others to form a quorum that could hold a committed entry.
+    let empty = others()
+        .filter(|v| answer(**v).is_some_and(holds_nothing))
         .count();
     let quorum = voters.len() / 2 + 1;
     if voters.len() - empty < quorum {
         return Verdict::Admit("no quorum of voters holds any entry: a new cluster");
+    }
+    // Every other voter that holds entries answered, is admitted, and has
+    // recorded since its creation every incarnation it saw hold entries,
+    // none of them this id's (checked above). An earlier incarnation that
+    // helped commit an entry was seen by that commit's leader, or, if it
+    // led, by its followers: one of these voters, unless that witness's own
+    // disk was lost too (ARCHITECTURE.md, "Lost disks").
+    let all_vouch = others().all(|v| {
+        answer(*v).is_some_and(|s| {
+            holds_nothing(s) || (s.admission == "admitted" && s.witnessed_since_creation)
+        })
+    });
+    if all_vouch {
+        return Verdict::Admit(
+            "every other voter answered and none saw an earlier incarnation of this node hold entries",
+        );
     }
     Verdict::Unknown
 }
@@ -176,7 +201,7 @@ pub async fn admission_task(core: Arc<NodeCore>, mut stop: watch::Receiver<bool>
                 statuses.push(s);
             }
         }
-        match decide(core.id, &statuses) {
+        match decide(core.id, &admission.incarnation, &statuses) {
             Verdict::Admit(why) => match mark_admitted(&admission.data_dir) {
                 Ok(()) => {
                     admission.state.store(ADMITTED, Ordering::Release);
@@ -235,24 +260,79 @@ mod tests {
         // voter, a removed member is admitted, too few answers decide nothing.
         let v = [1, 2, 3];
         let fresh = [status(1, "Candidate", 0, &v), status(3, "Follower", 0, &v)];
-        assert!(matches!(decide(2, &fresh), Verdict::Admit(_)));
+        assert!(matches!(decide(2, "me", &fresh), Verdict::Admit(_)));
         let mut leader = status(1, "Leader", 40, &v);
         leader.replication = vec![pb::ReplicationProgress {
             node_id: 2,
             matched_index: Some(39),
         }];
         let lost = [leader.clone(), status(3, "Follower", 40, &v)];
-        assert_eq!(decide(2, &lost), Verdict::Refuse);
+        assert_eq!(decide(2, "me", &lost), Verdict::Refuse);
         leader.replication.clear();
         let unknown = [leader, status(3, "Follower", 40, &v)];
-        assert_eq!(decide(2, &unknown), Verdict::Unknown);
+        assert_eq!(decide(2, "me", &unknown), Verdict::Unknown);
         let raced = [status(1, "Leader", 1, &v), status(3, "Follower", 1, &v)];
-        assert!(matches!(decide(2, &raced), Verdict::Admit(_)));
+        assert!(matches!(decide(2, "me", &raced), Verdict::Admit(_)));
         let removed = [status(1, "Leader", 41, &[1, 3])];
-        assert!(matches!(decide(2, &removed), Verdict::Admit(_)));
+        assert!(matches!(decide(2, "me", &removed), Verdict::Admit(_)));
         let half = [status(1, "Candidate", 0, &v)];
-        assert_eq!(decide(2, &half), Verdict::Unknown);
+        assert_eq!(decide(2, "me", &half), Verdict::Unknown);
         let no_leader = [status(3, "Candidate", 30, &v)];
-        assert_eq!(decide(2, &no_leader), Verdict::Unknown);
+        assert_eq!(decide(2, "me", &no_leader), Verdict::Unknown);
+    }
+
+    fn vouching(mut s: pb::StatusResponse, witnessed: &[(u64, &str)]) -> pb::StatusResponse {
+        s.admission = "admitted".into();
+        s.witnessed_since_creation = true;
+        s.witnessed = witnessed
+            .iter()
+            .map(|(node_id, inc)| pb::PeerIncarnation {
+                node_id: *node_id,
+                incarnation: inc.to_string(),
+            })
+            .collect();
+        s
+    }
+
+    #[test]
+    fn admission_verdicts_from_the_peers_witness_records() {
+        // Goal: a voter that started after the first writes is admitted when
+        // every other voter vouches that it never saw another incarnation of
+        // it hold entries; one sighting refuses; anything short of every
+        // voter's record decides nothing.
+        let v = [1, 2, 3];
+        let leader = vouching(status(1, "Leader", 40, &v), &[(3, "c3")]);
+        let follower = vouching(status(3, "Follower", 40, &v), &[(1, "c1")]);
+        let late = [leader.clone(), follower.clone()];
+        assert!(matches!(decide(2, "me", &late), Verdict::Admit(_)));
+        // A restarted leader has no match for anyone, but a peer's record
+        // still names the earlier incarnation.
+        let seen = vouching(status(3, "Follower", 40, &v), &[(1, "c1"), (2, "old")]);
+        assert_eq!(decide(2, "me", &[leader.clone(), seen]), Verdict::Refuse);
+        let seen_by_candidate = vouching(status(3, "Candidate", 40, &v), &[(2, "old")]);
+        assert_eq!(decide(2, "me", &[seen_by_candidate]), Verdict::Refuse);
+        // One voter silent: it may be the one that saw the earlier incarnation.
+        assert_eq!(decide(2, "me", std::slice::from_ref(&leader)), Verdict::Unknown);
+        // A voter of an older build, or one whose record started late.
+        let mut old = follower.clone();
+        old.witnessed_since_creation = false;
+        assert_eq!(decide(2, "me", &[leader.clone(), old]), Verdict::Unknown);
+        // A voter that is itself a new directory has seen nothing.
+        let mut pending = follower.clone();
+        pending.admission = "pending".into();
+        assert_eq!(
+            decide(2, "me", &[leader.clone(), pending]),
+            Verdict::Unknown
+        );
+        // Five voters: a silent voter with an empty log cannot have seen anything.
+        let v5 = [1, 2, 3, 4, 5];
+        let five = [
+            vouching(status(1, "Leader", 40, &v5), &[]),
+            vouching(status(3, "Follower", 40, &v5), &[]),
+            vouching(status(4, "Follower", 40, &v5), &[]),
+            status(5, "Follower", 1, &v5),
+        ];
+        assert!(matches!(decide(2, "me", &five), Verdict::Admit(_)));
+        assert_eq!(decide(2, "me", &five[..3]), Verdict::Unknown);
     }
 }

@@ -85,6 +85,8 @@ pub struct NodeCore {
     pub rpc_timeout: Duration,
     /// Whether this data directory's incarnation may vote and acknowledge entries.
     pub admission: Arc<Admission>,
+    /// The peers' incarnations this node saw hold entries (`store::witness`).
+    pub witness: Arc<crate::store::witness::Witness>,
     /// Pauses asked by a leadership handover (`handover.rs`).
     pub handover: Handover,
     /// Entries proposed and not yet answered ([`PROPOSE_INFLIGHT_MAX`]

@@ -113,6 +113,8 @@ pub async fn run_node(
         rpc_timeout: Duration::from_millis(config.raft.rpc_timeout_ms),
         snapshot_timeout: Duration::from_millis(config.raft.install_snapshot_timeout_ms),
         counters: counters.clone(),
+        incarnation: data.identity.incarnation.clone(),
+        witness: data.witness.clone(),
     };
     let raft = Raft::new(
         node_id,
@@ -161,6 +163,7 @@ pub async fn run_node(
         propose_batch_max: config.raft.propose_batch_max.max(1),
         rpc_timeout: Duration::from_millis(config.raft.rpc_timeout_ms),
         admission,
+        witness: data.witness.clone(),
         handover: Default::default(),
         propose_inflight: Arc::new(tokio::sync::Semaphore::new(super::PROPOSE_INFLIGHT_MAX)),
         resumed,

@@ -323,6 +323,16 @@ impl Booking for BookingService {
             cluster_time_agreed: is_leader && core.clock.cluster_time_agreed(),
             own_clock_agrees: is_leader && core.clock.own_clock_agrees(),
             clock_skew_ms: if is_leader { core.clock.skew_ms() } else { 0 },
+            witnessed: core
+                .witness
+                .seen()
+                .into_iter()
+                .map(|(node_id, incarnation)| pb::PeerIncarnation {
+                    node_id,
+                    incarnation,
+                })
+                .collect(),
+            witnessed_since_creation: core.witness.since_creation,
         }))
     }
 

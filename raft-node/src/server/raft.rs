@@ -3,7 +3,9 @@
 //! certificate only.
 //!
 //! Owns: the envelope check (cluster, node id, Raft group) and the admission
-//! check before anything is decoded, and decoding openraft's messages.
+//! check before anything is decoded, decoding openraft's messages, and
+//! recording the sending leader's incarnation in the witness record before
+//! openraft sees its entries (`store/witness.rs`).
 //! Must not: act on a message of another cluster, node or group, or let a
 //! node that is not admitted vote or acknowledge.
 
@@ -16,7 +18,7 @@ use proto::raft::raft_server::Raft as RaftRpc;
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
-use crate::network::{decode_body, encode_reply, ChunkHeader};
+use crate::network::{decode_body, encode_reply, ChunkHeader, WITNESS_INDEX_MIN};
 use crate::node::NodeCore;
 use crate::store::GroupId;
 use crate::types::{NodeId, TypeConfig};
@@ -67,11 +69,36 @@ impl RaftService {
         tracing::debug!(node_id = self.core.id, "refusing a Raft RPC: not admitted");
         Err(self.core.admission.refusal(self.core.id))
     }
-}
 
-fn reply(body: Result<Vec<u8>, String>) -> Result<Response<pr::RaftReply>, Status> {
-    body.map(|b| Response::new(pr::RaftReply { body: b.into() }))
+    /// Records durably, before openraft sees the message, that the sending
+    /// leader's incarnation holds entries up to `index` (see
+    /// `store::witness`); nothing at or below the new-cluster prefix, and
+    /// nothing for a sender of an older build (no incarnation).
+    async fn witness_leader(
+        &self,
+        from: NodeId,
+        incarnation: &str,
+        index: u64,
+    ) -> Result<(), Status> {
+        if index <= WITNESS_INDEX_MIN || incarnation.is_empty() || from == self.core.id {
+            return Ok(());
+        }
+        self.core
+            .witness
+            .record(from, incarnation)
+            .await
+            .map_err(Status::unavailable)
+    }
+
+    fn reply(&self, body: Result<Vec<u8>, String>) -> Result<Response<pr::RaftReply>, Status> {
+        body.map(|b| {
+            Response::new(pr::RaftReply {
+                body: b.into(),
+                incarnation: self.core.admission.incarnation.clone(),
+            })
+        })
         .map_err(Status::internal)
+    }
 }
 
 #[tonic::async_trait]
@@ -86,6 +113,14 @@ impl RaftRpc for RaftService {
         self.check_admitted()?;
         let req: openraft::raft::AppendEntriesRequest<TypeConfig> = decode_body(&r.body)
             .map_err(|e| Status::invalid_argument(format!("append_entries body: {e}")))?;
+        let leader_index = req
+            .entries
+            .last()
+            .map(|e| e.log_id.index)
+            .or(req.prev_log_id.map(|l| l.index))
+            .unwrap_or(0);
+        self.witness_leader(r.from_node_id, &r.from_incarnation, leader_index)
+            .await?;
         let span = tracing::debug_span!(
             "append_entries",
             node_id = self.core.id,
@@ -93,7 +128,7 @@ impl RaftRpc for RaftService {
             entries = req.entries.len()
         );
         let res = self.core.raft.append_entries(req).instrument(span).await;
-        reply(encode_reply(res))
+        self.reply(encode_reply(res))
     }
 
     async fn vote(
@@ -108,7 +143,7 @@ impl RaftRpc for RaftService {
             .map_err(|e| Status::invalid_argument(format!("vote body: {e}")))?;
         let span = tracing::info_span!("vote", node_id = self.core.id, from = r.from_node_id);
         let res = self.core.raft.vote(req).instrument(span).await;
-        reply(encode_reply(res))
+        self.reply(encode_reply(res))
     }
 
     async fn install_snapshot(
@@ -121,6 +156,9 @@ impl RaftRpc for RaftService {
         self.check_admitted()?;
         let (vote, meta, offset, done): ChunkHeader = decode_body(&r.header)
             .map_err(|e| Status::invalid_argument(format!("snapshot chunk header: {e}")))?;
+        let snapshot_index = meta.last_log_id.map_or(0, |l| l.index);
+        self.witness_leader(r.from_node_id, &r.from_incarnation, snapshot_index)
+            .await?;
         let span = tracing::info_span!(
             "install_snapshot",
             node_id = self.core.id,
@@ -137,7 +175,7 @@ impl RaftRpc for RaftService {
             done,
         };
         let res = self.core.raft.install_snapshot(req).instrument(span).await;
-        reply(encode_reply(res))
+        self.reply(encode_reply(res))
     }
 
     async fn clock(

@@ -38,6 +38,12 @@ struct Identity {
     /// admitted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     admitted: Option<bool>,
+    /// `Some(true)` when the directory was created by a build that records
+    /// which incarnation of each peer it saw hold entries (`witness`), so
+    /// its record covers its whole life; `None` (older builds) counts as
+    /// incomplete.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    witnessed_since_creation: Option<bool>,
 }
 
 /// What [`check_identity`] found: this directory's incarnation and whether it
@@ -48,6 +54,10 @@ pub struct IdentityInfo {
     pub admitted: bool,
     /// True when this start created the directory.
     pub created: bool,
+    /// True when every peer incarnation this directory saw hold entries is
+    /// in its witness record (a directory of an older build saw some before
+    /// it kept one).
+    pub witnessed_since_creation: bool,
 }
 
 /// 128 random bits from the kernel, in hex.
@@ -142,6 +152,7 @@ pub(super) fn check_identity(
             incarnation,
             admitted: have.admitted.unwrap_or(true),
             created: false,
+            witnessed_since_creation: have.witnessed_since_creation == Some(true),
         });
     }
     if path.exists() {
@@ -167,6 +178,7 @@ pub(super) fn check_identity(
         node_id,
         incarnation: Some(incarnation.clone()),
         admitted: Some(false),
+        witnessed_since_creation: Some(true),
     };
     // Written before sled creates anything: a crash leaves either no record
     // (fresh directory) or a whole one.
@@ -175,5 +187,6 @@ pub(super) fn check_identity(
         incarnation,
         admitted: false,
         created: true,
+        witnessed_since_creation: true,
     })
 }

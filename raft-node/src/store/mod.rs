@@ -12,6 +12,8 @@
 //! - `booking-node.meta`: JSON identity record (format, cluster name, node id),
 //!   written on first start; a directory for another cluster or node refuses to
 //!   start ([`identity`]).
+//! - `peer-incarnations.json`: JSON witness record, peer id → the last
+//!   incarnation seen holding entries ([`witness`]).
 //! - `sled/`: one sled `Db` with trees `log` (big-endian index → postcard
 //!   `Entry`), `meta` (`vote`, `committed`, `last_purged`: postcard) and `sm`
 //!   (empty; older directories kept their snapshot there under `snapshot`).
@@ -22,6 +24,8 @@
 //! - [`group`]: [`GroupId`] and the per-group names of keys and snapshot
 //!   files (group 0 is exactly the layout above).
 //! - [`identity`]: the identity record.
+//! - [`witness`]: which incarnation of each peer this node saw hold entries
+//!   (`peer-incarnations.json`, read by the admission of emptied disks).
 //! - [`log`]: [`LogStore`], the Raft log, vote and committed id.
 //! - `durable`: [`DiskSync`](durable::DiskSync), what makes a flush survive a
 //!   power cut (fsync of new blobs and of changed directories, fdatasync of
@@ -55,6 +59,7 @@ pub mod identity;
 pub mod log;
 pub mod sm;
 mod snapshot;
+pub mod witness;
 mod write_back;
 
 use std::path::{Path, PathBuf};
@@ -127,6 +132,8 @@ pub struct DataDir {
     pub sm: SmStore,
     /// This directory's incarnation and admission (`booking-node.meta`).
     pub identity: identity::IdentityInfo,
+    /// The peers' incarnations this directory saw hold entries.
+    pub witness: Arc<witness::Witness>,
 }
 
 /// Opens (creating on first start) `path` for `cluster_name`/`node_id`.
@@ -139,6 +146,8 @@ pub fn open_data_dir(
     counters: Arc<Counters>,
 ) -> Result<DataDir, NodeError> {
     let identity = identity::check_identity(path, cluster_name, node_id)?;
+    let witness =
+        witness::Witness::open(path, identity.witnessed_since_creation, identity.admitted)?;
     let sled_path = path.join("sled");
     let db = open_sled(&sled_path)?;
     let disk = Arc::new(
@@ -174,6 +183,7 @@ pub fn open_data_dir(
         log,
         sm,
         identity,
+        witness,
     })
 }
 

@@ -82,7 +82,8 @@ struct Setup {
     followers: Vec<u64>,
     /// The sale's log index: the last entry of every log.
     sale_index: u64,
-    term: u64,
+    /// The leader's term: a new leader's is higher.
+    leader_term: u64,
 }
 
 async fn five_voters_with_an_open_sale(bin: &Path) -> Setup {
@@ -113,7 +114,7 @@ async fn five_voters_with_an_open_sale(bin: &Path) -> Setup {
         leader,
         followers: (1..=5).filter(|id| *id != leader).collect(),
         sale_index,
-        term: l.term,
+        leader_term: l.term,
         c,
     }
 }
@@ -217,6 +218,9 @@ async fn resend(s: &Setup, via: u64) -> (Outcome, u64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_hold_the_deposed_leader_queued_and_a_follower_it_reached_committed_is_never_answered_not_applied(
 ) {
+    // Goal: a hold on the deposed leader and the one follower it reached,
+    // committed by that follower once elected, is answered applied or
+    // `outcome_unknown` (never `not_applied`), and a resend finds it.
     let Some(bin) = booking_bin_or_skip(TEST) else {
         return;
     };
@@ -248,7 +252,7 @@ async fn a_hold_the_deposed_leader_queued_and_a_follower_it_reached_committed_is
     let new_leader = wait_for("a leader in a new term", WAIT, || async {
         for &id in &candidates {
             let st = s.c.rpc.status(id).await?;
-            if st.role == "Leader" && st.term > s.term {
+            if st.role == "Leader" && st.term > s.leader_term {
                 return Some(id);
             }
         }
@@ -296,6 +300,9 @@ async fn a_hold_the_deposed_leader_queued_and_a_follower_it_reached_committed_is
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_hold_the_deposed_leader_queued_and_the_next_leader_replaced_is_answered_outcome_unknown_and_a_resend_holds_it_once(
 ) {
+    // Goal: a hold on the deposed leader only, replaced by the next leader's
+    // entry, is answered `outcome_unknown` through openraft's
+    // `ForwardToLeader`, and a same-id resend holds the seat once.
     let Some(bin) = booking_bin_or_skip(TEST) else {
         return;
     };
@@ -323,7 +330,8 @@ async fn a_hold_the_deposed_leader_queued_and_the_next_leader_replaced_is_answer
         || async {
             for &id in &followers {
                 let st = s.c.rpc.status(id).await?;
-                if st.role == "Leader" && st.term > s.term && st.applied_index >= hold_index {
+                if st.role == "Leader" && st.term > s.leader_term && st.applied_index >= hold_index
+                {
                     return Some(id);
                 }
             }

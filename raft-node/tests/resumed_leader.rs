@@ -16,24 +16,13 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use cluster_config::RaftSection;
 use common::*;
-use testkit::nodes::{Launch, NodeProcs};
 use testkit::ConfigFile;
 
 const TEST: &str = "resumed_leader";
-
-fn booking_bin() -> Option<PathBuf> {
-    let path = std::env::var_os("BOOKING_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release/booking")
-        });
-    path.is_file().then_some(path)
-}
 
 /// Slow heartbeats: openraft bounds a read round's heartbeats by the
 /// heartbeat interval, and the resumed followers must answer within it;
@@ -73,33 +62,20 @@ async fn a_leader_resuming_its_term_reads_at_least_at_its_last_log_index() {
     // Goal: with the leader's saved committed index set back (as a power cut
     // leaves it) and its term resumed at restart, a read index it answers is
     // at least the last log index it restarted with.
-    let Some(bin) = booking_bin() else {
-        testkit::skip_or_fail(
-            TEST,
-            "no booking binary: build it (cargo build --release --bin booking) or set BOOKING_BIN",
-        );
+    let Some(bin) = booking_bin_or_skip(TEST) else {
         return;
     };
     let _serial = serial().await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut file = ConfigFile::new("resumed")
-        .with_free_nodes(3)
-        .with_data_dir(dir.path().join("data"));
+    let mut file = ConfigFile::new("resumed").with_free_nodes(3);
     file.raft = slow_raft();
     for n in file.nodes.iter_mut() {
         n.metrics_addr = Some(free_addr());
     }
-    let mut procs = NodeProcs::create(&bin, dir.path(), file, Launch::logging("info")).unwrap();
-    // Only for its raw gRPC helpers (status, submit); starts no node.
-    let rpc = Cluster::with_config(procs.config().clone());
-    procs.start_all().unwrap();
-
-    let leader = wait_for("a leader", WAIT, || async {
-        let s = rpc.status(1).await?;
-        let l = s.leader_id?;
-        (rpc.status(l).await?.role == "Leader").then_some(l)
-    })
-    .await;
+    let mut cluster = NodeCluster::start(&bin, file);
+    let leader = cluster.wait_leader_of(3).await;
+    let NodeCluster {
+        nodes: procs, rpc, ..
+    } = &mut cluster;
     rpc.submit_ok(leader, 1, 1, &event_command("e", 1, 10, 600_000))
         .await;
     rpc.submit_ok(leader, 1, 2, &open_sale("e")).await;

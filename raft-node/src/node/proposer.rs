@@ -209,6 +209,13 @@ fn answer_entry(
 /// appended, so "not applied" would sometimes be a lie: the outcome is
 /// unknown, and the client resends under the same ids (deduplicated if it
 /// did commit). The leader hint rides in the text for the logs only.
+///
+/// openraft 0.9.25 as read: it keeps the responder (per log index) when
+/// the leader steps down and answers the applied outcome if that entry
+/// commits; `ForwardToLeader` comes when the entry was never appended, or
+/// when its index is truncated here (so it never commits). That is its
+/// behaviour, not its documented contract, so this answer stays the one
+/// that is right either way (`tests/truncate_then_commit.rs` drives both).
 fn lost_leadership_in_flight(f: &openraft::error::ForwardToLeader<NodeId, BasicNode>) -> NodeError {
     let to = match f.leader_id {
         Some(id) => format!("node {id}"),

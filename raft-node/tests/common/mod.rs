@@ -1,12 +1,17 @@
 //! What raft-node's tests add to `testkit`'s in-process cluster: the
-//! commands they send, and reading an event's counts.
+//! commands they send, reading an event's counts, and (`procs`) clusters of
+//! real `booking node` processes for the tests that stop or kill a node.
 //!
 //! Must not: start nodes, pick ports or wait any other way than through
 //! `testkit` (one way to start a cluster); every wait polls a condition
 //! with a bound.
 #![allow(dead_code, unused_imports)] // each test binary uses a different subset
 
+pub mod procs;
+
 use state_machine::{Command, QueryResult};
+
+pub use procs::{booking_bin_or_skip, NodeCluster};
 
 pub use testkit::config::test_raft as raft_section;
 pub use testkit::in_process::Cluster;

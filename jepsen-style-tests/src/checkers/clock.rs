@@ -203,6 +203,10 @@ pub fn no_early_expiry(
 /// completed), lives that touch an `insane` window and holds a release may
 /// have ended are not judged.
 ///
+/// A confirm or release acknowledged after an acknowledged begin-payment
+/// counts as a judged life (the hold was alive), so `checked` is the number
+/// of payment-pending lives the run observed.
+///
 /// And a hold whose payment was begun, that no confirm or release may have
 /// ended, is still held on every replica's final state (read by
 /// `finals_read_ns`) when the window less the allowance had not passed by
@@ -259,6 +263,28 @@ pub fn no_payment_pending_expiry(
                     node: None,
                 });
             }
+        }
+    }
+    // A confirm or release acknowledged after a begun payment saw the hold
+    // alive: a judged life, fine by construction (an early expiry would have
+    // refused it, above). Counted so `checked` says how many payment-pending
+    // lives the run could have caught expiring.
+    for op in ops {
+        let hold_id = match (&op.call, &op.result) {
+            (BookingCall::Confirm(r), BookingResult::Ok(BookingRet::Confirmed(_)))
+            | (BookingCall::Release(r), BookingResult::Ok(BookingRet::Released(_))) => r.hold_id,
+            _ => continue,
+        };
+        let (Some(begins), Some(done_ns)) = (begun.get(&hold_id), op.complete_ns) else {
+            continue;
+        };
+        let begin = begins
+            .iter()
+            .filter(|b| b.complete_ns.is_some_and(|c| c < op.invoke_ns))
+            .min_by_key(|b| b.invoke_ns);
+        match begin {
+            Some(b) if sane_stretch(insane, b.invoke_ns, done_ns).is_some() => checked += 1,
+            _ => unjudged += 1,
         }
     }
     // Holds some confirm or release may have ended.

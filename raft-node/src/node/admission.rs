@@ -312,7 +312,10 @@ mod tests {
         let seen_by_candidate = vouching(status(3, "Candidate", 40, &v), &[(2, "old")]);
         assert_eq!(decide(2, "me", &[seen_by_candidate]), Verdict::Refuse);
         // One voter silent: it may be the one that saw the earlier incarnation.
-        assert_eq!(decide(2, "me", std::slice::from_ref(&leader)), Verdict::Unknown);
+        assert_eq!(
+            decide(2, "me", std::slice::from_ref(&leader)),
+            Verdict::Unknown
+        );
         // A voter of an older build, or one whose record started late.
         let mut old = follower.clone();
         old.witnessed_since_creation = false;

@@ -231,3 +231,39 @@ fn a_retried_hold_that_made_a_second_hold_is_a_duplicate_effect() {
     ];
     assert!(!no_duplicate_effects(&h.0, &booked_twice).valid);
 }
+
+#[test]
+fn a_payment_pending_hold_confirmed_later_counts_as_a_judged_life() {
+    // Goal: a confirm acknowledged after an acknowledged begin-payment is a
+    // judged (fine) life; one whose life crosses a majority clock window, or
+    // that may precede its begin, is unjudged; a confirm of a hold with no
+    // begun payment is not this checker's.
+    let mut h = H::default();
+    h.hold("S1", "a", 1, 10_000, (0, MS));
+    begin_payment(&mut h, "S1", "a", 1, (S, S + MS));
+    h.confirm(
+        "S1",
+        "a",
+        1,
+        confirmed(1, 0, None),
+        (12 * S, 12 * S + MS),
+        None,
+    );
+    h.hold("S2", "b", 2, 10_000, (0, MS));
+    begin_payment(&mut h, "S2", "b", 2, (S, 3 * S));
+    h.confirm("S2", "b", 2, confirmed(2, 0, None), (2 * S, 4 * S), None);
+    h.hold("S3", "c", 3, 10_000, (0, MS));
+    h.confirm("S3", "c", 3, confirmed(3, 0, None), (2 * S, 3 * S), None);
+    let r = no_payment_pending_expiry(&h.0, &[], 0, 120_000, EXPIRY_CLOCK_ALLOWANCE_MS, &[]);
+    assert!(r.valid, "{:?}", r.findings);
+    assert_eq!((r.checked, r.unjudged), (1, 1));
+    let r = no_payment_pending_expiry(
+        &h.0,
+        &[],
+        0,
+        120_000,
+        EXPIRY_CLOCK_ALLOWANCE_MS,
+        &[(5 * S, 6 * S)],
+    );
+    assert_eq!((r.checked, r.unjudged), (0, 2));
+}

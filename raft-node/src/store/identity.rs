@@ -71,21 +71,16 @@ fn new_incarnation() -> std::io::Result<String> {
 /// Writes `record` to `path`'s identity file: temporary name, sync, rename,
 /// sync of the directory, so a crash leaves the old record or the new one.
 fn write_record(path: &Path, record: &Identity) -> Result<(), NodeError> {
-    let meta_path = path.join(IDENTITY_FILE);
-    let tmp = path.join(format!("{IDENTITY_FILE}.tmp"));
     let bytes =
         serde_json::to_vec_pretty(record).map_err(|e| NodeError::Internal(e.to_string()))?;
-    let write = || -> std::io::Result<()> {
-        use std::io::Write;
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, &meta_path)?;
-        std::fs::File::open(path)?.sync_all()
-    };
-    write().map_err(|e| {
-        NodeError::data_dir(&meta_path, format!("cannot write the identity record: {e}"))
-    })
+    super::write_durably(path, IDENTITY_FILE, &bytes)
+        .map(|_| ())
+        .map_err(|e| {
+            NodeError::data_dir(
+                path.join(IDENTITY_FILE),
+                format!("cannot write the identity record: {e}"),
+            )
+        })
 }
 
 fn read_record(meta_path: &Path) -> Result<Identity, NodeError> {

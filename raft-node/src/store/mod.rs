@@ -104,6 +104,22 @@ fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, String> {
     postcard::to_stdvec(v).map_err(|e| format!("encode: {e}"))
 }
 
+/// Writes `bytes` to `dir/name` so that a crash or power cut leaves the old
+/// file or the new one: a temporary file, fsync, rename, fsync of the
+/// directory. The identity record, the witness record and snapshots use it.
+pub(crate) fn write_durably(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<PathBuf> {
+    use std::io::Write;
+    let tmp = dir.join(format!("{name}.tmp"));
+    let path = dir.join(name);
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(&tmp, &path)?;
+    std::fs::File::open(dir)?.sync_all()?;
+    Ok(path)
+}
+
 fn with_checksum(mut bytes: Vec<u8>) -> Vec<u8> {
     let sum = blake3::hash(&bytes);
     bytes.extend_from_slice(sum.as_bytes());

@@ -26,7 +26,7 @@
 //! Must not: restore a snapshot into the state (that is `sm.rs`, which
 //! verifies before it replaces anything).
 
-use std::io::{Cursor, Write};
+use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 
@@ -102,19 +102,6 @@ fn file_name(prefix: &str, last_log_id: Option<LogId>) -> String {
 fn decode_record(bytes: &[u8], what: &str) -> Result<SnapshotRecord, String> {
     let body = strip_checksum(bytes).map_err(|e| format!("{what}: {e}"))?;
     postcard::from_bytes(body).map_err(|e| format!("{what}: does not decode: {e}"))
-}
-
-/// tmp → fsync → rename → fsync of the directory.
-fn write_durably(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<PathBuf> {
-    let tmp = dir.join(format!("{name}.tmp"));
-    let path = dir.join(name);
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    drop(f);
-    std::fs::rename(&tmp, &path)?;
-    std::fs::File::open(dir)?.sync_all()?;
-    Ok(path)
 }
 
 impl SnapshotFiles {
@@ -202,7 +189,7 @@ impl SnapshotFiles {
         let bytes = with_checksum(encode(record)?);
         let name = file_name(&self.prefix, record.meta.last_log_id);
         let dir = self.dir.clone();
-        let path = tokio::task::spawn_blocking(move || write_durably(&dir, &name, &bytes))
+        let path = tokio::task::spawn_blocking(move || super::write_durably(&dir, &name, &bytes))
             .await
             .map_err(|e| format!("the snapshot write task failed: {e}"))?
             .map_err(|e| format!("{}: writing a snapshot: {e}", self.dir.display()))?;

@@ -158,19 +158,16 @@ impl Witness {
 /// Writes `record` to `dir`'s witness file: temporary name, sync, rename,
 /// sync of the directory, so a crash leaves the old record or the new one.
 fn write_record(dir: &Path, record: &Record) -> Result<(), NodeError> {
-    let path = dir.join(WITNESS_FILE);
-    let tmp = dir.join(format!("{WITNESS_FILE}.tmp"));
     let bytes =
         serde_json::to_vec_pretty(record).map_err(|e| NodeError::Internal(e.to_string()))?;
-    let write = || -> std::io::Result<()> {
-        use std::io::Write;
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, &path)?;
-        std::fs::File::open(dir)?.sync_all()
-    };
-    write().map_err(|e| NodeError::data_dir(&path, format!("cannot write the witness record: {e}")))
+    super::write_durably(dir, WITNESS_FILE, &bytes)
+        .map(|_| ())
+        .map_err(|e| {
+            NodeError::data_dir(
+                dir.join(WITNESS_FILE),
+                format!("cannot write the witness record: {e}"),
+            )
+        })
 }
 
 #[cfg(test)]

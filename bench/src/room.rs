@@ -223,6 +223,7 @@ pub async fn run(
         joined: AtomicU64::new(0),
         requests: AtomicU64::new(0),
         sold_out: AtomicBool::new(false),
+        sold_out_wake: tokio::sync::Notify::new(),
         stop: AtomicBool::new(false),
     });
     let arrivals = Arrivals::new(params.arrival_s, params.arrival_zipf);

@@ -27,8 +27,9 @@
 //! - Hold one seat with the queue token, up to `1 + retries` attempts: GA
 //!   with probability `ga_share` (if the event has a GA section),
 //!   otherwise choose-your-seat (Zipf over seat rank) with probability
-//!   `explicit_share`, else best-available. A taken seat retries; a
-//!   sold-out category switches to the other one; both sold out ends.
+//!   `explicit_share`, else best-available. A taken seat retries with
+//!   best-available; a sold-out category switches to the other one; both
+//!   sold out ends.
 //! - Pay: `abandon_share` leave the hold to expire, `decline_share` pay
 //!   with `tok_declined` (402; the gateway releases the seats),
 //!   `slow_share` with `tok_slow_<slow_payment_ms>`, the rest `tok_ok`.
@@ -112,6 +113,8 @@ pub struct Shared {
     pub requests: AtomicU64,
     /// Set once every seat is booked: fans still waiting leave.
     pub sold_out: AtomicBool,
+    /// Wakes the pollers' waits at the sell-out.
+    pub sold_out_wake: tokio::sync::Notify,
     /// Set at the time bound: every fan returns at its next check.
     pub stop: AtomicBool,
 }
@@ -277,7 +280,10 @@ async fn wait_for_admission(
         };
         seen = Some((now, ahead));
         let wait_ms = estimate_ms.clamp(POLL_WAIT_MS_MIN, poll_max_ms);
-        tokio::time::sleep(Duration::from_millis(wait_ms)).await;
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(wait_ms)) => {}
+            _ = shared.sold_out_wake.notified() => {}
+        }
         if shared.done() {
             shared.tally().left_sold_out += 1;
             return false;
@@ -351,7 +357,11 @@ async fn shop(shared: &Shared, i: u64, session: &str, queue_token: &str) {
         if shared.stop.load(Ordering::Relaxed) {
             return;
         }
-        let kind = pick_kind(p, ga_out, reserved_out);
+        let mut kind = pick_kind(p, ga_out, reserved_out);
+        if kind == Kind::Explicit && attempt > 0 {
+            // The seat this fan chose was taken: it takes the best left.
+            kind = Kind::Best;
+        }
         let seat = (kind == Kind::Explicit).then(|| http::seat_id(shared.zipf.sample()));
         let pick = match kind {
             Kind::Ga => Pick::GeneralAdmission(GA_SECTION),
@@ -471,6 +481,7 @@ async fn pay(shared: &Shared, i: u64, session: &str, hold_id: u64, ga: bool, sea
             if booked >= u64::from(p.seats) && t.sellout.is_none() {
                 t.sellout = Some(shared.start.elapsed());
                 shared.sold_out.store(true, Ordering::Relaxed);
+                shared.sold_out_wake.notify_waiters();
             }
         }
         PayAnswer::Declined => t.declined += 1,

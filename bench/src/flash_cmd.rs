@@ -108,7 +108,7 @@ pub struct FlashArgs {
     slow_payment_ms: u64,
     #[arg(long, default_value_t = 0.05)]
     abandon_share: f64,
-    /// With --waiting-room: most fans polling at once (default: 2 x
+    /// With --waiting-room: most fans polling at once (default: the
     /// seats); the next ones park (a token each, no task) until a poller
     /// slot frees, at most --parked-max of them (default: 10 x seats);
     /// the rest leave.
@@ -262,7 +262,7 @@ async fn room_sale(
     started_config: Option<(u64, [u64; 2])>,
     echo_rps: Option<f64>,
 ) -> anyhow::Result<ExitCode> {
-    let pollers_max = a.pollers_max.unwrap_or(2 * u64::from(a.seats)).max(1);
+    let pollers_max = a.pollers_max.unwrap_or(u64::from(a.seats)).max(1);
     let share = |v: f64| v.clamp(0.0, 1.0);
     let params = RoomParams {
         seats: a.seats,

@@ -219,6 +219,7 @@ pub async fn run(
         holds: Mutex::new(Timeline::new(timeline_s)),
         pollers: Arc::new(Semaphore::new(params.pollers_max.max(1) as usize)),
         parked: Mutex::new(std::collections::VecDeque::new()),
+        http_slots: Semaphore::new(params.inflight_max.max(1)),
         booked: AtomicU64::new(0),
         joined: AtomicU64::new(0),
         requests: AtomicU64::new(0),

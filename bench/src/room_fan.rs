@@ -17,7 +17,8 @@
 //!   before it gives its slot up. A fan who joins after the sell-out, and
 //!   every fan still parked or polling then, leaves (`left_sold_out`).
 //!   This is what bounds the bench: at most `inflight_max` joins plus
-//!   `pollers_max` pollers live as tasks.
+//!   `pollers_max` pollers live as tasks, and at most `inflight_max`
+//!   requests (so connections) are in flight from all of them together.
 //! - Poll (`GET .../queue/{token}`, answered by the gateway from its cached
 //!   view: no cluster call) until admitted. The wait before the next poll
 //!   is half the fan's own estimate of its wait (fans ahead / the drain
@@ -106,6 +107,11 @@ pub struct Shared {
     /// Holds answered per second (and their latency).
     pub holds: Mutex<Timeline>,
     pub pollers: Arc<Semaphore>,
+    /// Requests in flight from all fans together (`inflight_max`): keeps
+    /// the bench's connections under the gateway's `connections_max`
+    /// (10 000 by default; beyond it new connections wait in the kernel's
+    /// accept queue while idle keep-alive ones hold their permits).
+    pub http_slots: Semaphore,
     /// Fans who joined while every poller slot was taken, oldest first.
     pub parked: Mutex<VecDeque<Parked>>,
     pub booked: AtomicU64,
@@ -122,6 +128,11 @@ pub struct Shared {
 impl Shared {
     pub fn tally(&self) -> std::sync::MutexGuard<'_, Tally> {
         self.tally.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// One request slot; waiting for it is not part of a request's latency.
+    async fn http_slot(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        self.http_slots.acquire().await.ok()
     }
 
     fn done(&self) -> bool {
@@ -214,8 +225,10 @@ async fn join(shared: &Shared, i: u64, session: &str) -> Option<QueuePlace> {
         if shared.stop.load(Ordering::Relaxed) {
             return None;
         }
+        let http = shared.http_slot().await;
         let t0 = Instant::now();
         let answer = shared.pool.join(i, session, &shared.event_id).await;
+        drop(http);
         let took = t0.elapsed();
         let at = shared.start.elapsed();
         shared.requests.fetch_add(1, Ordering::Relaxed);
@@ -288,11 +301,13 @@ async fn wait_for_admission(
             shared.tally().left_sold_out += 1;
             return false;
         }
+        let http = shared.http_slot().await;
         let t0 = Instant::now();
         let answer = shared
             .pool
             .position(i, session, &shared.event_id, queue_token)
             .await;
+        drop(http);
         shared.requests.fetch_add(1, Ordering::Relaxed);
         let lapsed = {
             let mut t = shared.tally();
@@ -368,11 +383,13 @@ async fn shop(shared: &Shared, i: u64, session: &str, queue_token: &str) {
             Kind::Explicit => Pick::Seat(seat.as_deref().unwrap_or_default()),
             Kind::Best => Pick::BestAvailable,
         };
+        let http = shared.http_slot().await;
         let t0 = Instant::now();
         let answer = shared
             .pool
             .hold_with(i, session, &shared.event_id, pick, Some(queue_token))
             .await;
+        drop(http);
         let took = t0.elapsed();
         shared.requests.fetch_add(1, Ordering::Relaxed);
         shared
@@ -458,8 +475,10 @@ async fn pay(shared: &Shared, i: u64, session: &str, hold_id: u64, ga: bool, sea
     } else {
         ("tok_ok", false)
     };
+    let http = shared.http_slot().await;
     let t0 = Instant::now();
     let answer = shared.pool.pay(i, session, hold_id, method).await;
+    drop(http);
     shared.requests.fetch_add(1, Ordering::Relaxed);
     let mut t = shared.tally();
     t.checkout.record(t0.elapsed());

@@ -420,6 +420,8 @@ pub async fn run(
                 fan(s, i, scheduled).await;
             });
             started += 1;
+            // Behind schedule this loop runs long: reap finished fans here.
+            while tasks.try_join_next().is_some() {}
         }
         while tasks.try_join_next().is_some() {}
         bar.set_position(started);

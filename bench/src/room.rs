@@ -264,6 +264,9 @@ pub async fn run(
             let i = started;
             tasks.spawn(fan(s, i, scheduled, permit));
             started += 1;
+            // A generator behind schedule stays in this loop for long:
+            // reap finished fans here, or each keeps its memory until then.
+            while tasks.try_join_next().is_some() {}
             if started == probe_at && probes_task.is_none() {
                 let (pool, event_id, tokens) =
                     (pool.clone(), event_id.clone(), probe_tokens.clone());

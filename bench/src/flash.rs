@@ -34,13 +34,11 @@ use state_machine::{Query, QueryResult};
 use tokio::sync::Semaphore;
 
 use crate::http::{self, FanPool, HoldAnswer};
-use crate::node_metrics::{gauge_max, gauge_of, node_counters, NodeCounters};
+use crate::node_metrics::{gauge_max, gauge_of, node_counters};
 use crate::stats::{Latencies, Timeline};
 
 /// Longest run the timeline covers, in seconds (later samples share the last bucket).
 pub const TIMELINE_S_MAX: usize = 3_600;
-/// Concurrent sign-ins before the sale.
-pub const LOGIN_CONCURRENCY: usize = 256;
 /// Pause after a 429/503 before the fan tries again.
 pub const BACKOFF_UNAVAILABLE: Duration = Duration::from_millis(50);
 /// How long replicas may take to reach equal applied indexes after the run.
@@ -251,7 +249,10 @@ async fn fan(shared: Arc<Shared>, i: u64, scheduled: Duration) {
                     return;
                 }
             }
-            HoldAnswer::RateLimited | HoldAnswer::Unavailable | HoldAnswer::Other(_) => {
+            HoldAnswer::RateLimited
+            | HoldAnswer::Unavailable
+            | HoldAnswer::NotAdmitted { .. }
+            | HoldAnswer::Other(_) => {
                 {
                     let mut t = shared.tally.lock().unwrap_or_else(|e| e.into_inner());
                     match answer {
@@ -323,6 +324,11 @@ pub async fn audit(
         let mut b = 0u64;
         let mut h = 0u64;
         for s in &view.sections {
+            if s.general_admission {
+                // A count, no seats to look at.
+                b += u64::from(s.booked);
+                h += u64::from(s.held);
+            }
             for r in &s.rows {
                 b += r.states.bytes().filter(|c| *c == b'B').count() as u64;
                 h += r.states.bytes().filter(|c| *c == b'H').count() as u64;
@@ -352,21 +358,7 @@ pub async fn run(
     http::create_event(gateway_url, admin_token, &event_id, params.seats).await?;
 
     // Sign in before the sale, like fans waiting on the sale page.
-    let users = params.users.clamp(1, params.fans.max(1));
-    let sem = Arc::new(Semaphore::new(LOGIN_CONCURRENCY));
-    let mut logins = Vec::with_capacity(users as usize);
-    for u in 0..users {
-        let pool = pool.clone();
-        let permit = sem.clone().acquire_owned().await?;
-        logins.push(tokio::spawn(async move {
-            let _permit = permit;
-            pool.login(u, &format!("fan{u}")).await
-        }));
-    }
-    let mut tokens = Vec::with_capacity(users as usize);
-    for l in logins {
-        tokens.push(l.await??);
-    }
+    let tokens = http::sign_in(&pool, params.users.clamp(1, params.fans.max(1))).await?;
 
     let counters_before = node_counters(metrics_urls).await;
     let bar = if quiet {
@@ -428,6 +420,8 @@ pub async fn run(
                 fan(s, i, scheduled).await;
             });
             started += 1;
+            // Behind schedule this loop runs long: reap finished fans here.
+            while tasks.try_join_next().is_some() {}
         }
         while tasks.try_join_next().is_some() {}
         bar.set_position(started);
@@ -479,16 +473,9 @@ pub async fn run(
     let http_requests = shared.http_requests.load(Ordering::Relaxed);
     let secs = run.as_secs_f64().max(1e-9);
     let sellout_ms = t.sellout.map(|d| d.as_millis() as u64);
-    let delta = match (counters_before, counters_after) {
-        (Some(a), Some(b)) => Some(NodeCounters {
-            commands_proposed: b.commands_proposed.saturating_sub(a.commands_proposed),
-            answered_without_log_write: b
-                .answered_without_log_write
-                .saturating_sub(a.answered_without_log_write),
-            snapshots_built: b.snapshots_built.saturating_sub(a.snapshots_built),
-        }),
-        _ => None,
-    };
+    let delta = counters_before
+        .zip(counters_after)
+        .map(|(a, b)| b.since(&a));
     let commands = delta.map(|d| d.commands_proposed);
     let without_count = delta.map(|d| d.answered_without_log_write);
     let share_without = without_count.map(|n| n as f64 / hold_requests.max(1) as f64);

@@ -24,6 +24,8 @@ pub const SOURCE_ADDRESSES: usize = 128;
 pub const SEATS_PER_ROW: u32 = 50;
 /// Rows per section of the benchmark layout.
 pub const ROWS_PER_SECTION: u32 = 100;
+/// Concurrent sign-ins before a sale.
+pub const LOGIN_CONCURRENCY: usize = 256;
 /// Bound on one HTTP request of the bench.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -41,6 +43,9 @@ pub enum HoldAnswer {
     Held { hold_id: u64, seats: Vec<String> },
     /// 409: seat(s) taken; `sold_out` when best-available found nothing left.
     Rejected { sold_out: bool },
+    /// 403 on a waiting-room event: not admitted (`lapsed`: admitted once,
+    /// and that admission's window has passed).
+    NotAdmitted { lapsed: bool },
     /// 429: the gateway's rate limit (answered without touching the cluster).
     RateLimited,
     /// 503 or a transport error: no answer about the seat.
@@ -104,10 +109,35 @@ impl FanPool {
         event_id: &str,
         seat: Option<&str>,
     ) -> HoldAnswer {
-        let body = match seat {
-            Some(s) => json!({ "seats": [s] }),
-            None => json!({ "best_available": { "count": 1, "allow_non_adjacent": true } }),
+        let pick = match seat {
+            Some(s) => Pick::Seat(s),
+            None => Pick::BestAvailable,
         };
+        self.hold_with(fan, token, event_id, pick, None).await
+    }
+
+    /// One hold attempt of one seat picked by `pick`, presenting the
+    /// waiting-room `queue_token` when the event has a room.
+    pub async fn hold_with(
+        &self,
+        fan: u64,
+        token: &str,
+        event_id: &str,
+        pick: Pick<'_>,
+        queue_token: Option<&str>,
+    ) -> HoldAnswer {
+        let mut body = match pick {
+            Pick::Seat(s) => json!({ "seats": [s] }),
+            Pick::BestAvailable => {
+                json!({ "best_available": { "count": 1, "allow_non_adjacent": true } })
+            }
+            Pick::GeneralAdmission(section) => {
+                json!({ "general_admission": { "section": section, "count": 1 } })
+            }
+        };
+        if let Some(q) = queue_token {
+            body["queue_token"] = json!(q);
+        }
         let r = self
             .client(fan)
             .post(format!("{}/v1/events/{event_id}/holds", self.base))
@@ -139,6 +169,12 @@ impl FanPool {
                     v["code"] == "not_enough_seats" && v["available"].as_u64() == Some(0);
                 HoldAnswer::Rejected { sold_out }
             }
+            403 => {
+                let v: Value = r.json().await.unwrap_or(Value::Null);
+                HoldAnswer::NotAdmitted {
+                    lapsed: v["code"] == "admission_lapsed",
+                }
+            }
             429 => HoldAnswer::RateLimited,
             503 => HoldAnswer::Unavailable,
             s => HoldAnswer::Other(s),
@@ -148,14 +184,123 @@ impl FanPool {
     /// Checks a hold out with the simulated provider's always-succeeding
     /// token. True on 201 (booked).
     pub async fn checkout(&self, fan: u64, token: &str, hold_id: u64) -> bool {
+        self.pay(fan, token, hold_id, "tok_ok").await == PayAnswer::Booked
+    }
+
+    /// Checks a hold out with the simulated provider's `payment_method`
+    /// (`tok_ok`, `tok_declined`, `tok_slow_<ms>`: http-gateway/src/payments.rs).
+    pub async fn pay(&self, fan: u64, token: &str, hold_id: u64, method: &str) -> PayAnswer {
         let r = self
             .client(fan)
             .post(format!("{}/v1/holds/{hold_id}/checkout", self.base))
             .bearer_auth(token)
-            .json(&json!({ "payment_method": "tok_ok" }))
+            .json(&json!({ "payment_method": method }))
             .send()
             .await;
-        matches!(r, Ok(r) if r.status().as_u16() == 201)
+        match r.map(|r| r.status().as_u16()) {
+            Ok(201) => PayAnswer::Booked,
+            Ok(402) => PayAnswer::Declined,
+            Ok(s) => PayAnswer::Failed(s),
+            Err(_) => PayAnswer::Failed(0),
+        }
+    }
+
+    /// Joins the event's waiting room: `POST /v1/events/{id}/queue`.
+    pub async fn join(&self, fan: u64, token: &str, event_id: &str) -> QueueAnswer {
+        let r = self
+            .client(fan)
+            .post(format!("{}/v1/events/{event_id}/queue", self.base))
+            .bearer_auth(token)
+            .send()
+            .await;
+        queue_answer(r, 201).await
+    }
+
+    /// Where `queue_token` stands: `GET /v1/events/{id}/queue/{token}`.
+    pub async fn position(
+        &self,
+        fan: u64,
+        token: &str,
+        event_id: &str,
+        queue_token: &str,
+    ) -> QueueAnswer {
+        let r = self
+            .client(fan)
+            .get(format!(
+                "{}/v1/events/{event_id}/queue/{queue_token}",
+                self.base
+            ))
+            .bearer_auth(token)
+            .send()
+            .await;
+        queue_answer(r, 200).await
+    }
+}
+
+/// Which seat a hold asks for.
+#[derive(Clone, Copy, Debug)]
+pub enum Pick<'a> {
+    /// This seat id (choose-your-seat).
+    Seat(&'a str),
+    /// One seat, the best left.
+    BestAvailable,
+    /// One place in this general-admission section.
+    GeneralAdmission(&'a str),
+}
+
+/// What a checkout came to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PayAnswer {
+    /// 201: booked.
+    Booked,
+    /// 402: the payment was declined (the gateway released the seats).
+    Declined,
+    /// Anything else (status, 0 for a transport error).
+    Failed(u16),
+}
+
+/// A waiting-room answer: the place of a queue token.
+#[derive(Clone, Debug, PartialEq)]
+pub enum QueueAnswer {
+    Place(QueuePlace),
+    RateLimited,
+    Unavailable,
+    Other(u16),
+}
+
+/// The fields of a join or position answer the fans act on.
+#[derive(Clone, Debug, PartialEq)]
+pub struct QueuePlace {
+    /// Present in a join's answer only.
+    pub queue_token: Option<String>,
+    pub queue_position: u64,
+    /// Fans ahead of this one (None unless waiting).
+    pub ahead: Option<u64>,
+    pub admitted: bool,
+    /// `waiting`, `admitted`, `lapsed` or `pending_shuffle`.
+    pub state: String,
+    pub estimated_wait_ms: Option<u64>,
+}
+
+async fn queue_answer(r: reqwest::Result<reqwest::Response>, ok: u16) -> QueueAnswer {
+    let Ok(r) = r else {
+        return QueueAnswer::Unavailable;
+    };
+    match r.status().as_u16() {
+        s if s == ok => match r.json::<Value>().await {
+            Ok(v) => QueueAnswer::Place(QueuePlace {
+                queue_token: v["queue_token"].as_str().map(str::to_string),
+                queue_position: v["queue_position"].as_u64().unwrap_or(0),
+                ahead: v["position"].as_u64().map(|p| p.saturating_sub(1)),
+                admitted: v["admitted"] == true,
+                state: v["state"].as_str().unwrap_or("").to_string(),
+                estimated_wait_ms: v["estimated_wait_ms"].as_u64(),
+            }),
+            Err(_) => QueueAnswer::Other(s),
+        },
+        429 => QueueAnswer::RateLimited,
+        503 => QueueAnswer::Unavailable,
+        s => QueueAnswer::Other(s),
     }
 }
 
@@ -204,13 +349,19 @@ pub async fn create_event(
     event_id: &str,
     seats: u32,
 ) -> anyhow::Result<()> {
+    create_event_from(base, admin_token, &event_spec(event_id, seats)).await
+}
+
+/// Creates the event `spec` (the `POST /v1/events` body) and opens its sale.
+pub async fn create_event_from(base: &str, admin_token: &str, spec: &Value) -> anyhow::Result<()> {
+    let event_id = spec["id"].as_str().context("event spec without id")?;
     let http = reqwest::Client::builder()
         .timeout(REQUEST_TIMEOUT)
         .build()?;
     let r = http
         .post(format!("{base}/v1/events"))
         .bearer_auth(admin_token)
-        .json(&event_spec(event_id, seats))
+        .json(spec)
         .send()
         .await?;
     if !r.status().is_success() {
@@ -250,4 +401,34 @@ pub async fn wait_ready(base: &str, timeout: Duration) -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Signs in `users` accounts (`fan0`, `fan1`, ...), [`LOGIN_CONCURRENCY`]
+/// at a time; their session tokens, in order.
+pub async fn sign_in(pool: &FanPool, users: u64) -> anyhow::Result<Vec<String>> {
+    sign_in_named(pool, "fan", users).await
+}
+
+/// Signs in `<prefix>0`, `<prefix>1`, ... like [`sign_in`].
+pub async fn sign_in_named(
+    pool: &FanPool,
+    prefix: &str,
+    users: u64,
+) -> anyhow::Result<Vec<String>> {
+    let sem = std::sync::Arc::new(tokio::sync::Semaphore::new(LOGIN_CONCURRENCY));
+    let mut logins = Vec::with_capacity(users as usize);
+    for u in 0..users {
+        let pool = pool.clone();
+        let permit = sem.clone().acquire_owned().await?;
+        let name = format!("{prefix}{u}");
+        logins.push(tokio::spawn(async move {
+            let _permit = permit;
+            pool.login(u, &name).await
+        }));
+    }
+    let mut tokens = Vec::with_capacity(users as usize);
+    for l in logins {
+        tokens.push(l.await??);
+    }
+    Ok(tokens)
 }

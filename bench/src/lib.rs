@@ -4,6 +4,9 @@
 //! Layout:
 //! - [`flash`]: `bench flash-sale`: open-loop fans through the HTTP gateway,
 //!   the replica audit, the report; [`echo`]: the no-op axum echo ceiling.
+//! - [`room`]: `bench flash-sale --waiting-room`: a crowd through the
+//!   event's waiting room ([`room_fan`]: one fan; [`room_report`]: the
+//!   numbers, the goal and the PNG's figure).
 //! - [`peers`]: `bench peers`: the closed-loop hold workload and one module
 //!   per system (ours via client and gateway, etcd, Redis, PostgreSQL).
 //! - [`cluster`]: our 3-node cluster and gateway as processes (started
@@ -28,4 +31,7 @@ pub mod http;
 pub mod node_metrics;
 pub mod peers;
 pub mod plot;
+pub mod room;
+pub mod room_fan;
+pub mod room_report;
 pub mod stats;

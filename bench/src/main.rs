@@ -10,11 +10,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Context;
 use bench::cluster::{self, LocalCluster};
-use bench::flash::{self, FlashParams};
 use bench::peers::{self, etcd, ours, postgres, redis, Row, Variant, Workload};
 use clap::{Parser, Subcommand};
+use flash_cmd::{flash_sale, FlashArgs};
+
+mod flash_cmd;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -29,7 +30,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Cmd {
     /// Fans arrive open-loop and try to hold then buy a seat through the gateway.
-    FlashSale(FlashArgs),
+    FlashSale(Box<FlashArgs>),
     /// The same hold workload against this store, etcd, Redis and PostgreSQL.
     Peers(PeersArgs),
     #[command(hide = true)]
@@ -37,66 +38,6 @@ enum Cmd {
         #[arg(long)]
         port: u16,
     },
-}
-
-#[derive(clap::Args, Debug)]
-struct FlashArgs {
-    /// An already running gateway to target instead of starting a cluster.
-    #[arg(long)]
-    target: Option<String>,
-    /// With --target: the nodes' gRPC endpoints for the audit (comma separated).
-    #[arg(long, value_delimiter = ',')]
-    endpoints: Vec<String>,
-    /// With --target: the admin token (`booking up` prints it on its first
-    /// run and keeps it in <data_dir>/gateway/admin-token). The target must
-    /// run `[auth] mode = "demo"`: the bench signs its users in by name.
-    #[arg(long, env = "BOOKING_ADMIN_TOKEN", default_value = "")]
-    admin_token: String,
-    /// The `booking` binary (default: <repo>/target/release/booking).
-    #[arg(long)]
-    booking_bin: Option<PathBuf>,
-    #[arg(long, default_value_t = 50_000)]
-    seats: u32,
-    #[arg(long, default_value_t = 1_000_000)]
-    fans: u64,
-    /// Fan arrivals per second (open loop).
-    #[arg(long, default_value_t = 20_000)]
-    rate: u64,
-    /// Distinct signed-in users the fans share (sign-in happens before the sale).
-    #[arg(long, default_value_t = 20_000)]
-    users: u64,
-    /// Extra hold attempts of a rejected fan.
-    #[arg(long, default_value_t = 3)]
-    retries: u32,
-    /// Share of attempts that name a seat (Zipf over seat rank); the rest ask for best-available.
-    #[arg(long, default_value_t = 0.7)]
-    explicit_share: f64,
-    /// Zipf exponent of the seat preference.
-    #[arg(long, default_value_t = 1.0)]
-    zipf: f64,
-    /// Most fans in flight; the generator waits (and reports start lag) beyond it.
-    #[arg(long, default_value_t = 4_096)]
-    inflight_max: usize,
-    /// Upper bound on the sale phase, in seconds.
-    #[arg(long, default_value_t = 300)]
-    duration_max_s: u64,
-    /// Seconds of the echo baseline (0 skips it).
-    #[arg(long, default_value_t = 5)]
-    echo_s: u64,
-    /// Concurrent requests of the echo baseline.
-    #[arg(long, default_value_t = 256)]
-    echo_connections: usize,
-    /// Where to write the throughput/latency PNG ("" for none).
-    #[arg(long, default_value = "reports/flash-sale.png")]
-    png: String,
-    /// Print one JSON object instead of the table.
-    #[arg(long)]
-    json: bool,
-    /// The started cluster's snapshot policy: a snapshot every N applied
-    /// entries (`[raft] snapshot_every_entries`; default: the config's),
-    /// to measure how snapshots stall apply. Not with --target.
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
-    snapshot_every: Option<u64>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -167,7 +108,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::EchoServer { port } => bench::echo::serve(port).await.map(|_| ExitCode::SUCCESS),
         Cmd::FlashSale(a) => {
             install_signal_handler();
-            flash_sale(a).await
+            flash_sale(*a).await
         }
         Cmd::Peers(a) => {
             install_signal_handler();
@@ -196,104 +137,6 @@ fn install_signal_handler() {
         tokio::task::block_in_place(|| testkit::process::terminate_all_live(INTERRUPT_GRACE));
         std::process::exit(130);
     });
-}
-
-async fn flash_sale(a: FlashArgs) -> anyhow::Result<ExitCode> {
-    let params = FlashParams {
-        seats: a.seats,
-        fans: a.fans,
-        rate_per_s: a.rate.max(1),
-        users: a.users,
-        retries: a.retries,
-        explicit_share: a.explicit_share.clamp(0.0, 1.0),
-        zipf_exponent: a.zipf,
-        inflight_max: a.inflight_max,
-        duration_s_max: a.duration_max_s,
-    };
-    let log_dir = tempfile::Builder::new().prefix("bench-flash-").tempdir()?;
-    let echo_rps = if a.echo_s > 0 {
-        Some(
-            bench::echo::measure(
-                Duration::from_secs(a.echo_s),
-                a.echo_connections,
-                log_dir.path(),
-            )
-            .await
-            .context("echo baseline")?,
-        )
-    } else {
-        None
-    };
-    if a.target.is_some() && a.snapshot_every.is_some() {
-        anyhow::bail!("--snapshot-every sets the started cluster's policy; it cannot change a --target cluster");
-    }
-    let cluster;
-    // The started cluster's snapshot policy and election timeout, for the report.
-    let mut started_config = None;
-    // With --target the audit dials the given endpoints in plaintext: only
-    // a cluster with `[tls] mode = "off"` answers it.
-    let (url, token, endpoints, tls, metrics, kind) = match &a.target {
-        Some(t) => (
-            t.clone(),
-            a.admin_token.clone(),
-            a.endpoints.clone(),
-            None,
-            Vec::new(),
-            format!("target {t}"),
-        ),
-        None => {
-            let bin = a
-                .booking_bin
-                .clone()
-                .unwrap_or_else(cluster::default_booking_bin);
-            let snapshot_every = a.snapshot_every;
-            cluster = LocalCluster::start_configured(&bin, true, true, Vec::new(), |file| {
-                if let Some(n) = snapshot_every {
-                    file.raft.snapshot_every_entries = n;
-                }
-            })
-            .await?;
-            started_config = Some((cluster.snapshot_every_entries, cluster.election_timeout_ms));
-            (
-                cluster.gateway_url.clone(),
-                cluster.admin_token.clone(),
-                cluster.endpoints.clone(),
-                cluster.client_tls.clone(),
-                cluster.metrics_urls(),
-                "booking gateway".to_string(),
-            )
-        }
-    };
-    let (mut report, timeline) =
-        flash::run(&url, &token, &endpoints, &tls, &metrics, params, a.json).await?;
-    report.gateway = kind;
-    if let Some((every, election)) = started_config {
-        report.snapshot_every_entries = Some(every);
-        report.election_timeout_ms = Some(election);
-    }
-    if let Some(e) = echo_rps {
-        report.echo_requests_per_s = Some(e);
-        report.fraction_of_echo = Some(report.http_requests_per_s / e.max(1e-9));
-    }
-    if !a.png.is_empty() {
-        let path = PathBuf::from(&a.png);
-        match bench::plot::draw(&path, &timeline) {
-            Ok(()) => report.png = Some(path.display().to_string()),
-            Err(e) => eprintln!("bench: no PNG: {e:#}"),
-        }
-    }
-    if a.json {
-        println!("{}", flash::to_json(&report));
-    } else {
-        flash::print_table(&report);
-    }
-    let audit_ok =
-        report.double_sold == 0 && report.sold <= u64::from(report.seats) && report.replicas_agree;
-    Ok(if audit_ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(3)
-    })
 }
 
 fn have(program: &str) -> bool {

@@ -15,6 +15,21 @@ pub struct NodeCounters {
     pub snapshots_built: u64,
 }
 
+impl NodeCounters {
+    /// What the counters grew by since `before`.
+    pub fn since(&self, before: &NodeCounters) -> NodeCounters {
+        NodeCounters {
+            commands_proposed: self
+                .commands_proposed
+                .saturating_sub(before.commands_proposed),
+            answered_without_log_write: self
+                .answered_without_log_write
+                .saturating_sub(before.answered_without_log_write),
+            snapshots_built: self.snapshots_built.saturating_sub(before.snapshots_built),
+        }
+    }
+}
+
 pub async fn node_counters(metrics_urls: &[String]) -> Option<NodeCounters> {
     Some(NodeCounters {
         commands_proposed: counter_sum(metrics_urls, "booking_commands_proposed_total").await?,

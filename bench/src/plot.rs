@@ -1,8 +1,11 @@
-//! The PNG of a flash-sale run: answered holds per second (top panel) and
-//! p50/p99 hold latency per second on a log scale (bottom panel), with a
-//! title, axis names with units and a legend in each panel.
+//! The PNG of a run: rates per second (top panel) and latency quantiles
+//! per second on a log scale (bottom panel), with a title, axis names with
+//! units and a legend in each panel. The flash sale draws answered holds/s
+//! and p50/p99 hold latency ([`flash_figure`]); the waiting-room sale
+//! builds its own [`Figure`] (`room_report`).
 //!
-//! Owns: drawing ([`draw`] to a file, [`draw_rgb`] into a buffer). Must not:
+//! Owns: drawing ([`draw`]/[`draw_figure`] to a file, [`draw_rgb`] into a
+//! buffer). Must not:
 //! need system fonts: text comes from the font `plotkit` embeds (plotters'
 //! `ab_glyph`, no `ttf`, no fontconfig).
 //!
@@ -24,55 +27,129 @@ pub const HEIGHT_PX: u32 = 600;
 pub const HOLDS_COLOUR: RGBColor = RGBColor(31, 119, 180);
 pub const P50_COLOUR: RGBColor = RGBColor(44, 160, 44);
 pub const P99_COLOUR: RGBColor = RGBColor(214, 39, 40);
+/// The waiting-room sale's joins and their p99.
+pub const JOINS_COLOUR: RGBColor = RGBColor(255, 127, 14);
+pub const JOIN_P99_COLOUR: RGBColor = RGBColor(148, 103, 189);
+
+/// One line of a panel: its legend name, colour and (second, value) points.
+pub struct Series {
+    pub name: String,
+    pub colour: RGBColor,
+    pub points: Vec<(f64, f64)>,
+}
+
+/// A two-panel picture over seconds since the sale opened: rates on a linear
+/// axis on top, latencies in ms on a log axis below.
+pub struct Figure {
+    pub title: String,
+    pub seconds: f64,
+    pub rate_y_desc: String,
+    pub rates: Vec<Series>,
+    pub latency_y_desc: String,
+    pub latencies: Vec<Series>,
+}
+
+/// The flash sale's picture: answered holds/s on top, p50/p99 hold latency below.
+pub fn flash_figure(timeline: &Timeline) -> Figure {
+    let used = timeline.used();
+    Figure {
+        title: "Flash sale: answered holds and hold latency per second".into(),
+        seconds: used.len().max(1) as f64,
+        rate_y_desc: "answered holds (holds/s)".into(),
+        rates: vec![Series {
+            name: "answered holds per second".into(),
+            colour: HOLDS_COLOUR,
+            points: per_second_counts(timeline),
+        }],
+        latency_y_desc: "hold latency (ms, log)".into(),
+        latencies: vec![
+            Series {
+                name: "p99 hold latency".into(),
+                colour: P99_COLOUR,
+                points: per_second_quantile(timeline, 0.99),
+            },
+            Series {
+                name: "p50 hold latency".into(),
+                colour: P50_COLOUR,
+                points: per_second_quantile(timeline, 0.5),
+            },
+        ],
+    }
+}
+
+/// (second centre, answers) of every used second.
+pub fn per_second_counts(timeline: &Timeline) -> Vec<(f64, f64)> {
+    timeline
+        .used()
+        .iter()
+        .enumerate()
+        .map(|(i, b)| (i as f64 + 0.5, b.0 as f64))
+        .collect()
+}
+
+/// (second centre, `q` quantile in ms) of the seconds that answered anything.
+pub fn per_second_quantile(timeline: &Timeline, q: f64) -> Vec<(f64, f64)> {
+    timeline
+        .used()
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| b.0 > 0)
+        .map(|(i, b)| (i as f64 + 0.5, b.1.quantile_ms(q)))
+        .collect()
+}
 
 /// Draws the run's timeline into a PNG at `path`, creating its directory.
 pub fn draw(path: &Path, timeline: &Timeline) -> anyhow::Result<()> {
+    draw_figure(path, &flash_figure(timeline))
+}
+
+/// Draws `figure` into a PNG at `path`, creating its directory.
+pub fn draw_figure(path: &Path, figure: &Figure) -> anyhow::Result<()> {
     // The default lands under `reports/` (git-ignored), which may not exist yet.
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }
     let root = BitMapBackend::new(path, (WIDTH_PX, HEIGHT_PX)).into_drawing_area();
-    draw_on(&root, timeline)?;
+    draw_on(&root, figure)?;
     root.present().map_err(|e| anyhow::anyhow!("{e}"))
 }
 
-/// Draws the same picture into an RGB buffer (3 bytes a pixel, row-major,
-/// [`WIDTH_PX`] × [`HEIGHT_PX`]).
+/// Draws the flash-sale picture into an RGB buffer (3 bytes a pixel,
+/// row-major, [`WIDTH_PX`] × [`HEIGHT_PX`]).
 pub fn draw_rgb(timeline: &Timeline) -> anyhow::Result<Vec<u8>> {
+    draw_figure_rgb(&flash_figure(timeline))
+}
+
+/// Draws `figure` into an RGB buffer like [`draw_rgb`].
+pub fn draw_figure_rgb(figure: &Figure) -> anyhow::Result<Vec<u8>> {
     let mut buf = vec![255u8; (WIDTH_PX * HEIGHT_PX * 3) as usize];
     {
         let root = BitMapBackend::with_buffer(&mut buf, (WIDTH_PX, HEIGHT_PX)).into_drawing_area();
-        draw_on(&root, timeline)?;
+        draw_on(&root, figure)?;
         root.present().map_err(|e| anyhow::anyhow!("{e}"))?;
     }
     Ok(buf)
 }
 
-fn draw_on<DB: DrawingBackend>(
-    root: &DrawingArea<DB, Shift>,
-    timeline: &Timeline,
-) -> anyhow::Result<()> {
+fn draw_on<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, f: &Figure) -> anyhow::Result<()> {
     plotkit::register_font();
     let err = |e: DrawingAreaErrorKind<DB::ErrorType>| anyhow::anyhow!("plot: {e}");
-    let used = timeline.used();
-    let seconds = used.len().max(1) as f64;
-    let peak = used.iter().map(|b| b.0).max().unwrap_or(1).max(1) as f64;
-    // (second, p50 ms, p99 ms) of the seconds that answered anything.
-    let latency: Vec<(f64, f64, f64)> = used
+    let seconds = f.seconds.max(1.0);
+    let peak = f
+        .rates
         .iter()
-        .enumerate()
-        .filter(|(_, b)| b.0 > 0)
-        .map(|(i, b)| (i as f64 + 0.5, b.1.quantile_ms(0.5), b.1.quantile_ms(0.99)))
-        .collect();
-    let (lat_lo, lat_hi) = log_range_ms(latency.iter().flat_map(|l| [l.1, l.2]));
+        .flat_map(|s| s.points.iter().map(|p| p.1))
+        .fold(1f64, f64::max);
+    let (lat_lo, lat_hi) = log_range_ms(
+        f.latencies
+            .iter()
+            .flat_map(|s| s.points.iter().map(|p| p.1)),
+    );
 
     root.fill(&WHITE).map_err(err)?;
     let body = root
         .margin(6, 0, 0, 0)
-        .titled(
-            "Flash sale: answered holds and hold latency per second",
-            (FONT_FAMILY, TITLE_PX),
-        )
+        .titled(&f.title, (FONT_FAMILY, TITLE_PX))
         .map_err(err)?;
     let (top, bottom) = body.split_vertically(body.dim_in_pixel().1 / 2);
 
@@ -85,22 +162,23 @@ fn draw_on<DB: DrawingBackend>(
     c.configure_mesh()
         .disable_x_mesh()
         .x_desc("time since the sale opened (s)")
-        .y_desc("answered holds (holds/s)")
+        .y_desc(f.rate_y_desc.as_str())
         .axis_desc_style((FONT_FAMILY, AXIS_LABEL_PX))
         .label_style((FONT_FAMILY, TICK_PX))
         .x_label_formatter(&|s| format!("{s:.0}"))
         .y_label_formatter(&|v| format!("{v:.0}"))
         .draw()
         .map_err(err)?;
-    c.draw_series(LineSeries::new(
-        used.iter()
-            .enumerate()
-            .map(|(i, b)| (i as f64 + 0.5, b.0 as f64)),
-        HOLDS_COLOUR.stroke_width(2),
-    ))
-    .map_err(err)?
-    .label("answered holds per second")
-    .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], HOLDS_COLOUR.stroke_width(2)));
+    for s in &f.rates {
+        let colour = s.colour;
+        c.draw_series(LineSeries::new(
+            s.points.iter().copied(),
+            colour.stroke_width(2),
+        ))
+        .map_err(err)?
+        .label(s.name.as_str())
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2)));
+    }
     legend(&mut c, SeriesLabelPosition::UpperLeft).map_err(err)?;
 
     let mut c = ChartBuilder::on(&bottom)
@@ -112,26 +190,21 @@ fn draw_on<DB: DrawingBackend>(
     c.configure_mesh()
         .disable_x_mesh()
         .x_desc("time since the sale opened (s)")
-        .y_desc("hold latency (ms, log)")
+        .y_desc(f.latency_y_desc.as_str())
         .axis_desc_style((FONT_FAMILY, AXIS_LABEL_PX))
         .label_style((FONT_FAMILY, TICK_PX))
         .x_label_formatter(&|s| format!("{s:.0}"))
         .y_label_formatter(&|v| format_ms(*v))
         .draw()
         .map_err(err)?;
-    for (name, colour, pick) in [
-        ("p99 hold latency", P99_COLOUR, 2usize),
-        ("p50 hold latency", P50_COLOUR, 1),
-    ] {
+    for s in &f.latencies {
+        let colour = s.colour;
         c.draw_series(LineSeries::new(
-            latency.iter().map(|l| {
-                let v = if pick == 1 { l.1 } else { l.2 };
-                (l.0, v.max(lat_lo))
-            }),
+            s.points.iter().map(|p| (p.0, p.1.max(lat_lo))),
             colour.stroke_width(2),
         ))
         .map_err(err)?
-        .label(name)
+        .label(s.name.as_str())
         .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2)));
     }
     legend(&mut c, SeriesLabelPosition::LowerRight).map_err(err)?;

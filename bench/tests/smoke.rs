@@ -202,3 +202,100 @@ fn peers_tiny_oversell_nothing() {
     }
     assert_eq!(code, 0, "bench exit code {code}: {v}");
 }
+
+#[test]
+fn waiting_room_sale_100k_fans_sells_exactly_the_seats() {
+    // Goal: 100 000 fans through the waiting room buy exactly the seats on every replica, none twice, and holds without admission are refused.
+    let Some(booking) = booking_or_skip() else {
+        return;
+    };
+    let booking = booking.display().to_string();
+    let args = [
+        "flash-sale",
+        "--waiting-room",
+        "--booking-bin",
+        &booking,
+        "--seats",
+        "300",
+        "--fans",
+        "100000",
+        "--arrival-s",
+        "10",
+        "--admit-batch",
+        "200",
+        "--hold-ttl-ms",
+        "5000",
+        "--snapshot-every",
+        "50",
+        "--echo-s",
+        "1",
+        "--echo-connections",
+        "16",
+        "--duration-max-s",
+        "90",
+        "--png",
+        "room.png",
+        "--json",
+    ];
+    let (code, stdout) = run_bench(&args);
+    let v = last_json(&stdout);
+    for field in [
+        "joins_per_s",
+        "join_p50_ms",
+        "join_p99_ms",
+        "join_p999_ms",
+        "hold_p50_ms",
+        "hold_p99_ms",
+        "hold_p999_ms",
+        "sellout_ms",
+        "goodput_seats_per_s",
+        "share_without_log_write",
+        "snapshot_bytes_max",
+        "echo_requests_per_s",
+        "joins_per_echo",
+        "goal_zero_oversell",
+        "png",
+    ] {
+        assert!(v.get(field).is_some(), "field {field} missing in {v}");
+    }
+    let per_replica = v["sold_per_replica"].as_array().expect("sold_per_replica");
+    assert_eq!(per_replica.len(), 3, "three replicas audited: {v}");
+    for sold in per_replica {
+        assert_eq!(
+            sold.as_u64(),
+            Some(300),
+            "every replica sold exactly the seats: {v}"
+        );
+    }
+    assert_eq!(v["double_sold"], 0, "double sale: {v}");
+    assert_eq!(v["replicas_agree"], true, "replicas disagree: {v}");
+    assert_eq!(v["audit_exact"], true, "audit: {v}");
+    assert_eq!(v["fans_started"], 100_000, "every fan started: {v}");
+    let joins = v["joins"].as_u64().expect("joins");
+    assert!(
+        joins > 0 && joins + v["join_failed"].as_u64().unwrap_or(0) == 100_000,
+        "joins: {v}"
+    );
+    assert!(
+        v["admitted"].as_u64().unwrap_or(0) >= 300,
+        "fewer admitted than seats sold: {v}"
+    );
+    // Admission is enforced: waiting users' holds (with their token and
+    // without one) were all refused.
+    let probes = v["probe_holds"].as_u64().expect("probe_holds");
+    assert!(probes > 0, "no admission probe ran: {v}");
+    assert_eq!(
+        v["probe_holds_refused"].as_u64(),
+        Some(probes),
+        "probe: {v}"
+    );
+    assert_eq!(
+        v["probe_holds_accepted"], 0,
+        "a hold without admission was accepted: {v}"
+    );
+    assert!(
+        v["snapshot_bytes_max"].as_u64().unwrap_or(0) > 0,
+        "no snapshot size measured: {v}"
+    );
+    assert_eq!(code, 0, "bench exit code {code}: {v}");
+}

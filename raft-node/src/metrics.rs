@@ -22,6 +22,11 @@ pub struct Counters {
     pub commands_applied: AtomicU64,
     pub apply_time_us: AtomicU64,
     pub snapshots_built: AtomicU64,
+    /// Bytes of the newest snapshot this node built (the whole encoded
+    /// replicated state: header, postcard payload, checksum), and the
+    /// largest since start: how big the replicated state got.
+    pub snapshot_bytes_last: AtomicU64,
+    pub snapshot_bytes_max: AtomicU64,
     pub snapshots_installed: AtomicU64,
     pub reads_linearizable: AtomicU64,
     pub read_index_rounds: AtomicU64,
@@ -250,6 +255,18 @@ pub fn render(node_id: u64, counters: &Counters, raft: &Raft, commit_index: u64)
         "Snapshots built here.",
         "counter",
         c(&counters.snapshots_built),
+    );
+    gauge(
+        "booking_snapshot_bytes",
+        "Size of the newest snapshot built here, in bytes (the encoded replicated state).",
+        "gauge",
+        c(&counters.snapshot_bytes_last),
+    );
+    gauge(
+        "booking_snapshot_bytes_max",
+        "Largest snapshot built here since start, in bytes.",
+        "gauge",
+        c(&counters.snapshot_bytes_max),
     );
     gauge(
         "booking_snapshots_installed_total",

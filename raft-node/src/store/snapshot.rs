@@ -270,7 +270,11 @@ impl RaftSnapshotBuilder<TypeConfig> for SmStore {
         let files = &self.inner.snapshots;
         match files.persist(&record).await.map_err(sto_err)? {
             Persisted::Written => {
-                Counters::add(&self.inner.counters.snapshots_built, 1);
+                let counters = &self.inner.counters;
+                Counters::add(&counters.snapshots_built, 1);
+                let bytes = record.data.len() as u64;
+                counters.snapshot_bytes_last.store(bytes, Ordering::Relaxed);
+                Counters::raise_max(&counters.snapshot_bytes_max, bytes);
                 tracing::info!(snapshot = %record.meta.snapshot_id, bytes = record.data.len(), "snapshot built");
                 Ok(Snapshot {
                     meta: record.meta,

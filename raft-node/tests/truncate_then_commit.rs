@@ -124,6 +124,7 @@ async fn an_entry_the_deposed_leader_queued_and_the_next_leader_committed_is_nev
             request_id: 1,
             command_json: body,
             first_send: false,
+            hot_command: None,
         });
         request.set_timeout(Duration::from_secs(120));
         match client.submit(request).await {

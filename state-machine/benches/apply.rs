@@ -169,7 +169,7 @@ impl Replica {
     fn apply(&mut self, batch: &Batch) -> ApplyOutput {
         self.index += 1;
         let out = self.state.apply(self.index, batch);
-        if self.index % FORGET_EVERY_ENTRIES == 0 {
+        if self.index.is_multiple_of(FORGET_EVERY_ENTRIES) {
             self.index += 1;
             let forget = Batch {
                 stamp_ms: batch.stamp_ms,

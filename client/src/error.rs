@@ -164,6 +164,11 @@ pub(crate) const META_OUTCOME: &str = "booking-outcome";
 pub(crate) const META_LEADER_ID: &str = "booking-leader-id";
 pub(crate) const META_LEADER_ADDR: &str = "booking-leader-addr";
 
+/// `booking-error` of a status this client makes itself (never a node):
+/// a node that had served `SubmitBatchCompact` refused it, so nothing in the
+/// batch was decoded or applied (`client/src/client/compact.rs`).
+pub(crate) const COMPACT_UNSUPPORTED: &str = "compact_unsupported";
+
 pub(crate) fn classify(status: &tonic::Status) -> AttemptFailure {
     let meta = |key: &str| {
         status
@@ -182,7 +187,7 @@ pub(crate) fn classify(status: &tonic::Status) -> AttemptFailure {
             leader_addr: meta(META_LEADER_ADDR).map(|addr| normalize_endpoint(&addr)),
             message,
         },
-        "no_leader" | "overloaded" => AttemptFailure::NotApplied { message },
+        "no_leader" | "overloaded" | COMPACT_UNSUPPORTED => AttemptFailure::NotApplied { message },
         "outcome_unknown" | "shutting_down" | "storage" | "internal" => {
             AttemptFailure::Unknown { message }
         }

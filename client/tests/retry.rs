@@ -42,6 +42,11 @@ struct FakeNode {
     first_sends: Arc<Mutex<Vec<bool>>>,
     /// The length of every SubmitBatch received, in order.
     batches: Arc<Mutex<Vec<usize>>>,
+    /// SubmitBatchCompact calls refused (this fake predates the RPC).
+    compact_calls: Arc<std::sync::atomic::AtomicUsize>,
+    /// Per request received: it carried its command as JSON only (what a
+    /// node without the compact RPC can read).
+    json_only: Arc<Mutex<Vec<bool>>>,
 }
 
 fn error_status(code: &'static str, outcome: &'static str) -> Status {
@@ -65,6 +70,10 @@ impl FakeNode {
             .unwrap()
             .push((request.client_id, request.request_id));
         self.first_sends.lock().unwrap().push(request.first_send);
+        self.json_only
+            .lock()
+            .unwrap()
+            .push(request.hot_command.is_none() && !request.command_json.is_empty());
         let mut action = self.plan.lock().unwrap().pop_front().unwrap_or(Action::Ok);
         if let Action::After(delay, then) = action {
             tokio::time::sleep(delay).await;
@@ -81,6 +90,7 @@ impl FakeNode {
                     leader_id: self.id,
                     answered_without_log_write: false,
                     error: None,
+                    hot_outcome: None,
                 })
             }
             Action::NotLeader { leader_addr } => {
@@ -113,6 +123,16 @@ impl Booking for FakeNode {
         request: Request<pb::SubmitRequest>,
     ) -> Result<Response<pb::SubmitResponse>, Status> {
         self.answer(request.into_inner()).await.map(Response::new)
+    }
+    /// The fake is a node that predates the compact RPC: clients must fall
+    /// back to `SubmitBatch` with JSON commands.
+    async fn submit_batch_compact(
+        &self,
+        _request: Request<pb::SubmitBatchRequest>,
+    ) -> Result<Response<pb::SubmitBatchResponse>, Status> {
+        self.compact_calls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Err(Status::unimplemented("SubmitBatchCompact"))
     }
     async fn submit_batch(
         &self,
@@ -211,6 +231,8 @@ async fn fake_node(id: u64, plan: Vec<Action>) -> (SocketAddr, FakeNode) {
         seen: Arc::new(Mutex::new(Vec::new())),
         first_sends: Arc::new(Mutex::new(Vec::new())),
         batches: Arc::new(Mutex::new(Vec::new())),
+        compact_calls: Arc::default(),
+        json_only: Arc::new(Mutex::new(Vec::new())),
     };
     let incoming =
         tonic::transport::server::TcpIncoming::bind("127.0.0.1:0".parse().unwrap()).unwrap();
@@ -622,6 +644,23 @@ async fn concurrent_writes_leave_in_batches_with_their_own_answers() {
     assert!(batches.iter().all(|&len| len <= 64), "{batches:?}");
     assert_eq!(node.seen.lock().unwrap().len(), 40, "each write sent once");
     assert!(node.first_sends.lock().unwrap().iter().all(|&f| f));
+    // The fake predates SubmitBatchCompact: the client asked it once or a
+    // few times (batches in flight together), then every write reached it
+    // as JSON, each exactly once (the refused compact batches applied
+    // nothing and were resent as JSON, not retried).
+    let compact_calls = node
+        .compact_calls
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        (1..=batching_options().write_batches_in_flight_max).contains(&compact_calls),
+        "{compact_calls} compact calls"
+    );
+    let json_only = node.json_only.lock().unwrap().clone();
+    assert_eq!(json_only.len(), 40);
+    assert!(
+        json_only.iter().all(|&j| j),
+        "a write reached the old node without JSON"
+    );
 }
 
 // Goal: a request's failure inside a batch is handled like the same failure

@@ -2,12 +2,16 @@
 //! the tonic code generated from them at build time (no system `protoc`: the
 //! build uses `protoc-bin-vendored`).
 //!
-//! Owns: the wire format only. Must not: hold domain logic; domain types are
-//! converted to and from these messages in `raft-node` and `client`.
+//! Owns: the wire format, and in [`hot`] the one conversion of the hot
+//! commands and outcomes to and from their protobuf forms (shared by the
+//! node and the client so the two cannot drift). Must not: hold domain
+//! logic; every other domain type is converted in `raft-node` and `client`.
 //!
 //! Two services, in two packages so they can evolve apart:
 //! - [`booking`] (`booking.v1.Booking`): what clients call. Domain payloads
-//!   are JSON in `*_json` bytes fields; see `proto/booking.proto` for why.
+//!   are JSON in `*_json` bytes fields (see `proto/booking.proto` for why),
+//!   except the hot commands and outcomes, which `SubmitBatchCompact`
+//!   carries as protobuf (`HotCommand`, `HotOutcome`).
 //! - [`raft`] (`booking.raft.v1.Raft`): node-to-node Raft traffic; bodies are
 //!   postcard-encoded openraft types. Not a public interface.
 //!
@@ -18,6 +22,8 @@
 pub mod booking {
     tonic::include_proto!("booking.v1");
 }
+
+pub mod hot;
 
 /// The internal Raft RPCs, `booking.raft.v1`.
 pub mod raft {

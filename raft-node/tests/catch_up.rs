@@ -75,6 +75,7 @@ async fn follower_down_for_200k_commands_catches_up_from_the_log() {
                             request_id: n + 1,
                             command_json: serde_json::to_vec(&cmd).unwrap(),
                             first_send: false,
+                            hot_command: None,
                         }
                     })
                     .collect();

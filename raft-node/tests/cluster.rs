@@ -41,6 +41,7 @@ async fn three_nodes_elect_and_a_hold_written_via_a_follower_reads_back_lineariz
             request_id: 1,
             command_json: serde_json::to_vec(&event_command("e1", 2, 10, 600_000)).unwrap(),
             first_send: false,
+            hot_command: None,
         })
         .await
         .expect_err("a follower does not accept writes");
@@ -74,6 +75,7 @@ async fn three_nodes_elect_and_a_hold_written_via_a_follower_reads_back_lineariz
             request_id: 2,
             command_json: b"{not json".to_vec(),
             first_send: false,
+            hot_command: None,
         })
         .await
         .expect_err("garbage is refused");
@@ -92,6 +94,7 @@ async fn three_nodes_elect_and_a_hold_written_via_a_follower_reads_back_lineariz
                 request_id: 9,
                 command_json: huge.clone(),
                 first_send: true,
+                hot_command: None,
             })
             .await
             .expect_err("an oversized command is refused");

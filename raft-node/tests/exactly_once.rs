@@ -27,6 +27,7 @@ async fn submit_raw(
             request_id,
             command_json: serde_json::to_vec(command).unwrap(),
             first_send: false,
+            hot_command: None,
         })
         .await?;
     Ok(serde_json::from_slice(&r.into_inner().outcome_json).expect("outcome json"))

@@ -23,6 +23,7 @@ async fn send(
             request_id,
             command_json: serde_json::to_vec(command).unwrap(),
             first_send,
+            hot_command: None,
         })
         .await
         .map(|r| r.into_inner())

@@ -39,6 +39,7 @@ async fn measure_write_latency_and_throughput() {
                 request_id: i + 1,
                 command_json: cmd,
                 first_send: false,
+                hot_command: None,
             })
             .await
             .expect("submit");
@@ -70,6 +71,7 @@ async fn measure_write_latency_and_throughput() {
                     request_id: i + 1,
                     command_json: cmd,
                     first_send: false,
+                    hot_command: None,
                 })
                 .await
                 .expect("submit");

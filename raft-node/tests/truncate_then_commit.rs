@@ -131,6 +131,7 @@ fn spawn_hold(s: &Setup) -> tokio::task::JoinHandle<Answer> {
             request_id: 1,
             command_json: body,
             first_send: false,
+            hot_command: None,
         });
         request.set_timeout(Duration::from_secs(120));
         match client.submit(request).await {

@@ -7,12 +7,27 @@
 //! outside the timed section. Targets: >= 1 000 000 simple holds/s on one
 //! core; best-available <= 20 us per request at 50 000 seats.
 //!
+//! Steady state: the exactly-once table is kept at its steady size by a
+//! `ForgetRequests` every 100 entries with the shortest TTL (before
+//! 2026-12-01 it grew without bound, so a long run reached
+//! `dedupe_max_entries` and then measured cheap `overloaded` refusals
+//! instead of holds, and a short one measured a growing table).
+//!
+//! Allocator: mimalloc, as on a node (before 2026-12-01 this bench ran
+//! under glibc malloc; figures from before are not comparable one to one).
+//!
 //! Criterion measures wall time, so on a shared machine the numbers include
 //! time stolen by other processes; `examples/profile_apply.rs` reports
 //! this thread's CPU time over two million commands for a per-core figure.
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use state_machine::*;
+
+/// The nodes' allocator (the `booking` binary sets it in `src/main.rs`):
+/// apply allocates a few small strings per command (replies, seat changes),
+/// and glibc's malloc would make those a larger share here than on a node.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// xorshift64*: fixed-seed, so every run measures the same workload.
 struct Rng(u64);
@@ -79,6 +94,17 @@ fn venue(hold_ttl_ms: u64) -> BookingState {
                         event_id: "arena".into(),
                     },
                 },
+                // The shortest exactly-once TTL, so the table's steady size
+                // (60 s of log time at 10 000 requests per second: 600 000)
+                // is reached early and `ForgetRequests` keeps it there.
+                Request {
+                    client_id: 1,
+                    request_id: 3,
+                    command: Command::Configure(Settings {
+                        dedupe_ttl_ms: state_machine::limits::DEDUPE_TTL_MS_MIN,
+                        ..Settings::default()
+                    }),
+                },
             ],
         },
     );
@@ -134,10 +160,30 @@ impl Gen {
     }
 }
 
+/// Every this many entries the replica applies a `ForgetRequests`, as a
+/// leader's tick task does, so the exactly-once table stays at its steady
+/// size (`dedupe_ttl_ms` of requests) however long criterion runs.
+const FORGET_EVERY_ENTRIES: u64 = 100;
+
 impl Replica {
     fn apply(&mut self, batch: &Batch) -> ApplyOutput {
         self.index += 1;
-        self.state.apply(self.index, batch)
+        let out = self.state.apply(self.index, batch);
+        if self.index.is_multiple_of(FORGET_EVERY_ENTRIES) {
+            self.index += 1;
+            let forget = Batch {
+                stamp_ms: batch.stamp_ms,
+                requests: vec![Request {
+                    client_id: 1,
+                    request_id: 1_000_000_000 + self.index,
+                    command: Command::ForgetRequests {
+                        before_ms: batch.stamp_ms,
+                    },
+                }],
+            };
+            self.state.apply(self.index, &forget);
+        }
+        out
     }
 }
 

@@ -4,6 +4,11 @@
 //! `cargo run -p state-machine --release --example profile_apply -- seat`.
 
 use state_machine::*;
+
+/// The nodes' allocator (`src/main.rs`), so the profile shows what a node pays.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn cpu_ns() -> u64 {
     std::fs::read_to_string("/proc/thread-self/schedstat")
         .unwrap()

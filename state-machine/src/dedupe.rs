@@ -3,7 +3,8 @@
 //! Owns: the `(client_id, request_id)` → first `Outcome` (and the log index
 //! of the entry that first applied it) table that makes retries exactly-once,
 //! and the table of payment-provider webhook event ids.
-//! Must not: use a hash map (iteration order would reach snapshots) or a clock
+//! Must not: let a hash map's order reach anything (the key index is a hash
+//! index that offers no iteration, `crate::key_index`) or read a clock
 //! (entries are stamped with log time, `clock_ms`).
 //!
 //! Bounds: the request table never drops an outcome on its own. It shrinks
@@ -23,6 +24,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::command::{Command, Outcome};
 use crate::error::BookingError;
+use crate::key_index::KeyIndex;
 
 /// Remembered request results. Outcomes are stored postcard-encoded in one
 /// byte ring (no allocation per entry, ~40 bytes instead of a 208-byte
@@ -36,8 +38,9 @@ pub(crate) struct RequestTable {
     /// Encoded outcomes of `entries`, back to back, oldest first.
     bytes: VecDeque<u8>,
     /// (client_id, request_id) → sequence number. Derived from `entries`
-    /// (rebuilt on restore, never serialized, never iterated), so its order
-    /// cannot reach results, snapshots or hashes.
+    /// (rebuilt on restore, never serialized, never iterated: see
+    /// `crate::key_index`), so its order cannot reach results, snapshots or
+    /// hashes.
     #[serde(skip)]
     index: KeyIndex,
 }
@@ -57,11 +60,20 @@ struct Remembered {
     fingerprint: u64,
 }
 
+/// Stack space for encoding one command or outcome without a heap
+/// allocation: a simple hold and its outcome take well under 200 bytes;
+/// anything larger takes the heap path, which encodes the same bytes.
+const SCRATCH_BYTES: usize = 512;
+
 /// A 64-bit digest of a command (blake3 of its postcard bytes), never 0, so
 /// a repeat of the same ids can be told from a reuse for another command.
 pub(crate) fn fingerprint(command: &Command) -> u64 {
-    let bytes = postcard::to_stdvec(command).unwrap_or_default();
-    let hash = blake3::hash(&bytes);
+    let mut scratch = [0u8; SCRATCH_BYTES];
+    let hash = match postcard::to_slice(command, &mut scratch) {
+        Ok(bytes) => blake3::hash(bytes),
+        // Larger than the scratch (an event spec): the same bytes, on the heap.
+        Err(_) => blake3::hash(&postcard::to_stdvec(command).unwrap_or_default()),
+    };
     let mut first = [0u8; 8];
     first.copy_from_slice(&hash.as_bytes()[..8]);
     u64::from_le_bytes(first).max(1)
@@ -184,8 +196,16 @@ impl RequestTable {
             "dedupe entry ({client_id}, {request_id}) recorded twice"
         );
         let before = self.bytes.len();
-        let bytes = std::mem::take(&mut self.bytes);
-        self.bytes = postcard::to_extend(outcome, bytes).expect("encoding an outcome cannot fail");
+        let mut scratch = [0u8; SCRATCH_BYTES];
+        // One copy of the encoded bytes into the ring instead of a push per byte.
+        match postcard::to_slice(outcome, &mut scratch) {
+            Ok(encoded) => self.bytes.extend(encoded.iter()),
+            Err(_) => {
+                let bytes = std::mem::take(&mut self.bytes);
+                self.bytes =
+                    postcard::to_extend(outcome, bytes).expect("encoding an outcome cannot fail");
+            }
+        }
         let len = (self.bytes.len() - before) as u32;
         self.entries.push_back(Remembered {
             at_ms,
@@ -244,7 +264,7 @@ impl RequestTable {
             entries: self.entries.clone(),
             first_seq: self.first_seq,
             bytes: self.bytes.clone(),
-            index: KeyIndex::new(),
+            index: KeyIndex::default(),
         }
     }
 
@@ -285,11 +305,6 @@ impl RequestTable {
         Ok(())
     }
 }
-
-/// An ordered index: deterministic by construction, so no argument about
-/// hashers or iteration order is needed in the pure state machine. It is
-/// derived from `entries` and never serialized.
-type KeyIndex = BTreeMap<(u64, u64), u64>;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct WebhookTable {

@@ -23,7 +23,7 @@
 //!   and the derived indexes (never saved) in `state/derived.rs`.
 //! - `event`: one event's seats, counters and free-seat index, with the
 //!   best-available search in `event/best_available.rs`; `waiting_room`;
-//!   `dedupe`; `snapshot`; `invariants`.
+//!   `dedupe` (its key index in `key_index`); `snapshot`; `invariants`.
 //! - [`forgetting`]: the cut-off a leader names when the exactly-once table
 //!   forgets (a node's monotonic samples; pure, driven by its caller).
 //!
@@ -37,6 +37,7 @@ pub mod error;
 mod event;
 pub mod forgetting;
 mod invariants;
+mod key_index;
 mod legacy_queue;
 pub mod limits;
 pub mod query;

@@ -211,7 +211,7 @@ impl BookingState {
         Ok(HoldView {
             hold_id,
             event_id: ev.id.clone(),
-            holder: hold.holder.clone(),
+            holder: hold.holder.to_string(),
             seats: hold.seats.iter().map(|&s| ev.seat_id(s)).collect(),
             general_admission: Self::ga_places(ev, hold.ga),
             status: hold.status,

@@ -252,3 +252,83 @@ fn a_format_1_snapshot_restores_and_its_retries_report_their_own_index() {
     assert_eq!(out.outcomes, fresh_out.outcomes);
     assert_eq!((out.indexes, fresh_out.indexes), (vec![500], vec![1]));
 }
+
+/// A state with every kind of hold field filled: the random workload, then a
+/// fresh event with a hold that has a charge bound to it.
+fn pinned_state() -> BookingState {
+    let (mut state, outs) = run(&random_batches(3, 120));
+    let mut index = outs.len() as u64;
+    let mut apply = |state: &mut BookingState, request_id: u64, command: Command| {
+        index += 1;
+        let out = state.apply(
+            index,
+            &Batch {
+                stamp_ms: 10_000_000,
+                requests: vec![Request {
+                    client_id: 77,
+                    request_id,
+                    command,
+                }],
+            },
+        );
+        out.outcomes.into_iter().next().expect("one outcome")
+    };
+    let spec = std_spec("pinned", 2, 5, 4, 600_000);
+    apply(&mut state, 1, Command::CreateEvent(spec)).expect("created");
+    apply(
+        &mut state,
+        2,
+        Command::OpenSale {
+            event_id: "pinned".into(),
+        },
+    )
+    .expect("opened");
+    let held = apply(
+        &mut state,
+        3,
+        Command::Hold {
+            event_id: "pinned".into(),
+            holder: "pat".into(),
+            selection: Selection::Seats(vec!["A-1-1".into(), "A-1-2".into()]),
+        },
+    );
+    let Ok(Reply::Held {
+        hold_id,
+        total_cents,
+        ..
+    }) = held
+    else {
+        panic!("expected a hold, got {held:?}");
+    };
+    apply(
+        &mut state,
+        4,
+        Command::BeginCharge {
+            hold_id,
+            holder: "pat".into(),
+            charge_id: "ch_1".into(),
+            amount_cents: total_cents,
+        },
+    )
+    .expect("charge begun");
+    state
+}
+
+#[test]
+fn the_current_format_is_pinned_byte_for_byte() {
+    // Goal: the bytes of a format-4 snapshot (and so the state hash) do not
+    // change when in-memory types change (`Hold`'s boxed fields encode like
+    // the `String`/`Vec`/`Option<Charge>` they replaced). The fixture was
+    // written by the build before that change; `UPDATE_SNAPSHOT_FIXTURE=1`
+    // rewrites it, which is only right together with a format version bump.
+    const { assert!(SNAPSHOT_VERSION == 4) };
+    let bytes = pinned_state().snapshot();
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/snapshot-v4.bin");
+    if std::env::var_os("UPDATE_SNAPSHOT_FIXTURE").is_some() {
+        std::fs::write(path, &bytes).expect("fixture written");
+    }
+    let pinned = std::fs::read(path).expect("fixture present");
+    assert!(bytes == pinned, "format-4 snapshot bytes changed");
+    let restored = BookingState::restore(&pinned).expect("restores");
+    assert!(restored == pinned_state());
+}

@@ -269,6 +269,7 @@ impl Cluster {
                 request_id,
                 command_json: body.clone(),
                 first_send: false,
+                hot_command: None,
             });
             request.set_timeout(SUBMIT_TIMEOUT);
             match client.submit(request).await {

@@ -1,5 +1,6 @@
 //! Write coalescing: concurrent write attempts to one node leave together in
-//! one `SubmitBatch`, so a busy caller (the HTTP gateway, a load generator)
+//! one `SubmitBatchCompact` (`SubmitBatch` for nodes without it:
+//! `compact.rs`), so a busy caller (the HTTP gateway, a load generator)
 //! pays one RPC, one set of HTTP/2 frames and one TLS record per batch
 //! instead of per write.
 //!
@@ -30,6 +31,7 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 use tonic::metadata::{MetadataKey, MetadataValue};
 use tonic::transport::Channel;
 
+use super::compact::{self, CompactSupport};
 use super::{lock, Client};
 
 /// One queued write attempt and where its answer goes.
@@ -46,8 +48,8 @@ pub(super) struct Coalescers {
 
 impl Client {
     /// One write attempt to `endpoint`: coalesced with concurrent ones into
-    /// a `SubmitBatch` when enabled and the node's queue has room, else sent
-    /// alone.
+    /// a `SubmitBatchCompact` when enabled and the node's queue has room, else
+    /// sent alone as a JSON `Submit`.
     pub(super) async fn submit_attempt(
         &self,
         endpoint: &str,
@@ -60,7 +62,7 @@ impl Client {
             .write_batch_max
             .min(proto::SUBMIT_BATCH_MAX);
         if batch_max <= 1 {
-            return node.submit(message).await;
+            return node.submit(compact::as_json(message)).await;
         }
         let queue = self.coalescer(endpoint, &node, batch_max);
         let (reply, answer) = oneshot::channel();
@@ -75,7 +77,7 @@ impl Client {
                 )),
             },
             Err(mpsc::error::TrySendError::Full(p) | mpsc::error::TrySendError::Closed(p)) => {
-                node.submit(p.message).await
+                node.submit(compact::as_json(p.message)).await
             }
         }
     }
@@ -116,6 +118,7 @@ async fn run_batches(
     timeout: Duration,
 ) {
     let slots = Arc::new(Semaphore::new(in_flight_max));
+    let support = Arc::new(CompactSupport::default());
     while let Some(first) = pending.recv().await {
         let Ok(slot) = slots.clone().acquire_owned().await else {
             return;
@@ -129,33 +132,27 @@ async fn run_batches(
             }
         }
         let node = node.clone();
+        let support = support.clone();
         tokio::spawn(async move {
             let _slot = slot;
-            send_batch(node, batch, timeout).await;
+            send_batch(node, batch, timeout, &support).await;
         });
     }
 }
 
-/// Sends one batch (a lone write as a plain `Submit`) and answers each
-/// attempt.
-async fn send_batch(mut node: BookingClient<Channel>, mut batch: Vec<Pending>, timeout: Duration) {
-    if batch.len() == 1 {
-        let p = batch.pop().expect("one");
-        let answer = match tokio::time::timeout(timeout, node.submit(p.message)).await {
-            Ok(r) => r.map(tonic::Response::into_inner),
-            Err(_) => Err(no_answer(timeout)),
-        };
-        let _ = p.reply.send(answer);
-        return;
-    }
+/// Sends one batch (a lone write too: a batch of one keeps the compact
+/// form) and answers each attempt.
+async fn send_batch(
+    mut node: BookingClient<Channel>,
+    batch: Vec<Pending>,
+    timeout: Duration,
+    support: &CompactSupport,
+) {
     let (requests, replies): (Vec<_>, Vec<_>) =
         batch.into_iter().map(|p| (p.message, p.reply)).unzip();
     let sent = requests.len();
-    let answer = tokio::time::timeout(
-        timeout,
-        node.submit_batch(pb::SubmitBatchRequest { requests }),
-    )
-    .await;
+    let answer =
+        tokio::time::timeout(timeout, compact::send_batch(&mut node, requests, support)).await;
     match answer {
         Ok(Ok(response)) => {
             let responses = response.into_inner().responses;

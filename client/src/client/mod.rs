@@ -12,7 +12,9 @@
 //!   named the request and so whether the leader may answer without a log
 //!   write;
 //! - `coalesce.rs`: concurrent write attempts to one node leave together in
-//!   one `SubmitBatch`;
+//!   one `SubmitBatchCompact`;
+//! - `compact.rs`: hot commands and outcomes as protobuf, and the JSON
+//!   fallback for nodes without the compact RPC;
 //! - `read.rs`: queries and the watch stream;
 //! - `admin.rs`: status, leader wait, membership and snapshots;
 //! - `handover.rs`: leadership transfer and the steps of a rolling restart.
@@ -22,6 +24,7 @@
 
 mod admin;
 mod coalesce;
+mod compact;
 mod handover;
 mod read;
 mod retry;

@@ -7,9 +7,9 @@
 //! sent before, or retry outside [`super::retry`] (the loop already retries
 //! with the same ids).
 
-use proto::booking as pb;
 use state_machine::{Command, Outcome, Reply, Request};
 
+use super::compact;
 use super::retry::CallKind;
 use super::Client;
 use crate::error::ClientError;
@@ -126,16 +126,7 @@ impl Client {
             request_id: ids.request_id,
             command,
         };
-        let command_json =
-            serde_json::to_vec(&request.command).map_err(|e| ClientError::Protocol {
-                reason: format!("command does not encode: {e}"),
-            })?;
-        let message = pb::SubmitRequest {
-            client_id: request.client_id,
-            request_id: request.request_id,
-            command_json,
-            first_send: false,
-        };
+        let message = compact::request(request.client_id, request.request_id, &request.command)?;
         let routed = self
             .route_marked(
                 CallKind::Write {
@@ -152,9 +143,9 @@ impl Client {
                 },
             )
             .await?;
-        let response = routed.value;
+        let mut response = routed.value;
         Ok(Submitted {
-            outcome: decode_outcome(&response.outcome_json)?,
+            outcome: compact::outcome(&mut response)?,
             ids,
             log_index: response.log_index,
             leader_id: response.leader_id,
@@ -162,12 +153,6 @@ impl Client {
             answered_without_log_write: response.answered_without_log_write,
         })
     }
-}
-
-fn decode_outcome(bytes: &[u8]) -> Result<Outcome, ClientError> {
-    serde_json::from_slice(bytes).map_err(|e| ClientError::Protocol {
-        reason: format!("outcome does not decode: {e}"),
-    })
 }
 
 #[cfg(test)]

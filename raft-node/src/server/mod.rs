@@ -18,6 +18,7 @@ mod raft;
 mod submit;
 
 use raft::RaftService;
+use submit::Form;
 
 use std::collections::BTreeSet;
 use std::pin::Pin;
@@ -167,7 +168,14 @@ impl Booking for BookingService {
         &self,
         request: Request<pb::SubmitBatchRequest>,
     ) -> Result<Response<pb::SubmitBatchResponse>, Status> {
-        self.submit_many(request).await
+        self.submit_many(request, Form::Json).await
+    }
+
+    async fn submit_batch_compact(
+        &self,
+        request: Request<pb::SubmitBatchRequest>,
+    ) -> Result<Response<pb::SubmitBatchResponse>, Status> {
+        self.submit_many(request, Form::Compact).await
     }
 
     async fn read(

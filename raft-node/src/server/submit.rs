@@ -1,10 +1,14 @@
-//! The write RPCs of the client service: `Submit` and `SubmitBatch`.
+//! The write RPCs of the client service: `Submit`, `SubmitBatch` and
+//! `SubmitBatchCompact`.
 //!
-//! Owns: decoding and bounding each request, choosing the path a request
+//! Owns: decoding and bounding each request (a command as JSON or, for the
+//! hot commands, as protobuf: `proto::hot`), choosing the path a request
 //! takes (a first send may be answered without a log write, the rest go to
-//! the proposer), and encoding each answer; in a batch, a request's failure
-//! as exactly the status its own `Submit` would have had. Must not: decide
-//! anything about bookings or retry (the client's retry loop does).
+//! the proposer), and encoding each answer in the form the RPC promises
+//! ([`Form`]); in a batch, a request's failure as exactly the status its own
+//! `Submit` would have had. Must not: decide anything about bookings or retry
+//! (the client's retry loop does), or answer protobuf outcomes on `Submit`
+//! and `SubmitBatch`, whose older clients read only `outcome_json`.
 
 use cluster_tls::Role;
 use proto::booking as pb;
@@ -14,6 +18,16 @@ use tracing::Instrument;
 
 use super::{invalid, BookingService};
 use crate::error::NodeError;
+
+/// How a write RPC answers outcomes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Form {
+    /// `outcome_json` always (`Submit`, `SubmitBatch`: older clients).
+    Json,
+    /// `hot_outcome` when the outcome has a protobuf form, else
+    /// `outcome_json` (`SubmitBatchCompact`).
+    Compact,
+}
 
 impl BookingService {
     pub(super) async fn submit_one(
@@ -35,12 +49,14 @@ impl BookingService {
                 let request = reqs.pop().expect("one request");
                 let (outcome, log_index, without_log) =
                     self.core.submit_first_send(request).await?;
-                let mut resp = self.responses(vec![(outcome, log_index)])?.remove(0);
+                let mut resp = self
+                    .responses(vec![(outcome, log_index)], Form::Json)?
+                    .remove(0);
                 resp.answered_without_log_write = without_log;
                 return Ok(Response::new(resp));
             }
             let outs = self.core.submit(reqs).await?;
-            let mut resp = self.responses(outs)?;
+            let mut resp = self.responses(outs, Form::Json)?;
             Ok(Response::new(resp.remove(0)))
         }
         .instrument(span)
@@ -50,6 +66,7 @@ impl BookingService {
     pub(super) async fn submit_many(
         &self,
         request: Request<pb::SubmitBatchRequest>,
+        form: Form,
     ) -> Result<Response<pb::SubmitBatchResponse>, Status> {
         self.auth.check(&request, Role::Client)?;
         let r = request.into_inner();
@@ -98,7 +115,7 @@ impl BookingService {
             for (i, answer) in fast_answers {
                 answers[i] = Some(match answer {
                     Ok((outcome, log_index, without_log)) => {
-                        self.response(outcome, log_index, without_log)
+                        self.response(outcome, log_index, without_log, form)
                     }
                     Err(e) => failed_response(&e),
                 });
@@ -106,7 +123,7 @@ impl BookingService {
             match logged_answer {
                 Ok(outs) => {
                     for (i, (outcome, log_index)) in logged_at.into_iter().zip(outs) {
-                        answers[i] = Some(self.response(outcome, log_index, false));
+                        answers[i] = Some(self.response(outcome, log_index, false, form));
                     }
                 }
                 Err(e) => {
@@ -146,8 +163,18 @@ impl BookingService {
                         ),
                     ));
                 }
-                let command: Command = serde_json::from_slice(&r.command_json)
-                    .map_err(|e| invalid(&format!("requests[{i}].command_json"), e))?;
+                let command: Command = match r.hot_command {
+                    Some(_) if !r.command_json.is_empty() => {
+                        return Err(invalid(
+                            &format!("requests[{i}]"),
+                            "both command_json and hot_command are set; send exactly one",
+                        ))
+                    }
+                    Some(hot) => proto::hot::command_from_pb(hot)
+                        .map_err(|e| invalid(&format!("requests[{i}].hot_command"), e))?,
+                    None => serde_json::from_slice(&r.command_json)
+                        .map_err(|e| invalid(&format!("requests[{i}].command_json"), e))?,
+                };
                 let request = SmRequest {
                     client_id: r.client_id,
                     request_id: r.request_id,
@@ -164,10 +191,11 @@ impl BookingService {
     fn responses(
         &self,
         outs: Vec<(state_machine::Outcome, u64)>,
+        form: Form,
     ) -> Result<Vec<pb::SubmitResponse>, Status> {
         outs.into_iter()
             .map(|(outcome, log_index)| {
-                let outcome_json = serde_json::to_vec(&outcome)
+                let (outcome_json, hot_outcome) = encode_outcome(&outcome, form)
                     .map_err(|e| NodeError::Internal(e.to_string()).to_status())?;
                 Ok(pb::SubmitResponse {
                     outcome_json,
@@ -175,6 +203,7 @@ impl BookingService {
                     leader_id: self.core.id,
                     answered_without_log_write: false,
                     error: None,
+                    hot_outcome,
                 })
             })
             .collect()
@@ -187,20 +216,35 @@ impl BookingService {
         outcome: state_machine::Outcome,
         log_index: u64,
         answered_without_log_write: bool,
+        form: Form,
     ) -> pb::SubmitResponse {
-        match serde_json::to_vec(&outcome) {
-            Ok(outcome_json) => pb::SubmitResponse {
+        match encode_outcome(&outcome, form) {
+            Ok((outcome_json, hot_outcome)) => pb::SubmitResponse {
                 outcome_json,
                 log_index,
                 leader_id: self.core.id,
                 answered_without_log_write,
                 error: None,
+                hot_outcome,
             },
             Err(e) => failed_response(&NodeError::Internal(format!(
                 "outcome does not encode: {e}"
             ))),
         }
     }
+}
+
+/// `(outcome_json, hot_outcome)` of an answer: exactly one is non-empty.
+fn encode_outcome(
+    outcome: &state_machine::Outcome,
+    form: Form,
+) -> Result<(Vec<u8>, Option<pb::HotOutcome>), serde_json::Error> {
+    if form == Form::Compact {
+        if let Some(hot) = proto::hot::outcome_to_pb(outcome) {
+            return Ok((Vec::new(), Some(hot)));
+        }
+    }
+    Ok((serde_json::to_vec(outcome)?, None))
 }
 
 /// A SubmitBatch answer for a request that failed: exactly the status its

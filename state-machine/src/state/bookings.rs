@@ -177,8 +177,8 @@ impl BookingState {
         let booking = Booking {
             event: hold.event,
             hold_id,
-            holder: hold.holder.clone(),
-            seats: hold.seats.clone(),
+            holder: hold.holder.to_string(),
+            seats: hold.seats.to_vec(),
             ga: hold.ga,
             payment_ref: payment_ref.to_string(),
             total_cents: hold.total_cents,

@@ -120,13 +120,28 @@ impl Witness {
     /// Records durably that `peer`'s incarnation `inc` holds entries; returns
     /// once the file says so (at once when it already did). A malformed id
     /// or a full record is an error: the caller fails the RPC.
-    pub async fn record(&self, peer: u64, inc: &str) -> Result<(), String> {
+    ///
+    /// The write runs as its own task, so a caller that gives up (an RPC
+    /// cancelled at its deadline) does not abandon it half done: on a slow
+    /// disk the two fsyncs outlast the heartbeat-long AppendEntries timeout,
+    /// and a write dropped at every timeout would never finish (seen with
+    /// 50 ms fsyncs: replication stalled; the dropped writes also raced on
+    /// the temporary file).
+    pub async fn record(self: &Arc<Self>, peer: u64, inc: &str) -> Result<(), String> {
         if self.knows(peer, inc) {
             return Ok(());
         }
         if !valid_incarnation(inc) {
             return Err(format!("node {peer} sent a malformed incarnation {inc:?}"));
         }
+        let this = self.clone();
+        let inc = inc.to_string();
+        tokio::spawn(async move { this.record_now(peer, &inc).await })
+            .await
+            .map_err(|e| format!("witness record writer: {e}"))?
+    }
+
+    async fn record_now(&self, peer: u64, inc: &str) -> Result<(), String> {
         let _writing = self.write.lock().await;
         if self.knows(peer, inc) {
             return Ok(());
@@ -208,5 +223,26 @@ mod tests {
             .unwrap()
             .seen()
             .is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_record_whose_caller_gives_up_still_completes() {
+        // Goal: an RPC cancelled at its deadline does not abandon the write
+        // (on a slow disk every attempt would be dropped and none finish).
+        let dir = tempfile::tempdir().unwrap();
+        let w = Witness::open(dir.path(), true, false).unwrap();
+        let gave_up = tokio::time::timeout(std::time::Duration::ZERO, w.record(2, "abcd")).await;
+        assert!(gave_up.is_err(), "the caller gave up before the write");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !w.knows(2, "abcd") {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the write never finished"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        drop(w);
+        let reopened = Witness::open(dir.path(), true, true).unwrap();
+        assert_eq!(reopened.seen().get(&2).map(String::as_str), Some("abcd"));
     }
 }

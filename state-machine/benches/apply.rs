@@ -29,87 +29,20 @@ use state_machine::*;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// xorshift64*: fixed-seed, so every run measures the same workload.
-struct Rng(u64);
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D) % n
-    }
-}
+mod common;
+use common::{arena_spec, opened_arena, Rng, ROWS, SEATS_PER_ROW};
 
-const ROWS: u32 = 100;
-const SEATS_PER_ROW: u32 = 500; // 50 000 reserved seats
 const BATCH: usize = 1_000;
 
 fn venue(hold_ttl_ms: u64) -> BookingState {
-    let spec = EventSpec {
-        id: Some("arena".into()),
-        name: "Arena".into(),
-        venue: "Arena".into(),
-        starts_at: "2030-01-01T20:00:00Z".into(),
-        sale_opens_at: None,
-        hold_ttl_ms,
-        max_seats_per_hold: 8,
-        waiting_room: None,
-        sections: vec![
-            SectionSpec::Reserved {
-                id: "A".into(),
-                name: "Bowl".into(),
-                price_cents: 5_000,
-                rows: (1..=ROWS)
-                    .map(|r| RowSpec {
-                        label: r.to_string(),
-                        seats: SEATS_PER_ROW,
-                    })
-                    .collect(),
-            },
-            SectionSpec::GeneralAdmission {
-                id: "GA".into(),
-                name: "Floor".into(),
-                capacity: 100_000,
-                price_cents: 2_000,
-            },
-        ],
+    // The shortest exactly-once TTL, so the table's steady size (60 s of log
+    // time at 10 000 requests per second: 600 000) is reached early and
+    // `ForgetRequests` keeps it there.
+    let settings = Settings {
+        dedupe_ttl_ms: state_machine::limits::DEDUPE_TTL_MS_MIN,
+        ..Settings::default()
     };
-    let mut state = BookingState::new();
-    let out = state.apply(
-        1,
-        &Batch {
-            stamp_ms: 1_000,
-            requests: vec![
-                Request {
-                    client_id: 1,
-                    request_id: 1,
-                    command: Command::CreateEvent(spec),
-                },
-                Request {
-                    client_id: 1,
-                    request_id: 2,
-                    command: Command::OpenSale {
-                        event_id: "arena".into(),
-                    },
-                },
-                // The shortest exactly-once TTL, so the table's steady size
-                // (60 s of log time at 10 000 requests per second: 600 000)
-                // is reached early and `ForgetRequests` keeps it there.
-                Request {
-                    client_id: 1,
-                    request_id: 3,
-                    command: Command::Configure(Settings {
-                        dedupe_ttl_ms: state_machine::limits::DEDUPE_TTL_MS_MIN,
-                        ..Settings::default()
-                    }),
-                },
-            ],
-        },
-    );
-    assert!(out.outcomes.iter().all(|o| o.is_ok()));
-    state
+    opened_arena(arena_spec(hold_ttl_ms, true), Some(settings))
 }
 
 /// Builds entries: stamps advance 100 ms per entry, request ids never repeat.

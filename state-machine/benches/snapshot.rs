@@ -10,8 +10,9 @@
 use criterion::{criterion_group, criterion_main, Criterion};
 use state_machine::*;
 
-const ROWS: u32 = 100;
-const SEATS_PER_ROW: u32 = 500; // 50 000 reserved seats
+mod common;
+use common::{arena_spec, opened_arena, ROWS, SEATS_PER_ROW};
+
 const REMEMBERED: u64 = 1_000_000;
 const BATCH: u64 = 1_000;
 
@@ -33,51 +34,8 @@ fn hold(client_id: u64, request_id: u64, seat: u64) -> Request {
 }
 
 fn big_state() -> BookingState {
-    let spec = EventSpec {
-        id: Some("arena".into()),
-        name: "Arena".into(),
-        venue: "Arena".into(),
-        starts_at: "2030-01-01T20:00:00Z".into(),
-        sale_opens_at: None,
-        hold_ttl_ms: 86_400_000,
-        max_seats_per_hold: 8,
-        waiting_room: None,
-        sections: vec![SectionSpec::Reserved {
-            id: "A".into(),
-            name: "Bowl".into(),
-            price_cents: 5_000,
-            rows: (1..=ROWS)
-                .map(|r| RowSpec {
-                    label: r.to_string(),
-                    seats: SEATS_PER_ROW,
-                })
-                .collect(),
-        }],
-    };
-    let mut state = BookingState::new();
+    let mut state = opened_arena(arena_spec(86_400_000, false), None);
     let mut index = 1;
-    let open = vec![
-        Request {
-            client_id: 1,
-            request_id: 1,
-            command: Command::CreateEvent(spec),
-        },
-        Request {
-            client_id: 1,
-            request_id: 2,
-            command: Command::OpenSale {
-                event_id: "arena".into(),
-            },
-        },
-    ];
-    let out = state.apply(
-        index,
-        &Batch {
-            stamp_ms: 1_000,
-            requests: open,
-        },
-    );
-    assert!(out.outcomes.iter().all(|o| o.is_ok()));
     let seats = (ROWS * SEATS_PER_ROW) as u64;
     let mut request_id = 0;
     while request_id < REMEMBERED {

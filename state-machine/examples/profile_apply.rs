@@ -5,6 +5,10 @@
 
 use state_machine::*;
 
+#[path = "../benches/common/mod.rs"]
+mod common;
+use common::{arena_spec, opened_arena, Rng, ROWS, SEATS_PER_ROW};
+
 /// The nodes' allocator (`src/main.rs`), so the profile shows what a node pays.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -18,69 +22,9 @@ fn cpu_ns() -> u64 {
         .parse()
         .unwrap()
 }
-struct Rng(u64);
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D) % n
-    }
-}
 fn main() {
     let kind = std::env::args().nth(1).unwrap_or("seat".into());
-    let spec = EventSpec {
-        id: Some("arena".into()),
-        name: "A".into(),
-        venue: "A".into(),
-        starts_at: "2030-01-01T20:00:00Z".into(),
-        sale_opens_at: None,
-        hold_ttl_ms: 1000,
-        max_seats_per_hold: 8,
-        waiting_room: None,
-        sections: vec![
-            SectionSpec::Reserved {
-                id: "A".into(),
-                name: "B".into(),
-                price_cents: 1,
-                rows: (1..=100)
-                    .map(|r| RowSpec {
-                        label: r.to_string(),
-                        seats: 500,
-                    })
-                    .collect(),
-            },
-            SectionSpec::GeneralAdmission {
-                id: "GA".into(),
-                name: "F".into(),
-                capacity: 100_000,
-                price_cents: 1,
-            },
-        ],
-    };
-    let mut s = BookingState::new();
-    s.apply(
-        1,
-        &Batch {
-            stamp_ms: 1000,
-            requests: vec![
-                Request {
-                    client_id: 1,
-                    request_id: 1,
-                    command: Command::CreateEvent(spec),
-                },
-                Request {
-                    client_id: 1,
-                    request_id: 2,
-                    command: Command::OpenSale {
-                        event_id: "arena".into(),
-                    },
-                },
-            ],
-        },
-    );
+    let mut s = opened_arena(arena_spec(1_000, true), None);
     let mut rng = Rng(7);
     let mut rid = 0u64;
     let n_batches = 2000;
@@ -104,8 +48,8 @@ fn main() {
                         "hot" => Selection::Seats(vec!["A-1-250".into()]),
                         _ => Selection::Seats(vec![format!(
                             "A-{}-{}",
-                            1 + rng.below(100),
-                            1 + rng.below(500)
+                            1 + rng.below(ROWS as u64),
+                            1 + rng.below(SEATS_PER_ROW as u64)
                         )]),
                     };
                     Request {

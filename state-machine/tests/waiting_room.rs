@@ -68,6 +68,20 @@ fn qhold(event: &str, user: &str, position: u64, seat: &str) -> Command {
     }
 }
 
+/// A state with one queued event "e" (one row of 10 seats, `admit_batch`
+/// admitted per round) opened at log time 1 000, and one block of
+/// `block_len` positions handed out then.
+fn opened_room(admit_batch: u32, block_len: u32) -> BookingState {
+    let mut s = BookingState::new();
+    one(&mut s, 1_000, queued_event("e", 1, 10, admit_batch)).unwrap();
+    let open = Command::OpenSale {
+        event_id: "e".into(),
+    };
+    one(&mut s, 1_000, open).unwrap();
+    one(&mut s, 1_000, block("e", block_len)).unwrap();
+    s
+}
+
 #[test]
 fn a_million_joins_leave_the_replicated_state_the_same_size() {
     // Goal: the snapshot after 1 000 000 positions handed out (before and
@@ -180,17 +194,7 @@ fn one_admission_per_user_is_enforced_at_hold_time() {
     // Goal: a user with two admitted positions shops under one admission:
     // after confirming, neither position admits them again until it lapses;
     // positions never handed out admit nobody.
-    let mut s = BookingState::new();
-    one(&mut s, 1_000, queued_event("e", 1, 10, 3)).unwrap();
-    one(
-        &mut s,
-        1_000,
-        Command::OpenSale {
-            event_id: "e".into(),
-        },
-    )
-    .unwrap();
-    one(&mut s, 1_000, block("e", 5)).unwrap();
+    let mut s = opened_room(3, 5);
     assert_eq!(room(&s, "e").admitted_places, 3);
     let e = one(&mut s, 1_100, qhold("e", "amy", 99, "A-1-1")).unwrap_err();
     assert_eq!(e.code(), "not_admitted", "a position no block handed out");
@@ -230,17 +234,7 @@ fn places_nobody_uses_hold_the_line_for_the_grace_only() {
     // Goal: admitted places whose fans do not hold count as shopping for a
     // tenth of the hold window (the leader's deadline names its end), then
     // the next places are admitted; the first fans keep the whole window.
-    let mut s = BookingState::new();
-    one(&mut s, 1_000, queued_event("e", 1, 10, 2)).unwrap();
-    one(
-        &mut s,
-        1_000,
-        Command::OpenSale {
-            event_id: "e".into(),
-        },
-    )
-    .unwrap();
-    one(&mut s, 1_000, block("e", 10)).unwrap();
+    let mut s = opened_room(2, 10);
     assert_eq!(room(&s, "e").admitted_places, 2);
     one(&mut s, 1_999, Command::Tick).unwrap();
     assert_eq!(room(&s, "e").admitted_places, 2);

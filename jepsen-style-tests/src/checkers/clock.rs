@@ -142,6 +142,31 @@ fn judge_life(
     }
 }
 
+/// Counts one judged `life` into a checker's tallies; an early expiry
+/// becomes a finding naming both ops, worded by `message(lived_ms)`.
+fn count_life(
+    life: &Life,
+    judged: Judged,
+    findings: &mut Vec<Finding>,
+    checked: &mut usize,
+    unjudged: &mut usize,
+    message: impl FnOnce(u64) -> String,
+) {
+    match judged {
+        Judged::Unjudged => *unjudged += 1,
+        Judged::Fine => *checked += 1,
+        Judged::Early(lived_ms) => {
+            *checked += 1;
+            findings.push(Finding {
+                message: message(lived_ms),
+                ops: vec![life.from.id, life.refusal.id],
+                seat: life.refusal.call.seats().first().cloned(),
+                node: None,
+            });
+        }
+    }
+}
+
 /// No hold expires early in real time: a confirm or release refused
 /// `hold_expired` completed at most `c − h` after its hold was invoked
 /// (`h`), so the hold lived at most that long; shorter than `hold_ttl_ms −
@@ -174,22 +199,20 @@ pub fn no_early_expiry(
             refusal,
             hold_id,
         };
-        match judge_life(&life, min_ms, &releases, insane) {
-            Judged::Unjudged => unjudged += 1,
-            Judged::Fine => checked += 1,
-            Judged::Early(lived_ms) => {
-                checked += 1;
-                findings.push(Finding {
-                    message: format!(
-                        "hold {hold_id} (TTL {hold_ttl_ms} ms) was expired {lived_ms} ms after its hold was invoked, \
-                         more than {allowance_ms} ms early"
-                    ),
-                    ops: vec![hold.id, refusal.id],
-                    seat: refusal.call.seats().first().cloned(),
-                    node: None,
-                });
-            }
-        }
+        let judged = judge_life(&life, min_ms, &releases, insane);
+        count_life(
+            &life,
+            judged,
+            &mut findings,
+            &mut checked,
+            &mut unjudged,
+            |lived_ms| {
+                format!(
+                "hold {hold_id} (TTL {hold_ttl_ms} ms) was expired {lived_ms} ms after its hold was invoked, \
+                 more than {allowance_ms} ms early"
+            )
+            },
+        );
     }
     CheckResult::new("no_early_expiry", findings, checked, unjudged)
 }
@@ -248,22 +271,20 @@ pub fn no_payment_pending_expiry(
             refusal,
             hold_id,
         };
-        match judge_life(&life, min_ms, &releases, insane) {
-            Judged::Unjudged => unjudged += 1,
-            Judged::Fine => checked += 1,
-            Judged::Early(lived_ms) => {
-                checked += 1;
-                findings.push(Finding {
-                    message: format!(
-                        "payment-pending hold {hold_id} (payment window {payment_window_ms} ms) was expired \
-                         {lived_ms} ms after its payment was begun, more than {allowance_ms} ms early"
-                    ),
-                    ops: vec![begin.id, refusal.id],
-                    seat: refusal.call.seats().first().cloned(),
-                    node: None,
-                });
-            }
-        }
+        let judged = judge_life(&life, min_ms, &releases, insane);
+        count_life(
+            &life,
+            judged,
+            &mut findings,
+            &mut checked,
+            &mut unjudged,
+            |lived_ms| {
+                format!(
+                "payment-pending hold {hold_id} (payment window {payment_window_ms} ms) was expired \
+                 {lived_ms} ms after its payment was begun, more than {allowance_ms} ms early"
+            )
+            },
+        );
     }
     // A confirm or release acknowledged after a begun payment saw the hold
     // alive: a judged life, fine by construction (an early expiry would have

@@ -394,6 +394,14 @@ impl GatewaySettings {
                 "at most 30000",
             ));
         }
+        // Added to instants by the connection supervisor: bounded, so the
+        // sum cannot overflow.
+        if self.keep_alive_idle_ms > cluster_config::limits::KEEP_ALIVE_IDLE_MS_MAX {
+            return Err(SettingsError::invalid(
+                "[gateway] keep_alive_idle_ms",
+                format!("at most {}", cluster_config::limits::KEEP_ALIVE_IDLE_MS_MAX),
+            ));
+        }
         // A block larger than the state machine's bound is refused, and with
         // it every join that needed the block.
         let block_max = state_machine::Settings::default().queue_block_max;
@@ -506,12 +514,17 @@ mod tests {
     }
 
     #[test]
-    fn zero_keep_alive_idle_is_refused() {
-        // Goal: an idle timeout of 0 (every connection closed at once) is refused by name.
+    fn keep_alive_idle_out_of_range_is_refused() {
+        // Goal: an idle timeout of 0 (every connection closed at once) or
+        // past the config bound (an instant overflow) is refused by name.
         let mut s = demo();
-        s.keep_alive_idle_ms = 0;
-        let e = s.validate().unwrap_err().to_string();
-        assert!(e.contains("keep_alive_idle_ms"), "{e}");
+        for bad in [0, cluster_config::limits::KEEP_ALIVE_IDLE_MS_MAX + 1] {
+            s.keep_alive_idle_ms = bad;
+            let e = s.validate().unwrap_err().to_string();
+            assert!(e.contains("keep_alive_idle_ms"), "{bad}: {e}");
+        }
+        s.keep_alive_idle_ms = cluster_config::limits::KEEP_ALIVE_IDLE_MS_MAX;
+        assert!(s.validate().is_ok());
     }
 
     #[test]

@@ -217,8 +217,14 @@ pub struct GatewaySection {
     pub body_read_timeout_ms: u64,
     /// Longest a request may take from its headers to its answer, in ms.
     pub request_timeout_ms: u64,
-    /// Open connections at once; more wait in the kernel's accept queue.
+    /// Connections served at once. Past it a bounded number more are
+    /// accepted and wait, each asking the oldest served connection to close
+    /// after its current request; the rest wait in the kernel's accept queue.
     pub connections_max: u32,
+    /// How long a keep-alive connection may sit between requests, in ms,
+    /// before the gateway closes it. HTTP/1 connections are also held to
+    /// `header_read_timeout_ms` while they wait, so theirs is the smaller.
+    pub keep_alive_idle_ms: u64,
     /// Open connections per client address (IPv6: per /64); more are closed.
     pub connections_per_address_max: u32,
     /// Live seat-map WebSockets at once; more get 503.
@@ -237,6 +243,10 @@ pub struct GatewaySection {
     /// Peers (CIDRs) whose `Forwarded` / `X-Forwarded-For` header names the
     /// client address; from anyone else the header is ignored.
     pub trusted_proxies: Vec<IpNet>,
+    /// Largest block of waiting-room positions this gateway reserves with
+    /// one log write (`ReserveQueueBlock`); blocks grow to it in a burst of
+    /// joins. At most [`limits::QUEUE_BLOCK_MAX_MAX`].
+    pub queue_block_max: u32,
 }
 
 /// How the gateway identifies users (`[auth] mode`).
@@ -335,6 +345,13 @@ pub mod defaults {
     pub const CONNECTIONS_MAX: u32 = 10_000;
     /// `gateway.connections_per_address_max`.
     pub const CONNECTIONS_PER_ADDRESS_MAX: u32 = 256;
+    /// `gateway.keep_alive_idle_ms`: below `HEADER_READ_TIMEOUT_MS`, so an
+    /// idle HTTP/1 connection is closed by this timer (cleanly, counted)
+    /// rather than by the header-read timer.
+    pub const KEEP_ALIVE_IDLE_MS: u64 = 5_000;
+    /// `gateway.queue_block_max`: a burst of joins costs one log write per
+    /// 1 000 fans.
+    pub const GATEWAY_QUEUE_BLOCK_MAX: u32 = 1_000;
     /// `gateway.ws_clients_max`.
     pub const WS_CLIENTS_MAX: u32 = 10_000;
     /// `gateway.ws_clients_per_address_max`.
@@ -387,6 +404,14 @@ pub mod limits {
     pub const REQUEST_TIMEOUT_MS_MAX: u64 = 600_000;
     /// Largest connection and WebSocket caps.
     pub const CONNECTIONS_MAX_MAX: u32 = 1_000_000;
+    /// Largest `gateway.keep_alive_idle_ms` (10 minutes).
+    pub const KEEP_ALIVE_IDLE_MS_MAX: u64 = 600_000;
+    /// Largest `gateway.queue_block_max`: the state machine's default
+    /// `Settings::queue_block_max`, the most one `ReserveQueueBlock` may ask
+    /// for (a larger block is refused, and joins with it). This crate does
+    /// not depend on the state machine; `http-gateway` tests that the two
+    /// numbers agree.
+    pub const QUEUE_BLOCK_MAX_MAX: u32 = 100_000;
     /// Largest rate or burst.
     pub const RATE_MAX: u32 = 10_000_000;
     /// Most `gateway.allowed_origins` and `gateway.trusted_proxies` entries.
@@ -450,6 +475,7 @@ impl Default for GatewaySection {
             request_timeout_ms: defaults::REQUEST_TIMEOUT_MS,
             connections_max: defaults::CONNECTIONS_MAX,
             connections_per_address_max: defaults::CONNECTIONS_PER_ADDRESS_MAX,
+            keep_alive_idle_ms: defaults::KEEP_ALIVE_IDLE_MS,
             ws_clients_max: defaults::WS_CLIENTS_MAX,
             ws_clients_per_address_max: defaults::WS_CLIENTS_PER_ADDRESS_MAX,
             allowed_origins: Vec::new(),
@@ -458,6 +484,7 @@ impl Default for GatewaySection {
             rate_per_user_per_s: defaults::RATE_PER_USER_PER_S,
             rate_per_user_burst: defaults::RATE_PER_USER_BURST,
             trusted_proxies: Vec::new(),
+            queue_block_max: defaults::GATEWAY_QUEUE_BLOCK_MAX,
         }
     }
 }

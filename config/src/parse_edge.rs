@@ -34,6 +34,7 @@ pub(crate) struct RawGateway {
     request_timeout_ms: Opt<u64>,
     connections_max: Opt<u32>,
     connections_per_address_max: Opt<u32>,
+    keep_alive_idle_ms: Opt<u64>,
     ws_clients_max: Opt<u32>,
     ws_clients_per_address_max: Opt<u32>,
     allowed_origins: Opt<Vec<String>>,
@@ -42,6 +43,7 @@ pub(crate) struct RawGateway {
     rate_per_user_per_s: Opt<u32>,
     rate_per_user_burst: Opt<u32>,
     trusted_proxies: Opt<Vec<String>>,
+    queue_block_max: Opt<u32>,
 }
 
 #[derive(Deserialize)]
@@ -200,6 +202,13 @@ pub(crate) fn gateway_section(
         raw.connections_per_address_max,
         d.connections_per_address_max,
     )?;
+    let keep_alive_idle_ms = bounded_u64(
+        src,
+        "gateway.keep_alive_idle_ms",
+        raw.keep_alive_idle_ms,
+        d.keep_alive_idle_ms,
+        limits::KEEP_ALIVE_IDLE_MS_MAX,
+    )?;
     let ws_clients_max = cap(
         "gateway.ws_clients_max",
         raw.ws_clients_max,
@@ -235,6 +244,13 @@ pub(crate) fn gateway_section(
     )?;
     let allowed_origins = origins(src, raw.allowed_origins)?;
     let trusted_proxies = proxies(src, raw.trusted_proxies)?;
+    let queue_block_max = bounded_u32(
+        src,
+        "gateway.queue_block_max",
+        raw.queue_block_max,
+        d.queue_block_max,
+        limits::QUEUE_BLOCK_MAX_MAX,
+    )?;
     check_gateway_clash(
         src,
         GatewaySection {
@@ -249,6 +265,7 @@ pub(crate) fn gateway_section(
             request_timeout_ms,
             connections_max,
             connections_per_address_max,
+            keep_alive_idle_ms,
             ws_clients_max,
             ws_clients_per_address_max,
             allowed_origins,
@@ -257,6 +274,7 @@ pub(crate) fn gateway_section(
             rate_per_user_per_s,
             rate_per_user_burst,
             trusted_proxies,
+            queue_block_max,
         },
         listen_span,
         nodes,

@@ -203,6 +203,9 @@ fn refusals() -> Vec<Refusal> {
         // The old shipped default is too short to be a secret.
         refused("the old dev admin token", after_node("[gateway]\nadmin_token = \"dev-admin-token\"\n"), "gateway.admin_token", Some(5), ""),
         refused("an absurd header-read timeout", after_node("[gateway]\nheader_read_timeout_ms = 30001\n"), "gateway.header_read_timeout_ms", Some(5), ""),
+        refused("a zero keep-alive idle timeout", after_node("[gateway]\nkeep_alive_idle_ms = 0\n"), "gateway.keep_alive_idle_ms", Some(5), "between 1 and 600000"),
+        refused("a zero queue block", after_node("[gateway]\nqueue_block_max = 0\n"), "gateway.queue_block_max", Some(5), "between 1 and 100000"),
+        refused("a queue block the state machine refuses", after_node("[gateway]\nqueue_block_max = 100001\n"), "gateway.queue_block_max", Some(5), "between 1 and 100000"),
         refused("no connections per address", after_node("[gateway]\nconnections_per_address_max = 0\n"), "gateway.connections_per_address_max", Some(5), ""),
         refused("a zero user rate", after_node("[gateway]\nrate_per_user_per_s = 0\n"), "gateway.rate_per_user_per_s", Some(5), ""),
         refused("an origin with a path", after_node("[gateway]\nallowed_origins = [\"https://x.example/path\"]\n"), "gateway.allowed_origins", Some(5), ""),
@@ -294,6 +297,7 @@ fn gateway_auth_and_payments_keys_parse() {
          connections_per_address_max = 8\nws_clients_per_address_max = 2\n\
          allowed_origins = [\"https://Tickets.example.com\", \"http://127.0.0.1:8080\"]\n\
          trusted_proxies = [\"10.1.2.3/8\", \"2001:db8::1\"]\nrate_per_user_per_s = 7\n\
+         keep_alive_idle_ms = 2500\nqueue_block_max = 250\n\
          [auth]\nmode = \"jwt\"\njwt_issuer = \"https://id.example.com/\"\njwt_audience = \"booking\"\n\
          jwt_keys_file = \"jwks.json\"\njwt_leeway_s = 30\n\
          [payments]\nprovider = \"simulated\"\nwebhook_secret_file = \"/run/whsec\"\n"
@@ -322,6 +326,8 @@ fn gateway_auth_and_payments_keys_parse() {
         ]
     );
     assert_eq!(c.gateway.rate_per_user_per_s, 7);
+    assert_eq!(c.gateway.keep_alive_idle_ms, 2_500);
+    assert_eq!(c.gateway.queue_block_max, 250);
     assert_eq!(c.auth.mode, AuthMode::Jwt);
     assert_eq!(
         c.auth.jwt_issuer.as_deref(),

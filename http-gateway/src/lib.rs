@@ -16,8 +16,10 @@
 //! - [`settings`]: `GatewaySettings` and start-up checks; [`keys`]: secrets,
 //!   session and waiting-room tokens; [`jwt`]: the identity provider's keys
 //!   and token verification.
-//! - [`server`]: the accept loop (timeouts, connection caps, shutdown);
-//!   [`client_addr`]: client addresses behind trusted proxies.
+//! - [`server`]: the accept loop (timeouts, connection caps, the idle
+//!   timeout, shutdown); [`connections`]: serving slots, waiters and who is
+//!   asked to make room at the cap; [`client_addr`]: client addresses
+//!   behind trusted proxies.
 //! - [`problem`]: problem+json errors and problem-producing extractors.
 //! - [`auth`]: who is calling and the role extractors; [`ids`]: exactly-once request ids.
 //! - [`payments`]: `PaymentProvider`, the simulated provider, webhook signatures.
@@ -41,6 +43,7 @@
 pub mod auth;
 pub mod client_addr;
 pub mod cluster;
+pub mod connections;
 #[cfg(any(test, feature = "fake-cluster"))]
 pub mod fake;
 pub mod fault;

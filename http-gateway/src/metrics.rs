@@ -3,7 +3,8 @@
 //! Owns: the registry; requests by route, method and status; latency
 //! histograms by route; live WebSocket clients; waiting-room length as last
 //! seen; payment outcomes; cluster submits answered with and without a log
-//! write. Must not: label by anything a client controls
+//! write; connections served, waiting, refused and closed by the gateway
+//! (by [`CLOSE_REASONS`]). Must not: label by anything a client controls
 //! freely (raw paths, ids, methods): routes are axum's matched patterns (or
 //! `unmatched`), methods one of [`METHOD_LABELS`] (or `other`), statuses
 //! the three digits a handler chose, so label cardinality is bounded by the
@@ -19,6 +20,12 @@ use prometheus::{
 };
 
 use crate::AppState;
+
+/// Why the gateway closed a connection (`gateway_connections_closed_total`):
+/// `idle` (no request for `keep_alive_idle_ms`), `fairness` (asked to close
+/// after its request because others waited at `connections_max`), `forced`
+/// (dropped: its graceful close outlasted the close grace).
+pub const CLOSE_REASONS: [&str; 3] = ["idle", "fairness", "forced"];
 
 /// Event ids kept as waiting-room gauge labels; beyond this the gauge is not
 /// updated for new events (bounded cardinality).
@@ -39,6 +46,12 @@ pub struct Metrics {
     /// Connections closed at accept because their address had
     /// `connections_per_address_max` open.
     pub connections_refused: prometheus::IntCounter,
+    /// Connections holding one of the `connections_max` serving slots.
+    pub connections_open: IntGauge,
+    /// Connections accepted past `connections_max`, waiting for a slot.
+    pub connections_waiting: IntGauge,
+    /// Connections the gateway closed, by reason (one of [`CLOSE_REASONS`]).
+    pub connections_closed: IntCounterVec,
     /// Commands submitted to the cluster, by how they were answered: `log`
     /// (proposed and applied) or `without_log_write` (a refusal the leader
     /// proved current from its applied state; first sends only).
@@ -116,8 +129,33 @@ impl Metrics {
             "Connections closed at accept: their address was at its connection cap",
         )
         .expect("metric definition");
+        let connections_open = IntGauge::new(
+            "gateway_connections_open",
+            "Connections holding a serving slot (at most connections_max)",
+        )
+        .expect("metric definition");
+        let connections_waiting = IntGauge::new(
+            "gateway_connections_waiting",
+            "Connections accepted past connections_max, waiting for a slot",
+        )
+        .expect("metric definition");
+        let connections_closed = IntCounterVec::new(
+            Opts::new(
+                "gateway_connections_closed_total",
+                "Connections the gateway closed, by reason (idle, fairness, forced)",
+            ),
+            &["reason"],
+        )
+        .expect("metric definition");
+        for reason in CLOSE_REASONS {
+            // Shown at 0 from the start, so a rate() has a first sample.
+            connections_closed.with_label_values(&[reason]);
+        }
         for c in [
             Box::new(connections_refused.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(connections_open.clone()),
+            Box::new(connections_waiting.clone()),
+            Box::new(connections_closed.clone()),
             Box::new(requests.clone()),
             Box::new(cluster_submits.clone()),
             Box::new(latency.clone()),
@@ -141,6 +179,9 @@ impl Metrics {
             notification_failures,
             notifications_undeliverable,
             connections_refused,
+            connections_open,
+            connections_waiting,
+            connections_closed,
             cluster_submits,
             queue_events: Default::default(),
         }

@@ -4,7 +4,8 @@
 //! Owns: per event, the block of positions this gateway reserved
 //! (`ReserveQueueBlock`, one log write per block) and hands out one per
 //! join, the block size (doubling while joins come fast, halving when they
-//! are slow: 1 at a trickle, up to [`QUEUE_BLOCK_MAX`] in a burst), and one
+//! are slow: 1 at a trickle, up to `[gateway] queue_block_max` in a burst,
+//! [`GatewaySettings::queue_block_max`](crate::GatewaySettings)), and one
 //! cached stale read of the room (`Query::WaitingRoom`) that every fan's
 //! position answer is computed from. Must not: write anything per fan, or
 //! read the cluster per fan (at most one read per event per
@@ -15,7 +16,11 @@
 //! fans into the shuffled pre-queue); its unused positions are holes, which
 //! the state machine's admission grace absorbs. Caveat: "sees" is through
 //! the cached view, so up to [`ROOM_CACHE_MS`] of joins after the opening
-//! may still land in the pre-queue.
+//! may still land in the pre-queue. Caveat: the block bound is checked at
+//! start against the state machine's default `queue_block_max`; an
+//! operator who lowers the replicated one (`Configure`) below the
+//! gateway's must lower `[gateway] queue_block_max` too, or large blocks
+//! (and the joins waiting on them) are refused `invalid_request`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -28,9 +33,6 @@ use crate::cluster::Consistency;
 use crate::problem::Problem;
 use crate::AppState;
 
-/// The largest block one gateway reserves (well under the state machine's
-/// default `queue_block_max`).
-pub const QUEUE_BLOCK_MAX: u32 = 1_000;
 /// How long a read of the room serves every fan of that event.
 pub const ROOM_CACHE_MS: u64 = 250;
 /// Events this gateway keeps a desk for; past it the desks start afresh
@@ -117,7 +119,8 @@ impl QueueDesks {
             let fast = block
                 .reserved_at
                 .is_some_and(|at| at.elapsed() < BLOCK_FAST);
-            let max = QUEUE_BLOCK_MAX;
+            // Checked at start to be 1..= the state machine's own bound.
+            let max = state.settings.queue_block_max;
             block.size = match block.size {
                 0 => 1,
                 s if fast => s.saturating_mul(2).min(max),

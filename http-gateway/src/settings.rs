@@ -97,8 +97,17 @@ pub struct GatewaySettings {
     pub body_read_timeout_ms: u64,
     /// Longest a request may take to be answered, in ms (408 beyond).
     pub request_timeout_ms: u64,
-    /// Open connections at once; more wait in the kernel's accept queue.
+    /// Connections served at once. Past it, up to
+    /// [`crate::server::WAITING_CONNECTIONS_MAX`] more are accepted and wait,
+    /// each asking the oldest served connection to close after its current
+    /// request (see [`crate::server`]); the rest wait in the kernel's accept
+    /// queue.
     pub connections_max: usize,
+    /// How long a keep-alive connection may go without a request before it
+    /// is closed, in ms. An idle HTTP/1 connection is also under
+    /// `header_read_timeout_ms` (hyper's timer runs while it waits for the
+    /// next request head), so it lasts the smaller of the two.
+    pub keep_alive_idle_ms: u64,
     /// Open connections per client address (IPv6: /64); more are closed at
     /// once. Trusted proxies are exempt (every client comes through them).
     pub connections_per_address_max: usize,
@@ -138,6 +147,10 @@ pub struct GatewaySettings {
     pub notify_webhook_secret_file: Option<PathBuf>,
     /// How often the notification sender polls the outbox, in ms.
     pub notification_poll_ms: u64,
+    /// Largest block of waiting-room positions reserved with one log write
+    /// (see [`crate::queue_desk`]); at most the state machine's default
+    /// `Settings::queue_block_max`, which would refuse a larger one.
+    pub queue_block_max: u32,
 }
 
 impl Default for GatewaySettings {
@@ -161,6 +174,7 @@ impl Default for GatewaySettings {
             request_timeout_ms: defaults::REQUEST_TIMEOUT_MS,
             connections_max: defaults::CONNECTIONS_MAX as usize,
             connections_per_address_max: defaults::CONNECTIONS_PER_ADDRESS_MAX as usize,
+            keep_alive_idle_ms: defaults::KEEP_ALIVE_IDLE_MS,
             rate_per_address_per_s: defaults::RATE_PER_ADDRESS_PER_S,
             rate_per_address_burst: defaults::RATE_PER_ADDRESS_BURST,
             rate_per_user_per_s: defaults::RATE_PER_USER_PER_S,
@@ -177,6 +191,7 @@ impl Default for GatewaySettings {
             notifications: cluster_config::NotificationSink::None,
             notify_webhook_secret_file: None,
             notification_poll_ms: 500,
+            queue_block_max: defaults::GATEWAY_QUEUE_BLOCK_MAX,
         }
     }
 }
@@ -235,6 +250,7 @@ impl GatewaySettings {
             request_timeout_ms: g.request_timeout_ms,
             connections_max: g.connections_max as usize,
             connections_per_address_max: g.connections_per_address_max as usize,
+            keep_alive_idle_ms: g.keep_alive_idle_ms,
             rate_per_address_per_s: g.rate_per_address_per_s,
             rate_per_address_burst: g.rate_per_address_burst,
             rate_per_user_per_s: g.rate_per_user_per_s,
@@ -250,6 +266,7 @@ impl GatewaySettings {
                 _ => None,
             },
             notification_poll_ms: config.notifications.poll_ms,
+            queue_block_max: g.queue_block_max,
             ..GatewaySettings::default()
         }
     }
@@ -345,7 +362,7 @@ impl GatewaySettings {
                 ));
             }
         }
-        let positive: [(&'static str, u64); 14] = [
+        let positive: [(&'static str, u64); 16] = [
             ("demo_session_ttl_s", self.auth.demo_session_ttl_s),
             ("body_limit_bytes", self.body_limit_bytes as u64),
             ("event_body_limit_bytes", self.event_body_limit_bytes as u64),
@@ -363,6 +380,8 @@ impl GatewaySettings {
             ("rate_per_user_burst", self.rate_per_user_burst as u64),
             ("cluster_timeout_ms", self.cluster_timeout_ms),
             ("payment_attempts_max", self.payment_attempts_max as u64),
+            ("keep_alive_idle_ms", self.keep_alive_idle_ms),
+            ("queue_block_max", self.queue_block_max as u64),
         ];
         for (key, v) in positive {
             if v == 0 {
@@ -373,6 +392,27 @@ impl GatewaySettings {
             return Err(SettingsError::invalid(
                 "[gateway] header_read_timeout_ms",
                 "at most 30000",
+            ));
+        }
+        // Added to instants by the connection supervisor: bounded, so the
+        // sum cannot overflow.
+        if self.keep_alive_idle_ms > cluster_config::limits::KEEP_ALIVE_IDLE_MS_MAX {
+            return Err(SettingsError::invalid(
+                "[gateway] keep_alive_idle_ms",
+                format!("at most {}", cluster_config::limits::KEEP_ALIVE_IDLE_MS_MAX),
+            ));
+        }
+        // A block larger than the state machine's bound is refused, and with
+        // it every join that needed the block.
+        let block_max = state_machine::Settings::default().queue_block_max;
+        if self.queue_block_max > block_max {
+            return Err(SettingsError::invalid(
+                "[gateway] queue_block_max",
+                format!(
+                    "{} is more than the state machine's queue_block_max ({block_max}), \
+                     which refuses larger blocks",
+                    self.queue_block_max
+                ),
             ));
         }
         if self.payment_attempts_max > 10 {
@@ -454,6 +494,37 @@ mod tests {
         s.auth.jwt_audience = Some("a".into());
         let e = s.validate().unwrap_err().to_string();
         assert!(e.contains("[auth] jwt_keys_file"), "{e}");
+    }
+
+    #[test]
+    fn queue_block_max_is_bounded_by_the_state_machine() {
+        // Goal: the gateway never asks for a block the state machine refuses,
+        // and the config crate's bound is the same number.
+        let sm_max = state_machine::Settings::default().queue_block_max;
+        assert_eq!(cluster_config::limits::QUEUE_BLOCK_MAX_MAX, sm_max);
+        let mut s = demo();
+        s.queue_block_max = sm_max;
+        assert!(s.validate().is_ok());
+        s.queue_block_max = sm_max + 1;
+        let e = s.validate().unwrap_err().to_string();
+        assert!(e.contains("[gateway] queue_block_max"), "{e}");
+        s.queue_block_max = 0;
+        let e = s.validate().unwrap_err().to_string();
+        assert!(e.contains("queue_block_max"), "{e}");
+    }
+
+    #[test]
+    fn keep_alive_idle_out_of_range_is_refused() {
+        // Goal: an idle timeout of 0 (every connection closed at once) or
+        // past the config bound (an instant overflow) is refused by name.
+        let mut s = demo();
+        for bad in [0, cluster_config::limits::KEEP_ALIVE_IDLE_MS_MAX + 1] {
+            s.keep_alive_idle_ms = bad;
+            let e = s.validate().unwrap_err().to_string();
+            assert!(e.contains("keep_alive_idle_ms"), "{bad}: {e}");
+        }
+        s.keep_alive_idle_ms = cluster_config::limits::KEEP_ALIVE_IDLE_MS_MAX;
+        assert!(s.validate().is_ok());
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use common::*;
 use http_gateway::fake::FakeCluster;
 use http_gateway::payments::sign_webhook;
-use http_gateway::Cluster;
+use http_gateway::{Cluster, GatewaySettings};
 use serde_json::json;
 
 #[tokio::test]
@@ -308,6 +308,44 @@ async fn pending_payment_finished_by_signed_webhook() {
 async fn cancel_refunds_returns_seats_and_revokes_tickets() {
     // Goal: cancelling a booking frees its seats, refunds, and its tickets stop verifying.
     scenarios::cancel_returns_seats(&start().await).await;
+}
+
+#[tokio::test]
+async fn waiting_room_blocks_are_no_larger_than_queue_block_max() {
+    // Goal: `[gateway] queue_block_max` bounds the positions one log write
+    // reserves: 10 joins with a bound of 2 cost at least 5 writes (with the
+    // default bound a quick burst costs 4: blocks of 1, 2, 4 and 8).
+    let fake = Arc::new(FakeCluster::new());
+    let gw = start_on(
+        fake.clone(),
+        GatewaySettings {
+            queue_block_max: 2,
+            ..settings()
+        },
+    )
+    .await;
+    let mut spec = event_spec("capped");
+    spec["waiting_room"] = json!({ "enabled": true });
+    gw.create_event(spec).await;
+    let mut fans = Vec::new();
+    for i in 0..10 {
+        fans.push(gw.session(&format!("fan{i}")).await);
+    }
+    let before = fake.applied_index();
+    let mut positions = std::collections::BTreeSet::new();
+    for fan in &fans {
+        let r = gw
+            .post("/v1/events/capped/queue", Some(fan), json!({}))
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        positions.insert(r.body["queue_position"].as_u64().expect("position"));
+    }
+    assert_eq!(positions.len(), 10, "a position was handed out twice");
+    let writes = fake.applied_index() - before;
+    assert!(
+        writes >= 5,
+        "{writes} log writes for 10 joins: a block was larger than 2"
+    );
 }
 
 #[tokio::test]

@@ -237,7 +237,9 @@ async fn connections_over_the_per_address_cap_are_closed() {
 #[tokio::test]
 async fn connections_over_the_total_cap_wait_for_a_free_slot() {
     // With connections_max = 1 a second connection is not served while the
-    // first is open, and is served once it closes.
+    // first is open and in the middle of a request, and is served once it
+    // closes. (An idle first connection would be asked to make room: see
+    // tests/connections.rs.)
     let gw = start_with(GatewaySettings {
         connections_max: 1,
         ..settings()
@@ -245,6 +247,14 @@ async fn connections_over_the_total_cap_wait_for_a_free_slot() {
     .await;
     let mut a = connect(&gw).await;
     assert_eq!(healthz_on(&mut a, LIMIT_WAIT).await, 200);
+    // Headers promising a body that does not come: `a` is mid-request
+    // until body_read_timeout_ms (10 s), far past this test's 700 ms look.
+    a.write_all(
+        b"POST /v1/sessions HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\n\
+          Content-Length: 100\r\n\r\n{\"name\": ",
+    )
+    .await
+    .unwrap();
     let mut b = connect(&gw).await;
     b.write_all(b"GET /healthz HTTP/1.1\r\nHost: gw\r\n\r\n")
         .await

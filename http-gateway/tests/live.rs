@@ -1,5 +1,6 @@
 //! The live seat map over WebSocket: snapshot first, then changes as they
-//! commit; a resumed client misses nothing; a too-old resume point resyncs.
+//! commit; a resumed client misses nothing; a too-old resume point resyncs;
+//! an open socket holds none of the gateway's `connections_max` slots.
 
 mod common;
 
@@ -225,4 +226,49 @@ async fn sockets_share_one_watch_and_are_capped_per_address_and_origin() {
             other => panic!("an allowed origin: {other}"),
         }
     }
+}
+
+#[tokio::test]
+async fn a_websocket_gives_its_connection_slot_back_at_the_upgrade() {
+    // Goal: a live seat map does not hold one of `connections_max` (it is
+    // bounded by the WebSocket caps instead): with a cap of 1 and a socket
+    // open, a new HTTP client is served at once, nobody is asked to make
+    // room, and the socket keeps receiving changes.
+    let fake = std::sync::Arc::new(http_gateway::fake::FakeCluster::new());
+    // Setup through an uncapped gateway, so the capped one holds only the socket.
+    let setup = start_on(fake.clone(), settings()).await;
+    setup.open_event("gig").await;
+    let alice = setup.session("alice").await;
+    let gw = start_on(
+        fake,
+        http_gateway::GatewaySettings {
+            connections_max: 1,
+            ..settings()
+        },
+    )
+    .await;
+    let mut ws = connect(&gw, "").await;
+    assert_eq!(next(&mut ws).await["type"], "snapshot");
+
+    let fresh = reqwest::Client::new();
+    let metrics = fresh
+        .get(gw.url("/metrics"))
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .expect("a new client is served while a socket is open")
+        .text()
+        .await
+        .unwrap();
+    let fairness = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("gateway_connections_closed_total{reason=\"fairness\"} "))
+        .and_then(|v| v.trim().parse::<f64>().ok());
+    assert_eq!(fairness, Some(0.0), "a connection was asked to make room");
+
+    let r = setup
+        .hold(&alice, "gig", json!({ "seats": ["A-1-4"] }))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(next(&mut ws).await["type"], "changes");
 }

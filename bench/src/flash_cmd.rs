@@ -119,6 +119,17 @@ pub struct FlashArgs {
     /// With --waiting-room: longest wait between two polls of one fan, in ms.
     #[arg(long, default_value_t = 5_000)]
     poll_max_ms: u64,
+    /// With --waiting-room: fans ignore the gateway's `poll_after_ms` and
+    /// poll on their own estimate (the bench's behaviour before the hint).
+    #[arg(long)]
+    ignore_poll_hint: bool,
+    /// With --waiting-room: joins are bounded by their own --inflight-max
+    /// permits only, not by the request slots polls, holds and checkouts
+    /// share (default: they take one of those too). Caveat: with it, 1 M
+    /// fans parked ten times as many fans, whose admissions went unused
+    /// and lapsed; see docs/BENCHMARKS.md.
+    #[arg(long)]
+    joins_own_slots: bool,
     /// Print one JSON object instead of the table.
     #[arg(long)]
     json: bool,
@@ -288,6 +299,8 @@ async fn room_sale(
         pollers_max,
         parked_max: a.parked_max.unwrap_or(10 * u64::from(a.seats)),
         poll_max_ms: a.poll_max_ms,
+        follow_poll_hint: !a.ignore_poll_hint,
+        joins_share_slots: !a.joins_own_slots,
         duration_s_max: a.duration_max_s,
     };
     anyhow::ensure!(

@@ -280,6 +280,9 @@ pub struct QueuePlace {
     /// `waiting`, `admitted`, `lapsed` or `pending_shuffle`.
     pub state: String,
     pub estimated_wait_ms: Option<u64>,
+    /// The gateway's hint: poll again after this many ms (absent from
+    /// gateways before it).
+    pub poll_after_ms: Option<u64>,
 }
 
 async fn queue_answer(r: reqwest::Result<reqwest::Response>, ok: u16) -> QueueAnswer {
@@ -295,6 +298,7 @@ async fn queue_answer(r: reqwest::Result<reqwest::Response>, ok: u16) -> QueueAn
                 admitted: v["admitted"] == true,
                 state: v["state"].as_str().unwrap_or("").to_string(),
                 estimated_wait_ms: v["estimated_wait_ms"].as_u64(),
+                poll_after_ms: v["poll_after_ms"].as_u64(),
             }),
             Err(_) => QueueAnswer::Other(s),
         },

@@ -73,6 +73,13 @@ pub struct RoomParams {
     pub pollers_max: u64,
     pub parked_max: u64,
     pub poll_max_ms: u64,
+    /// Fans wait the gateway's `poll_after_ms` between polls when it gives
+    /// one (`--ignore-poll-hint` turns it off: their own estimate only).
+    pub follow_poll_hint: bool,
+    /// Joins also take one of the `inflight_max` request slots the other
+    /// requests share (the default; `--joins-own-slots` turns it off:
+    /// joins are bounded by their own `inflight_max` permits only).
+    pub joins_share_slots: bool,
     pub duration_s_max: u64,
 }
 
@@ -334,6 +341,11 @@ pub async fn run(
         joins_peak_per_s: {
             let joins = shared.joins.lock().unwrap_or_else(|e| e.into_inner());
             joins.used().iter().map(|b| b.0).max().unwrap_or(0)
+        },
+        joins_before_sellout: {
+            let sellout_s = shared.tally().sellout.map(|d| d.as_secs() as usize);
+            let joins = shared.joins.lock().unwrap_or_else(|e| e.into_inner());
+            sellout_s.map(|s| joins.used().iter().take(s).map(|b| b.0).sum())
         },
     };
     let report = room_report::build(&params, &shared.tally(), measured);

@@ -19,12 +19,21 @@
 //!   This is what bounds the bench: at most `inflight_max` joins plus
 //!   `pollers_max` pollers live as tasks, and at most `inflight_max`
 //!   requests (so connections) are in flight from all of them together.
+//!   With `--joins-own-slots` joins skip the shared slots (bounded by
+//!   their own `inflight_max` permits; 2 × `inflight_max` connections at
+//!   most): in a real crowd a newcomer's join does not wait for other
+//!   fans' polls and payments. Caveat: the crowd then joins faster than
+//!   the pollers can serve it, ten times as many fans park, their
+//!   admissions go unused and lapse, and the rounds race through the
+//!   line (docs/BENCHMARKS.md); hence not the default.
 //! - Poll (`GET .../queue/{token}`, answered by the gateway from its cached
 //!   view: no cluster call) until admitted. The wait before the next poll
-//!   is half the fan's own estimate of its wait (fans ahead / the drain
-//!   rate it saw between its last two polls; the gateway's
-//!   `estimated_wait_ms` / 4 before it has two), within
-//!   [`POLL_WAIT_MS_MIN`]..=`poll_max_ms`; at most [`POLLS_MAX`] polls.
+//!   is the gateway's `poll_after_ms` (as a browser following the room's
+//!   hint would); from a gateway without it, half the fan's own estimate
+//!   of its wait (fans ahead / the drain rate it saw between its last two
+//!   polls; the gateway's `estimated_wait_ms` / 4 before it has two),
+//!   within [`POLL_WAIT_MS_MIN`]..=`poll_max_ms`. At most [`POLLS_MAX`]
+//!   polls.
 //! - Hold one seat with the queue token, up to `1 + retries` attempts: GA
 //!   with probability `ga_share` (if the event has a GA section),
 //!   otherwise choose-your-seat (Zipf over seat rank) with probability
@@ -107,10 +116,11 @@ pub struct Shared {
     /// Holds answered per second (and their latency).
     pub holds: Mutex<Timeline>,
     pub pollers: Arc<Semaphore>,
-    /// Requests in flight from all fans together (`inflight_max`): keeps
-    /// the bench's connections under the gateway's `connections_max`
-    /// (10 000 by default; beyond it new connections wait in the kernel's
-    /// accept queue while idle keep-alive ones hold their permits).
+    /// Requests in flight from all fans together (`inflight_max`; joins
+    /// skip it with `--joins-own-slots`): keeps the bench's connections
+    /// under the gateway's `connections_max` (10 000 by default; beyond it
+    /// new connections wait in the kernel's accept queue while idle
+    /// keep-alive ones hold their permits).
     pub http_slots: Semaphore,
     /// Fans who joined while every poller slot was taken, oldest first.
     pub parked: Mutex<VecDeque<Parked>>,
@@ -225,7 +235,12 @@ async fn join(shared: &Shared, i: u64, session: &str) -> Option<QueuePlace> {
         if shared.stop.load(Ordering::Relaxed) {
             return None;
         }
-        let http = shared.http_slot().await;
+        // The fan's join permit (held by the caller) bounds joins; with
+        // `joins_share_slots` a join also waits for a shared slot.
+        let http = match shared.params.joins_share_slots {
+            true => shared.http_slot().await,
+            false => None,
+        };
         let t0 = Instant::now();
         let answer = shared.pool.join(i, session, &shared.event_id).await;
         drop(http);
@@ -279,20 +294,15 @@ async fn wait_for_admission(
             shared.tally().left_sold_out += 1;
             return false;
         }
-        let ahead = place.ahead.unwrap_or(0);
         let now = Instant::now();
-        // The fan's own estimate: fans ahead over the drain rate it saw.
-        let estimate_ms = match seen {
-            Some((at, before)) if before > ahead => {
-                let per_ms =
-                    (before - ahead) as f64 / now.duration_since(at).as_millis().max(1) as f64;
-                (ahead as f64 / per_ms / 2.0) as u64
-            }
-            Some(_) => poll_max_ms,
-            None => place.estimated_wait_ms.unwrap_or(poll_max_ms) / 4,
-        };
-        seen = Some((now, ahead));
-        let wait_ms = estimate_ms.clamp(POLL_WAIT_MS_MIN, poll_max_ms);
+        let wait_ms = poll_wait_ms(
+            &place,
+            seen,
+            now,
+            poll_max_ms,
+            shared.params.follow_poll_hint,
+        );
+        seen = Some((now, place.ahead.unwrap_or(0)));
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(wait_ms)) => {}
             _ = shared.sold_out_wake.notified() => {}
@@ -334,6 +344,34 @@ async fn wait_for_admission(
     }
     shared.tally().gave_up_polling += 1;
     false
+}
+
+/// How long a waiting fan waits before its next poll: the gateway's
+/// `poll_after_ms` when it gives one; otherwise half the fan's own estimate
+/// (fans ahead over the drain rate seen since `seen`, the previous poll's
+/// time and fans ahead; the gateway's `estimated_wait_ms` / 4 before it
+/// has one), within [`POLL_WAIT_MS_MIN`]..=`poll_max_ms`. With
+/// `follow_hint` false the hint is ignored.
+fn poll_wait_ms(
+    place: &QueuePlace,
+    seen: Option<(Instant, u64)>,
+    now: Instant,
+    poll_max_ms: u64,
+    follow_hint: bool,
+) -> u64 {
+    if let (Some(hint), true) = (place.poll_after_ms, follow_hint) {
+        return hint.max(POLL_WAIT_MS_MIN);
+    }
+    let ahead = place.ahead.unwrap_or(0);
+    let estimate_ms = match seen {
+        Some((at, before)) if before > ahead => {
+            let per_ms = (before - ahead) as f64 / now.duration_since(at).as_millis().max(1) as f64;
+            (ahead as f64 / per_ms / 2.0) as u64
+        }
+        Some(_) => poll_max_ms,
+        None => place.estimated_wait_ms.unwrap_or(poll_max_ms) / 4,
+    };
+    estimate_ms.clamp(POLL_WAIT_MS_MIN, poll_max_ms)
 }
 
 /// What an admitted fan buys with.
@@ -505,5 +543,81 @@ async fn pay(shared: &Shared, i: u64, session: &str, hold_id: u64, ga: bool, sea
         }
         PayAnswer::Declined => t.declined += 1,
         PayAnswer::Failed(_) => t.checkout_failed += 1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn waiting(ahead: u64, poll_after_ms: Option<u64>) -> QueuePlace {
+        QueuePlace {
+            queue_token: None,
+            queue_position: ahead + 1,
+            ahead: Some(ahead),
+            admitted: false,
+            state: "waiting".into(),
+            estimated_wait_ms: Some(60_000),
+            poll_after_ms,
+        }
+    }
+
+    /// Goal: a fan follows the gateway's poll hint (even past
+    /// `poll_max_ms`, never under the floor), and without one falls back
+    /// to its own estimate within the bench's bounds.
+    #[test]
+    fn fans_follow_the_gateway_poll_hint() {
+        let now = Instant::now();
+        assert_eq!(
+            poll_wait_ms(&waiting(10, Some(7_500)), None, now, 5_000, true),
+            7_500
+        );
+        assert_eq!(
+            poll_wait_ms(&waiting(10, Some(1_000)), None, now, 5_000, true),
+            1_000
+        );
+        assert_eq!(
+            poll_wait_ms(&waiting(10, Some(0)), None, now, 5_000, true),
+            POLL_WAIT_MS_MIN
+        );
+        // No hint: the gateway's estimate / 4 first, then the drain seen.
+        assert_eq!(
+            poll_wait_ms(&waiting(10, None), None, now, 5_000, true),
+            5_000
+        );
+        let earlier = now - Duration::from_secs(1);
+        // 1 000 ahead, draining 1 000/s: a 1 s wait, polled at its half.
+        assert_eq!(
+            poll_wait_ms(
+                &waiting(1_000, None),
+                Some((earlier, 2_000)),
+                now,
+                5_000,
+                true
+            ),
+            500
+        );
+        assert_eq!(
+            poll_wait_ms(
+                &waiting(1_000, None),
+                Some((earlier, 1_000)),
+                now,
+                5_000,
+                true
+            ),
+            5_000,
+            "no drain seen"
+        );
+        // `--ignore-poll-hint`: the fan's own estimate even with a hint.
+        assert_eq!(
+            poll_wait_ms(
+                &waiting(1_000, Some(7_500)),
+                Some((earlier, 2_000)),
+                now,
+                5_000,
+                false
+            ),
+            500
+        );
     }
 }

@@ -38,6 +38,8 @@ pub struct Measured {
     pub probes: Probes,
     /// Joins answered in the busiest second.
     pub joins_peak_per_s: u64,
+    /// Joins answered in the whole seconds before the sell-out's second.
+    pub joins_before_sellout: Option<u64>,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -59,6 +61,15 @@ pub struct RoomReport {
     pub joins_per_s: f64,
     pub join_phase_ms: u64,
     pub joins_peak_per_s: u64,
+    /// Joins answered per second from the first join to the sell-out's
+    /// second (whole seconds): the sale itself, when holds, checkouts and
+    /// polls share the box. Shown beside `joins_per_s`; the goal uses
+    /// `joins_per_s`.
+    pub joins_to_sellout_per_s: Option<f64>,
+    /// The fans followed the gateway's `poll_after_ms`.
+    pub follow_poll_hint: bool,
+    /// Joins shared the other requests' in-flight slots.
+    pub joins_share_slots: bool,
     pub join_p50_ms: f64,
     pub join_p99_ms: f64,
     pub join_p999_ms: f64,
@@ -165,6 +176,14 @@ pub fn build(p: &RoomParams, t: &Tally, m: Measured) -> RoomReport {
         joins_per_s: t.joined as f64 / join_phase.as_secs_f64().max(1e-3),
         join_phase_ms: join_phase.as_millis() as u64,
         joins_peak_per_s: m.joins_peak_per_s,
+        joins_to_sellout_per_s: match (m.joins_before_sellout, t.sellout, t.first_join_at) {
+            (Some(n), Some(end), Some(first)) if end.as_secs() > first.as_secs() => {
+                Some(n as f64 / (end.as_secs() - first.as_secs()) as f64)
+            }
+            _ => None,
+        },
+        follow_poll_hint: p.follow_poll_hint,
+        joins_share_slots: p.joins_share_slots,
         join_p50_ms: t.join.quantile_ms(0.5),
         join_p99_ms: t.join.quantile_ms(0.99),
         join_p999_ms: t.join.quantile_ms(0.999),
@@ -259,6 +278,24 @@ pub fn print_table(r: &RoomReport) {
         r.seats, r.ga_seats, r.fans, r.fans_started, r.arrival_s, r.users, r.admit_batch, r.hold_ttl_ms, r.gateway
     );
     println!("  joins                 {} answered ({} failed) in {} ms: {:.0} joins/s (busiest second {})", r.joins, r.join_failed, r.join_phase_ms, r.joins_per_s, r.joins_peak_per_s);
+    if let Some(j) = r.joins_to_sellout_per_s {
+        println!(
+            "  joins to the sell-out {j:.0} joins/s (first join to the sell-out's second; the goal uses the whole join phase above)"
+        );
+    }
+    println!(
+        "  fans                  {}; joins {}",
+        if r.follow_poll_hint {
+            "follow the gateway's poll hint"
+        } else {
+            "ignore the poll hint"
+        },
+        if r.joins_share_slots {
+            "share the --inflight-max request slots"
+        } else {
+            "bounded by their own --inflight-max"
+        }
+    );
     println!(
         "  join p50/p99/p999     {:.2} / {:.2} / {:.2} ms (fan start lag p99 {:.0} ms)",
         r.join_p50_ms, r.join_p99_ms, r.join_p999_ms, r.start_lag_p99_ms

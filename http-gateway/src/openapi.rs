@@ -366,6 +366,7 @@ mod shapes {
                 "admitted_until",
                 "state",
                 "estimated_wait_ms",
+                "poll_after_ms",
             ],
             json!({"event_id": {"type": "string"},
                    "queue_position": {"type": "integer", "format": "int64", "minimum": 1,
@@ -376,7 +377,9 @@ mod shapes {
                    "admitted_until": {"oneOf": [{"type": "null"}, timestamp()]},
                    "state": {"type": "string",
                              "enum": ["pending_shuffle", "waiting", "admitted", "lapsed"]},
-                   "estimated_wait_ms": nullable("integer")}),
+                   "estimated_wait_ms": nullable("integer"),
+                   "poll_after_ms": {"type": ["integer", "null"], "minimum": 0,
+                                     "description": "while waiting (or pending the shuffle): ask again after this many ms"}}),
         )
     }
 

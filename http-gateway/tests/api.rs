@@ -475,6 +475,9 @@ async fn waiting_room_requires_admission() {
     assert_eq!(waiting.body["state"], json!("waiting"), "{}", waiting.text);
     assert!(waiting.body["position"].as_u64().unwrap() >= 1);
     assert!(waiting.body["estimated_wait_ms"].as_u64().unwrap() > 0);
+    // The poll hint: at least 250 ms, at most half the 10 s window.
+    let poll_after = waiting.body["poll_after_ms"].as_u64().expect("poll hint");
+    assert!((250..=5_000).contains(&poll_after), "{}", waiting.text);
     assert_problem(
         &gw.hold(
             second,
@@ -500,6 +503,71 @@ async fn waiting_room_requires_admission() {
             .await,
         403,
         "invalid_queue_token",
+    );
+}
+
+#[tokio::test]
+async fn a_crowd_of_joins_gets_distinct_positions_across_blocks() {
+    // Goal: joins in a burst, served from blocks reserved ahead while
+    // earlier ones are still handed out, never share a position, and cost
+    // far fewer log writes than joins.
+    let gw = start().await;
+    let mut spec = event_spec("crowd");
+    spec["waiting_room"] = json!({ "enabled": true, "admit_batch": 10 });
+    gw.create_event(spec).await;
+    assert_eq!(
+        gw.post("/v1/events/crowd/sale/open", Some(ADMIN), json!({}))
+            .await
+            .status,
+        200
+    );
+    let fan = gw.session("fan").await;
+    let (tasks, per_task) = (32, 125);
+    let mut joins = tokio::task::JoinSet::new();
+    for _ in 0..tasks {
+        let (http, url, fan) = (
+            gw.http.clone(),
+            gw.url("/v1/events/crowd/queue"),
+            fan.clone(),
+        );
+        joins.spawn(async move {
+            let mut positions = Vec::new();
+            for _ in 0..per_task {
+                let r = http
+                    .post(&url)
+                    .bearer_auth(&fan)
+                    .send()
+                    .await
+                    .expect("join");
+                assert_eq!(r.status(), 201);
+                let v: serde_json::Value = r.json().await.expect("json");
+                assert!(
+                    v["poll_after_ms"].is_u64() || v["admitted"] == json!(true),
+                    "{v}"
+                );
+                positions.push(v["queue_position"].as_u64().expect("position"));
+            }
+            positions
+        });
+    }
+    let mut all = Vec::new();
+    while let Some(p) = joins.join_next().await {
+        all.extend(p.expect("joiner"));
+    }
+    let n = all.len();
+    all.sort_unstable();
+    all.dedup();
+    assert_eq!(all.len(), n, "a position handed out twice");
+    let metrics = gw.get("/metrics", None).await.text;
+    let writes: f64 = metrics
+        .lines()
+        .find(|l| l.starts_with("gateway_cluster_submits_total{answered=\"log\"}"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .expect("log submits counted");
+    assert!(
+        writes < n as f64 / 10.0,
+        "{writes} log writes for {n} joins"
     );
 }
 

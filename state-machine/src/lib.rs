@@ -59,4 +59,4 @@ pub use snapshot::{SavedCopy, SNAPSHOT_MAGIC, SNAPSHOT_VERSION, SNAPSHOT_VERSION
 pub use spec::{EventSpec, RowSpec, SectionSpec, WaitingRoomSpec};
 pub use state::BookingState;
 pub use view::*;
-pub use waiting_room::{fan_place, place_of, pre_queue_place, QUEUE_POSITION_MAX};
+pub use waiting_room::{admit_grace_ms, fan_place, place_of, pre_queue_place, QUEUE_POSITION_MAX};

@@ -361,17 +361,7 @@ pub async fn run(
     let tokens = http::sign_in(&pool, params.users.clamp(1, params.fans.max(1))).await?;
 
     let counters_before = node_counters(metrics_urls).await;
-    let bar = if quiet {
-        indicatif::ProgressBar::hidden()
-    } else {
-        indicatif::ProgressBar::new(params.fans)
-    };
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{elapsed_precise} [{bar:40}] {pos}/{len} fans {msg}",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
+    let bar = fans_bar(params.fans, quiet);
     let shared = Arc::new(Shared {
         pool,
         tokens,
@@ -624,4 +614,21 @@ pub fn print_table(r: &FlashReport) {
 /// JSON of the report (one object).
 pub fn to_json(r: &FlashReport) -> serde_json::Value {
     json!(r)
+}
+
+/// The run's progress bar over `fans` fans (hidden when `quiet`); the
+/// plain and the waiting-room sale both count fans started.
+pub(crate) fn fans_bar(fans: u64, quiet: bool) -> indicatif::ProgressBar {
+    let bar = if quiet {
+        indicatif::ProgressBar::hidden()
+    } else {
+        indicatif::ProgressBar::new(fans)
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{elapsed_precise} [{bar:40}] {pos}/{len} fans {msg}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar
 }

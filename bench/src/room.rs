@@ -201,17 +201,7 @@ pub async fn run(
     let probe_tokens = http::sign_in_named(&pool, "probe", PROBES).await?;
 
     let counters_before = node_counters(metrics_urls).await;
-    let bar = if quiet {
-        indicatif::ProgressBar::hidden()
-    } else {
-        indicatif::ProgressBar::new(params.fans)
-    };
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{elapsed_precise} [{bar:40}] {pos}/{len} fans {msg}",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
+    let bar = crate::flash::fans_bar(params.fans, quiet);
     let timeline_s = (params.duration_s_max as usize + 60).min(TIMELINE_S_MAX);
     let reserved = params.seats.saturating_sub(params.ga_seats);
     let shared = Arc::new(Shared {

@@ -237,21 +237,6 @@ async fn get_on(conn: &mut TcpStream, path: &str, within: Duration) -> Option<An
     read_answer(conn, within).await
 }
 
-/// Waits (bounded by [`WAIT`]) until the gateway closes `conn`; how long
-/// that took, or `None` if it stayed open. Anything written before the
-/// close is read and dropped.
-async fn closed_within(conn: &mut TcpStream) -> Option<Duration> {
-    let start = Instant::now();
-    let mut buf = [0u8; 1024];
-    loop {
-        match tokio::time::timeout(WAIT, conn.read(&mut buf)).await {
-            Err(_) => return None,
-            Ok(Ok(0)) | Ok(Err(_)) => return Some(start.elapsed()),
-            Ok(Ok(_)) => {}
-        }
-    }
-}
-
 #[tokio::test]
 async fn at_the_cap_the_oldest_connection_is_answered_then_closed_for_a_newcomer() {
     // With connections_max = 1, a connection in the middle of a 3 s
@@ -309,7 +294,7 @@ async fn at_the_cap_the_oldest_connection_is_answered_then_closed_for_a_newcomer
         busy_answer.head
     );
     assert!(
-        closed_within(&mut busy).await.is_some(),
+        closed_within(&mut busy, WAIT).await.is_some(),
         "the connection asked to make room stayed open"
     );
     let newcomer_answer = newcomer_answer.expect("the newcomer was not served");
@@ -342,7 +327,7 @@ async fn an_idle_keep_alive_connection_is_closed_and_a_busy_one_is_not() {
         get_on(&mut idle, "/healthz", WAIT).await.map(|a| a.status),
         Some(200)
     );
-    let took = closed_within(&mut idle)
+    let took = closed_within(&mut idle, WAIT)
         .await
         .expect("an idle connection stayed open");
     assert!(

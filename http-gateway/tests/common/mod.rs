@@ -369,3 +369,22 @@ pub fn assert_problem(r: &Resp, status: u16, code: &str) {
         r.body["type"].is_string() && r.body["title"].is_string() && r.body["detail"].is_string()
     );
 }
+
+/// Waits (at most `wait`) until the gateway closes `conn`; how long that
+/// took, or `None` if it stayed open. Anything written before the close is
+/// read and dropped.
+pub async fn closed_within(
+    conn: &mut tokio::net::TcpStream,
+    wait: std::time::Duration,
+) -> Option<std::time::Duration> {
+    use tokio::io::AsyncReadExt;
+    let start = std::time::Instant::now();
+    let mut buf = [0u8; 1024];
+    loop {
+        match tokio::time::timeout(wait, conn.read(&mut buf)).await {
+            Err(_) => return None,
+            Ok(Ok(0)) | Ok(Err(_)) => return Some(start.elapsed()),
+            Ok(Ok(_)) => {}
+        }
+    }
+}

@@ -17,6 +17,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
+use crate::cpu;
 use crate::http::FanPool;
 use testkit::free_addr;
 use testkit::process::Child;
@@ -29,13 +30,24 @@ pub async fn serve(port: u16) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The ceiling of one run.
+#[derive(Clone, Copy, Debug)]
+pub struct EchoCeiling {
+    pub requests_per_s: f64,
+    /// CPU time per request of the echo server and of the generator (the
+    /// same load generator the sale uses), µs.
+    pub server_cpu_us: Option<f64>,
+    pub generator_cpu_us: f64,
+}
+
 /// Starts the echo process, loads it for `duration` with `connections`
-/// concurrent requests, stops it, and returns requests per second.
+/// concurrent requests, stops it, and returns requests per second and the
+/// CPU each side spent per request.
 pub async fn measure(
     duration: Duration,
     connections: usize,
     log_dir: &std::path::Path,
-) -> anyhow::Result<f64> {
+) -> anyhow::Result<EchoCeiling> {
     let port = free_addr().port();
     let mut cmd = Command::new(std::env::current_exe()?);
     cmd.arg("echo-server").arg("--port").arg(port.to_string());
@@ -48,6 +60,8 @@ pub async fn measure(
         .await?;
     let pool = FanPool::new(&format!("http://127.0.0.1:{port}"))?;
     let done = Arc::new(AtomicU64::new(0));
+    let server_cpu_before = child.pid().and_then(cpu::pid_cpu_ms);
+    let generator_cpu_before = cpu::self_cpu_ms();
     let start = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..connections as u64 {
@@ -68,7 +82,17 @@ pub async fn measure(
     for t in tasks {
         let _ = t.await;
     }
-    let rps = done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64();
+    let requests = done.load(Ordering::Relaxed);
+    let rps = requests as f64 / start.elapsed().as_secs_f64();
+    let per_request = |ms: u64| ms as f64 * 1000.0 / requests.max(1) as f64;
+    let server_cpu_us = server_cpu_before
+        .zip(child.pid().and_then(cpu::pid_cpu_ms))
+        .map(|(b, a)| per_request(a.saturating_sub(b)));
+    let generator_cpu_us = per_request(cpu::self_cpu_ms().saturating_sub(generator_cpu_before));
     drop(child);
-    Ok(rps)
+    Ok(EchoCeiling {
+        requests_per_s: rps,
+        server_cpu_us,
+        generator_cpu_us,
+    })
 }

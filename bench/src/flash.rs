@@ -33,6 +33,7 @@ use serde_json::json;
 use state_machine::{Query, QueryResult};
 use tokio::sync::Semaphore;
 
+use crate::cpu::{self, CpuPerRequest};
 use crate::http::{self, FanPool, HoldAnswer};
 use crate::node_metrics::{gauge_max, gauge_of, node_counters};
 use crate::stats::{Latencies, Timeline};
@@ -163,6 +164,11 @@ pub struct FlashReport {
     pub share_without_log_write: Option<f64>,
     pub echo_requests_per_s: Option<f64>,
     pub fraction_of_echo: Option<f64>,
+    /// CPU time per HTTP request of the sale, by process.
+    pub cpu_per_request: CpuPerRequest,
+    /// The echo ceiling's CPU per request: its server, and the generator.
+    pub echo_server_cpu_us: Option<f64>,
+    pub echo_generator_cpu_us: Option<f64>,
     pub png: Option<String>,
     /// The longest time one apply batch waited for a node's state lock
     /// (`booking_apply_pause_max_ms`, the largest over the nodes) and that
@@ -361,6 +367,7 @@ pub async fn run(
     let tokens = http::sign_in(&pool, params.users.clamp(1, params.fans.max(1))).await?;
 
     let counters_before = node_counters(metrics_urls).await;
+    let cpu_before = cpu::sample(Some(gateway_url), metrics_urls).await;
     let bar = fans_bar(params.fans, quiet);
     let shared = Arc::new(Shared {
         pool,
@@ -441,6 +448,7 @@ pub async fn run(
     let run = shared.start.elapsed();
     bar.finish_and_clear();
     let counters_after = node_counters(metrics_urls).await;
+    let cpu_after = cpu::sample(Some(gateway_url), metrics_urls).await;
 
     let (sold_per_replica, held_per_replica) = if endpoints.is_empty() {
         (Vec::new(), Vec::new())
@@ -523,6 +531,9 @@ pub async fn run(
         share_without_log_write: share_without,
         echo_requests_per_s: None,
         fraction_of_echo: None,
+        cpu_per_request: cpu::per_request(&cpu_before, &cpu_after, http_requests),
+        echo_server_cpu_us: None,
+        echo_generator_cpu_us: None,
         png: None,
         apply_pause_max_ms: apply_pause.map(|(v, _)| v),
         apply_pause_node: apply_pause.map(|(_, node)| node),
@@ -581,6 +592,14 @@ pub fn print_table(r: &FlashReport) {
             "  echo baseline         {e:.0} req/s; full stack = {:.1}% of it (http requests/s)",
             f * 100.0
         );
+    }
+    println!(
+        "  CPU per HTTP request  {}",
+        cpu::describe(&r.cpu_per_request)
+    );
+    if let Some(server) = r.echo_server_cpu_us {
+        let generator = r.echo_generator_cpu_us.unwrap_or(0.0);
+        println!("  CPU per echo request  server {server:.0} µs, generator {generator:.0} µs");
     }
     println!(
         "  audit                 sold {} of {} (per replica {:?}, held {:?}), replicas agree: {}, double sold: {}, bookings acknowledged: {}",

@@ -153,7 +153,7 @@ pub async fn flash_sale(a: FlashArgs) -> anyhow::Result<ExitCode> {
         duration_s_max: a.duration_max_s,
     };
     let log_dir = tempfile::Builder::new().prefix("bench-flash-").tempdir()?;
-    let echo_rps = if a.echo_s > 0 {
+    let echo = if a.echo_s > 0 {
         Some(
             bench::echo::measure(
                 Duration::from_secs(a.echo_s),
@@ -216,7 +216,7 @@ pub async fn flash_sale(a: FlashArgs) -> anyhow::Result<ExitCode> {
             &metrics,
             kind,
             started_config,
-            echo_rps,
+            echo.map(|e| e.requests_per_s),
         )
         .await;
     }
@@ -235,9 +235,11 @@ pub async fn flash_sale(a: FlashArgs) -> anyhow::Result<ExitCode> {
         report.snapshot_every_entries = Some(every);
         report.election_timeout_ms = Some(election);
     }
-    if let Some(e) = echo_rps {
-        report.echo_requests_per_s = Some(e);
-        report.fraction_of_echo = Some(report.http_requests_per_s / e.max(1e-9));
+    if let Some(e) = echo {
+        report.echo_requests_per_s = Some(e.requests_per_s);
+        report.fraction_of_echo = Some(report.http_requests_per_s / e.requests_per_s.max(1e-9));
+        report.echo_server_cpu_us = e.server_cpu_us;
+        report.echo_generator_cpu_us = Some(e.generator_cpu_us);
     }
     if !a.png.is_empty() {
         let path = PathBuf::from(&a.png);

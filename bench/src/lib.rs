@@ -13,7 +13,8 @@
 //!   through `testkit`, like every cluster of the workspace).
 //! - [`http`]: the gateway calls and the seat layout; [`stats`], [`plot`]:
 //!   histograms and the PNG; [`node_metrics`]: the nodes' `/metrics`
-//!   series the report quotes. Child processes (nodes, the echo server, the
+//!   series the report quotes; [`cpu`]: CPU time per request by
+//!   process, from the processes' own clocks. Child processes (nodes, the echo server, the
 //!   peers) are `testkit::process::Child`ren: they stop when dropped and
 //!   die with the bench.
 //!
@@ -25,6 +26,7 @@
 //! absolute numbers drift with the machine's load; compare ratios from one run.
 
 pub mod cluster;
+pub mod cpu;
 pub mod echo;
 pub mod flash;
 pub mod http;

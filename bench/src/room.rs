@@ -201,6 +201,7 @@ pub async fn run(
     let probe_tokens = http::sign_in_named(&pool, "probe", PROBES).await?;
 
     let counters_before = node_counters(metrics_urls).await;
+    let cpu_before = crate::cpu::sample(Some(gateway_url), metrics_urls).await;
     let bar = crate::flash::fans_bar(params.fans, quiet);
     let timeline_s = (params.duration_s_max as usize + 60).min(TIMELINE_S_MAX);
     let reserved = params.seats.saturating_sub(params.ga_seats);
@@ -312,6 +313,8 @@ pub async fn run(
         None => Probes::default(),
     };
     let counters_after = node_counters(metrics_urls).await;
+    let cpu_after = crate::cpu::sample(Some(gateway_url), metrics_urls).await;
+    let requests = shared.requests.load(Ordering::Relaxed);
     let (sold_per_replica, held_per_replica) = if endpoints.is_empty() {
         (Vec::new(), Vec::new())
     } else {
@@ -320,7 +323,8 @@ pub async fn run(
     let measured = Measured {
         started,
         run,
-        requests: shared.requests.load(Ordering::Relaxed),
+        requests,
+        cpu: crate::cpu::per_request(&cpu_before, &cpu_after, requests),
         counters: counters_before
             .zip(counters_after)
             .map(|(a, b)| b.since(&a)),

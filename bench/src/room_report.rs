@@ -13,6 +13,7 @@
 
 use std::time::Duration;
 
+use crate::cpu::CpuPerRequest;
 use crate::node_metrics::NodeCounters;
 use crate::plot::{per_second_counts, per_second_quantile};
 use crate::plot::{Figure, Series, HOLDS_COLOUR, JOINS_COLOUR, JOIN_P99_COLOUR, P99_COLOUR};
@@ -40,6 +41,8 @@ pub struct Measured {
     pub joins_peak_per_s: u64,
     /// Joins answered in the whole seconds before the sell-out's second.
     pub joins_before_sellout: Option<u64>,
+    /// CPU time per HTTP request of the run, by process.
+    pub cpu: CpuPerRequest,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -135,6 +138,8 @@ pub struct RoomReport {
     pub snapshot_bytes_node: Option<u64>,
     // The ceiling and the goal.
     pub echo_requests_per_s: Option<f64>,
+    /// CPU time per HTTP request of the run, by process.
+    pub cpu_per_request: CpuPerRequest,
     pub joins_per_echo: Option<f64>,
     pub goal_zero_oversell: bool,
     pub goal_state_within_64_mib: Option<bool>,
@@ -243,6 +248,7 @@ pub fn build(p: &RoomParams, t: &Tally, m: Measured) -> RoomReport {
         snapshot_bytes_node: m.snapshot_bytes_max.map(|(_, n)| n),
         echo_requests_per_s: None,
         joins_per_echo: None,
+        cpu_per_request: m.cpu,
         goal_zero_oversell: audit_exact && replicas_agree,
         goal_state_within_64_mib: m
             .snapshot_bytes_max
@@ -347,6 +353,10 @@ pub fn print_table(r: &RoomReport) {
             f
         );
     }
+    println!(
+        "  CPU per HTTP request  {}",
+        crate::cpu::describe(&r.cpu_per_request)
+    );
     println!(
         "  goal                  zero oversell: {}; state <= 64 MiB: {}; joins >= 0.5x echo: {}",
         yes_no(Some(r.goal_zero_oversell)),

@@ -4,7 +4,7 @@
 //! histograms by route; live WebSocket clients; waiting-room length as last
 //! seen; payment outcomes; cluster submits answered with and without a log
 //! write; connections served, waiting, refused and closed by the gateway
-//! (by [`CLOSE_REASONS`]). Must not: label by anything a client controls
+//! (by [`CLOSE_REASONS`]); the process's own `process_*` series. Must not: label by anything a client controls
 //! freely (raw paths, ids, methods): routes are axum's matched patterns (or
 //! `unmatched`), methods one of [`METHOD_LABELS`] (or `other`), statuses
 //! the three digits a handler chose, so label cardinality is bounded by the
@@ -168,6 +168,16 @@ impl Metrics {
         ] {
             registry.register(c).expect("unique metric names");
         }
+        // The standard `process_*` series (CPU seconds, resident memory, open
+        // descriptors), as etcd and most exporters have them. Its CPU counter
+        // counts whole seconds, too coarse for the bench's cost per request:
+        // `render` adds `gateway_process_cpu_ms_total`.
+        #[cfg(target_os = "linux")]
+        registry
+            .register(Box::new(
+                prometheus::process_collector::ProcessCollector::for_self(),
+            ))
+            .expect("unique metric names");
         Metrics {
             registry,
             requests,
@@ -193,7 +203,16 @@ impl Metrics {
         let encoder = prometheus::TextEncoder::new();
         // Encoding our own well-formed metrics into a Vec cannot fail.
         let _ = encoder.encode(&self.registry.gather(), &mut buf);
-        String::from_utf8(buf).unwrap_or_default()
+        let mut text = String::from_utf8(buf).unwrap_or_default();
+        // CPU time in ms, read at scrape time: the bench divides it by the
+        // requests served for a cost per request, which a busy machine
+        // distorts less than it distorts latency.
+        let cpu_ms = cpu_time::ProcessTime::try_now().map_or(0, |t| t.as_duration().as_millis());
+        text.push_str(&format!(
+            "# HELP gateway_process_cpu_ms_total CPU time this process used since start (user + system), in ms.\n\
+             # TYPE gateway_process_cpu_ms_total counter\ngateway_process_cpu_ms_total {cpu_ms}\n"
+        ));
+        text
     }
 
     /// Records the waiting-room length of an event.

@@ -667,6 +667,17 @@ async fn openapi_metrics_and_page_are_served() {
         m.text
     );
     assert!(m.text.contains("gateway_websocket_clients"));
+    // The standard process series, and the CPU time in ms that the bench's
+    // CPU per request reads.
+    assert!(m.text.contains("process_resident_memory_bytes"));
+    assert!(m.text.contains("process_cpu_seconds_total"));
+    let cpu_ms: u64 = m
+        .text
+        .lines()
+        .find_map(|l| l.strip_prefix("gateway_process_cpu_ms_total "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no gateway_process_cpu_ms_total in {}", m.text));
+    assert!(cpu_ms > 0, "{cpu_ms} ms of CPU");
     let page = gw.get("/", None).await;
     assert_eq!(page.status, 200);
     assert!(page.text.contains("<html") || page.text.contains("<!doctype"));

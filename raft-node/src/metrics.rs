@@ -400,6 +400,12 @@ pub fn render(node_id: u64, counters: &Counters, raft: &Raft, commit_index: u64)
         "counter",
         c(&counters.fast_path_fallbacks),
     );
+    gauge(
+        "booking_process_cpu_ms_total",
+        "CPU time this process used since start (user + system), in ms: divided by the requests served, the cost of a request, which a busy machine distorts less than latency.",
+        "counter",
+        cpu_time::ProcessTime::try_now().map_or(0, |t| t.as_duration().as_millis() as u64),
+    );
     out
 }
 

@@ -185,6 +185,18 @@ async fn three_nodes_elect_and_a_hold_written_via_a_follower_reads_back_lineariz
                 )),
             "node {id}: {text}"
         );
+        // The process's CPU time, which the bench divides by requests: a
+        // node that applied entries has used some.
+        let cpu_ms: u64 = text
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(&format!(
+                    "booking_process_cpu_ms_total{{node_id=\"{id}\"}} "
+                ))
+            })
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("node {id}: no CPU time in {text}"));
+        assert!(cpu_ms > 0, "node {id}: {cpu_ms} ms of CPU");
     }
     c.stop_all().await;
 }

@@ -133,7 +133,7 @@ impl Child {
     }
 
     /// The pid (also the process group id), while the child is unreaped.
-    fn pid(&self) -> Option<u32> {
+    pub fn pid(&self) -> Option<u32> {
         self.inner.as_ref().map(|c| c.id())
     }
 

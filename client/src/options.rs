@@ -34,8 +34,8 @@ pub struct ClientOptions {
     /// Capped at `proto::SUBMIT_BATCH_MAX`.
     pub write_batch_max: usize,
     /// Most `SubmitBatch` calls in flight to one node; writes arriving
-    /// meanwhile wait (at most `write_batch_max` × this many) and leave in
-    /// the next batch, and past that bound go out as their own `Submit`.
+    /// meanwhile queue (at most `write_batch_max` × this many) and leave in
+    /// the next batch; past that bound they wait for room in the queue.
     pub write_batches_in_flight_max: usize,
 }
 

@@ -124,3 +124,32 @@ async fn a_not_leader_inside_a_batch_redirects_each_write() {
         "every write went on to the leader under its own ids"
     );
 }
+
+// Goal: writes that find the node's queue full wait for room and leave in
+// batches; none goes out as its own Submit (which would cost the busy node
+// and caller a whole RPC per write). The queue holds 4 writes here and 40
+// arrive while the first batch is stuck for a second.
+#[tokio::test]
+async fn writes_past_a_full_queue_wait_and_leave_in_batches() {
+    let slow_first = vec![Action::After(
+        Duration::from_millis(1_000),
+        Box::new(Action::Ok),
+    )];
+    let (addr, node) = fake_node(1, slow_first).await;
+    let options = ClientOptions {
+        write_batch_max: 4,
+        ..batching_options()
+    };
+    let client = Client::with_options([addr.to_string()], options).unwrap();
+    let answers = concurrent_writes(&client, 40).await;
+    assert_eq!(answers.len(), 40);
+    assert!(answers.iter().all(|a| a.attempts == 1), "{answers:?}");
+    let batches = node.batches.lock().unwrap().clone();
+    assert!(batches.iter().all(|&len| len <= 4), "{batches:?}");
+    assert_eq!(
+        batches.iter().sum::<usize>(),
+        40,
+        "every write in a batch, none sent alone: {batches:?}"
+    );
+    assert_eq!(node.seen.lock().unwrap().len(), 40, "each write sent once");
+}

@@ -65,9 +65,14 @@ pub struct FlashArgs {
     /// Seconds of the echo baseline (0 skips it).
     #[arg(long, default_value_t = 5)]
     echo_s: u64,
-    /// Concurrent requests of the echo baseline.
+    /// Concurrent requests of the echo baseline (and of the join capacity).
     #[arg(long, default_value_t = 256)]
     echo_connections: usize,
+    /// With --waiting-room: seconds of closed-loop joins on an event of
+    /// their own before the sale, at the echo's concurrency (0 skips it):
+    /// the stack's join capacity, set against the echo ceiling.
+    #[arg(long, default_value_t = 5)]
+    join_ceiling_s: u64,
     /// Where to write the throughput/latency PNG ("" for none).
     #[arg(long, default_value = "reports/flash-sale.png")]
     png: String,
@@ -304,6 +309,8 @@ async fn room_sale(
         follow_poll_hint: !a.ignore_poll_hint,
         joins_share_slots: !a.joins_own_slots,
         duration_s_max: a.duration_max_s,
+        join_ceiling_s: a.join_ceiling_s,
+        join_ceiling_connections: a.echo_connections,
     };
     anyhow::ensure!(
         params.abandon_share + params.decline_share + params.slow_share <= 1.0,

@@ -6,7 +6,8 @@
 //!   the replica audit, the report; [`echo`]: the no-op axum echo ceiling.
 //! - [`room`]: `bench flash-sale --waiting-room`: a crowd through the
 //!   event's waiting room ([`room_fan`]: one fan; [`room_report`]: the
-//!   numbers, the goal and the PNG's figure).
+//!   numbers, the goal and the PNG's figure; [`join_ceiling`]: the
+//!   closed-loop join capacity measured before the sale).
 //! - [`peers`]: `bench peers`: the closed-loop hold workload and one module
 //!   per system (ours via client and gateway, etcd, Redis, PostgreSQL).
 //! - [`cluster`]: our 3-node cluster and gateway as processes (started
@@ -30,6 +31,7 @@ pub mod cpu;
 pub mod echo;
 pub mod flash;
 pub mod http;
+pub mod join_ceiling;
 pub mod node_metrics;
 pub mod peers;
 pub mod plot;

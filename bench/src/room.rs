@@ -81,6 +81,10 @@ pub struct RoomParams {
     /// joins are bounded by their own `inflight_max` permits only).
     pub joins_share_slots: bool,
     pub duration_s_max: u64,
+    /// Seconds of the closed-loop join capacity before the sale (0: none;
+    /// `join_ceiling.rs`), and its joins in flight (the echo's).
+    pub join_ceiling_s: u64,
+    pub join_ceiling_connections: usize,
 }
 
 /// The arrival schedule: the share of fans arrived by the end of each second.
@@ -198,6 +202,29 @@ pub async fn run(
     http::create_event_from(gateway_url, admin_token, &event_spec(&event_id, &params)).await?;
     let users = params.users.clamp(1, params.fans.max(1));
     let tokens = http::sign_in(&pool, users).await?;
+    let join_ceiling = if params.join_ceiling_s > 0 {
+        let ceiling_event = format!("room-ceiling-{}", std::process::id());
+        http::create_event_from(
+            gateway_url,
+            admin_token,
+            &event_spec(&ceiling_event, &params),
+        )
+        .await?;
+        Some(
+            crate::join_ceiling::measure(
+                &pool,
+                gateway_url,
+                metrics_urls,
+                &ceiling_event,
+                &tokens,
+                Duration::from_secs(params.join_ceiling_s),
+                params.join_ceiling_connections,
+            )
+            .await,
+        )
+    } else {
+        None
+    };
     let probe_tokens = http::sign_in_named(&pool, "probe", PROBES).await?;
 
     let counters_before = node_counters(metrics_urls).await;
@@ -325,6 +352,7 @@ pub async fn run(
         run,
         requests,
         cpu: crate::cpu::per_request(&cpu_before, &cpu_after, requests),
+        join_ceiling,
         counters: counters_before
             .zip(counters_after)
             .map(|(a, b)| b.since(&a)),

@@ -14,6 +14,7 @@
 use std::time::Duration;
 
 use crate::cpu::CpuPerRequest;
+use crate::join_ceiling::JoinCeiling;
 use crate::node_metrics::NodeCounters;
 use crate::plot::{per_second_counts, per_second_quantile};
 use crate::plot::{Figure, Series, HOLDS_COLOUR, JOINS_COLOUR, JOIN_P99_COLOUR, P99_COLOUR};
@@ -43,6 +44,8 @@ pub struct Measured {
     pub joins_before_sellout: Option<u64>,
     /// CPU time per HTTP request of the run, by process.
     pub cpu: CpuPerRequest,
+    /// The closed-loop join capacity measured before the sale.
+    pub join_ceiling: Option<JoinCeiling>,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -140,6 +143,12 @@ pub struct RoomReport {
     pub echo_requests_per_s: Option<f64>,
     /// CPU time per HTTP request of the run, by process.
     pub cpu_per_request: CpuPerRequest,
+    /// Closed-loop joins before the sale (`join_ceiling.rs`), and their
+    /// rate over the echo ceiling's (same generator, same concurrency):
+    /// the stack's join capacity, which the sale's own joins/s (set by
+    /// the arrival schedule and the generator's slots) does not show.
+    pub join_ceiling: Option<JoinCeiling>,
+    pub join_ceiling_per_echo: Option<f64>,
     pub joins_per_echo: Option<f64>,
     pub goal_zero_oversell: bool,
     pub goal_state_within_64_mib: Option<bool>,
@@ -249,6 +258,8 @@ pub fn build(p: &RoomParams, t: &Tally, m: Measured) -> RoomReport {
         echo_requests_per_s: None,
         joins_per_echo: None,
         cpu_per_request: m.cpu,
+        join_ceiling: m.join_ceiling,
+        join_ceiling_per_echo: None,
         goal_zero_oversell: audit_exact && replicas_agree,
         goal_state_within_64_mib: m
             .snapshot_bytes_max
@@ -267,6 +278,9 @@ impl RoomReport {
         self.echo_requests_per_s = Some(echo_requests_per_s);
         self.joins_per_echo = Some(ratio);
         self.goal_joins_half_echo = Some(ratio >= JOINS_PER_ECHO_GOAL);
+        self.join_ceiling_per_echo = self
+            .join_ceiling
+            .map(|c| c.joins_per_s / echo_requests_per_s.max(1e-9));
     }
 }
 
@@ -351,6 +365,19 @@ pub fn print_table(r: &RoomReport) {
         println!(
             "  echo ceiling          {e:.0} req/s; joins/s = {:.2}x of it",
             f
+        );
+    }
+    if let Some(c) = &r.join_ceiling {
+        let ratio = r
+            .join_ceiling_per_echo
+            .map_or(String::new(), |f| format!(" = {f:.2}x the echo ceiling"));
+        println!(
+            "  join capacity         {:.0} joins/s closed loop ({} in flight, {} ms, {} not joined){ratio}; CPU per join: {}",
+            c.joins_per_s,
+            c.connections,
+            c.duration_ms,
+            c.not_joined,
+            crate::cpu::describe(&c.cpu)
         );
     }
     println!(

@@ -131,6 +131,15 @@ fn flash_sale_tiny_sells_no_seat_twice() {
     assert!(sold > 0, "nothing sold: {v}");
     assert_eq!(v["double_sold"], 0, "double sale: {v}");
     assert_eq!(v["replicas_agree"], true, "replicas disagree: {v}");
+    // CPU per request: every process of the stack used some, and so did
+    // the echo server.
+    for who in ["gateway_us", "nodes_us", "generator_us"] {
+        assert!(
+            v["cpu_per_request"][who].as_f64().unwrap_or(0.0) > 0.0,
+            "CPU per request, {who}: {v}"
+        );
+    }
+    assert!(v["echo_server_cpu_us"].as_f64().is_some(), "{v}");
     assert_eq!(code, 0, "bench exit code {code}: {v}");
 }
 
@@ -231,6 +240,8 @@ fn waiting_room_sale_100k_fans_sells_exactly_the_seats() {
         "1",
         "--echo-connections",
         "16",
+        "--join-ceiling-s",
+        "1",
         "--duration-max-s",
         "90",
         "--png",
@@ -271,6 +282,23 @@ fn waiting_room_sale_100k_fans_sells_exactly_the_seats() {
     assert_eq!(v["replicas_agree"], true, "replicas disagree: {v}");
     assert_eq!(v["audit_exact"], true, "audit: {v}");
     assert_eq!(v["fans_started"], 100_000, "every fan started: {v}");
+    // The closed-loop join capacity ran on its own event (the sale's audit
+    // above is exact regardless), and the CPU clocks were read.
+    let ceiling = &v["join_ceiling"];
+    assert!(
+        ceiling["joins_per_s"].as_f64().unwrap_or(0.0) > 0.0,
+        "join capacity: {v}"
+    );
+    assert!(
+        v["join_ceiling_per_echo"].as_f64().unwrap_or(0.0) > 0.0,
+        "{v}"
+    );
+    for who in ["gateway_us", "nodes_us"] {
+        assert!(
+            v["cpu_per_request"][who].as_f64().unwrap_or(0.0) > 0.0,
+            "CPU per request, {who}: {v}"
+        );
+    }
     let joins = v["joins"].as_u64().expect("joins");
     assert!(
         joins > 0 && joins + v["join_failed"].as_u64().unwrap_or(0) == 100_000,

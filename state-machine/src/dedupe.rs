@@ -60,9 +60,9 @@ struct Remembered {
     fingerprint: u64,
 }
 
-/// Stack space for encoding one command or outcome without a heap
-/// allocation: a simple hold and its outcome take well under 200 bytes;
-/// anything larger takes the heap path, which encodes the same bytes.
+/// Stack space for encoding one command without a heap allocation: a simple
+/// hold takes well under 200 bytes; anything larger takes the heap path,
+/// which encodes the same bytes.
 const SCRATCH_BYTES: usize = 512;
 
 /// A 64-bit digest of a command (blake3 of its postcard bytes), never 0, so
@@ -77,6 +77,28 @@ pub(crate) fn fingerprint(command: &Command) -> u64 {
     let mut first = [0u8; 8];
     first.copy_from_slice(&hash.as_bytes()[..8]);
     u64::from_le_bytes(first).max(1)
+}
+
+/// A postcard output that appends the encoded bytes to the byte ring, a
+/// slice at a time (postcard's own `ExtendFlavor` pushes byte by byte).
+struct RingFlavor<'a>(&'a mut VecDeque<u8>);
+
+impl postcard::ser_flavors::Flavor for RingFlavor<'_> {
+    type Output = ();
+
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        self.0.extend(data);
+        Ok(())
+    }
+
+    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        self.0.push_back(data);
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<()> {
+        Ok(())
+    }
 }
 
 /// `Remembered` as snapshot format 1 wrote it.
@@ -196,16 +218,9 @@ impl RequestTable {
             "dedupe entry ({client_id}, {request_id}) recorded twice"
         );
         let before = self.bytes.len();
-        let mut scratch = [0u8; SCRATCH_BYTES];
-        // One copy of the encoded bytes into the ring instead of a push per byte.
-        match postcard::to_slice(outcome, &mut scratch) {
-            Ok(encoded) => self.bytes.extend(encoded.iter()),
-            Err(_) => {
-                let bytes = std::mem::take(&mut self.bytes);
-                self.bytes =
-                    postcard::to_extend(outcome, bytes).expect("encoding an outcome cannot fail");
-            }
-        }
+        // Straight into the ring: no intermediate buffer to zero and copy.
+        postcard::serialize_with_flavor(outcome, RingFlavor(&mut self.bytes))
+            .expect("encoding an outcome cannot fail");
         let len = (self.bytes.len() - before) as u32;
         self.entries.push_back(Remembered {
             at_ms,
@@ -217,28 +232,28 @@ impl RequestTable {
         });
     }
 
-    fn pop_oldest(&mut self) {
-        let e = self.entries.pop_front().expect("non-empty");
-        self.index.remove(&(e.client_id, e.request_id));
-        self.bytes.drain(..e.len as usize);
-        self.first_seq += 1;
-    }
-
     /// Forgets the outcomes recorded at a log time below `before_ms` that are
     /// also `ttl_ms` old by `clock_ms` (both must agree: the cut-off comes
     /// from a leader's monotonic clock, the TTL from log time). Returns how
     /// many were forgotten. Stops at the first entry that must stay, since
-    /// entries are in log-time order.
+    /// entries are in log-time order. Their encoded bytes leave the ring in
+    /// one drain at the end rather than one drain per entry (a
+    /// `ForgetRequests` may drop hundreds of thousands).
     pub fn forget_before(&mut self, before_ms: u64, clock_ms: u64, ttl_ms: u64) -> u64 {
         let mut removed = 0;
+        let mut bytes = 0usize;
         while self
             .entries
             .front()
             .is_some_and(|e| e.at_ms < before_ms && e.at_ms.saturating_add(ttl_ms) <= clock_ms)
         {
-            self.pop_oldest();
+            let e = self.entries.pop_front().expect("non-empty");
+            self.index.remove(&(e.client_id, e.request_id));
+            bytes += e.len as usize;
+            self.first_seq += 1;
             removed += 1;
         }
+        self.bytes.drain(..bytes);
         removed
     }
 

@@ -23,8 +23,9 @@ impl BookingState {
         if self.event_by_id.len() != self.events.len() {
             return Err("event id index has extra entries".into());
         }
+        self.holds.check()?;
         let mut live = 0usize;
-        for (&hold_id, hold) in &self.holds {
+        for (hold_id, hold) in self.holds.iter() {
             if hold_id >= self.next_hold_id {
                 return Err(format!("hold {hold_id} is not below the id counter"));
             }
@@ -109,7 +110,7 @@ impl BookingState {
                     Seat::Available => {}
                     Seat::Held(h) => {
                         held[section] += 1;
-                        match self.holds.get(&h) {
+                        match self.holds.get(h) {
                             Some(hold) if hold.status.is_live() && hold.event as usize == ei => {}
                             _ => {
                                 return Err(format!(

@@ -204,7 +204,7 @@ impl BookingState {
     }
 
     pub(crate) fn hold_view(&self, hold_id: u64) -> Result<HoldView, BookingError> {
-        let Some(hold) = self.holds.get(&hold_id) else {
+        let Some(hold) = self.holds.get(hold_id) else {
             return Err(BookingError::UnknownHold { hold_id });
         };
         let ev = &self.events[hold.event as usize];

@@ -128,7 +128,7 @@ impl BookingState {
         let clock = self.clock_ms;
         let booking_id = self.next_booking_id;
         self.next_booking_id += 1;
-        let hold = self.holds.get_mut(&hold_id).expect("checked above");
+        let hold = self.holds.get_mut(hold_id).expect("checked above");
         hold.status = HoldStatus::Confirmed;
         hold.booking_id = Some(booking_id);
         self.derived.expiry.remove(&(hold.expires_at_ms, hold_id));

@@ -11,9 +11,9 @@
 //! change it mirrors); `check_invariants` compares them with the data after
 //! every entry in tests, and restore rebuilds them from scratch.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
-use super::Hold;
+use super::HoldTable;
 use crate::event::Event;
 use crate::view::SaleState;
 
@@ -37,12 +37,12 @@ pub(crate) struct Derived {
 
 impl Derived {
     /// Computes every index from the saved holds and events.
-    pub fn rebuild(holds: &BTreeMap<u64, Hold>, events: &[Event]) -> Derived {
+    pub fn rebuild(holds: &HoldTable, events: &[Event]) -> Derived {
         let mut derived = Derived {
             expiry: holds
                 .iter()
                 .filter(|(_, h)| h.status.is_live())
-                .map(|(id, h)| (h.expires_at_ms, *id))
+                .map(|(id, h)| (h.expires_at_ms, id))
                 .collect(),
             ..Derived::default()
         };

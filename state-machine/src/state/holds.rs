@@ -269,7 +269,7 @@ impl BookingState {
         }
         // Saturating: a leader stamp near u64::MAX must not wrap time around.
         let expires_at_ms = clock.saturating_add(ev.spec.hold_ttl_ms);
-        self.holds.insert(
+        self.holds.insert_new(
             hold_id,
             Hold {
                 event,
@@ -302,7 +302,7 @@ impl BookingState {
     /// The hold if it is live and the holder owns it; otherwise the refusal
     /// a client should see for its state.
     pub(super) fn live_hold(&self, hold_id: u64, holder: &str) -> Result<&Hold, BookingError> {
-        let Some(hold) = self.holds.get(&hold_id) else {
+        let Some(hold) = self.holds.get(hold_id) else {
             // Ids below the counter existed: a missing one was a finished
             // (released or expired) hold that has been forgotten.
             return Err(if hold_id > 0 && hold_id < self.next_hold_id {
@@ -349,7 +349,7 @@ impl BookingState {
             });
         }
         self.holds
-            .get_mut(&hold_id)
+            .get_mut(hold_id)
             .expect("checked above")
             .expires_at_ms = new;
         self.derived.expiry.remove(&(old, hold_id));
@@ -383,7 +383,7 @@ impl BookingState {
             self.clock_ms
                 .saturating_add(self.settings.payment_window_ms),
         );
-        let hold = self.holds.get_mut(&hold_id).expect("checked above");
+        let hold = self.holds.get_mut(hold_id).expect("checked above");
         hold.status = HoldStatus::PaymentPending;
         hold.expires_at_ms = new;
         self.derived.expiry.remove(&(old, hold_id));
@@ -420,7 +420,7 @@ impl BookingState {
             return Err(BookingError::ChargeMismatch { hold_id });
         }
         let begun = self.begin_payment(hold_id, holder)?;
-        let hold = self.holds.get_mut(&hold_id).expect("live: checked above");
+        let hold = self.holds.get_mut(hold_id).expect("live: checked above");
         hold.payment = Some(Box::new(Charge {
             charge_id: charge_id.to_string(),
             amount_cents,
@@ -445,7 +445,7 @@ impl BookingState {
         let clock = self.clock_ms;
         let hold = self
             .holds
-            .get_mut(&hold_id)
+            .get_mut(hold_id)
             .expect("ending a hold that does not exist");
         assert!(
             hold.status.is_live(),

@@ -34,6 +34,7 @@
 
 mod bookings;
 mod derived;
+mod hold_table;
 mod holds;
 mod queue;
 mod sales;
@@ -52,6 +53,7 @@ use crate::view::*;
 
 pub(crate) use bookings::{Booking, Ticket, TicketSeat};
 pub(crate) use derived::Derived;
+pub(crate) use hold_table::HoldTable;
 pub(crate) use holds::Hold;
 
 /// Everything a replica holds. `Default` is the empty state with default settings.
@@ -78,7 +80,8 @@ pub struct BookingState {
     /// finished (released or expired) ones until `hold_retention_ms` after
     /// they ended, so a client can still read what became of its hold;
     /// forgetting bounds memory. By hold id.
-    pub(crate) holds: BTreeMap<u64, Hold>,
+    /// (`HoldTable` encodes as the `BTreeMap<u64, Hold>` it replaced.)
+    pub(crate) holds: HoldTable,
     /// Every booking ever confirmed, cancelled ones included. By booking id.
     pub(crate) bookings: BTreeMap<u64, Booking>,
     /// Every ticket ever issued, revoked ones included. By ticket id.
@@ -123,7 +126,7 @@ impl Default for BookingState {
             clock_ms: 0,
             events: Vec::new(),
             event_by_id: BTreeMap::new(),
-            holds: BTreeMap::new(),
+            holds: HoldTable::default(),
             bookings: BTreeMap::new(),
             tickets: BTreeMap::new(),
             next_hold_id: 1,
@@ -401,7 +404,7 @@ impl BookingState {
             self.forget.pop_front();
             let hold = self
                 .holds
-                .remove(&hold_id)
+                .remove(hold_id)
                 .expect("forget queue names a missing hold");
             assert!(
                 matches!(hold.status, HoldStatus::Released | HoldStatus::Expired),

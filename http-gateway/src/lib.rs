@@ -24,7 +24,9 @@
 //! - [`auth`]: who is calling and the role extractors; [`ids`]: exactly-once request ids.
 //! - [`payments`]: `PaymentProvider`, the simulated provider, webhook signatures.
 //! - [`tickets`]: Ed25519 ticket codes and QR codes.
-//! - [`ratelimit`], [`metrics`]: middleware.
+//! - [`front`]: the one layer around every route (rate limits and identity
+//!   in, metrics, security headers and the problem-body guard out);
+//!   [`ratelimit`], [`metrics`]: what it calls.
 //! - `api`: the handlers; `live`: the WebSocket feed; `openapi`: the document;
 //!   `notify`: the outbox sender.
 //! - [`fault`]: which deliberate bug was chosen at start, and the gateway's
@@ -47,6 +49,7 @@ pub mod connections;
 #[cfg(any(test, feature = "fake-cluster"))]
 pub mod fake;
 pub mod fault;
+pub mod front;
 pub mod ids;
 pub mod jwt;
 pub mod keys;

@@ -1,4 +1,5 @@
-//! Prometheus metrics of the gateway and the middleware that records them.
+//! Prometheus metrics of the gateway and how a request is recorded (the
+//! front layer, [`crate::front`], calls [`Metrics::record`]).
 //!
 //! Owns: the registry; requests by route, method and status; latency
 //! histograms by route; live WebSocket clients; waiting-room length as last
@@ -10,16 +11,12 @@
 //! the three digits a handler chose, so label cardinality is bounded by the
 //! route table.
 
-use std::time::Instant;
+use std::time::Duration;
 
-use axum::extract::{MatchedPath, Request, State};
-use axum::middleware::Next;
-use axum::response::Response;
+use axum::http::StatusCode;
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
-
-use crate::AppState;
 
 /// Why the gateway closed a connection (`gateway_connections_closed_total`):
 /// `idle` (no request for `keep_alive_idle_ms`), `fairness` (asked to close
@@ -239,7 +236,7 @@ impl Default for Metrics {
 /// The method labels; any other method (HTTP allows any token) is `other`.
 pub const METHOD_LABELS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
 
-fn method_label(method: &axum::http::Method) -> &'static str {
+pub(crate) fn method_label(method: &axum::http::Method) -> &'static str {
     METHOD_LABELS
         .iter()
         .find(|m| **m == method.as_str())
@@ -247,24 +244,16 @@ fn method_label(method: &axum::http::Method) -> &'static str {
         .unwrap_or("other")
 }
 
-/// Counts and times every request under its matched route.
-pub async fn record(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let started = Instant::now();
-    // A clone of the matched path shares its string (no copy per request).
-    let route = req.extensions().get::<MatchedPath>().cloned();
-    let route = route.as_ref().map_or("unmatched", |m| m.as_str());
-    let method = method_label(req.method());
-    let response = next.run(req).await;
-    let status = response.status();
-    state
-        .metrics
-        .requests
-        .with_label_values(&[route, method, status.as_str()])
-        .inc();
-    state
-        .metrics
-        .latency
-        .with_label_values(&[route, method])
-        .observe(started.elapsed().as_secs_f64());
-    response
+impl Metrics {
+    /// Counts and times one answered request under its matched route (or
+    /// `unmatched`) and method label; called by [`crate::front`] for every
+    /// request.
+    pub fn record(&self, route: &str, method: &str, status: StatusCode, took: Duration) {
+        self.requests
+            .with_label_values(&[route, method, status.as_str()])
+            .inc();
+        self.latency
+            .with_label_values(&[route, method])
+            .observe(took.as_secs_f64());
+    }
 }

@@ -4,7 +4,7 @@
 //! Owns: [`Problem`], the mapping of domain refusals
 //! ([`state_machine::BookingError`]) and cluster errors ([`ClusterError`]) to
 //! HTTP statuses, the JSON/path/query extractors [`ApiJson`], [`ApiPath`] and
-//! [`ApiQuery`], and the last-line middleware [`ensure_problem_body`] that
+//! [`ApiQuery`], and the last-line guard [`ensure_problem_body`] that
 //! rewrites any stray non-problem 4xx/5xx (axum's own 405, a WebSocket upgrade
 //! rejection, a caught panic) into a problem.
 //!
@@ -20,7 +20,6 @@ use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::header::{CONTENT_TYPE, RETRY_AFTER};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -413,8 +412,8 @@ pub async fn method_not_allowed_fallback() -> Problem {
 /// internals, the WebSocket upgrade check, the panic catcher) becomes the
 /// generic problem of its status. Headers such as `Allow` and `Retry-After`
 /// are kept.
-pub async fn ensure_problem_body(req: Request, next: Next) -> Response {
-    let response = next.run(req).await;
+/// Run on every answer by [`crate::front`].
+pub fn ensure_problem_body(response: Response) -> Response {
     let status = response.status();
     if !(status.is_client_error() || status.is_server_error()) {
         return response;

@@ -1,8 +1,8 @@
 //! Per-address and per-user rate limits (token buckets from `governor`,
 //! rates from `[gateway] rate_per_*`), answered with `429` and `Retry-After`.
 //!
-//! Owns: the two keyed limiters and the middleware that also resolves who
-//! is calling: the client address ([`crate::client_addr`]: IPv6 by /64,
+//! Owns: the two keyed limiters and the check ([`admit`], run by
+//! [`crate::front`] on every request) that also resolves who is calling: the client address ([`crate::client_addr`]: IPv6 by /64,
 //! forwarded headers only from trusted proxies) and the bearer token
 //! ([`crate::auth::identify`], any `Bearer` casing), both stored in the
 //! request's extensions for the handlers. The user bucket is keyed by the
@@ -16,9 +16,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::num::NonZeroU32;
 use std::time::Duration;
 
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{ConnectInfo, Request};
 use axum::http::StatusCode;
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use governor::clock::Clock;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
@@ -77,8 +76,9 @@ fn limited(wait: Duration, what: &str) -> Response {
 }
 
 /// Resolves the client address, checks its bucket, resolves the caller's
-/// identity, then checks the user's bucket.
-pub async fn limit(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+/// identity, then checks the user's bucket; stores the address and the
+/// identity in the request's extensions. `Err` is the 429 to answer instead.
+pub fn admit(state: &AppState, req: &mut Request) -> Result<(), Response> {
     let peer = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
@@ -89,15 +89,15 @@ pub async fn limit(State(state): State<AppState>, mut req: Request, next: Next) 
     // CPUID (a hypervisor trap on a VM), seen in the bench profile.
     if let Err(not_until) = state.limits.by_address.check_key(&client.key) {
         let now = state.limits.by_address.clock().now();
-        return limited(not_until.wait_time_from(now), "address");
+        return Err(limited(not_until.wait_time_from(now), "address"));
     }
-    let identity = crate::auth::identify(req.headers(), &state);
+    let identity = crate::auth::identify(req.headers(), state);
     if let Some(user) = identity.user() {
         if let Err(not_until) = state.limits.by_user.check_key(&user.to_string()) {
             let now = state.limits.by_user.clock().now();
-            return limited(not_until.wait_time_from(now), "user");
+            return Err(limited(not_until.wait_time_from(now), "user"));
         }
     }
     req.extensions_mut().insert(identity);
-    next.run(req).await
+    Ok(())
 }

@@ -1,9 +1,10 @@
 //! The route table and the helpers every handler shares.
 //!
 //! Owns: which handler serves which method and path, the middleware stack
-//! (outermost first: problem-body guard, security headers, metrics, request
-//! timeout, body-read timeout, client address + identity + rate limits,
-//! panic catcher), per-route body limits, and the fallbacks that turn
+//! (outermost first: the front layer of [`crate::front`] (client address +
+//! identity + rate limits in; metrics, security headers and the
+//! problem-body guard out), request timeout, body-read timeout, panic
+//! catcher), per-route body limits, and the fallbacks that turn
 //! unknown routes and methods into problems. Must not: hold domain rules; handlers translate
 //! HTTP to commands and outcomes back.
 //!
@@ -21,13 +22,12 @@ mod queue;
 use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::StatusCode;
 use axum::routing::{get, post};
-use axum::{middleware, Router};
+use axum::Router;
 use state_machine::{Command, Query, Reply, Request};
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
 
 use crate::cluster::{Consistency, ReadAnswer};
@@ -92,31 +92,9 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(body_limit));
     api.layer(
         ServiceBuilder::new()
-            .layer(middleware::from_fn(problem::ensure_problem_body))
-            .layer(SetResponseHeaderLayer::if_not_present(
-                header::CONTENT_SECURITY_POLICY,
-                HeaderValue::from_static(CSP_API),
-            ))
-            .layer(SetResponseHeaderLayer::if_not_present(
-                header::X_CONTENT_TYPE_OPTIONS,
-                HeaderValue::from_static("nosniff"),
-            ))
-            .layer(SetResponseHeaderLayer::if_not_present(
-                header::X_FRAME_OPTIONS,
-                HeaderValue::from_static("DENY"),
-            ))
-            .layer(SetResponseHeaderLayer::if_not_present(
-                header::REFERRER_POLICY,
-                HeaderValue::from_static("no-referrer"),
-            ))
-            .layer(SetResponseHeaderLayer::if_not_present(
-                header::HeaderName::from_static("cross-origin-opener-policy"),
-                HeaderValue::from_static("same-origin"),
-            ))
-            .layer(middleware::from_fn_with_state(
-                state.clone(),
-                crate::metrics::record,
-            ))
+            // Rate limits and identity, metrics, security headers and the
+            // problem-body guard, in one layer without boxing (front.rs).
+            .layer(crate::front::FrontLayer::new(state.clone()))
             .layer(TimeoutLayer::with_status_code(
                 StatusCode::REQUEST_TIMEOUT,
                 request_timeout,
@@ -124,10 +102,6 @@ pub fn router(state: AppState) -> Router {
             .layer(RequestBodyTimeoutLayer::new(body_timeout))
             // The layers below take axum's body type again.
             .map_request(|req: axum::http::Request<_>| req.map(axum::body::Body::new))
-            .layer(middleware::from_fn_with_state(
-                state.clone(),
-                crate::ratelimit::limit,
-            ))
             .layer(CatchPanicLayer::custom(problem::panic_response)),
     )
     .with_state(state)

@@ -128,9 +128,12 @@ impl Finish {
     /// a stray error body a problem (the order the middlewares had).
     fn answer(self, response: Response) -> Response {
         let route = self.route.as_ref().map_or("unmatched", |m| m.as_str());
-        self.state
-            .metrics
-            .record(route, self.method, response.status(), self.started.elapsed());
+        self.state.metrics.record(
+            route,
+            self.method,
+            response.status(),
+            self.started.elapsed(),
+        );
         let mut response = response;
         let headers = response.headers_mut();
         for (name, value) in &SECURITY_HEADERS {

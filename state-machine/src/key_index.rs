@@ -29,6 +29,8 @@ type Key = (u64, u64);
 /// iteration order: the only way that order could have left this module.
 #[derive(Clone, PartialEq, Eq)]
 pub(crate) struct KeyIndex {
+    // A hash map by design (see the module doc): lookups only; its order is
+    // never iterated, serialized, hashed or printed.
     shards: Vec<HashMap<Key, u64, FxBuildHasher>>,
     len: usize,
 }

@@ -169,14 +169,19 @@ impl HoldTable {
         }
     }
 
-    /// Every hold, in id order.
-    pub fn iter(&self) -> impl Iterator<Item = (u64, &Hold)> + '_ {
-        let window = self
-            .blocks
+    /// The window's slots, in id order from `window_start`.
+    fn window_slots(&self) -> impl Iterator<Item = &Option<Hold>> + '_ {
+        self.blocks
             .iter()
             .flat_map(|b| b.iter())
             .skip(self.head)
             .take(self.window_len)
+    }
+
+    /// Every hold, in id order.
+    pub fn iter(&self) -> impl Iterator<Item = (u64, &Hold)> + '_ {
+        let window = self
+            .window_slots()
             .zip(self.window_start..)
             .filter_map(|(slot, id)| slot.as_ref().map(|h| (id, h)));
         self.old.iter().map(|(&id, h)| (id, h)).chain(window)
@@ -190,11 +195,7 @@ impl HoldTable {
     /// every id in `old` is below the window.
     pub fn check(&self) -> Result<(), String> {
         let used = self
-            .blocks
-            .iter()
-            .flat_map(|b| b.iter())
-            .skip(self.head)
-            .take(self.window_len)
+            .window_slots()
             .filter(|s| s.is_some())
             .count();
         if used != self.window_count {

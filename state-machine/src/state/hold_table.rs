@@ -194,10 +194,7 @@ impl HoldTable {
     /// Checks the layout: window bookkeeping agrees with the slots, and
     /// every id in `old` is below the window.
     pub fn check(&self) -> Result<(), String> {
-        let used = self
-            .window_slots()
-            .filter(|s| s.is_some())
-            .count();
+        let used = self.window_slots().filter(|s| s.is_some()).count();
         if used != self.window_count {
             return Err(format!(
                 "hold table: {used} holds in the window, counted {}",

@@ -1,8 +1,8 @@
 //! Making sled's flushed bytes survive a power cut.
 //!
-//! Owns: [`DiskSync`], the step every store runs after `flush_async` and
-//! before it acknowledges anything (a log append, the vote, the committed
-//! id, a truncation or purge). sled 0.34's flush ends in `sync_file_range`
+//! Owns: [`DiskSync`], the step every store runs after sled's flush and
+//! before it acknowledges anything (a log append, the vote, a truncation or
+//! a purge); [`DiskSync::flush_and_sync`] runs both. sled 0.34's flush ends in `sync_file_range`
 //! on Linux (`pagecache/iobuf.rs`), which writes the data pages but neither
 //! an append's new file length nor the disk's cache; its only `sync_all` of
 //! the data file runs in the background flusher every 500 ms; and a message
@@ -29,8 +29,8 @@
 //! acknowledged had its blobs synced by its own sync or an earlier one.
 //!
 //! Must not: decide what to flush (the stores do), or run on an async worker
-//! thread (the fsyncs block: [`DiskSync::sync`] runs them on the blocking
-//! pool). Costs one `readdir` of `blobs/` and of `sled/` and one
+//! thread (the flush and the fsyncs block: [`DiskSync::flush_and_sync`]
+//! runs them on the blocking pool). Costs one `readdir` of `blobs/` and of `sled/` and one
 //! `fdatasync` per acknowledged step; syncs of concurrent callers (the log
 //! and the state-machine store share one `Db`) run one at a time.
 
@@ -145,15 +145,30 @@ impl DiskSync {
         self.db_file.sync_data()
     }
 
-    /// Makes everything sled has flushed so far durable. Call after
-    /// `flush_async` and before acknowledging.
-    pub async fn sync(self: &Arc<Self>) -> Result<(), String> {
+    /// sled's flush, then steps 1-3, in one trip to the blocking pool: what
+    /// was written to `db` before the call may then be acknowledged.
+    ///
+    /// Why not `flush_async` and then a sync: `flush_async` hands the flush
+    /// to sled's own thread pool, whose queue wakes every idle worker (seven)
+    /// for each job (`Condvar::notify_all` in sled 0.34's `threadpool.rs`),
+    /// and one more thread hop per acknowledged step. Run here, the flush
+    /// costs one wake-up of that pool (the buffer write sled always hands
+    /// to it) instead of two.
+    pub async fn flush_and_sync(self: &Arc<Self>, db: &sled::Db) -> Result<(), String> {
         let me = self.clone();
-        let started = Instant::now();
-        let result = tokio::task::spawn_blocking(move || me.sync_blocking())
-            .await
-            .map_err(|e| format!("the fsync task failed: {e}"))?;
-        self.counters.record_fsync(started.elapsed());
-        result.map_err(|e| format!("fsync of {}: {e}", self.sled_dir.display()))
+        let db = db.clone();
+        let (synced, elapsed) = tokio::task::spawn_blocking(move || {
+            db.flush()
+                .map_err(|e| format!("sled flush of {}: {e}", me.sled_dir.display()))?;
+            let started = Instant::now();
+            let synced = me
+                .sync_blocking()
+                .map_err(|e| format!("fsync of {}: {e}", me.sled_dir.display()));
+            Ok::<_, String>((synced, started.elapsed()))
+        })
+        .await
+        .map_err(|e| format!("the flush task failed: {e}"))??;
+        self.counters.record_fsync(elapsed);
+        synced
     }
 }

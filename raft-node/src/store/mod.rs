@@ -36,9 +36,11 @@
 //! - [`sm`]: [`SmStore`], the in-memory `BookingState` and its apply glue.
 //! - `snapshot`: the durable snapshot record, building and loading it.
 //!
-//! Durability: entries, the vote, the committed id, truncations and purges are
-//! flushed (`flush_async().await`) and synced (`durable`) before openraft
-//! hears they are stored; snapshots are files written tmp → fsync → rename →
+//! Durability: entries, the vote, truncations and purges are flushed (sled's
+//! flush) and synced (`durable`) before openraft hears they are stored (the
+//! committed id is written and becomes durable with the next flush; a lagging
+//! one is safe, see `LogStore::save_committed`); snapshots are files written
+//! tmp → fsync → rename →
 //! fsync of the directory. The log is never purged past the newest durable
 //! snapshot, and a directory whose purge point is past its snapshot (written
 //! by an older build) refuses to start. The state
@@ -246,6 +248,53 @@ mod tests {
         let mut bad = b.clone();
         bad[0] ^= 1;
         assert!(strip_checksum(&bad).is_err());
+    }
+
+    /// Goal: the committed id costs no flush of its own (openraft 0.9 runs
+    /// `save_committed` inline before every apply, and a flush there stalled
+    /// every commit round), is read back at once, and is on disk after the
+    /// next flush (here the vote's, which still syncs).
+    #[tokio::test(flavor = "current_thread")]
+    async fn the_committed_id_rides_the_next_flush() {
+        use openraft::storage::RaftLogStorage;
+        use std::sync::atomic::Ordering::Relaxed;
+
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("node-1");
+        let counters = Arc::new(Counters::default());
+        let open = |counters: Arc<Counters>| {
+            open_data_dir(
+                &dir,
+                "committed",
+                1,
+                Arc::new(crate::watch::WatchHub::default()),
+                counters,
+            )
+            .expect("the data directory opens")
+        };
+        let data = open(counters.clone());
+        let mut log = data.log.clone();
+        let committed = crate::types::LogId::new(openraft::CommittedLeaderId::new(1, 1), 3);
+
+        let fsyncs = counters.fsyncs.load(Relaxed);
+        log.save_committed(Some(committed)).await.unwrap();
+        assert_eq!(
+            counters.fsyncs.load(Relaxed),
+            fsyncs,
+            "save_committed ran a flush and fsync of its own"
+        );
+        assert_eq!(log.read_committed().await.unwrap(), Some(committed));
+
+        log.save_vote(&crate::types::Vote::new(1, 1)).await.unwrap();
+        assert_eq!(
+            counters.fsyncs.load(Relaxed),
+            fsyncs + 1,
+            "the vote is no longer synced before it is acknowledged"
+        );
+        drop(log);
+        drop(data);
+        let mut log = open(Arc::new(Counters::default())).log.clone();
+        assert_eq!(log.read_committed().await.unwrap(), Some(committed));
     }
 }
 

@@ -26,35 +26,10 @@ use std::path::PathBuf;
 use cluster_config::defaults;
 pub use cluster_config::{AuthMode, IpNet, PaymentProviderKind};
 
-/// `[auth]` as the gateway uses it.
-#[derive(Clone, Debug)]
-pub struct AuthSettings {
-    /// JWT (the operator's identity provider) or demo (name-only sessions).
-    pub mode: AuthMode,
-    /// Required `iss` (jwt mode).
-    pub jwt_issuer: Option<String>,
-    /// Required `aud` (jwt mode).
-    pub jwt_audience: Option<String>,
-    /// The JWKS document, resolved against the config file's directory.
-    pub jwt_keys_file: Option<PathBuf>,
-    /// Clock skew allowed on `exp` and `nbf`, in seconds.
-    pub jwt_leeway_s: u64,
-    /// Lifetime of a demo session token, in seconds.
-    pub demo_session_ttl_s: u64,
-}
-
-impl Default for AuthSettings {
-    fn default() -> Self {
-        AuthSettings {
-            mode: AuthMode::Jwt,
-            jwt_issuer: None,
-            jwt_audience: None,
-            jwt_keys_file: None,
-            jwt_leeway_s: defaults::JWT_LEEWAY_S,
-            demo_session_ttl_s: defaults::DEMO_SESSION_TTL_S,
-        }
-    }
-}
+/// `[auth]` as the gateway uses it: the config's own section (one
+/// definition, one set of defaults), with `jwt_keys_file` resolved against
+/// the config file's directory by [`GatewaySettings::from_config`].
+pub type AuthSettings = cluster_config::AuthSection;
 
 /// Gateway configuration. Every field has a default in [`GatewaySettings::default`].
 #[derive(Clone, Debug)]
@@ -236,12 +211,8 @@ impl GatewaySettings {
             webhook_secret_file: resolve(&config.payments.webhook_secret_file),
             webhook_tolerance_s: config.payments.webhook_tolerance_s,
             auth: AuthSettings {
-                mode: config.auth.mode,
-                jwt_issuer: config.auth.jwt_issuer.clone(),
-                jwt_audience: config.auth.jwt_audience.clone(),
                 jwt_keys_file: resolve(&config.auth.jwt_keys_file),
-                jwt_leeway_s: config.auth.jwt_leeway_s,
-                demo_session_ttl_s: config.auth.demo_session_ttl_s,
+                ..config.auth.clone()
             },
             payment_provider: config.payments.provider,
             cancel_cutoff_ms: config.booking.cancel_cutoff_ms,

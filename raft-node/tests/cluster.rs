@@ -201,22 +201,6 @@ async fn three_nodes_elect_and_a_hold_written_via_a_follower_reads_back_lineariz
     c.stop_all().await;
 }
 
-async fn metrics_text(addr: std::net::SocketAddr) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr)
-        .await
-        .expect("metrics endpoint");
-    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
-        .await
-        .unwrap();
-    let mut out = String::new();
-    tokio::time::timeout(WAIT, s.read_to_string(&mut out))
-        .await
-        .unwrap()
-        .unwrap();
-    out
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn leader_stop_elects_a_new_leader_keeps_every_acknowledged_hold_and_the_old_leader_catches_up(
 ) {

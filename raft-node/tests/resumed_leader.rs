@@ -37,26 +37,6 @@ fn slow_raft() -> RaftSection {
     }
 }
 
-async fn metric(addr: std::net::SocketAddr, name: &str) -> Option<u64> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
-    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
-        .await
-        .ok()?;
-    let mut out = String::new();
-    tokio::time::timeout(Duration::from_secs(2), s.read_to_string(&mut out))
-        .await
-        .ok()?
-        .ok()?;
-    out.lines().find_map(|l| {
-        l.strip_prefix(name)?
-            .split_whitespace()
-            .last()?
-            .parse()
-            .ok()
-    })
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_leader_resuming_its_term_reads_at_least_at_its_last_log_index() {
     // Goal: with the leader's saved committed index set back (as a power cut

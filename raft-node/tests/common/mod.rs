@@ -44,3 +44,39 @@ pub fn event_counts(r: &QueryResult) -> (u32, u32, u32) {
         other => panic!("expected an event view, got {other:?}"),
     }
 }
+
+/// A node's `/metrics` page (plain HTTP/1.0 on its metrics address).
+/// Panics when the endpoint does not answer within [`WAIT`].
+pub async fn metrics_text(addr: std::net::SocketAddr) -> String {
+    try_metrics_text(addr)
+        .await
+        .unwrap_or_else(|| panic!("no /metrics page from {addr} within {WAIT:?}"))
+}
+
+/// A node's `/metrics` page, or `None` when it does not answer (yet)
+/// within [`WAIT`].
+pub async fn try_metrics_text(addr: std::net::SocketAddr) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
+    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
+        .await
+        .ok()?;
+    let mut out = String::new();
+    tokio::time::timeout(WAIT, s.read_to_string(&mut out))
+        .await
+        .ok()?
+        .ok()?;
+    Some(out)
+}
+
+/// The value of the first series of `name` on a node's `/metrics` page,
+/// or `None` when the page or the series is not there (yet).
+pub async fn metric(addr: std::net::SocketAddr, name: &str) -> Option<u64> {
+    try_metrics_text(addr).await?.lines().find_map(|l| {
+        l.strip_prefix(name)?
+            .split_whitespace()
+            .last()?
+            .parse()
+            .ok()
+    })
+}

@@ -252,8 +252,10 @@ mod tests {
 
     /// Goal: the committed id costs no flush of its own (openraft 0.9 runs
     /// `save_committed` inline before every apply, and a flush there stalled
-    /// every commit round), is read back at once, and is on disk after the
-    /// next flush (here the vote's, which still syncs).
+    /// every commit round), is read back at once, the vote still syncs, and a
+    /// reopened directory reads the id back. (Closing the store flushes too,
+    /// so the reopen does not show which flush carried it; that it survives a
+    /// power cut is the `power-loss` nemesis's to show.)
     #[tokio::test(flavor = "current_thread")]
     async fn the_committed_id_rides_the_next_flush() {
         use openraft::storage::RaftLogStorage;

@@ -28,9 +28,10 @@
 //! files, signals and the network only.
 //!
 //! Caveats: every harness serialises its cluster tests ([`serial`]) because
-//! the CI machine has two cores; and ports from [`free_addr`] can be taken
-//! by another program before a node binds them (the node then fails to
-//! start and says so in its log).
+//! the CI machine has two cores; and a port from [`free_addr`] can be bound
+//! by another program before a node binds it (the node then fails to start
+//! and says so in its log). Such ports lie outside the kernel's ephemeral
+//! range, so outgoing connections cannot take them.
 
 mod error;
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::*;
 use proto::booking as pb;
-use state_machine::{Outcome, Query, QueryResult, Reply};
+use state_machine::{Outcome, Query, Reply};
 
 fn hold_id(o: &Outcome) -> u64 {
     match o {
@@ -228,20 +228,7 @@ async fn leader_stop_elects_a_new_leader_keeps_every_acknowledged_hold_and_the_o
     c.stop(old).await.expect("clean stop");
     let new = c.wait_leader().await;
     assert_ne!(new, old);
-    for h in &holds {
-        let (r, _) = c
-            .read(
-                new,
-                pb::Consistency::Linearizable,
-                &Query::Hold { hold_id: *h },
-            )
-            .await
-            .expect("read");
-        assert!(
-            matches!(r, QueryResult::Hold(Ok(_))),
-            "hold {h} acknowledged before the failover is missing: {r:?}"
-        );
-    }
+    assert_holds_readable(&c, new, &holds, "before the failover").await;
     let (o, idx) = c
         .submit(new, 7, 100, &hold_command("e", "carol", &["A-2-1"]))
         .await;

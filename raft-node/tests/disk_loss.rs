@@ -93,20 +93,9 @@ async fn a_wiped_follower_does_not_vote_for_a_node_missing_committed_entries() {
     // The old leader returns; whoever leads must serve every acknowledged hold.
     c.start(a, false);
     let leader = wait_leader_among(&c, &[a, late]).await;
-    for h in &holds {
-        let (r, _) = c
-            .read(
-                leader,
-                pb::Consistency::Linearizable,
-                &Query::Hold { hold_id: *h },
-            )
-            .await
-            .expect("read");
-        assert!(
-            matches!(r, QueryResult::Hold(Ok(_))),
-            "hold {h} acknowledged on {{{a}, {b}}} before {b}'s disk was wiped is lost (leader {leader}, late node elected: {late_won}): {r:?}"
-        );
-    }
+    let context =
+        format!("on {{{a}, {b}}} before {b}'s disk was wiped (late node elected: {late_won})");
+    assert_holds_readable(&c, leader, &holds, &context).await;
     c.stop_all().await;
 }
 

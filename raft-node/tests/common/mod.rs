@@ -17,6 +17,26 @@ pub use testkit::config::test_raft as raft_section;
 pub use testkit::in_process::Cluster;
 pub use testkit::{free_addr, serial, wait_for, TestEvent, WAIT};
 
+/// Asserts that `node` serves every hold in `holds` by a linearizable read:
+/// the check that nothing acknowledged was lost. `context` says in the
+/// failure what the holds went through (a failover, a wiped disk).
+pub async fn assert_holds_readable(c: &Cluster, node: u64, holds: &[u64], context: &str) {
+    for h in holds {
+        let (r, _) = c
+            .read(
+                node,
+                proto::booking::Consistency::Linearizable,
+                &state_machine::Query::Hold { hold_id: *h },
+            )
+            .await
+            .expect("read");
+        assert!(
+            matches!(r, QueryResult::Hold(Ok(_))),
+            "hold {h} acknowledged {context} is missing on node {node}: {r:?}"
+        );
+    }
+}
+
 /// Creates a reserved-seating event: section A, rows 1..=rows of `seats`.
 pub fn event_command(event_id: &str, rows: u32, seats: u32, hold_ttl_ms: u64) -> Command {
     TestEvent::reserved(event_id, rows, seats)

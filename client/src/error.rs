@@ -191,7 +191,11 @@ pub(crate) fn classify(status: &tonic::Status) -> AttemptFailure {
         "outcome_unknown" | "shutting_down" | "storage" | "internal" => {
             AttemptFailure::Unknown { message }
         }
-        "invalid_argument" | "membership" => AttemptFailure::Definite { code, message },
+        // `upgrade_pending`: a member's build cannot decode the command yet;
+        // the same request succeeds once the rolling upgrade is finished.
+        "invalid_argument" | "membership" | "upgrade_pending" => {
+            AttemptFailure::Definite { code, message }
+        }
         // A code this client does not know yet: trust the outcome metadata,
         // and do not loop on something it cannot interpret.
         _ => match meta(META_OUTCOME).as_deref() {

@@ -65,6 +65,12 @@ pub struct NodeStatus {
     pub own_clock_agrees: bool,
     /// Leader only: this node's wall clock minus cluster time, ms.
     pub clock_skew_ms: i64,
+    /// The highest command set this node's build applies (0: a build from
+    /// before the version handshake).
+    pub command_set: u32,
+    /// Leader only (0 elsewhere): the lowest command set among the members;
+    /// commands of a higher set are refused as `upgrade_pending`.
+    pub cluster_command_set: u32,
 }
 
 impl NodeStatus {

@@ -110,6 +110,11 @@ pub enum ClusterError {
     /// safe and gives the remembered result.
     #[error("outcome unknown: {reason}")]
     OutcomeUnknown { reason: String },
+    /// A rolling upgrade is under way and some member's build cannot apply
+    /// this command yet; definitely not applied, and it succeeds once every
+    /// member runs the new build.
+    #[error("upgrade pending: {reason}")]
+    UpgradePending { retry_after_ms: u64, reason: String },
     /// The cluster refused the request as malformed (a gateway bug).
     #[error("request refused by the cluster: {reason}")]
     Invalid { reason: String },
@@ -135,6 +140,7 @@ impl ClusterError {
             self,
             ClusterError::Unavailable { .. }
                 | ClusterError::Overloaded { .. }
+                | ClusterError::UpgradePending { .. }
                 | ClusterError::Invalid { .. }
         )
     }

@@ -268,6 +268,13 @@ impl From<ClusterError> for Problem {
                 "the cluster is shedding load",
             )
             .retry_after_ms(retry_after_ms),
+            ClusterError::UpgradePending { retry_after_ms, .. } => Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "upgrade_pending",
+                "the booking cluster is being upgraded and cannot take this operation until \
+                 every node runs the new version; retry later",
+            )
+            .retry_after_ms(retry_after_ms),
             ClusterError::OutcomeUnknown { .. } => Problem::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "outcome_unknown",
@@ -492,5 +499,21 @@ mod tests {
             let p = Problem::from(e);
             assert!(p.status < 500 || p.status == 503, "{p:?}");
         }
+    }
+
+    // Goal: a command refused during a rolling upgrade is a 503 with its own code and a Retry-After, not a 500 or "no leader".
+    #[test]
+    fn an_upgrade_pending_refusal_is_a_503_with_retry_after() {
+        let p = Problem::from(ClusterError::UpgradePending {
+            retry_after_ms: 30_000,
+            reason: "node 3 applies only set 2".into(),
+        });
+        assert_eq!(p.status, 503);
+        assert_eq!(p.code, "upgrade_pending");
+        assert_eq!(p.retry_after_s, Some(30));
+        assert!(
+            !p.detail.contains("node 3"),
+            "node details stay in the log: {p:?}"
+        );
     }
 }

@@ -31,6 +31,9 @@ use crate::cluster::{
 /// `Retry-After` hint when the cluster has no leader, in ms: about one
 /// election timeout.
 const NO_LEADER_RETRY_AFTER_MS: u64 = 1_000;
+/// Retry-After of `upgrade_pending`: a rolling upgrade takes a node at a
+/// time, so the refusal lasts minutes rather than seconds.
+const UPGRADE_PENDING_RETRY_AFTER_MS: u64 = 30_000;
 
 /// The real cluster, reached through `client::Client`.
 #[derive(Clone)]
@@ -68,6 +71,12 @@ fn cluster_error(e: client::ClientError) -> ClusterError {
             let _ = message;
             ClusterError::Overloaded {
                 retry_after_ms: NO_LEADER_RETRY_AFTER_MS,
+            }
+        }
+        E::Rejected { code, message } if code == "upgrade_pending" => {
+            ClusterError::UpgradePending {
+                retry_after_ms: UPGRADE_PENDING_RETRY_AFTER_MS,
+                reason: message,
             }
         }
         E::Rejected { code, message } => ClusterError::Invalid {
@@ -225,3 +234,23 @@ impl Cluster for ClientCluster {
 /// How long `booking gateway` should wait for a leader before serving anyway
 /// (`/readyz` answers 503 until one exists).
 pub const STARTUP_LEADER_WAIT: Duration = Duration::from_secs(10);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Goal: the node's `upgrade_pending` refusal reaches the gateway as its own error (definitely not applied), not as a malformed request.
+    #[test]
+    fn an_upgrade_pending_rejection_is_its_own_cluster_error() {
+        let e = cluster_error(client::ClientError::Rejected {
+            code: "upgrade_pending".into(),
+            message: "node 3 applies only set 2".into(),
+        });
+        assert!(
+            matches!(e, ClusterError::UpgradePending { retry_after_ms, .. } if retry_after_ms == UPGRADE_PENDING_RETRY_AFTER_MS),
+            "{e:?}"
+        );
+        assert!(e.is_definitely_not_applied());
+        assert!(!e.is_retryable(), "a retry at once cannot help");
+    }
+}

@@ -62,6 +62,10 @@ pub enum NodeError {
     /// The request is malformed (undecodable bytes, empty batch, too large).
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// The command needs a command set that some member does not apply yet
+    /// (a rolling upgrade is under way); nothing was proposed.
+    #[error("upgrade pending: {0}")]
+    UpgradePending(String),
     /// A membership change was refused by openraft.
     #[error("membership change refused: {0}")]
     Membership(String),
@@ -100,7 +104,11 @@ impl NodeError {
             NodeError::OutcomeUnknown(_) | NodeError::ShuttingDown | NodeError::Internal(_) => {
                 ErrorClass::RetryableUnknown
             }
-            NodeError::InvalidArgument(_) | NodeError::Membership(_) => ErrorClass::Definite,
+            // Definite: retrying at once cannot help; the same request
+            // succeeds once the upgrade is finished.
+            NodeError::InvalidArgument(_)
+            | NodeError::Membership(_)
+            | NodeError::UpgradePending(_) => ErrorClass::Definite,
             NodeError::DataDir { .. }
             | NodeError::Config(_)
             | NodeError::Io { .. }
@@ -126,6 +134,7 @@ impl NodeError {
             NodeError::ShuttingDown => "shutting_down",
             NodeError::InvalidArgument(_) => "invalid_argument",
             NodeError::Membership(_) => "membership",
+            NodeError::UpgradePending(_) => "upgrade_pending",
             NodeError::Storage(_) | NodeError::DataDir { .. } => "storage",
             NodeError::Config(_) | NodeError::Io { .. } | NodeError::Internal(_) => "internal",
         }
@@ -142,7 +151,9 @@ impl NodeError {
     pub fn to_status(&self) -> tonic::Status {
         use tonic::Code;
         let code = match self {
-            NodeError::NotLeader { .. } | NodeError::Membership(_) => Code::FailedPrecondition,
+            NodeError::NotLeader { .. }
+            | NodeError::Membership(_)
+            | NodeError::UpgradePending(_) => Code::FailedPrecondition,
             NodeError::NoLeader | NodeError::OutcomeUnknown(_) | NodeError::ShuttingDown => {
                 Code::Unavailable
             }

@@ -191,6 +191,18 @@ impl Command {
         matches!(self, Command::Tick | Command::ForgetRequests { .. })
     }
 
+    /// The command set that first held this command ([`command_set`]): a
+    /// leader proposes it only when every member reports at least this set.
+    pub fn command_set(&self) -> u32 {
+        match self {
+            Command::ForgetRequests { .. } => command_set::FORGET_REQUESTS,
+            Command::ReserveQueueBlock { .. } | Command::HoldQueued { .. } => {
+                command_set::BLOCK_WAITING_ROOM
+            }
+            _ => command_set::BASE,
+        }
+    }
+
     /// Short lower-case name for logs and metrics.
     pub fn name(&self) -> &'static str {
         match self {
@@ -219,6 +231,32 @@ impl Command {
             Command::HoldQueued { .. } => "hold_queued",
         }
     }
+}
+
+/// The command sets, numbered in the order they came: the version handshake
+/// of rolling upgrades (ARCHITECTURE.md "Rolling upgrades and new log
+/// commands"). A node reports the highest set it applies ([`CURRENT`]); a
+/// leader proposes a command only when every member of the cluster reports
+/// at least the command's set ([`Command::command_set`]), so an older binary
+/// never meets an entry it cannot decode.
+///
+/// Adding a command: give it the next number, make it [`CURRENT`], and keep
+/// every older number as it is.
+pub mod command_set {
+    /// Everything before cluster time.
+    pub const BASE: u32 = 1;
+    /// `ForgetRequests` (cluster time, the exactly-once table's forgetting).
+    pub const FORGET_REQUESTS: u32 = 2;
+    /// `ReserveQueueBlock` and `HoldQueued` (the waiting room in blocks).
+    pub const BLOCK_WAITING_ROOM: u32 = 3;
+    /// The highest set this build applies.
+    pub const CURRENT: u32 = BLOCK_WAITING_ROOM;
+    /// What a leader assumes of a member that reports no set (a build from
+    /// before the handshake, whose `Clock` reply lacks the field) or that it
+    /// has not heard from yet: the set of the last build without the
+    /// handshake. Builds older than that are covered by the operator's rule
+    /// instead (finish a rolling upgrade within `dedupe_ttl_ms`).
+    pub const ASSUMED_UNREPORTED: u32 = BLOCK_WAITING_ROOM;
 }
 
 /// The success value of each command.

@@ -49,8 +49,8 @@ pub mod view;
 mod waiting_room;
 
 pub use command::{
-    ApplyOutput, Batch, Command, GaPlaces, Outcome, Reply, Request, SeatChange, SeatStatus,
-    Selection,
+    command_set, ApplyOutput, Batch, Command, GaPlaces, Outcome, Reply, Request, SeatChange,
+    SeatStatus, Selection,
 };
 pub use error::{BookingError, SnapshotError};
 pub use query::{Query, QueryResult};

@@ -339,6 +339,8 @@ fn convert_status(s: pb::StatusResponse) -> NodeStatus {
         cluster_time_agreed: s.cluster_time_agreed,
         own_clock_agrees: s.own_clock_agrees,
         clock_skew_ms: s.clock_skew_ms,
+        command_set: s.command_set,
+        cluster_command_set: s.cluster_command_set,
     }
 }
 

@@ -283,6 +283,10 @@ mod tests {
             AttemptFailure::Definite { .. }
         ));
         assert!(matches!(
+            with("upgrade_pending", "not_applied"),
+            AttemptFailure::Definite { .. }
+        ));
+        assert!(matches!(
             with("some_new_code", "not_applied"),
             AttemptFailure::Definite { .. }
         ));

@@ -3,7 +3,8 @@
 //!
 //! Owns: [`StampClock`] (the stamp rule below), the leader's sampling of its
 //! peers' wall clocks ([`cluster_time_task`], the `Clock` peer RPC's client
-//! side), the skew it reports, and the task that re-reads the offset file
+//! side, whose replies also carry each member's command set for
+//! `command_sets.rs`), the skew it reports, and the task that re-reads the offset file
 //! every [`CLOCK_OFFSET_REFRESH_MS`] when `BOOKING_FAULT_CLOCK=1`. Must not:
 //! be read by the state machine (log time comes from the stamps in the log),
 //! let one node's wall clock move log time, or read the offset file unless
@@ -392,29 +393,39 @@ pub(super) async fn cluster_time_task(core: Arc<NodeCore>, mut stop: watch::Rece
             continue;
         }
         last_round_mono_ms = Some(now);
-        let voters: Vec<NodeId> = core
-            .raft
-            .metrics()
-            .borrow()
-            .membership_config
-            .membership()
-            .voter_ids()
-            .collect();
-        let asks = voters
+        let (voters, members): (Vec<NodeId>, Vec<NodeId>) = {
+            let metrics = core.raft.metrics().borrow().membership_config.clone();
+            let membership = metrics.membership();
+            (
+                membership.voter_ids().collect(),
+                membership.nodes().map(|(id, _)| *id).collect(),
+            )
+        };
+        // Every member, learners too: the same reply carries its command set
+        // (`command_sets.rs`), and learners apply the same log. Only the
+        // voters' clocks make cluster time.
+        let core_ref: &NodeCore = &core;
+        let asks = members
             .iter()
             .filter(|id| **id != core.id)
-            .map(|&peer| sample_peer(&core, peer));
-        let samples: Vec<PeerSample> = futures::future::join_all(asks)
-            .await
-            .into_iter()
-            .flatten()
-            .collect();
+            .map(|&peer| async move { (peer, sample_peer(core_ref, peer).await) });
+        let mut samples = Vec::with_capacity(voters.len());
+        for (peer, answer) in futures::future::join_all(asks).await {
+            let Some((sample, command_set)) = answer else {
+                continue;
+            };
+            core.command_sets.record(peer, command_set);
+            if voters.contains(&peer) {
+                samples.push(sample);
+            }
+        }
         core.clock.record_round(&samples, voters.len());
     }
 }
 
-/// One `Clock` call to `peer`, or `None` (unreachable, refused, too slow).
-async fn sample_peer(core: &NodeCore, peer: NodeId) -> Option<PeerSample> {
+/// One `Clock` call to `peer` and the command set it reported, or `None`
+/// (unreachable, refused, too slow).
+async fn sample_peer(core: &NodeCore, peer: NodeId) -> Option<(PeerSample, u32)> {
     let addr = core.addr_of(peer)?;
     let channel = core.pool.get(&addr).ok()?;
     let mut client = proto::raft::raft_client::RaftClient::new(channel);
@@ -426,11 +437,12 @@ async fn sample_peer(core: &NodeCore, peer: NodeId) -> Option<PeerSample> {
     req.set_timeout(Duration::from_millis(CLOCK_SAMPLE_RTT_MAX_MS));
     let sent_mono_ms = core.clock.mono_ms();
     let reply = client.clock(req).await.ok()?.into_inner();
-    Some(PeerSample {
+    let sample = PeerSample {
         sent_mono_ms,
         received_mono_ms: core.clock.mono_ms(),
         wall_ms: reply.wall_ms,
-    })
+    };
+    Some((sample, reply.command_set))
 }
 
 pub(super) async fn clock_task(core: Arc<NodeCore>, mut stop: watch::Receiver<bool>) {

@@ -1,7 +1,10 @@
 //! The running node: the shared context every RPC handler uses
 //! ([`NodeCore`]: leader and redirect answers), and its parts:
 //! - `clock`: the stamp clock (log time follows cluster time), the leader's
-//!   sampling of its peers' clocks, and the clock-offset hook;
+//!   sampling of its peers' clocks (and their command sets), and the
+//!   clock-offset hook;
+//! - `command_sets`: the version handshake (which command sets the members
+//!   apply; `upgrade_pending` for a command some member could not decode);
 //! - `marzullo`: the interval most clocks agree on (pure);
 //! - `proposer`: stamping and batching writes on the leader, the expiry `Tick`;
 //! - `read`: linearizable reads through coalesced ReadIndex rounds;
@@ -30,6 +33,7 @@
 
 mod admission;
 mod clock;
+pub mod command_sets;
 mod fast_path;
 mod handover;
 mod marzullo;
@@ -78,6 +82,8 @@ pub struct NodeCore {
     pub log: LogStore,
     pub counters: Arc<Counters>,
     pub clock: StampClock,
+    /// This node's command set and, on a leader, the members' (`command_sets`).
+    pub command_sets: command_sets::CommandSets,
     pub pool: ChannelPool,
     /// Addresses from cluster.toml, a fallback for leader hints.
     pub config_addrs: BTreeMap<NodeId, String>,

@@ -85,6 +85,10 @@ impl NodeCore {
             .map(request_bytes)
             .collect::<Result<Vec<_>, _>>()?;
         self.ensure_leader()?;
+        // A command some member could not decode is never proposed.
+        if let Some(refusal) = self.command_set_refusal(&requests) {
+            return Err(refusal);
+        }
         // A request the exactly-once table has no room for would be refused
         // by apply anyway; refuse it here without a log write.
         let table_full = {
@@ -391,7 +395,16 @@ pub(super) async fn tick_task(
                 sm.booking
                     .forget_due(before_ms, core.clock.peek(floor_ms, term))
             };
-            if due {
+            // Not while some member applies only an older command set: it
+            // could not decode the entry (the version handshake).
+            let floor = core.command_set_floor();
+            if due && floor.set < state_machine::command_set::FORGET_REQUESTS {
+                tracing::warn!(
+                    lowest_member = ?floor.lowest,
+                    set = floor.set,
+                    "exactly-once table not forgetting: a member's build does not apply ForgetRequests yet; finish the rolling upgrade"
+                );
+            } else if due {
                 let request = Request {
                     client_id: 0,
                     request_id: 0,

@@ -142,6 +142,7 @@ pub async fn run_node(
         data_dir.clone(),
     ));
     let offset_file = fault_offset_file(&data_dir);
+    let command_sets = super::command_sets::CommandSets::from_env(&data_dir)?;
     let fault_clock = offset_file.is_some();
     let (propose_tx, propose_rx) =
         mpsc::channel(config.raft.propose_batch_max.max(1) * PROPOSE_QUEUE_BATCHES);
@@ -154,6 +155,7 @@ pub async fn run_node(
         log: data.log.clone(),
         counters: counters.clone(),
         clock: StampClock::new(offset_file),
+        command_sets,
         pool,
         config_addrs: config
             .nodes

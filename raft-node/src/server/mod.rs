@@ -341,6 +341,12 @@ impl Booking for BookingService {
                 })
                 .collect(),
             witnessed_since_creation: core.witness.since_creation,
+            command_set: core.command_sets.own(),
+            cluster_command_set: if is_leader {
+                core.command_set_floor().set
+            } else {
+                0
+            },
         }))
     }
 

@@ -188,6 +188,7 @@ impl RaftRpc for RaftService {
         self.check_envelope(&r.cluster_name, r.to_node_id, GroupId::SOLE.0)?;
         Ok(Response::new(pr::ClockReply {
             wall_ms: self.core.clock.now_ms(),
+            command_set: self.core.command_sets.own(),
         }))
     }
 

@@ -95,7 +95,19 @@ impl BookingService {
             let mut logged = Vec::new();
             let mut logged_at = Vec::new();
             let mut fast = Vec::new();
+            let leads = self.core.current_leader() == Some(self.core.id);
             for (i, (req, first_send)) in reqs.into_iter().zip(first_sends).enumerate() {
+                // A command some member could not decode is refused on its
+                // own, so the rest of the batch still goes to the log (the
+                // proposer would refuse the whole group). Only a leader
+                // knows the members' sets; a follower redirects anyway.
+                if leads {
+                    if let Some(refusal) = self.core.command_set_refusal(std::slice::from_ref(&req))
+                    {
+                        answers[i] = Some(failed_response(&refusal));
+                        continue;
+                    }
+                }
                 if first_send {
                     fast.push(async move { (i, self.core.submit_first_send(req).await) });
                 } else {

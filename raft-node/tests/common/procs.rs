@@ -54,9 +54,15 @@ impl NodeCluster {
     /// directory) and starts every node, logging at `info`; the lowest id
     /// bootstraps. Does not wait for anything.
     pub fn start(bin: &Path, file: ConfigFile) -> NodeCluster {
+        NodeCluster::start_with(bin, file, Launch::logging("info"))
+    }
+
+    /// [`NodeCluster::start`] with the nodes launched as `launch` says (an
+    /// extra environment, such as a fault hook).
+    pub fn start_with(bin: &Path, file: ConfigFile, launch: Launch) -> NodeCluster {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let file = file.with_data_dir(dir.path().join("data"));
-        let mut nodes = NodeProcs::create(bin, dir.path(), file, Launch::logging("info"))
+        let mut nodes = NodeProcs::create(bin, dir.path(), file, launch)
             .expect("the cluster's file and log directory");
         let rpc = Cluster::with_config(nodes.config().clone());
         nodes.start_all().expect("every node starts");

@@ -153,7 +153,7 @@ pub async fn status(client: &Client, json_mode: bool) -> anyhow::Result<()> {
                     "last_log_index": s.last_log_index, "snapshot_index": s.snapshot_index,
                     "lag": leader_applied.map(|l| l.saturating_sub(s.applied_index)),
                     "state_hash": s.state_hash, "admission": s.admission,
-                    "incarnation": s.incarnation, "error": null,
+                    "incarnation": s.incarnation, "command_set": s.command_set, "error": null,
                 }),
                 Err(e) => json!({
                     "id": r.id, "addr": r.addr, "voter": r.voter, "reachable": false, "role": null,
@@ -169,6 +169,7 @@ pub async fn status(client: &Client, json_mode: bool) -> anyhow::Result<()> {
                 "leader_clock_agrees": l.own_clock_agrees,
                 "leader_clock_skew_ms": l.clock_skew_ms,
             })),
+            "cluster_command_set": leader.map(|l| l.cluster_command_set),
             "leader_addr": leader.map(|l| l.members.iter().find(|m| m.node_id == l.node_id).map(|m| m.addr.clone())),
             "term": term,
             "members": members,
@@ -225,6 +226,7 @@ pub async fn status(client: &Client, json_mode: bool) -> anyhow::Result<()> {
     out.push_str(&render_table(&table));
     if let Some(l) = leader {
         out.push_str(&clock_line(l));
+        out.push_str(&command_set_line(l, &rows));
     }
     for r in &rows {
         if let Ok(s) = &r.status {
@@ -250,6 +252,32 @@ pub async fn status(client: &Client, json_mode: bool) -> anyhow::Result<()> {
     }
     println!("{out}");
     Ok(())
+}
+
+/// The version handshake, when it matters: a member whose build applies an
+/// older command set than the leader's (a rolling upgrade under way), so
+/// the leader refuses the newer commands as `upgrade_pending`.
+fn command_set_line(leader: &NodeStatus, rows: &[Row]) -> String {
+    if leader.cluster_command_set == 0 || leader.cluster_command_set >= leader.command_set {
+        return String::new();
+    }
+    let older: Vec<String> = rows
+        .iter()
+        .filter_map(|r| r.status.as_ref().ok())
+        .filter(|s| s.command_set < leader.command_set)
+        .map(|s| format!("node {} (set {})", s.node_id, s.command_set))
+        .collect();
+    format!(
+        "\nupgrade pending: the leader applies command set {} but the cluster only {}{}; \
+         commands of the newer sets are refused until every member runs the new build",
+        leader.command_set,
+        leader.cluster_command_set,
+        if older.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", older.join(", "))
+        }
+    )
 }
 
 #[derive(Subcommand, Debug)]

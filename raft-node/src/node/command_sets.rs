@@ -184,7 +184,7 @@ impl NodeCore {
             .unwrap_or("command");
         let who = match floor.lowest {
             Some(id) => format!("node {id}"),
-            None => format!("this node ({})", self.id),
+            None => format!("this node (node {})", self.id),
         };
         Some(NodeError::UpgradePending(format!(
             "{command} needs command set {needed}, and {who} applies only set {}; \

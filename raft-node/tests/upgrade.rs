@@ -133,6 +133,28 @@ async fn a_command_an_older_member_cannot_decode_waits_for_the_upgrade() {
     let leader = status.node_id;
     assert_eq!(status.command_set, command_set::CURRENT);
 
+    // The operator sees it: `bookctl status` names the older member.
+    let bookctl = bin.with_file_name("bookctl");
+    if bookctl.is_file() {
+        let out = std::process::Command::new(&bookctl)
+            .arg("--config")
+            .arg(c.nodes.config_path())
+            .arg("status")
+            .output()
+            .expect("bookctl runs");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "bookctl status: {text}");
+        assert!(
+            text.contains("upgrade pending") && text.contains(&format!("node {old} (set 2)")),
+            "bookctl status names the older member: {text}"
+        );
+    } else {
+        testkit::skip_or_fail(
+            TEST,
+            "no bookctl beside the booking binary: the status line is unchecked",
+        );
+    }
+
     // The newer command is refused, saying why; nothing reaches the log.
     let applied_before = status.applied_index;
     let refused = submit_raw(&c, leader, 100, &reserve(5))

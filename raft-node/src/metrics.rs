@@ -435,6 +435,30 @@ pub fn render_clock(out: &mut String, node_id: u64, agreed: bool, agrees: bool, 
     );
 }
 
+/// The version handshake (`node::command_sets`): this node's command set
+/// and, on the leader, the members' floor (0 on a follower). An alert on
+/// `booking_cluster_command_set < booking_command_set` on the leader means
+/// a rolling upgrade is unfinished and the newer commands are refused.
+pub fn render_command_sets(out: &mut String, node_id: u64, own: u32, cluster: u32) {
+    for (name, help, v) in [
+        (
+            "booking_command_set",
+            "The highest command set this node's build applies.",
+            own,
+        ),
+        (
+            "booking_cluster_command_set",
+            "Leader only: the lowest command set among the members; commands of a higher set are refused as upgrade_pending.",
+            cluster,
+        ),
+    ] {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} gauge\n{name}{{node_id=\"{node_id}\"}} {v}"
+        );
+    }
+}
+
 /// One Prometheus histogram's series: per-bucket counts (not cumulative),
 /// the total count and the sum in µs.
 struct Histogram<'a> {

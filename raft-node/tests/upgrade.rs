@@ -89,7 +89,10 @@ async fn a_command_an_older_member_cannot_decode_waits_for_the_upgrade() {
         return;
     };
     let _serial = serial().await;
-    let file = ConfigFile::new("upgrade").with_free_nodes(3);
+    let mut file = ConfigFile::new("upgrade").with_free_nodes(3);
+    for n in file.nodes.iter_mut() {
+        n.metrics_addr = Some(free_addr());
+    }
     let mut launch = Launch::logging("info");
     launch
         .env
@@ -133,7 +136,31 @@ async fn a_command_an_older_member_cannot_decode_waits_for_the_upgrade() {
     let leader = status.node_id;
     assert_eq!(status.command_set, command_set::CURRENT);
 
-    // The operator sees it: `bookctl status` names the older member.
+    // The operator sees it: the leader's gauges, and `bookctl status`
+    // naming the older member.
+    let metrics_of = |id: u64| {
+        c.nodes
+            .config()
+            .node(id)
+            .and_then(|n| n.metrics_addr)
+            .expect("a metrics address")
+    };
+    wait_for(
+        "the leader's booking_cluster_command_set gauge at 2",
+        WAIT,
+        || async {
+            let leader = wait_cluster_set(&c, command_set::FORGET_REQUESTS)
+                .await
+                .node_id;
+            let gauge = metric(metrics_of(leader), "booking_cluster_command_set").await?;
+            (gauge == u64::from(command_set::FORGET_REQUESTS)).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(
+        metric(metrics_of(old), "booking_command_set").await,
+        Some(u64::from(command_set::FORGET_REQUESTS))
+    );
     let bookctl = bin.with_file_name("bookctl");
     if bookctl.is_file() {
         let out = std::process::Command::new(&bookctl)

@@ -225,6 +225,12 @@ pub async fn run_node(
                         leads && c.clock.own_clock_agrees(),
                         if leads { c.clock.skew_ms() } else { 0 },
                     );
+                    crate::metrics::render_command_sets(
+                        &mut text,
+                        c.id,
+                        c.command_sets.own(),
+                        if leads { c.command_set_floor().set } else { 0 },
+                    );
                     text
                 }
             }),

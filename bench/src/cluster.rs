@@ -94,10 +94,8 @@ impl LocalCluster {
         let mut file = ConfigFile::new("bench")
             .with_free_nodes(NODES)
             .with_gateway_listen(free_addr())
-            .with_demo_gateway(ADMIN_TOKEN);
-        for node in &mut file.nodes {
-            node.metrics_addr = Some(free_addr());
-        }
+            .with_demo_gateway(ADMIN_TOKEN)
+            .with_free_metrics();
         if !tls_on {
             file.tls.mode = cluster_config::TlsMode::Off;
         }

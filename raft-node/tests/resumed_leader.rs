@@ -46,11 +46,10 @@ async fn a_leader_resuming_its_term_reads_at_least_at_its_last_log_index() {
         return;
     };
     let _serial = serial().await;
-    let mut file = ConfigFile::new("resumed").with_free_nodes(3);
+    let mut file = ConfigFile::new("resumed")
+        .with_free_nodes(3)
+        .with_free_metrics();
     file.raft = slow_raft();
-    for n in file.nodes.iter_mut() {
-        n.metrics_addr = Some(free_addr());
-    }
     let mut cluster = NodeCluster::start(&bin, file);
     let leader = cluster.wait_leader_of(3).await;
     let NodeCluster {

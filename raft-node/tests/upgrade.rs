@@ -89,10 +89,9 @@ async fn a_command_an_older_member_cannot_decode_waits_for_the_upgrade() {
         return;
     };
     let _serial = serial().await;
-    let mut file = ConfigFile::new("upgrade").with_free_nodes(3);
-    for n in file.nodes.iter_mut() {
-        n.metrics_addr = Some(free_addr());
-    }
+    let file = ConfigFile::new("upgrade")
+        .with_free_nodes(3)
+        .with_free_metrics();
     let mut launch = Launch::logging("info");
     launch
         .env

@@ -135,6 +135,14 @@ impl ConfigFile {
         self
     }
 
+    /// Every node serving `/metrics` on a fresh loopback port ([`free_addr`]).
+    pub fn with_free_metrics(mut self) -> ConfigFile {
+        for n in &mut self.nodes {
+            n.metrics_addr = Some(free_addr());
+        }
+        self
+    }
+
     /// The gateway listening on `listen`, everything else of `[gateway]` as it is.
     pub fn with_gateway_listen(mut self, listen: SocketAddr) -> ConfigFile {
         self.gateway.listen = listen;

@@ -153,21 +153,19 @@ impl NodeCore {
     /// The lowest command set among the current members (voters and
     /// learners), as this node last heard them.
     pub fn command_set_floor(&self) -> Floor {
-        let members: Vec<NodeId> = self
-            .raft
-            .metrics()
-            .borrow()
-            .membership_config
-            .membership()
-            .nodes()
-            .map(|(id, _)| *id)
-            .collect();
-        self.command_sets.floor(self.id, members)
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow();
+        let members = metrics.membership_config.membership().nodes();
+        self.command_sets.floor(self.id, members.map(|(id, _)| *id))
     }
 
     /// `upgrade_pending` if a request needs a command set some member does
     /// not apply yet; `None` otherwise. Cheap for the base commands (holds,
-    /// payments): they never look at the membership.
+    /// payments): they never look at the membership. Asked by the proposer
+    /// for every batch it is given (whoever calls it), and before that by
+    /// `SubmitBatch` for each request, so a refused one does not take its
+    /// batch's other requests down with it; the second look is a membership
+    /// read and a few map lookups, and only for the newer commands.
     pub fn command_set_refusal(&self, requests: &[Request]) -> Option<NodeError> {
         let needed = requests.iter().map(|r| r.command.command_set()).max()?;
         if needed <= command_set::BASE {
